@@ -1,0 +1,88 @@
+"""authgate: authentication and authorization in front of any WSGI or ASGI app."""
+
+from __future__ import annotations
+
+from .bootstrap import aensure_superuser, ensure_superuser
+from .config import Settings
+from .errors import (
+    AccountLocked,
+    AuthenticationError,
+    AuthGateError,
+    AuthorizationError,
+    BadCredentials,
+    ConfigError,
+    Conflict,
+    ExpiredToken,
+    InvalidPassword,
+    InvalidSignature,
+    InvalidToken,
+    InvalidTokenClaims,
+    InvalidUsername,
+    LastAdminError,
+    MalformedToken,
+    NotAuthenticated,
+    NotFound,
+    PermissionDenied,
+    SessionRevoked,
+    StoreError,
+    StoreUnavailable,
+    TokenNotYetValid,
+    UnknownKey,
+    UserExists,
+    UserNotFound,
+    ValidationError,
+    VersionConflict,
+)
+from .passwords import Argon2Params, PasswordHasher, PasswordPolicy
+from .stores import AsyncStore, Page, Session, Store, open_async_store, open_store
+from .users import DEFAULT_ROLES, Group, Role, RoleHierarchy, User, normalize_username
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "DEFAULT_ROLES",
+    "AccountLocked",
+    "Argon2Params",
+    "AsyncStore",
+    "AuthGateError",
+    "AuthenticationError",
+    "AuthorizationError",
+    "BadCredentials",
+    "ConfigError",
+    "Conflict",
+    "ExpiredToken",
+    "Group",
+    "InvalidPassword",
+    "InvalidSignature",
+    "InvalidToken",
+    "InvalidTokenClaims",
+    "InvalidUsername",
+    "LastAdminError",
+    "MalformedToken",
+    "NotAuthenticated",
+    "NotFound",
+    "Page",
+    "PasswordHasher",
+    "PasswordPolicy",
+    "PermissionDenied",
+    "Role",
+    "RoleHierarchy",
+    "Session",
+    "SessionRevoked",
+    "Settings",
+    "Store",
+    "StoreError",
+    "StoreUnavailable",
+    "TokenNotYetValid",
+    "UnknownKey",
+    "User",
+    "UserExists",
+    "UserNotFound",
+    "ValidationError",
+    "VersionConflict",
+    "aensure_superuser",
+    "ensure_superuser",
+    "normalize_username",
+    "open_async_store",
+    "open_store",
+]

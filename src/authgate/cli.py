@@ -1,0 +1,286 @@
+"""The ``authgate`` command: manage users and bootstrap an admin from a shell.
+
+The store comes from ``--store URL`` or ``AUTHGATE_STORE``.  Passwords are never
+taken from the command line: they are prompted for (twice, without echo) or read
+from standard input with ``--password-stdin``.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import click
+
+from .config import Settings
+from .errors import AuthGateError
+from .flows import Flow, run
+from .flows import create_user as create_flow
+from .flows import delete_user as delete_flow
+from .flows import ensure_superuser as ensure_flow
+from .flows import iter_users
+from .flows import set_password as set_password_flow
+from .flows import update_user as update_flow
+from .stores import Store, open_store
+from .users import RoleHierarchy, User, normalize_username
+
+__all__ = ["main"]
+
+T = TypeVar("T")
+
+
+class _Context:
+    def __init__(self, store_url: str | None) -> None:
+        overrides = {"store": store_url} if store_url else {}
+        self._store_url = store_url
+        self._overrides = overrides
+        self._settings: Settings | None = None
+        self._store: Store | None = None
+
+    @property
+    def settings(self) -> Settings:
+        if self._settings is None:
+            self._settings = Settings.from_env(**self._overrides)
+        return self._settings
+
+    @property
+    def roles(self) -> RoleHierarchy:
+        return RoleHierarchy(self.settings.roles)
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            self._store = open_store(self.settings.store)
+        return self._store
+
+    def run(self, flow: Flow[T]) -> T:
+        return run(flow, self.store, self.settings.password_hasher())
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+
+
+@contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn authgate's errors into one-line messages and exit code 1."""
+    try:
+        yield
+    except AuthGateError as err:
+        raise click.ClickException(err.detail) from None
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        line = sys.stdin.readline()
+        if not line:
+            raise click.ClickException("--password-stdin: standard input is empty")
+        return line.rstrip("\r\n")
+    value: str = click.prompt(
+        "Password", hide_input=True, confirmation_prompt="Repeat the password"
+    )
+    return value
+
+
+def _split(values: tuple[str, ...]) -> list[str]:
+    return [part.strip() for value in values for part in value.split(",") if part.strip()]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--store",
+    "store_url",
+    envvar="AUTHGATE_STORE",
+    metavar="URL",
+    help="Store URL (memory://, sqlite:///file.db, redis://host:port/db). "
+    "Default: $AUTHGATE_STORE or sqlite:///authgate.db.",
+)
+@click.version_option(package_name="authgate")
+@click.pass_context
+def main(ctx: click.Context, store_url: str | None) -> None:
+    """authgate: users, roles and sessions for WSGI and ASGI apps."""
+    state = _Context(store_url)
+    ctx.obj = state
+    ctx.call_on_close(state.close)
+
+
+pass_state = click.make_pass_decorator(_Context)
+
+
+@main.group()
+def users() -> None:
+    """Create, list and change users."""
+
+
+@users.command("create")
+@click.argument("username")
+@click.option("--role", "roles", multiple=True, help="Role to grant (repeatable, or a,b).")
+@click.option("--group", "groups", multiple=True, help="Group to join (repeatable).")
+@click.option("--permission", "permissions", multiple=True, help="Direct grant resource:action.")
+@click.option("--email", default="")
+@click.option("--first-name", default="")
+@click.option("--last-name", default="")
+@click.option("--disabled", is_flag=True, help="Create the user disabled.")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--no-password", is_flag=True, help="Create without a password (cannot log in).")
+@pass_state
+def users_create(
+    state: _Context,
+    username: str,
+    roles: tuple[str, ...],
+    groups: tuple[str, ...],
+    permissions: tuple[str, ...],
+    email: str,
+    first_name: str,
+    last_name: str,
+    disabled: bool,
+    password_stdin: bool,
+    no_password: bool,
+) -> None:
+    """Create a user."""
+    with _user_errors():
+        # Validate the name before asking for a password nobody will use.
+        name = normalize_username(username)
+        if state.store.get_user(name) is not None:
+            raise click.ClickException(f"user {name!r} already exists")
+        password = None if no_password else _read_password(password_stdin)
+        user = state.run(
+            create_flow(
+                name,
+                password,
+                roles=_split(roles),
+                groups=_split(groups),
+                permissions=_split(permissions),
+                email=email,
+                first_name=first_name,
+                last_name=last_name,
+                enabled=not disabled,
+            )
+        )
+    click.echo(f"created user {user.username} (roles: {', '.join(sorted(user.roles)) or '-'})")
+
+
+@users.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@pass_state
+def users_list(state: _Context, as_json: bool) -> None:
+    """List users."""
+    with _user_errors():
+        everyone = state.run(iter_users())
+    if as_json:
+        click.echo(json.dumps([u.to_public_dict() for u in everyone], indent=2))
+        return
+    rows = [
+        (
+            u.username,
+            ",".join(sorted(u.roles)) or "-",
+            ",".join(sorted(u.groups)) or "-",
+            "yes" if u.enabled else "no",
+            u.email or "-",
+        )
+        for u in everyone
+    ]
+    _table(("USERNAME", "ROLES", "GROUPS", "ENABLED", "EMAIL"), rows)
+
+
+def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+    widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
+    for row in [header, *rows]:
+        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+
+
+@users.command("show")
+@click.argument("username")
+@pass_state
+def users_show(state: _Context, username: str) -> None:
+    """Show one user as JSON (never the password hash)."""
+    with _user_errors():
+        user = state.store.get_user(normalize_username(username))
+        if user is None:
+            raise click.ClickException(f"no user named {username!r}")
+    click.echo(json.dumps(user.to_public_dict(), indent=2))
+
+
+def _update(state: _Context, username: str, **changes: Any) -> User:
+    with _user_errors():
+        return state.run(update_flow(username, state.roles, **changes))
+
+
+@users.command("set-role")
+@click.argument("username")
+@click.argument("roles", nargs=-1, required=True)
+@pass_state
+def users_set_role(state: _Context, username: str, roles: tuple[str, ...]) -> None:
+    """Replace a user's roles (refuses to demote the last enabled admin)."""
+    user = _update(state, username, roles=_split(roles))
+    click.echo(f"{user.username}: roles {', '.join(sorted(user.roles))}")
+
+
+@users.command("enable")
+@click.argument("username")
+@pass_state
+def users_enable(state: _Context, username: str) -> None:
+    """Enable a user."""
+    user = _update(state, username, enabled=True)
+    click.echo(f"{user.username}: enabled")
+
+
+@users.command("disable")
+@click.argument("username")
+@pass_state
+def users_disable(state: _Context, username: str) -> None:
+    """Disable a user and end their sessions (refuses the last enabled admin)."""
+    user = _update(state, username, enabled=False)
+    click.echo(f"{user.username}: disabled")
+
+
+@users.command("passwd")
+@click.argument("username")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@pass_state
+def users_passwd(state: _Context, username: str, password_stdin: bool) -> None:
+    """Set a user's password (ends all their sessions)."""
+    with _user_errors():
+        name = normalize_username(username)
+        if state.store.get_user(name) is None:
+            raise click.ClickException(f"no user named {username!r}")
+        user = state.run(set_password_flow(name, _read_password(password_stdin)))
+    click.echo(f"{user.username}: password changed")
+
+
+@users.command("delete")
+@click.argument("username")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@pass_state
+def users_delete(state: _Context, username: str, yes: bool) -> None:
+    """Delete a user and their sessions (refuses the last enabled admin)."""
+    with _user_errors():
+        name = normalize_username(username)
+        if not yes and sys.stdin.isatty():
+            click.confirm(f"Delete user {name}?", abort=True)
+        state.run(delete_flow(name, state.roles))
+    click.echo(f"deleted user {name}")
+
+
+@main.command("bootstrap")
+@pass_state
+def bootstrap(state: _Context) -> None:
+    """Ensure an enabled admin exists, seeding one from AUTHGATE_SUPERUSER_*."""
+    settings = state.settings
+    with _user_errors():
+        done = state.run(
+            ensure_flow(settings.superuser_username, settings.superuser_password, state.roles)
+        )
+    messages: dict[str, Callable[[str], str]] = {
+        "exists": lambda name: f"an enabled admin exists ({name}); nothing to do",
+        "created": lambda name: f"created admin {name}",
+        "promoted": lambda name: f"made {name} an enabled admin with the given password",
+    }
+    click.echo(messages[done.action](done.username))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

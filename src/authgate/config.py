@@ -1,0 +1,134 @@
+"""Settings: keyword arguments, environment variables or a TOML file, same names.
+
+Each setting ``name`` is read from ``AUTHGATE_<NAME>`` in the environment and from
+``name`` in a TOML file (top level, or an ``[authgate]`` table).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+from .passwords import Argon2Params, PasswordHasher, PasswordPolicy
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+__all__ = ["ENV_PREFIX", "Settings"]
+
+ENV_PREFIX = "AUTHGATE_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything an authgate deployment configures.  No default secret exists."""
+
+    store: str = "sqlite:///authgate.db"
+    secret_key: str | None = field(default=None, repr=False)
+    previous_secret_keys: tuple[str, ...] = field(default=(), repr=False)
+    private_key_file: str | None = None
+    public_key_file: str | None = None
+    algorithm: str = "HS256"
+    issuer: str = "authgate"
+    audience: str = "authgate"
+    access_ttl: int = 900
+    refresh_ttl: int = 1_209_600
+    leeway: int = 0
+    max_login_attempts: int = 5
+    lockout_seconds: int = 300
+    lockout_window: int = 300
+    max_sessions: int = 0
+    session_limit_policy: str = "evict_oldest"
+    stateless: bool = False
+    dev_mode: bool = False
+    roles: tuple[str, ...] = ("viewer", "operator", "admin")
+    superuser_username: str | None = None
+    superuser_password: str | None = field(default=None, repr=False)
+    password_min_length: int = 8
+    password_max_bytes: int = 4096
+    argon2_time_cost: int = 3
+    argon2_memory_cost: int = 65536
+    argon2_parallelism: int = 4
+
+    def __post_init__(self) -> None:
+        for name in ("access_ttl", "refresh_ttl", "lockout_seconds", "lockout_window"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be a positive number of seconds")
+        for name in ("max_login_attempts", "max_sessions", "leeway"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative")
+        if self.session_limit_policy not in ("evict_oldest", "refuse"):
+            raise ConfigError("session_limit_policy must be 'evict_oldest' or 'refuse'")
+        if self.password_min_length < 1 or self.password_max_bytes < self.password_min_length:
+            raise ConfigError("password_min_length must be >= 1 and <= password_max_bytes")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+        """Settings from ``AUTHGATE_*`` variables, then `overrides` on top."""
+        env = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = env.get(ENV_PREFIX + f.name.upper())
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f.name, f.type, raw)
+        values.update(overrides)
+        return cls(**values)
+
+    @classmethod
+    def from_toml(cls, path: str | Path, **overrides: Any) -> Settings:
+        """Settings from a TOML file (top level or an ``[authgate]`` table)."""
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except (OSError, tomllib.TOMLDecodeError) as err:
+            raise ConfigError(f"cannot read settings from {path}: {err}") from err
+        table = data.get("authgate", data)
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(table) - known)
+        if unknown:
+            raise ConfigError(f"unknown settings in {path}: {', '.join(unknown)}")
+        values = {k: tuple(v) if isinstance(v, list) else v for k, v in table.items()}
+        values.update(overrides)
+        return cls(**values)
+
+    def replace(self, **changes: Any) -> Settings:
+        """A copy with `changes` applied."""
+        return dataclasses.replace(self, **changes)
+
+    def password_hasher(self) -> PasswordHasher:
+        """The argon2id hasher these settings describe."""
+        return PasswordHasher(
+            Argon2Params(
+                time_cost=self.argon2_time_cost,
+                memory_cost=self.argon2_memory_cost,
+                parallelism=self.argon2_parallelism,
+            ),
+            PasswordPolicy(self.password_min_length, self.password_max_bytes),
+        )
+
+
+def _parse(name: str, kind: Any, raw: str) -> Any:
+    var = ENV_PREFIX + name.upper()
+    kind = str(kind)
+    if kind.startswith("bool"):
+        if raw.lower() in ("1", "true", "yes", "on"):
+            return True
+        if raw.lower() in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{var} must be true or false, not {raw!r}")
+    if kind.startswith("int"):
+        try:
+            return int(raw)
+        except ValueError:
+            raise ConfigError(f"{var} must be an integer, not {raw!r}") from None
+    if kind.startswith("tuple"):
+        return tuple(part.strip() for part in raw.split(",") if part.strip())
+    return raw

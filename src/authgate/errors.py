@@ -1,0 +1,258 @@
+"""One exception tree for everything authgate refuses.
+
+Each class knows the HTTP status it maps to and, for the 401 family, the RFC 6750
+error code, so adapters render every error in one place.  Messages are written to be
+safe to show a client: they never say whether a user exists, what a key is, or how a
+check failed internally.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+__all__ = [
+    "AccountLocked",
+    "AuthGateError",
+    "AuthenticationError",
+    "AuthorizationError",
+    "BadCredentials",
+    "ConfigError",
+    "Conflict",
+    "ExpiredToken",
+    "InvalidPassword",
+    "InvalidSignature",
+    "InvalidTokenClaims",
+    "InvalidToken",
+    "InvalidUsername",
+    "LastAdminError",
+    "MalformedToken",
+    "NotAuthenticated",
+    "NotFound",
+    "PermissionDenied",
+    "SessionRevoked",
+    "StoreError",
+    "StoreUnavailable",
+    "TokenNotYetValid",
+    "UnknownKey",
+    "UserExists",
+    "UserNotFound",
+    "ValidationError",
+    "VersionConflict",
+]
+
+
+class AuthGateError(Exception):
+    """The root of every error authgate raises on purpose."""
+
+    status: ClassVar[int] = 500
+    code: ClassVar[str] = "server_error"
+    default_detail: ClassVar[str] = "internal error"
+
+    def __init__(self, detail: str | None = None) -> None:
+        self.detail = detail if detail is not None else self.default_detail
+        super().__init__(self.detail)
+
+
+# -- 400 --------------------------------------------------------------------------------
+
+
+class ValidationError(AuthGateError, ValueError):
+    """Input that breaks a rule: a bad username, a weak password, a malformed body."""
+
+    status = 400
+    code = "invalid_request"
+    default_detail = "the request is invalid"
+
+    def __init__(self, detail: str | None = None, *, field: str | None = None) -> None:
+        super().__init__(detail)
+        self.field = field
+
+
+class InvalidUsername(ValidationError):
+    """A username that normalises to something outside the allowed alphabet or length."""
+
+    code = "invalid_username"
+
+
+class InvalidPassword(ValidationError):
+    """A password that the password policy refuses."""
+
+    code = "invalid_password"
+
+
+# -- 401 --------------------------------------------------------------------------------
+
+
+class AuthenticationError(AuthGateError):
+    """The caller is not who they claim, or claimed nothing (HTTP 401)."""
+
+    status = 401
+    code = "unauthorized"
+    #: RFC 6750 error code for ``WWW-Authenticate``; None when no credential was presented.
+    bearer_error: ClassVar[str | None] = "invalid_token"
+    default_detail = "authentication failed"
+
+
+class NotAuthenticated(AuthenticationError):
+    """No credential was presented where one is required."""
+
+    code = "not_authenticated"
+    bearer_error = None
+    default_detail = "authentication required"
+
+
+class BadCredentials(AuthenticationError):
+    """Wrong username or password; the same message whichever of the two was wrong."""
+
+    code = "invalid_credentials"
+    bearer_error = None
+    default_detail = "invalid username or password"
+
+
+class AccountLocked(AuthenticationError):
+    """Too many failed logins: try again after ``retry_after`` seconds (HTTP 429)."""
+
+    status = 429
+    code = "account_locked"
+    bearer_error = None
+    default_detail = "too many failed login attempts"
+
+    def __init__(self, retry_after: int, detail: str | None = None) -> None:
+        super().__init__(detail or f"too many failed login attempts; retry in {retry_after} s")
+        self.retry_after = retry_after
+
+
+class InvalidToken(AuthenticationError):
+    """A presented token that cannot be trusted."""
+
+    code = "invalid_token"
+    default_detail = "the token is invalid"
+
+
+class MalformedToken(InvalidToken):
+    """The token is not a well-formed JWT (or refresh token) at all."""
+
+    default_detail = "the token is malformed"
+
+
+class InvalidSignature(InvalidToken):
+    """The signature does not verify with any trusted key."""
+
+    default_detail = "the token signature is invalid"
+
+
+class UnknownKey(InvalidToken):
+    """The token names a key (``kid``) the key ring does not trust."""
+
+    default_detail = "the token was signed with an unknown key"
+
+
+class ExpiredToken(InvalidToken):
+    """The token's ``exp`` has passed."""
+
+    default_detail = "the token has expired"
+
+
+class TokenNotYetValid(InvalidToken):
+    """The token's ``nbf`` or ``iat`` lies in the future."""
+
+    default_detail = "the token is not yet valid"
+
+
+class InvalidTokenClaims(InvalidToken):
+    """A required claim is missing or wrong (issuer, audience, type, subject...)."""
+
+    default_detail = "the token claims are invalid"
+
+
+class SessionRevoked(InvalidToken):
+    """The token's session was revoked, expired, or its user changed."""
+
+    default_detail = "the session is no longer valid"
+
+
+# -- 403 --------------------------------------------------------------------------------
+
+
+class AuthorizationError(AuthGateError):
+    """The caller is known but not allowed (HTTP 403)."""
+
+    status = 403
+    code = "forbidden"
+    default_detail = "permission denied"
+
+
+class PermissionDenied(AuthorizationError):
+    """A guard refused: the message says what was required."""
+
+
+# -- store ------------------------------------------------------------------------------
+
+
+class StoreError(AuthGateError):
+    """A store refused or failed an operation."""
+
+    status = 500
+    code = "store_error"
+    default_detail = "store error"
+
+
+class Conflict(StoreError):
+    """The write conflicts with the current state (HTTP 409)."""
+
+    status = 409
+    code = "conflict"
+    default_detail = "conflict"
+
+
+class UserExists(Conflict):
+    """A user with the same normalised username already exists."""
+
+    code = "user_exists"
+    default_detail = "a user with that username already exists"
+
+
+class VersionConflict(Conflict):
+    """The record changed since it was read: re-read it and try again."""
+
+    code = "version_conflict"
+    default_detail = "the record was changed by someone else; reload it and retry"
+
+
+class LastAdminError(Conflict):
+    """Refused: it would leave no enabled admin (or remove the caller themself)."""
+
+    code = "last_admin"
+    default_detail = "refused: this would leave no enabled admin"
+
+
+class NotFound(StoreError):
+    """The record does not exist (HTTP 404)."""
+
+    status = 404
+    code = "not_found"
+    default_detail = "not found"
+
+
+class UserNotFound(NotFound):
+    """No user with that username."""
+
+    default_detail = "no such user"
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached (HTTP 503)."""
+
+    status = 503
+    code = "store_unavailable"
+    default_detail = "the authentication store is unavailable"
+
+
+# -- configuration ----------------------------------------------------------------------
+
+
+class ConfigError(AuthGateError):
+    """authgate is configured wrongly; the message says what to set."""
+
+    code = "config_error"
+    default_detail = "authgate is misconfigured"

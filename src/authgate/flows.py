@@ -1,0 +1,279 @@
+"""Multi-step operations written once, as generators of small operations.
+
+A flow never touches a store or argon2 itself: it yields an `Op` (a store call, a
+hash, a verification) and receives the result.  `run` drives a flow against a sync
+store; `arun` against an async one, sending argon2 work to a bounded thread pool so
+the event loop never hashes.  One body, two drivers: nothing is written twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Generator, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+from .errors import ConfigError, LastAdminError, UserNotFound, ValidationError, VersionConflict
+from .passwords import PasswordHasher
+from .stores.base import AsyncStore, Page, Store
+from .users import RoleHierarchy, User, normalize_username
+
+__all__ = [
+    "Bootstrap",
+    "Call",
+    "DummyVerify",
+    "Flow",
+    "Hash",
+    "Op",
+    "Verify",
+    "arun",
+    "create_user",
+    "delete_user",
+    "enabled_admins",
+    "ensure_superuser",
+    "iter_users",
+    "run",
+    "set_password",
+    "update_user",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Call a store method by name."""
+
+    method: str
+    args: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Hash:
+    """Hash a password (checks the policy first).  CPU-heavy."""
+
+    password: str
+
+    def __repr__(self) -> str:
+        return "Hash(<password>)"
+
+
+@dataclass(frozen=True, slots=True)
+class Verify:
+    """Verify a password against a hash; the result is a bool.  CPU-heavy."""
+
+    password_hash: str
+    password: str
+
+    def __repr__(self) -> str:
+        return "Verify(<hash>, <password>)"
+
+
+@dataclass(frozen=True, slots=True)
+class DummyVerify:
+    """Spend one verification's time for an unknown user.  CPU-heavy."""
+
+    password: str
+
+    def __repr__(self) -> str:
+        return "DummyVerify(<password>)"
+
+
+Op = Call | Hash | Verify | DummyVerify
+Flow = Generator[Op, Any, T]
+
+# argon2id at RFC 9106's low-memory profile holds 64 MiB per hash: a few at a time.
+_HASH_WORKERS = 2
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def hashing_pool() -> ThreadPoolExecutor:
+    """The process-wide bounded pool where async code runs argon2."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(_HASH_WORKERS, thread_name_prefix="authgate-argon2")
+        return _pool
+
+
+def _cpu(op: Hash | Verify | DummyVerify, hasher: PasswordHasher) -> Any:
+    if isinstance(op, Hash):
+        return hasher.hash(op.password)
+    if isinstance(op, Verify):
+        return hasher.verify(op.password_hash, op.password)
+    hasher.dummy_verify(op.password)
+    return None
+
+
+def run(flow: Flow[T], store: Store, hasher: PasswordHasher) -> T:
+    """Drive `flow` against a sync store."""
+    try:
+        op = next(flow)
+        while True:
+            if isinstance(op, Call):
+                result = getattr(store, op.method)(*op.args)
+            else:
+                result = _cpu(op, hasher)
+            op = flow.send(result)
+    except StopIteration as done:
+        return cast(T, done.value)
+
+
+async def arun(flow: Flow[T], store: AsyncStore, hasher: PasswordHasher) -> T:
+    """Drive `flow` against an async store; argon2 runs on the bounded pool."""
+    loop = asyncio.get_running_loop()
+    try:
+        op = next(flow)
+        while True:
+            if isinstance(op, Call):
+                result = await getattr(store, op.method)(*op.args)
+            else:
+                result = await loop.run_in_executor(hashing_pool(), _cpu, op, hasher)
+            op = flow.send(result)
+    except StopIteration as done:
+        return cast(T, done.value)
+
+
+# -- user administration --------------------------------------------------------------
+
+
+def iter_users(page_size: int = 200) -> Flow[list[User]]:
+    """Every user, read page by page."""
+    users: list[User] = []
+    after: str | None = None
+    while True:
+        page: Page = yield Call("list_users", (after, page_size))
+        users.extend(page.items)
+        if page.next_after is None:
+            return users
+        after = page.next_after
+
+
+def enabled_admins(roles: RoleHierarchy) -> Flow[list[User]]:
+    """The enabled users holding the top role of `roles`."""
+    users = yield from iter_users()
+    return [u for u in users if u.enabled and roles.top in u.roles]
+
+
+def _get(username: str) -> Flow[User]:
+    user: User | None = yield Call("get_user", (normalize_username(username),))
+    if user is None:
+        raise UserNotFound()
+    return user
+
+
+def create_user(
+    username: str, password: str | None, *, roles: Iterable[str] = (), **fields: Any
+) -> Flow[User]:
+    """Validate, hash the password (if any) and insert a new user.
+
+    Without a password the user exists but cannot log in until one is set.
+    """
+    user = User.new(username, roles=roles, **fields)  # validate before the costly hash
+    if password is not None:
+        password_hash: str = yield Hash(password)
+        user = User.new(username, roles=roles, password_hash=password_hash, **fields)
+    created: User = yield Call("create_user", (user,))
+    return created
+
+
+def _check_admin_kept(before: User, after: User | None, roles: RoleHierarchy) -> Flow[None]:
+    """Refuse a change that leaves no enabled admin."""
+    was_admin = before.enabled and roles.top in before.roles
+    still_admin = after is not None and after.enabled and roles.top in after.roles
+    if was_admin and not still_admin:
+        admins = yield from enabled_admins(roles)
+        if not [u for u in admins if u.username != before.username]:
+            raise LastAdminError(
+                f"refused: {before.username} is the last enabled {roles.top}; "
+                f"make another user {roles.top} first"
+            )
+
+
+def update_user(
+    username: str,
+    roles_order: RoleHierarchy,
+    *,
+    expected_version: int | None = None,
+    **changes: Any,
+) -> Flow[User]:
+    """Apply `changes` to a user (roles, groups, enabled, profile fields).
+
+    With `expected_version`, refuse (`VersionConflict`) if the user changed since the
+    caller read it.  Refuses to remove or disable the last enabled admin.
+    """
+    if "password" in changes or "password_hash" in changes:
+        raise ValidationError("use set_password to change a password", field="password")
+    user = yield from _get(username)
+    if expected_version is not None and user.version != expected_version:
+        raise VersionConflict()
+    updated = user.changed(**changes)
+    yield from _check_admin_kept(user, updated, roles_order)
+    saved: User = yield Call("update_user", (updated, user.version))
+    if not updated.enabled and user.enabled:
+        yield Call("revoke_user_sessions", (user.username, None))
+    return saved
+
+
+def set_password(username: str, password: str, *, keep_session: str | None = None) -> Flow[User]:
+    """Set a new password; every session except `keep_session` is revoked."""
+    user = yield from _get(username)
+    password_hash: str = yield Hash(password)
+    saved: User = yield Call("update_user", (user.changed(password_hash=password_hash), user.version))
+    yield Call("revoke_user_sessions", (user.username, keep_session))
+    return saved
+
+
+def delete_user(
+    username: str, roles_order: RoleHierarchy, *, acting: str | None = None
+) -> Flow[None]:
+    """Delete a user and its sessions; refuse to delete yourself or the last admin."""
+    user = yield from _get(username)
+    if acting is not None and normalize_username(acting) == user.username:
+        raise LastAdminError("refused: you cannot delete your own account")
+    yield from _check_admin_kept(user, None, roles_order)
+    yield Call("delete_user", (user.username,))
+
+
+@dataclass(frozen=True, slots=True)
+class Bootstrap:
+    """What `ensure_superuser` did: ``"exists"``, ``"created"`` or ``"promoted"``."""
+
+    action: str
+    username: str
+
+
+def ensure_superuser(
+    username: str | None, password: str | None, roles_order: RoleHierarchy
+) -> Flow[Bootstrap]:
+    """Make sure an enabled admin exists, seeding one from the given credentials.
+
+    An existing user of that name is made an enabled admin with the given password.
+    With no admin and no credentials, raise `ConfigError` naming the variables.
+    """
+    admins = yield from enabled_admins(roles_order)
+    if admins:
+        return Bootstrap("exists", admins[0].username)
+    if not username or not password:
+        raise ConfigError(
+            "no enabled admin exists: set AUTHGATE_SUPERUSER_USERNAME and "
+            "AUTHGATE_SUPERUSER_PASSWORD to seed one (or run "
+            "`authgate users create NAME --role admin`)"
+        )
+    name = normalize_username(username)
+    existing: User | None = yield Call("get_user", (name,))
+    password_hash: str = yield Hash(password)
+    if existing is None:
+        yield Call(
+            "create_user",
+            (User.new(name, roles=[roles_order.top], password_hash=password_hash),),
+        )
+        return Bootstrap("created", name)
+    promoted = existing.changed(
+        roles=existing.roles | {roles_order.top}, enabled=True, password_hash=password_hash
+    )
+    yield Call("update_user", (promoted, existing.version))
+    return Bootstrap("promoted", name)

@@ -1,0 +1,130 @@
+"""Password hashing (argon2id) and the password policy.
+
+The plaintext lives only in the arguments of these calls: it is never stored, logged,
+or kept on an object.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+from dataclasses import dataclass
+
+import argon2
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from .errors import InvalidPassword
+
+__all__ = ["Argon2Params", "PasswordHasher", "PasswordPolicy"]
+
+
+@dataclass(frozen=True, slots=True)
+class Argon2Params:
+    """argon2id cost parameters.  The default is RFC 9106's second recommended option
+    (t=3, m=64 MiB, p=4), the one for machines that cannot spare 2 GiB per hash."""
+
+    time_cost: int = 3
+    memory_cost: int = 65536  # KiB
+    parallelism: int = 4
+    hash_len: int = 32
+    salt_len: int = 16
+
+    @classmethod
+    def cheap(cls) -> Argon2Params:
+        """Deliberately weak parameters for tests only: ~1 ms per hash."""
+        return cls(time_cost=1, memory_cost=8, parallelism=1, hash_len=16, salt_len=8)
+
+
+@dataclass(frozen=True, slots=True)
+class PasswordPolicy:
+    """What a new password must satisfy."""
+
+    min_length: int = 8
+    max_bytes: int = 4096
+
+    def check(self, password: str) -> None:
+        """Raise `InvalidPassword` with a message saying what is wrong, or return."""
+        if not isinstance(password, str):
+            raise InvalidPassword("password must be a string", field="password")
+        if len(password) < self.min_length:
+            raise InvalidPassword(
+                f"password must be at least {self.min_length} characters long",
+                field="password",
+            )
+        if len(password.encode("utf-8", "surrogatepass")) > self.max_bytes:
+            raise InvalidPassword(
+                f"password must be at most {self.max_bytes} bytes long", field="password"
+            )
+        if "\x00" in password:
+            raise InvalidPassword("password must not contain NUL characters", field="password")
+
+
+class PasswordHasher:
+    """Hash and verify passwords with argon2id; verify in constant time.
+
+    `dummy_verify` runs a full verification against a hash of a random password with
+    the same parameters, so an unknown username costs what a wrong password costs.
+    """
+
+    __slots__ = ("_argon", "_dummy", "_dummy_lock", "params", "policy")
+
+    def __init__(
+        self, params: Argon2Params | None = None, policy: PasswordPolicy | None = None
+    ) -> None:
+        self.params = params or Argon2Params()
+        self.policy = policy or PasswordPolicy()
+        p = self.params
+        self._argon = argon2.PasswordHasher(
+            time_cost=p.time_cost,
+            memory_cost=p.memory_cost,
+            parallelism=p.parallelism,
+            hash_len=p.hash_len,
+            salt_len=p.salt_len,
+            type=argon2.Type.ID,
+        )
+        self._dummy: str | None = None
+        self._dummy_lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"PasswordHasher({self.params!r}, {self.policy!r})"
+
+    def hash(self, password: str) -> str:
+        """Check `password` against the policy and return its argon2id hash."""
+        self.policy.check(password)
+        return self._argon.hash(password)
+
+    def verify(self, password_hash: str, password: str) -> bool:
+        """True when `password` matches `password_hash`.
+
+        A corrupt or foreign hash is a wrong password, never an exception: argon2-cffi's
+        `InvalidHashError` is a `ValueError` outside its own exception tree.
+        """
+        if not isinstance(password, str):
+            password = ""
+        if not password_hash:
+            self.dummy_verify(password)
+            return False
+        try:
+            return self._argon.verify(password_hash, password)
+        except (VerificationError, InvalidHashError, ValueError):
+            return False
+
+    def needs_rehash(self, password_hash: str) -> bool:
+        """True when the hash was made with other parameters than the current ones."""
+        try:
+            return self._argon.check_needs_rehash(password_hash)
+        except (InvalidHashError, ValueError):
+            return True
+
+    def dummy_verify(self, password: str) -> None:
+        """Spend the time of one verification without revealing anything."""
+        try:
+            self._argon.verify(self._dummy_hash(), password)
+        except (VerificationError, InvalidHashError, ValueError):
+            pass
+
+    def _dummy_hash(self) -> str:
+        with self._dummy_lock:
+            if self._dummy is None:
+                self._dummy = self._argon.hash(secrets.token_urlsafe(32))
+            return self._dummy

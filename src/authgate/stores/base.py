@@ -1,0 +1,186 @@
+"""The store protocol: what every backend offers, in a sync and an async face.
+
+Backends differ in where records live; they agree on behaviour, which the contract
+suite in ``tests/test_store_contract.py`` pins down:
+
+- usernames are unique after normalisation (`authgate.users.normalize_username`);
+- `update_user` writes only when the stored version equals ``expected_version``;
+- `delete_user` removes the user from every index, its sessions included;
+- `list_users` pages by username (keyset), so a page never repeats or skips a user
+  that existed when the listing started, whatever is inserted meanwhile;
+- `incr` is atomic across threads, processes and hosts; the expiry is set by the
+  first increment of a window;
+- sessions past ``expires_at`` are gone: `get_session` returns None.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from ..users import Group, User, utcnow
+
+__all__ = ["AsyncStore", "Page", "Session", "Store"]
+
+
+@dataclass(frozen=True, slots=True)
+class Session:
+    """A login session: what a token's ``sid`` points at, revocable at any time.
+
+    ``refresh_hash`` is the SHA-256 of the current refresh token (the token itself is
+    never stored); ``user_version`` is the user's version when the session was made.
+    """
+
+    id: str
+    username: str
+    expires_at: datetime
+    created_at: datetime = field(default_factory=utcnow)
+    last_seen: datetime = field(default_factory=utcnow)
+    client_ip: str = ""
+    user_agent: str = ""
+    refresh_hash: str = field(default="", repr=False)
+    kind: str = "login"
+    data: dict[str, str] = field(default_factory=dict, compare=False)
+
+    def is_expired(self, now: datetime | None = None) -> bool:
+        """True once ``expires_at`` has passed."""
+        return (now or utcnow()) >= self.expires_at
+
+    def to_public_dict(self) -> dict[str, object]:
+        """A JSON-ready view for "my sessions" listings (no refresh hash)."""
+        return {
+            "id": self.id,
+            "created_at": self.created_at.isoformat(),
+            "last_seen": self.last_seen.isoformat(),
+            "expires_at": self.expires_at.isoformat(),
+            "client_ip": self.client_ip,
+            "user_agent": self.user_agent,
+            "kind": self.kind,
+        }
+
+    def replace(self, **changes: object) -> Session:
+        """A copy with `changes` applied."""
+        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of users; pass ``next_after`` back as ``after`` for the next page."""
+
+    items: Sequence[User]
+    next_after: str | None
+
+
+@runtime_checkable
+class Store(Protocol):
+    """The synchronous face of a store (used by WSGI apps, the CLI, scripts)."""
+
+    url: str
+
+    # users
+    def get_user(self, username: str) -> User | None:
+        """The user with this (normalised) username, or None."""
+
+    def get_user_by_id(self, user_id: str) -> User | None:
+        """The user with this id, or None."""
+
+    def list_users(self, after: str | None = None, limit: int = 100) -> Page:
+        """Users ordered by username, starting after the username `after`."""
+
+    def create_user(self, user: User) -> User:
+        """Insert a new user; `UserExists` when the username is taken."""
+
+    def update_user(self, user: User, expected_version: int) -> User:
+        """Replace a user if its stored version is `expected_version`, else
+        `VersionConflict` (or `UserNotFound`); nothing is written on refusal."""
+
+    def delete_user(self, username: str) -> None:
+        """Delete a user, its indexes and its sessions; `UserNotFound` if absent."""
+
+    # groups
+    def get_group(self, name: str) -> Group | None:
+        """The group with this name, or None."""
+
+    def list_groups(self) -> list[Group]:
+        """All groups, ordered by name."""
+
+    def put_group(self, group: Group) -> Group:
+        """Create or replace a group."""
+
+    def delete_group(self, name: str) -> None:
+        """Delete a group; `NotFound` if absent."""
+
+    # sessions
+    def create_session(self, session: Session) -> Session:
+        """Store a new session."""
+
+    def get_session(self, session_id: str) -> Session | None:
+        """The live session with this id, or None (missing, revoked or expired)."""
+
+    def touch_session(self, session_id: str, last_seen: datetime) -> bool:
+        """Record activity; False when the session is gone."""
+
+    def rotate_refresh(
+        self, session_id: str, expected_hash: str, new_hash: str, expires_at: datetime
+    ) -> bool:
+        """Atomically swap the refresh hash if it still equals `expected_hash`."""
+
+    def revoke_session(self, session_id: str) -> bool:
+        """Delete one session; False when it was already gone."""
+
+    def list_sessions(self, username: str) -> list[Session]:
+        """The user's live sessions, oldest first."""
+
+    def revoke_user_sessions(self, username: str, keep: str | None = None) -> int:
+        """Delete all of a user's sessions except `keep`; return how many went."""
+
+    # counters
+    def incr(self, key: str, ttl_seconds: float) -> int:
+        """Atomically add one; a new counter expires `ttl_seconds` after its first hit."""
+
+    def get_counter(self, key: str) -> int:
+        """The counter's value, 0 when absent or expired."""
+
+    def counter_ttl(self, key: str) -> float:
+        """Seconds until the counter expires, 0 when absent."""
+
+    def reset_counter(self, key: str) -> None:
+        """Delete a counter."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+@runtime_checkable
+class AsyncStore(Protocol):
+    """The asynchronous face of a store (used by ASGI apps); same meaning as `Store`."""
+
+    url: str
+
+    async def get_user(self, username: str) -> User | None: ...
+    async def get_user_by_id(self, user_id: str) -> User | None: ...
+    async def list_users(self, after: str | None = None, limit: int = 100) -> Page: ...
+    async def create_user(self, user: User) -> User: ...
+    async def update_user(self, user: User, expected_version: int) -> User: ...
+    async def delete_user(self, username: str) -> None: ...
+    async def get_group(self, name: str) -> Group | None: ...
+    async def list_groups(self) -> list[Group]: ...
+    async def put_group(self, group: Group) -> Group: ...
+    async def delete_group(self, name: str) -> None: ...
+    async def create_session(self, session: Session) -> Session: ...
+    async def get_session(self, session_id: str) -> Session | None: ...
+    async def touch_session(self, session_id: str, last_seen: datetime) -> bool: ...
+    async def rotate_refresh(
+        self, session_id: str, expected_hash: str, new_hash: str, expires_at: datetime
+    ) -> bool: ...
+    async def revoke_session(self, session_id: str) -> bool: ...
+    async def list_sessions(self, username: str) -> list[Session]: ...
+    async def revoke_user_sessions(self, username: str, keep: str | None = None) -> int: ...
+    async def incr(self, key: str, ttl_seconds: float) -> int: ...
+    async def get_counter(self, key: str) -> int: ...
+    async def counter_ttl(self, key: str) -> float: ...
+    async def reset_counter(self, key: str) -> None: ...
+    async def close(self) -> None: ...

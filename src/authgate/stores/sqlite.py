@@ -1,0 +1,327 @@
+"""The embedded default store (``sqlite:///path/to/authgate.db``).
+
+One connection per thread, WAL journal, and every multi-row change inside
+``BEGIN IMMEDIATE`` so writers from other threads and processes queue on SQLite's own
+lock instead of interleaving.  Readers never block writers (WAL).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+
+from ..errors import NotFound, StoreError, StoreUnavailable, UserExists, UserNotFound
+from ..errors import VersionConflict
+from ..users import Group, User, utcnow
+from . import _codec
+from .base import Page, Session
+
+__all__ = ["SQLiteStore"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS users (
+    username TEXT PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    version INTEGER NOT NULL,
+    record TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS groups (
+    name TEXT PRIMARY KEY,
+    record TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS sessions (
+    id TEXT PRIMARY KEY,
+    username TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    expires_at REAL NOT NULL,
+    record TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (username, created_at);
+CREATE TABLE IF NOT EXISTS counters (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL,
+    expires_at REAL NOT NULL
+) WITHOUT ROWID;
+"""
+
+
+class SQLiteStore:
+    """A `Store` in one SQLite file, safe across threads and processes."""
+
+    def __init__(self, path: str | Path, *, url: str | None = None, timeout: float = 10.0) -> None:
+        self.path = str(path)
+        self.url = url or f"sqlite:///{self.path}"
+        self._timeout = timeout
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._all_lock = threading.Lock()
+        with self._write() as db:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    db.execute(statement)
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.path!r})"
+
+    # -- connections ------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(
+                    self.path,
+                    timeout=self._timeout,
+                    isolation_level=None,
+                    check_same_thread=False,
+                )
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
+            except sqlite3.Error as err:
+                raise StoreUnavailable(
+                    f"cannot open SQLite database {self.path!r}: {err}; check that the "
+                    "directory exists and is writable"
+                ) from err
+            self._local.conn = conn
+            with self._all_lock:
+                self._all.append(conn)
+        return conn
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes SQLite's write lock at once."""
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as err:
+            raise StoreUnavailable(f"SQLite database {self.path!r} is busy: {err}") from err
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        else:
+            conn.execute("COMMIT")
+
+    def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        try:
+            return self._conn().execute(sql, params).fetchall()
+        except sqlite3.OperationalError as err:
+            raise StoreUnavailable(f"SQLite read failed: {err}") from err
+
+    # -- users ------------------------------------------------------------------------
+
+    def get_user(self, username: str) -> User | None:
+        rows = self._read("SELECT record FROM users WHERE username = ?", (username,))
+        return _codec.user_from_json(str(rows[0][0])) if rows else None
+
+    def get_user_by_id(self, user_id: str) -> User | None:
+        rows = self._read("SELECT record FROM users WHERE id = ?", (user_id,))
+        return _codec.user_from_json(str(rows[0][0])) if rows else None
+
+    def list_users(self, after: str | None = None, limit: int = 100) -> Page:
+        rows = self._read(
+            "SELECT username, record FROM users WHERE username > ? ORDER BY username LIMIT ?",
+            (after or "", limit + 1),
+        )
+        users = [_codec.user_from_json(str(record)) for _, record in rows[:limit]]
+        more = len(rows) > limit
+        return Page(users, users[-1].username if more and users else None)
+
+    def create_user(self, user: User) -> User:
+        try:
+            with self._write() as db:
+                db.execute(
+                    "INSERT INTO users (username, id, version, record) VALUES (?, ?, ?, ?)",
+                    (user.username, user.id, user.version, _codec.user_to_json(user)),
+                )
+        except sqlite3.IntegrityError as err:
+            raise UserExists() from err
+        return user
+
+    def update_user(self, user: User, expected_version: int) -> User:
+        with self._write() as db:
+            row = db.execute(
+                "SELECT id, version FROM users WHERE username = ?", (user.username,)
+            ).fetchone()
+            if row is None or row[0] != user.id:
+                raise UserNotFound()
+            if row[1] != expected_version:
+                raise VersionConflict()
+            db.execute(
+                "UPDATE users SET version = ?, record = ? WHERE username = ?",
+                (user.version, _codec.user_to_json(user), user.username),
+            )
+        return user
+
+    def delete_user(self, username: str) -> None:
+        with self._write() as db:
+            if db.execute("DELETE FROM users WHERE username = ?", (username,)).rowcount == 0:
+                raise UserNotFound()
+            db.execute("DELETE FROM sessions WHERE username = ?", (username,))
+
+    # -- groups -----------------------------------------------------------------------
+
+    def get_group(self, name: str) -> Group | None:
+        rows = self._read("SELECT record FROM groups WHERE name = ?", (name,))
+        return _codec.group_from_json(str(rows[0][0])) if rows else None
+
+    def list_groups(self) -> list[Group]:
+        rows = self._read("SELECT record FROM groups ORDER BY name")
+        return [_codec.group_from_json(str(row[0])) for row in rows]
+
+    def put_group(self, group: Group) -> Group:
+        with self._write() as db:
+            db.execute(
+                "INSERT INTO groups (name, record) VALUES (?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET record = excluded.record",
+                (group.name, _codec.group_to_json(group)),
+            )
+        return group
+
+    def delete_group(self, name: str) -> None:
+        with self._write() as db:
+            if db.execute("DELETE FROM groups WHERE name = ?", (name,)).rowcount == 0:
+                raise NotFound("no such group")
+
+    # -- sessions ---------------------------------------------------------------------
+
+    def create_session(self, session: Session) -> Session:
+        try:
+            with self._write() as db:
+                db.execute(
+                    "DELETE FROM sessions WHERE username = ? AND expires_at <= ?",
+                    (session.username, time.time()),
+                )
+                db.execute(
+                    "INSERT INTO sessions (id, username, created_at, expires_at, record) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    (
+                        session.id,
+                        session.username,
+                        _codec.timestamp(session.created_at),
+                        _codec.timestamp(session.expires_at),
+                        _codec.session_to_json(session),
+                    ),
+                )
+        except sqlite3.IntegrityError as err:
+            raise StoreError("a session with that id already exists") from err
+        return session
+
+    def get_session(self, session_id: str) -> Session | None:
+        rows = self._read(
+            "SELECT record FROM sessions WHERE id = ? AND expires_at > ?",
+            (session_id, time.time()),
+        )
+        return _codec.session_from_json(str(rows[0][0])) if rows else None
+
+    def _replace_session(
+        self, db: sqlite3.Connection, session_id: str, expected_hash: str | None, **changes: object
+    ) -> bool:
+        row = db.execute(
+            "SELECT record FROM sessions WHERE id = ? AND expires_at > ?",
+            (session_id, time.time()),
+        ).fetchone()
+        if row is None:
+            return False
+        session = _codec.session_from_json(row[0])
+        if expected_hash is not None and session.refresh_hash != expected_hash:
+            return False
+        session = session.replace(**changes)
+        db.execute(
+            "UPDATE sessions SET expires_at = ?, record = ? WHERE id = ?",
+            (_codec.timestamp(session.expires_at), _codec.session_to_json(session), session_id),
+        )
+        return True
+
+    def touch_session(self, session_id: str, last_seen: datetime) -> bool:
+        with self._write() as db:
+            return self._replace_session(db, session_id, None, last_seen=last_seen)
+
+    def rotate_refresh(
+        self, session_id: str, expected_hash: str, new_hash: str, expires_at: datetime
+    ) -> bool:
+        with self._write() as db:
+            return self._replace_session(
+                db,
+                session_id,
+                expected_hash,
+                refresh_hash=new_hash,
+                expires_at=expires_at,
+                last_seen=utcnow(),
+            )
+
+    def revoke_session(self, session_id: str) -> bool:
+        with self._write() as db:
+            cursor = db.execute(
+                "DELETE FROM sessions WHERE id = ? RETURNING expires_at", (session_id,)
+            )
+            rows = cursor.fetchall()
+        return any(float(row[0]) > time.time() for row in rows)
+
+    def list_sessions(self, username: str) -> list[Session]:
+        rows = self._read(
+            "SELECT record FROM sessions WHERE username = ? AND expires_at > ? "
+            "ORDER BY created_at, id",
+            (username, time.time()),
+        )
+        return [_codec.session_from_json(str(row[0])) for row in rows]
+
+    def revoke_user_sessions(self, username: str, keep: str | None = None) -> int:
+        with self._write() as db:
+            now = time.time()
+            rows = db.execute(
+                "DELETE FROM sessions WHERE username = ? AND id IS NOT ? RETURNING expires_at",
+                (username, keep),
+            ).fetchall()
+        return sum(1 for row in rows if float(row[0]) > now)
+
+    # -- counters ---------------------------------------------------------------------
+
+    def incr(self, key: str, ttl_seconds: float) -> int:
+        now = time.time()
+        with self._write() as db:
+            row = db.execute(
+                "INSERT INTO counters (key, value, expires_at) VALUES (?, 1, ?) "
+                "ON CONFLICT (key) DO UPDATE SET "
+                "value = CASE WHEN expires_at > ? THEN value + 1 ELSE 1 END, "
+                "expires_at = CASE WHEN expires_at > ? THEN expires_at ELSE excluded.expires_at END "
+                "RETURNING value",
+                (key, now + ttl_seconds, now, now),
+            ).fetchone()
+        return int(row[0])
+
+    def get_counter(self, key: str) -> int:
+        rows = self._read(
+            "SELECT value FROM counters WHERE key = ? AND expires_at > ?", (key, time.time())
+        )
+        return int(str(rows[0][0])) if rows else 0
+
+    def counter_ttl(self, key: str) -> float:
+        rows = self._read("SELECT expires_at FROM counters WHERE key = ?", (key,))
+        return max(0.0, float(str(rows[0][0])) - time.time()) if rows else 0.0
+
+    def reset_counter(self, key: str) -> None:
+        with self._write() as db:
+            db.execute("DELETE FROM counters WHERE key = ?", (key,))
+
+    def purge_expired(self) -> int:
+        """Delete expired sessions and counters; return how many rows went."""
+        now = time.time()
+        with self._write() as db:
+            gone = db.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,)).rowcount
+            gone += db.execute("DELETE FROM counters WHERE expires_at <= ?", (now,)).rowcount
+        return gone
+
+    def close(self) -> None:
+        with self._all_lock:
+            for conn in self._all:
+                conn.close()
+            self._all.clear()
+        self._local = threading.local()
