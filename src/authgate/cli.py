@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -17,11 +17,10 @@ import click
 
 from .config import Settings
 from .errors import AuthGateError
-from .flows import Flow, run
+from .flows import Flow, iter_users, run
 from .flows import create_user as create_flow
 from .flows import delete_user as delete_flow
 from .flows import ensure_superuser as ensure_flow
-from .flows import iter_users
 from .flows import set_password as set_password_flow
 from .flows import update_user as update_flow
 from .stores import Store, open_store
@@ -34,7 +33,7 @@ T = TypeVar("T")
 
 class _Context:
     def __init__(self, store_url: str | None) -> None:
-        overrides = {"store": store_url} if store_url else {}
+        overrides: dict[str, Any] = {"store": store_url} if store_url else {}
         self._store_url = store_url
         self._overrides = overrides
         self._settings: Settings | None = None
@@ -43,7 +42,7 @@ class _Context:
     @property
     def settings(self) -> Settings:
         if self._settings is None:
-            self._settings = Settings.from_env(**self._overrides)
+            self._settings = Settings.from_env(None, **self._overrides)
         return self._settings
 
     @property
@@ -186,10 +185,12 @@ def users_list(state: _Context, as_json: bool) -> None:
     _table(("USERNAME", "ROLES", "GROUPS", "ENABLED", "EMAIL"), rows)
 
 
-def _table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> None:
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
-        click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        click.echo(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
 
 
 @users.command("show")

@@ -95,7 +95,9 @@ class Settings:
         unknown = sorted(set(table) - known)
         if unknown:
             raise ConfigError(f"unknown settings in {path}: {', '.join(unknown)}")
-        values = {k: tuple(v) if isinstance(v, list) else v for k, v in table.items()}
+        values: dict[str, Any] = {
+            k: tuple(v) if isinstance(v, list) else v for k, v in table.items()
+        }
         values.update(overrides)
         return cls(**values)
 

@@ -222,7 +222,9 @@ def set_password(username: str, password: str, *, keep_session: str | None = Non
     """Set a new password; every session except `keep_session` is revoked."""
     user = yield from _get(username)
     password_hash: str = yield Hash(password)
-    saved: User = yield Call("update_user", (user.changed(password_hash=password_hash), user.version))
+    saved: User = yield Call(
+        "update_user", (user.changed(password_hash=password_hash), user.version)
+    )
     yield Call("revoke_user_sessions", (user.username, keep_session))
     return saved
 

@@ -6,6 +6,7 @@ or kept on an object.
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 import threading
 from dataclasses import dataclass
@@ -99,8 +100,6 @@ class PasswordHasher:
         A corrupt or foreign hash is a wrong password, never an exception: argon2-cffi's
         `InvalidHashError` is a `ValueError` outside its own exception tree.
         """
-        if not isinstance(password, str):
-            password = ""
         if not password_hash:
             self.dummy_verify(password)
             return False
@@ -118,10 +117,8 @@ class PasswordHasher:
 
     def dummy_verify(self, password: str) -> None:
         """Spend the time of one verification without revealing anything."""
-        try:
+        with contextlib.suppress(VerificationError, InvalidHashError, ValueError):
             self._argon.verify(self._dummy_hash(), password)
-        except (VerificationError, InvalidHashError, ValueError):
-            pass
 
     def _dummy_hash(self) -> str:
         with self._dummy_lock:

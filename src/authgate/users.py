@@ -37,7 +37,7 @@ def utcnow() -> datetime:
 def normalize_username(raw: str) -> str:
     """Return the canonical form of a username, or raise `InvalidUsername`.
 
-    NFKC folds compatibility forms (fullwidth ``ａｌｉｃｅ`` becomes ``alice``) and
+    NFKC folds compatibility forms (fullwidth letters become ASCII ones) and
     case-folding makes ``Alice`` and ``ALICE`` the same user; NFKC runs again after the
     fold because folding can produce non-normalised sequences.  What remains must be
     3-64 letters, digits, ``.``, ``_``, ``-`` or ``@``.
@@ -47,8 +47,7 @@ def normalize_username(raw: str) -> str:
     name = unicodedata.normalize("NFKC", unicodedata.normalize("NFKC", raw).casefold())
     if not USERNAME_MIN <= len(name) <= USERNAME_MAX:
         raise InvalidUsername(
-            f"username must be {USERNAME_MIN} to {USERNAME_MAX} characters long "
-            f"(got {len(name)})",
+            f"username must be {USERNAME_MIN} to {USERNAME_MAX} characters long (got {len(name)})",
             field="username",
         )
     bad = sorted({ch for ch in name if not (ch.isalnum() or ch in _EXTRA_USERNAME_CHARS)})
@@ -147,7 +146,6 @@ class RoleHierarchy:
         top = max((self._ranks[name] for name in roles if name in self._ranks), default=-1)
         roles.update(self.order[: top + 1])
         return frozenset(roles)
-
 
 
 def _normalize_role(name: str) -> str:

@@ -24,12 +24,17 @@ try:
     from redis.exceptions import NoScriptError, RedisError
     from redis.exceptions import TimeoutError as RedisTimeoutError
 except ImportError as _err:  # pragma: no cover - exercised only without the extra
-    raise ImportError(
-        "the Redis store needs redis-py: pip install 'authgate[redis]'"
-    ) from _err
+    raise ImportError("the Redis store needs redis-py: pip install 'authgate[redis]'") from _err
 
-from ..errors import ConfigError, NotFound, StoreError, StoreUnavailable, UserExists
-from ..errors import UserNotFound, VersionConflict
+from ..errors import (
+    ConfigError,
+    NotFound,
+    StoreError,
+    StoreUnavailable,
+    UserExists,
+    UserNotFound,
+    VersionConflict,
+)
 from ..users import Group, User, utcnow
 from . import _codec
 from .base import Page, Session
@@ -102,7 +107,7 @@ return 1
 _CREATE_SESSION = """
 redis.call('HSET', KEYS[1], 'record', ARGV[1], 'user', ARGV[2], 'refresh', ARGV[3],
            'exp', ARGV[4], 'seen', ARGV[5])
-redis.call('PEXPIREAT', KEYS[1], ARGV[4])
+redis.call('PEXPIREAT', KEYS[1], ARGV[8])
 redis.call('ZADD', KEYS[2], ARGV[6], ARGV[7])
 return 1
 """
@@ -117,7 +122,7 @@ _ROTATE_REFRESH = """
 local cur = redis.call('HGET', KEYS[1], 'refresh')
 if not cur or cur ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'refresh', ARGV[2], 'exp', ARGV[3], 'seen', ARGV[4])
-redis.call('PEXPIREAT', KEYS[1], ARGV[3])
+redis.call('PEXPIREAT', KEYS[1], ARGV[5])
 return 1
 """
 
@@ -164,15 +169,20 @@ return v
 
 
 def _ms(value: datetime) -> int:
-    return int(_codec.timestamp(value) * 1000)
+    """Milliseconds for PEXPIREAT, rounded up so Redis never drops a key early."""
+    return int(_codec.timestamp(value) * 1000) + 1
+
+
+def _ts(value: datetime) -> str:
+    return repr(_codec.timestamp(value))
 
 
 def _session_from_row(row: Sequence[Any]) -> Session:
-    record, refresh, exp_ms, seen_ms = row
+    record, refresh, exp_ts, seen_ts = row
     return _codec.session_from_json(record).replace(
         refresh_hash=refresh or "",
-        expires_at=_codec.from_timestamp(int(exp_ms) / 1000),
-        last_seen=_codec.from_timestamp(int(seen_ms) / 1000),
+        expires_at=_codec.from_timestamp(float(exp_ts)),
+        last_seen=_codec.from_timestamp(float(seen_ts)),
     )
 
 
@@ -265,9 +275,7 @@ class _Logic:
         return group
 
     def delete_group(self, name: str) -> _Flow[None]:
-        deleted = yield _Lua(
-            _DELETE_GROUP, (f"{self.base}g:{name}", f"{self.base}groups"), (name,)
-        )
+        deleted = yield _Lua(_DELETE_GROUP, (f"{self.base}g:{name}", f"{self.base}groups"), (name,))
         if not deleted:
             raise NotFound("no such group")
 
@@ -281,23 +289,26 @@ class _Logic:
                 _codec.session_to_json(session),
                 session.username,
                 session.refresh_hash,
-                _ms(session.expires_at),
-                _ms(session.last_seen),
+                _ts(session.expires_at),
+                _ts(session.last_seen),
                 _codec.timestamp(session.created_at),
                 session.id,
+                _ms(session.expires_at),
             ),
         )
         return session
 
     def get_session(self, session_id: str) -> _Flow[Session | None]:
-        row = yield _Cmd(("HMGET", f"{self.base}s:{session_id}", "record", "refresh", "exp", "seen"))
+        row = yield _Cmd(
+            ("HMGET", f"{self.base}s:{session_id}", "record", "refresh", "exp", "seen")
+        )
         if row[0] is None:
             return None
         session = _session_from_row(row)
         return None if session.is_expired() else session
 
     def touch_session(self, session_id: str, last_seen: datetime) -> _Flow[bool]:
-        done = yield _Lua(_TOUCH_SESSION, (f"{self.base}s:{session_id}",), (_ms(last_seen),))
+        done = yield _Lua(_TOUCH_SESSION, (f"{self.base}s:{session_id}",), (_ts(last_seen),))
         return bool(done)
 
     def rotate_refresh(
@@ -306,14 +317,12 @@ class _Logic:
         done = yield _Lua(
             _ROTATE_REFRESH,
             (f"{self.base}s:{session_id}",),
-            (expected_hash, new_hash, _ms(expires_at), _ms(utcnow())),
+            (expected_hash, new_hash, _ts(expires_at), _ts(utcnow()), _ms(expires_at)),
         )
         return bool(done)
 
     def revoke_session(self, session_id: str) -> _Flow[bool]:
-        done = yield _Lua(
-            _REVOKE_SESSION, (f"{self.base}s:{session_id}",), (self.base, session_id)
-        )
+        done = yield _Lua(_REVOKE_SESSION, (f"{self.base}s:{session_id}",), (self.base, session_id))
         return bool(done)
 
     def list_sessions(self, username: str) -> _Flow[list[Session]]:
@@ -375,8 +384,12 @@ class RedisStore:
     """The sync face of the Redis store (redis-py's `redis.Redis`)."""
 
     def __init__(
-        self, url: str = "redis://localhost:6379/0", *, prefix: str | None = None,
-        client: redis.Redis | None = None, check: bool = True,
+        self,
+        url: str = "redis://localhost:6379/0",
+        *,
+        prefix: str | None = None,
+        client: redis.Redis | None = None,
+        check: bool = True,
     ) -> None:
         self.url = url
         client_url, url_prefix = _parse_url(url)
@@ -384,6 +397,7 @@ class RedisStore:
         self._client: redis.Redis = client or redis.Redis.from_url(
             client_url, decode_responses=True, socket_connect_timeout=5, socket_timeout=10
         )
+        self._command: Any = self._client.execute_command  # untyped in redis-py
         if check:
             try:
                 self._client.ping()
@@ -410,15 +424,11 @@ class RedisStore:
     def _execute(self, op: _Op) -> Any:
         try:
             if isinstance(op, _Cmd):
-                return self._client.execute_command(*op.args)
+                return self._command(*op.args)
             try:
-                return self._client.execute_command(
-                    "EVALSHA", op.sha, len(op.keys), *op.keys, *op.args
-                )
+                return self._command("EVALSHA", op.sha, len(op.keys), *op.keys, *op.args)
             except NoScriptError:
-                return self._client.execute_command(
-                    "EVAL", op.script, len(op.keys), *op.keys, *op.args
-                )
+                return self._command("EVAL", op.script, len(op.keys), *op.keys, *op.args)
         except (RedisConnectionError, RedisTimeoutError) as err:
             raise _unavailable(self.url, err) from err
         except RedisError as err:
@@ -499,7 +509,10 @@ class AsyncRedisStore:
     """The async face of the Redis store (redis-py's `redis.asyncio.Redis`)."""
 
     def __init__(
-        self, url: str = "redis://localhost:6379/0", *, prefix: str | None = None,
+        self,
+        url: str = "redis://localhost:6379/0",
+        *,
+        prefix: str | None = None,
         client: aioredis.Redis | None = None,
     ) -> None:
         self.url = url
@@ -508,6 +521,7 @@ class AsyncRedisStore:
         self._client: aioredis.Redis = client or aioredis.Redis.from_url(
             client_url, decode_responses=True, socket_connect_timeout=5, socket_timeout=10
         )
+        self._command: Any = self._client.execute_command  # untyped in redis-py
 
     def __repr__(self) -> str:
         return f"AsyncRedisStore(prefix={self._logic.prefix!r})"
@@ -529,15 +543,11 @@ class AsyncRedisStore:
     async def _execute(self, op: _Op) -> Any:
         try:
             if isinstance(op, _Cmd):
-                return await self._client.execute_command(*op.args)
+                return await self._command(*op.args)
             try:
-                return await self._client.execute_command(
-                    "EVALSHA", op.sha, len(op.keys), *op.keys, *op.args
-                )
+                return await self._command("EVALSHA", op.sha, len(op.keys), *op.keys, *op.args)
             except NoScriptError:
-                return await self._client.execute_command(
-                    "EVAL", op.script, len(op.keys), *op.keys, *op.args
-                )
+                return await self._command("EVAL", op.script, len(op.keys), *op.keys, *op.args)
         except (RedisConnectionError, RedisTimeoutError) as err:
             raise _unavailable(self.url, err) from err
         except RedisError as err:
@@ -616,4 +626,3 @@ class AsyncRedisStore:
 
     async def close(self) -> None:
         await self._client.aclose()
-

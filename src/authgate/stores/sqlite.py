@@ -15,8 +15,14 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
-from ..errors import NotFound, StoreError, StoreUnavailable, UserExists, UserNotFound
-from ..errors import VersionConflict
+from ..errors import (
+    NotFound,
+    StoreError,
+    StoreUnavailable,
+    UserExists,
+    UserNotFound,
+    VersionConflict,
+)
 from ..users import Group, User, utcnow
 from . import _codec
 from .base import Page, Session
@@ -291,7 +297,8 @@ class SQLiteStore:
                 "INSERT INTO counters (key, value, expires_at) VALUES (?, 1, ?) "
                 "ON CONFLICT (key) DO UPDATE SET "
                 "value = CASE WHEN expires_at > ? THEN value + 1 ELSE 1 END, "
-                "expires_at = CASE WHEN expires_at > ? THEN expires_at ELSE excluded.expires_at END "
+                "expires_at = CASE WHEN expires_at > ? "
+                "THEN expires_at ELSE excluded.expires_at END "
                 "RETURNING value",
                 (key, now + ttl_seconds, now, now),
             ).fetchone()

@@ -1,0 +1,105 @@
+"""Fixtures shared by the suites: real backends, started by the tests themselves."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from authgate.passwords import PasswordHasher
+from authgate.stores import open_async_store, open_store
+from authgate.testing import cheap_hasher, env_redis_url, redis_server
+
+BACKENDS = ("memory", "sqlite", "redis")
+PERSISTENT = ("sqlite", "redis")
+
+
+@pytest.fixture(scope="session")
+def redis_base_url() -> Iterator[str]:
+    """A real Redis: ``REDIS_URL`` if set (never flushed: tests use unique key prefixes),
+    else a private ``redis-server`` on a free port, stopped at the end."""
+    url = env_redis_url()
+    if url:
+        yield url
+        return
+    with redis_server() as started:
+        yield started
+
+
+@pytest.fixture
+def make_store_url(tmp_path: Path, redis_base_url: str) -> Callable[[str], str]:
+    """Build a fresh, private store URL for a backend name."""
+
+    def make(backend: str) -> str:
+        if backend == "memory":
+            return "memory://"
+        if backend == "sqlite":
+            return f"sqlite:///{tmp_path / f'authgate-{uuid.uuid4().hex[:8]}.db'}"
+        if backend == "redis":
+            sep = "&" if "?" in redis_base_url else "?"
+            return f"{redis_base_url}{sep}prefix=test-{uuid.uuid4().hex}"
+        raise ValueError(backend)
+
+    return make
+
+
+class AsyncFace:
+    """Runs an async store's coroutines on a private loop so one contract suite can
+    drive both faces; every call really goes through the async code path."""
+
+    def __init__(self, store: Any, loop: asyncio.AbstractEventLoop) -> None:
+        self.store = store
+        self.loop = loop
+        self.url = store.url
+
+    def __getattr__(self, name: str) -> Callable[..., Any]:
+        method = getattr(self.store, name)
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            return self.loop.run_until_complete(method(*args, **kwargs))
+
+        return call
+
+    def gather(self, count: int, name: str, *args: Any) -> list[Any]:
+        """Run `count` concurrent calls of one method on the loop."""
+        method = getattr(self.store, name)
+
+        async def many() -> list[Any]:
+            return list(await asyncio.gather(*(method(*args) for _ in range(count))))
+
+        return self.loop.run_until_complete(many())
+
+
+@pytest.fixture(
+    params=[f"{b}-{face}" for b in BACKENDS for face in ("sync", "async")],
+)
+def store(request: pytest.FixtureRequest, make_store_url: Callable[[str], str]) -> Iterator[Any]:
+    """Every backend, through both faces: ids like ``[sqlite-sync]``, ``[redis-async]``."""
+    backend, face = request.param.split("-")
+    url = make_store_url(backend)
+    if face == "sync":
+        sync = open_store(url)
+        yield sync
+        sync.close()
+        return
+    loop = asyncio.new_event_loop()
+    facade = AsyncFace(open_async_store(url), loop)
+    yield facade
+    facade.close()
+    loop.close()
+
+
+@pytest.fixture(params=PERSISTENT)
+def persistent_url(request: pytest.FixtureRequest, make_store_url: Callable[[str], str]) -> str:
+    """A URL for each backend that other processes can open too."""
+    return make_store_url(request.param)
+
+
+@pytest.fixture
+def hasher() -> PasswordHasher:
+    """Cheap argon2 parameters so tests do not spend 100 ms per hash."""
+    return cheap_hasher()

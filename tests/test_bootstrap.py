@@ -1,0 +1,52 @@
+"""ensure_superuser: seed an admin at start-up, or stop with a clear message."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from authgate import Settings, aensure_superuser, ensure_superuser
+from authgate.errors import ConfigError
+from authgate.stores import MemoryStore, SyncStoreAsAsync
+from authgate.testing import cheap_hasher
+from authgate.users import User
+
+CHEAP: dict[str, Any] = {"argon2_time_cost": 1, "argon2_memory_cost": 8, "argon2_parallelism": 1}
+
+
+def test_without_admin_or_variables_the_message_names_them() -> None:
+    with pytest.raises(ConfigError) as info:
+        ensure_superuser(MemoryStore(), Settings(**CHEAP))
+    assert "AUTHGATE_SUPERUSER_USERNAME" in info.value.detail
+    assert "AUTHGATE_SUPERUSER_PASSWORD" in info.value.detail
+
+
+def test_seeds_an_admin_from_the_environment() -> None:
+    store = MemoryStore()
+    settings = Settings.from_env(
+        {"AUTHGATE_SUPERUSER_USERNAME": "Root", "AUTHGATE_SUPERUSER_PASSWORD": "root password"},
+        **CHEAP,
+    )
+    done = ensure_superuser(store, settings)
+    assert (done.action, done.username) == ("created", "root")
+    root = store.get_user("root")
+    assert root is not None and root.roles == {"admin"} and root.enabled
+    assert cheap_hasher().verify(root.password_hash, "root password")
+    assert ensure_superuser(store, settings).action == "exists"
+
+
+def test_a_disabled_admin_does_not_count_and_is_promoted() -> None:
+    store = MemoryStore()
+    store.create_user(User.new("root", roles=["admin"], enabled=False))
+    settings = Settings(superuser_username="root", superuser_password="new root pw", **CHEAP)
+    assert ensure_superuser(store, settings).action == "promoted"
+    root = store.get_user("root")
+    assert root is not None and root.enabled and root.version == 2
+
+
+async def test_async_face_seeds_too() -> None:
+    store = SyncStoreAsAsync(MemoryStore(), offload=False)
+    settings = Settings(superuser_username="root", superuser_password="root password", **CHEAP)
+    assert (await aensure_superuser(store, settings)).action == "created"
+    assert (await aensure_superuser(store, settings)).action == "exists"

@@ -1,0 +1,189 @@
+"""The ``authgate`` command, in real separate processes and in process."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from authgate.cli import main
+from authgate.stores import open_store
+
+CHEAP = {
+    "AUTHGATE_ARGON2_TIME_COST": "1",
+    "AUTHGATE_ARGON2_MEMORY_COST": "8",
+    "AUTHGATE_ARGON2_PARALLELISM": "1",
+}
+
+
+def authgate(*args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a user would, in its own process."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "authgate", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env={**base, **CHEAP, **env},
+        cwd=tempfile.mkdtemp(prefix="authgate-cli-"),
+        timeout=60,
+        check=False,
+    )
+
+
+def test_create_in_one_process_list_in_another_and_duplicate_refused(
+    persistent_url: str,
+) -> None:
+    made = authgate(
+        "--store",
+        persistent_url,
+        "users",
+        "create",
+        "alice",
+        "--role",
+        "operator",
+        "--password-stdin",
+        stdin="correct horse\n",
+    )
+    assert made.returncode == 0, made.stderr
+    assert "created user alice" in made.stdout
+
+    listed = authgate("--store", persistent_url, "users", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.splitlines()[0].split() == [
+        "USERNAME",
+        "ROLES",
+        "GROUPS",
+        "ENABLED",
+        "EMAIL",
+    ]
+    assert listed.stdout.splitlines()[1].split()[:2] == ["alice", "operator"]
+
+    again = authgate(
+        "--store",
+        persistent_url,
+        "users",
+        "create",
+        "ALICE",
+        "--password-stdin",
+        stdin="another pass\n",
+    )
+    assert again.returncode == 1
+    assert again.stderr.strip() == "Error: user 'alice' already exists"
+    assert "Traceback" not in again.stderr
+
+    store = open_store(persistent_url)
+    user = store.get_user("alice")
+    assert user is not None and user.roles == {"operator"}
+    assert "correct horse" not in user.password_hash
+    store.close()
+
+
+def test_store_url_from_environment(persistent_url: str) -> None:
+    made = authgate("users", "create", "bob", "--no-password", AUTHGATE_STORE=persistent_url)
+    assert made.returncode == 0, made.stderr
+    shown = authgate("users", "show", "BOB", AUTHGATE_STORE=persistent_url)
+    assert '"username": "bob"' in shown.stdout
+    assert "password" not in shown.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("--store", "nope://x", "users", "list"), "unsupported store URL"),
+        (("--store", "redis://127.0.0.1:1/0", "users", "list"), "cannot reach Redis"),
+        (("--store", "memory://", "users", "show", "x"), "3 to 64 characters"),
+    ],
+)
+def test_user_errors_are_one_line_without_traceback(args: tuple[str, ...], message: str) -> None:
+    result = authgate(*args)
+    assert result.returncode == 1
+    assert message in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in result.stderr
+
+
+@pytest.fixture
+def cli(tmp_path: Any) -> Any:
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    runner = CliRunner()
+
+    def invoke(*args: str, stdin: str | None = None) -> Any:
+        return runner.invoke(main, ["--store", url, *args], input=stdin, env=CHEAP)
+
+    invoke.url = url  # type: ignore[attr-defined]
+    return invoke
+
+
+def test_password_is_prompted_twice_and_must_match(cli: Any) -> None:
+    result = cli(
+        "users", "create", "carol", stdin="first pass\nother pass\nfirst pass\nfirst pass\n"
+    )
+    assert result.exit_code == 0, result.output
+    assert result.output.count("Password") >= 2
+    assert "first pass" not in result.output  # no echo
+    assert "do not match" in result.output.lower() or "match" in result.output.lower()
+
+
+def test_short_password_is_refused_and_nothing_written(cli: Any) -> None:
+    result = cli("users", "create", "dave", "--password-stdin", stdin="short\n")
+    assert result.exit_code == 1
+    assert "at least 8 characters" in result.output
+    assert "dave" not in cli("users", "list").output
+
+
+def test_role_enable_disable_passwd_delete_and_last_admin_guard(cli: Any) -> None:
+    assert (
+        cli(
+            "users", "create", "root", "--role", "admin", "--password-stdin", stdin="admin pass 1\n"
+        ).exit_code
+        == 0
+    )
+    assert cli("users", "create", "erin", "--password-stdin", stdin="erin pass 1\n").exit_code == 0
+
+    refused = cli("users", "set-role", "root", "viewer")
+    assert refused.exit_code == 1 and "last enabled admin" in refused.output
+    assert cli("users", "disable", "root").exit_code == 1
+    assert cli("users", "delete", "root", "--yes").exit_code == 1
+
+    assert cli("users", "set-role", "erin", "admin,operator").exit_code == 0
+    assert cli("users", "disable", "root").exit_code == 0
+    assert "no" in [line.split()[3] for line in cli("users", "list").output.splitlines()[1:]]
+    assert cli("users", "enable", "root").exit_code == 0
+    assert cli("users", "passwd", "erin", "--password-stdin", stdin="new erin pw\n").exit_code == 0
+    assert cli("users", "delete", "erin", "--yes").exit_code == 0
+    assert cli("users", "passwd", "erin", "--password-stdin", stdin="x" * 9 + "\n").exit_code == 1
+
+    store = open_store(cli.url)
+    root = store.get_user("root")
+    assert root is not None and root.enabled and root.roles == {"admin"}
+    assert store.get_user("erin") is None
+    store.close()
+
+
+def test_bootstrap_without_variables_exits_non_zero_naming_them(cli: Any) -> None:
+    result = cli("bootstrap")
+    assert result.exit_code == 1
+    assert "AUTHGATE_SUPERUSER_USERNAME" in result.output
+    assert "AUTHGATE_SUPERUSER_PASSWORD" in result.output
+
+
+def test_bootstrap_seeds_an_admin_from_the_environment(tmp_path: Any) -> None:
+    url = f"sqlite:///{tmp_path / 'boot.db'}"
+    first = authgate(
+        "--store",
+        url,
+        "bootstrap",
+        AUTHGATE_SUPERUSER_USERNAME="Boss",
+        AUTHGATE_SUPERUSER_PASSWORD="boss password",
+    )
+    assert first.returncode == 0, first.stderr
+    assert "created admin boss" in first.stdout
+    second = authgate("--store", url, "bootstrap")
+    assert second.returncode == 0
+    assert "nothing to do" in second.stdout
