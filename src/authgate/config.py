@@ -36,6 +36,7 @@ class Settings:
     previous_secret_keys: tuple[str, ...] = field(default=(), repr=False)
     private_key_file: str | None = None
     public_key_file: str | None = None
+    previous_public_key_files: tuple[str, ...] = ()
     algorithm: str = "HS256"
     issuer: str = "authgate"
     audience: str = "authgate"
@@ -46,6 +47,7 @@ class Settings:
     lockout_seconds: int = 300
     lockout_window: int = 300
     max_sessions: int = 0
+    session_touch_interval: int = 60
     session_limit_policy: str = "evict_oldest"
     stateless: bool = False
     dev_mode: bool = False

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Generator, Iterable
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
+from .audit import AuditEvent
 from .errors import ConfigError, LastAdminError, UserNotFound, ValidationError, VersionConflict
 from .passwords import PasswordHasher
 from .stores.base import AsyncStore, Page, Store
@@ -24,6 +25,7 @@ __all__ = [
     "Bootstrap",
     "Call",
     "DummyVerify",
+    "Emit",
     "Flow",
     "Hash",
     "Op",
@@ -81,8 +83,21 @@ class DummyVerify:
         return "DummyVerify(<password>)"
 
 
-Op = Call | Hash | Verify | DummyVerify
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """Record an audit event."""
+
+    event: AuditEvent
+
+
+Op = Call | Hash | Verify | DummyVerify | Emit
 Flow = Generator[Op, Any, T]
+Emitter = Callable[[AuditEvent], None]
+
+
+def _drop(event: AuditEvent) -> None:
+    """The emitter used when nobody listens."""
+
 
 # argon2id at RFC 9106's low-memory profile holds 64 MiB per hash: a few at a time.
 _HASH_WORKERS = 2
@@ -108,13 +123,15 @@ def _cpu(op: Hash | Verify | DummyVerify, hasher: PasswordHasher) -> Any:
     return None
 
 
-def run(flow: Flow[T], store: Store, hasher: PasswordHasher) -> T:
+def run(flow: Flow[T], store: Store, hasher: PasswordHasher, emit: Emitter = _drop) -> T:
     """Drive `flow` against a sync store."""
     try:
         op = next(flow)
         while True:
             if isinstance(op, Call):
                 result = getattr(store, op.method)(*op.args)
+            elif isinstance(op, Emit):
+                result = emit(op.event)
             else:
                 result = _cpu(op, hasher)
             op = flow.send(result)
@@ -122,7 +139,9 @@ def run(flow: Flow[T], store: Store, hasher: PasswordHasher) -> T:
         return cast(T, done.value)
 
 
-async def arun(flow: Flow[T], store: AsyncStore, hasher: PasswordHasher) -> T:
+async def arun(
+    flow: Flow[T], store: AsyncStore, hasher: PasswordHasher, emit: Emitter = _drop
+) -> T:
     """Drive `flow` against an async store; argon2 runs on the bounded pool."""
     loop = asyncio.get_running_loop()
     try:
@@ -130,6 +149,8 @@ async def arun(flow: Flow[T], store: AsyncStore, hasher: PasswordHasher) -> T:
         while True:
             if isinstance(op, Call):
                 result = await getattr(store, op.method)(*op.args)
+            elif isinstance(op, Emit):
+                result = emit(op.event)
             else:
                 result = await loop.run_in_executor(hashing_pool(), _cpu, op, hasher)
             op = flow.send(result)

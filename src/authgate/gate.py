@@ -1,0 +1,328 @@
+"""The `Gate`: the one object an application configures.
+
+`Gate` (sync: WSGI apps, scripts) and `AsyncGate` (ASGI apps) share everything but the
+driver: `_Core` builds the flows, `Gate` runs them with `authgate.flows.run` against a
+sync store and `AsyncGate` with `authgate.flows.arun` against an async one, where argon2
+runs on a bounded thread pool and never on the event loop.
+
+By default `authenticate` checks the token's session and user in the store on every
+call, so logout, password changes, disabling, deleting and role changes apply to the
+very next request.  ``stateless=True`` skips that read: the signature and claims alone
+decide, and revocation waits for the access token to expire (``access_ttl``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .audit import AuditLog
+from .bootstrap import Bootstrap
+from .config import Settings
+from .flows import Flow, arun, run
+from .flows import create_user as _create_user
+from .flows import delete_user as _delete_user
+from .flows import ensure_superuser as _ensure_superuser
+from .flows import set_password as _set_password
+from .flows import update_user as _update_user
+from .identity import Identity
+from .lockout import LockoutPolicy
+from .passwords import PasswordHasher
+from .sessions import (
+    Client,
+    SessionRules,
+    TokenPair,
+    change_password,
+    identity_from_claims,
+    load_identity,
+    login,
+    logout,
+    refresh,
+    revoke_session,
+    revoke_sessions,
+)
+from .stores import AsyncStore, Session, Store, open_async_store, open_store
+from .tokens import KeyRing, TokenVerifier
+from .users import RoleHierarchy, User, normalize_username
+
+__all__ = ["AsyncGate", "Client", "Gate", "TokenPair"]
+
+_NOWHERE = Client()
+
+
+class _Core:
+    """Configuration and flow construction shared by both faces."""
+
+    def __init__(
+        self,
+        settings: Settings | None,
+        hasher: PasswordHasher | None,
+        audit: AuditLog | None,
+        ring: KeyRing | None,
+        overrides: Mapping[str, Any],
+    ) -> None:
+        base = settings if settings is not None else Settings()
+        self.settings = base.replace(**overrides) if overrides else base
+        s = self.settings
+        self.roles = RoleHierarchy(s.roles)
+        self.ring = ring or KeyRing.from_settings(s)
+        self.verifier = TokenVerifier(
+            self.ring, issuer=s.issuer, audience=s.audience, leeway=s.leeway
+        )
+        self.hasher = hasher or s.password_hasher()
+        self.audit = audit or AuditLog()
+        self.rules = SessionRules(
+            verifier=self.verifier,
+            hasher=self.hasher,
+            lockout=LockoutPolicy(s.max_login_attempts, s.lockout_window, s.lockout_seconds),
+            access_ttl=s.access_ttl,
+            refresh_ttl=s.refresh_ttl,
+            max_sessions=s.max_sessions,
+            evict_oldest=s.session_limit_policy == "evict_oldest",
+            touch_interval=s.session_touch_interval,
+        )
+
+    @property
+    def stateless(self) -> bool:
+        """True when `authenticate` trusts signature and claims alone."""
+        return self.settings.stateless
+
+    def jwks(self) -> dict[str, list[dict[str, Any]]]:
+        """The public keys (JWKS) that verify this gate's tokens."""
+        return self.ring.jwks()
+
+    def _verify(self, token: str) -> tuple[dict[str, Any], Identity | None]:
+        claims = self.verifier.verify(token)
+        return claims, (identity_from_claims(claims) if self.stateless else None)
+
+    def _update_flow(self, username: str, changes: dict[str, Any]) -> Flow[User]:
+        version = changes.pop("expected_version", None)
+        return _update_user(username, self.roles, expected_version=version, **changes)
+
+
+class Gate(_Core):
+    """The sync face: logins, tokens, sessions and user administration over a `Store`."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        store: Store | None = None,
+        hasher: PasswordHasher | None = None,
+        audit: AuditLog | None = None,
+        ring: KeyRing | None = None,
+        **overrides: Any,
+    ) -> None:
+        super().__init__(settings, hasher, audit, ring, overrides)
+        self.store = store if store is not None else open_store(self.settings.store)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> Gate:
+        """A gate configured from ``AUTHGATE_*`` variables (keywords override them)."""
+        return cls(Settings.from_env(environ), **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Gate({self.store!r}, stateless={self.stateless})"
+
+    def _run(self, flow: Flow[Any]) -> Any:
+        return run(flow, self.store, self.hasher, self.audit.emit)
+
+    def authenticate(self, token: str) -> Identity:
+        """The identity a valid access token stands for, or an `InvalidToken` error."""
+        claims, identity = self._verify(token)
+        if identity is not None:
+            return identity
+        result: Identity = self._run(load_identity(self.rules, claims))
+        return result
+
+    def login(self, username: str, password: str, client: Client = _NOWHERE) -> TokenPair:
+        """Check credentials and open a session; `BadCredentials` or `AccountLocked`."""
+        result: TokenPair = self._run(login(self.rules, username, password, client))
+        return result
+
+    def refresh(self, refresh_token: str, client: Client = _NOWHERE) -> TokenPair:
+        """Spend a refresh token for a new pair."""
+        result: TokenPair = self._run(refresh(self.rules, refresh_token, client))
+        return result
+
+    def logout(self, identity: Identity, client: Client = _NOWHERE) -> bool:
+        """End the identity's session."""
+        result: bool = self._run(logout(identity.username, identity.session_id, client))
+        return result
+
+    def change_password(
+        self, identity: Identity, current: str, new: str, client: Client = _NOWHERE
+    ) -> User:
+        """Change one's own password; every other session of the user ends."""
+        flow = change_password(
+            self.rules, identity.username, current, new, client, identity.session_id or None
+        )
+        result: User = self._run(flow)
+        return result
+
+    def list_sessions(self, username: str) -> list[Session]:
+        """A user's live sessions, oldest first."""
+        return self.store.list_sessions(normalize_username(username))
+
+    def revoke_session(self, username: str, session_id: str, client: Client = _NOWHERE) -> bool:
+        """End one of the user's sessions; False when it is not theirs or gone."""
+        result: bool = self._run(revoke_session(normalize_username(username), session_id, client))
+        return result
+
+    def revoke_sessions(
+        self, username: str, client: Client = _NOWHERE, keep: str | None = None
+    ) -> int:
+        """End all of a user's sessions (but `keep`)."""
+        result: int = self._run(revoke_sessions(normalize_username(username), client, keep))
+        return result
+
+    def unlock(self, username: str) -> None:
+        """Lift a login lock-out."""
+        self._run(self.rules.lockout.unlock(normalize_username(username)))
+
+    def create_user(self, username: str, password: str | None = None, **fields: Any) -> User:
+        """Create a user (password hashed with argon2id)."""
+        result: User = self._run(_create_user(username, password, **fields))
+        return result
+
+    def update_user(self, username: str, **changes: Any) -> User:
+        """Change roles, groups, permissions, enabled or profile fields.  Disabling
+        ends the user's sessions; role changes apply on the next request."""
+        result: User = self._run(self._update_flow(username, changes))
+        return result
+
+    def set_password(self, username: str, password: str) -> User:
+        """Set a password as an admin; every session of the user ends."""
+        result: User = self._run(_set_password(username, password))
+        return result
+
+    def delete_user(self, username: str, *, acting: str | None = None) -> None:
+        """Delete a user and their sessions (never the last enabled admin or yourself)."""
+        self._run(_delete_user(username, self.roles, acting=acting))
+
+    def ensure_superuser(self) -> Bootstrap:
+        """Make sure an enabled admin exists (see `authgate.ensure_superuser`)."""
+        s = self.settings
+        result: Bootstrap = self._run(
+            _ensure_superuser(s.superuser_username, s.superuser_password, self.roles)
+        )
+        return result
+
+    def close(self) -> None:
+        """Release the store's connections."""
+        self.store.close()
+
+
+class AsyncGate(_Core):
+    """The async face of `Gate` over an `AsyncStore`; the same behaviour, awaited."""
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        store: AsyncStore | None = None,
+        hasher: PasswordHasher | None = None,
+        audit: AuditLog | None = None,
+        ring: KeyRing | None = None,
+        **overrides: Any,
+    ) -> None:
+        super().__init__(settings, hasher, audit, ring, overrides)
+        self.store = store if store is not None else open_async_store(self.settings.store)
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> AsyncGate:
+        """A gate configured from ``AUTHGATE_*`` variables (keywords override them)."""
+        return cls(Settings.from_env(environ), **kwargs)
+
+    def __repr__(self) -> str:
+        return f"AsyncGate({self.store!r}, stateless={self.stateless})"
+
+    async def _run(self, flow: Flow[Any]) -> Any:
+        return await arun(flow, self.store, self.hasher, self.audit.emit)
+
+    async def authenticate(self, token: str) -> Identity:
+        """The identity a valid access token stands for, or an `InvalidToken` error."""
+        claims, identity = self._verify(token)
+        if identity is not None:
+            return identity
+        result: Identity = await self._run(load_identity(self.rules, claims))
+        return result
+
+    async def login(self, username: str, password: str, client: Client = _NOWHERE) -> TokenPair:
+        """Check credentials and open a session; `BadCredentials` or `AccountLocked`."""
+        result: TokenPair = await self._run(login(self.rules, username, password, client))
+        return result
+
+    async def refresh(self, refresh_token: str, client: Client = _NOWHERE) -> TokenPair:
+        """Spend a refresh token for a new pair."""
+        result: TokenPair = await self._run(refresh(self.rules, refresh_token, client))
+        return result
+
+    async def logout(self, identity: Identity, client: Client = _NOWHERE) -> bool:
+        """End the identity's session."""
+        result: bool = await self._run(logout(identity.username, identity.session_id, client))
+        return result
+
+    async def change_password(
+        self, identity: Identity, current: str, new: str, client: Client = _NOWHERE
+    ) -> User:
+        """Change one's own password; every other session of the user ends."""
+        flow = change_password(
+            self.rules, identity.username, current, new, client, identity.session_id or None
+        )
+        result: User = await self._run(flow)
+        return result
+
+    async def list_sessions(self, username: str) -> list[Session]:
+        """A user's live sessions, oldest first."""
+        return await self.store.list_sessions(normalize_username(username))
+
+    async def revoke_session(
+        self, username: str, session_id: str, client: Client = _NOWHERE
+    ) -> bool:
+        """End one of the user's sessions; False when it is not theirs or gone."""
+        flow = revoke_session(normalize_username(username), session_id, client)
+        result: bool = await self._run(flow)
+        return result
+
+    async def revoke_sessions(
+        self, username: str, client: Client = _NOWHERE, keep: str | None = None
+    ) -> int:
+        """End all of a user's sessions (but `keep`)."""
+        result: int = await self._run(revoke_sessions(normalize_username(username), client, keep))
+        return result
+
+    async def unlock(self, username: str) -> None:
+        """Lift a login lock-out."""
+        await self._run(self.rules.lockout.unlock(normalize_username(username)))
+
+    async def create_user(self, username: str, password: str | None = None, **fields: Any) -> User:
+        """Create a user (password hashed with argon2id, off the event loop)."""
+        result: User = await self._run(_create_user(username, password, **fields))
+        return result
+
+    async def update_user(self, username: str, **changes: Any) -> User:
+        """Change roles, groups, permissions, enabled or profile fields."""
+        result: User = await self._run(self._update_flow(username, changes))
+        return result
+
+    async def set_password(self, username: str, password: str) -> User:
+        """Set a password as an admin; every session of the user ends."""
+        result: User = await self._run(_set_password(username, password))
+        return result
+
+    async def delete_user(self, username: str, *, acting: str | None = None) -> None:
+        """Delete a user and their sessions (never the last enabled admin or yourself)."""
+        await self._run(_delete_user(username, self.roles, acting=acting))
+
+    async def ensure_superuser(self) -> Bootstrap:
+        """Make sure an enabled admin exists (see `authgate.ensure_superuser`)."""
+        s = self.settings
+        result: Bootstrap = await self._run(
+            _ensure_superuser(s.superuser_username, s.superuser_password, self.roles)
+        )
+        return result
+
+    async def close(self) -> None:
+        """Release the store's connections."""
+        await self.store.close()

@@ -1,0 +1,62 @@
+"""Who a request (or a job) acts as: the `Identity` a guard looks at."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+__all__ = ["ANONYMOUS", "Identity"]
+
+
+@dataclass(frozen=True, slots=True)
+class Identity:
+    """An authenticated user as one request sees it, or the anonymous nobody.
+
+    Compatible with Starlette's conventions: ``is_authenticated`` and ``display_name``
+    as on ``request.user``, ``scopes`` as on ``request.auth``.
+    """
+
+    username: str = ""
+    user_id: str = ""
+    roles: frozenset[str] = frozenset()
+    groups: frozenset[str] = frozenset()
+    permissions: frozenset[str] = frozenset()
+    session_id: str = ""
+    claims: Mapping[str, Any] = field(default_factory=dict, compare=False, repr=False)
+    is_authenticated: bool = False
+    email: str = ""
+    full_name: str = ""
+    user_version: int = 0
+
+    @property
+    def display_name(self) -> str:
+        """The name to show a person (Starlette's ``BaseUser.display_name``)."""
+        return self.full_name or self.username
+
+    @property
+    def identity(self) -> str:
+        """Starlette's ``BaseUser.identity``: the username."""
+        return self.username
+
+    @property
+    def scopes(self) -> list[str]:
+        """Roles and permissions, for ``starlette.authentication.requires``."""
+        return sorted(self.roles | self.permissions)
+
+    def to_public_dict(self) -> dict[str, Any]:
+        """A JSON-ready view (``GET /auth/me``)."""
+        return {
+            "username": self.username,
+            "id": self.user_id,
+            "roles": sorted(self.roles),
+            "groups": sorted(self.groups),
+            "permissions": sorted(self.permissions),
+            "email": self.email,
+            "display_name": self.display_name,
+            "session_id": self.session_id,
+            "is_authenticated": self.is_authenticated,
+        }
+
+
+ANONYMOUS = Identity()

@@ -1,0 +1,365 @@
+"""Logins, refresh, logout and the per-request session check, as flows.
+
+A login creates a `Session` in the store and returns a `TokenPair`: a short-lived
+signed access token (JWT) whose ``sid`` names the session, and an opaque refresh token
+``<session id>.<secret>`` of which the store keeps only the SHA-256.  Refresh tokens are
+single use: each refresh swaps the stored hash atomically, and presenting a spent one
+revokes the whole session.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from .audit import AuditEvent
+from .errors import BadCredentials, Conflict, InvalidUsername, MalformedToken, SessionRevoked
+from .errors import VersionConflict
+from .flows import Call, DummyVerify, Emit, Flow, Hash, Verify
+from .identity import Identity
+from .lockout import LockoutPolicy
+from .passwords import PasswordHasher
+from .stores.base import Session
+from .tokens import TokenVerifier
+from .users import User, normalize_username, utcnow
+
+__all__ = [
+    "Client",
+    "SessionLimitReached",
+    "SessionRules",
+    "TokenPair",
+    "change_password",
+    "identity_from_claims",
+    "load_identity",
+    "login",
+    "logout",
+    "refresh",
+    "revoke_sessions",
+]
+
+_REFRESH_SHAPE = re.compile(r"[0-9a-f]{32}\.[A-Za-z0-9_-]{43}")
+
+
+class SessionLimitReached(Conflict):
+    """The user has as many sessions as allowed and the policy refuses new ones."""
+
+    code = "session_limit"
+    default_detail = "too many active sessions: log out elsewhere first"
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """Where a request comes from (for sessions and audit events)."""
+
+    ip: str = ""
+    user_agent: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    """What a login or a refresh returns."""
+
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    expires_in: int
+    session_id: str
+    token_type: str = "bearer"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The OAuth 2-style response body."""
+        return {
+            "access_token": self.access_token,
+            "token_type": self.token_type,
+            "expires_in": self.expires_in,
+            "refresh_token": self.refresh_token,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRules:
+    """Everything the session flows need to know, fixed when a `Gate` is built."""
+
+    verifier: TokenVerifier
+    hasher: PasswordHasher
+    lockout: LockoutPolicy
+    access_ttl: int = 900
+    refresh_ttl: int = 1_209_600
+    max_sessions: int = 0
+    evict_oldest: bool = True
+    touch_interval: int = 60
+
+
+def _digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode("ascii")).hexdigest()
+
+
+def new_refresh_token(session_id: str) -> tuple[str, str]:
+    """A fresh refresh token for a session and the hash the store keeps of it."""
+    secret = secrets.token_urlsafe(32)
+    return f"{session_id}.{secret}", _digest(secret)
+
+
+def parse_refresh_token(token: object) -> tuple[str, str]:
+    """(session id, hash) of a well-formed refresh token, else `MalformedToken`."""
+    if not isinstance(token, str) or not _REFRESH_SHAPE.fullmatch(token):
+        raise MalformedToken("the refresh token is malformed")
+    session_id, secret = token.split(".")
+    return session_id, _digest(secret)
+
+
+def _access_token(rules: SessionRules, user: User, session_id: str) -> str:
+    return rules.verifier.issue(
+        {
+            "sub": user.username,
+            "uid": user.id,
+            "sid": session_id,
+            "ver": user.version,
+            "roles": sorted(user.roles),
+            "groups": sorted(user.groups),
+            "perms": sorted(user.permissions),
+        },
+        rules.access_ttl,
+    )
+
+
+def _pair(rules: SessionRules, user: User, session_id: str, refresh_token: str) -> TokenPair:
+    return TokenPair(
+        _access_token(rules, user, session_id), refresh_token, rules.access_ttl, session_id
+    )
+
+
+def login(rules: SessionRules, username: str, password: str, client: Client) -> Flow[TokenPair]:
+    """Check a username and password and open a session.
+
+    Unknown users, invalid usernames, wrong passwords and disabled accounts all take the
+    same path (one argon2 verification) and end in the same `BadCredentials`.
+    """
+    try:
+        name = normalize_username(username)
+    except InvalidUsername:
+        yield DummyVerify(password if isinstance(password, str) else "")
+        yield Emit(
+            AuditEvent(
+                "login_failure", str(username)[:64], client_ip=client.ip, detail="invalid username"
+            )
+        )
+        raise BadCredentials() from None
+    taken = yield from rules.lockout.reserve(name, client.ip)
+    user: User | None = yield Call("get_user", (name,))
+    if user is None or not user.password_hash:
+        yield DummyVerify(password)
+        ok = False
+    else:
+        ok = yield Verify(user.password_hash, password)
+    if not ok or user is None or not user.enabled:
+        yield from rules.lockout.failed(name, taken, client.ip)
+        yield Emit(AuditEvent("login_failure", name, client_ip=client.ip))
+        raise BadCredentials()
+    yield from rules.lockout.succeeded(name)
+    if rules.hasher.needs_rehash(user.password_hash):
+        user = yield from _rehash(user, password)
+
+    if rules.max_sessions:
+        current: list[Session] = yield Call("list_sessions", (name,))
+        excess = len(current) - rules.max_sessions + 1
+        if excess > 0:
+            if not rules.evict_oldest:
+                yield Emit(
+                    AuditEvent(
+                        "login_failure", name, client_ip=client.ip, detail="session limit reached"
+                    )
+                )
+                raise SessionLimitReached()
+            for old in current[:excess]:
+                yield Call("revoke_session", (old.id,))
+                yield Emit(
+                    AuditEvent(
+                        "session_revoked", name, old.id, client.ip, "evicted by the session limit"
+                    )
+                )
+
+    session_id = uuid.uuid4().hex
+    refresh_token, refresh_hash = new_refresh_token(session_id)
+    now = utcnow()
+    session = Session(
+        id=session_id,
+        username=name,
+        expires_at=now + timedelta(seconds=rules.refresh_ttl),
+        created_at=now,
+        last_seen=now,
+        client_ip=client.ip[:64],
+        user_agent=client.user_agent[:256],
+        refresh_hash=refresh_hash,
+    )
+    yield Call("create_session", (session,))
+    yield Emit(AuditEvent("login_success", name, session_id, client.ip))
+    return _pair(rules, user, session_id, refresh_token)
+
+
+def _rehash(user: User, password: str) -> Flow[User]:
+    """Store a hash made with the current parameters; a concurrent change wins."""
+    new_hash: str = yield Hash(password)
+    try:
+        saved: User = yield Call(
+            "update_user", (user.changed(password_hash=new_hash), user.version)
+        )
+    except VersionConflict:
+        return user
+    return saved
+
+
+def refresh(rules: SessionRules, refresh_token: str, client: Client) -> Flow[TokenPair]:
+    """Spend a refresh token for a new pair; a spent token revokes its session."""
+    session_id, presented = parse_refresh_token(refresh_token)
+    session: Session | None = yield Call("get_session", (session_id,))
+    if session is None:
+        raise SessionRevoked("the refresh token is no longer valid")
+    if not hmac.compare_digest(session.refresh_hash, presented):
+        yield from _reuse(session, client)
+    user: User | None = yield Call("get_user", (session.username,))
+    if user is None or not user.enabled:
+        yield Call("revoke_session", (session_id,))
+        raise SessionRevoked()
+    new_token, new_hash = new_refresh_token(session_id)
+    expires = utcnow() + timedelta(seconds=rules.refresh_ttl)
+    swapped = yield Call("rotate_refresh", (session_id, presented, new_hash, expires))
+    if not swapped:  # another request spent the same token a moment ago
+        yield from _reuse(session, client)
+    yield Emit(AuditEvent("refresh", user.username, session_id, client.ip))
+    return _pair(rules, user, session_id, new_token)
+
+
+def _reuse(session: Session, client: Client) -> Flow[None]:
+    yield Call("revoke_session", (session.id,))
+    yield Emit(
+        AuditEvent(
+            "refresh_token_reuse",
+            session.username,
+            session.id,
+            client.ip,
+            "a spent refresh token was presented; the session is revoked",
+        )
+    )
+    raise SessionRevoked("refresh token reuse detected: the session is revoked")
+
+
+def logout(username: str, session_id: str, client: Client) -> Flow[bool]:
+    """Revoke one session."""
+    revoked: bool = yield Call("revoke_session", (session_id,))
+    yield Emit(AuditEvent("logout", username, session_id, client.ip))
+    return revoked
+
+
+def revoke_session(username: str, session_id: str, client: Client) -> Flow[bool]:
+    """Revoke one of `username`'s sessions (a session of someone else is not found)."""
+    session: Session | None = yield Call("get_session", (session_id,))
+    if session is None or session.username != username:
+        return False
+    revoked: bool = yield Call("revoke_session", (session_id,))
+    yield Emit(AuditEvent("session_revoked", username, session_id, client.ip))
+    return revoked
+
+
+def revoke_sessions(username: str, client: Client, keep: str | None = None) -> Flow[int]:
+    """Revoke every session of a user (but `keep`)."""
+    count: int = yield Call("revoke_user_sessions", (username, keep))
+    yield Emit(
+        AuditEvent("sessions_revoked", username, keep or "", client.ip, f"{count} sessions revoked")
+    )
+    return count
+
+
+def change_password(
+    rules: SessionRules,
+    username: str,
+    current: str,
+    new: str,
+    client: Client,
+    keep_session: str | None = None,
+) -> Flow[User]:
+    """Change one's own password: the current one must match; other sessions end."""
+    rules.hasher.policy.check(new)
+    user: User | None = yield Call("get_user", (username,))
+    if user is None:
+        yield DummyVerify(current)
+        raise BadCredentials("the current password is wrong")
+    ok = yield Verify(user.password_hash, current)
+    if not ok:
+        yield Emit(
+            AuditEvent(
+                "password_change",
+                username,
+                keep_session or "",
+                client.ip,
+                "refused: wrong current password",
+            )
+        )
+        raise BadCredentials("the current password is wrong")
+    new_hash: str = yield Hash(new)
+    saved: User = yield Call("update_user", (user.changed(password_hash=new_hash), user.version))
+    count: int = yield Call("revoke_user_sessions", (username, keep_session))
+    yield Emit(
+        AuditEvent(
+            "password_change",
+            username,
+            keep_session or "",
+            client.ip,
+            f"{count} other sessions revoked",
+        )
+    )
+    return saved
+
+
+def identity_from_user(user: User, session_id: str, claims: Mapping[str, Any]) -> Identity:
+    """The identity of a user as the store has it now."""
+    return Identity(
+        username=user.username,
+        user_id=user.id,
+        roles=user.roles,
+        groups=user.groups,
+        permissions=user.permissions,
+        session_id=session_id,
+        claims=claims,
+        is_authenticated=True,
+        email=user.email,
+        full_name=user.display_name or user.full_name,
+        user_version=user.version,
+    )
+
+
+def identity_from_claims(claims: Mapping[str, Any]) -> Identity:
+    """The identity a token claims, trusted without a store read (stateless mode)."""
+    return Identity(
+        username=claims["sub"],
+        user_id=str(claims.get("uid", "")),
+        roles=frozenset(claims.get("roles", ())),
+        groups=frozenset(claims.get("groups", ())),
+        permissions=frozenset(claims.get("perms", ())),
+        session_id=claims["sid"],
+        claims=claims,
+        is_authenticated=True,
+        user_version=claims["ver"],
+    )
+
+
+def load_identity(rules: SessionRules, claims: Mapping[str, Any]) -> Flow[Identity]:
+    """Check a verified token's session and user in the store; build the identity from
+    the user as it is now (so a role change shows on the very next request)."""
+    session: Session | None = yield Call("get_session", (claims["sid"],))
+    if session is None or session.username != claims["sub"]:
+        raise SessionRevoked()
+    user: User | None = yield Call("get_user", (session.username,))
+    if user is None or not user.enabled or user.id != claims.get("uid", user.id):
+        raise SessionRevoked()
+    now = time.time()
+    if now - session.last_seen.timestamp() >= rules.touch_interval:
+        yield Call("touch_session", (session.id, datetime.fromtimestamp(now, timezone.utc)))
+    return identity_from_user(user, session.id, claims)

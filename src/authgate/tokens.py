@@ -1,0 +1,382 @@
+"""Access tokens: JWTs signed and verified with a `KeyRing`.
+
+Security choices come from configuration, never from the token: the algorithm must be
+on the ring's allow-list (``none`` never is), ``kid`` is only an index into the local
+ring (``jku``, ``x5u`` and embedded ``jwk`` headers are ignored), the header must say
+``typ: at+jwt`` (RFC 8725 3.11), and the required claims are checked after the
+signature.  The signature maths is pyjwt's (`jwt.algorithms`); the parsing around it is
+ours, so a token seen for the first time costs one HMAC and two small JSON parses, and a
+token seen before costs a dict lookup.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import time
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import jwt
+from jwt.algorithms import get_default_algorithms
+
+from .errors import (
+    ConfigError,
+    ExpiredToken,
+    InvalidSignature,
+    InvalidTokenClaims,
+    MalformedToken,
+    TokenNotYetValid,
+    UnknownKey,
+)
+
+__all__ = ["ACCESS_TOKEN_TYPE", "Key", "KeyRing", "TokenVerifier"]
+
+ACCESS_TOKEN_TYPE = "at+jwt"
+HMAC_ALGORITHMS = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
+ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA")
+MIN_SECRET_BYTES = 32
+MAX_TOKEN_LENGTH = 8192
+
+_TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+")
+_ALGORITHMS = get_default_algorithms()
+_SECRET_HINT = "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
+
+
+def _b64decode(segment: str) -> bytes:
+    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+
+
+@dataclass(frozen=True, slots=True)
+class Key:
+    """One signing or verifying key.  ``signing_key`` is None for verify-only keys."""
+
+    kid: str
+    algorithm: str
+    verifying_key: Any = field(repr=False)
+    signing_key: Any = field(default=None, repr=False)
+    public_jwk: Mapping[str, Any] | None = field(default=None, repr=False)
+
+    @classmethod
+    def hmac(cls, secret: str | bytes, algorithm: str = "HS256", *, dev_mode: bool = False) -> Key:
+        """An HMAC key; a secret shorter than 32 bytes is refused outside dev mode."""
+        if algorithm not in HMAC_ALGORITHMS:
+            raise ConfigError(f"{algorithm} is not an HMAC algorithm (HS256, HS384, HS512)")
+        raw = secret.encode() if isinstance(secret, str) else bytes(secret)
+        if len(raw) < MIN_SECRET_BYTES and not dev_mode:
+            raise ConfigError(
+                f"AUTHGATE_SECRET_KEY is too short ({len(raw)} bytes, at least "
+                f"{MIN_SECRET_BYTES} needed): {_SECRET_HINT}"
+            )
+        kid = "hs-" + hashlib.sha256(b"authgate-kid:" + raw).hexdigest()[:16]
+        return cls(kid, algorithm, raw, raw)
+
+    @classmethod
+    def from_pem(
+        cls,
+        algorithm: str,
+        *,
+        private_pem: bytes | None = None,
+        public_pem: bytes | None = None,
+    ) -> Key:
+        """An asymmetric key (RS*, ES*, PS256, EdDSA) from PEM bytes.  With only the
+        public key the result verifies but cannot sign."""
+        if algorithm not in ASYMMETRIC_ALGORITHMS:
+            raise ConfigError(
+                f"{algorithm} is not a supported asymmetric algorithm "
+                f"({', '.join(ASYMMETRIC_ALGORITHMS)})"
+            )
+        impl: Any = _ALGORITHMS[algorithm]
+        try:
+            signing = impl.prepare_key(private_pem) if private_pem else None
+            if public_pem:
+                verifying = impl.prepare_key(public_pem)
+            elif signing is not None:
+                verifying = signing.public_key()
+            else:
+                raise ConfigError("an asymmetric key needs a private or a public PEM")
+        except (ValueError, TypeError, jwt.InvalidKeyError) as err:
+            raise ConfigError(f"cannot load the {algorithm} key: {err}") from err
+        jwk = json.loads(impl.to_jwk(verifying))
+        thumb_src = json.dumps(
+            {k: jwk[k] for k in sorted(jwk) if k in ("crv", "e", "kty", "n", "x", "y")},
+            separators=(",", ":"),
+        )
+        kid = base64.urlsafe_b64encode(hashlib.sha256(thumb_src.encode()).digest())[:22]
+        kid_s = kid.decode()
+        jwk.update({"kid": kid_s, "alg": algorithm, "use": "sig"})
+        return cls(kid_s, algorithm, verifying, signing, jwk)
+
+    @classmethod
+    def from_pem_files(
+        cls, algorithm: str, *, private_file: str | None = None, public_file: str | None = None
+    ) -> Key:
+        """`from_pem` reading the PEM files named."""
+
+        def read(path: str | None) -> bytes | None:
+            if not path:
+                return None
+            try:
+                return Path(path).read_bytes()
+            except OSError as err:
+                raise ConfigError(f"cannot read key file {path}: {err}") from err
+
+        return cls.from_pem(algorithm, private_pem=read(private_file), public_pem=read(public_file))
+
+    def sign(self, message: bytes) -> bytes:
+        """The signature of `message` (HMAC or asymmetric)."""
+        if self.signing_key is None:
+            raise ConfigError(f"key {self.kid} can verify but not sign: it has no private key")
+        digest = HMAC_ALGORITHMS.get(self.algorithm)
+        if digest is not None:
+            return hmac.new(self.signing_key, message, digest).digest()
+        sig: bytes = _ALGORITHMS[self.algorithm].sign(message, self.signing_key)
+        return sig
+
+    def verify(self, message: bytes, signature: bytes) -> bool:
+        """True when `signature` is this key's signature of `message` (constant time)."""
+        digest = HMAC_ALGORITHMS.get(self.algorithm)
+        if digest is not None:
+            expected = hmac.new(self.verifying_key, message, digest).digest()
+            return hmac.compare_digest(expected, signature)
+        try:
+            ok: bool = _ALGORITHMS[self.algorithm].verify(message, self.verifying_key, signature)
+        except (ValueError, TypeError):
+            return False
+        return ok
+
+
+class KeyRing:
+    """An ordered list of keys: the first signs, all of them verify.
+
+    Rotation: put the new key first and keep the old one after it until every token
+    it signed has expired; then drop it, and its tokens stop verifying.
+    """
+
+    def __init__(self, keys: Iterable[Key]) -> None:
+        self.keys = tuple(keys)
+        if not self.keys:
+            raise ConfigError(
+                f"a key ring needs at least one key: set AUTHGATE_SECRET_KEY; {_SECRET_HINT}"
+            )
+        if self.keys[0].signing_key is None:
+            raise ConfigError("the first key of a ring signs: it needs a private key")
+        self.by_kid = {key.kid: key for key in self.keys}
+        if len(self.by_kid) != len(self.keys):
+            raise ConfigError("two keys of the ring have the same kid")
+        self.algorithms = frozenset(key.algorithm for key in self.keys)
+
+    def __repr__(self) -> str:
+        return f"KeyRing({[k.kid for k in self.keys]!r})"
+
+    @property
+    def current(self) -> Key:
+        """The key that signs new tokens."""
+        return self.keys[0]
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> KeyRing:
+        """The ring a `Settings` describes: secret keys for HS*, PEM files otherwise."""
+        algorithm = settings.algorithm
+        if algorithm.lower() == "none":
+            raise ConfigError("the 'none' algorithm is never accepted")
+        if algorithm in HMAC_ALGORITHMS:
+            if not settings.secret_key:
+                raise ConfigError(f"AUTHGATE_SECRET_KEY is not set: {_SECRET_HINT}")
+            secrets = [settings.secret_key, *settings.previous_secret_keys]
+            return cls(Key.hmac(s, algorithm, dev_mode=settings.dev_mode) for s in secrets)
+        if algorithm in ASYMMETRIC_ALGORITHMS:
+            if not settings.private_key_file:
+                raise ConfigError(
+                    f"{algorithm} needs AUTHGATE_PRIVATE_KEY_FILE (and optionally "
+                    "AUTHGATE_PUBLIC_KEY_FILE)"
+                )
+            keys = [
+                Key.from_pem_files(
+                    algorithm,
+                    private_file=settings.private_key_file,
+                    public_file=settings.public_key_file,
+                )
+            ]
+            keys += [
+                Key.from_pem_files(algorithm, public_file=path)
+                for path in settings.previous_public_key_files
+            ]
+            return cls(keys)
+        raise ConfigError(
+            f"unsupported AUTHGATE_ALGORITHM {algorithm!r}: use one of "
+            f"{', '.join([*HMAC_ALGORITHMS, *ASYMMETRIC_ALGORITHMS])}"
+        )
+
+    def jwks(self) -> dict[str, list[dict[str, Any]]]:
+        """The public keys as a JWKS document (empty for HMAC rings: secrets stay secret)."""
+        return {"keys": [dict(k.public_jwk) for k in self.keys if k.public_jwk is not None]}
+
+    def sign(self, claims: Mapping[str, Any], typ: str = ACCESS_TOKEN_TYPE) -> str:
+        """Encode and sign `claims` with the current key."""
+        key = self.current
+        header = {"alg": key.algorithm, "kid": key.kid, "typ": typ}
+        signing_input = (
+            _b64encode(json.dumps(header, separators=(",", ":")).encode())
+            + "."
+            + _b64encode(json.dumps(claims, separators=(",", ":")).encode())
+        )
+        signature = key.sign(signing_input.encode("ascii"))
+        return signing_input + "." + _b64encode(signature)
+
+
+def _b64encode(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+class TokenVerifier:
+    """Verifies access tokens against a `KeyRing` and the configured claims.
+
+    Tokens that verified are remembered (up to `cache_size`) until they expire, so a
+    client that sends the same token on every request pays for its signature once.
+    """
+
+    def __init__(
+        self,
+        ring: KeyRing,
+        *,
+        issuer: str,
+        audience: str,
+        leeway: float = 0,
+        typ: str = ACCESS_TOKEN_TYPE,
+        cache_size: int = 4096,
+    ) -> None:
+        self.ring = ring
+        self.issuer = issuer
+        self.audience = audience
+        self.leeway = leeway
+        self.typ = typ
+        self.cache_size = cache_size
+        self._headers: dict[str, Key] = {}
+        self._verified: dict[str, dict[str, Any]] = {}
+
+    def issue(self, claims: Mapping[str, Any], ttl: int, *, now: float | None = None) -> str:
+        """Sign a token carrying `claims` plus ``iss``, ``aud``, ``iat``, ``exp`` and ``jti``."""
+        issued = int(now if now is not None else time.time())
+        full = {
+            "iss": self.issuer,
+            "aud": self.audience,
+            "iat": issued,
+            "exp": issued + ttl,
+            "jti": uuid.uuid4().hex,
+            **claims,
+        }
+        return self.ring.sign(full, self.typ)
+
+    def verify(self, token: str, *, now: float | None = None) -> dict[str, Any]:
+        """The claims of a valid token, or one of the `InvalidToken` family."""
+        current = time.time() if now is None else now
+        cached = self._verified.get(token)
+        if cached is not None:
+            self._check_times(cached, current)
+            return cached
+        claims = self._verify_uncached(token, current)
+        if len(self._verified) >= self.cache_size:
+            self._verified.clear()
+        self._verified[token] = claims
+        return claims
+
+    def _key_for(self, header_b64: str) -> Key:
+        key = self._headers.get(header_b64)
+        if key is not None:
+            return key
+        try:
+            header = json.loads(_b64decode(header_b64))
+        except ValueError as err:
+            raise MalformedToken("the token header is not valid JSON") from err
+        if not isinstance(header, dict):
+            raise MalformedToken("the token header is not a JSON object")
+        alg = header.get("alg")
+        if not isinstance(alg, str) or alg not in self.ring.algorithms:
+            raise InvalidSignature("the token's algorithm is not accepted")
+        if header.get("typ") != self.typ:
+            raise InvalidTokenClaims(f"the token is not of type {self.typ}")
+        if "crit" in header:
+            raise InvalidTokenClaims("the token has critical header parameters")
+        kid = header.get("kid")
+        if kid is None:
+            candidates = [k for k in self.ring.keys if k.algorithm == alg]
+            if len(candidates) != 1:
+                raise UnknownKey("the token names no key (kid)")
+            key = candidates[0]
+        else:
+            found = self.ring.by_kid.get(kid) if isinstance(kid, str) else None
+            if found is None:
+                raise UnknownKey()
+            if found.algorithm != alg:
+                raise InvalidSignature("the token's algorithm does not match its key")
+            key = found
+        if len(self._headers) < 64:
+            self._headers[header_b64] = key
+        return key
+
+    def _verify_uncached(self, token: str, now: float) -> dict[str, Any]:
+        if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
+            raise MalformedToken()
+        if not _TOKEN_SHAPE.fullmatch(token):
+            raise MalformedToken("the token is not a compact JWT (three base64url segments)")
+        header_b64, payload_b64, signature_b64 = token.split(".")
+        key = self._key_for(header_b64)
+        try:
+            signature = _b64decode(signature_b64)
+        except ValueError as err:
+            raise MalformedToken() from err
+        signing_input = token[: len(header_b64) + len(payload_b64) + 1].encode("ascii")
+        if not key.verify(signing_input, signature):
+            raise InvalidSignature()
+        try:
+            claims = json.loads(_b64decode(payload_b64))
+        except ValueError as err:
+            raise MalformedToken("the token payload is not valid JSON") from err
+        if not isinstance(claims, dict):
+            raise MalformedToken("the token payload is not a JSON object")
+        self._check_claims(claims, now)
+        return claims
+
+    def _check_times(self, claims: Mapping[str, Any], now: float) -> None:
+        if claims["exp"] <= now - self.leeway:
+            raise ExpiredToken()
+        nbf = claims.get("nbf")
+        if nbf is not None and nbf > now + self.leeway:
+            raise TokenNotYetValid()
+
+    def _check_claims(self, claims: Mapping[str, Any], now: float) -> None:
+        for name in ("exp", "iat"):
+            if not _number(claims.get(name)):
+                raise InvalidTokenClaims(f"the token's {name} claim is missing or not a number")
+        if "nbf" in claims and not _number(claims["nbf"]):
+            raise InvalidTokenClaims("the token's nbf claim is not a number")
+        self._check_times(claims, now)
+        if claims["iat"] > now + self.leeway:
+            raise TokenNotYetValid("the token was issued in the future")
+        if claims.get("iss") != self.issuer:
+            raise InvalidTokenClaims("the token has the wrong issuer")
+        aud = claims.get("aud")
+        if not (aud == self.audience or (isinstance(aud, list) and self.audience in aud)):
+            raise InvalidTokenClaims("the token has the wrong audience")
+        for name in ("sub", "jti", "sid"):
+            value = claims.get(name)
+            if not isinstance(value, str) or not value:
+                raise InvalidTokenClaims(f"the token's {name} claim is missing or invalid")
+        ver = claims.get("ver")
+        if not isinstance(ver, int) or isinstance(ver, bool):
+            raise InvalidTokenClaims("the token's ver claim is missing or invalid")
+        for name in ("roles", "groups", "perms"):
+            value = claims.get(name, [])
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise InvalidTokenClaims(f"the token's {name} claim is invalid")
