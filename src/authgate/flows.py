@@ -131,7 +131,8 @@ def run(flow: Flow[T], store: Store, hasher: PasswordHasher, emit: Emitter = _dr
             if isinstance(op, Call):
                 result = getattr(store, op.method)(*op.args)
             elif isinstance(op, Emit):
-                result = emit(op.event)
+                emit(op.event)
+                result = None
             else:
                 result = _cpu(op, hasher)
             op = flow.send(result)
@@ -150,7 +151,8 @@ async def arun(
             if isinstance(op, Call):
                 result = await getattr(store, op.method)(*op.args)
             elif isinstance(op, Emit):
-                result = emit(op.event)
+                emit(op.event)
+                result = None
             else:
                 result = await loop.run_in_executor(hashing_pool(), _cpu, op, hasher)
             op = flow.send(result)

@@ -21,8 +21,14 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from .audit import AuditEvent
-from .errors import BadCredentials, Conflict, InvalidUsername, MalformedToken, SessionRevoked
-from .errors import VersionConflict
+from .errors import (
+    BadCredentials,
+    Conflict,
+    InvalidUsername,
+    MalformedToken,
+    SessionRevoked,
+    VersionConflict,
+)
 from .flows import Call, DummyVerify, Emit, Flow, Hash, Verify
 from .identity import Identity
 from .lockout import LockoutPolicy
