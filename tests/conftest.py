@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -54,10 +55,12 @@ class AsyncFace:
     def __init__(self, store: Any, loop: asyncio.AbstractEventLoop) -> None:
         self.store = store
         self.loop = loop
-        self.url = store.url
+        self.url = getattr(store, "url", "")
 
-    def __getattr__(self, name: str) -> Callable[..., Any]:
+    def __getattr__(self, name: str) -> Any:
         method = getattr(self.store, name)
+        if not inspect.iscoroutinefunction(method):
+            return method
 
         def call(*args: Any, **kwargs: Any) -> Any:
             return self.loop.run_until_complete(method(*args, **kwargs))
@@ -103,3 +106,46 @@ def persistent_url(request: pytest.FixtureRequest, make_store_url: Callable[[str
 def hasher() -> PasswordHasher:
     """Cheap argon2 parameters so tests do not spend 100 ms per hash."""
     return cheap_hasher()
+
+
+SECRET = "test-secret-key-that-is-long-enough-0123456789"
+
+
+@pytest.fixture(
+    params=[f"{b}-{face}" for b in BACKENDS for face in ("sync", "async")],
+)
+def make_gate(
+    request: pytest.FixtureRequest, make_store_url: Callable[[str], str]
+) -> Iterator[Callable[..., Any]]:
+    """Build gates on every backend and face (``[redis-async]``...); the async ones are
+    wrapped so a test drives both with the same calls."""
+    from authgate.gate import AsyncGate, Gate
+
+    backend, face = request.param.split("-")
+    url = make_store_url(backend)
+    made: list[Any] = []
+    loop = asyncio.new_event_loop()
+    sync_store = open_store(url) if face == "sync" else None
+    async_store = open_async_store(url) if face == "async" else None
+
+    def make(**settings: Any) -> Any:
+        settings.setdefault("secret_key", SECRET)
+        hasher = settings.pop("hasher", None) or cheap_hasher()
+        if face == "sync":
+            gate = Gate(store=sync_store, hasher=hasher, **settings)
+            made.append(gate)
+            return gate
+        agate = AsyncGate(store=async_store, hasher=hasher, **settings)
+        facade = AsyncFace(agate, loop)
+        facade.gate = agate  # type: ignore[attr-defined]
+        made.append(facade)
+        return facade
+
+    make.backend = backend  # type: ignore[attr-defined]
+    make.face = face  # type: ignore[attr-defined]
+    yield make
+    if sync_store is not None:
+        sync_store.close()
+    if async_store is not None:
+        loop.run_until_complete(async_store.close())
+    loop.close()
