@@ -20,3 +20,34 @@ def write_user(url: str, username: str) -> str:
         return store.create_user(User.new(username, roles=["viewer"], email="w@example.com")).id
     finally:
         store.close()
+
+
+def wrong_logins(url: str, secret: str, threads: int) -> list[str]:
+    """Try `threads` wrong passwords for alice at once; name each outcome."""
+    import threading
+
+    from authgate.errors import AuthGateError
+    from authgate.gate import Gate
+    from authgate.testing import cheap_hasher
+
+    gate = Gate(
+        store=open_store(url), hasher=cheap_hasher(), secret_key=secret, max_login_attempts=5
+    )
+    barrier = threading.Barrier(threads)
+    outcomes: list[str] = []
+
+    def attempt() -> None:
+        barrier.wait()
+        try:
+            gate.login("alice", "wrong password")
+            outcomes.append("success")
+        except AuthGateError as err:
+            outcomes.append(type(err).__name__)
+
+    workers = [threading.Thread(target=attempt) for _ in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    gate.close()
+    return outcomes

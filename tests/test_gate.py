@@ -274,16 +274,34 @@ def test_audit_events_name_who_what_where_and_never_secrets(
             gate.login("alice", "wrong again", client)
 
     kinds = [e.event for e in seen]
-    for kind in ("login_failure", "login_success", "refresh", "refresh_token_reuse",
-                 "password_change", "logout", "sessions_revoked", "lockout"):
+    for kind in (
+        "login_failure",
+        "login_success",
+        "refresh",
+        "refresh_token_reuse",
+        "password_change",
+        "logout",
+        "sessions_revoked",
+        "lockout",
+    ):
         assert kind in kinds, kind
     success = next(e for e in seen if e.event == "login_success")
     assert (success.username, success.client_ip, success.session_id) == (
-        "alice", "192.0.2.7", pair.session_id)
+        "alice",
+        "192.0.2.7",
+        pair.session_id,
+    )
     records = [r for r in caplog.records if r.name == "authgate.audit"]
     assert len(records) == len(seen)
     text = " ".join(r.getMessage() + repr(getattr(r, "audit", "")) for r in records)
     text += repr([e.to_dict() for e in seen])
-    for secret in (PW, "new password 1", "wrong password", pair.access_token,
-                   pair.refresh_token, again.refresh_token, "$argon2"):
+    for secret in (
+        PW,
+        "new password 1",
+        "wrong password",
+        pair.access_token,
+        pair.refresh_token,
+        again.refresh_token,
+        "$argon2",
+    ):
         assert secret not in text
