@@ -15,10 +15,11 @@ from authgate.errors import (
     InvalidToken,
     LastAdminError,
     MalformedToken,
+    SessionLimitReached,
     SessionRevoked,
 )
 from authgate.passwords import Argon2Params, PasswordHasher
-from authgate.sessions import Client, SessionLimitReached
+from authgate.sessions import Client
 
 PW = "correct horse battery"
 

@@ -29,6 +29,7 @@ __all__ = [
     "NotAuthenticated",
     "NotFound",
     "PermissionDenied",
+    "SessionLimitReached",
     "SessionRevoked",
     "StoreError",
     "StoreUnavailable",
@@ -224,6 +225,13 @@ class LastAdminError(Conflict):
 
     code = "last_admin"
     default_detail = "refused: this would leave no enabled admin"
+
+
+class SessionLimitReached(Conflict):
+    """The user has as many sessions as allowed and the policy refuses new ones."""
+
+    code = "session_limit"
+    default_detail = "too many active sessions: log out elsewhere first"
 
 
 class NotFound(StoreError):

@@ -23,9 +23,9 @@ from typing import Any
 from .audit import AuditEvent
 from .errors import (
     BadCredentials,
-    Conflict,
     InvalidUsername,
     MalformedToken,
+    SessionLimitReached,
     SessionRevoked,
     VersionConflict,
 )
@@ -39,7 +39,6 @@ from .users import User, normalize_username, utcnow
 
 __all__ = [
     "Client",
-    "SessionLimitReached",
     "SessionRules",
     "TokenPair",
     "change_password",
@@ -52,13 +51,6 @@ __all__ = [
 ]
 
 _REFRESH_SHAPE = re.compile(r"[0-9a-f]{32}\.[A-Za-z0-9_-]{43}")
-
-
-class SessionLimitReached(Conflict):
-    """The user has as many sessions as allowed and the policy refuses new ones."""
-
-    code = "session_limit"
-    default_detail = "too many active sessions: log out elsewhere first"
 
 
 @dataclass(frozen=True, slots=True)
