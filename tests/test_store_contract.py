@@ -276,3 +276,23 @@ def test_unreachable_redis_is_store_unavailable() -> None:
 def test_sqlite_in_missing_directory_is_store_unavailable(tmp_path: Any) -> None:
     with pytest.raises(StoreUnavailable, match="cannot open SQLite database"):
         open_store(f"sqlite:///{tmp_path}/missing/dir/x.db")
+
+
+def test_session_and_user_read_together(store: Any) -> None:
+    user = store.create_user(User.new("lena"))
+    session = store.create_session(_session("lena"))
+    assert store.get_session_user(session.id, "lena") == (session, user)
+    assert store.get_session_user("missing", "lena") == (None, user)
+    assert store.get_session_user(session.id, "nobody") == (session, None)
+    short = store.create_session(_session("lena", seconds=0.2))
+    time.sleep(0.3)
+    assert store.get_session_user(short.id, "lena") == (None, user)
+
+
+def test_expire_counter_moves_the_expiry(store: Any) -> None:
+    assert not store.expire_counter("absent", 60)
+    store.incr("x", 0.3)
+    assert store.expire_counter("x", 60)
+    time.sleep(0.4)
+    assert store.get_counter("x") == 1
+    assert store.counter_ttl("x") > 50

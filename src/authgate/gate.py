@@ -101,18 +101,24 @@ class _Core:
 
 
 class Gate(_Core):
-    """The sync face: logins, tokens, sessions and user administration over a `Store`."""
+    """The sync face: logins, tokens, sessions and user administration over a `Store`.
+
+    ``store`` is a `Store` or a store URL (default: ``settings.store``); any other
+    keyword overrides a `Settings` field: ``Gate(store="memory://", secret_key=...)``.
+    """
 
     def __init__(
         self,
         settings: Settings | None = None,
         *,
-        store: Store | None = None,
+        store: Store | str | None = None,
         hasher: PasswordHasher | None = None,
         audit: AuditLog | None = None,
         ring: KeyRing | None = None,
         **overrides: Any,
     ) -> None:
+        if isinstance(store, str):
+            overrides["store"], store = store, None
         super().__init__(settings, hasher, audit, ring, overrides)
         self.store = store if store is not None else open_store(self.settings.store)
 
@@ -220,12 +226,14 @@ class AsyncGate(_Core):
         self,
         settings: Settings | None = None,
         *,
-        store: AsyncStore | None = None,
+        store: AsyncStore | str | None = None,
         hasher: PasswordHasher | None = None,
         audit: AuditLog | None = None,
         ring: KeyRing | None = None,
         **overrides: Any,
     ) -> None:
+        if isinstance(store, str):
+            overrides["store"], store = store, None
         super().__init__(settings, hasher, audit, ring, overrides)
         self.store = store if store is not None else open_async_store(self.settings.store)
 

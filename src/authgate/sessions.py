@@ -150,7 +150,7 @@ def login(rules: SessionRules, username: str, password: str, client: Client) -> 
             )
         )
         raise BadCredentials() from None
-    taken = yield from rules.lockout.reserve(name, client.ip)
+    taken = yield from rules.lockout.reserve(name)
     user: User | None = yield Call("get_user", (name,))
     if user is None or not user.password_hash:
         yield DummyVerify(password)
@@ -351,10 +351,12 @@ def identity_from_claims(claims: Mapping[str, Any]) -> Identity:
 def load_identity(rules: SessionRules, claims: Mapping[str, Any]) -> Flow[Identity]:
     """Check a verified token's session and user in the store; build the identity from
     the user as it is now (so a role change shows on the very next request)."""
-    session: Session | None = yield Call("get_session", (claims["sid"],))
+    found: tuple[Session | None, User | None] = yield Call(
+        "get_session_user", (claims["sid"], claims["sub"])
+    )
+    session, user = found
     if session is None or session.username != claims["sub"]:
         raise SessionRevoked()
-    user: User | None = yield Call("get_user", (session.username,))
     if user is None or not user.enabled or user.id != claims.get("uid", user.id):
         raise SessionRevoked()
     now = time.time()

@@ -138,6 +138,11 @@ class SyncStoreAsAsync:
     async def get_session(self, session_id: str) -> Session | None:
         return await self._call(self.sync.get_session, session_id)
 
+    async def get_session_user(
+        self, session_id: str, username: str
+    ) -> tuple[Session | None, User | None]:
+        return await self._call(self.sync.get_session_user, session_id, username)
+
     async def touch_session(self, session_id: str, last_seen: datetime) -> bool:
         return await self._call(self.sync.touch_session, session_id, last_seen)
 
@@ -165,6 +170,9 @@ class SyncStoreAsAsync:
 
     async def counter_ttl(self, key: str) -> float:
         return await self._call(self.sync.counter_ttl, key)
+
+    async def expire_counter(self, key: str, ttl_seconds: float) -> bool:
+        return await self._call(self.sync.expire_counter, key, ttl_seconds)
 
     async def reset_counter(self, key: str) -> None:
         return await self._call(self.sync.reset_counter, key)

@@ -120,6 +120,12 @@ class Store(Protocol):
     def get_session(self, session_id: str) -> Session | None:
         """The live session with this id, or None (missing, revoked or expired)."""
 
+    def get_session_user(
+        self, session_id: str, username: str
+    ) -> tuple[Session | None, User | None]:
+        """The live session and the user, read together (one round trip where the
+        backend allows): the per-request check of a stateful `Gate`."""
+
     def touch_session(self, session_id: str, last_seen: datetime) -> bool:
         """Record activity; False when the session is gone."""
 
@@ -147,6 +153,9 @@ class Store(Protocol):
     def counter_ttl(self, key: str) -> float:
         """Seconds until the counter expires, 0 when absent."""
 
+    def expire_counter(self, key: str, ttl_seconds: float) -> bool:
+        """Make a live counter expire `ttl_seconds` from now; False when absent."""
+
     def reset_counter(self, key: str) -> None:
         """Delete a counter."""
 
@@ -172,6 +181,9 @@ class AsyncStore(Protocol):
     async def delete_group(self, name: str) -> None: ...
     async def create_session(self, session: Session) -> Session: ...
     async def get_session(self, session_id: str) -> Session | None: ...
+    async def get_session_user(
+        self, session_id: str, username: str
+    ) -> tuple[Session | None, User | None]: ...
     async def touch_session(self, session_id: str, last_seen: datetime) -> bool: ...
     async def rotate_refresh(
         self, session_id: str, expected_hash: str, new_hash: str, expires_at: datetime
@@ -182,5 +194,6 @@ class AsyncStore(Protocol):
     async def incr(self, key: str, ttl_seconds: float) -> int: ...
     async def get_counter(self, key: str) -> int: ...
     async def counter_ttl(self, key: str) -> float: ...
+    async def expire_counter(self, key: str, ttl_seconds: float) -> bool: ...
     async def reset_counter(self, key: str) -> None: ...
     async def close(self) -> None: ...

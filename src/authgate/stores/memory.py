@@ -118,6 +118,11 @@ class MemoryStore:
             return None
         return session
 
+    def get_session_user(
+        self, session_id: str, username: str
+    ) -> tuple[Session | None, User | None]:
+        return self.get_session(session_id), self._users.get(username)
+
     def touch_session(self, session_id: str, last_seen: datetime) -> bool:
         with self._lock:
             session = self.get_session(session_id)
@@ -175,6 +180,15 @@ class MemoryStore:
     def counter_ttl(self, key: str) -> float:
         _, expires = self._counters.get(key, (0, 0.0))
         return max(0.0, expires - time.time())
+
+    def expire_counter(self, key: str, ttl_seconds: float) -> bool:
+        now = time.time()
+        with self._lock:
+            value, expires = self._counters.get(key, (0, 0.0))
+            if expires <= now:
+                return False
+            self._counters[key] = (value, now + ttl_seconds)
+            return True
 
     def reset_counter(self, key: str) -> None:
         with self._lock:

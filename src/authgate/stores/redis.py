@@ -112,6 +112,11 @@ redis.call('ZADD', KEYS[2], ARGV[6], ARGV[7])
 return 1
 """
 
+_GET_SESSION_USER = """
+local row = redis.call('HMGET', KEYS[1], 'record', 'refresh', 'exp', 'seen')
+return {row[1], row[2], row[3], row[4], redis.call('HGET', KEYS[2], 'record')}
+"""
+
 _TOUCH_SESSION = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
 redis.call('HSET', KEYS[1], 'seen', ARGV[1])
@@ -307,6 +312,16 @@ class _Logic:
         session = _session_from_row(row)
         return None if session.is_expired() else session
 
+    def get_session_user(
+        self, session_id: str, username: str
+    ) -> _Flow[tuple[Session | None, User | None]]:
+        row = yield _Lua(
+            _GET_SESSION_USER, (f"{self.base}s:{session_id}", self._user_key(username)), ()
+        )
+        session = _session_from_row(row[:4]) if row[0] else None
+        user = _codec.user_from_json(row[4]) if row[4] else None
+        return (None if session is None or session.is_expired() else session), user
+
     def touch_session(self, session_id: str, last_seen: datetime) -> _Flow[bool]:
         done = yield _Lua(_TOUCH_SESSION, (f"{self.base}s:{session_id}",), (_ts(last_seen),))
         return bool(done)
@@ -353,6 +368,10 @@ class _Logic:
     def counter_ttl(self, key: str) -> _Flow[float]:
         ttl = yield _Cmd(("PTTL", f"{self.base}c:{key}"))
         return max(0.0, int(ttl) / 1000)
+
+    def expire_counter(self, key: str, ttl_seconds: float) -> _Flow[bool]:
+        done = yield _Cmd(("PEXPIRE", f"{self.base}c:{key}", max(1, int(ttl_seconds * 1000))))
+        return bool(done)
 
     def reset_counter(self, key: str) -> _Flow[None]:
         yield _Cmd(("DEL", f"{self.base}c:{key}"))
@@ -470,6 +489,11 @@ class RedisStore:
     def get_session(self, session_id: str) -> Session | None:
         return self._run(self._logic.get_session(session_id))
 
+    def get_session_user(
+        self, session_id: str, username: str
+    ) -> tuple[Session | None, User | None]:
+        return self._run(self._logic.get_session_user(session_id, username))
+
     def touch_session(self, session_id: str, last_seen: datetime) -> bool:
         return self._run(self._logic.touch_session(session_id, last_seen))
 
@@ -497,6 +521,9 @@ class RedisStore:
 
     def counter_ttl(self, key: str) -> float:
         return self._run(self._logic.counter_ttl(key))
+
+    def expire_counter(self, key: str, ttl_seconds: float) -> bool:
+        return self._run(self._logic.expire_counter(key, ttl_seconds))
 
     def reset_counter(self, key: str) -> None:
         return self._run(self._logic.reset_counter(key))
@@ -593,6 +620,11 @@ class AsyncRedisStore:
     async def get_session(self, session_id: str) -> Session | None:
         return await self._run(self._logic.get_session(session_id))
 
+    async def get_session_user(
+        self, session_id: str, username: str
+    ) -> tuple[Session | None, User | None]:
+        return await self._run(self._logic.get_session_user(session_id, username))
+
     async def touch_session(self, session_id: str, last_seen: datetime) -> bool:
         return await self._run(self._logic.touch_session(session_id, last_seen))
 
@@ -620,6 +652,9 @@ class AsyncRedisStore:
 
     async def counter_ttl(self, key: str) -> float:
         return await self._run(self._logic.counter_ttl(key))
+
+    async def expire_counter(self, key: str, ttl_seconds: float) -> bool:
+        return await self._run(self._logic.expire_counter(key, ttl_seconds))
 
     async def reset_counter(self, key: str) -> None:
         return await self._run(self._logic.reset_counter(key))

@@ -227,6 +227,20 @@ class SQLiteStore:
         )
         return _codec.session_from_json(str(rows[0][0])) if rows else None
 
+    def get_session_user(
+        self, session_id: str, username: str
+    ) -> tuple[Session | None, User | None]:
+        rows = self._read(
+            "SELECT (SELECT record FROM sessions WHERE id = ? AND expires_at > ?), "
+            "(SELECT record FROM users WHERE username = ?)",
+            (session_id, time.time(), username),
+        )
+        session_raw, user_raw = rows[0]
+        return (
+            _codec.session_from_json(str(session_raw)) if session_raw is not None else None,
+            _codec.user_from_json(str(user_raw)) if user_raw is not None else None,
+        )
+
     def _replace_session(
         self, db: sqlite3.Connection, session_id: str, expected_hash: str | None, **changes: object
     ) -> bool:
@@ -313,6 +327,15 @@ class SQLiteStore:
     def counter_ttl(self, key: str) -> float:
         rows = self._read("SELECT expires_at FROM counters WHERE key = ?", (key,))
         return max(0.0, float(str(rows[0][0])) - time.time()) if rows else 0.0
+
+    def expire_counter(self, key: str, ttl_seconds: float) -> bool:
+        now = time.time()
+        with self._write() as db:
+            cursor = db.execute(
+                "UPDATE counters SET expires_at = ? WHERE key = ? AND expires_at > ?",
+                (now + ttl_seconds, key, now),
+            )
+            return cursor.rowcount > 0
 
     def reset_counter(self, key: str) -> None:
         with self._write() as db:
