@@ -52,6 +52,7 @@ class Settings:
     stateless: bool = False
     dev_mode: bool = False
     roles: tuple[str, ...] = ("viewer", "operator", "admin")
+    policy_file: str | None = None
     superuser_username: str | None = None
     superuser_password: str | None = field(default=None, repr=False)
     password_min_length: int = 8

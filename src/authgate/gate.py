@@ -28,6 +28,7 @@ from .flows import update_user as _update_user
 from .identity import Identity
 from .lockout import LockoutPolicy
 from .passwords import PasswordHasher
+from .permissions import RolePolicy
 from .sessions import (
     Client,
     SessionRules,
@@ -59,6 +60,7 @@ class _Core:
         hasher: PasswordHasher | None,
         audit: AuditLog | None,
         ring: KeyRing | None,
+        policy: RolePolicy | None,
         overrides: Mapping[str, Any],
     ) -> None:
         base = settings if settings is not None else Settings()
@@ -71,6 +73,13 @@ class _Core:
         )
         self.hasher = hasher or s.password_hasher()
         self.audit = audit or AuditLog()
+        if policy is None:
+            policy = (
+                RolePolicy.from_file(s.policy_file)
+                if s.policy_file
+                else RolePolicy({self.roles.top: ["*:*"]}, hierarchy=self.roles)
+            )
+        self.policy = policy
         self.rules = SessionRules(
             verifier=self.verifier,
             hasher=self.hasher,
@@ -80,6 +89,7 @@ class _Core:
             max_sessions=s.max_sessions,
             evict_oldest=s.session_limit_policy == "evict_oldest",
             touch_interval=s.session_touch_interval,
+            policy=self.policy,
         )
 
     @property
@@ -93,7 +103,7 @@ class _Core:
 
     def _verify(self, token: str) -> tuple[dict[str, Any], Identity | None]:
         claims = self.verifier.verify(token)
-        return claims, (identity_from_claims(claims) if self.stateless else None)
+        return claims, (identity_from_claims(self.policy, claims) if self.stateless else None)
 
     def _update_flow(self, username: str, changes: dict[str, Any]) -> Flow[User]:
         version = changes.pop("expected_version", None)
@@ -115,11 +125,12 @@ class Gate(_Core):
         hasher: PasswordHasher | None = None,
         audit: AuditLog | None = None,
         ring: KeyRing | None = None,
+        policy: RolePolicy | None = None,
         **overrides: Any,
     ) -> None:
         if isinstance(store, str):
             overrides["store"], store = store, None
-        super().__init__(settings, hasher, audit, ring, overrides)
+        super().__init__(settings, hasher, audit, ring, policy, overrides)
         self.store = store if store is not None else open_store(self.settings.store)
 
     @classmethod
@@ -230,11 +241,12 @@ class AsyncGate(_Core):
         hasher: PasswordHasher | None = None,
         audit: AuditLog | None = None,
         ring: KeyRing | None = None,
+        policy: RolePolicy | None = None,
         **overrides: Any,
     ) -> None:
         if isinstance(store, str):
             overrides["store"], store = store, None
-        super().__init__(settings, hasher, audit, ring, overrides)
+        super().__init__(settings, hasher, audit, ring, policy, overrides)
         self.store = store if store is not None else open_async_store(self.settings.store)
 
     @classmethod

@@ -4,9 +4,27 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-__all__ = ["ANONYMOUS", "Identity"]
+__all__ = ["ANONYMOUS", "Grants", "Identity"]
+
+
+class Grants(Protocol):
+    """What an identity's precomputed permissions answer (`PermissionSet`)."""
+
+    grants: frozenset[str]
+
+    def allows(self, permission: str) -> bool: ...
+
+
+class _NoGrants:
+    grants: frozenset[str] = frozenset()
+
+    def allows(self, permission: str) -> bool:
+        return False
+
+
+NO_GRANTS: Grants = _NoGrants()
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,6 +46,15 @@ class Identity:
     email: str = ""
     full_name: str = ""
     user_version: int = 0
+    grants: Grants = field(default=NO_GRANTS, compare=False, repr=False)
+
+    def can(self, permission: str) -> bool:
+        """True when the identity's effective grants cover ``resource:action``."""
+        return self.is_authenticated and self.grants.allows(permission)
+
+    def has_role(self, role: str) -> bool:
+        """True when the identity holds `role` itself (see `RoleHierarchy.admits` for rank)."""
+        return role in self.roles
 
     @property
     def display_name(self) -> str:

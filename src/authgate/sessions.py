@@ -33,9 +33,10 @@ from .flows import Call, DummyVerify, Emit, Flow, Hash, Verify
 from .identity import Identity
 from .lockout import LockoutPolicy
 from .passwords import PasswordHasher
+from .permissions import RolePolicy
 from .stores.base import Session
 from .tokens import TokenVerifier
-from .users import User, normalize_username, utcnow
+from .users import Group, User, normalize_username, utcnow
 
 __all__ = [
     "Client",
@@ -93,6 +94,7 @@ class SessionRules:
     max_sessions: int = 0
     evict_oldest: bool = True
     touch_interval: int = 60
+    policy: RolePolicy = field(default_factory=lambda: RolePolicy({"admin": ["*:*"]}))
 
 
 def _digest(secret: str) -> str:
@@ -316,36 +318,59 @@ def change_password(
     return saved
 
 
-def identity_from_user(user: User, session_id: str, claims: Mapping[str, Any]) -> Identity:
-    """The identity of a user as the store has it now."""
+def identity_from_user(
+    policy: RolePolicy,
+    user: User,
+    session_id: str,
+    claims: Mapping[str, Any],
+    group_grants: frozenset[str] = frozenset(),
+) -> Identity:
+    """The identity of a user as the store has it now, with effective permissions."""
+    grants = policy.permissions_for(user.roles, user.groups, user.permissions | group_grants)
     return Identity(
         username=user.username,
         user_id=user.id,
         roles=user.roles,
         groups=user.groups,
-        permissions=user.permissions,
+        permissions=grants.grants,
         session_id=session_id,
         claims=claims,
         is_authenticated=True,
         email=user.email,
         full_name=user.display_name or user.full_name,
         user_version=user.version,
+        grants=grants,
     )
 
 
-def identity_from_claims(claims: Mapping[str, Any]) -> Identity:
+def identity_from_claims(policy: RolePolicy, claims: Mapping[str, Any]) -> Identity:
     """The identity a token claims, trusted without a store read (stateless mode)."""
+    roles = frozenset(claims.get("roles", ()))
+    groups = frozenset(claims.get("groups", ()))
+    grants = policy.permissions_for(roles, groups, frozenset(claims.get("perms", ())))
     return Identity(
         username=claims["sub"],
         user_id=str(claims.get("uid", "")),
-        roles=frozenset(claims.get("roles", ())),
-        groups=frozenset(claims.get("groups", ())),
-        permissions=frozenset(claims.get("perms", ())),
+        roles=roles,
+        groups=groups,
+        permissions=grants.grants,
         session_id=claims["sid"],
         claims=claims,
         is_authenticated=True,
         user_version=claims["ver"],
+        grants=grants,
     )
+
+
+def group_grants(policy: RolePolicy, groups: frozenset[str]) -> Flow[frozenset[str]]:
+    """Grants of the user's groups kept in the store (those the policy does not define)."""
+    grants: set[str] = set()
+    for name in sorted(groups):
+        if name not in policy.group_permissions:
+            group: Group | None = yield Call("get_group", (name,))
+            if group is not None:
+                grants |= group.permissions
+    return frozenset(grants)
 
 
 def load_identity(rules: SessionRules, claims: Mapping[str, Any]) -> Flow[Identity]:
@@ -362,4 +387,5 @@ def load_identity(rules: SessionRules, claims: Mapping[str, Any]) -> Flow[Identi
     now = time.time()
     if now - session.last_seen.timestamp() >= rules.touch_interval:
         yield Call("touch_session", (session.id, datetime.fromtimestamp(now, timezone.utc)))
-    return identity_from_user(user, session.id, claims)
+    extra = yield from group_grants(rules.policy, user.groups)
+    return identity_from_user(rules.policy, user, session.id, claims, extra)
