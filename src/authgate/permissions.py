@@ -365,7 +365,7 @@ class HasRole(Policy):
             if self.hierarchy.rank(name) > self.hierarchy.rank(role) >= 0
         }
         names = sorted(set(self.roles) | higher, key=lambda n: (self.hierarchy.rank(n), n))
-        return " or ".join(names) + (" role" if len(names) == 1 else " role")
+        return " or ".join(names) + " role"
 
 
 @dataclass(frozen=True)
