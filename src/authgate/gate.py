@@ -152,6 +152,14 @@ class Gate(_Core):
         result: Identity = self._run(load_identity(self.rules, claims))
         return result
 
+    def recheck(self, identity: Identity) -> Identity:
+        """Re-read an identity's session and user (for long-lived connections): the
+        current identity, or `SessionRevoked`.  Token expiry is not re-checked."""
+        if self.stateless or not identity.is_authenticated:
+            return identity
+        result: Identity = self._run(load_identity(self.rules, identity.claims))
+        return result
+
     def login(self, username: str, password: str, client: Client = _NOWHERE) -> TokenPair:
         """Check credentials and open a session; `BadCredentials` or `AccountLocked`."""
         result: TokenPair = self._run(login(self.rules, username, password, client))
@@ -266,6 +274,14 @@ class AsyncGate(_Core):
         if identity is not None:
             return identity
         result: Identity = await self._run(load_identity(self.rules, claims))
+        return result
+
+    async def recheck(self, identity: Identity) -> Identity:
+        """Re-read an identity's session and user (for long-lived connections): the
+        current identity, or `SessionRevoked`.  Token expiry is not re-checked."""
+        if self.stateless or not identity.is_authenticated:
+            return identity
+        result: Identity = await self._run(load_identity(self.rules, identity.claims))
         return result
 
     async def login(self, username: str, password: str, client: Client = _NOWHERE) -> TokenPair:

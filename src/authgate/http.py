@@ -1,0 +1,167 @@
+"""HTTP without I/O: reading credentials from headers, rendering errors as responses.
+
+Both middlewares and both framework adapters call these, so a credential is read the
+same way and an error looks the same everywhere.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from .errors import (
+    AccountLocked,
+    AuthenticationError,
+    AuthGateError,
+    MalformedToken,
+    PermissionDenied,
+)
+
+__all__ = [
+    "SAFE_METHODS",
+    "CredentialRules",
+    "ErrorResponse",
+    "error_response",
+    "parse_authorization",
+    "parse_cookies",
+    "read_credential",
+]
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+MAX_CREDENTIAL = 8192
+
+
+@dataclass(frozen=True, slots=True)
+class CredentialRules:
+    """Where a middleware looks for a token.
+
+    ``cookie_name`` turns on cookie sessions (with a CSRF double-submit check on
+    unsafe methods: the ``csrf_header`` must equal the ``csrf_cookie``);
+    ``query_param`` is read on WebSocket handshakes only, where browsers cannot set
+    headers.
+    """
+
+    cookie_name: str | None = None
+    csrf_cookie: str = "authgate_csrf"
+    csrf_header: str = "x-csrf-token"
+    query_param: str = "token"
+
+
+def parse_authorization(value: str) -> str | None:
+    """The token in an ``Authorization`` value, None for schemes authgate does not read.
+
+    Accepts ``Bearer <token>`` and Project Haystack's ``BEARER authToken=<token>``
+    (scheme names are case-insensitive).  A bearer header without a usable token is a
+    `MalformedToken`.
+    """
+    scheme, _, rest = value.strip().partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    rest = rest.strip()
+    if rest[:10].lower() == "authtoken=":
+        rest = rest[10:].split(",", 1)[0].strip().strip('"')
+    if not rest or len(rest) > MAX_CREDENTIAL or any(ch.isspace() for ch in rest):
+        raise MalformedToken("the Authorization header holds no valid bearer token")
+    return rest
+
+
+def parse_cookies(header: str) -> dict[str, str]:
+    """Cookie pairs from a ``Cookie`` header (first occurrence wins)."""
+    cookies: dict[str, str] = {}
+    for part in header.split(";"):
+        name, sep, value = part.strip().partition("=")
+        if sep and name and name not in cookies:
+            cookies[name] = value.strip().strip('"')
+    return cookies
+
+
+def _query_value(query: str, name: str) -> str | None:
+    from urllib.parse import parse_qsl
+
+    for key, value in parse_qsl(query, keep_blank_values=True):
+        if key == name:
+            return value
+    return None
+
+
+def read_credential(
+    headers: Iterable[tuple[str, str]],
+    *,
+    method: str,
+    query: str,
+    websocket: bool,
+    rules: CredentialRules,
+) -> str | None:
+    """The token a request presents, or None for an anonymous request.
+
+    Order: the ``Authorization`` header, then the session cookie (if configured, with
+    its CSRF check), then ``?token=`` on WebSocket handshakes.  `headers` are
+    lower-cased names with their values.
+    """
+    authorization = None
+    cookie_header = ""
+    csrf_header = None
+    for name, value in headers:
+        if name == "authorization":
+            authorization = value
+        elif name == "cookie":
+            cookie_header = f"{cookie_header}; {value}" if cookie_header else value
+        elif name == rules.csrf_header:
+            csrf_header = value
+    if authorization is not None:
+        token = parse_authorization(authorization)
+        if token is not None:
+            return token
+    if rules.cookie_name and cookie_header:
+        cookies = parse_cookies(cookie_header)
+        token = cookies.get(rules.cookie_name)
+        if token:
+            if not websocket and method not in SAFE_METHODS:
+                expected = cookies.get(rules.csrf_cookie, "")
+                if not (
+                    expected
+                    and csrf_header
+                    and hmac.compare_digest(expected.encode(), csrf_header.encode())
+                ):
+                    raise PermissionDenied(
+                        f"CSRF check failed: send the {rules.csrf_cookie} cookie's value "
+                        f"in the {rules.csrf_header} header"
+                    )
+            return token
+    if websocket and query:
+        token = _query_value(query, rules.query_param)
+        if token is not None:
+            if not token or len(token) > MAX_CREDENTIAL:
+                raise MalformedToken("the token query parameter is empty or too long")
+            return token
+    return None
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorResponse:
+    """An error as status, headers and a JSON body (``{"error", "detail"}``)."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+
+def _quote(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def error_response(err: AuthGateError, realm: str = "authgate") -> ErrorResponse:
+    """Render any authgate error: 401 with an RFC 6750 ``WWW-Authenticate``, 429 with
+    ``Retry-After``, others with their status."""
+    body = json.dumps({"error": err.code, "detail": err.detail}).encode()
+    headers = [("content-type", "application/json"), ("cache-control", "no-store")]
+    if isinstance(err, AccountLocked):
+        headers.append(("retry-after", str(err.retry_after)))
+    elif isinstance(err, AuthenticationError):
+        challenge = f'Bearer realm="{_quote(realm)}"'
+        if err.bearer_error:
+            challenge += f', error="{err.bearer_error}", error_description="{_quote(err.detail)}"'
+        headers.append(("www-authenticate", challenge))
+    return ErrorResponse(err.status, headers, body)

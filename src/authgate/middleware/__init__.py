@@ -1,0 +1,1 @@
+"""Framework-agnostic ASGI and WSGI middleware."""

@@ -1,0 +1,191 @@
+"""Pure ASGI middleware: credentials in, identity on the scope and in the contextvar.
+
+- ``http`` and ``websocket`` scopes are authenticated; ``lifespan`` and anything else
+  pass straight through.
+- An anonymous request goes on as `ANONYMOUS`; a presented credential that fails is
+  answered with 401 and an RFC 6750 ``WWW-Authenticate`` header (CORS preflight
+  ``OPTIONS`` requests go on anonymous instead).
+- ``scope["user"]`` and ``scope["auth"]`` are the `Identity`, which has Starlette's
+  ``is_authenticated``, ``display_name`` and ``scopes``, so
+  ``starlette.authentication.requires`` works on top.
+- `NotAuthenticated` / `PermissionDenied` (any authgate error) raised by the app before
+  it starts its response becomes a JSON 401 / 403.
+- A WebSocket handshake without valid credentials is refused before accept (403, or a
+  real 401 where the server offers ``websocket.http.response``); an open socket whose
+  session is revoked is closed with 4401 when its next message arrives.
+- Response messages are passed on as they come: nothing is buffered.
+"""
+
+from __future__ import annotations
+
+from ..context import reset_identity, set_identity
+from ..errors import AuthenticationError, AuthGateError
+from ..gate import AsyncGate
+from ..http import CredentialRules, error_response, read_credential
+from ..identity import ANONYMOUS, Identity
+from ..types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["WS_SESSION_REVOKED", "AuthGateMiddleware"]
+
+#: Close code for a WebSocket whose session died while it was open.
+WS_SESSION_REVOKED = 4401
+_WS_POLICY_VIOLATION = 1008
+
+
+def _headers(scope: Scope) -> list[tuple[str, str]]:
+    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", ())]
+
+
+class AuthGateMiddleware:
+    """Authenticate every HTTP request and WebSocket handshake with an `AsyncGate`."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        gate: AsyncGate,
+        *,
+        realm: str = "authgate",
+        rules: CredentialRules | None = None,
+        recheck_websockets: bool = True,
+    ) -> None:
+        self.app = app
+        self.gate = gate
+        self.realm = realm
+        self.rules = rules or CredentialRules()
+        self.recheck_websockets = recheck_websockets
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        kind = scope["type"]
+        if kind != "http" and kind != "websocket":
+            await self.app(scope, receive, send)
+            return
+        websocket = kind == "websocket"
+        method = "GET" if websocket else scope["method"]
+        try:
+            token = read_credential(
+                _headers(scope),
+                method=method,
+                query=scope.get("query_string", b"").decode("latin-1"),
+                websocket=websocket,
+                rules=self.rules,
+            )
+            identity = ANONYMOUS if token is None else await self.gate.authenticate(token)
+        except AuthGateError as err:
+            if method == "OPTIONS" and isinstance(err, AuthenticationError):
+                identity = ANONYMOUS
+            elif websocket:
+                await self._refuse_websocket(scope, receive, send, err)
+                return
+            else:
+                await self._send_error(send, err)
+                return
+
+        scope["user"] = identity
+        scope["auth"] = identity
+        context_token = set_identity(identity)
+        try:
+            if websocket:
+                if identity.is_authenticated and self.recheck_websockets:
+                    receive = self._watch(identity, receive, send)
+                await self._call_websocket(scope, receive, send)
+            else:
+                await self._call_http(scope, receive, send)
+        finally:
+            reset_identity(context_token)
+
+    async def _call_http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except AuthGateError as err:
+            if started:
+                raise
+            await self._send_error(send, err)
+
+    async def _call_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        accepted = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal accepted
+            if message["type"] == "websocket.accept":
+                accepted = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except AuthGateError as err:
+            if accepted:
+                await send(
+                    {
+                        "type": "websocket.close",
+                        "code": _WS_POLICY_VIOLATION,
+                        "reason": err.detail[:120],
+                    }
+                )
+                return
+            await self._refuse_websocket(scope, receive, send, err, connected=True)
+
+    def _watch(self, identity: Identity, receive: Receive, send: Send) -> Receive:
+        """Re-check the session whenever the client sends a message."""
+        gate = self.gate
+
+        async def checked_receive() -> Message:
+            message = await receive()
+            if message["type"] == "websocket.receive":
+                try:
+                    await gate.recheck(identity)
+                except AuthGateError:
+                    await send(
+                        {
+                            "type": "websocket.close",
+                            "code": WS_SESSION_REVOKED,
+                            "reason": "session revoked",
+                        }
+                    )
+                    return {"type": "websocket.disconnect", "code": WS_SESSION_REVOKED}
+            return message
+
+        return checked_receive
+
+    async def _send_error(self, send: Send, err: AuthGateError) -> None:
+        response = error_response(err, self.realm)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": response.status,
+                "headers": [(k.encode(), v.encode()) for k, v in response.headers],
+            }
+        )
+        await send({"type": "http.response.body", "body": response.body})
+
+    async def _refuse_websocket(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        err: AuthGateError,
+        *,
+        connected: bool = False,
+    ) -> None:
+        if not connected:
+            message = await receive()  # the websocket.connect event
+            if message["type"] != "websocket.connect":
+                return
+        if "websocket.http.response" in scope.get("extensions", {}):
+            response = error_response(err, self.realm)
+            await send(
+                {
+                    "type": "websocket.http.response.start",
+                    "status": response.status,
+                    "headers": [(k.encode(), v.encode()) for k, v in response.headers],
+                }
+            )
+            await send({"type": "websocket.http.response.body", "body": response.body})
+            return
+        await send({"type": "websocket.close", "code": _WS_POLICY_VIOLATION})

@@ -1,0 +1,173 @@
+"""WSGI middleware with the ASGI middleware's behaviour, for Flask and any PEP 3333 app.
+
+The identity goes into ``environ["authgate.identity"]``, ``REMOTE_USER`` and the
+contextvar.  The contextvar stays set while the server iterates a streamed response,
+and the iterable's ``close()`` is always called.  Nothing is buffered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextvars import Context, copy_context
+from typing import Any
+
+from ..context import set_identity
+from ..errors import AuthenticationError, AuthGateError
+from ..gate import Gate
+from ..http import CredentialRules, error_response, read_credential
+from ..identity import ANONYMOUS, Identity
+from ..types import StartResponse, WSGIApp, WSGIEnviron
+
+__all__ = ["ENVIRON_KEY", "AuthGateWSGIMiddleware"]
+
+ENVIRON_KEY = "authgate.identity"
+
+_STATUS = {
+    400: "400 Bad Request",
+    401: "401 Unauthorized",
+    403: "403 Forbidden",
+    404: "404 Not Found",
+    409: "409 Conflict",
+    429: "429 Too Many Requests",
+    500: "500 Internal Server Error",
+    503: "503 Service Unavailable",
+}
+
+
+def _headers(environ: WSGIEnviron) -> Iterator[tuple[str, str]]:
+    for key, value in environ.items():
+        if key.startswith("HTTP_"):
+            yield key[5:].replace("_", "-").lower(), value
+
+
+class _InContext:
+    """A response iterable whose items are produced inside the request's context."""
+
+    __slots__ = ("_context", "_inner", "_iterator")
+
+    def __init__(self, inner: Iterable[bytes], context: Context) -> None:
+        self._inner = inner
+        self._context = context
+        self._iterator = iter(inner)
+
+    def __iter__(self) -> _InContext:
+        return self
+
+    def __next__(self) -> bytes:
+        return self._context.run(next, self._iterator)
+
+    def close(self) -> None:
+        close = getattr(self._inner, "close", None)
+        if close is not None:
+            self._context.run(close)
+
+
+def _primed(result: Iterable[bytes], context: Context) -> Iterable[bytes]:
+    iterator = iter(result)
+    try:
+        first = next(iterator)
+    except StopIteration:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+        return []
+    except BaseException:
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()
+        raise
+    return _InContext(_Chain(first, iterator, result), context)
+
+
+class _Chain:
+    """The primed first chunk, then the rest; ``close()`` reaches the original."""
+
+    __slots__ = ("_first", "_iterator", "_original")
+
+    def __init__(self, first: bytes, iterator: Iterator[bytes], original: Iterable[bytes]):
+        self._first: bytes | None = first
+        self._iterator = iterator
+        self._original = original
+
+    def __iter__(self) -> Iterator[bytes]:
+        if self._first is not None:
+            first, self._first = self._first, None
+            yield first
+        yield from self._iterator
+
+    def close(self) -> None:
+        close = getattr(self._original, "close", None)
+        if close is not None:
+            close()
+
+
+class AuthGateWSGIMiddleware:
+    """Authenticate every request of a WSGI app with a sync `Gate`."""
+
+    def __init__(
+        self,
+        app: WSGIApp,
+        gate: Gate,
+        *,
+        realm: str = "authgate",
+        rules: CredentialRules | None = None,
+    ) -> None:
+        self.app = app
+        self.gate = gate
+        self.realm = realm
+        self.rules = rules or CredentialRules()
+
+    def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
+        method = environ.get("REQUEST_METHOD", "GET")
+        try:
+            token = read_credential(
+                _headers(environ),
+                method=method,
+                query=environ.get("QUERY_STRING", ""),
+                websocket=False,
+                rules=self.rules,
+            )
+            identity = ANONYMOUS if token is None else self.gate.authenticate(token)
+        except AuthGateError as err:
+            if method == "OPTIONS" and isinstance(err, AuthenticationError):
+                identity = ANONYMOUS
+            else:
+                return self._error(start_response, err)
+        context = copy_context()
+        return context.run(self._call, environ, start_response, identity, context)
+
+    def _call(
+        self,
+        environ: WSGIEnviron,
+        start_response: StartResponse,
+        identity: Identity,
+        context: Context,
+    ) -> Iterable[bytes]:
+        set_identity(identity)
+        environ[ENVIRON_KEY] = identity
+        if identity.is_authenticated:
+            environ["REMOTE_USER"] = identity.username
+        started = False
+
+        def tracking_start(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
+            nonlocal started
+            started = True
+            return start_response(status, headers, *exc)
+
+        try:
+            result = self.app(environ, tracking_start)
+            if not started:
+                # A generator app calls start_response on its first step: take that
+                # step here, so a guard it trips still becomes a 401 / 403.
+                return _primed(result, context)
+        except AuthGateError as err:
+            if started:
+                raise
+            return self._error(start_response, err)
+        return _InContext(result, context)
+
+    def _error(self, start_response: StartResponse, err: AuthGateError) -> list[bytes]:
+        response = error_response(err, self.realm)
+        status = _STATUS.get(response.status, f"{response.status} Error")
+        start_response(status, [*response.headers, ("content-length", str(len(response.body)))])
+        return [response.body]
