@@ -84,7 +84,7 @@ class _Chain:
 
     __slots__ = ("_first", "_iterator", "_original")
 
-    def __init__(self, first: bytes, iterator: Iterator[bytes], original: Iterable[bytes]):
+    def __init__(self, first: bytes, iterator: Iterator[bytes], original: Iterable[bytes]) -> None:
         self._first: bytes | None = first
         self._iterator = iterator
         self._original = original
