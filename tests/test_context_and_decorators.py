@@ -29,8 +29,13 @@ POLICY = RolePolicy({"operator": ["items:create"], "admin": ["*:*"]})
 
 def ident(name: str, *roles: str) -> Identity:
     grants = POLICY.permissions_for(frozenset(roles))
-    return Identity(username=name, roles=frozenset(roles), permissions=grants.grants,
-                    is_authenticated=True, grants=grants)
+    return Identity(
+        username=name,
+        roles=frozenset(roles),
+        permissions=grants.grants,
+        is_authenticated=True,
+        grants=grants,
+    )
 
 
 ADMIN, OPERATOR, VIEWER = ident("root", "admin"), ident("olga", "operator"), ident("vic", "viewer")
@@ -119,9 +124,8 @@ async def test_async_functions_and_methods() -> None:
 
     with as_identity(ADMIN):
         assert await Service().purge(3) == 3
-    with as_identity(VIEWER):
-        with pytest.raises(PermissionDenied):
-            await Service().purge(3)
+    with as_identity(VIEWER), pytest.raises(PermissionDenied):
+        await Service().purge(3)
     assert inspect.iscoroutinefunction(Service.purge)
     assert list(inspect.signature(Service.purge).parameters) == ["self", "days"]
 
@@ -157,8 +161,9 @@ def test_identity_in_threads_started_with_a_copied_context() -> None:
 ITEMS = {1: {"owner": "olga", "title": "a"}, 2: {"owner": "vic", "title": "b"}}
 
 
-@require_object_permission("read", load=lambda item_id: ITEMS.get(item_id),
-                           policy=HasRole("admin") | IsOwner())
+@require_object_permission(
+    "read", load=lambda item_id: ITEMS.get(item_id), policy=HasRole("admin") | IsOwner()
+)
 def show(item_id: int) -> str:
     return ITEMS[item_id]["title"]
 

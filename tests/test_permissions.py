@@ -23,12 +23,23 @@ from authgate.permissions import (
 )
 
 
-def who(name: str = "alice", roles: tuple[str, ...] = (), groups: tuple[str, ...] = (),
-        perms: tuple[str, ...] = (), policy: RolePolicy | None = None) -> Identity:
+def who(
+    name: str = "alice",
+    roles: tuple[str, ...] = (),
+    groups: tuple[str, ...] = (),
+    perms: tuple[str, ...] = (),
+    policy: RolePolicy | None = None,
+) -> Identity:
     policy = policy or RolePolicy({"admin": ["*:*"]})
     grants = policy.permissions_for(frozenset(roles), frozenset(groups), frozenset(perms))
-    return Identity(username=name, roles=frozenset(roles), groups=frozenset(groups),
-                    permissions=grants.grants, is_authenticated=True, grants=grants)
+    return Identity(
+        username=name,
+        roles=frozenset(roles),
+        groups=frozenset(groups),
+        permissions=grants.grants,
+        is_authenticated=True,
+        grants=grants,
+    )
 
 
 @pytest.mark.parametrize(
@@ -84,18 +95,22 @@ def test_effective_permissions_are_roles_groups_and_direct_grants() -> None:
         {"viewer": ["items:read"], "operator": ["items:create"], "admin": ["*:*"]},
         groups={"lab": ["plants:read"]},
     )
-    operator = policy.permissions_for(frozenset({"operator"}), frozenset({"lab"}),
-                                      frozenset({"reports:export"}))
+    operator = policy.permissions_for(
+        frozenset({"operator"}), frozenset({"lab"}), frozenset({"reports:export"})
+    )
     assert operator.grants == {"items:read", "items:create", "plants:read", "reports:export"}
     assert policy.permissions_for(frozenset({"operator"})) is policy.permissions_for(
-        frozenset({"operator"}))  # memoised per distinct combination
+        frozenset({"operator"})
+    )  # memoised per distinct combination
 
 
 def test_role_policy_from_toml_yaml_and_json(tmp_path: Path) -> None:
     toml = tmp_path / "p.toml"
-    toml.write_text('[roles]\norder = ["guest", "member", "boss"]\n'
-                    '[roles.permissions]\nguest = ["docs:read"]\nboss = ["*:*"]\n'
-                    '[groups]\nlab = ["plants:read"]\n')
+    toml.write_text(
+        '[roles]\norder = ["guest", "member", "boss"]\n'
+        '[roles.permissions]\nguest = ["docs:read"]\nboss = ["*:*"]\n'
+        '[groups]\nlab = ["plants:read"]\n'
+    )
     yaml_file = tmp_path / "p.yaml"
     yaml_file.write_text("roles:\n  viewer: [items:read]\n  operator: [items:create]\n")
     json_file = tmp_path / "p.json"
@@ -118,8 +133,11 @@ def test_role_policy_from_toml_yaml_and_json(tmp_path: Path) -> None:
 
 
 def test_composed_policies() -> None:
-    admin, operator, viewer = who(roles=("admin",)), who(roles=("operator",)), who(
-        roles=("viewer",))
+    admin, operator, viewer = (
+        who(roles=("admin",)),
+        who(roles=("operator",)),
+        who(roles=("viewer",)),
+    )
     op_or_perm = HasRole("operator") | HasPermission("reports:export")
     assert op_or_perm.allows(admin)
     assert op_or_perm.allows(operator)

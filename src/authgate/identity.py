@@ -68,8 +68,10 @@ class Identity:
 
     @property
     def scopes(self) -> list[str]:
-        """Roles and permissions, for ``starlette.authentication.requires``."""
-        return sorted(self.roles | self.permissions)
+        """``"authenticated"`` (Starlette's convention), roles and permissions, for
+        ``starlette.authentication.requires``."""
+        base = {"authenticated"} if self.is_authenticated else set()
+        return sorted(base | self.roles | self.permissions)
 
     def to_public_dict(self) -> dict[str, Any]:
         """A JSON-ready view (``GET /auth/me``)."""

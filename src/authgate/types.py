@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
-from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "ASGIApp",
@@ -23,20 +22,11 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-WSGIEnviron = dict[str, Any]
-ExcInfo = tuple[type[BaseException], BaseException, TracebackType | None]
-
-
-class StartResponse(Protocol):
-    """PEP 3333's ``start_response``."""
-
-    def __call__(
-        self,
-        status: str,
-        headers: list[tuple[str, str]],
-        exc_info: ExcInfo | None = ...,
-        /,
-    ) -> Callable[[bytes], object]: ...
-
-
-WSGIApp = Callable[[WSGIEnviron, StartResponse], Iterable[bytes]]
+if TYPE_CHECKING:
+    from _typeshed.wsgi import StartResponse
+    from _typeshed.wsgi import WSGIApplication as WSGIApp
+    from _typeshed.wsgi import WSGIEnvironment as WSGIEnviron
+else:  # typeshed's aliases exist for type checkers only
+    StartResponse = Callable[..., Callable[[bytes], object]]
+    WSGIApp = Callable[..., Iterable[bytes]]
+    WSGIEnviron = dict
