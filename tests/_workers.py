@@ -51,3 +51,21 @@ def wrong_logins(url: str, secret: str, threads: int) -> list[str]:
         w.join()
     gate.close()
     return outcomes
+
+
+def revoke_user_sessions(url: str, username: str) -> int:
+    store = open_store(url)
+    try:
+        return store.revoke_user_sessions(username)
+    finally:
+        store.close()
+
+
+def disable_user(url: str, username: str) -> None:
+    store = open_store(url)
+    try:
+        user = store.get_user(username)
+        assert user is not None
+        store.update_user(user.changed(enabled=False), user.version)
+    finally:
+        store.close()

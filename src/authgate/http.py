@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hmac
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -28,6 +29,9 @@ __all__ = [
     "parse_cookies",
     "read_credential",
 ]
+
+# RFC 6750's b64token: the characters a bearer token may hold.
+_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 MAX_CREDENTIAL = 8192
@@ -62,7 +66,7 @@ def parse_authorization(value: str) -> str | None:
     rest = rest.strip()
     if rest[:10].lower() == "authtoken=":
         rest = rest[10:].split(",", 1)[0].strip().strip('"')
-    if not rest or len(rest) > MAX_CREDENTIAL or any(ch.isspace() for ch in rest):
+    if len(rest) > MAX_CREDENTIAL or not _B64TOKEN.fullmatch(rest):
         raise MalformedToken("the Authorization header holds no valid bearer token")
     return rest
 

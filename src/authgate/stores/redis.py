@@ -10,6 +10,8 @@ All keys share the hash tag ``{prefix}``, so on Redis Cluster no script crosses 
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,6 +40,7 @@ from ..errors import (
 from ..users import Group, User, utcnow
 from . import _codec
 from .base import Page, Session
+from .cache import SessionCache
 
 __all__ = ["AsyncRedisStore", "RedisStore"]
 
@@ -76,6 +79,7 @@ local cur = redis.call('HMGET', KEYS[1], 'id', 'version')
 if not cur[1] or cur[1] ~= ARGV[1] then return -1 end
 if cur[2] ~= ARGV[2] then return 0 end
 redis.call('HSET', KEYS[1], 'version', ARGV[3], 'record', ARGV[4])
+redis.call('PUBLISH', ARGV[5], ARGV[6])
 return 1
 """
 
@@ -89,6 +93,7 @@ for _, sid in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
   redis.call('DEL', ARGV[2] .. 's:' .. sid)
 end
 redis.call('DEL', KEYS[3])
+redis.call('PUBLISH', ARGV[2] .. 'changes', ARGV[1])
 return 1
 """
 
@@ -136,6 +141,7 @@ local user = redis.call('HGET', KEYS[1], 'user')
 if not user then return 0 end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', ARGV[1] .. 'us:' .. user, ARGV[2])
+redis.call('PUBLISH', ARGV[1] .. 'changes', user)
 return 1
 """
 
@@ -161,6 +167,7 @@ for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
     redis.call('ZREM', KEYS[1], sid)
   end
 end
+if n > 0 then redis.call('PUBLISH', ARGV[1] .. 'changes', ARGV[3]) end
 return n
 """
 
@@ -197,6 +204,8 @@ class _Logic:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.base = "{" + prefix + "}:"
+        #: Where every change that can end a session check is announced (username).
+        self.channel = self.base + "changes"
 
     def _user_key(self, username: str) -> str:
         return f"{self.base}u:{username}"
@@ -239,7 +248,14 @@ class _Logic:
         result = yield _Lua(
             _UPDATE_USER,
             (self._user_key(user.username),),
-            (user.id, expected_version, user.version, _codec.user_to_json(user)),
+            (
+                user.id,
+                expected_version,
+                user.version,
+                _codec.user_to_json(user),
+                self.channel,
+                user.username,
+            ),
         )
         if result == -1:
             raise UserNotFound()
@@ -350,7 +366,9 @@ class _Logic:
 
     def revoke_user_sessions(self, username: str, keep: str | None) -> _Flow[int]:
         count = yield _Lua(
-            _REVOKE_USER_SESSIONS, (f"{self.base}us:{username}",), (self.base, keep or "")
+            _REVOKE_USER_SESSIONS,
+            (f"{self.base}us:{username}",),
+            (self.base, keep or "", username),
         )
         return int(count)
 
@@ -377,20 +395,76 @@ class _Logic:
         yield _Cmd(("DEL", f"{self.base}c:{key}"))
 
 
-def _parse_url(url: str) -> tuple[str, str]:
-    """Split authgate's ``prefix`` query parameter off a redis URL."""
+def _parse_url(url: str) -> tuple[str, str, float]:
+    """Split authgate's own query parameters (``prefix``, ``cache_ttl``) off a URL."""
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     prefix = "authgate"
+    cache_ttl = 5.0
     rest = []
     for name, value in query:
         if name == "prefix":
             prefix = value
+        elif name == "cache_ttl":
+            try:
+                cache_ttl = float(value)
+            except ValueError:
+                raise ConfigError(f"cache_ttl must be a number of seconds, not {value!r}") from None
         else:
             rest.append((name, value))
     if not prefix or any(ch in prefix for ch in "{}"):
         raise ConfigError("the Redis key prefix must be non-empty and contain no braces")
-    return urlunsplit(parts._replace(query=urlencode(rest))), prefix
+    return urlunsplit(parts._replace(query=urlencode(rest))), prefix, cache_ttl
+
+
+class _Invalidator(threading.Thread):
+    """Listens on the change channel and evicts what changed from a `SessionCache`.
+
+    The cache is on only while the subscription is confirmed: before the first
+    confirmation, and from a connection error until the next one, every session check
+    goes to Redis.
+    """
+
+    def __init__(self, client_url: str, channel: str, cache: SessionCache) -> None:
+        super().__init__(name="authgate-redis-invalidator", daemon=True)
+        self.client_url = client_url
+        self.channel = channel
+        self.cache = cache
+        self.stopping = threading.Event()
+        cache.disable()
+
+    def run(self) -> None:
+        backoff = 0.1
+        while not self.stopping.is_set():
+            client = redis.Redis.from_url(
+                self.client_url,
+                decode_responses=True,
+                socket_connect_timeout=5,
+                health_check_interval=5,
+            )
+            pubsub: Any = client.pubsub()  # type: ignore[no-untyped-call]
+            try:
+                pubsub.subscribe(self.channel)
+                while not self.stopping.is_set():
+                    message = pubsub.get_message(timeout=0.5)
+                    if message is None:
+                        continue
+                    if message["type"] == "subscribe":
+                        self.cache.enable()
+                        backoff = 0.1
+                    elif message["type"] == "message":
+                        self.cache.evict_user(message["data"])
+            except (RedisError, OSError, ValueError):
+                self.cache.disable()
+                self.stopping.wait(backoff)
+                backoff = min(backoff * 2, 5.0)
+            finally:
+                with contextlib.suppress(Exception):
+                    pubsub.close()
+                    client.close()
+
+    def stop(self) -> None:
+        self.stopping.set()
 
 
 def _unavailable(url: str, err: Exception) -> StoreUnavailable:
@@ -399,7 +473,43 @@ def _unavailable(url: str, err: Exception) -> StoreUnavailable:
     return StoreUnavailable(f"cannot reach Redis at {where}: {err}")
 
 
-class RedisStore:
+class _CacheHolder:
+    """What both faces share: the session-check cache and its invalidation thread,
+    started on the first session check (a CLI never starts it)."""
+
+    _logic: _Logic
+    _client_url: str
+    _cache_ttl: float
+    _cache: SessionCache | None = None
+    _invalidator: _Invalidator | None = None
+
+    def _session_cache(self) -> SessionCache | None:
+        if self._cache is None and self._cache_ttl > 0:
+            cache = SessionCache(self._cache_ttl)
+            self._invalidator = _Invalidator(self._client_url, self._logic.channel, cache)
+            self._invalidator.start()
+            self._cache = cache
+        return self._cache
+
+    def _evict_user(self, username: str) -> None:
+        if self._cache is not None:
+            self._cache.evict_user(username)
+
+    def _evict_session(self, session_id: str) -> None:
+        if self._cache is not None:
+            self._cache.evict_session(session_id)
+
+    def _touched(self, session_id: str, last_seen: datetime) -> None:
+        if self._cache is not None:
+            self._cache.touch(session_id, last_seen)
+
+    def _stop_invalidator(self) -> None:
+        if self._invalidator is not None:
+            self._invalidator.stop()
+            self._invalidator.join(2)
+
+
+class RedisStore(_CacheHolder):
     """The sync face of the Redis store (redis-py's `redis.Redis`)."""
 
     def __init__(
@@ -411,7 +521,8 @@ class RedisStore:
         check: bool = True,
     ) -> None:
         self.url = url
-        client_url, url_prefix = _parse_url(url)
+        client_url, url_prefix, self._cache_ttl = _parse_url(url)
+        self._client_url = client_url
         self._logic = _Logic(prefix or url_prefix)
         self._client: redis.Redis = client or redis.Redis.from_url(
             client_url, decode_responses=True, socket_connect_timeout=5, socket_timeout=10
@@ -466,10 +577,16 @@ class RedisStore:
         return self._run(self._logic.create_user(user))
 
     def update_user(self, user: User, expected_version: int) -> User:
-        return self._run(self._logic.update_user(user, expected_version))
+        try:
+            return self._run(self._logic.update_user(user, expected_version))
+        finally:
+            self._evict_user(user.username)
 
     def delete_user(self, username: str) -> None:
-        return self._run(self._logic.delete_user(username))
+        try:
+            return self._run(self._logic.delete_user(username))
+        finally:
+            self._evict_user(username)
 
     def get_group(self, name: str) -> Group | None:
         return self._run(self._logic.get_group(name))
@@ -492,10 +609,22 @@ class RedisStore:
     def get_session_user(
         self, session_id: str, username: str
     ) -> tuple[Session | None, User | None]:
-        return self._run(self._logic.get_session_user(session_id, username))
+        cache = self._session_cache()
+        if cache is None:
+            return self._run(self._logic.get_session_user(session_id, username))
+        hit = cache.get(session_id, username)
+        if hit is not None:
+            return hit[0], hit[1]
+        generation = cache.generation
+        session, user = self._run(self._logic.get_session_user(session_id, username))
+        if session is not None and user is not None:
+            cache.put(session, user, generation)
+        return session, user
 
     def touch_session(self, session_id: str, last_seen: datetime) -> bool:
-        return self._run(self._logic.touch_session(session_id, last_seen))
+        done = self._run(self._logic.touch_session(session_id, last_seen))
+        self._touched(session_id, last_seen)
+        return bool(done)
 
     def rotate_refresh(
         self, session_id: str, expected_hash: str, new_hash: str, expires_at: datetime
@@ -505,13 +634,19 @@ class RedisStore:
         )
 
     def revoke_session(self, session_id: str) -> bool:
-        return self._run(self._logic.revoke_session(session_id))
+        try:
+            return self._run(self._logic.revoke_session(session_id))
+        finally:
+            self._evict_session(session_id)
 
     def list_sessions(self, username: str) -> list[Session]:
         return self._run(self._logic.list_sessions(username))
 
     def revoke_user_sessions(self, username: str, keep: str | None = None) -> int:
-        return self._run(self._logic.revoke_user_sessions(username, keep))
+        try:
+            return self._run(self._logic.revoke_user_sessions(username, keep))
+        finally:
+            self._evict_user(username)
 
     def incr(self, key: str, ttl_seconds: float) -> int:
         return self._run(self._logic.incr(key, ttl_seconds))
@@ -529,10 +664,11 @@ class RedisStore:
         return self._run(self._logic.reset_counter(key))
 
     def close(self) -> None:
+        self._stop_invalidator()
         self._client.close()
 
 
-class AsyncRedisStore:
+class AsyncRedisStore(_CacheHolder):
     """The async face of the Redis store (redis-py's `redis.asyncio.Redis`)."""
 
     def __init__(
@@ -543,7 +679,8 @@ class AsyncRedisStore:
         client: aioredis.Redis | None = None,
     ) -> None:
         self.url = url
-        client_url, url_prefix = _parse_url(url)
+        client_url, url_prefix, self._cache_ttl = _parse_url(url)
+        self._client_url = client_url
         self._logic = _Logic(prefix or url_prefix)
         self._client: aioredis.Redis = client or aioredis.Redis.from_url(
             client_url, decode_responses=True, socket_connect_timeout=5, socket_timeout=10
@@ -597,10 +734,16 @@ class AsyncRedisStore:
         return await self._run(self._logic.create_user(user))
 
     async def update_user(self, user: User, expected_version: int) -> User:
-        return await self._run(self._logic.update_user(user, expected_version))
+        try:
+            return await self._run(self._logic.update_user(user, expected_version))
+        finally:
+            self._evict_user(user.username)
 
     async def delete_user(self, username: str) -> None:
-        return await self._run(self._logic.delete_user(username))
+        try:
+            return await self._run(self._logic.delete_user(username))
+        finally:
+            self._evict_user(username)
 
     async def get_group(self, name: str) -> Group | None:
         return await self._run(self._logic.get_group(name))
@@ -623,10 +766,22 @@ class AsyncRedisStore:
     async def get_session_user(
         self, session_id: str, username: str
     ) -> tuple[Session | None, User | None]:
-        return await self._run(self._logic.get_session_user(session_id, username))
+        cache = self._session_cache()
+        if cache is None:
+            return await self._run(self._logic.get_session_user(session_id, username))
+        hit = cache.get(session_id, username)
+        if hit is not None:
+            return hit[0], hit[1]
+        generation = cache.generation
+        session, user = await self._run(self._logic.get_session_user(session_id, username))
+        if session is not None and user is not None:
+            cache.put(session, user, generation)
+        return session, user
 
     async def touch_session(self, session_id: str, last_seen: datetime) -> bool:
-        return await self._run(self._logic.touch_session(session_id, last_seen))
+        done = await self._run(self._logic.touch_session(session_id, last_seen))
+        self._touched(session_id, last_seen)
+        return bool(done)
 
     async def rotate_refresh(
         self, session_id: str, expected_hash: str, new_hash: str, expires_at: datetime
@@ -636,13 +791,19 @@ class AsyncRedisStore:
         )
 
     async def revoke_session(self, session_id: str) -> bool:
-        return await self._run(self._logic.revoke_session(session_id))
+        try:
+            return await self._run(self._logic.revoke_session(session_id))
+        finally:
+            self._evict_session(session_id)
 
     async def list_sessions(self, username: str) -> list[Session]:
         return await self._run(self._logic.list_sessions(username))
 
     async def revoke_user_sessions(self, username: str, keep: str | None = None) -> int:
-        return await self._run(self._logic.revoke_user_sessions(username, keep))
+        try:
+            return await self._run(self._logic.revoke_user_sessions(username, keep))
+        finally:
+            self._evict_user(username)
 
     async def incr(self, key: str, ttl_seconds: float) -> int:
         return await self._run(self._logic.incr(key, ttl_seconds))
@@ -660,4 +821,5 @@ class AsyncRedisStore:
         return await self._run(self._logic.reset_counter(key))
 
     async def close(self) -> None:
+        self._stop_invalidator()
         await self._client.aclose()

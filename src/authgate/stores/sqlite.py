@@ -26,6 +26,7 @@ from ..errors import (
 from ..users import Group, User, utcnow
 from . import _codec
 from .base import Page, Session
+from .cache import SessionCache
 
 __all__ = ["SQLiteStore"]
 
@@ -59,8 +60,17 @@ CREATE TABLE IF NOT EXISTS counters (
 class SQLiteStore:
     """A `Store` in one SQLite file, safe across threads and processes."""
 
-    def __init__(self, path: str | Path, *, url: str | None = None, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        url: str | None = None,
+        timeout: float = 10.0,
+        cache_ttl: float = 5.0,
+    ) -> None:
         self.path = str(path)
+        self.cache_ttl = cache_ttl
+        self._writes = 0
         self.url = url or f"sqlite:///{self.path}"
         self._timeout = timeout
         self._local = threading.local()
@@ -100,8 +110,9 @@ class SQLiteStore:
         return conn
 
     @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that takes SQLite's write lock at once."""
+    def _write(self, *, invalidates: bool = True) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes SQLite's write lock at once.  Writes that
+        can change a session check (`invalidates`) move the caches' stamp."""
         conn = self._conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -114,6 +125,8 @@ class SQLiteStore:
             raise
         else:
             conn.execute("COMMIT")
+            if invalidates:
+                self._writes += 1
 
     def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         try:
@@ -227,19 +240,37 @@ class SQLiteStore:
         )
         return _codec.session_from_json(str(rows[0][0])) if rows else None
 
+    def _cache(self) -> SessionCache:
+        cache: SessionCache | None = getattr(self._local, "cache", None)
+        if cache is None:
+            cache = self._local.cache = SessionCache(self.cache_ttl)
+        return cache
+
     def get_session_user(
         self, session_id: str, username: str
     ) -> tuple[Session | None, User | None]:
+        """Served from a per-thread cache while ``PRAGMA data_version`` (other
+        connections' commits) and this store's own write count stay the same."""
+        cache = None
+        if self.cache_ttl > 0:
+            # The cache is per thread because data_version is per connection.
+            cache = self._cache()
+            version = self._read("PRAGMA data_version")[0][0]
+            hit = cache.get(session_id, username, (version, self._writes))
+            if hit is not None:
+                return hit[0], hit[1]
+            generation = cache.generation
         rows = self._read(
             "SELECT (SELECT record FROM sessions WHERE id = ? AND expires_at > ?), "
             "(SELECT record FROM users WHERE username = ?)",
             (session_id, time.time(), username),
         )
         session_raw, user_raw = rows[0]
-        return (
-            _codec.session_from_json(str(session_raw)) if session_raw is not None else None,
-            _codec.user_from_json(str(user_raw)) if user_raw is not None else None,
-        )
+        session = _codec.session_from_json(str(session_raw)) if session_raw is not None else None
+        user = _codec.user_from_json(str(user_raw)) if user_raw is not None else None
+        if cache is not None and session is not None and user is not None:
+            cache.put(session, user, generation)
+        return session, user
 
     def _replace_session(
         self, db: sqlite3.Connection, session_id: str, expected_hash: str | None, **changes: object
@@ -261,8 +292,12 @@ class SQLiteStore:
         return True
 
     def touch_session(self, session_id: str, last_seen: datetime) -> bool:
-        with self._write() as db:
-            return self._replace_session(db, session_id, None, last_seen=last_seen)
+        with self._write(invalidates=False) as db:
+            done = self._replace_session(db, session_id, None, last_seen=last_seen)
+        cache: SessionCache | None = getattr(self._local, "cache", None)
+        if done and cache is not None:
+            cache.touch(session_id, last_seen)
+        return done
 
     def rotate_refresh(
         self, session_id: str, expected_hash: str, new_hash: str, expires_at: datetime
@@ -306,7 +341,7 @@ class SQLiteStore:
 
     def incr(self, key: str, ttl_seconds: float) -> int:
         now = time.time()
-        with self._write() as db:
+        with self._write(invalidates=False) as db:
             row = db.execute(
                 "INSERT INTO counters (key, value, expires_at) VALUES (?, 1, ?) "
                 "ON CONFLICT (key) DO UPDATE SET "
@@ -330,7 +365,7 @@ class SQLiteStore:
 
     def expire_counter(self, key: str, ttl_seconds: float) -> bool:
         now = time.time()
-        with self._write() as db:
+        with self._write(invalidates=False) as db:
             cursor = db.execute(
                 "UPDATE counters SET expires_at = ? WHERE key = ? AND expires_at > ?",
                 (now + ttl_seconds, key, now),
@@ -338,7 +373,7 @@ class SQLiteStore:
             return cursor.rowcount > 0
 
     def reset_counter(self, key: str) -> None:
-        with self._write() as db:
+        with self._write(invalidates=False) as db:
             db.execute("DELETE FROM counters WHERE key = ?", (key,))
 
     def purge_expired(self) -> int:

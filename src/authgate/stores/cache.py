@@ -1,0 +1,118 @@
+"""A read cache for the per-request session check, kept honest by invalidation.
+
+A stateful `Gate` reads the token's session and user on every request.  Across
+processes that read is a network round trip (Redis) or a file read (SQLite); the
+answer rarely changes.  `SessionCache` keeps recent answers and drops them as soon as
+the backend says something changed:
+
+- Redis: every change to a user or a session publishes the username on a channel; a
+  subscriber thread evicts that user's entries.  While the subscription is down the
+  cache is off (every read goes to Redis), so a lost connection never serves stale
+  answers.
+- SQLite: ``PRAGMA data_version`` (which moves when another connection commits) plus
+  the store's own write counter validate the whole cache in one cheap query.
+
+Entries also expire after ``ttl`` seconds whatever happens: the bound on staleness
+should an invalidation ever be missed.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Hashable
+from datetime import datetime
+
+from ..users import User
+from .base import Session
+
+__all__ = ["SessionCache"]
+
+Entry = tuple[Session, User, float]
+
+
+class SessionCache:
+    """(session, user) answers by session id, evicted by username or wholesale."""
+
+    def __init__(self, ttl: float = 5.0, max_entries: int = 50_000) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self.enabled = True
+        self._entries: dict[str, Entry] = {}
+        self._by_user: dict[str, set[str]] = {}
+        self._stamp: Hashable = None
+        self._lock = threading.Lock()
+        #: Bumped by every eviction: an answer read before one is not cached after it.
+        self.generation = 0
+
+    def get(self, session_id: str, username: str, stamp: Hashable = None) -> Entry | None:
+        """The cached answer, or None (absent, stale, or the cache is off)."""
+        if not self.enabled:
+            return None
+        if stamp is not None and stamp != self._stamp:
+            self.clear(stamp)
+            return None
+        entry = self._entries.get(session_id)
+        if entry is None:
+            return None
+        session, user, cached_at = entry
+        if user.username != username or time.monotonic() - cached_at > self.ttl:
+            return None
+        if session.is_expired():
+            return None
+        return entry
+
+    def put(self, session: Session, user: User, generation: int) -> None:
+        """Remember an answer read from the backend, unless something was evicted since
+        the read began (`generation` is what `generation` was then)."""
+        if not self.enabled or generation != self.generation:
+            return
+        with self._lock:
+            if generation != self.generation:
+                return
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+                self._by_user.clear()
+            self._entries[session.id] = (session, user, time.monotonic())
+            self._by_user.setdefault(user.username, set()).add(session.id)
+
+    def touch(self, session_id: str, last_seen: datetime) -> None:
+        """Record this process's own ``last_seen`` write in the cached session."""
+        with self._lock:
+            entry = self._entries.get(session_id)
+            if entry is not None:
+                session = entry[0].replace(last_seen=last_seen)
+                self._entries[session_id] = (session, entry[1], entry[2])
+
+    def evict_session(self, session_id: str) -> None:
+        """Forget one session."""
+        with self._lock:
+            self.generation += 1
+            entry = self._entries.pop(session_id, None)
+            if entry is not None:
+                self._by_user.get(entry[1].username, set()).discard(session_id)
+
+    def evict_user(self, username: str) -> None:
+        """Forget everything about one user (their record or a session changed)."""
+        with self._lock:
+            self.generation += 1
+            for session_id in self._by_user.pop(username, ()):
+                self._entries.pop(session_id, None)
+
+    def clear(self, stamp: Hashable = None) -> None:
+        """Forget everything; `stamp` becomes the validity stamp of what comes next."""
+        with self._lock:
+            self.generation += 1
+            self._entries.clear()
+            self._by_user.clear()
+            self._stamp = stamp
+
+    def disable(self) -> None:
+        """Stop answering until `enable` (the invalidation feed is down)."""
+        self.enabled = False
+        self.clear()
+
+    def enable(self) -> None:
+        """Answer again, starting empty."""
+        self.clear()
+        self.enabled = True
