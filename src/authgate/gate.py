@@ -38,6 +38,7 @@ from .sessions import (
     load_identity,
     login,
     logout,
+    quick_identity,
     refresh,
     revoke_session,
     revoke_sessions,
@@ -80,6 +81,7 @@ class _Core:
                 else RolePolicy({self.roles.top: ["*:*"]}, hierarchy=self.roles)
             )
         self.policy = policy
+        self._stateless_identities: dict[str, Identity] = {}
         self.rules = SessionRules(
             verifier=self.verifier,
             hasher=self.hasher,
@@ -101,9 +103,24 @@ class _Core:
         """The public keys (JWKS) that verify this gate's tokens."""
         return self.ring.jwks()
 
-    def _verify(self, token: str) -> tuple[dict[str, Any], Identity | None]:
+    def _quick(self, token: str, store: Any) -> tuple[dict[str, Any], Identity | None]:
+        """Verify the token and decide without I/O when possible: stateless mode, or a
+        store that can answer the session check from memory (`peek_session_user`)."""
         claims = self.verifier.verify(token)
-        return claims, (identity_from_claims(self.policy, claims) if self.stateless else None)
+        if self.stateless:
+            identity = self._stateless_identities.get(token)
+            if identity is None:
+                identity = identity_from_claims(self.policy, claims)
+                if len(self._stateless_identities) >= 4096:
+                    self._stateless_identities.clear()
+                self._stateless_identities[token] = identity
+            return claims, identity
+        peek = getattr(store, "peek_session_user", None)
+        if peek is not None:
+            found = peek(claims["sid"], claims["sub"])
+            if found is not None:
+                return claims, quick_identity(self.rules, claims, *found)
+        return claims, None
 
     def _update_flow(self, username: str, changes: dict[str, Any]) -> Flow[User]:
         version = changes.pop("expected_version", None)
@@ -146,7 +163,7 @@ class Gate(_Core):
 
     def authenticate(self, token: str) -> Identity:
         """The identity a valid access token stands for, or an `InvalidToken` error."""
-        claims, identity = self._verify(token)
+        claims, identity = self._quick(token, self.store)
         if identity is not None:
             return identity
         result: Identity = self._run(load_identity(self.rules, claims))
@@ -270,7 +287,7 @@ class AsyncGate(_Core):
 
     async def authenticate(self, token: str) -> Identity:
         """The identity a valid access token stands for, or an `InvalidToken` error."""
-        claims, identity = self._verify(token)
+        claims, identity = self._quick(token, self.store)
         if identity is not None:
             return identity
         result: Identity = await self._run(load_identity(self.rules, claims))

@@ -373,6 +373,32 @@ def group_grants(policy: RolePolicy, groups: frozenset[str]) -> Flow[frozenset[s
     return frozenset(grants)
 
 
+def _live(claims: Mapping[str, Any], session: Session | None, user: User | None) -> User:
+    """The user behind a live session, or `SessionRevoked`."""
+    if session is None or session.username != claims["sub"]:
+        raise SessionRevoked()
+    if user is None or not user.enabled or user.id != claims.get("uid", user.id):
+        raise SessionRevoked()
+    return user
+
+
+def quick_identity(
+    rules: SessionRules,
+    claims: Mapping[str, Any],
+    session: Session | None,
+    user: User | None,
+) -> Identity | None:
+    """The identity when the answer needs no store write or extra read (no ``last_seen``
+    due, no store-kept groups); None sends the caller to `load_identity`."""
+    live = _live(claims, session, user)
+    assert session is not None
+    if time.time() - session.last_seen.timestamp() >= rules.touch_interval:
+        return None
+    if any(group not in rules.policy.group_permissions for group in live.groups):
+        return None
+    return identity_from_user(rules.policy, live, session.id, claims)
+
+
 def load_identity(rules: SessionRules, claims: Mapping[str, Any]) -> Flow[Identity]:
     """Check a verified token's session and user in the store; build the identity from
     the user as it is now (so a role change shows on the very next request)."""
@@ -380,12 +406,10 @@ def load_identity(rules: SessionRules, claims: Mapping[str, Any]) -> Flow[Identi
         "get_session_user", (claims["sid"], claims["sub"])
     )
     session, user = found
-    if session is None or session.username != claims["sub"]:
-        raise SessionRevoked()
-    if user is None or not user.enabled or user.id != claims.get("uid", user.id):
-        raise SessionRevoked()
+    live = _live(claims, session, user)
+    assert session is not None
     now = time.time()
     if now - session.last_seen.timestamp() >= rules.touch_interval:
         yield Call("touch_session", (session.id, datetime.fromtimestamp(now, timezone.utc)))
-    extra = yield from group_grants(rules.policy, user.groups)
-    return identity_from_user(rules.policy, user, session.id, claims, extra)
+    extra = yield from group_grants(rules.policy, live.groups)
+    return identity_from_user(rules.policy, live, session.id, claims, extra)

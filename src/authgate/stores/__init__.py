@@ -143,6 +143,13 @@ class SyncStoreAsAsync:
     ) -> tuple[Session | None, User | None]:
         return await self._call(self.sync.get_session_user, session_id, username)
 
+    def peek_session_user(
+        self, session_id: str, username: str
+    ) -> tuple[Session | None, User | None] | None:
+        """The sync store's in-memory answer, on the event loop (no thread hop)."""
+        peek = getattr(self.sync, "peek_session_user", None)
+        return peek(session_id, username) if peek is not None else None
+
     async def touch_session(self, session_id: str, last_seen: datetime) -> bool:
         return await self._call(self.sync.touch_session, session_id, last_seen)
 

@@ -123,6 +123,12 @@ class MemoryStore:
     ) -> tuple[Session | None, User | None]:
         return self.get_session(session_id), self._users.get(username)
 
+    def peek_session_user(
+        self, session_id: str, username: str
+    ) -> tuple[Session | None, User | None] | None:
+        """The session check answered from memory: always possible here."""
+        return self.get_session_user(session_id, username)
+
     def touch_session(self, session_id: str, last_seen: datetime) -> bool:
         with self._lock:
             session = self.get_session(session_id)

@@ -491,6 +491,14 @@ class _CacheHolder:
             self._cache = cache
         return self._cache
 
+    def peek_session_user(
+        self, session_id: str, username: str
+    ) -> tuple[Session | None, User | None] | None:
+        """The cached answer, or None (never a network call)."""
+        cache = self._session_cache()
+        hit = cache.get(session_id, username) if cache is not None else None
+        return (hit[0], hit[1]) if hit is not None else None
+
     def _evict_user(self, username: str) -> None:
         if self._cache is not None:
             self._cache.evict_user(username)

@@ -49,6 +49,11 @@ CREATE TABLE IF NOT EXISTS sessions (
     record TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (username, created_at);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT OR IGNORE INTO meta (key, value) VALUES ('epoch', 0);
 CREATE TABLE IF NOT EXISTS counters (
     key TEXT PRIMARY KEY,
     value INTEGER NOT NULL,
@@ -70,7 +75,7 @@ class SQLiteStore:
     ) -> None:
         self.path = str(path)
         self.cache_ttl = cache_ttl
-        self._writes = 0
+        self._cache = SessionCache(cache_ttl)
         self.url = url or f"sqlite:///{self.path}"
         self._timeout = timeout
         self._local = threading.local()
@@ -112,7 +117,8 @@ class SQLiteStore:
     @contextlib.contextmanager
     def _write(self, *, invalidates: bool = True) -> Iterator[sqlite3.Connection]:
         """A write transaction that takes SQLite's write lock at once.  Writes that
-        can change a session check (`invalidates`) move the caches' stamp."""
+        can change a session check (`invalidates`) bump the epoch in the same
+        transaction."""
         conn = self._conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -124,9 +130,10 @@ class SQLiteStore:
             conn.execute("ROLLBACK")
             raise
         else:
-            conn.execute("COMMIT")
             if invalidates:
-                self._writes += 1
+                # Every process's cached session checks compare against this epoch.
+                conn.execute("UPDATE meta SET value = value + 1 WHERE key = 'epoch'")
+            conn.execute("COMMIT")
 
     def _read(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
         try:
@@ -240,23 +247,27 @@ class SQLiteStore:
         )
         return _codec.session_from_json(str(rows[0][0])) if rows else None
 
-    def _cache(self) -> SessionCache:
-        cache: SessionCache | None = getattr(self._local, "cache", None)
-        if cache is None:
-            cache = self._local.cache = SessionCache(self.cache_ttl)
-        return cache
+    def peek_session_user(
+        self, session_id: str, username: str
+    ) -> tuple[Session | None, User | None] | None:
+        """The cached answer when still valid, else None (no table read)."""
+        if self.cache_ttl <= 0:
+            return None
+        hit = self._cache.get(session_id, username, self._epoch())
+        return (hit[0], hit[1]) if hit is not None else None
+
+    def _epoch(self) -> object:
+        return self._read("SELECT value FROM meta WHERE key = 'epoch'")[0][0]
 
     def get_session_user(
         self, session_id: str, username: str
     ) -> tuple[Session | None, User | None]:
-        """Served from a per-thread cache while ``PRAGMA data_version`` (other
-        connections' commits) and this store's own write count stay the same."""
+        """Served from the cache while the epoch (bumped by every write that can change
+        a session check, in any process) stays the same."""
         cache = None
         if self.cache_ttl > 0:
-            # The cache is per thread because data_version is per connection.
-            cache = self._cache()
-            version = self._read("PRAGMA data_version")[0][0]
-            hit = cache.get(session_id, username, (version, self._writes))
+            cache = self._cache
+            hit = cache.get(session_id, username, self._epoch())
             if hit is not None:
                 return hit[0], hit[1]
             generation = cache.generation
@@ -294,9 +305,8 @@ class SQLiteStore:
     def touch_session(self, session_id: str, last_seen: datetime) -> bool:
         with self._write(invalidates=False) as db:
             done = self._replace_session(db, session_id, None, last_seen=last_seen)
-        cache: SessionCache | None = getattr(self._local, "cache", None)
-        if done and cache is not None:
-            cache.touch(session_id, last_seen)
+        if done:
+            self._cache.touch(session_id, last_seen)
         return done
 
     def rotate_refresh(
