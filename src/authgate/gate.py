@@ -13,6 +13,7 @@ decide, and revocation waits for the access token to expire (``access_ttl``).
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import Any
 
@@ -82,6 +83,7 @@ class _Core:
             )
         self.policy = policy
         self._stateless_identities: dict[str, Identity] = {}
+        self._identities: dict[str, tuple[Session | None, User | None, Identity]] = {}
         self.rules = SessionRules(
             verifier=self.verifier,
             hasher=self.hasher,
@@ -116,11 +118,29 @@ class _Core:
                 self._stateless_identities[token] = identity
             return claims, identity
         peek = getattr(store, "peek_session_user", None)
-        if peek is not None:
-            found = peek(claims["sid"], claims["sub"])
-            if found is not None:
-                return claims, quick_identity(self.rules, claims, *found)
-        return claims, None
+        if peek is None:
+            return claims, None
+        found = peek(claims["sid"], claims["sub"])
+        if found is None:
+            return claims, None
+        session, user = found
+        known = self._identities.get(token)
+        # The stores hand out the same frozen records until something changes, so
+        # "same objects" means "same answer" (the last_seen deadline aside).
+        if (
+            known is not None
+            and session is not None
+            and known[0] is session
+            and known[1] is user
+            and time.time() - session.last_seen.timestamp() < self.rules.touch_interval
+        ):
+            return claims, known[2]
+        identity = quick_identity(self.rules, claims, session, user)
+        if identity is not None:
+            if len(self._identities) >= 4096:
+                self._identities.clear()
+            self._identities[token] = (session, user, identity)
+        return claims, identity
 
     def _update_flow(self, username: str, changes: dict[str, Any]) -> Flow[User]:
         version = changes.pop("expected_version", None)

@@ -32,8 +32,13 @@ WS_SESSION_REVOKED = 4401
 _WS_POLICY_VIOLATION = 1008
 
 
-def _headers(scope: Scope) -> list[tuple[str, str]]:
-    return [(k.decode("latin-1"), v.decode("latin-1")) for k, v in scope.get("headers", ())]
+def _headers(scope: Scope, wanted: frozenset[bytes]) -> list[tuple[str, str]]:
+    """The headers credential reading looks at, decoded; the rest are left alone."""
+    return [
+        (k.decode("latin-1"), v.decode("latin-1"))
+        for k, v in scope.get("headers", ())
+        if k in wanted
+    ]
 
 
 class AuthGateMiddleware:
@@ -53,6 +58,9 @@ class AuthGateMiddleware:
         self.realm = realm
         self.rules = rules or CredentialRules()
         self.recheck_websockets = recheck_websockets
+        self._wanted = frozenset(
+            {b"authorization", b"cookie", self.rules.csrf_header.encode("latin-1")}
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -63,7 +71,7 @@ class AuthGateMiddleware:
         method = "GET" if websocket else scope["method"]
         try:
             token = read_credential(
-                _headers(scope),
+                _headers(scope, self._wanted),
                 method=method,
                 query=scope.get("query_string", b"").decode("latin-1"),
                 websocket=websocket,
