@@ -129,9 +129,9 @@ class _Core:
         # "same objects" means "same answer" (the last_seen deadline aside).
         if (
             known is not None
-            and session is not None
             and known[0] is session
             and known[1] is user
+            and session is not None
             and time.time() - session.last_seen.timestamp() < self.rules.touch_interval
         ):
             return claims, known[2]
