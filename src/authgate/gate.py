@@ -305,6 +305,12 @@ class AsyncGate(_Core):
     async def _run(self, flow: Flow[Any]) -> Any:
         return await arun(flow, self.store, self.hasher, self.audit.emit)
 
+    def authenticate_nowait(self, token: str) -> Identity | None:
+        """The identity when it can be decided without I/O (stateless mode, or a cached
+        session check), None when `authenticate` must be awaited; `InvalidToken` for a
+        bad token.  The ASGI middleware's fast path."""
+        return self._quick(token, self.store)[1]
+
     async def authenticate(self, token: str) -> Identity:
         """The identity a valid access token stands for, or an `InvalidToken` error."""
         claims, identity = self._quick(token, self.store)

@@ -9,7 +9,6 @@ from __future__ import annotations
 import hmac
 import json
 import re
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .errors import (
@@ -91,8 +90,10 @@ def _query_value(query: str, name: str) -> str | None:
 
 
 def read_credential(
-    headers: Iterable[tuple[str, str]],
     *,
+    authorization: str | None,
+    cookie: str | None,
+    csrf: str | None,
     method: str,
     query: str,
     websocket: bool,
@@ -101,33 +102,25 @@ def read_credential(
     """The token a request presents, or None for an anonymous request.
 
     Order: the ``Authorization`` header, then the session cookie (if configured, with
-    its CSRF check), then ``?token=`` on WebSocket handshakes.  `headers` are
-    lower-cased names with their values.
+    its CSRF check: `csrf` is the value of ``rules.csrf_header``), then ``?token=`` on
+    WebSocket handshakes.
     """
-    authorization = None
-    cookie_header = ""
-    csrf_header = None
-    for name, value in headers:
-        if name == "authorization":
-            authorization = value
-        elif name == "cookie":
-            cookie_header = f"{cookie_header}; {value}" if cookie_header else value
-        elif name == rules.csrf_header:
-            csrf_header = value
     if authorization is not None:
-        token = parse_authorization(authorization)
+        token = _parsed.get(authorization)
+        if token is None:
+            token = parse_authorization(authorization)
+            if token is not None and len(_parsed) < 4096:
+                _parsed[authorization] = token
         if token is not None:
             return token
-    if rules.cookie_name and cookie_header:
-        cookies = parse_cookies(cookie_header)
+    if rules.cookie_name and cookie:
+        cookies = parse_cookies(cookie)
         token = cookies.get(rules.cookie_name)
         if token:
             if not websocket and method not in SAFE_METHODS:
                 expected = cookies.get(rules.csrf_cookie, "")
                 if not (
-                    expected
-                    and csrf_header
-                    and hmac.compare_digest(expected.encode(), csrf_header.encode())
+                    expected and csrf and hmac.compare_digest(expected.encode(), csrf.encode())
                 ):
                     raise PermissionDenied(
                         f"CSRF check failed: send the {rules.csrf_cookie} cookie's value "
@@ -141,6 +134,10 @@ def read_credential(
                 raise MalformedToken("the token query parameter is empty or too long")
             return token
     return None
+
+
+# Authorization header value -> token: clients repeat the same header on every request.
+_parsed: dict[str, str] = {}
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,15 +32,6 @@ WS_SESSION_REVOKED = 4401
 _WS_POLICY_VIOLATION = 1008
 
 
-def _headers(scope: Scope, wanted: frozenset[bytes]) -> list[tuple[str, str]]:
-    """The headers credential reading looks at, decoded; the rest are left alone."""
-    return [
-        (k.decode("latin-1"), v.decode("latin-1"))
-        for k, v in scope.get("headers", ())
-        if k in wanted
-    ]
-
-
 class AuthGateMiddleware:
     """Authenticate every HTTP request and WebSocket handshake with an `AsyncGate`."""
 
@@ -58,9 +49,7 @@ class AuthGateMiddleware:
         self.realm = realm
         self.rules = rules or CredentialRules()
         self.recheck_websockets = recheck_websockets
-        self._wanted = frozenset(
-            {b"authorization", b"cookie", self.rules.csrf_header.encode("latin-1")}
-        )
+        self._csrf_header = self.rules.csrf_header.encode("latin-1")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -69,15 +58,31 @@ class AuthGateMiddleware:
             return
         websocket = kind == "websocket"
         method = "GET" if websocket else scope["method"]
+        authorization = cookie = csrf = None
+        for name, value in scope["headers"]:
+            if name == b"authorization":
+                authorization = value.decode("latin-1")
+            elif name == b"cookie":
+                text = value.decode("latin-1")
+                cookie = f"{cookie}; {text}" if cookie else text
+            elif name == self._csrf_header:
+                csrf = value.decode("latin-1")
         try:
             token = read_credential(
-                _headers(scope, self._wanted),
+                authorization=authorization,
+                cookie=cookie,
+                csrf=csrf,
                 method=method,
                 query=scope.get("query_string", b"").decode("latin-1"),
                 websocket=websocket,
                 rules=self.rules,
             )
-            identity = ANONYMOUS if token is None else await self.gate.authenticate(token)
+            if token is None:
+                identity = ANONYMOUS
+            else:
+                identity = self.gate.authenticate_nowait(token) or await self.gate.authenticate(
+                    token
+                )
         except AuthGateError as err:
             if method == "OPTIONS" and isinstance(err, AuthenticationError):
                 identity = ANONYMOUS
@@ -96,25 +101,22 @@ class AuthGateMiddleware:
                 if identity.is_authenticated and self.recheck_websockets:
                     receive = self._watch(identity, receive, send)
                 await self._call_websocket(scope, receive, send)
-            else:
-                await self._call_http(scope, receive, send)
+                return
+            started = False
+
+            async def tracking_send(message: Message) -> None:
+                nonlocal started
+                started = True
+                await send(message)
+
+            try:
+                await self.app(scope, receive, tracking_send)
+            except AuthGateError as err:
+                if started:
+                    raise
+                await self._send_error(send, err)
         finally:
             reset_identity(context_token)
-
-    async def _call_http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = False
-
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = True
-            await send(message)
-
-        try:
-            await self.app(scope, receive, tracking_send)
-        except AuthGateError as err:
-            if started:
-                raise
-            await self._send_error(send, err)
 
     async def _call_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         accepted = False

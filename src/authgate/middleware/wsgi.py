@@ -34,12 +34,6 @@ _STATUS = {
 }
 
 
-def _headers(environ: WSGIEnviron) -> Iterator[tuple[str, str]]:
-    for key, value in environ.items():
-        if key.startswith("HTTP_"):
-            yield key[5:].replace("_", "-").lower(), value
-
-
 class _InContext:
     """A response iterable whose items are produced inside the request's context."""
 
@@ -116,12 +110,15 @@ class AuthGateWSGIMiddleware:
         self.gate = gate
         self.realm = realm
         self.rules = rules or CredentialRules()
+        self._csrf_key = "HTTP_" + self.rules.csrf_header.upper().replace("-", "_")
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
         try:
             token = read_credential(
-                _headers(environ),
+                authorization=environ.get("HTTP_AUTHORIZATION"),
+                cookie=environ.get("HTTP_COOKIE"),
+                csrf=environ.get(self._csrf_key),
                 method=method,
                 query=environ.get("QUERY_STRING", ""),
                 websocket=False,
