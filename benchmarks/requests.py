@@ -11,6 +11,7 @@ decisions per second next to pycasbin's ``enforce`` on the same role policy.
 from __future__ import annotations
 
 import asyncio
+import importlib.metadata
 import statistics
 import tempfile
 import time
@@ -52,40 +53,51 @@ PW = "correct horse battery"
 Samples = list[float]
 
 
-def measure(fn: Callable[[], object], number: int) -> Samples:
-    """µs per call, one figure per repeat."""
-    out = []
-    fn()
-    for _ in range(REPEATS):
-        start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        out.append((time.perf_counter() - start) / number * 1e6)
-    return out
+def once(fn: Callable[[], object], number: int) -> float:
+    """µs per call over one batch."""
+    start = time.perf_counter()
+    for _ in range(number):
+        fn()
+    return (time.perf_counter() - start) / number * 1e6
 
 
-def measure_async(loop: asyncio.AbstractEventLoop, fn: Callable[[], Any], number: int) -> Samples:
-    async def many() -> float:
+def once_async(loop: asyncio.AbstractEventLoop, fn: Callable[[], Any], number: int) -> float:
+    """µs per awaited call over one batch."""
+
+    async def batch() -> float:
         start = time.perf_counter()
         for _ in range(number):
             await fn()
         return (time.perf_counter() - start) / number * 1e6
 
-    loop.run_until_complete(fn())
-    return [loop.run_until_complete(many()) for _ in range(REPEATS)]
+    return loop.run_until_complete(batch())
 
 
-ROWS: list[tuple[str, Samples, float | None]] = []
+def measure(fn: Callable[[], object], number: int) -> Samples:
+    """µs per call, one figure per repeat."""
+    fn()
+    return [once(fn, number) for _ in range(REPEATS)]
 
 
-def row(name: str, samples: Samples, base: Samples | None) -> None:
-    ROWS.append((name, samples, statistics.median(base) if base else None))
-    med = statistics.median(samples)
-    ratio = f"{med / statistics.median(base):6.2f}x" if base else "  1.00x"
-    print(f"{name:<58} {min(samples):8.1f} {med:8.1f} {max(samples):8.1f} {ratio}", flush=True)
+def interleaved(cases: list[tuple[str, Callable[[], float]]]) -> dict[str, Samples]:
+    """Run one batch of every case per round, so machine noise hits all of them alike."""
+    samples: dict[str, Samples] = {name: [] for name, _ in cases}
+    for _ in range(REPEATS):
+        for name, batch in cases:
+            samples[name].append(batch())
+    return samples
 
 
-# -- ASGI -------------------------------------------------------------------------------
+def report(samples: dict[str, Samples]) -> None:
+    names = list(samples)
+    base = statistics.median(samples[names[0]])
+    for name in names:
+        values = samples[name]
+        med = statistics.median(values)
+        print(
+            f"{name:<58} {min(values):8.1f} {med:8.1f} {max(values):8.1f} {med / base:6.2f}x",
+            flush=True,
+        )
 
 
 def asgi_caller(app: Any, token: str | None) -> Callable[[], Any]:
@@ -104,10 +116,18 @@ def asgi_caller(app: Any, token: str | None) -> Callable[[], Any]:
 
     async def call() -> None:
         scope = {
-            "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1",
-            "method": "GET", "scheme": "http", "path": "/", "raw_path": b"/",
-            "root_path": "", "query_string": b"", "headers": headers,
-            "server": ("test", 80), "client": ("127.0.0.1", 5000),
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": "/",
+            "raw_path": b"/",
+            "root_path": "",
+            "query_string": b"",
+            "headers": headers,
+            "server": ("test", 80),
+            "client": ("127.0.0.1", 5000),
         }
         status.clear()
         await app(scope, receive, send)
@@ -142,43 +162,62 @@ class JWTBackend(AuthenticationBackend):
         if scheme.lower() != "bearer":
             return None
         try:
-            claims = jwt.decode(token, SECRET, algorithms=["HS256"], audience="authgate",
-                                issuer="authgate")
+            claims = jwt.decode(
+                token, SECRET, algorithms=["HS256"], audience="authgate", issuer="authgate"
+            )
         except jwt.PyJWTError as err:
             raise AuthenticationError("invalid token") from err
         return AuthCredentials(["authenticated"]), SimpleUser(claims["sub"])
 
 
-def bench_asgi(urls: dict[str, str]) -> None:
+def bench_asgi(urls: dict[str, str]) -> dict[str, Samples]:
     loop = asyncio.new_event_loop()
-    bare = Starlette(routes=[Route("/", plain_hello)])
-    base = measure_async(loop, asgi_caller(bare, None), 5000)
-    row(f"ASGI bare Starlette {starlette.__version__}", base, None)
+    cases: list[tuple[str, Callable[[], float]]] = []
 
-    peer_app = Starlette(routes=[Route("/", starlette_hello)],
-                         middleware=[Middleware(AuthenticationMiddleware, backend=JWTBackend())])
-    peer_token = jwt.encode({"sub": "alice", "iss": "authgate", "aud": "authgate",
-                             "exp": int(time.time()) + 3600}, SECRET, algorithm="HS256")
-    row("ASGI Starlette AuthenticationMiddleware + pyjwt + requires",
-        measure_async(loop, asgi_caller(peer_app, peer_token), 3000), base)
+    def add(name: str, app: Any, token: str | None, number: int) -> None:
+        call = asgi_caller(app, token)
+        loop.run_until_complete(call())  # warm up, and fail early on a wrong status
+        cases.append((name, lambda: once_async(loop, call, number)))
+
+    add(
+        f"ASGI bare Starlette {starlette.__version__}",
+        Starlette(routes=[Route("/", plain_hello)]),
+        None,
+        3000,
+    )
+    peer_app = Starlette(
+        routes=[Route("/", starlette_hello)],
+        middleware=[Middleware(AuthenticationMiddleware, backend=JWTBackend())],
+    )
+    peer_token = jwt.encode(
+        {"sub": "alice", "iss": "authgate", "aud": "authgate", "exp": int(time.time()) + 3600},
+        SECRET,
+        algorithm="HS256",
+    )
+    add("ASGI Starlette AuthenticationMiddleware + pyjwt + requires", peer_app, peer_token, 1000)
 
     guarded = Starlette(routes=[Route("/", guarded_hello)])
-    for label, url, stateless in [("stateless", "memory://", True),
-                                  *[(f"session check, {k}", v, False) for k, v in urls.items()]]:
+    closers: list[Any] = []
+    for label, url, stateless in [
+        ("stateless", "memory://", True),
+        *[(f"session check, {k}", v, False) for k, v in urls.items()],
+    ]:
         sync = Gate(store=url, secret_key=SECRET, hasher=cheap_hasher())
         if sync.store.get_user("alice") is None:
             sync.create_user("alice", PW)
         token = sync.login("alice", PW).access_token
         store: Any = SyncStoreAsAsync(sync.store, offload=False) if url == "memory://" else url
-        gate = AsyncGate(store=store, secret_key=SECRET, hasher=cheap_hasher(),
-                         stateless=stateless)
-        app = AuthGateMiddleware(guarded, gate)
-        number = 1000 if "redis" in label else 3000
-        row(f"ASGI authgate + require_auth, {label}",
-            measure_async(loop, asgi_caller(app, token), number), base)
+        gate = AsyncGate(store=store, secret_key=SECRET, hasher=cheap_hasher(), stateless=stateless)
+        add(
+            f"ASGI authgate + require_auth, {label}", AuthGateMiddleware(guarded, gate), token, 3000
+        )
+        closers.append((gate, sync))
+    samples = interleaved(cases)
+    for gate, sync in closers:
         loop.run_until_complete(gate.close())
         sync.close()
     loop.close()
+    return samples
 
 
 # -- WSGI -------------------------------------------------------------------------------
@@ -186,11 +225,21 @@ def bench_asgi(urls: dict[str, str]) -> None:
 
 def wsgi_caller(app: Any, token: str | None) -> Callable[[], None]:
     environ_base = {
-        "REQUEST_METHOD": "GET", "PATH_INFO": "/", "SCRIPT_NAME": "", "QUERY_STRING": "",
-        "SERVER_NAME": "test", "SERVER_PORT": "80", "SERVER_PROTOCOL": "HTTP/1.1",
-        "HTTP_HOST": "test", "wsgi.url_scheme": "http", "wsgi.input": None,
-        "wsgi.errors": None, "wsgi.multithread": False, "wsgi.multiprocess": False,
-        "wsgi.run_once": False, "wsgi.version": (1, 0),
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/",
+        "SCRIPT_NAME": "",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "test",
+        "SERVER_PORT": "80",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_HOST": "test",
+        "wsgi.url_scheme": "http",
+        "wsgi.input": None,
+        "wsgi.errors": None,
+        "wsgi.multithread": False,
+        "wsgi.multiprocess": False,
+        "wsgi.run_once": False,
+        "wsgi.version": (1, 0),
     }
     if token:
         environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
@@ -217,26 +266,30 @@ def wsgi_caller(app: Any, token: str | None) -> Callable[[], None]:
     return call
 
 
-def bench_wsgi(urls: dict[str, str]) -> None:
+def bench_wsgi(urls: dict[str, str]) -> dict[str, Samples]:
+    cases: list[tuple[str, Callable[[], float]]] = []
+
+    def add(name: str, app: Any, token: str | None, number: int) -> None:
+        call = wsgi_caller(app, token)
+        call()
+        cases.append((name, lambda: once(call, number)))
+
     bare = flask.Flask("bare")
     bare.add_url_rule("/", "hello", lambda: "hello")
-    base = measure(wsgi_caller(bare, None), 3000)
-    row(f"WSGI bare Flask {flask.__version__ if hasattr(flask, '__version__') else ''}".strip(),
-        base, None)
+    add(f"WSGI bare Flask {importlib.metadata.version('flask')}", bare, None, 1000)
 
     peer = flask.Flask("peer")
     peer.config["JWT_SECRET_KEY"] = SECRET
     JWTManager(peer)
 
     @peer.get("/")
-    @jwt_required()
+    @jwt_required()  # type: ignore[untyped-decorator]
     def peer_hello() -> str:
         return "hello"
 
     with peer.app_context():
         peer_token = create_access_token(identity="alice")
-    row("WSGI Flask-JWT-Extended jwt_required",
-        measure(wsgi_caller(peer, peer_token), 2000), base)
+    add("WSGI Flask-JWT-Extended jwt_required", peer, peer_token, 500)
 
     app = flask.Flask("authgate")
 
@@ -245,16 +298,86 @@ def bench_wsgi(urls: dict[str, str]) -> None:
     def hello() -> str:
         return "hello"
 
-    for label, url, stateless in [("stateless", "memory://", True),
-                                  *[(f"session check, {k}", v, False) for k, v in urls.items()]]:
+    gates = []
+    for label, url, stateless in [
+        ("stateless", "memory://", True),
+        *[(f"session check, {k}", v, False) for k, v in urls.items()],
+    ]:
         gate = Gate(store=url, secret_key=SECRET, hasher=cheap_hasher(), stateless=stateless)
         if gate.store.get_user("alice") is None:
             gate.create_user("alice", PW)
         token = gate.login("alice", PW).access_token
-        number = 1000 if "redis" in label else 2000
-        row(f"WSGI authgate + require_auth, {label}",
-            measure(wsgi_caller(AuthGateWSGIMiddleware(app, gate), token), number), base)
+        add(
+            f"WSGI authgate + require_auth, {label}", AuthGateWSGIMiddleware(app, gate), token, 1000
+        )
+        gates.append(gate)
+    samples = interleaved(cases)
+    for gate in gates:
         gate.close()
+    return samples
+
+
+def bench_revocation(url: str, trials: int = 20) -> None:
+    """How long a revocation made through another connection takes to reach a gate
+    whose session check is cached (Redis: the pub/sub invalidation)."""
+    from authgate.errors import SessionRevoked
+    from authgate.stores import open_store
+
+    gate = Gate(store=url, secret_key=SECRET, hasher=cheap_hasher())
+    if gate.store.get_user("bob") is None:
+        gate.create_user("bob", PW)
+    other = open_store(url)
+    delays = []
+    for _ in range(trials):
+        token = gate.login("bob", PW).access_token
+        for _ in range(3):
+            gate.authenticate(token)
+        other.revoke_user_sessions("bob")
+        revoked = time.perf_counter()
+        while True:
+            try:
+                gate.authenticate(token)
+            except SessionRevoked:
+                break
+        delays.append((time.perf_counter() - revoked) * 1000)
+    print(
+        f"revocation through another connection reaches a cached gate in: "
+        f"median {statistics.median(delays):.3f} ms, max {max(delays):.3f} ms "
+        f"({trials} trials)"
+    )
+    other.close()
+    gate.close()
+
+
+def bench_event_loop() -> None:
+    """p99 latency of a cheap authenticated GET while 4 logins hash (real argon2)."""
+    loop = asyncio.new_event_loop()
+    gate = AsyncGate(store="memory://", secret_key=SECRET)  # RFC 9106 argon2 parameters
+    loop.run_until_complete(gate.create_user("alice", PW))
+    token = loop.run_until_complete(gate.login("alice", PW)).access_token
+    app = AuthGateMiddleware(Starlette(routes=[Route("/", guarded_hello)]), gate)
+    call = asgi_caller(app, token)
+
+    async def run() -> list[float]:
+        latencies: list[float] = []
+        logins = [asyncio.create_task(gate.login("alice", PW)) for _ in range(4)]
+        while not all(t.done() for t in logins):
+            start = time.perf_counter()
+            await call()
+            latencies.append((time.perf_counter() - start) * 1000)
+            await asyncio.sleep(0.001)
+        await asyncio.gather(*logins)
+        return latencies
+
+    latencies = sorted(loop.run_until_complete(run()))
+    p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
+    print(
+        f"\nevent loop while 4 logins hash: {len(latencies)} GETs, "
+        f"p50 {statistics.median(latencies):.2f} ms, p99 {p99:.2f} ms, "
+        f"max {latencies[-1]:.2f} ms"
+    )
+    loop.run_until_complete(gate.close())
+    loop.close()
 
 
 # -- permission decisions ---------------------------------------------------------------
@@ -290,13 +413,17 @@ def bench_permissions() -> None:
         model.write_text(CASBIN_MODEL)
         policy_file.write_text(CASBIN_POLICY.strip() + "\n")
         enforcer = casbin.Enforcer(str(model), str(policy_file))
-    policy = RolePolicy({"viewer": ["items:read"],
-                         "operator": ["items:create", "streams/1:send"],
-                         "admin": ["*:*"]})
+    policy = RolePolicy(
+        {"viewer": ["items:read"], "operator": ["items:create", "streams/1:send"], "admin": ["*:*"]}
+    )
     grants: PermissionSet = policy.permissions_for(frozenset({"operator"}))
-    questions = [("items/5", "read", True), ("items/5", "create", True),
-                 ("streams/1/topics/7", "send", True), ("streams/2/topics/7", "send", False),
-                 ("users/3", "delete", False)]
+    questions = [
+        ("items/5", "read", True),
+        ("items/5", "create", True),
+        ("streams/1/topics/7", "send", True),
+        ("streams/2/topics/7", "send", False),
+        ("users/3", "delete", False),
+    ]
     for obj, act, expected in questions:
         assert enforcer.enforce("alice", obj, act) is expected, (obj, act)
         assert grants.allows(f"{obj}:{act}") is expected, (obj, act)
@@ -320,27 +447,38 @@ def bench_permissions() -> None:
     cold = [s / len(questions) for s in measure(authgate_cold_round, 5000)]
     print()
     print(f"{'permission decisions (same role policy)':<58} {'per s':>12} {'vs casbin':>10}")
-    for name, samples in (("pycasbin enforce", casbin_us),
-                          ("authgate PermissionSet.allows (per identity, memoised)", warm),
-                          ("authgate, first decision (set built per call)", cold)):
+    for name, samples in (
+        ("pycasbin enforce", casbin_us),
+        ("authgate PermissionSet.allows (per identity, memoised)", warm),
+        ("authgate, first decision (set built per call)", cold),
+    ):
         per_sec = 1e6 / statistics.median(samples)
         ratio = statistics.median(casbin_us) / statistics.median(samples)
         print(f"{name:<58} {per_sec:12,.0f} {ratio:9.1f}x")
 
 
 def main() -> None:
-    print(f"{'per request (µs), in process':<58} {'min':>8} {'median':>8} {'max':>8} {'vs bare':>7}")
+    header = f"{'per request (µs), in process':<58} {'min':>8} {'median':>8} {'max':>8}"
     with tempfile.TemporaryDirectory() as tmp, redis_server() as redis_url:
         urls = {
             "memory": "memory://",
             "sqlite": f"sqlite:///{Path(tmp) / 'bench.db'}",
             "redis": f"{redis_url}?prefix=bench",
         }
-        bench_asgi(urls)
-        bench_wsgi(urls)
+        print(header, " vs bare")
+        report(bench_asgi(urls))
+        print()
+        print(header, " vs bare")
+        report(bench_wsgi(urls))
+        print()
+        bench_revocation(urls["redis"])
     bench_permissions()
-    print(f"\nPyJWT {jwt.__version__}, Starlette {starlette.__version__}, "
-          f"casbin {getattr(casbin, '__version__', '1.43')}")
+    bench_event_loop()
+    print(
+        f"\nPyJWT {jwt.__version__}, Starlette {starlette.__version__}, "
+        f"Flask {importlib.metadata.version('flask')}, "
+        f"casbin {importlib.metadata.version('casbin')}; {REPEATS} interleaved rounds"
+    )
 
 
 if __name__ == "__main__":
