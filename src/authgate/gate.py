@@ -17,6 +17,7 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+from .api import ApiRequest, ApiResponse, HttpApi
 from .audit import AuditLog
 from .bootstrap import Bootstrap
 from .config import Settings
@@ -95,6 +96,7 @@ class _Core:
             touch_interval=s.session_touch_interval,
             policy=self.policy,
         )
+        self.api = HttpApi(self.rules, self.roles)
 
     @property
     def stateless(self) -> bool:
@@ -187,6 +189,15 @@ class Gate(_Core):
         if identity is not None:
             return identity
         result: Identity = self._run(load_identity(self.rules, claims))
+        return result
+
+    def handle_api(self, request: ApiRequest, api: HttpApi | None = None) -> ApiResponse | None:
+        """Answer an HTTP API request (see `authgate.api`); None when the path is not
+        the API's."""
+        flow = (api or self.api).handle(request)
+        if flow is None:
+            return None
+        result: ApiResponse = self._run(flow)
         return result
 
     def recheck(self, identity: Identity) -> Identity:
@@ -317,6 +328,17 @@ class AsyncGate(_Core):
         if identity is not None:
             return identity
         result: Identity = await self._run(load_identity(self.rules, claims))
+        return result
+
+    async def handle_api(
+        self, request: ApiRequest, api: HttpApi | None = None
+    ) -> ApiResponse | None:
+        """Answer an HTTP API request (see `authgate.api`); None when the path is not
+        the API's."""
+        flow = (api or self.api).handle(request)
+        if flow is None:
+            return None
+        result: ApiResponse = await self._run(flow)
         return result
 
     async def recheck(self, identity: Identity) -> Identity:

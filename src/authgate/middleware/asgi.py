@@ -18,11 +18,15 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
+from ..api import MAX_BODY, ApiRequest, ApiResponse, HttpApi
 from ..context import reset_identity, set_identity
 from ..errors import AuthenticationError, AuthGateError
 from ..gate import AsyncGate
 from ..http import CredentialRules, error_response, read_credential
 from ..identity import ANONYMOUS, Identity
+from ..sessions import Client
 from ..types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["WS_SESSION_REVOKED", "AuthGateMiddleware"]
@@ -199,3 +203,74 @@ class AuthGateMiddleware:
             await send({"type": "websocket.http.response.body", "body": response.body})
             return
         await send({"type": "websocket.close", "code": _WS_POLICY_VIOLATION})
+
+
+class AuthGateApi:
+    """Serves the HTTP API (`authgate.api`) and hands every other request to `app`
+    (a 404 when there is none).  Put it inside `AuthGateMiddleware`::
+
+        app = AuthGateMiddleware(AuthGateApi(app, gate), gate)
+    """
+
+    def __init__(self, app: ASGIApp | None, gate: AsyncGate, *, api: HttpApi | None = None) -> None:
+        self.app = app
+        self.gate = gate
+        self.api = api or gate.api
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            path = scope.get("path", "/")[len(scope.get("root_path", "")) :] or "/"
+            if self.api.owns(path):
+                await self._serve(scope, receive, send, path)
+                return
+        if self.app is None:
+            await _send_response(
+                send, ApiResponse.json(404, {"error": "not_found", "detail": "no such route"})
+            )
+            return
+        await self.app(scope, receive, send)
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        body = bytearray()
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            if len(body) > MAX_BODY:
+                await _send_response(
+                    send,
+                    ApiResponse.json(
+                        400,
+                        {
+                            "error": "invalid_request",
+                            "detail": f"the request body is larger than {MAX_BODY} bytes",
+                        },
+                    ),
+                )
+                return
+            if not message.get("more_body", False):
+                break
+        user_agent = ""
+        for name, value in scope.get("headers", ()):
+            if name == b"user-agent":
+                user_agent = value.decode("latin-1")
+        client = scope.get("client") or ("", 0)
+        request = ApiRequest(
+            method=scope["method"],
+            path=path,
+            identity=scope.get("user", ANONYMOUS),
+            body=bytes(body),
+            query=dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"))),
+            client=Client(str(client[0]), user_agent),
+        )
+        response = await self.gate.handle_api(request, self.api)
+        assert response is not None
+        await _send_response(send, response)
+
+
+async def _send_response(send: Send, response: ApiResponse) -> None:
+    headers = [(k.encode(), v.encode()) for k, v in response.headers]
+    headers.append((b"content-length", str(len(response.body)).encode()))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": response.body})

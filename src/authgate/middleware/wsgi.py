@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from contextvars import Context, copy_context
 from typing import Any
+from urllib.parse import parse_qsl
 
+from ..api import MAX_BODY, ApiRequest, ApiResponse, HttpApi
 from ..context import set_identity
 from ..errors import AuthenticationError, AuthGateError
 from ..gate import Gate
 from ..http import CredentialRules, error_response, read_credential
 from ..identity import ANONYMOUS, Identity
+from ..sessions import Client
 from ..types import StartResponse, WSGIApp, WSGIEnviron
 
 __all__ = ["ENVIRON_KEY", "AuthGateWSGIMiddleware"]
@@ -23,10 +26,14 @@ __all__ = ["ENVIRON_KEY", "AuthGateWSGIMiddleware"]
 ENVIRON_KEY = "authgate.identity"
 
 _STATUS = {
+    200: "200 OK",
+    201: "201 Created",
+    204: "204 No Content",
     400: "400 Bad Request",
     401: "401 Unauthorized",
     403: "403 Forbidden",
     404: "404 Not Found",
+    405: "405 Method Not Allowed",
     409: "409 Conflict",
     429: "429 Too Many Requests",
     500: "500 Internal Server Error",
@@ -168,3 +175,59 @@ class AuthGateWSGIMiddleware:
         status = _STATUS.get(response.status, f"{response.status} Error")
         start_response(status, [*response.headers, ("content-length", str(len(response.body)))])
         return [response.body]
+
+
+class AuthGateWSGIApi:
+    """Serves the HTTP API (`authgate.api`) and hands every other request to `app`
+    (a 404 when there is none).  Put it inside `AuthGateWSGIMiddleware`::
+
+        app = AuthGateWSGIMiddleware(AuthGateWSGIApi(app, gate), gate)
+    """
+
+    def __init__(self, app: WSGIApp | None, gate: Gate, *, api: HttpApi | None = None) -> None:
+        self.app = app
+        self.gate = gate
+        self.api = api or gate.api
+
+    def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/") or "/"
+        if not self.api.owns(path):
+            if self.app is None:
+                return _respond(
+                    start_response,
+                    ApiResponse.json(404, {"error": "not_found", "detail": "no such route"}),
+                )
+            return self.app(environ, start_response)
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > MAX_BODY:
+            return _respond(
+                start_response,
+                ApiResponse.json(
+                    400,
+                    {
+                        "error": "invalid_request",
+                        "detail": f"the request body must be 0 to {MAX_BODY} bytes",
+                    },
+                ),
+            )
+        body = environ["wsgi.input"].read(length) if length else b""
+        request = ApiRequest(
+            method=environ.get("REQUEST_METHOD", "GET"),
+            path=path,
+            identity=environ.get(ENVIRON_KEY, ANONYMOUS),
+            body=body,
+            query=dict(parse_qsl(environ.get("QUERY_STRING", ""))),
+            client=Client(environ.get("REMOTE_ADDR", ""), environ.get("HTTP_USER_AGENT", "")),
+        )
+        response = self.gate.handle_api(request, self.api)
+        assert response is not None
+        return _respond(start_response, response)
+
+
+def _respond(start_response: StartResponse, response: ApiResponse) -> list[bytes]:
+    status = _STATUS.get(response.status, f"{response.status} Error")
+    start_response(status, [*response.headers, ("content-length", str(len(response.body)))])
+    return [response.body]

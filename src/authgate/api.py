@@ -1,0 +1,417 @@
+"""The HTTP API, once, for every framework: requests in, responses out, no I/O.
+
+Each endpoint is a flow (see `authgate.flows`): it validates the body, yields the store
+and argon2 operations it needs and returns an `ApiResponse`.  `Gate.handle_api` and
+`AsyncGate.handle_api` drive it; the Flask and Starlette adapters only translate their
+request into an `ApiRequest` and the `ApiResponse` back.
+
+========================================  =======================================
+``POST   /auth/login``                    anyone: a token pair (401, 429)
+``POST   /auth/refresh``                  anyone: a new pair for a refresh token
+``POST   /auth/logout``                   authenticated: 204, the session ends
+``GET    /auth/me``                       authenticated: who am I
+``PUT    /auth/me/password``              authenticated: 204, other sessions end
+``GET    /auth/sessions``                 authenticated: my sessions
+``DELETE /auth/sessions/{id}``            authenticated: 204, or 404
+``POST   /api/users/``                    admin: 201 the user
+``GET    /api/users/``                    admin: a page of users
+``GET    /api/users/{username}``          admin: one user
+``PATCH  /api/users/{username}`` (PUT)    admin: change fields (password write-only)
+``DELETE /api/users/{username}``          admin: 204 (never yourself or the last admin)
+========================================  =======================================
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote
+
+from .errors import (
+    AuthGateError,
+    LastAdminError,
+    NotAuthenticated,
+    NotFound,
+    PermissionDenied,
+    UserNotFound,
+    ValidationError,
+)
+from .flows import Call, Flow
+from .flows import create_user as create_user_flow
+from .flows import delete_user as delete_user_flow
+from .flows import set_password as set_password_flow
+from .flows import update_user as update_user_flow
+from .http import error_response
+from .identity import Identity
+from .sessions import (
+    Client,
+    SessionRules,
+    TokenPair,
+    change_password,
+    login,
+    logout,
+    refresh,
+    revoke_session,
+)
+from .stores.base import Page, Session
+from .users import RoleHierarchy, User, normalize_username
+
+__all__ = ["ApiRequest", "ApiResponse", "HttpApi"]
+
+MAX_BODY = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class ApiRequest:
+    """A request as the API sees it: `path` is relative to the mount point."""
+
+    method: str
+    path: str
+    identity: Identity
+    body: bytes = b""
+    query: Mapping[str, str] = field(default_factory=dict)
+    client: Client = field(default_factory=Client)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiResponse:
+    """Status, headers and a body (JSON unless empty)."""
+
+    status: int
+    body: bytes = b""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+    @classmethod
+    def json(cls, status: int, payload: Any) -> ApiResponse:
+        """A JSON response that caches nowhere (bodies may hold tokens)."""
+        return cls(
+            status,
+            json.dumps(payload).encode(),
+            [("content-type", "application/json"), ("cache-control", "no-store")],
+        )
+
+    @classmethod
+    def empty(cls) -> ApiResponse:
+        """204 No Content."""
+        return cls(204, b"", [("cache-control", "no-store")])
+
+    def data(self) -> Any:
+        """The decoded JSON body (tests, adapters)."""
+        return json.loads(self.body) if self.body else None
+
+
+# -- body validation ----------------------------------------------------------------------
+
+_STR, _BOOL, _LIST = "a string", "true or false", "a list of strings"
+
+
+@dataclass(frozen=True, slots=True)
+class _Field:
+    kind: str
+    required: bool = False
+    max_length: int = 256
+
+
+def _parse_body(raw: bytes, fields: Mapping[str, _Field]) -> dict[str, Any]:
+    """A JSON object holding only known fields of the right types, else a 400."""
+    if len(raw) > MAX_BODY:
+        raise ValidationError(f"the request body is larger than {MAX_BODY} bytes")
+    try:
+        data = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise ValidationError("the request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise ValidationError("the request body must be a JSON object")
+    for name in data:
+        if name not in fields:
+            raise ValidationError(f"unknown field {name!r}", field=name)
+    for name, spec in fields.items():
+        if name not in data or data[name] is None:
+            if spec.required:
+                raise ValidationError(f"field {name!r} is required", field=name)
+            data.pop(name, None)
+            continue
+        value = data[name]
+        if spec.kind == _STR:
+            ok = isinstance(value, str) and len(value) <= spec.max_length
+        elif spec.kind == _BOOL:
+            ok = isinstance(value, bool)
+        else:
+            ok = (
+                isinstance(value, list)
+                and len(value) <= 256
+                and all(isinstance(v, str) and len(v) <= spec.max_length for v in value)
+            )
+        if not ok:
+            limit = f" of at most {spec.max_length} characters" if spec.kind != _BOOL else ""
+            raise ValidationError(f"field {name!r} must be {spec.kind}{limit}", field=name)
+    return data
+
+
+_LOGIN = {"username": _Field(_STR, True), "password": _Field(_STR, True, 4096)}
+_REFRESH = {"refresh_token": _Field(_STR, True, 512)}
+_PASSWORD = {"current_password": _Field(_STR, True, 4096), "new_password": _Field(_STR, True, 4096)}
+_PROFILE = {
+    "role": _Field(_STR),
+    "roles": _Field(_LIST),
+    "groups": _Field(_LIST),
+    "permissions": _Field(_LIST),
+    "enabled": _Field(_BOOL),
+    "email": _Field(_STR, max_length=320),
+    "first_name": _Field(_STR, max_length=128),
+    "last_name": _Field(_STR, max_length=128),
+    "display_name": _Field(_STR),
+}
+_CREATE = {"username": _Field(_STR, True), "password": _Field(_STR, False, 4096), **_PROFILE}
+_UPDATE = {"password": _Field(_STR, False, 4096), **_PROFILE}
+
+
+def _now(response: ApiResponse) -> Flow[ApiResponse]:
+    """A flow that needs no operation: it returns `response` at once."""
+    yield from ()
+    return response
+
+
+# -- the API ------------------------------------------------------------------------------
+
+Handler = Callable[[ApiRequest, str], Flow[ApiResponse]]
+
+
+class HttpApi:
+    """Routes and endpoint flows; mount it under any prefix."""
+
+    def __init__(
+        self,
+        rules: SessionRules,
+        roles: RoleHierarchy,
+        *,
+        auth_prefix: str = "/auth",
+        users_prefix: str = "/api/users",
+        realm: str = "authgate",
+    ) -> None:
+        self.rules = rules
+        self.roles = roles
+        self.auth_prefix = auth_prefix.rstrip("/")
+        self.users_prefix = users_prefix.rstrip("/")
+        self.realm = realm
+        auth, users = self.auth_prefix, self.users_prefix
+        self._routes: dict[str, dict[str, Handler]] = {
+            f"{auth}/login": {"POST": self._login},
+            f"{auth}/refresh": {"POST": self._refresh},
+            f"{auth}/logout": {"POST": self._logout},
+            f"{auth}/me": {"GET": self._me},
+            f"{auth}/me/password": {"PUT": self._change_password},
+            f"{auth}/sessions": {"GET": self._sessions},
+            users: {"GET": self._list_users, "POST": self._create_user},
+            f"{users}/": {"GET": self._list_users, "POST": self._create_user},
+        }
+        self._starts = (f"{auth}/", users)
+        # Routes ending in one path parameter: prefix -> methods.
+        self._param_routes: dict[str, dict[str, Handler]] = {
+            f"{auth}/sessions/": {"DELETE": self._revoke_session},
+            f"{users}/": {
+                "GET": self._get_user,
+                "PATCH": self._update_user,
+                "PUT": self._update_user,
+                "DELETE": self._delete_user,
+            },
+        }
+
+    def owns(self, path: str) -> bool:
+        """True when `path` is one of the API's (cheap: for every request)."""
+        if not path.startswith(self._starts):
+            return False
+        if path in self._routes:
+            return True
+        for prefix in self._param_routes:
+            tail = path[len(prefix) :] if path.startswith(prefix) else ""
+            if tail and "/" not in tail.rstrip("/"):
+                return True
+        return False
+
+    def handle(self, request: ApiRequest) -> Flow[ApiResponse] | None:
+        """The flow answering `request`, or None when the path is not the API's."""
+        arg = ""
+        methods = self._routes.get(request.path)
+        if methods is None:
+            for prefix, candidates in self._param_routes.items():
+                tail = request.path[len(prefix) :] if request.path.startswith(prefix) else ""
+                if tail and "/" not in tail.rstrip("/"):
+                    methods, arg = candidates, unquote(tail.rstrip("/"))
+                    break
+        if methods is None:
+            return None
+        handler = methods.get(request.method, self._not_allowed)
+        return self._guarded(handler, request, arg)
+
+    def _guarded(self, handler: Handler, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
+        try:
+            return (yield from handler(request, arg))
+        except AuthGateError as err:
+            rendered = error_response(err, self.realm)
+            return ApiResponse(rendered.status, rendered.body, rendered.headers)
+
+    # -- helpers --------------------------------------------------------------------------
+
+    def _not_allowed(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
+        return _now(
+            ApiResponse.json(
+                405,
+                {"error": "method_not_allowed", "detail": f"{request.method} is not allowed here"},
+            )
+        )
+
+    @staticmethod
+    def _authenticated(request: ApiRequest) -> Identity:
+        if not request.identity.is_authenticated:
+            raise NotAuthenticated()
+        return request.identity
+
+    def _admin(self, request: ApiRequest) -> Identity:
+        who = self._authenticated(request)
+        if not self.roles.admits(who.roles, self.roles.top):
+            raise PermissionDenied(f"managing users requires the {self.roles.top} role")
+        return who
+
+    def _roles_from(self, body: dict[str, Any], actor: Identity) -> list[str] | None:
+        if "role" in body and "roles" in body:
+            raise ValidationError("give either 'role' or 'roles', not both", field="roles")
+        roles = [body.pop("role")] if "role" in body else body.pop("roles", None)
+        if roles is None:
+            return None
+        ceiling = max((self.roles.rank(r) for r in actor.roles), default=-1)
+        for role in roles:
+            normal = self.roles[role].name
+            if self.roles.rank(normal) > ceiling:
+                raise PermissionDenied(f"you cannot grant the {normal} role: it ranks above yours")
+        return list(roles)
+
+    def _user_view(self, user: User) -> dict[str, Any]:
+        view = user.to_public_dict()
+        view["role"] = self.roles.highest(user.roles)
+        view["status"] = "active" if user.enabled else "inactive"
+        return view
+
+    # -- /auth ---------------------------------------------------------------------------
+
+    def _login(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
+        body = _parse_body(request.body, _LOGIN)
+        pair: TokenPair = yield from login(
+            self.rules, body["username"], body["password"], request.client
+        )
+        return ApiResponse.json(200, pair.to_dict())
+
+    def _refresh(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
+        body = _parse_body(request.body, _REFRESH)
+        pair: TokenPair = yield from refresh(self.rules, body["refresh_token"], request.client)
+        return ApiResponse.json(200, pair.to_dict())
+
+    def _logout(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
+        who = self._authenticated(request)
+        yield from logout(who.username, who.session_id, request.client)
+        return ApiResponse.empty()
+
+    def _me(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
+        who = self._authenticated(request)
+        user: User | None = yield Call("get_user", (who.username,))
+        view = who.to_public_dict()
+        view["role"] = self.roles.highest(who.roles)
+        if user is not None:
+            view.update(
+                first_name=user.first_name,
+                last_name=user.last_name,
+                email=user.email,
+                display_name=user.display_name or user.full_name or user.username,
+            )
+        return ApiResponse.json(200, view)
+
+    def _change_password(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
+        who = self._authenticated(request)
+        body = _parse_body(request.body, _PASSWORD)
+        yield from change_password(
+            self.rules,
+            who.username,
+            body["current_password"],
+            body["new_password"],
+            request.client,
+            who.session_id or None,
+        )
+        return ApiResponse.empty()
+
+    def _sessions(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
+        who = self._authenticated(request)
+        sessions: list[Session] = yield Call("list_sessions", (who.username,))
+        items = []
+        for s in sessions:
+            item = s.to_public_dict()
+            item["current"] = s.id == who.session_id
+            items.append(item)
+        return ApiResponse.json(200, {"items": items})
+
+    def _revoke_session(self, request: ApiRequest, session_id: str) -> Flow[ApiResponse]:
+        who = self._authenticated(request)
+        done = yield from revoke_session(who.username, session_id, request.client)
+        if not done:
+            raise NotFound("no such session")
+        return ApiResponse.empty()
+
+    # -- /api/users ----------------------------------------------------------------------
+
+    def _create_user(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
+        actor = self._admin(request)
+        body = _parse_body(request.body, _CREATE)
+        roles = self._roles_from(body, actor) or []
+        username = body.pop("username")
+        password = body.pop("password", None)
+        user = yield from create_user_flow(username, password, roles=roles, **body)
+        return ApiResponse.json(201, self._user_view(user))
+
+    def _list_users(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
+        self._admin(request)
+        try:
+            limit = int(request.query.get("limit", "100"))
+        except ValueError:
+            raise ValidationError("limit must be an integer", field="limit") from None
+        if not 1 <= limit <= 1000:
+            raise ValidationError("limit must be between 1 and 1000", field="limit")
+        page: Page = yield Call("list_users", (request.query.get("after") or None, limit))
+        return ApiResponse.json(
+            200, {"items": [self._user_view(u) for u in page.items], "next_after": page.next_after}
+        )
+
+    def _get_user(self, request: ApiRequest, username: str) -> Flow[ApiResponse]:
+        self._admin(request)
+        user: User | None = yield Call("get_user", (normalize_username(username),))
+        if user is None:
+            raise UserNotFound()
+        return ApiResponse.json(200, self._user_view(user))
+
+    def _update_user(self, request: ApiRequest, username: str) -> Flow[ApiResponse]:
+        actor = self._admin(request)
+        body = _parse_body(request.body, _UPDATE)
+        name = normalize_username(username)
+        roles = self._roles_from(body, actor)
+        if roles is not None:
+            body["roles"] = roles
+        if name == actor.username and body.get("enabled") is False:
+            raise LastAdminError("refused: you cannot disable your own account")
+        password = body.pop("password", None)
+        if password is not None:
+            self.rules.hasher.policy.check(password)  # refuse before writing anything
+        user: User | None = None
+        if body:
+            user = yield from update_user_flow(name, self.roles, **body)
+        if password is not None:
+            user = yield from set_password_flow(name, password)
+        if user is None:
+            user = yield Call("get_user", (name,))
+            if user is None:
+                raise UserNotFound()
+        return ApiResponse.json(200, self._user_view(user))
+
+    def _delete_user(self, request: ApiRequest, username: str) -> Flow[ApiResponse]:
+        actor = self._admin(request)
+        yield from delete_user_flow(username, self.roles, acting=actor.username)
+        return ApiResponse.empty()
