@@ -32,11 +32,11 @@ T = TypeVar("T")
 
 
 class _Context:
-    def __init__(self, store_url: str | None) -> None:
+    def __init__(self, store_url: str | None, settings: Settings | None = None) -> None:
         overrides: dict[str, Any] = {"store": store_url} if store_url else {}
         self._store_url = store_url
         self._overrides = overrides
-        self._settings: Settings | None = None
+        self._settings: Settings | None = settings
         self._store: Store | None = None
 
     @property

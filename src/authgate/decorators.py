@@ -35,6 +35,7 @@ from .users import RoleHierarchy
 
 __all__ = [
     "check",
+    "check_object_permission",
     "require",
     "require_auth",
     "require_object_permission",
@@ -114,8 +115,12 @@ def _call_loader(load: Callable[..., Any], fn: Callable[..., Any], args: Any, kw
     return load(**{name: value for name, value in bound.arguments.items() if name in wanted})
 
 
-def _check_loaded(obj: Any, action: str, policy: Policy | None) -> None:
-    who = current_identity()
+def check_object_permission(
+    obj: Any, action: str, policy: Policy | None = None, identity: Identity | None = None
+) -> Identity:
+    """Raise unless `identity` (default: the current one) may do `action` on `obj`:
+    `policy` judged on the object, or the object's own hooks (`check_object`)."""
+    who = identity if identity is not None else current_identity()
     if not who.is_authenticated:
         raise NotAuthenticated(f"authentication required to {action} this object")
     if obj is None:
@@ -128,6 +133,7 @@ def _check_loaded(obj: Any, action: str, policy: Policy | None) -> None:
     if not allowed:
         what = policy.describe() if policy is not None else f"permission to {action} it"
         raise PermissionDenied(f"{action} on this {type(obj).__name__} requires {what}")
+    return who
 
 
 def require_object_permission(
@@ -154,7 +160,7 @@ def require_object_permission(
                 obj = _call_loader(load, fn, args, kwargs)
                 if inspect.isawaitable(obj):
                     obj = await obj
-                _check_loaded(obj, action, policy)
+                check_object_permission(obj, action, policy)
                 return await fn(*args, **kwargs)
 
             return guarded_async  # type: ignore[return-value]
@@ -163,7 +169,7 @@ def require_object_permission(
         def guarded(*args: Any, **kwargs: Any) -> Any:
             if not current_identity().is_authenticated:
                 raise NotAuthenticated(f"authentication required to {action} this object")
-            _check_loaded(_call_loader(load, fn, args, kwargs), action, policy)
+            check_object_permission(_call_loader(load, fn, args, kwargs), action, policy)
             return fn(*args, **kwargs)
 
         return guarded  # type: ignore[return-value]

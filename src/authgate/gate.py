@@ -424,6 +424,20 @@ class AsyncGate(_Core):
         )
         return result
 
+    def ensure_superuser_now(self) -> Bootstrap:
+        """`ensure_superuser`, run synchronously: for module import time, before any
+        event loop runs (``uvicorn module:app`` imports inside its loop)."""
+        s = self.settings
+        flow = _ensure_superuser(s.superuser_username, s.superuser_password, self.roles)
+        shared: Store | None = getattr(self.store, "sync", None)  # memory and SQLite
+        store = shared if shared is not None else open_store(s.store)
+        try:
+            result: Bootstrap = run(flow, store, self.hasher, self.audit.emit)
+            return result
+        finally:
+            if shared is None:
+                store.close()
+
     async def close(self) -> None:
         """Release the store's connections."""
         await self.store.close()

@@ -1,0 +1,93 @@
+"""FastAPI: dependencies, and a bearer security scheme for the OpenAPI document.
+
+::
+
+    from fastapi import Depends, FastAPI, Security
+    from authgate import AsyncGate, Identity
+    from authgate.integrations.fastapi import AuthGate, current_identity, require_role
+
+    app = FastAPI()
+    AuthGate(AsyncGate.from_env()).install(app)
+
+    @app.get("/admin", dependencies=[Depends(require_role("admin"))])
+    async def admin(me: Identity = Depends(current_identity)): ...
+
+    @app.get("/reports")
+    async def reports(me: Identity = Security(current_identity, scopes=["reports:read"])): ...
+
+Every dependency declares the ``HTTPBearer`` scheme, so ``/docs`` shows the
+"Authorize" button and sends the token it is given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from fastapi import Request, Security
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
+
+from ..decorators import check
+from ..identity import ANONYMOUS, Identity
+from ..permissions import HasPermission, HasRole, IsAuthenticated, Policy
+from .starlette import AuthGate
+
+__all__ = [
+    "AuthGate",
+    "bearer_scheme",
+    "current_identity",
+    "require",
+    "require_auth",
+    "require_permission",
+    "require_role",
+]
+
+#: The OpenAPI security scheme (``auto_error=False``: the middleware decides).
+bearer_scheme = HTTPBearer(auto_error=False, description="An authgate access token")
+
+
+def current_identity(
+    request: Request,
+    security_scopes: SecurityScopes,
+    _credentials: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
+) -> Identity:
+    """The request's identity (anonymous when none).  Used with ``Security(...,
+    scopes=[...])`` it requires every scope: a role the identity holds or ranks above,
+    or a permission it is granted."""
+    identity: Identity = request.scope.get("user", ANONYMOUS)
+    if security_scopes.scopes:
+        check(_scopes_policy(security_scopes.scopes), identity)
+    return identity
+
+
+def _scopes_policy(scopes: list[str]) -> Policy:
+    policy: Policy = IsAuthenticated()
+    for scope in scopes:
+        policy = policy & (HasPermission(scope) if ":" in scope else HasRole(scope))
+    return policy
+
+
+def require(policy: Policy) -> Callable[..., Identity]:
+    """A dependency that enforces `policy` and returns the identity."""
+
+    def dependency(
+        request: Request,
+        _credentials: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
+    ) -> Identity:
+        return check(policy, request.scope.get("user", ANONYMOUS))
+
+    return dependency
+
+
+def require_auth() -> Callable[..., Identity]:
+    """A dependency that requires an authenticated identity."""
+    return require(IsAuthenticated())
+
+
+def require_role(*roles: str) -> Callable[..., Identity]:
+    """A dependency that requires one of `roles` (or a higher one)."""
+    return require(HasRole(*roles))
+
+
+def require_permission(*permissions: str) -> Callable[..., Identity]:
+    """A dependency that requires every one of `permissions`."""
+    return require(HasPermission(*permissions))

@@ -1,0 +1,147 @@
+"""Flask: ``AuthGate(app)`` and the HTTP API as a blueprint.
+
+::
+
+    from flask import Flask
+    from authgate.integrations.flask import AuthGate, current_identity
+    from authgate import require_role
+
+    app = Flask(__name__)
+    auth = AuthGate(app)          # settings from app.config["AUTHGATE_*"] or the environment
+
+    @app.get("/admin")
+    @require_role("admin")
+    def admin():
+        return {"hello": current_identity.username}
+"""
+
+from __future__ import annotations
+
+import os
+from typing import cast
+
+import click
+from flask import Blueprint, Flask, Response, current_app, request
+from flask.cli import with_appcontext
+from werkzeug.local import LocalProxy
+
+from ..api import ApiRequest
+from ..cli import _Context
+from ..cli import main as cli_main
+from ..config import ENV_PREFIX, Settings
+from ..context import current_identity as _current_identity
+from ..errors import AuthGateError
+from ..gate import Gate
+from ..http import CredentialRules, error_response
+from ..identity import ANONYMOUS, Identity
+from ..middleware.wsgi import ENVIRON_KEY, AuthGateWSGIMiddleware
+from ..permissions import RolePolicy
+from ..sessions import Client
+
+__all__ = ["AuthGate", "current_identity"]
+
+_API_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+#: The identity of the current request (anonymous outside one).
+current_identity: Identity = cast(Identity, LocalProxy(_current_identity))
+
+
+class AuthGate:
+    """The Flask extension: middleware, error handlers, the API blueprint and the
+    ``flask authgate`` commands.  State lives in ``app.extensions["authgate"]``."""
+
+    def __init__(
+        self,
+        app: Flask | None = None,
+        *,
+        gate: Gate | None = None,
+        policy: RolePolicy | None = None,
+        rules: CredentialRules | None = None,
+        url_prefix: str = "",
+    ) -> None:
+        self._gate = gate
+        self.policy = policy
+        self.rules = rules
+        self.url_prefix = url_prefix
+        if app is not None:
+            self.init_app(app)
+
+    @property
+    def gate(self) -> Gate:
+        """The `Gate` of the current app."""
+        state: AuthGate = current_app.extensions["authgate"]
+        assert state._gate is not None
+        return state._gate
+
+    def init_app(self, app: Flask) -> None:
+        """Configure `app`: ``AUTHGATE_*`` keys of ``app.config`` override the environment."""
+        if self._gate is None:
+            environ = dict(os.environ)
+            environ.update({k: str(v) for k, v in app.config.items() if k.startswith(ENV_PREFIX)})
+            self._gate = Gate(Settings.from_env(environ), policy=self.policy)
+        gate = self._gate
+        app.extensions["authgate"] = self
+        app.wsgi_app = AuthGateWSGIMiddleware(  # type: ignore[method-assign]
+            app.wsgi_app, gate, rules=self.rules
+        )
+        app.register_error_handler(AuthGateError, _render_error)
+        app.register_blueprint(_api_blueprint(gate), url_prefix=self.url_prefix or None)
+        app.cli.add_command(_cli_group(), "authgate")
+
+
+def _render_error(err: AuthGateError) -> Response:
+    rendered = error_response(err)
+    return Response(rendered.body, rendered.status, headers=rendered.headers)
+
+
+def _api_blueprint(gate: Gate) -> Blueprint:
+    blueprint = Blueprint("authgate", __name__)
+    api = gate.api
+
+    def serve(rest: str = "") -> Response:
+        path = request.path[len(request.script_root) :] if request.script_root else request.path
+        identity = request.environ.get(ENVIRON_KEY, ANONYMOUS)
+        api_request = ApiRequest(
+            method=request.method,
+            path=path,
+            identity=identity,
+            body=request.get_data(cache=False),
+            query=request.args.to_dict(),
+            client=Client(request.remote_addr or "", request.user_agent.string),
+        )
+        response = gate.handle_api(api_request)
+        if response is None:
+            return Response(
+                b'{"error": "not_found", "detail": "no such route"}',
+                404,
+                content_type="application/json",
+            )
+        return Response(response.body, response.status, headers=response.headers)
+
+    for rule in (
+        f"{api.auth_prefix}/<path:rest>",
+        api.users_prefix,
+        f"{api.users_prefix}/",
+        f"{api.users_prefix}/<path:rest>",
+    ):
+        blueprint.add_url_rule(
+            rule, f"api{rule}", serve, methods=_API_METHODS, strict_slashes=False
+        )
+    return blueprint
+
+
+def _cli_group() -> click.Group:
+    @click.group("authgate")
+    @with_appcontext
+    @click.pass_context
+    def group(ctx: click.Context) -> None:
+        """authgate: users, roles and sessions of this app's store."""
+        state: AuthGate = current_app.extensions["authgate"]
+        assert state._gate is not None
+        settings = state._gate.settings
+        ctx.obj = _Context(settings.store, settings)
+        ctx.call_on_close(ctx.obj.close)
+
+    for name, command in cli_main.commands.items():
+        group.add_command(command, name)
+    return group

@@ -1,0 +1,85 @@
+"""Starlette: the middleware, the HTTP API as routes, and the error handler.
+
+::
+
+    from starlette.applications import Starlette
+    from authgate import AsyncGate
+    from authgate.integrations.starlette import AuthGate
+
+    auth = AuthGate(AsyncGate.from_env())
+    app = Starlette(routes=[*my_routes, *auth.routes],
+                    middleware=auth.middleware,
+                    exception_handlers=auth.exception_handlers)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from ..api import ApiRequest
+from ..errors import AuthGateError
+from ..gate import AsyncGate
+from ..http import CredentialRules, error_response
+from ..identity import ANONYMOUS
+from ..middleware.asgi import AuthGateMiddleware
+from ..sessions import Client
+
+__all__ = ["AuthGate", "render_error"]
+
+_API_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+async def render_error(request: Request, exc: Exception) -> Response:
+    """Starlette exception handler for every `AuthGateError` (401 / 403 / 409 / 429...)."""
+    assert isinstance(exc, AuthGateError)
+    rendered = error_response(exc)
+    return Response(rendered.body, rendered.status, headers=dict(rendered.headers))
+
+
+class AuthGate:
+    """What a Starlette (or FastAPI) app adds: `middleware`, `routes`,
+    `exception_handlers`, or all three at once with `install`."""
+
+    def __init__(self, gate: AsyncGate, *, rules: CredentialRules | None = None) -> None:
+        self.gate = gate
+        self.rules = rules
+        self.middleware = [Middleware(AuthGateMiddleware, gate=gate, rules=rules)]
+        self.exception_handlers: dict[Any, Any] = {AuthGateError: render_error}
+        api = gate.api
+        self.routes: list[BaseRoute] = [
+            Route(f"{api.auth_prefix}/{{rest:path}}", self._serve, methods=_API_METHODS),
+            Route(api.users_prefix, self._serve, methods=_API_METHODS),
+            Route(f"{api.users_prefix}/{{rest:path}}", self._serve, methods=_API_METHODS),
+        ]
+
+    def install(self, app: Any) -> None:
+        """Add the middleware, routes and handler to an existing Starlette/FastAPI app."""
+        app.add_exception_handler(AuthGateError, render_error)
+        app.router.routes.extend(self.routes)
+        app.add_middleware(AuthGateMiddleware, gate=self.gate, rules=self.rules)
+
+    async def _serve(self, request: Request) -> Response:
+        root = request.scope.get("root_path", "")
+        path = request.url.path[len(root) :] if root else request.url.path
+        client = request.client
+        api_request = ApiRequest(
+            method=request.method,
+            path=path,
+            identity=request.scope.get("user", ANONYMOUS),
+            body=await request.body(),
+            query=dict(request.query_params),
+            client=Client(client.host if client else "", request.headers.get("user-agent", "")),
+        )
+        response = await self.gate.handle_api(api_request)
+        if response is None:
+            return Response(
+                b'{"error": "not_found", "detail": "no such route"}',
+                404,
+                media_type="application/json",
+            )
+        return Response(response.body, response.status, headers=dict(response.headers))
