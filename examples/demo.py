@@ -6,10 +6,26 @@ import json
 import threading
 from dataclasses import asdict, dataclass
 
-from authgate import HasRole, IsOwner, NotFound, RolePolicy, ValidationError
+from authgate import (
+    HasRole,
+    IsAuthenticated,
+    IsOwner,
+    NotFound,
+    Policy,
+    RolePolicy,
+    ValidationError,
+)
 
 #: operator and admin may create items; admin may do anything.
 POLICY = RolePolicy({"operator": ["items:create"], "admin": ["*:*"]})
+
+#: The guarded pages of the plain (framework-less) apps: path -> (guard, message).
+PAGES: dict[str, tuple[Policy | None, str | None]] = {
+    "/public": (None, "hello, anyone"),
+    "/protected": (IsAuthenticated(), None),
+    "/operator": (HasRole("operator"), "operators and admins only"),
+    "/admin": (HasRole("admin"), "admins only"),
+}
 
 #: An item is readable by its owner and by admins.
 ITEM_ACCESS = HasRole("admin") | IsOwner()

@@ -8,20 +8,13 @@ from authgate import AsyncGate, AuthGateMiddleware, current_identity
 from authgate.decorators import check, check_object_permission
 from authgate.errors import NotFound
 from authgate.middleware.asgi import AuthGateApi
-from authgate.permissions import HasPermission, HasRole, IsAuthenticated
+from authgate.permissions import HasPermission, IsAuthenticated
 from authgate.types import Receive, Scope, Send
-from examples.demo import ITEM_ACCESS, POLICY, Items, item_id, item_view, parse_title
+from examples.demo import ITEM_ACCESS, PAGES, POLICY, Items, item_id, item_view, parse_title
 
 gate = AsyncGate.from_env(policy=POLICY)
 gate.ensure_superuser_now()
 items = Items()
-
-PAGES = {
-    "/public": (None, "hello, anyone"),
-    "/protected": (IsAuthenticated(), None),
-    "/operator": (HasRole("operator"), "operators and admins only"),
-    "/admin": (HasRole("admin"), "admins only"),
-}
 
 
 async def _json(send: Send, status: int, payload: object) -> None:

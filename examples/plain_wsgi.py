@@ -9,20 +9,13 @@ from authgate import AuthGateWSGIMiddleware, Gate, current_identity
 from authgate.decorators import check, check_object_permission
 from authgate.errors import NotFound
 from authgate.middleware.wsgi import AuthGateWSGIApi
-from authgate.permissions import HasPermission, HasRole, IsAuthenticated
+from authgate.permissions import HasPermission, IsAuthenticated
 from authgate.types import StartResponse, WSGIEnviron
-from examples.demo import ITEM_ACCESS, POLICY, Items, item_id, item_view, parse_title
+from examples.demo import ITEM_ACCESS, PAGES, POLICY, Items, item_id, item_view, parse_title
 
 gate = Gate.from_env(policy=POLICY)
 gate.ensure_superuser()
 items = Items()
-
-PAGES = {
-    "/public": (None, "hello, anyone"),
-    "/protected": (IsAuthenticated(), None),
-    "/operator": (HasRole("operator"), "operators and admins only"),
-    "/admin": (HasRole("admin"), "admins only"),
-}
 
 
 def _json(start_response: StartResponse, status: str, payload: object) -> list[bytes]:

@@ -26,3 +26,54 @@ def test_session_examples_run(name: str) -> None:
         "refreshed, same session: True",
         "after logout: the session is no longer valid",
     ]
+
+
+@pytest.mark.parametrize("name", ["protect_flask", "protect_fastapi", "protect_starlette"])
+def test_protect_snippets_guard_their_route(name: str, tmp_path: Path) -> None:
+    """Each README snippet is a runnable app: it logs in through its own /auth/login and
+    guards /reports (operator or admin)."""
+    script = f"""
+import json, os, sys
+from authgate import Gate
+from authgate.testing import cheap_hasher
+os.environ.update(AUTHGATE_STORE="sqlite:///{tmp_path}/s.db",
+                  AUTHGATE_SECRET_KEY="snippet-secret-key-that-is-long-enough-1234")
+seed = Gate.from_env(hasher=cheap_hasher())
+seed.create_user("olga", "olga password", roles=["operator"])
+seed.create_user("vic", "vic password1", roles=["viewer"])
+seed.close()
+from examples.{name} import app
+if "{name}" == "protect_flask":
+    import webtest
+    client = webtest.TestApp(app)
+    def call(method, path, body=None, token=None):
+        headers = {{"Authorization": "Bearer " + token}} if token else {{}}
+        r = client.request(path, method=method, json=body, headers=headers,
+                           expect_errors=True) if body else client.request(
+            path, method=method, headers=headers, expect_errors=True)
+        return r.status_code, r.json
+else:
+    from starlette.testclient import TestClient
+    client = TestClient(app)
+    def call(method, path, body=None, token=None):
+        headers = {{"Authorization": "Bearer " + token}} if token else {{}}
+        r = client.request(method, path, json=body, headers=headers)
+        return r.status_code, r.json()
+status, olga = call("POST", "/auth/login", {{"username": "olga", "password": "olga password"}})
+assert status == 200, olga
+status, vic = call("POST", "/auth/login", {{"username": "vic", "password": "vic password1"}})
+assert status == 200, vic
+print(call("GET", "/reports", token=olga["access_token"]))
+print(call("GET", "/reports", token=vic["access_token"])[0])
+print(call("GET", "/reports")[0])
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=EXAMPLES.parent,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["(200, {'for': 'olga'})", "403", "401"]
