@@ -77,3 +77,32 @@ print(call("GET", "/reports")[0])
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["(200, {'for': 'olga'})", "403", "401"]
+
+
+def test_fastapi_docs_list_the_bearer_scheme(tmp_path: Path) -> None:
+    script = f"""
+import os
+os.environ.update(AUTHGATE_STORE="sqlite:///{tmp_path}/d.db",
+                  AUTHGATE_SECRET_KEY="docs-secret-key-that-is-long-enough-123456",
+                  AUTHGATE_SUPERUSER_USERNAME="admin", AUTHGATE_SUPERUSER_PASSWORD="admin pass 1",
+                  AUTHGATE_ARGON2_TIME_COST="1", AUTHGATE_ARGON2_MEMORY_COST="8",
+                  AUTHGATE_ARGON2_PARALLELISM="1")
+from starlette.testclient import TestClient
+from examples.fastapi_app import app
+client = TestClient(app)
+schema = client.get("/openapi.json").json()
+print(schema["components"]["securitySchemes"]["HTTPBearer"]["scheme"])
+print(sorted({{next(iter(s)) for op in schema["paths"]["/admin"].values()
+              for s in op.get("security", [])}}))
+print(client.get("/docs").status_code)
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=EXAMPLES.parent,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["bearer", "['HTTPBearer']", "200"]
