@@ -1,6 +1,6 @@
 """Per-request cost of authgate's middleware next to the bare apps and the peers.
 
-Run: ``pip install -e '.[all,dev,bench]' && python benchmarks/requests.py``
+Run: ``pip install -e '.[all,dev,bench]' && python benchmarks/request_cost.py``
 (starts a private redis-server).  Everything runs in this process, no network: each
 ASGI request is one call of the app with a ready scope; each WSGI request one call of
 the app with a ready environ, its body consumed.  Prints min / median / max µs per
