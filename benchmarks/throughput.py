@@ -30,6 +30,9 @@ SECONDS, ROUNDS, CONNECTIONS = 5, 3, 16
 
 def serve(server: str, target: str, env: dict[str, str]) -> tuple[subprocess.Popen[bytes], str]:
     port = free_port()
+    target, _, mode = target.partition(" ")
+    if mode == "stateless":
+        env = {**env, "AUTHGATE_STATELESS": "true"}
     if server == "uvicorn":
         cmd = [
             sys.executable,
@@ -120,6 +123,7 @@ def main() -> None:
                 "uvicorn",
                 [
                     ("bare Starlette", "bare_asgi", None),
+                    ("authgate, stateless", "authgate_asgi stateless", token),
                     ("authgate, session check on SQLite", "authgate_asgi", token),
                     ("Starlette AuthenticationMiddleware + pyjwt", "peer_asgi", peer_asgi_token),
                 ],
@@ -128,6 +132,7 @@ def main() -> None:
                 "gunicorn",
                 [
                     ("bare Flask", "bare_wsgi", None),
+                    ("authgate, stateless", "authgate_wsgi stateless", token),
                     ("authgate, session check on SQLite", "authgate_wsgi", token),
                     ("Flask-JWT-Extended", "peer_wsgi", peer_wsgi_token),
                 ],
