@@ -15,8 +15,8 @@ from authgate.passwords import PasswordHasher
 from authgate.stores import open_async_store, open_store
 from authgate.testing import cheap_hasher, env_redis_url, redis_server
 
-BACKENDS = ("memory", "sqlite", "redis")
-PERSISTENT = ("sqlite", "redis")
+BACKENDS = ("memory", "sqlite", "json", "redis")
+PERSISTENT = ("sqlite", "json", "redis")
 
 
 @pytest.fixture(scope="session")
@@ -40,6 +40,8 @@ def make_store_url(tmp_path: Path, redis_base_url: str) -> Callable[[str], str]:
             return "memory://"
         if backend == "sqlite":
             return f"sqlite:///{tmp_path / f'authgate-{uuid.uuid4().hex[:8]}.db'}"
+        if backend == "json":
+            return f"json:///{tmp_path / f'json-{uuid.uuid4().hex[:8]}'}"
         if backend == "redis":
             sep = "&" if "?" in redis_base_url else "?"
             return f"{redis_base_url}{sep}prefix=test-{uuid.uuid4().hex}"

@@ -6,6 +6,7 @@
 ``memory://``                             in process (tests, demos)
 ``sqlite:///relative.db``,                one SQLite file (the embedded default)
 ``sqlite:////absolute/path.db``
+``json:///path/to/dir``                   JSON files, written atomically
 ``redis://host:port/db?prefix=authgate``  Redis (``rediss://`` for TLS)
 ========================================  ============================================
 """
@@ -40,16 +41,23 @@ __all__ = [
 
 R = TypeVar("R")
 
-_SCHEMES = "memory://, sqlite:///path/to/file.db, redis://host:port/db or rediss://..."
+_SCHEMES = (
+    "memory://, sqlite:///path/to/file.db, json:///path/to/dir, "
+    "redis://host:port/db or rediss://..."
+)
 
 
 def _sqlite_path(url: str) -> str:
+    """The path of a file URL: ``scheme:///relative`` or ``scheme:////absolute``."""
     parts = urlsplit(url)
+    scheme = parts.scheme
     if parts.netloc not in ("", "localhost"):
-        raise ConfigError(f"bad SQLite URL {url!r}: use sqlite:///relative.db or sqlite:////abs.db")
+        raise ConfigError(
+            f"bad {scheme} URL {url!r}: use {scheme}:///relative/path or {scheme}:////abs/path"
+        )
     path = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
     if not path:
-        raise ConfigError(f"bad SQLite URL {url!r}: it names no file (sqlite:///authgate.db)")
+        raise ConfigError(f"bad {scheme} URL {url!r}: it names no path ({scheme}:///authgate)")
     return path
 
 
@@ -65,6 +73,10 @@ def open_store(url: str) -> Store:
         from .redis import RedisStore
 
         return RedisStore(url)
+    if scheme == "json":
+        from .jsonfile import JSONFileStore
+
+        return JSONFileStore(_sqlite_path(url).rstrip("/") or "/", url=url)
     raise ConfigError(f"unsupported store URL {url!r}: expected {_SCHEMES}")
 
 
