@@ -90,7 +90,7 @@ class StaticAccess:
 
     def __init__(
         self,
-        users: Mapping[str, Mapping[str, Any] | None] | None = None,
+        users: Mapping[str, Any] | None = None,
         roles: Mapping[str, Any] | None = None,
     ) -> None:
         self.role_scopes: dict[str, frozenset[str]] = dict(DEFAULT_ROLE_SCOPES)
