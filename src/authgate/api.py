@@ -45,6 +45,7 @@ from .flows import set_password as set_password_flow
 from .flows import update_user as update_user_flow
 from .http import error_response
 from .identity import Identity
+from .permissions import parse_grant
 from .sessions import (
     Client,
     SessionRules,
@@ -165,7 +166,9 @@ _PROFILE = {
     "display_name": _Field(_STR),
 }
 _CREATE = {"username": _Field(_STR, True), "password": _Field(_STR, False, 4096), **_PROFILE}
-_UPDATE = {"password": _Field(_STR, False, 4096), **_PROFILE}
+_UPDATE = {"password": _Field(_STR, False, 4096), "status": _Field(_STR), **_PROFILE}
+_PERMISSIONS = {"permissions": _Field(_LIST, True)}
+_NEW_PASSWORD = {"password": _Field(_STR, True, 4096)}
 
 
 def _now(response: ApiResponse) -> Flow[ApiResponse]:
@@ -190,8 +193,10 @@ class HttpApi:
         auth_prefix: str = "/auth",
         users_prefix: str = "/api/users",
         realm: str = "authgate",
+        protected: frozenset[str] = frozenset(),
     ) -> None:
         self.rules = rules
+        self.protected = protected
         self.roles = roles
         self.auth_prefix = auth_prefix.rstrip("/")
         self.users_prefix = users_prefix.rstrip("/")
@@ -208,41 +213,51 @@ class HttpApi:
             f"{users}/": {"GET": self._list_users, "POST": self._create_user},
         }
         self._starts = (f"{auth}/", users)
-        # Routes ending in one path parameter: prefix -> methods.
-        self._param_routes: dict[str, dict[str, Handler]] = {
-            f"{auth}/sessions/": {"DELETE": self._revoke_session},
-            f"{users}/": {
-                "GET": self._get_user,
-                "PATCH": self._update_user,
-                "PUT": self._update_user,
-                "DELETE": self._delete_user,
-            },
-        }
+        # Routes with one path parameter: (before it, after it, methods).
+        self._param_routes: list[tuple[str, str, dict[str, Handler]]] = [
+            (f"{auth}/sessions/", "", {"DELETE": self._revoke_session}),
+            (f"{users}/", "/permissions", {"PUT": self._set_permissions}),
+            (f"{users}/", "/password", {"PUT": self._set_password}),
+            (
+                f"{users}/",
+                "",
+                {
+                    "GET": self._get_user,
+                    "PATCH": self._update_user,
+                    "PUT": self._update_user,
+                    "DELETE": self._delete_user,
+                },
+            ),
+        ]
+
+    def _match(self, path: str) -> tuple[dict[str, Handler], str] | None:
+        methods = self._routes.get(path)
+        if methods is not None:
+            return methods, ""
+        for before, after, candidates in self._param_routes:
+            if not path.startswith(before):
+                continue
+            rest = path[len(before) :]
+            if after:
+                if not rest.endswith(after):
+                    continue
+                rest = rest[: -len(after)]
+            else:
+                rest = rest.rstrip("/")
+            if rest and "/" not in rest:
+                return candidates, unquote(rest)
+        return None
 
     def owns(self, path: str) -> bool:
         """True when `path` is one of the API's (cheap: for every request)."""
-        if not path.startswith(self._starts):
-            return False
-        if path in self._routes:
-            return True
-        for prefix in self._param_routes:
-            tail = path[len(prefix) :] if path.startswith(prefix) else ""
-            if tail and "/" not in tail.rstrip("/"):
-                return True
-        return False
+        return path.startswith(self._starts) and self._match(path) is not None
 
     def handle(self, request: ApiRequest) -> Flow[ApiResponse] | None:
         """The flow answering `request`, or None when the path is not the API's."""
-        arg = ""
-        methods = self._routes.get(request.path)
-        if methods is None:
-            for prefix, candidates in self._param_routes.items():
-                tail = request.path[len(prefix) :] if request.path.startswith(prefix) else ""
-                if tail and "/" not in tail.rstrip("/"):
-                    methods, arg = candidates, unquote(tail.rstrip("/"))
-                    break
-        if methods is None:
+        found = self._match(request.path)
+        if found is None:
             return None
+        methods, arg = found
         handler = methods.get(request.method, self._not_allowed)
         return self._guarded(handler, request, arg)
 
@@ -395,6 +410,15 @@ class HttpApi:
         roles = self._roles_from(body, actor)
         if roles is not None:
             body["roles"] = roles
+        status = body.pop("status", None)
+        if status is not None:
+            if status not in ("active", "inactive"):
+                raise ValidationError(
+                    "field 'status' must be 'active' or 'inactive'", field="status"
+                )
+            if "enabled" in body and body["enabled"] != (status == "active"):
+                raise ValidationError("'status' and 'enabled' disagree", field="status")
+            body["enabled"] = status == "active"
         if name == actor.username and body.get("enabled") is False:
             raise LastAdminError("refused: you cannot disable your own account")
         password = body.pop("password", None)
@@ -402,7 +426,7 @@ class HttpApi:
             self.rules.hasher.policy.check(password)  # refuse before writing anything
         user: User | None = None
         if body:
-            user = yield from update_user_flow(name, self.roles, **body)
+            user = yield from update_user_flow(name, self.roles, protected=self.protected, **body)
         if password is not None:
             user = yield from set_password_flow(name, password)
         if user is None:
@@ -413,5 +437,29 @@ class HttpApi:
 
     def _delete_user(self, request: ApiRequest, username: str) -> Flow[ApiResponse]:
         actor = self._admin(request)
-        yield from delete_user_flow(username, self.roles, acting=actor.username)
+        yield from delete_user_flow(
+            username, self.roles, acting=actor.username, protected=self.protected
+        )
+        return ApiResponse.empty()
+
+    def _set_permissions(self, request: ApiRequest, username: str) -> Flow[ApiResponse]:
+        """Replace a user's direct grants: global ones and per-resource ones such as
+        ``streams/1:send`` or ``streams/1/topics/7:read`` (Iggy's levels)."""
+        self._admin(request)
+        body = _parse_body(request.body, _PERMISSIONS)
+        for permission in body["permissions"]:
+            try:
+                parse_grant(permission)
+            except ValidationError as err:
+                raise ValidationError(err.detail, field="permissions") from None
+        user = yield from update_user_flow(
+            normalize_username(username), self.roles, permissions=body["permissions"]
+        )
+        return ApiResponse.json(200, self._user_view(user))
+
+    def _set_password(self, request: ApiRequest, username: str) -> Flow[ApiResponse]:
+        """Set a user's password as an admin; all their sessions end."""
+        self._admin(request)
+        body = _parse_body(request.body, _NEW_PASSWORD)
+        yield from set_password_flow(normalize_username(username), body["password"])
         return ApiResponse.empty()

@@ -55,6 +55,7 @@ class Settings:
     policy_file: str | None = None
     superuser_username: str | None = None
     superuser_password: str | None = field(default=None, repr=False)
+    protect_root: bool = False
     password_min_length: int = 8
     password_max_bytes: int = 4096
     argon2_time_cost: int = 3

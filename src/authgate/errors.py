@@ -29,6 +29,7 @@ __all__ = [
     "NotAuthenticated",
     "NotFound",
     "PermissionDenied",
+    "ProtectedUser",
     "SessionLimitReached",
     "SessionRevoked",
     "StoreError",
@@ -232,6 +233,13 @@ class SessionLimitReached(Conflict):
 
     code = "session_limit"
     default_detail = "too many active sessions: log out elsewhere first"
+
+
+class ProtectedUser(Conflict):
+    """The root user cannot be deleted, disabled or demoted."""
+
+    code = "protected_user"
+    default_detail = "refused: the root user cannot be deleted, disabled or demoted"
 
 
 class NotFound(StoreError):

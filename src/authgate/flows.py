@@ -16,7 +16,15 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from .audit import AuditEvent
-from .errors import ConfigError, LastAdminError, UserNotFound, ValidationError, VersionConflict
+from .errors import (
+    AuthGateError,
+    ConfigError,
+    LastAdminError,
+    ProtectedUser,
+    UserNotFound,
+    ValidationError,
+    VersionConflict,
+)
 from .passwords import PasswordHasher
 from .stores.base import AsyncStore, Page, Store
 from .users import RoleHierarchy, User, normalize_username
@@ -128,13 +136,17 @@ def run(flow: Flow[T], store: Store, hasher: PasswordHasher, emit: Emitter = _dr
     try:
         op = next(flow)
         while True:
-            if isinstance(op, Call):
-                result = getattr(store, op.method)(*op.args)
-            elif isinstance(op, Emit):
-                emit(op.event)
-                result = None
-            else:
-                result = _cpu(op, hasher)
+            try:
+                if isinstance(op, Call):
+                    result = getattr(store, op.method)(*op.args)
+                elif isinstance(op, Emit):
+                    emit(op.event)
+                    result = None
+                else:
+                    result = _cpu(op, hasher)
+            except AuthGateError as err:
+                op = flow.throw(err)  # the flow may handle it (or it propagates)
+                continue
             op = flow.send(result)
     except StopIteration as done:
         return cast(T, done.value)
@@ -148,13 +160,17 @@ async def arun(
     try:
         op = next(flow)
         while True:
-            if isinstance(op, Call):
-                result = await getattr(store, op.method)(*op.args)
-            elif isinstance(op, Emit):
-                emit(op.event)
-                result = None
-            else:
-                result = await loop.run_in_executor(hashing_pool(), _cpu, op, hasher)
+            try:
+                if isinstance(op, Call):
+                    result = await getattr(store, op.method)(*op.args)
+                elif isinstance(op, Emit):
+                    emit(op.event)
+                    result = None
+                else:
+                    result = await loop.run_in_executor(hashing_pool(), _cpu, op, hasher)
+            except AuthGateError as err:
+                op = flow.throw(err)  # the flow may handle it (or it propagates)
+                continue
             op = flow.send(result)
     except StopIteration as done:
         return cast(T, done.value)
@@ -221,6 +237,7 @@ def update_user(
     roles_order: RoleHierarchy,
     *,
     expected_version: int | None = None,
+    protected: frozenset[str] = frozenset(),
     **changes: Any,
 ) -> Flow[User]:
     """Apply `changes` to a user (roles, groups, enabled, profile fields).
@@ -234,6 +251,10 @@ def update_user(
     if expected_version is not None and user.version != expected_version:
         raise VersionConflict()
     updated = user.changed(**changes)
+    if user.username in protected and (
+        not updated.enabled or not roles_order.admits(updated.roles, roles_order.top)
+    ):
+        raise ProtectedUser()
     yield from _check_admin_kept(user, updated, roles_order)
     saved: User = yield Call("update_user", (updated, user.version))
     if not updated.enabled and user.enabled:
@@ -253,10 +274,17 @@ def set_password(username: str, password: str, *, keep_session: str | None = Non
 
 
 def delete_user(
-    username: str, roles_order: RoleHierarchy, *, acting: str | None = None
+    username: str,
+    roles_order: RoleHierarchy,
+    *,
+    acting: str | None = None,
+    protected: frozenset[str] = frozenset(),
 ) -> Flow[None]:
-    """Delete a user and its sessions; refuse to delete yourself or the last admin."""
+    """Delete a user and its sessions; refuse to delete yourself, the last admin or a
+    protected (root) user."""
     user = yield from _get(username)
+    if user.username in protected:
+        raise ProtectedUser()
     if acting is not None and normalize_username(acting) == user.username:
         raise LastAdminError("refused: you cannot delete your own account")
     yield from _check_admin_kept(user, None, roles_order)

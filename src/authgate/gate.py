@@ -96,7 +96,10 @@ class _Core:
             touch_interval=s.session_touch_interval,
             policy=self.policy,
         )
-        self.api = HttpApi(self.rules, self.roles)
+        self.protected: frozenset[str] = frozenset()
+        if s.protect_root and s.superuser_username:
+            self.protected = frozenset({normalize_username(s.superuser_username)})
+        self.api = HttpApi(self.rules, self.roles, protected=self.protected)
 
     @property
     def stateless(self) -> bool:
@@ -146,7 +149,9 @@ class _Core:
 
     def _update_flow(self, username: str, changes: dict[str, Any]) -> Flow[User]:
         version = changes.pop("expected_version", None)
-        return _update_user(username, self.roles, expected_version=version, **changes)
+        return _update_user(
+            username, self.roles, expected_version=version, protected=self.protected, **changes
+        )
 
 
 class Gate(_Core):
@@ -271,7 +276,7 @@ class Gate(_Core):
 
     def delete_user(self, username: str, *, acting: str | None = None) -> None:
         """Delete a user and their sessions (never the last enabled admin or yourself)."""
-        self._run(_delete_user(username, self.roles, acting=acting))
+        self._run(_delete_user(username, self.roles, acting=acting, protected=self.protected))
 
     def ensure_superuser(self) -> Bootstrap:
         """Make sure an enabled admin exists (see `authgate.ensure_superuser`)."""
@@ -414,7 +419,7 @@ class AsyncGate(_Core):
 
     async def delete_user(self, username: str, *, acting: str | None = None) -> None:
         """Delete a user and their sessions (never the last enabled admin or yourself)."""
-        await self._run(_delete_user(username, self.roles, acting=acting))
+        await self._run(_delete_user(username, self.roles, acting=acting, protected=self.protected))
 
     async def ensure_superuser(self) -> Bootstrap:
         """Make sure an enabled admin exists (see `authgate.ensure_superuser`)."""

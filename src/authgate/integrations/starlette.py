@@ -17,9 +17,10 @@ from __future__ import annotations
 from typing import Any
 
 from starlette.middleware import Middleware
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.websockets import WebSocket
 
 from ..api import ApiRequest
 from ..errors import AuthGateError
@@ -34,9 +35,13 @@ __all__ = ["AuthGate", "render_error"]
 _API_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 
-async def render_error(request: Request, exc: Exception) -> Response:
-    """Starlette exception handler for every `AuthGateError` (401 / 403 / 409 / 429...)."""
+async def render_error(conn: HTTPConnection, exc: Exception) -> Response | None:
+    """Starlette exception handler for every `AuthGateError` (401 / 403 / 409 / 429...).
+    On a WebSocket it closes with 1008 (before accept, the server answers 403)."""
     assert isinstance(exc, AuthGateError)
+    if isinstance(conn, WebSocket):
+        await conn.close(code=1008)
+        return None
     rendered = error_response(exc)
     return Response(rendered.body, rendered.status, headers=dict(rendered.headers))
 
