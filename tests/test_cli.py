@@ -187,3 +187,28 @@ def test_bootstrap_seeds_an_admin_from_the_environment(tmp_path: Any) -> None:
     second = authgate("--store", url, "bootstrap")
     assert second.returncode == 0
     assert "nothing to do" in second.stdout
+
+
+def test_api_keys_from_the_cli(cli: Any) -> None:
+    assert (
+        cli(
+            "users",
+            "create",
+            "svc",
+            "--role",
+            "admin",
+            "--password-stdin",
+            stdin="svc password 1\n",
+        ).exit_code
+        == 0
+    )
+    made = cli("keys", "create", "svc", "--name", "nightly", "--permission", "reports:read")
+    assert made.exit_code == 0, made.output
+    key = made.output.splitlines()[0]
+    assert key.startswith("agk_")
+    listed = cli("keys", "list", "svc")
+    assert "nightly" in listed.output and "reports:read" in listed.output
+    assert key not in listed.output
+    key_id = listed.output.splitlines()[1].split()[0]
+    assert cli("keys", "revoke", "svc", key_id).exit_code == 0
+    assert cli("keys", "revoke", "svc", key_id).exit_code == 1

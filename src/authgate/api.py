@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
+from .apikeys import create_api_key, list_api_keys, revoke_api_key
 from .errors import (
     AuthGateError,
     LastAdminError,
@@ -105,7 +106,7 @@ class ApiResponse:
 
 # -- body validation ----------------------------------------------------------------------
 
-_STR, _BOOL, _LIST = "a string", "true or false", "a list of strings"
+_STR, _BOOL, _LIST, _INT = "a string", "true or false", "a list of strings", "an integer"
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +140,8 @@ def _parse_body(raw: bytes, fields: Mapping[str, _Field]) -> dict[str, Any]:
             ok = isinstance(value, str) and len(value) <= spec.max_length
         elif spec.kind == _BOOL:
             ok = isinstance(value, bool)
+        elif spec.kind == _INT:
+            ok = isinstance(value, int) and not isinstance(value, bool)
         else:
             ok = (
                 isinstance(value, list)
@@ -146,7 +149,9 @@ def _parse_body(raw: bytes, fields: Mapping[str, _Field]) -> dict[str, Any]:
                 and all(isinstance(v, str) and len(v) <= spec.max_length for v in value)
             )
         if not ok:
-            limit = f" of at most {spec.max_length} characters" if spec.kind != _BOOL else ""
+            limit = (
+                f" of at most {spec.max_length} characters" if spec.kind in (_STR, _LIST) else ""
+            )
             raise ValidationError(f"field {name!r} must be {spec.kind}{limit}", field=name)
     return data
 
@@ -168,6 +173,7 @@ _PROFILE = {
 _CREATE = {"username": _Field(_STR, True), "password": _Field(_STR, False, 4096), **_PROFILE}
 _UPDATE = {"password": _Field(_STR, False, 4096), "status": _Field(_STR), **_PROFILE}
 _PERMISSIONS = {"permissions": _Field(_LIST, True)}
+_KEY = {"name": _Field(_STR, True, 100), "permissions": _Field(_LIST), "expires_in": _Field(_INT)}
 _NEW_PASSWORD = {"password": _Field(_STR, True, 4096)}
 
 
@@ -209,6 +215,7 @@ class HttpApi:
             f"{auth}/me": {"GET": self._me},
             f"{auth}/me/password": {"PUT": self._change_password},
             f"{auth}/sessions": {"GET": self._sessions},
+            f"{auth}/keys": {"GET": self._list_keys, "POST": self._create_key},
             users: {"GET": self._list_users, "POST": self._create_user},
             f"{users}/": {"GET": self._list_users, "POST": self._create_user},
         }
@@ -216,6 +223,7 @@ class HttpApi:
         # Routes with one path parameter: (before it, after it, methods).
         self._param_routes: list[tuple[str, str, dict[str, Handler]]] = [
             (f"{auth}/sessions/", "", {"DELETE": self._revoke_session}),
+            (f"{auth}/keys/", "", {"DELETE": self._revoke_key}),
             (f"{users}/", "/permissions", {"PUT": self._set_permissions}),
             (f"{users}/", "/password", {"PUT": self._set_password}),
             (
@@ -359,7 +367,7 @@ class HttpApi:
         who = self._authenticated(request)
         sessions: list[Session] = yield Call("list_sessions", (who.username,))
         items = []
-        for s in sessions:
+        for s in (s for s in sessions if s.kind == "login"):
             item = s.to_public_dict()
             item["current"] = s.id == who.session_id
             items.append(item)
@@ -370,6 +378,26 @@ class HttpApi:
         done = yield from revoke_session(who.username, session_id, request.client)
         if not done:
             raise NotFound("no such session")
+        return ApiResponse.empty()
+
+    def _create_key(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
+        who = self._authenticated(request)
+        body = _parse_body(request.body, _KEY)
+        key, described = yield from create_api_key(
+            who, body["name"], body.get("permissions"), body.get("expires_in"), request.client
+        )
+        return ApiResponse.json(201, {"key": key, **described.to_public_dict()})
+
+    def _list_keys(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
+        who = self._authenticated(request)
+        keys = yield from list_api_keys(who.username)
+        return ApiResponse.json(200, {"items": [k.to_public_dict() for k in keys]})
+
+    def _revoke_key(self, request: ApiRequest, key_id: str) -> Flow[ApiResponse]:
+        who = self._authenticated(request)
+        done = yield from revoke_api_key(who.username, key_id, request.client)
+        if not done:
+            raise NotFound("no such API key")
         return ApiResponse.empty()
 
     # -- /api/users ----------------------------------------------------------------------

@@ -30,6 +30,8 @@ EVENTS = frozenset(
         "password_change",
         "session_revoked",
         "sessions_revoked",
+        "api_key_created",
+        "api_key_revoked",
     }
 )
 

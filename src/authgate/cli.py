@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 import click
 
+from .apikeys import create_api_key, list_api_keys, revoke_api_key
 from .config import Settings
 from .errors import AuthGateError
 from .flows import Flow, iter_users, run
@@ -23,6 +24,9 @@ from .flows import delete_user as delete_flow
 from .flows import ensure_superuser as ensure_flow
 from .flows import set_password as set_password_flow
 from .flows import update_user as update_flow
+from .identity import Identity
+from .permissions import RolePolicy
+from .sessions import Client, identity_from_user
 from .stores import Store, open_store
 from .users import RoleHierarchy, User, normalize_username
 
@@ -264,6 +268,87 @@ def users_delete(state: _Context, username: str, yes: bool) -> None:
             click.confirm(f"Delete user {name}?", abort=True)
         state.run(delete_flow(name, state.roles))
     click.echo(f"deleted user {name}")
+
+
+@main.group()
+def keys() -> None:
+    """Create, list and revoke API keys."""
+
+
+def _owner(state: _Context, username: str) -> Identity:
+    user = state.store.get_user(normalize_username(username))
+    if user is None:
+        raise click.ClickException(f"no user named {username!r}")
+    settings = state.settings
+    policy = (
+        RolePolicy.from_file(settings.policy_file)
+        if settings.policy_file
+        else RolePolicy({state.roles.top: ["*:*"]}, hierarchy=state.roles)
+    )
+    return identity_from_user(policy, user, "", {"sub": user.username})
+
+
+@keys.command("create")
+@click.argument("username")
+@click.option("--name", required=True, help="What the key is for.")
+@click.option(
+    "--permission",
+    "permissions",
+    multiple=True,
+    help="Narrow the key to this grant (repeatable); default: all of the user's.",
+)
+@click.option("--expires-in", type=int, default=None, help="Lifetime in seconds.")
+@pass_state
+def keys_create(
+    state: _Context,
+    username: str,
+    name: str,
+    permissions: tuple[str, ...],
+    expires_in: int | None,
+) -> None:
+    """Create an API key; it is printed once and cannot be shown again."""
+    with _user_errors():
+        owner = _owner(state, username)
+        key, described = state.run(
+            create_api_key(owner, name, _split(permissions) or None, expires_in, Client())
+        )
+    click.echo(key)
+    click.echo(
+        f"created key {described.id} for {owner.username}: store it now, it is shown only once",
+        err=True,
+    )
+
+
+@keys.command("list")
+@click.argument("username")
+@pass_state
+def keys_list(state: _Context, username: str) -> None:
+    """List a user's API keys (never the keys themselves)."""
+    with _user_errors():
+        found = state.run(list_api_keys(normalize_username(username)))
+    rows = [
+        (
+            k.id,
+            k.name,
+            " ".join(k.permissions) or "(all)",
+            k.expires_at.isoformat() if k.expires_at else "never",
+        )
+        for k in found
+    ]
+    _table(("ID", "NAME", "PERMISSIONS", "EXPIRES"), rows)
+
+
+@keys.command("revoke")
+@click.argument("username")
+@click.argument("key_id")
+@pass_state
+def keys_revoke(state: _Context, username: str, key_id: str) -> None:
+    """Revoke one of a user's API keys."""
+    with _user_errors():
+        done = state.run(revoke_api_key(normalize_username(username), key_id, Client()))
+    if not done:
+        raise click.ClickException(f"{username} has no API key {key_id!r}")
+    click.echo(f"revoked key {key_id}")
 
 
 @main.command("bootstrap")

@@ -18,6 +18,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from .api import ApiRequest, ApiResponse, HttpApi
+from .apikeys import (
+    ApiKey,
+    api_key_identity,
+    create_api_key,
+    is_api_key,
+    list_api_keys,
+    revoke_api_key,
+)
 from .audit import AuditLog
 from .bootstrap import Bootstrap
 from .config import Settings
@@ -189,7 +197,11 @@ class Gate(_Core):
         return run(flow, self.store, self.hasher, self.audit.emit)
 
     def authenticate(self, token: str) -> Identity:
-        """The identity a valid access token stands for, or an `InvalidToken` error."""
+        """The identity a valid access token (or API key) stands for, or an
+        `InvalidToken` error."""
+        if is_api_key(token):
+            key_identity: Identity = self._run(api_key_identity(self.rules, token))
+            return key_identity
         claims, identity = self._quick(token, self.store)
         if identity is not None:
             return identity
@@ -239,8 +251,33 @@ class Gate(_Core):
         return result
 
     def list_sessions(self, username: str) -> list[Session]:
-        """A user's live sessions, oldest first."""
-        return self.store.list_sessions(normalize_username(username))
+        """A user's live login sessions, oldest first."""
+        listed = self.store.list_sessions(normalize_username(username))
+        return [s for s in listed if s.kind == "login"]
+
+    def create_api_key(
+        self,
+        owner: Identity,
+        name: str,
+        permissions: list[str] | None = None,
+        expires_in: int | None = None,
+        client: Client = _NOWHERE,
+    ) -> tuple[str, ApiKey]:
+        """A new API key for `owner`: the raw key (show it once) and its description."""
+        result: tuple[str, ApiKey] = self._run(
+            create_api_key(owner, name, permissions, expires_in, client)
+        )
+        return result
+
+    def list_api_keys(self, username: str) -> list[ApiKey]:
+        """The user's live API keys (never the keys themselves)."""
+        result: list[ApiKey] = self._run(list_api_keys(normalize_username(username)))
+        return result
+
+    def revoke_api_key(self, username: str, key_id: str, client: Client = _NOWHERE) -> bool:
+        """Revoke one of the user's API keys."""
+        result: bool = self._run(revoke_api_key(normalize_username(username), key_id, client))
+        return result
 
     def revoke_session(self, username: str, session_id: str, client: Client = _NOWHERE) -> bool:
         """End one of the user's sessions; False when it is not theirs or gone."""
@@ -325,10 +362,16 @@ class AsyncGate(_Core):
         """The identity when it can be decided without I/O (stateless mode, or a cached
         session check), None when `authenticate` must be awaited; `InvalidToken` for a
         bad token.  The ASGI middleware's fast path."""
+        if is_api_key(token):
+            return None
         return self._quick(token, self.store)[1]
 
     async def authenticate(self, token: str) -> Identity:
-        """The identity a valid access token stands for, or an `InvalidToken` error."""
+        """The identity a valid access token (or API key) stands for, or an
+        `InvalidToken` error."""
+        if is_api_key(token):
+            key_identity: Identity = await self._run(api_key_identity(self.rules, token))
+            return key_identity
         claims, identity = self._quick(token, self.store)
         if identity is not None:
             return identity
@@ -380,8 +423,34 @@ class AsyncGate(_Core):
         return result
 
     async def list_sessions(self, username: str) -> list[Session]:
-        """A user's live sessions, oldest first."""
-        return await self.store.list_sessions(normalize_username(username))
+        """A user's live login sessions, oldest first."""
+        listed = await self.store.list_sessions(normalize_username(username))
+        return [s for s in listed if s.kind == "login"]
+
+    async def create_api_key(
+        self,
+        owner: Identity,
+        name: str,
+        permissions: list[str] | None = None,
+        expires_in: int | None = None,
+        client: Client = _NOWHERE,
+    ) -> tuple[str, ApiKey]:
+        """A new API key for `owner`: the raw key (show it once) and its description."""
+        result: tuple[str, ApiKey] = await self._run(
+            create_api_key(owner, name, permissions, expires_in, client)
+        )
+        return result
+
+    async def list_api_keys(self, username: str) -> list[ApiKey]:
+        """The user's live API keys (never the keys themselves)."""
+        result: list[ApiKey] = await self._run(list_api_keys(normalize_username(username)))
+        return result
+
+    async def revoke_api_key(self, username: str, key_id: str, client: Client = _NOWHERE) -> bool:
+        """Revoke one of the user's API keys."""
+        flow = revoke_api_key(normalize_username(username), key_id, client)
+        result: bool = await self._run(flow)
+        return result
 
     async def revoke_session(
         self, username: str, session_id: str, client: Client = _NOWHERE

@@ -55,12 +55,18 @@ class CredentialRules:
 def parse_authorization(value: str) -> str | None:
     """The token in an ``Authorization`` value, None for schemes authgate does not read.
 
-    Accepts ``Bearer <token>`` and Project Haystack's ``BEARER authToken=<token>``
-    (scheme names are case-insensitive).  A bearer header without a usable token is a
-    `MalformedToken`.
+    Accepts ``Bearer <token>``, Project Haystack's ``BEARER authToken=<token>`` and
+    ``ApiKey <key>`` (scheme names are case-insensitive).  A bearer header without a
+    usable token is a `MalformedToken`.
     """
     scheme, _, rest = value.strip().partition(" ")
-    if scheme.lower() != "bearer":
+    scheme = scheme.lower()
+    if scheme == "apikey":  # Authorization: ApiKey agk_...
+        rest = rest.strip()
+        if not rest or len(rest) > MAX_CREDENTIAL or not _B64TOKEN.fullmatch(rest):
+            raise MalformedToken("the Authorization header holds no valid API key")
+        return rest
+    if scheme != "bearer":
         return None
     rest = rest.strip()
     if rest[:10].lower() == "authtoken=":

@@ -168,7 +168,8 @@ def login(rules: SessionRules, username: str, password: str, client: Client) -> 
         user = yield from _rehash(user, password)
 
     if rules.max_sessions:
-        current: list[Session] = yield Call("list_sessions", (name,))
+        listed: list[Session] = yield Call("list_sessions", (name,))
+        current = [s for s in listed if s.kind == "login"]
         excess = len(current) - rules.max_sessions + 1
         if excess > 0:
             if not rules.evict_oldest:
