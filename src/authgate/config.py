@@ -56,6 +56,9 @@ class Settings:
     superuser_username: str | None = None
     superuser_password: str | None = field(default=None, repr=False)
     protect_root: bool = False
+    guest_username: str | None = None
+    guest_password: str | None = field(default=None, repr=False)
+    guest_role: str = "guest"
     password_min_length: int = 8
     password_max_bytes: int = 4096
     argon2_time_cost: int = 3

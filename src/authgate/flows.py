@@ -42,6 +42,7 @@ __all__ = [
     "create_user",
     "delete_user",
     "enabled_admins",
+    "ensure_guest",
     "ensure_superuser",
     "iter_users",
     "run",
@@ -289,6 +290,18 @@ def delete_user(
         raise LastAdminError("refused: you cannot delete your own account")
     yield from _check_admin_kept(user, None, roles_order)
     yield Call("delete_user", (user.username,))
+
+
+def ensure_guest(username: str, password: str | None, role: str = "guest") -> Flow[bool]:
+    """Create the guest user (PlantDB's) on first run; True when it was created.  Without
+    a password the guest exists for ownership and sharing but cannot log in."""
+    name = normalize_username(username)
+    existing: User | None = yield Call("get_user", (name,))
+    if existing is not None:
+        return False
+    password_hash = "" if password is None else (yield Hash(password))
+    yield Call("create_user", (User.new(name, roles=[role], password_hash=password_hash),))
+    return True
 
 
 @dataclass(frozen=True, slots=True)

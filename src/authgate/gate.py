@@ -29,7 +29,7 @@ from .apikeys import (
 from .audit import AuditLog
 from .bootstrap import Bootstrap
 from .config import Settings
-from .flows import Flow, arun, run
+from .flows import Flow, arun, ensure_guest, run
 from .flows import create_user as _create_user
 from .flows import delete_user as _delete_user
 from .flows import ensure_superuser as _ensure_superuser
@@ -321,6 +321,8 @@ class Gate(_Core):
         result: Bootstrap = self._run(
             _ensure_superuser(s.superuser_username, s.superuser_password, self.roles)
         )
+        if s.guest_username:
+            self._run(ensure_guest(s.guest_username, s.guest_password, s.guest_role))
         return result
 
     def close(self) -> None:
@@ -496,6 +498,8 @@ class AsyncGate(_Core):
         result: Bootstrap = await self._run(
             _ensure_superuser(s.superuser_username, s.superuser_password, self.roles)
         )
+        if s.guest_username:
+            await self._run(ensure_guest(s.guest_username, s.guest_password, s.guest_role))
         return result
 
     def ensure_superuser_now(self) -> Bootstrap:
@@ -507,6 +511,9 @@ class AsyncGate(_Core):
         store = shared if shared is not None else open_store(s.store)
         try:
             result: Bootstrap = run(flow, store, self.hasher, self.audit.emit)
+            if s.guest_username:
+                guest = ensure_guest(s.guest_username, s.guest_password, s.guest_role)
+                run(guest, store, self.hasher, self.audit.emit)
             return result
         finally:
             if shared is None:
