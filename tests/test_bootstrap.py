@@ -56,15 +56,25 @@ def test_guest_user_is_created_on_first_run_when_configured() -> None:
     from authgate.gate import Gate
 
     store = MemoryStore()
-    gate = Gate(store=store, hasher=cheap_hasher(), secret_key="g" * 40,
-                superuser_username="root", superuser_password="root password",
-                guest_username="Guest")
+    gate = Gate(
+        store=store,
+        hasher=cheap_hasher(),
+        secret_key="g" * 40,
+        superuser_username="root",
+        superuser_password="root password",
+        guest_username="Guest",
+    )
     gate.ensure_superuser()
     guest = store.get_user("guest")
     assert guest is not None and guest.roles == {"guest"} and guest.password_hash == ""
     gate.ensure_superuser()  # second run: nothing changes
     assert store.get_user("guest") == guest
-    plain = Gate(store=MemoryStore(), hasher=cheap_hasher(), secret_key="g" * 40,
-                 superuser_username="root", superuser_password="root password")
+    plain = Gate(
+        store=MemoryStore(),
+        hasher=cheap_hasher(),
+        secret_key="g" * 40,
+        superuser_username="root",
+        superuser_password="root password",
+    )
     plain.ensure_superuser()
     assert plain.store.get_user("guest") is None

@@ -47,6 +47,7 @@ from .flows import update_user as update_user_flow
 from .http import error_response
 from .identity import Identity
 from .permissions import parse_grant
+from .scram import scram_step
 from .sessions import (
     Client,
     SessionRules,
@@ -75,6 +76,7 @@ class ApiRequest:
     body: bytes = b""
     query: Mapping[str, str] = field(default_factory=dict)
     client: Client = field(default_factory=Client)
+    authorization: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,8 +202,10 @@ class HttpApi:
         users_prefix: str = "/api/users",
         realm: str = "authgate",
         protected: frozenset[str] = frozenset(),
+        scram_secret: bytes = b"",
     ) -> None:
         self.rules = rules
+        self.scram_secret = scram_secret
         self.protected = protected
         self.roles = roles
         self.auth_prefix = auth_prefix.rstrip("/")
@@ -216,6 +220,7 @@ class HttpApi:
             f"{auth}/me/password": {"PUT": self._change_password},
             f"{auth}/sessions": {"GET": self._sessions},
             f"{auth}/keys": {"GET": self._list_keys, "POST": self._create_key},
+            f"{auth}/scram": {"GET": self._scram},
             users: {"GET": self._list_users, "POST": self._create_user},
             f"{users}/": {"GET": self._list_users, "POST": self._create_user},
         }
@@ -379,6 +384,21 @@ class HttpApi:
         if not done:
             raise NotFound("no such session")
         return ApiResponse.empty()
+
+    def _scram(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
+        if not self.scram_secret:
+            raise NotFound("SCRAM login is not configured")
+        reply = yield from scram_step(
+            self.rules, self.scram_secret, request.authorization, request.client
+        )
+        headers = [(reply.header, reply.value), ("cache-control", "no-store")]
+        if reply.status == 200:
+            return ApiResponse(200, b"", headers)
+        return ApiResponse(
+            reply.status,
+            b'{"error": "scram", "detail": "continue the SCRAM handshake"}',
+            [*headers, ("content-type", "application/json")],
+        )
 
     def _create_key(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
         who = self._authenticated(request)

@@ -32,6 +32,7 @@ from .users import RoleHierarchy, User, normalize_username
 __all__ = [
     "Bootstrap",
     "Call",
+    "DeriveScram",
     "DummyVerify",
     "Emit",
     "Flow",
@@ -45,6 +46,7 @@ __all__ = [
     "ensure_guest",
     "ensure_superuser",
     "iter_users",
+    "password_fields",
     "run",
     "set_password",
     "update_user",
@@ -69,6 +71,16 @@ class Hash:
 
     def __repr__(self) -> str:
         return "Hash(<password>)"
+
+
+@dataclass(frozen=True, slots=True)
+class DeriveScram:
+    """Derive SCRAM-SHA-256 credentials from a password.  CPU-heavy (PBKDF2)."""
+
+    password: str
+
+    def __repr__(self) -> str:
+        return "DeriveScram(<password>)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +111,7 @@ class Emit:
     event: AuditEvent
 
 
-Op = Call | Hash | Verify | DummyVerify | Emit
+Op = Call | Hash | DeriveScram | Verify | DummyVerify | Emit
 Flow = Generator[Op, Any, T]
 Emitter = Callable[[AuditEvent], None]
 
@@ -123,9 +135,11 @@ def hashing_pool() -> ThreadPoolExecutor:
         return _pool
 
 
-def _cpu(op: Hash | Verify | DummyVerify, hasher: PasswordHasher) -> Any:
+def _cpu(op: Hash | DeriveScram | Verify | DummyVerify, hasher: PasswordHasher) -> Any:
     if isinstance(op, Hash):
         return hasher.hash(op.password)
+    if isinstance(op, DeriveScram):
+        return hasher.derive_scram(op.password)
     if isinstance(op, Verify):
         return hasher.verify(op.password_hash, op.password)
     hasher.dummy_verify(op.password)
@@ -177,6 +191,14 @@ async def arun(
         return cast(T, done.value)
 
 
+def password_fields(password: str) -> Flow[dict[str, Any]]:
+    """Everything derived from a new password: the argon2id hash (checked against the
+    policy first) and the SCRAM-SHA-256 credentials.  The password itself is dropped."""
+    password_hash: str = yield Hash(password)
+    scram: str = yield DeriveScram(password)
+    return {"password_hash": password_hash, "scram_credentials": scram}
+
+
 # -- user administration --------------------------------------------------------------
 
 
@@ -214,8 +236,8 @@ def create_user(
     """
     user = User.new(username, roles=roles, **fields)  # validate before the costly hash
     if password is not None:
-        password_hash: str = yield Hash(password)
-        user = User.new(username, roles=roles, password_hash=password_hash, **fields)
+        secrets_ = yield from password_fields(password)
+        user = User.new(username, roles=roles, **secrets_, **fields)
     created: User = yield Call("create_user", (user,))
     return created
 
@@ -266,10 +288,8 @@ def update_user(
 def set_password(username: str, password: str, *, keep_session: str | None = None) -> Flow[User]:
     """Set a new password; every session except `keep_session` is revoked."""
     user = yield from _get(username)
-    password_hash: str = yield Hash(password)
-    saved: User = yield Call(
-        "update_user", (user.changed(password_hash=password_hash), user.version)
-    )
+    secrets_ = yield from password_fields(password)
+    saved: User = yield Call("update_user", (user.changed(**secrets_), user.version))
     yield Call("revoke_user_sessions", (user.username, keep_session))
     return saved
 
@@ -299,8 +319,8 @@ def ensure_guest(username: str, password: str | None, role: str = "guest") -> Fl
     existing: User | None = yield Call("get_user", (name,))
     if existing is not None:
         return False
-    password_hash = "" if password is None else (yield Hash(password))
-    yield Call("create_user", (User.new(name, roles=[role], password_hash=password_hash),))
+    secrets_ = {} if password is None else (yield from password_fields(password))
+    yield Call("create_user", (User.new(name, roles=[role], **secrets_),))
     return True
 
 
@@ -331,15 +351,10 @@ def ensure_superuser(
         )
     name = normalize_username(username)
     existing: User | None = yield Call("get_user", (name,))
-    password_hash: str = yield Hash(password)
+    secrets_ = yield from password_fields(password)
     if existing is None:
-        yield Call(
-            "create_user",
-            (User.new(name, roles=[roles_order.top], password_hash=password_hash),),
-        )
+        yield Call("create_user", (User.new(name, roles=[roles_order.top], **secrets_),))
         return Bootstrap("created", name)
-    promoted = existing.changed(
-        roles=existing.roles | {roles_order.top}, enabled=True, password_hash=password_hash
-    )
+    promoted = existing.changed(roles=existing.roles | {roles_order.top}, enabled=True, **secrets_)
     yield Call("update_user", (promoted, existing.version))
     return Bootstrap("promoted", name)

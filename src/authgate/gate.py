@@ -107,7 +107,12 @@ class _Core:
         self.protected: frozenset[str] = frozenset()
         if s.protect_root and s.superuser_username:
             self.protected = frozenset({normalize_username(s.superuser_username)})
-        self.api = HttpApi(self.rules, self.roles, protected=self.protected)
+        self.api = HttpApi(
+            self.rules,
+            self.roles,
+            protected=self.protected,
+            scram_secret=self.ring.secret_material(),
+        )
 
     @property
     def stateless(self) -> bool:

@@ -108,6 +108,13 @@ class PasswordHasher:
         except (VerificationError, InvalidHashError, ValueError):
             return False
 
+    def derive_scram(self, password: str, iterations: int = 10_000) -> str:
+        """SCRAM-SHA-256 credentials for `password` (RFC 5802, 7677): never the password,
+        only ``SCRAM-SHA-256$<iterations>:<salt>$<stored key>:<server key>`` (base64)."""
+        from .scram import derive_credentials
+
+        return derive_credentials(password, iterations)
+
     def needs_rehash(self, password_hash: str) -> bool:
         """True when the hash was made with other parameters than the current ones."""
         try:

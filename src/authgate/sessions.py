@@ -27,9 +27,9 @@ from .errors import (
     MalformedToken,
     SessionLimitReached,
     SessionRevoked,
-    VersionConflict,
+    StoreError,
 )
-from .flows import Call, DummyVerify, Emit, Flow, Hash, Verify
+from .flows import Call, DummyVerify, Emit, Flow, Verify, password_fields
 from .identity import Identity
 from .lockout import LockoutPolicy
 from .passwords import PasswordHasher
@@ -47,6 +47,7 @@ __all__ = [
     "load_identity",
     "login",
     "logout",
+    "open_session",
     "refresh",
     "revoke_sessions",
 ]
@@ -164,9 +165,18 @@ def login(rules: SessionRules, username: str, password: str, client: Client) -> 
         yield Emit(AuditEvent("login_failure", name, client_ip=client.ip))
         raise BadCredentials()
     yield from rules.lockout.succeeded(name)
-    if rules.hasher.needs_rehash(user.password_hash):
+    if rules.hasher.needs_rehash(user.password_hash) or not user.scram_credentials:
         user = yield from _rehash(user, password)
 
+    return (yield from open_session(rules, user, client))
+
+
+def open_session(
+    rules: SessionRules, user: User, client: Client, detail: str = ""
+) -> Flow[TokenPair]:
+    """Open a session for a user who just proved who they are (password or SCRAM):
+    apply the session limit, store the session, return the token pair."""
+    name = user.username
     if rules.max_sessions:
         listed: list[Session] = yield Call("list_sessions", (name,))
         current = [s for s in listed if s.kind == "login"]
@@ -201,18 +211,17 @@ def login(rules: SessionRules, username: str, password: str, client: Client) -> 
         refresh_hash=refresh_hash,
     )
     yield Call("create_session", (session,))
-    yield Emit(AuditEvent("login_success", name, session_id, client.ip))
+    yield Emit(AuditEvent("login_success", name, session_id, client.ip, detail))
     return _pair(rules, user, session_id, refresh_token)
 
 
 def _rehash(user: User, password: str) -> Flow[User]:
-    """Store a hash made with the current parameters; a concurrent change wins."""
-    new_hash: str = yield Hash(password)
+    """Store a hash made with the current parameters (and SCRAM credentials a user
+    created before them lacks); a concurrent change wins."""
+    secrets_ = yield from password_fields(password)
     try:
-        saved: User = yield Call(
-            "update_user", (user.changed(password_hash=new_hash), user.version)
-        )
-    except VersionConflict:
+        saved: User = yield Call("update_user", (user.changed(**secrets_), user.version))
+    except StoreError:  # a concurrent change, or a read-only user source: best effort
         return user
     return saved
 
@@ -304,8 +313,8 @@ def change_password(
             )
         )
         raise BadCredentials("the current password is wrong")
-    new_hash: str = yield Hash(new)
-    saved: User = yield Call("update_user", (user.changed(password_hash=new_hash), user.version))
+    secrets_ = yield from password_fields(new)
+    saved: User = yield Call("update_user", (user.changed(**secrets_), user.version))
     count: int = yield Call("revoke_user_sessions", (username, keep_session))
     yield Emit(
         AuditEvent(

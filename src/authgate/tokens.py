@@ -214,6 +214,21 @@ class KeyRing:
             f"{', '.join([*HMAC_ALGORITHMS, *ASYMMETRIC_ALGORITHMS])}"
         )
 
+    def secret_material(self) -> bytes:
+        """Secret bytes for server-side derivations (never published): the HMAC secret,
+        or the private key's DER encoding."""
+        key = self.current
+        if isinstance(key.signing_key, bytes):
+            return key.signing_key
+        from cryptography.hazmat.primitives import serialization
+
+        der: bytes = key.signing_key.private_bytes(
+            serialization.Encoding.DER,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+        return hashlib.sha256(b"authgate-secret:" + der).digest()
+
     def jwks(self) -> dict[str, list[dict[str, Any]]]:
         """The public keys as a JWKS document (empty for HMAC rings: secrets stay secret)."""
         return {"keys": [dict(k.public_jwk) for k in self.keys if k.public_jwk is not None]}

@@ -204,6 +204,7 @@ class User:
     updated_at: datetime = field(default_factory=utcnow)
     version: int = 1
     password_hash: str = field(default="", repr=False)
+    scram_credentials: str = field(default="", repr=False)
 
     @classmethod
     def new(
@@ -219,6 +220,7 @@ class User:
         last_name: str = "",
         display_name: str = "",
         password_hash: str = "",
+        scram_credentials: str = "",
     ) -> User:
         """Build a validated, normalised new user (version 1, fresh id and timestamps)."""
         return cls(
@@ -232,6 +234,7 @@ class User:
             last_name=_text(last_name, "last_name", 128),
             display_name=_text(display_name, "display_name", 256),
             password_hash=password_hash,
+            scram_credentials=scram_credentials,
         )
 
     def changed(self, **changes: Any) -> User:

@@ -108,6 +108,7 @@ def _api_blueprint(gate: Gate) -> Blueprint:
             body=request.get_data(cache=False),
             query=request.args.to_dict(),
             client=Client(request.remote_addr or "", request.user_agent.string),
+            authorization=request.headers.get("Authorization", ""),
         )
         response = gate.handle_api(api_request)
         if response is None:

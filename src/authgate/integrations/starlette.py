@@ -79,6 +79,7 @@ class AuthGate:
             body=await request.body(),
             query=dict(request.query_params),
             client=Client(client.host if client else "", request.headers.get("user-agent", "")),
+            authorization=request.headers.get("authorization", ""),
         )
         response = await self.gate.handle_api(api_request)
         if response is None:

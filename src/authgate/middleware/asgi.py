@@ -251,10 +251,12 @@ class AuthGateApi:
                 return
             if not message.get("more_body", False):
                 break
-        user_agent = ""
+        user_agent = authorization = ""
         for name, value in scope.get("headers", ()):
             if name == b"user-agent":
                 user_agent = value.decode("latin-1")
+            elif name == b"authorization":
+                authorization = value.decode("latin-1")
         client = scope.get("client") or ("", 0)
         request = ApiRequest(
             method=scope["method"],
@@ -263,6 +265,7 @@ class AuthGateApi:
             body=bytes(body),
             query=dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"))),
             client=Client(str(client[0]), user_agent),
+            authorization=authorization,
         )
         response = await self.gate.handle_api(request, self.api)
         assert response is not None

@@ -221,6 +221,7 @@ class AuthGateWSGIApi:
             body=body,
             query=dict(parse_qsl(environ.get("QUERY_STRING", ""))),
             client=Client(environ.get("REMOTE_ADDR", ""), environ.get("HTTP_USER_AGENT", "")),
+            authorization=environ.get("HTTP_AUTHORIZATION", ""),
         )
         response = self.gate.handle_api(request, self.api)
         assert response is not None

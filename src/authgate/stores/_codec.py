@@ -41,6 +41,7 @@ def user_to_json(user: User) -> str:
             "updated_at": _ts(user.updated_at),
             "version": user.version,
             "password_hash": user.password_hash,
+            "scram": user.scram_credentials,
         },
         separators=(",", ":"),
     )
@@ -65,6 +66,7 @@ def user_from_json(raw: str | bytes) -> User:
             updated_at=_dt(data["updated_at"]),
             version=int(data["version"]),
             password_hash=data["password_hash"],
+            scram_credentials=data.get("scram", ""),
         )
     except (ValueError, KeyError, TypeError) as err:
         raise StoreError("a stored user record is corrupt") from err
