@@ -106,3 +106,58 @@ print(client.get("/docs").status_code)
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["bearer", "['HTTPBearer']", "200"]
+
+
+SEED_EXAMPLES = {
+    "from_haystack.py": [
+        "admin > operator > viewer: True",
+        "created: operator operator",
+        "delete yourself: 409",
+    ],
+    "from_bluesky.py": [
+        "known: True False",
+        "roles: ['advanced']",
+        'displayed: jdoe "Doe, John <jdoe@gmail.com>"',
+        "can read config: True",
+        "logged in: jdoe True",
+        "nobody: False",
+    ],
+    "from_amsdal.py": [
+        "User:read (not registered): True",
+        "User:create (registered): False",
+        "read own report: True",
+        "update another's: False",
+        "transaction: 42",
+        "outside a request: NotAuthenticated",
+    ],
+    "from_plantdb.py": [
+        "guest: ['guest']",
+        "locked for 300 s",
+        "sessions kept: 2",
+        "shared scan: True",
+        "files: ['counters.json', 'sessions.json', 'users.json']",
+    ],
+    "from_iggy.py": [
+        "201",
+        "send to stream 1 topic 3: True",
+        "send to stream 2 topic 8: False",
+        "status: inactive",
+        "delete root: 409",
+        "reset password: 204",
+    ],
+}
+
+
+@pytest.mark.parametrize("name", sorted(SEED_EXAMPLES))
+def test_coming_from_examples(name: str) -> None:
+    """Each "Coming from ..." page's example runs and shows what the page says."""
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / name)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=EXAMPLES.parent,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == SEED_EXAMPLES[name]
