@@ -24,18 +24,10 @@ import flask
 import jwt
 import starlette
 from flask_jwt_extended import JWTManager, create_access_token, jwt_required
+from http_apps import JWTBackend, guarded, hello, peer_hello
 from starlette.applications import Starlette
-from starlette.authentication import (
-    AuthCredentials,
-    AuthenticationBackend,
-    AuthenticationError,
-    SimpleUser,
-    requires,
-)
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
-from starlette.requests import HTTPConnection, Request
-from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from authgate import AsyncGate, Gate, RolePolicy
@@ -137,39 +129,6 @@ def asgi_caller(app: Any, token: str | None) -> Callable[[], Any]:
     return call
 
 
-async def plain_hello(request: Request) -> PlainTextResponse:
-    return PlainTextResponse("hello")
-
-
-@require_auth
-async def guarded_hello(request: Request) -> PlainTextResponse:
-    return PlainTextResponse("hello")
-
-
-@requires("authenticated")
-async def starlette_hello(request: Request) -> PlainTextResponse:
-    return PlainTextResponse("hello")
-
-
-class JWTBackend(AuthenticationBackend):
-    """The usual Starlette recipe: pyjwt in an AuthenticationBackend."""
-
-    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, SimpleUser] | None:
-        header = conn.headers.get("authorization")
-        if not header:
-            return None
-        scheme, _, token = header.partition(" ")
-        if scheme.lower() != "bearer":
-            return None
-        try:
-            claims = jwt.decode(
-                token, SECRET, algorithms=["HS256"], audience="authgate", issuer="authgate"
-            )
-        except jwt.PyJWTError as err:
-            raise AuthenticationError("invalid token") from err
-        return AuthCredentials(["authenticated"]), SimpleUser(claims["sub"])
-
-
 def bench_asgi(urls: dict[str, str]) -> dict[str, Samples]:
     loop = asyncio.new_event_loop()
     cases: list[tuple[str, Callable[[], float]]] = []
@@ -181,12 +140,12 @@ def bench_asgi(urls: dict[str, str]) -> dict[str, Samples]:
 
     add(
         f"ASGI bare Starlette {starlette.__version__}",
-        Starlette(routes=[Route("/", plain_hello)]),
+        Starlette(routes=[Route("/", hello)]),
         None,
         3000,
     )
     peer_app = Starlette(
-        routes=[Route("/", starlette_hello)],
+        routes=[Route("/", peer_hello)],
         middleware=[Middleware(AuthenticationMiddleware, backend=JWTBackend())],
     )
     peer_token = jwt.encode(
@@ -196,7 +155,7 @@ def bench_asgi(urls: dict[str, str]) -> dict[str, Samples]:
     )
     add("ASGI Starlette AuthenticationMiddleware + pyjwt + requires", peer_app, peer_token, 1000)
 
-    guarded = Starlette(routes=[Route("/", guarded_hello)])
+    guarded_app = Starlette(routes=[Route("/", guarded)])
     closers: list[Any] = []
     for label, url, stateless in [
         ("stateless", "memory://", True),
@@ -209,7 +168,10 @@ def bench_asgi(urls: dict[str, str]) -> dict[str, Samples]:
         store: Any = SyncStoreAsAsync(sync.store, offload=False) if url == "memory://" else url
         gate = AsyncGate(store=store, secret_key=SECRET, hasher=cheap_hasher(), stateless=stateless)
         add(
-            f"ASGI authgate + require_auth, {label}", AuthGateMiddleware(guarded, gate), token, 3000
+            f"ASGI authgate + require_auth, {label}",
+            AuthGateMiddleware(guarded_app, gate),
+            token,
+            3000,
         )
         closers.append((gate, sync))
     samples = interleaved(cases)
@@ -355,7 +317,7 @@ def bench_event_loop() -> None:
     gate = AsyncGate(store="memory://", secret_key=SECRET)  # RFC 9106 argon2 parameters
     loop.run_until_complete(gate.create_user("alice", PW))
     token = loop.run_until_complete(gate.login("alice", PW)).access_token
-    app = AuthGateMiddleware(Starlette(routes=[Route("/", guarded_hello)]), gate)
+    app = AuthGateMiddleware(Starlette(routes=[Route("/", guarded)]), gate)
     call = asgi_caller(app, token)
 
     async def run() -> list[float]:
