@@ -11,15 +11,21 @@ import pytest
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
-@pytest.mark.parametrize("name", ["sessions_sync.py", "sessions_async.py"])
-def test_session_examples_run(name: str) -> None:
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLES / name)],
+def run_python(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run Python in a child process from the repository root, as a user would."""
+    return subprocess.run(
+        [sys.executable, *args],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
+        cwd=EXAMPLES.parent,
     )
+
+
+@pytest.mark.parametrize("name", ["sessions_sync.py", "sessions_async.py"])
+def test_session_examples_run(name: str) -> None:
+    result = run_python(str(EXAMPLES / name))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [
         "authenticated: alice ['operator']",
@@ -67,14 +73,7 @@ print(call("GET", "/reports", token=olga["access_token"]))
 print(call("GET", "/reports", token=vic["access_token"])[0])
 print(call("GET", "/reports")[0])
 """
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=EXAMPLES.parent,
-    )
+    result = run_python("-c", script)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["(200, {'for': 'olga'})", "403", "401"]
 
@@ -96,14 +95,7 @@ print(sorted({{next(iter(s)) for op in schema["paths"]["/admin"].values()
               for s in op.get("security", [])}}))
 print(client.get("/docs").status_code)
 """
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=EXAMPLES.parent,
-    )
+    result = run_python("-c", script)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ["bearer", "['HTTPBearer']", "200"]
 
@@ -151,13 +143,6 @@ SEED_EXAMPLES = {
 @pytest.mark.parametrize("name", sorted(SEED_EXAMPLES))
 def test_coming_from_examples(name: str) -> None:
     """Each "Coming from ..." page's example runs and shows what the page says."""
-    result = subprocess.run(
-        [sys.executable, str(EXAMPLES / name)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        cwd=EXAMPLES.parent,
-    )
+    result = run_python(str(EXAMPLES / name))
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == SEED_EXAMPLES[name]

@@ -13,6 +13,7 @@ without permissions acts as its owner.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import hmac
 import re
@@ -155,18 +156,12 @@ def api_key_identity(rules: SessionRules, key: str) -> Flow[Identity]:
     if not narrowed:
         return owner
     held = PermissionSet(p for p in narrowed if owner.can(p))
-    return Identity(
-        username=owner.username,
-        user_id=owner.user_id,
-        groups=owner.groups,
+    return dataclasses.replace(
+        owner,
+        roles=frozenset(),
         permissions=held.grants,
-        session_id=session.id,
-        claims={"sub": owner.username, "api_key": session.id},
-        is_authenticated=True,
-        email=owner.email,
-        full_name=owner.full_name,
-        user_version=owner.user_version,
         grants=held,
+        claims={"sub": owner.username, "api_key": session.id},
     )
 
 
