@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from .apikeys import create_api_key, list_api_keys, revoke_api_key
+from .apikeys import create_api_key, list_api_keys, require_account_right, revoke_api_key
 from .errors import (
     AuthGateError,
     LastAdminError,
@@ -292,9 +292,13 @@ class HttpApi:
         )
 
     @staticmethod
-    def _authenticated(request: ApiRequest) -> Identity:
+    def _authenticated(request: ApiRequest, right: str | None = None) -> Identity:
+        """The caller; with `right`, one that may manage its own account that way (an
+        API key only when it lists the right)."""
         if not request.identity.is_authenticated:
             raise NotAuthenticated()
+        if right is not None:
+            require_account_right(request.identity, right)
         return request.identity
 
     def _admin(self, request: ApiRequest) -> Identity:
@@ -356,7 +360,7 @@ class HttpApi:
         return ApiResponse.json(200, view)
 
     def _change_password(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
-        who = self._authenticated(request)
+        who = self._authenticated(request, "account:password")
         body = _parse_body(request.body, _PASSWORD)
         yield from change_password(
             self.rules,
@@ -369,7 +373,7 @@ class HttpApi:
         return ApiResponse.empty()
 
     def _sessions(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
-        who = self._authenticated(request)
+        who = self._authenticated(request, "account:sessions")
         sessions: list[Session] = yield Call("list_sessions", (who.username,))
         items = []
         for s in (s for s in sessions if s.kind == "login"):
@@ -379,7 +383,7 @@ class HttpApi:
         return ApiResponse.json(200, {"items": items})
 
     def _revoke_session(self, request: ApiRequest, session_id: str) -> Flow[ApiResponse]:
-        who = self._authenticated(request)
+        who = self._authenticated(request, "account:sessions")
         done = yield from revoke_session(who.username, session_id, request.client)
         if not done:
             raise NotFound("no such session")
@@ -401,7 +405,7 @@ class HttpApi:
         )
 
     def _create_key(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
-        who = self._authenticated(request)
+        who = self._authenticated(request, "account:keys")
         body = _parse_body(request.body, _KEY)
         key, described = yield from create_api_key(
             who, body["name"], body.get("permissions"), body.get("expires_in"), request.client
@@ -409,12 +413,12 @@ class HttpApi:
         return ApiResponse.json(201, {"key": key, **described.to_public_dict()})
 
     def _list_keys(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
-        who = self._authenticated(request)
+        who = self._authenticated(request, "account:keys")
         keys = yield from list_api_keys(who.username)
         return ApiResponse.json(200, {"items": [k.to_public_dict() for k in keys]})
 
     def _revoke_key(self, request: ApiRequest, key_id: str) -> Flow[ApiResponse]:
-        who = self._authenticated(request)
+        who = self._authenticated(request, "account:keys")
         done = yield from revoke_api_key(who.username, key_id, request.client)
         if not done:
             raise NotFound("no such API key")

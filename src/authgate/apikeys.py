@@ -8,13 +8,17 @@ sessions, kills them too.
 
 A key may carry permissions: then its identity holds only those of them the owner still
 holds, and no roles (a key can narrow what its owner may do, never widen it).  A key
-without permissions acts as its owner.
+without permissions acts as its owner in the application.
+
+Whatever it holds, a key does not manage the account it belongs to unless it was made
+for that: creating or listing keys, listing or ending sessions and changing the password
+each need an account right (`ACCOUNT_RIGHTS`) listed on the key itself.  A key made
+with a key lists its permissions, each held by the key that makes it.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import hmac
 import re
 import secrets
@@ -29,16 +33,20 @@ from .errors import MalformedToken, PermissionDenied, SessionRevoked, Validation
 from .flows import Call, Emit, Flow
 from .identity import Identity
 from .permissions import PermissionSet, parse_grant
-from .sessions import Client, SessionRules, identity_from_user
+from .sessions import Client, SessionRules, identity_from_user, secret_digest
 from .stores.base import Session
 from .users import User, utcnow
 
 __all__ = [
+    "ACCOUNT_RIGHTS",
     "API_KEY_PREFIX",
     "ApiKey",
     "api_key_identity",
     "create_api_key",
+    "is_key_identity",
     "list_api_keys",
+    "recheck_api_key",
+    "require_account_right",
     "revoke_api_key",
 ]
 
@@ -46,6 +54,9 @@ API_KEY_PREFIX = "agk_"
 _KIND = "apikey"
 _SHAPE = re.compile(r"agk_([0-9a-f]{32})_([A-Za-z0-9_-]{43})")
 _NO_EXPIRY = timedelta(days=365 * 100)
+
+#: What a key must list to manage its own account (a user holds these implicitly).
+ACCOUNT_RIGHTS = frozenset({"account:keys", "account:password", "account:sessions"})
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,13 +95,21 @@ class ApiKey:
         }
 
 
-def _digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode("ascii")).hexdigest()
-
-
 def is_api_key(credential: str) -> bool:
     """Does this credential look like an API key (rather than a JWT)?"""
     return credential.startswith(API_KEY_PREFIX)
+
+
+def is_key_identity(identity: Identity) -> bool:
+    """Was this identity authenticated by an API key?"""
+    return "api_key" in identity.claims
+
+
+def require_account_right(identity: Identity, right: str) -> None:
+    """Refuse (`PermissionDenied`) an API-key identity whose key does not list `right`
+    (one of `ACCOUNT_RIGHTS`); people and their sessions hold every account right."""
+    if is_key_identity(identity) and right not in identity.claims.get("account", ()):
+        raise PermissionDenied(f"this API key cannot do that: it was not created with {right}")
 
 
 def create_api_key(
@@ -105,14 +124,25 @@ def create_api_key(
         raise PermissionDenied("only an authenticated user can create API keys")
     if not isinstance(name, str) or not 1 <= len(name) <= 100:
         raise ValidationError("field 'name' must be 1 to 100 characters", field="name")
+    by_key = is_key_identity(owner)
+    if by_key:
+        require_account_right(owner, "account:keys")
+        if not permissions:
+            raise PermissionDenied(
+                "a key made with an API key must list its permissions (it can only narrow)"
+            )
     perms = sorted(set(permissions)) if permissions is not None else []
     for perm in perms:
         try:
             parse_grant(perm)
         except ValidationError as err:
             raise ValidationError(err.detail, field="permissions") from None
-        if not owner.can(perm):
-            raise PermissionDenied(f"a key cannot hold {perm}: you do not hold it yourself")
+        if perm in ACCOUNT_RIGHTS:  # implicit for people; a key passes on only its own
+            held = not by_key or perm in owner.claims.get("account", ())
+        else:
+            held = owner.can(perm)
+        if not held:
+            raise PermissionDenied(f"a key cannot hold {perm}: its owner does not hold it")
     if expires_in is not None and not 60 <= expires_in <= 10 * 365 * 86400:
         raise ValidationError("expires_in must be 60 seconds to 10 years", field="expires_in")
     key_id = uuid.uuid4().hex
@@ -126,7 +156,7 @@ def create_api_key(
         last_seen=now,
         client_ip=client.ip[:64],
         user_agent=client.user_agent[:256],
-        refresh_hash=_digest(secret),
+        refresh_hash=secret_digest(_KIND, secret),
         kind=_KIND,
         data={"name": name, "permissions": " ".join(perms)},
     )
@@ -144,25 +174,39 @@ def api_key_identity(rules: SessionRules, key: str) -> Flow[Identity]:
     session: Session | None = yield Call("get_session", (key_id,))
     if session is None or session.kind != _KIND:
         raise SessionRevoked("the API key is unknown, revoked or expired")
-    if not hmac.compare_digest(session.refresh_hash, _digest(secret)):
+    if not hmac.compare_digest(session.refresh_hash, secret_digest(_KIND, secret)):
         raise SessionRevoked("the API key is unknown, revoked or expired")
+    return (yield from _key_identity(rules, session))
+
+
+def recheck_api_key(rules: SessionRules, identity: Identity) -> Flow[Identity]:
+    """The current identity of a key that authenticated earlier (long-lived
+    connections), or `SessionRevoked` when the key or its owner is gone."""
+    session: Session | None = yield Call("get_session", (identity.claims["api_key"],))
+    if session is None or session.kind != _KIND or session.username != identity.username:
+        raise SessionRevoked("the API key is unknown, revoked or expired")
+    return (yield from _key_identity(rules, session))
+
+
+def _key_identity(rules: SessionRules, session: Session) -> Flow[Identity]:
     user: User | None = yield Call("get_user", (session.username,))
     if user is None or not user.enabled:
         raise SessionRevoked("the API key's owner is disabled or gone")
     if (utcnow() - session.last_seen).total_seconds() >= rules.touch_interval:
         yield Call("touch_session", (session.id, utcnow()))
-    owner = identity_from_user(rules.policy, user, session.id, {"sub": user.username})
-    narrowed = ApiKey.from_session(session).permissions
-    if not narrowed:
+    listed = ApiKey.from_session(session).permissions
+    claims = {
+        "sub": user.username,
+        "sid": session.id,
+        "api_key": session.id,
+        "account": tuple(p for p in listed if p in ACCOUNT_RIGHTS),
+    }
+    owner = identity_from_user(rules.policy, user, session.id, claims)
+    narrowed = [p for p in listed if p not in ACCOUNT_RIGHTS]
+    if not listed:
         return owner
     held = PermissionSet(p for p in narrowed if owner.can(p))
-    return dataclasses.replace(
-        owner,
-        roles=frozenset(),
-        permissions=held.grants,
-        grants=held,
-        claims={"sub": owner.username, "api_key": session.id},
-    )
+    return dataclasses.replace(owner, roles=frozenset(), permissions=held.grants, grants=held)
 
 
 def list_api_keys(username: str) -> Flow[list[ApiKey]]:

@@ -23,7 +23,10 @@ from .apikeys import (
     api_key_identity,
     create_api_key,
     is_api_key,
+    is_key_identity,
     list_api_keys,
+    recheck_api_key,
+    require_account_right,
     revoke_api_key,
 )
 from .audit import AuditLog
@@ -160,6 +163,19 @@ class _Core:
             self._identities[token] = (session, user, identity)
         return claims, identity
 
+    def _recheck_flow(self, identity: Identity) -> Flow[Identity]:
+        if is_key_identity(identity):
+            return recheck_api_key(self.rules, identity)
+        return load_identity(self.rules, identity.claims)
+
+    def _password_flow(
+        self, identity: Identity, current: str, new: str, client: Client
+    ) -> Flow[User]:
+        require_account_right(identity, "account:password")
+        return change_password(
+            self.rules, identity.username, current, new, client, identity.session_id or None
+        )
+
     def _update_flow(self, username: str, changes: dict[str, Any]) -> Flow[User]:
         version = changes.pop("expected_version", None)
         return _update_user(
@@ -227,7 +243,7 @@ class Gate(_Core):
         current identity, or `SessionRevoked`.  Token expiry is not re-checked."""
         if self.stateless or not identity.is_authenticated:
             return identity
-        result: Identity = self._run(load_identity(self.rules, identity.claims))
+        result: Identity = self._run(self._recheck_flow(identity))
         return result
 
     def login(self, username: str, password: str, client: Client = _NOWHERE) -> TokenPair:
@@ -249,9 +265,7 @@ class Gate(_Core):
         self, identity: Identity, current: str, new: str, client: Client = _NOWHERE
     ) -> User:
         """Change one's own password; every other session of the user ends."""
-        flow = change_password(
-            self.rules, identity.username, current, new, client, identity.session_id or None
-        )
+        flow = self._password_flow(identity, current, new, client)
         result: User = self._run(flow)
         return result
 
@@ -401,7 +415,7 @@ class AsyncGate(_Core):
         current identity, or `SessionRevoked`.  Token expiry is not re-checked."""
         if self.stateless or not identity.is_authenticated:
             return identity
-        result: Identity = await self._run(load_identity(self.rules, identity.claims))
+        result: Identity = await self._run(self._recheck_flow(identity))
         return result
 
     async def login(self, username: str, password: str, client: Client = _NOWHERE) -> TokenPair:
@@ -423,9 +437,7 @@ class AsyncGate(_Core):
         self, identity: Identity, current: str, new: str, client: Client = _NOWHERE
     ) -> User:
         """Change one's own password; every other session of the user ends."""
-        flow = change_password(
-            self.rules, identity.username, current, new, client, identity.session_id or None
-        )
+        flow = self._password_flow(identity, current, new, client)
         result: User = await self._run(flow)
         return result
 

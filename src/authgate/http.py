@@ -44,12 +44,22 @@ class CredentialRules:
     unsafe methods: the ``csrf_header`` must equal the ``csrf_cookie``);
     ``query_param`` is read on WebSocket handshakes only, where browsers cannot set
     headers.
+
+    Browsers send cookies with cross-site WebSocket handshakes and no CSRF header can be
+    asked of them, so a handshake authenticated by the cookie must come from the page's
+    own origin or one of ``websocket_origins`` (``"https://app.example.com"``); a
+    handshake with a token in a header or the query is not affected.
     """
 
     cookie_name: str | None = None
     csrf_cookie: str = "authgate_csrf"
     csrf_header: str = "x-csrf-token"
     query_param: str = "token"
+    websocket_origins: frozenset[str] = frozenset()
+
+    def __post_init__(self) -> None:
+        origins = frozenset(o.rstrip("/").lower() for o in self.websocket_origins)
+        object.__setattr__(self, "websocket_origins", origins)
 
 
 def parse_authorization(value: str) -> str | None:
@@ -104,18 +114,24 @@ def read_credential(
     query: str,
     websocket: bool,
     rules: CredentialRules,
+    origin: str | None = None,
+    own_origin: str = "",
 ) -> str | None:
     """The token a request presents, or None for an anonymous request.
 
     Order: the ``Authorization`` header, then the session cookie (if configured, with
-    its CSRF check: `csrf` is the value of ``rules.csrf_header``), then ``?token=`` on
+    its CSRF check: `csrf` is the value of ``rules.csrf_header``; on a WebSocket
+    handshake, the ``Origin`` check instead: `origin` is the header's value and
+    `own_origin` the server's, such as ``https://host:port``), then ``?token=`` on
     WebSocket handshakes.
     """
     if authorization is not None:
         token = _parsed.get(authorization)
         if token is None:
             token = parse_authorization(authorization)
-            if token is not None and len(_parsed) < 4096:
+            if token is not None and len(authorization) <= _MAX_CACHED_HEADER:
+                if len(_parsed) >= _PARSED_SIZE:
+                    _parsed.clear()
                 _parsed[authorization] = token
         if token is not None:
             return token
@@ -123,7 +139,9 @@ def read_credential(
         cookies = parse_cookies(cookie)
         token = cookies.get(rules.cookie_name)
         if token:
-            if not websocket and method not in SAFE_METHODS:
+            if websocket:
+                _check_origin(origin, own_origin, rules)
+            elif method not in SAFE_METHODS:
                 expected = cookies.get(rules.csrf_cookie, "")
                 if not (
                     expected and csrf and hmac.compare_digest(expected.encode(), csrf.encode())
@@ -142,8 +160,22 @@ def read_credential(
     return None
 
 
+def _check_origin(origin: str | None, own_origin: str, rules: CredentialRules) -> None:
+    """Refuse a cookie-authenticated WebSocket handshake from a foreign page."""
+    seen = (origin or "").strip().rstrip("/").lower()
+    if seen and (seen == own_origin.lower() or seen in rules.websocket_origins):
+        return
+    raise PermissionDenied(
+        "the session cookie is not accepted on a WebSocket from this origin: "
+        "add the page's origin to CredentialRules.websocket_origins"
+    )
+
+
 # Authorization header value -> token: clients repeat the same header on every request.
+# Only values a valid credential fits in are kept, and a full cache starts again.
 _parsed: dict[str, str] = {}
+_PARSED_SIZE = 4096
+_MAX_CACHED_HEADER = MAX_CREDENTIAL + 32
 
 
 @dataclass(frozen=True, slots=True)

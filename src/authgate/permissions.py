@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+from urllib.parse import unquote
 
 from .errors import ConfigError, ValidationError
 from .identity import Identity
@@ -72,9 +73,13 @@ def parse_grant(text: str) -> Grant:
     resource, sep, action = text.rpartition(":")
     if not sep or not resource or not action or any(ch.isspace() for ch in text):
         raise ValidationError(f"invalid permission {text!r}: expected 'resource:action'")
-    parts = tuple(resource.strip("/").split("/"))
+    parts = tuple(resource.split("/"))
     if any(not part for part in parts):
         raise ValidationError(f"invalid permission {text!r}: empty path segment")
+    # A grant on docs/alice must not cover docs/alice/../bob: an app that normalises the
+    # path afterwards would serve bob's.  Percent-encoded dots are refused as well.
+    if any(unquote(part) in (".", "..") or "\\" in part for part in parts):
+        raise ValidationError(f"invalid permission {text!r}: '.' and '..' segments are refused")
     return Grant(parts, action)
 
 

@@ -2,9 +2,13 @@
 
 A login creates a `Session` in the store and returns a `TokenPair`: a short-lived
 signed access token (JWT) whose ``sid`` names the session, and an opaque refresh token
-``<session id>.<secret>`` of which the store keeps only the SHA-256.  Refresh tokens are
+``<session id>.<secret>`` of which the store keeps only a SHA-256.  Refresh tokens are
 single use: each refresh swaps the stored hash atomically, and presenting a spent one
 revokes the whole session.
+
+Sessions of other kinds live beside login sessions (API keys, SCRAM handshakes).  They
+are never interchangeable: each kind has its own token format and its own hash domain
+(`secret_digest`), and every flow checks the kind of the record it reads.
 """
 
 from __future__ import annotations
@@ -54,6 +58,9 @@ __all__ = [
 
 _REFRESH_SHAPE = re.compile(r"[0-9a-f]{32}\.[A-Za-z0-9_-]{43}")
 
+#: The kind of session a password or SCRAM login opens (the only kind that refreshes).
+LOGIN = "login"
+
 
 @dataclass(frozen=True, slots=True)
 class Client:
@@ -98,14 +105,16 @@ class SessionRules:
     policy: RolePolicy = field(default_factory=lambda: RolePolicy({"admin": ["*:*"]}))
 
 
-def _digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode("ascii")).hexdigest()
+def secret_digest(kind: str, secret: str) -> str:
+    """The hash a store keeps of a session secret, in the domain of its kind: the same
+    secret presented as another kind of credential never matches."""
+    return hashlib.sha256(f"authgate-{kind}\x00{secret}".encode()).hexdigest()
 
 
 def new_refresh_token(session_id: str) -> tuple[str, str]:
     """A fresh refresh token for a session and the hash the store keeps of it."""
     secret = secrets.token_urlsafe(32)
-    return f"{session_id}.{secret}", _digest(secret)
+    return f"{session_id}.{secret}", secret_digest(LOGIN, secret)
 
 
 def parse_refresh_token(token: object) -> tuple[str, str]:
@@ -113,7 +122,7 @@ def parse_refresh_token(token: object) -> tuple[str, str]:
     if not isinstance(token, str) or not _REFRESH_SHAPE.fullmatch(token):
         raise MalformedToken("the refresh token is malformed")
     session_id, secret = token.split(".")
-    return session_id, _digest(secret)
+    return session_id, secret_digest(LOGIN, secret)
 
 
 def _access_token(rules: SessionRules, user: User, session_id: str) -> str:
@@ -179,7 +188,7 @@ def open_session(
     name = user.username
     if rules.max_sessions:
         listed: list[Session] = yield Call("list_sessions", (name,))
-        current = [s for s in listed if s.kind == "login"]
+        current = [s for s in listed if s.kind == LOGIN]
         excess = len(current) - rules.max_sessions + 1
         if excess > 0:
             if not rules.evict_oldest:
@@ -230,7 +239,7 @@ def refresh(rules: SessionRules, refresh_token: str, client: Client) -> Flow[Tok
     """Spend a refresh token for a new pair; a spent token revokes its session."""
     session_id, presented = parse_refresh_token(refresh_token)
     session: Session | None = yield Call("get_session", (session_id,))
-    if session is None:
+    if session is None or session.kind != LOGIN:  # an API key or a handshake never refreshes
         raise SessionRevoked("the refresh token is no longer valid")
     if not hmac.compare_digest(session.refresh_hash, presented):
         yield from _reuse(session, client)
@@ -385,7 +394,7 @@ def group_grants(policy: RolePolicy, groups: frozenset[str]) -> Flow[frozenset[s
 
 def _live(claims: Mapping[str, Any], session: Session | None, user: User | None) -> User:
     """The user behind a live session, or `SessionRevoked`."""
-    if session is None or session.username != claims["sub"]:
+    if session is None or session.kind != LOGIN or session.username != claims["sub"]:
         raise SessionRevoked()
     if user is None or not user.enabled or user.id != claims.get("uid", user.id):
         raise SessionRevoked()

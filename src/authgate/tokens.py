@@ -21,6 +21,7 @@ import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import jwt
@@ -50,7 +51,21 @@ _SECRET_HINT = "generate one with `python -c 'import secrets; print(secrets.toke
 
 
 def _b64decode(segment: str) -> bytes:
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    """Decode unpadded base64url, refusing every encoding but the canonical one: a token
+    has exactly one spelling (no padding, no stray bits in the last character)."""
+    raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+    if _b64encode(raw) != segment:
+        raise ValueError("not canonical base64url")
+    return raw
+
+
+def _frozen(value: Any) -> Any:
+    """A read-only copy of decoded JSON: objects as mapping proxies, arrays as tuples."""
+    if isinstance(value, dict):
+        return MappingProxyType({k: _frozen(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return tuple(_frozen(v) for v in value)
+    return value
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,18 +174,37 @@ class KeyRing:
     it signed has expired; then drop it, and its tokens stop verifying.
     """
 
+    __slots__ = ("_algorithms", "_by_kid", "_keys")
+
     def __init__(self, keys: Iterable[Key]) -> None:
-        self.keys = tuple(keys)
-        if not self.keys:
+        self._keys = tuple(keys)
+        if not self._keys:
             raise ConfigError(
                 f"a key ring needs at least one key: set AUTHGATE_SECRET_KEY; {_SECRET_HINT}"
             )
-        if self.keys[0].signing_key is None:
+        if self._keys[0].signing_key is None:
             raise ConfigError("the first key of a ring signs: it needs a private key")
-        self.by_kid = {key.kid: key for key in self.keys}
-        if len(self.by_kid) != len(self.keys):
+        self._by_kid = MappingProxyType({key.kid: key for key in self._keys})
+        if len(self._by_kid) != len(self._keys):
             raise ConfigError("two keys of the ring have the same kid")
-        self.algorithms = frozenset(key.algorithm for key in self.keys)
+        self._algorithms = frozenset(key.algorithm for key in self._keys)
+
+    # Read-only: verifiers cache what a ring decided, so a ring never changes in place.
+    # Rotate by building a new ring and giving it to the verifier (`TokenVerifier.ring`).
+    @property
+    def keys(self) -> tuple[Key, ...]:
+        """The keys, newest (the signing one) first."""
+        return self._keys
+
+    @property
+    def by_kid(self) -> Mapping[str, Key]:
+        """The keys by ``kid``."""
+        return self._by_kid
+
+    @property
+    def algorithms(self) -> frozenset[str]:
+        """The algorithms a token may name: those of the ring's keys."""
+        return self._algorithms
 
     def __repr__(self) -> str:
         return f"KeyRing({[k.kid for k in self.keys]!r})"
@@ -271,14 +305,70 @@ class TokenVerifier:
         typ: str = ACCESS_TOKEN_TYPE,
         cache_size: int = 4096,
     ) -> None:
-        self.ring = ring
-        self.issuer = issuer
-        self.audience = audience
-        self.leeway = leeway
-        self.typ = typ
-        self.cache_size = cache_size
         self._headers: dict[str, Key] = {}
-        self._verified: dict[str, dict[str, Any]] = {}
+        self._verified: dict[str, Mapping[str, Any]] = {}
+        self.cache_size = cache_size
+        self._ring = ring
+        self._issuer = issuer
+        self._audience = audience
+        self._leeway = leeway
+        self._typ = typ
+
+    # What a cached decision depends on: setting any of these forgets every decision, so
+    # a token signed by a removed key, or for another issuer, never verifies from memory.
+    def _forget(self) -> None:
+        self._headers.clear()
+        self._verified.clear()
+
+    @property
+    def ring(self) -> KeyRing:
+        """The keys that verify (the first also signs)."""
+        return self._ring
+
+    @ring.setter
+    def ring(self, ring: KeyRing) -> None:
+        self._ring = ring
+        self._forget()
+
+    @property
+    def issuer(self) -> str:
+        """The ``iss`` every token must carry."""
+        return self._issuer
+
+    @issuer.setter
+    def issuer(self, issuer: str) -> None:
+        self._issuer = issuer
+        self._forget()
+
+    @property
+    def audience(self) -> str:
+        """The ``aud`` every token must carry (or list)."""
+        return self._audience
+
+    @audience.setter
+    def audience(self, audience: str) -> None:
+        self._audience = audience
+        self._forget()
+
+    @property
+    def leeway(self) -> float:
+        """Seconds of clock skew allowed on ``exp``, ``nbf`` and ``iat``."""
+        return self._leeway
+
+    @leeway.setter
+    def leeway(self, leeway: float) -> None:
+        self._leeway = leeway
+        self._forget()
+
+    @property
+    def typ(self) -> str:
+        """The ``typ`` header every token must carry."""
+        return self._typ
+
+    @typ.setter
+    def typ(self, typ: str) -> None:
+        self._typ = typ
+        self._forget()
 
     def issue(self, claims: Mapping[str, Any], ttl: int, *, now: float | None = None) -> str:
         """Sign a token carrying `claims` plus ``iss``, ``aud``, ``iat``, ``exp`` and ``jti``."""
@@ -293,8 +383,9 @@ class TokenVerifier:
         }
         return self.ring.sign(full, self.typ)
 
-    def verify(self, token: str, *, now: float | None = None) -> dict[str, Any]:
-        """The claims of a valid token, or one of the `InvalidToken` family."""
+    def verify(self, token: str, *, now: float | None = None) -> Mapping[str, Any]:
+        """The claims of a valid token (read-only: the same mapping serves every request
+        that presents the token), or one of the `InvalidToken` family."""
         current = time.time() if now is None else now
         cached = self._verified.get(token)
         if cached is not None:
@@ -312,7 +403,7 @@ class TokenVerifier:
             return key
         try:
             header = json.loads(_b64decode(header_b64))
-        except ValueError as err:
+        except (ValueError, RecursionError) as err:
             raise MalformedToken("the token header is not valid JSON") from err
         if not isinstance(header, dict):
             raise MalformedToken("the token header is not a JSON object")
@@ -336,11 +427,12 @@ class TokenVerifier:
             if found.algorithm != alg:
                 raise InvalidSignature("the token's algorithm does not match its key")
             key = found
-        if len(self._headers) < 64:
-            self._headers[header_b64] = key
+        if len(self._headers) >= 64:
+            self._headers.clear()
+        self._headers[header_b64] = key
         return key
 
-    def _verify_uncached(self, token: str, now: float) -> dict[str, Any]:
+    def _verify_uncached(self, token: str, now: float) -> Mapping[str, Any]:
         if not isinstance(token, str) or len(token) > MAX_TOKEN_LENGTH:
             raise MalformedToken()
         if not _TOKEN_SHAPE.fullmatch(token):
@@ -356,12 +448,13 @@ class TokenVerifier:
             raise InvalidSignature()
         try:
             claims = json.loads(_b64decode(payload_b64))
-        except ValueError as err:
+        except (ValueError, RecursionError) as err:
             raise MalformedToken("the token payload is not valid JSON") from err
         if not isinstance(claims, dict):
             raise MalformedToken("the token payload is not a JSON object")
         self._check_claims(claims, now)
-        return claims
+        frozen: Mapping[str, Any] = _frozen(claims)
+        return frozen
 
     def _check_times(self, claims: Mapping[str, Any], now: float) -> None:
         if claims["exp"] <= now - self.leeway:

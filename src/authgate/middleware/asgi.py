@@ -11,13 +11,17 @@
 - `NotAuthenticated` / `PermissionDenied` (any authgate error) raised by the app before
   it starts its response becomes a JSON 401 / 403.
 - A WebSocket handshake without valid credentials is refused before accept (403, or a
-  real 401 where the server offers ``websocket.http.response``); an open socket whose
-  session is revoked is closed with 4401 when its next message arrives.
+  real 401 where the server offers ``websocket.http.response``); a handshake that
+  carries only the session cookie must come from an allowed ``Origin``.  An open socket
+  whose session ends is closed with 4401: when its next message arrives, and, idle or
+  not, within ``websocket_recheck_seconds``.
 - Response messages are passed on as they come: nothing is buffered.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from urllib.parse import parse_qsl
 
 from ..api import MAX_BODY, ApiRequest, ApiResponse, HttpApi
@@ -47,12 +51,14 @@ class AuthGateMiddleware:
         realm: str = "authgate",
         rules: CredentialRules | None = None,
         recheck_websockets: bool = True,
+        websocket_recheck_seconds: float = 5.0,
     ) -> None:
         self.app = app
         self.gate = gate
         self.realm = realm
         self.rules = rules or CredentialRules()
         self.recheck_websockets = recheck_websockets
+        self.websocket_recheck_seconds = websocket_recheck_seconds
         self._csrf_header = self.rules.csrf_header.encode("latin-1")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -62,7 +68,8 @@ class AuthGateMiddleware:
             return
         websocket = kind == "websocket"
         method = "GET" if websocket else scope["method"]
-        authorization = cookie = csrf = None
+        authorization = cookie = csrf = origin = None
+        host = ""
         for name, value in scope["headers"]:
             if name == b"authorization":
                 authorization = value.decode("latin-1")
@@ -71,6 +78,10 @@ class AuthGateMiddleware:
                 cookie = f"{cookie}; {text}" if cookie else text
             elif name == self._csrf_header:
                 csrf = value.decode("latin-1")
+            elif websocket and name == b"origin":
+                origin = value.decode("latin-1")
+            elif websocket and name == b"host":
+                host = value.decode("latin-1")
         try:
             token = read_credential(
                 authorization=authorization,
@@ -80,6 +91,8 @@ class AuthGateMiddleware:
                 query=scope.get("query_string", b"").decode("latin-1"),
                 websocket=websocket,
                 rules=self.rules,
+                origin=origin,
+                own_origin=_own_origin(scope, host) if websocket else "",
             )
             if token is None:
                 identity = ANONYMOUS
@@ -102,9 +115,16 @@ class AuthGateMiddleware:
         context_token = set_identity(identity)
         try:
             if websocket:
-                if identity.is_authenticated and self.recheck_websockets:
-                    receive = self._watch(identity, receive, send)
-                await self._call_websocket(scope, receive, send)
+                if not (identity.is_authenticated and self.recheck_websockets):
+                    await self._call_websocket(scope, receive, send)
+                    return
+                watch = _SocketWatch(
+                    self.gate, identity, receive, send, self.websocket_recheck_seconds
+                )
+                try:
+                    await self._call_websocket(scope, watch.receive, watch.send)
+                finally:
+                    await watch.stop()
                 return
             started = False
 
@@ -144,28 +164,6 @@ class AuthGateMiddleware:
                 )
                 return
             await self._refuse_websocket(scope, receive, send, err, connected=True)
-
-    def _watch(self, identity: Identity, receive: Receive, send: Send) -> Receive:
-        """Re-check the session whenever the client sends a message."""
-        gate = self.gate
-
-        async def checked_receive() -> Message:
-            message = await receive()
-            if message["type"] == "websocket.receive":
-                try:
-                    await gate.recheck(identity)
-                except AuthGateError:
-                    await send(
-                        {
-                            "type": "websocket.close",
-                            "code": WS_SESSION_REVOKED,
-                            "reason": "session revoked",
-                        }
-                    )
-                    return {"type": "websocket.disconnect", "code": WS_SESSION_REVOKED}
-            return message
-
-        return checked_receive
 
     async def _send_error(self, send: Send, err: AuthGateError) -> None:
         response = error_response(err, self.realm)
@@ -270,6 +268,103 @@ class AuthGateApi:
         response = await self.gate.handle_api(request, self.api)
         assert response is not None
         await _send_response(send, response)
+
+
+def _own_origin(scope: Scope, host: str) -> str:
+    """The origin a page served by this server has (``ws`` handshakes come from ``http``)."""
+    scheme = "https" if scope.get("scheme") == "wss" else "http"
+    if not host and scope.get("server"):
+        server_host, port = scope["server"][:2]
+        host = f"{server_host}:{port}"
+    return f"{scheme}://{host}"
+
+
+class _SocketWatch:
+    """Keeps an accepted WebSocket's session under watch: re-checked at every message
+    from the client and every `interval` seconds while idle; when the session ends,
+    the client gets close code 4401 and the app a ``websocket.disconnect``."""
+
+    def __init__(
+        self, gate: AsyncGate, identity: Identity, receive: Receive, send: Send, interval: float
+    ) -> None:
+        self.gate = gate
+        self.identity = identity
+        self._receive = receive
+        self._send = send
+        self.interval = interval
+        self.revoked = asyncio.Event()
+        self._closed = False
+        self._ticker: asyncio.Task[None] | None = None
+        self._revoked_wait: asyncio.Task[bool] | None = None
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "websocket.accept" and self._ticker is None and self.interval > 0:
+            self._ticker = asyncio.ensure_future(self._tick())
+        if message["type"] == "websocket.close":
+            if self._closed:
+                return
+            self._closed = True
+        elif self._closed:
+            return  # the socket was closed for a revoked session: drop what follows
+        await self._send(message)
+
+    async def receive(self) -> Message:
+        if self.revoked.is_set():
+            return _REVOKED_DISCONNECT
+        if self._ticker is None:
+            message = await self._receive()
+        else:
+            message = await self._race()
+            if message is None:
+                return _REVOKED_DISCONNECT
+        if message["type"] == "websocket.receive" and not await self._still_valid():
+            return _REVOKED_DISCONNECT
+        return message
+
+    async def _race(self) -> Message | None:
+        """The client's next message, or None when the session ends first."""
+        if self._revoked_wait is None:
+            self._revoked_wait = asyncio.ensure_future(self.revoked.wait())
+        incoming = asyncio.ensure_future(self._receive())
+        await asyncio.wait({incoming, self._revoked_wait}, return_when=asyncio.FIRST_COMPLETED)
+        if incoming.done():
+            return incoming.result()
+        incoming.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await incoming
+        return None
+
+    async def _still_valid(self) -> bool:
+        if self.revoked.is_set():
+            return False
+        try:
+            await self.gate.recheck(self.identity)
+        except AuthGateError:
+            await self._close()
+            return False
+        return True
+
+    async def _tick(self) -> None:
+        while not self.revoked.is_set():
+            await asyncio.sleep(self.interval)
+            if not await self._still_valid():
+                return
+
+    async def _close(self) -> None:
+        self.revoked.set()
+        await self.send(
+            {"type": "websocket.close", "code": WS_SESSION_REVOKED, "reason": "session revoked"}
+        )
+
+    async def stop(self) -> None:
+        for task in (self._ticker, self._revoked_wait):
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+
+
+_REVOKED_DISCONNECT: Message = {"type": "websocket.disconnect", "code": WS_SESSION_REVOKED}
 
 
 async def _send_response(send: Send, response: ApiResponse) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import mmap
+import os
 import sqlite3
 import threading
 import time
@@ -277,7 +278,8 @@ class SQLiteStore:
         if self._shm is None and not self._shm_failed:
             self._conn()  # an open connection keeps the -shm file alive
             try:
-                with open(self.path + "-shm", "rb") as fh:
+                # SQLite follows symlinks to the database file, and keeps its -shm there.
+                with open(os.path.realpath(self.path) + "-shm", "rb") as fh:
                     self._shm = mmap.mmap(fh.fileno(), 136, access=mmap.ACCESS_READ)
             except (OSError, ValueError):
                 self._shm_failed = True
