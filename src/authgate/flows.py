@@ -242,17 +242,40 @@ def create_user(
     return created
 
 
-def _check_admin_kept(before: User, after: User | None, roles: RoleHierarchy) -> Flow[None]:
-    """Refuse a change that leaves no enabled admin."""
+# Changes that may remove an enabled admin take this counter as a lock, on every store:
+# two admins demoting each other at the same moment must not both pass the check.
+_ADMIN_LOCK = "admin-change-lock"
+_ADMIN_LOCK_SECONDS = 10
+
+
+def _admin_guarded(
+    before: User, after: User | None, roles: RoleHierarchy, write: Call
+) -> Flow[Any]:
+    """Make the `write` that changes `before` into `after` (None: deletes it), refusing
+    it when it would leave no enabled admin.  The check and the write run under the
+    admin lock, so concurrent changes to the admins are judged one at a time."""
     was_admin = before.enabled and roles.top in before.roles
     still_admin = after is not None and after.enabled and roles.top in after.roles
-    if was_admin and not still_admin:
+    if not was_admin or still_admin:
+        return (yield write)
+    holders: int = yield Call("incr", (_ADMIN_LOCK, _ADMIN_LOCK_SECONDS))
+    if holders > 1:
+        raise VersionConflict("another change to the admins is under way: try again")
+    try:
         admins = yield from enabled_admins(roles)
         if not [u for u in admins if u.username != before.username]:
             raise LastAdminError(
                 f"refused: {before.username} is the last enabled {roles.top}; "
                 f"make another user {roles.top} first"
             )
+        result = yield write
+    except GeneratorExit:  # the driver gave up on the flow: the lock expires by itself
+        raise
+    except BaseException:
+        yield Call("reset_counter", (_ADMIN_LOCK,))
+        raise
+    yield Call("reset_counter", (_ADMIN_LOCK,))
+    return result
 
 
 def update_user(
@@ -278,8 +301,9 @@ def update_user(
         not updated.enabled or not roles_order.admits(updated.roles, roles_order.top)
     ):
         raise ProtectedUser()
-    yield from _check_admin_kept(user, updated, roles_order)
-    saved: User = yield Call("update_user", (updated, user.version))
+    saved: User = yield from _admin_guarded(
+        user, updated, roles_order, Call("update_user", (updated, user.version))
+    )
     if not updated.enabled and user.enabled:
         yield Call("revoke_user_sessions", (user.username, None))
     return saved
@@ -308,8 +332,7 @@ def delete_user(
         raise ProtectedUser()
     if acting is not None and normalize_username(acting) == user.username:
         raise LastAdminError("refused: you cannot delete your own account")
-    yield from _check_admin_kept(user, None, roles_order)
-    yield Call("delete_user", (user.username,))
+    yield from _admin_guarded(user, None, roles_order, Call("delete_user", (user.username,)))
 
 
 def ensure_guest(username: str, password: str | None, role: str = "guest") -> Flow[bool]:

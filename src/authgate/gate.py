@@ -126,7 +126,7 @@ class _Core:
         """The public keys (JWKS) that verify this gate's tokens."""
         return self.ring.jwks()
 
-    def _quick(self, token: str, store: Any) -> tuple[dict[str, Any], Identity | None]:
+    def _quick(self, token: str, store: Any) -> tuple[Mapping[str, Any], Identity | None]:
         """Verify the token and decide without I/O when possible: stateless mode, or a
         store that can answer the session check from memory (`peek_session_user`)."""
         claims = self.verifier.verify(token)

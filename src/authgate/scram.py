@@ -42,6 +42,7 @@ __all__ = ["ScramReply", "derive_credentials", "scram_step"]
 
 HANDSHAKE_SECONDS = 60
 HANDSHAKES_PER_MINUTE = 20
+HELLO_WINDOW = 60
 _KIND = "scram"
 _PARAM = re.compile(r"\s*([A-Za-z]+)\s*=\s*([^,\s]*)\s*(?:,|$)")
 
@@ -171,7 +172,7 @@ def _hello(params: dict[str, str]) -> Flow[ScramReply]:
         username = normalize_username(_unb64url(raw).decode("utf-8"))
     except (ValidationError, UnicodeDecodeError):
         raise ScramError("HELLO needs username=<base64url of a valid username>") from None
-    started: int = yield Call("incr", (f"scram-hello:{username}", 60))
+    started: int = yield Call("incr", (f"scram-hello:{username}", HELLO_WINDOW))
     if started > HANDSHAKES_PER_MINUTE:
         ttl: float = yield Call("counter_ttl", (f"scram-hello:{username}",))
         raise AccountLocked(max(1, int(ttl)), "too many SCRAM handshakes; retry later")

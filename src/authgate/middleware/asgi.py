@@ -311,12 +311,9 @@ class _SocketWatch:
     async def receive(self) -> Message:
         if self.revoked.is_set():
             return _REVOKED_DISCONNECT
-        if self._ticker is None:
-            message = await self._receive()
-        else:
-            message = await self._race()
-            if message is None:
-                return _REVOKED_DISCONNECT
+        message = await self._receive() if self._ticker is None else await self._race()
+        if message is None:
+            return _REVOKED_DISCONNECT
         if message["type"] == "websocket.receive" and not await self._still_valid():
             return _REVOKED_DISCONNECT
         return message

@@ -197,3 +197,23 @@ class AsyncStore(Protocol):
     async def expire_counter(self, key: str, ttl_seconds: float) -> bool: ...
     async def reset_counter(self, key: str) -> None: ...
     async def close(self) -> None: ...
+
+
+class Sweeper:
+    """When a store that keeps expired records (SQLite, memory, JSON files) should delete
+    them: at most once per `interval` seconds, on a write.  Records written for anonymous
+    requests (SCRAM handshakes, failure counters for made-up names) then cannot pile up.
+    """
+
+    __slots__ = ("_next", "interval")
+
+    def __init__(self, interval: float = 60.0) -> None:
+        self.interval = interval
+        self._next = 0.0
+
+    def due(self, now: float) -> bool:
+        """True at most once per interval (the caller then sweeps)."""
+        if now < self._next:
+            return False
+        self._next = now + self.interval
+        return True

@@ -314,5 +314,18 @@ class JSONFileStore:
         with self._change("counters") as (counters,):
             counters.pop(key, None)
 
+    def purge_expired(self) -> int:
+        """Drop expired sessions and counters; return how many went.  Every session write
+        and counter increment already sweeps its file."""
+        now = time.time()
+        with self._change("sessions", "counters") as (sessions, counters):
+            stale = [sid for sid, s in sessions.items() if not self._live(s, now)]
+            for sid in stale:
+                del sessions[sid]
+            old = [k for k, (_, exp) in counters.items() if exp <= now]
+            for key in old:
+                del counters[key]
+        return len(stale) + len(old)
+
     def close(self) -> None:
         """Nothing to release: files are opened per call."""

@@ -13,7 +13,7 @@ from datetime import datetime
 
 from ..errors import NotFound, UserExists, UserNotFound, VersionConflict
 from ..users import Group, User, utcnow
-from .base import Page, Session
+from .base import Page, Session, Sweeper
 
 __all__ = ["MemoryStore"]
 
@@ -31,6 +31,7 @@ class MemoryStore:
         self._sessions: dict[str, Session] = {}
         self._user_sessions: dict[str, set[str]] = {}
         self._counters: dict[str, tuple[int, float]] = {}
+        self.sweeper = Sweeper()
 
     def __repr__(self) -> str:
         return f"MemoryStore({len(self._users)} users)"
@@ -105,6 +106,7 @@ class MemoryStore:
 
     def create_session(self, session: Session) -> Session:
         with self._lock:
+            self._sweep()
             self._sessions[session.id] = session
             self._user_sessions.setdefault(session.username, set()).add(session.id)
         return session
@@ -154,7 +156,11 @@ class MemoryStore:
             session = self._sessions.pop(session_id, None)
             if session is None:
                 return False
-            self._user_sessions.get(session.username, set()).discard(session_id)
+            mine = self._user_sessions.get(session.username)
+            if mine is not None:
+                mine.discard(session_id)
+                if not mine:
+                    del self._user_sessions[session.username]
             return True
 
     def list_sessions(self, username: str) -> list[Session]:
@@ -173,6 +179,7 @@ class MemoryStore:
     def incr(self, key: str, ttl_seconds: float) -> int:
         now = time.time()
         with self._lock:
+            self._sweep()
             value, expires = self._counters.get(key, (0, 0.0))
             if expires <= now:
                 value, expires = 0, now + ttl_seconds
@@ -199,6 +206,23 @@ class MemoryStore:
     def reset_counter(self, key: str) -> None:
         with self._lock:
             self._counters.pop(key, None)
+
+    def purge_expired(self) -> int:
+        """Drop expired sessions and counters; return how many went.  Writes do this by
+        themselves once a minute (`sweeper`)."""
+        now = time.time()
+        with self._lock:
+            stale = [sid for sid, s in self._sessions.items() if s.expires_at.timestamp() <= now]
+            for sid in stale:
+                self.revoke_session(sid)
+            counters = [key for key, (_, exp) in self._counters.items() if exp <= now]
+            for key in counters:
+                del self._counters[key]
+        return len(stale) + len(counters)
+
+    def _sweep(self) -> None:
+        if self.sweeper.due(time.time()):
+            self.purge_expired()
 
     def close(self) -> None:
         """Nothing to release."""

@@ -109,13 +109,26 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 """
 
-_CREATE_SESSION = """
+# A user's session index lives as long as their longest session, so the index of a
+# made-up name (a SCRAM HELLO) goes by itself.  Expects locals idx, exp_ms and now_ms.
+_EXTEND_INDEX = """
+local left = redis.call('PTTL', idx)
+if left < 0 or now_ms + left < exp_ms then redis.call('PEXPIREAT', idx, exp_ms) end
+"""
+
+_CREATE_SESSION = (
+    """
 redis.call('HSET', KEYS[1], 'record', ARGV[1], 'user', ARGV[2], 'refresh', ARGV[3],
            'exp', ARGV[4], 'seen', ARGV[5])
 redis.call('PEXPIREAT', KEYS[1], ARGV[8])
 redis.call('ZADD', KEYS[2], ARGV[6], ARGV[7])
+local idx, exp_ms, now_ms = KEYS[2], tonumber(ARGV[8]), tonumber(ARGV[9])
+"""
+    + _EXTEND_INDEX
+    + """
 return 1
 """
+)
 
 _GET_SESSION_USER = """
 local row = redis.call('HMGET', KEYS[1], 'record', 'refresh', 'exp', 'seen')
@@ -128,13 +141,20 @@ redis.call('HSET', KEYS[1], 'seen', ARGV[1])
 return 1
 """
 
-_ROTATE_REFRESH = """
+_ROTATE_REFRESH = (
+    """
 local cur = redis.call('HGET', KEYS[1], 'refresh')
 if not cur or cur ~= ARGV[1] then return 0 end
 redis.call('HSET', KEYS[1], 'refresh', ARGV[2], 'exp', ARGV[3], 'seen', ARGV[4])
 redis.call('PEXPIREAT', KEYS[1], ARGV[5])
+local idx = ARGV[7] .. 'us:' .. redis.call('HGET', KEYS[1], 'user')
+local exp_ms, now_ms = tonumber(ARGV[5]), tonumber(ARGV[6])
+"""
+    + _EXTEND_INDEX
+    + """
 return 1
 """
+)
 
 _REVOKE_SESSION = """
 local user = redis.call('HGET', KEYS[1], 'user')
@@ -315,6 +335,7 @@ class _Logic:
                 _codec.timestamp(session.created_at),
                 session.id,
                 _ms(session.expires_at),
+                _ms(utcnow()),
             ),
         )
         return session
@@ -348,7 +369,15 @@ class _Logic:
         done = yield _Lua(
             _ROTATE_REFRESH,
             (f"{self.base}s:{session_id}",),
-            (expected_hash, new_hash, _ts(expires_at), _ts(utcnow()), _ms(expires_at)),
+            (
+                expected_hash,
+                new_hash,
+                _ts(expires_at),
+                _ts(utcnow()),
+                _ms(expires_at),
+                _ms(utcnow()),
+                self.base,
+            ),
         )
         return bool(done)
 

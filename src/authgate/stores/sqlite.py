@@ -27,7 +27,7 @@ from ..errors import (
 )
 from ..users import Group, User, utcnow
 from . import _codec
-from .base import Page, Session
+from .base import Page, Session, Sweeper
 from .cache import SessionCache
 
 __all__ = ["SQLiteStore"]
@@ -51,6 +51,7 @@ CREATE TABLE IF NOT EXISTS sessions (
     record TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (username, created_at);
+CREATE INDEX IF NOT EXISTS sessions_by_expiry ON sessions (expires_at);
 CREATE TABLE IF NOT EXISTS meta (
     key TEXT PRIMARY KEY,
     value INTEGER NOT NULL
@@ -61,6 +62,7 @@ CREATE TABLE IF NOT EXISTS counters (
     value INTEGER NOT NULL,
     expires_at REAL NOT NULL
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS counters_by_expiry ON counters (expires_at);
 """
 
 
@@ -85,6 +87,7 @@ class SQLiteStore:
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._all_lock = threading.Lock()
+        self.sweeper = Sweeper()
         with self._write() as db:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
@@ -229,6 +232,7 @@ class SQLiteStore:
                     "DELETE FROM sessions WHERE username = ? AND expires_at <= ?",
                     (session.username, time.time()),
                 )
+                self._sweep(db)
                 db.execute(
                     "INSERT INTO sessions (id, username, created_at, expires_at, record) "
                     "VALUES (?, ?, ?, ?, ?)",
@@ -387,6 +391,7 @@ class SQLiteStore:
                 "RETURNING value",
                 (key, now + ttl_seconds, now, now),
             ).fetchone()
+            self._sweep(db)
         return int(row[0])
 
     def get_counter(self, key: str) -> int:
@@ -413,11 +418,21 @@ class SQLiteStore:
             db.execute("DELETE FROM counters WHERE key = ?", (key,))
 
     def purge_expired(self) -> int:
-        """Delete expired sessions and counters; return how many rows went."""
+        """Delete expired sessions and counters; return how many rows went.  Writes do
+        this by themselves once a minute (`sweeper`)."""
+        with self._write(invalidates=False) as db:
+            return self._purge(db)
+
+    def _sweep(self, db: sqlite3.Connection) -> None:
+        if self.sweeper.due(time.time()):
+            self._purge(db)
+
+    @staticmethod
+    def _purge(db: sqlite3.Connection) -> int:
+        # Expired rows answer no session check, so deleting them invalidates nothing.
         now = time.time()
-        with self._write() as db:
-            gone = db.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,)).rowcount
-            gone += db.execute("DELETE FROM counters WHERE expires_at <= ?", (now,)).rowcount
+        gone: int = db.execute("DELETE FROM sessions WHERE expires_at <= ?", (now,)).rowcount
+        gone += db.execute("DELETE FROM counters WHERE expires_at <= ?", (now,)).rowcount
         return gone
 
     def close(self) -> None:
