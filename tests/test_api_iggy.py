@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from authgate.api import ApiRequest, ApiResponse
-from authgate.errors import ProtectedUser
+from authgate.errors import BadCredentials, ProtectedUser, SessionRevoked
 from authgate.gate import Gate
 from authgate.identity import ANONYMOUS, Identity
 from authgate.testing import cheap_hasher
@@ -57,8 +57,10 @@ def test_per_resource_permissions(gate: Gate) -> None:
     assert not ivy.can("streams/3:send")
     assert ivy.can("streams/5:read")  # global: streams and everything below
     bad = call(gate, "PUT", "/api/users/ivy/permissions", admin, {"permissions": ["no colon"]})
-    assert bad.status == 400
-    assert call(gate, "PUT", "/api/users/ivy/permissions", ivy, {"permissions": []}).status == 403
+    assert (bad.status, bad.data()["error"]) == (400, "invalid_request")
+    denied = call(gate, "PUT", "/api/users/ivy/permissions", ivy, {"permissions": []})
+    assert (denied.status, denied.data()["error"]) == (403, "forbidden")
+    assert me(gate, "ivy").can("streams/1:send")  # the refused call changed nothing
 
 
 def test_status_active_inactive(gate: Gate) -> None:
@@ -66,35 +68,45 @@ def test_status_active_inactive(gate: Gate) -> None:
     pair = gate.login("ivy", PW)
     r = call(gate, "PATCH", "/api/users/ivy", admin, {"status": "inactive"})
     assert r.status == 200 and r.data()["status"] == "inactive"
-    assert call(gate, "GET", "/auth/me", gate_identity(gate, pair.access_token)).status == 401
-    assert call(gate, "PATCH", "/api/users/ivy", admin, {"status": "asleep"}).status == 400
+    anonymous = refused(gate, pair.access_token)
+    r = call(gate, "GET", "/auth/me", anonymous)
+    assert (r.status, r.data()["error"]) == (401, "not_authenticated")
+    r = call(gate, "PATCH", "/api/users/ivy", admin, {"status": "asleep"})
+    assert (r.status, r.data()["error"]) == (400, "invalid_request")
+    assert r.data()["detail"] == "field 'status' must be 'active' or 'inactive'"
     assert call(gate, "PATCH", "/api/users/ivy", admin, {"status": "active"}).data()["status"] == (
         "active"
     )
 
 
-def gate_identity(gate: Gate, token: str) -> Identity:
-    try:
-        return gate.authenticate(token)
-    except Exception:
-        return ANONYMOUS
+def refused(gate: Gate, token: str) -> Identity:
+    """Assert the token's session is revoked (nothing else) and return who the request
+    is then: anonymous."""
+    with pytest.raises(SessionRevoked):
+        gate.authenticate(token)
+    return ANONYMOUS
 
 
 def test_admin_password_reset(gate: Gate) -> None:
     admin = me(gate, "second")
     old = gate.login("ivy", PW)
-    assert call(gate, "PUT", "/api/users/ivy/password", admin, {"password": "short"}).status == 400
+    short = call(gate, "PUT", "/api/users/ivy/password", admin, {"password": "short"})
+    assert (short.status, short.data()["error"]) == (400, "invalid_password")
+    assert gate.authenticate(old.access_token).username == "ivy"  # refused: nothing ended
     assert (
         call(gate, "PUT", "/api/users/ivy/password", admin, {"password": "brand new pw 1"}).status
         == 204
     )
-    assert gate_identity(gate, old.access_token) is ANONYMOUS
+    refused(gate, old.access_token)
+    with pytest.raises(BadCredentials):
+        gate.login("ivy", PW)
     assert me(gate, "ivy", "brand new pw 1").username == "ivy"
     viewer = me(gate, "ivy", "brand new pw 1")
-    assert (
-        call(gate, "PUT", "/api/users/second/password", viewer, {"password": "hijack pw 12"}).status
-        == 403
-    )
+    hijack = call(gate, "PUT", "/api/users/second/password", viewer, {"password": "hijack pw 12"})
+    assert (hijack.status, hijack.data()["error"]) == (403, "forbidden")
+    with pytest.raises(BadCredentials):
+        gate.login("second", "hijack pw 12")
+    assert me(gate, "second").username == "second"
 
 
 def test_root_user_cannot_be_deleted_disabled_or_demoted(gate: Gate) -> None:
@@ -108,6 +120,8 @@ def test_root_user_cannot_be_deleted_disabled_or_demoted(gate: Gate) -> None:
         r = call(gate, method, "/api/users/root", admin, body)
         assert r.status == 409, (method, body)
         assert r.data()["error"] == "protected_user"
+        root = call(gate, "GET", "/api/users/root", admin).data()
+        assert (root["status"], root["role"]) == ("active", "admin")
     with pytest.raises(ProtectedUser):
         gate.delete_user("root")
     assert call(gate, "PATCH", "/api/users/root", admin, {"email": "r@x.org"}).status == 200

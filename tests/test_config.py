@@ -16,7 +16,63 @@ def test_defaults_have_no_secret() -> None:
     assert settings.store == "sqlite:///authgate.db"
     assert (settings.access_ttl, settings.refresh_ttl) == (900, 1_209_600)
     assert (settings.max_login_attempts, settings.lockout_seconds) == (5, 300)
-    assert "secret" not in repr(Settings(secret_key="x" * 40)).replace("secret_key", "")
+
+
+SECRET_KEY = "Zq7-distinctive-secret-value-9f3c1e5a7b2d4f6081"
+OLD_KEY = "Old1-previous-secret-value-5e7a9c1b3d"
+SUPERUSER_PASSWORD = "Su9-superuser-password-value-2b4d6f"
+GUEST_PASSWORD = "Gu3-guest-password-value-8a0c2e"
+SECRET_VALUES = (SECRET_KEY, OLD_KEY, SUPERUSER_PASSWORD, GUEST_PASSWORD)
+
+
+def _leaked(settings: Settings) -> list[str]:
+    """The secret values that repr() or str() of `settings` shows."""
+    shown = f"{settings!r}\n{settings!s}\n{settings}"
+    return [value for value in SECRET_VALUES if value in shown]
+
+
+def test_repr_and_str_never_show_secrets_or_passwords() -> None:
+    settings = Settings(
+        store="memory://",
+        secret_key=SECRET_KEY,
+        previous_secret_keys=(OLD_KEY,),
+        superuser_username="root",
+        superuser_password=SUPERUSER_PASSWORD,
+        guest_username="guest",
+        guest_password=GUEST_PASSWORD,
+    )
+    # The values are really held...
+    assert (settings.secret_key, settings.previous_secret_keys) == (SECRET_KEY, (OLD_KEY,))
+    assert (settings.superuser_password, settings.guest_password) == (
+        SUPERUSER_PASSWORD,
+        GUEST_PASSWORD,
+    )
+    # ...and never shown, while the harmless fields are.
+    assert _leaked(settings) == []
+    assert "store='memory://'" in repr(settings)
+    assert "superuser_username='root'" in repr(settings)
+    assert _leaked(settings.replace(access_ttl=60)) == []
+
+
+def test_settings_read_from_env_or_toml_never_show_secrets(tmp_path: Path) -> None:
+    from_env = Settings.from_env(
+        {
+            "AUTHGATE_SECRET_KEY": SECRET_KEY,
+            "AUTHGATE_PREVIOUS_SECRET_KEYS": OLD_KEY,
+            "AUTHGATE_SUPERUSER_PASSWORD": SUPERUSER_PASSWORD,
+            "AUTHGATE_GUEST_PASSWORD": GUEST_PASSWORD,
+        }
+    )
+    assert (from_env.secret_key, from_env.superuser_password) == (SECRET_KEY, SUPERUSER_PASSWORD)
+    assert _leaked(from_env) == []
+    path = tmp_path / "authgate.toml"
+    path.write_text(
+        f'secret_key = "{SECRET_KEY}"\nsuperuser_password = "{SUPERUSER_PASSWORD}"\n'
+        f'previous_secret_keys = ["{OLD_KEY}"]\nguest_password = "{GUEST_PASSWORD}"\n'
+    )
+    from_toml = Settings.from_toml(path)
+    assert (from_toml.secret_key, from_toml.guest_password) == (SECRET_KEY, GUEST_PASSWORD)
+    assert _leaked(from_toml) == []
 
 
 def test_environment_variables_are_parsed() -> None:

@@ -18,10 +18,29 @@ from authgate.errors import (
     SessionLimitReached,
     SessionRevoked,
 )
+from authgate.identity import Identity
 from authgate.passwords import Argon2Params, PasswordHasher
-from authgate.sessions import Client
+from authgate.sessions import Client, TokenPair
 
 PW = "correct horse battery"
+
+
+def assert_live(gate: Any, pair: Any, username: str) -> Identity:
+    """`pair` is a real token pair: its access token verifies as `username` in the
+    session the pair names, that session is in the store, and the refresh token is
+    that session's."""
+    assert isinstance(pair, TokenPair)
+    assert (pair.token_type, pair.expires_in) == ("bearer", gate.settings.access_ttl)
+    who = gate.authenticate(pair.access_token)
+    assert isinstance(who, Identity)
+    assert (who.username, who.session_id, who.is_authenticated) == (
+        username,
+        pair.session_id,
+        True,
+    )
+    assert pair.session_id in [s.id for s in gate.list_sessions(username)]
+    assert pair.refresh_token.startswith(pair.session_id + ".")
+    return who
 
 
 @pytest.fixture
@@ -46,7 +65,7 @@ def test_login_authenticate_refresh_logout(gate: Any) -> None:
     assert again.session_id == pair.session_id
     assert gate.authenticate(again.access_token).username == "alice"
 
-    assert gate.logout(gate.authenticate(again.access_token))
+    assert gate.logout(gate.authenticate(again.access_token)) is True
     for token in (pair.access_token, again.access_token):
         with pytest.raises(SessionRevoked):
             gate.authenticate(token)
@@ -103,7 +122,7 @@ def test_password_change_revokes_other_sessions_only(gate: Any) -> None:
         gate.authenticate(there.access_token)
     with pytest.raises(BadCredentials):
         gate.login("alice", PW)
-    assert gate.login("alice", "new password 1").access_token
+    assert_live(gate, gate.login("alice", "new password 1"), "alice")
 
 
 def test_admin_password_reset_revokes_all_sessions(gate: Any) -> None:
@@ -170,7 +189,8 @@ def test_list_and_revoke_own_sessions(gate: Any) -> None:
     assert gate.revoke_sessions("alice") == 1
     with pytest.raises(SessionRevoked):
         gate.authenticate(two.access_token)
-    assert gate.authenticate(gate.login("root", "root password 1").access_token)
+    assert_live(gate, gate.login("root", "root password 1"), "root")
+    assert [s.id for s in gate.list_sessions("alice")] == []
 
 
 def test_session_limit_evicts_the_oldest(make_gate: Any) -> None:
@@ -179,9 +199,9 @@ def test_session_limit_evicts_the_oldest(make_gate: Any) -> None:
     first, second, third = (gate.login("alice", PW) for _ in range(3))
     with pytest.raises(SessionRevoked):
         gate.authenticate(first.access_token)
-    assert gate.authenticate(second.access_token)
-    assert gate.authenticate(third.access_token)
-    assert len(gate.list_sessions("alice")) == 2
+    assert_live(gate, second, "alice")
+    assert_live(gate, third, "alice")
+    assert [s.id for s in gate.list_sessions("alice")] == [second.session_id, third.session_id]
 
 
 def test_session_limit_can_refuse_new_logins(make_gate: Any) -> None:
@@ -190,14 +210,15 @@ def test_session_limit_can_refuse_new_logins(make_gate: Any) -> None:
     first = gate.login("alice", PW)
     with pytest.raises(SessionLimitReached):
         gate.login("alice", PW)
-    assert gate.authenticate(first.access_token)
+    assert_live(gate, first, "alice")
+    assert [s.id for s in gate.list_sessions("alice")] == [first.session_id]
 
 
 def test_lockout_after_max_failures_and_reset_on_success(gate: Any) -> None:
     for _ in range(2):
         with pytest.raises(BadCredentials):
             gate.login("alice", "wrong password")
-    assert gate.login("alice", PW)  # a success resets the count
+    assert_live(gate, gate.login("alice", PW), "alice")  # a success resets the count
     for _ in range(3):
         with pytest.raises(BadCredentials):
             gate.login("alice", "wrong password")
@@ -206,7 +227,7 @@ def test_lockout_after_max_failures_and_reset_on_success(gate: Any) -> None:
     assert info.value.status == 429
     assert 290 <= info.value.retry_after <= 300
     gate.unlock("alice")
-    assert gate.login("alice", PW)
+    assert_live(gate, gate.login("alice", PW), "alice")
 
 
 def test_unknown_users_are_locked_out_like_real_ones(gate: Any) -> None:
@@ -243,7 +264,7 @@ def test_login_rehashes_when_parameters_change(make_gate: Any) -> None:
     user = _get_user(gate, "alice")
     assert "t=2" in user.password_hash
     assert not stronger.needs_rehash(user.password_hash)
-    assert gate.login("alice", PW)
+    assert_live(gate, gate.login("alice", PW), "alice")
 
 
 def _get_user(gate: Any, name: str) -> Any:

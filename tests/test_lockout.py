@@ -8,7 +8,7 @@ from concurrent.futures import ProcessPoolExecutor
 import pytest
 
 from _workers import wrong_logins
-from authgate.errors import AccountLocked
+from authgate.errors import AccountLocked, BadCredentials
 from authgate.gate import Gate
 from authgate.stores import open_store
 from authgate.testing import cheap_hasher
@@ -30,9 +30,32 @@ def test_20_parallel_wrong_attempts_across_4_processes_get_at_most_5_guesses(
         chunks = pool.map(wrong_logins, [persistent_url] * 4, [SECRET] * 4, [5] * 4)
         outcomes = [o for chunk in chunks for o in chunk]
     assert len(outcomes) == 20
-    guesses = outcomes.count("BadCredentials")
-    assert 1 <= guesses <= 5, outcomes
-    assert outcomes.count("AccountLocked") == 20 - guesses
-    with pytest.raises(AccountLocked):
+    # Each attempt reserves its guess with one atomic increment before any password is
+    # checked: exactly max_login_attempts of the 20 get to guess, the rest are refused.
+    assert sorted(outcomes) == ["AccountLocked"] * 15 + ["BadCredentials"] * 5, outcomes
+    with pytest.raises(AccountLocked) as info:
         gate.login("alice", "correct horse battery")
+    assert 1 <= info.value.retry_after <= 300
     gate.close()
+
+
+def test_exactly_max_login_attempts_guesses_one_after_another(persistent_url: str) -> None:
+    gate = Gate(
+        store=open_store(persistent_url),
+        hasher=cheap_hasher(),
+        secret_key=SECRET,
+        max_login_attempts=5,
+    )
+    gate.create_user("alice", "correct horse battery")
+    outcomes = [_outcome(gate, "wrong password") for _ in range(8)]
+    assert outcomes == ["BadCredentials"] * 5 + ["AccountLocked"] * 3
+    assert _outcome(gate, "correct horse battery") == "AccountLocked"
+    gate.close()
+
+
+def _outcome(gate: Gate, password: str) -> str:
+    try:
+        gate.login("alice", password)
+    except (BadCredentials, AccountLocked) as err:
+        return type(err).__name__
+    return "success"
