@@ -64,12 +64,23 @@ POLICY = RolePolicy(
 # -- an in-process HTTP deployment ---------------------------------------------------------
 
 
+pushed_to_the_end = threading.Event()
+
+
 async def echo_app(scope: Scope, receive: Receive, send: Send) -> None:
     """A WebSocket echo and a 200 for any HTTP request."""
     if scope["type"] == "lifespan":
         while (await receive())["type"] != "lifespan.shutdown":
             await send({"type": "lifespan.startup.complete"})
         await send({"type": "lifespan.shutdown.complete"})
+        return
+    if scope["type"] == "websocket" and scope["path"] == "/push":  # sends, never listens
+        await receive()
+        await send({"type": "websocket.accept"})
+        for i in range(2000):
+            await send({"type": "websocket.send", "text": f"tick {i}"})
+            await asyncio.sleep(0.01)
+        pushed_to_the_end.set()
         return
     if scope["type"] == "websocket":
         await receive()
@@ -752,6 +763,25 @@ def test_an_idle_websocket_is_closed_soon_after_its_session_ends(
                 pytest.fail("the idle socket was still open 5 s after its session ended")
         assert message["type"] == "websocket.close"
         assert message["code"] == WS_SESSION_REVOKED
+
+
+def test_an_app_that_only_pushes_is_stopped_when_the_session_ends() -> None:
+    gate, token = cookie_gate()
+    pushed_to_the_end.clear()
+    with (
+        TestClient(deployment(gate, websocket_recheck_seconds=0.05)) as client,
+        client.websocket_connect("/push", headers=bearer(token)) as ws,
+    ):
+        assert ws.receive_text() == "tick 0"
+        assert client.post("/auth/logout", headers=bearer(token)).status_code == 204
+        codes = []
+        for _ in range(2000):
+            message = ws.receive()
+            if message["type"] == "websocket.close":
+                codes.append(message["code"])
+                break
+    assert codes == [WS_SESSION_REVOKED]
+    assert not pushed_to_the_end.is_set()  # the app was stopped, not left pushing
 
 
 # -- 6. a symlinked SQLite database ---------------------------------------------------------

@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from types import MappingProxyType
 from typing import Any
 
 from .audit import AuditEvent
@@ -195,12 +196,14 @@ def _key_identity(rules: SessionRules, session: Session) -> Flow[Identity]:
     if (utcnow() - session.last_seen).total_seconds() >= rules.touch_interval:
         yield Call("touch_session", (session.id, utcnow()))
     listed = ApiKey.from_session(session).permissions
-    claims = {
-        "sub": user.username,
-        "sid": session.id,
-        "api_key": session.id,
-        "account": tuple(p for p in listed if p in ACCOUNT_RIGHTS),
-    }
+    claims = MappingProxyType(
+        {
+            "sub": user.username,
+            "sid": session.id,
+            "api_key": session.id,
+            "account": tuple(p for p in listed if p in ACCOUNT_RIGHTS),
+        }
+    )
     owner = identity_from_user(rules.policy, user, session.id, claims)
     narrowed = [p for p in listed if p not in ACCOUNT_RIGHTS]
     if not listed:

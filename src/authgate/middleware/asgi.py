@@ -26,7 +26,7 @@ from urllib.parse import parse_qsl
 
 from ..api import MAX_BODY, ApiRequest, ApiResponse, HttpApi
 from ..context import reset_identity, set_identity
-from ..errors import AuthenticationError, AuthGateError
+from ..errors import AuthenticationError, AuthGateError, SessionRevoked
 from ..gate import AsyncGate
 from ..http import CredentialRules, error_response, read_credential
 from ..identity import ANONYMOUS, Identity
@@ -304,8 +304,8 @@ class _SocketWatch:
             if self._closed:
                 return
             self._closed = True
-        elif self._closed:
-            return  # the socket was closed for a revoked session: drop what follows
+        elif self._closed:  # closed for a revoked session: stop an app that only sends
+            raise SessionRevoked("the session ended: the WebSocket is closed")
         await self._send(message)
 
     async def receive(self) -> Message:
