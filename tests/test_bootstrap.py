@@ -6,11 +6,11 @@ from typing import Any
 
 import pytest
 
-from authgate import Settings, aensure_superuser, ensure_superuser
-from authgate.errors import ConfigError
+from authgate import Settings, aensure_superuser, ensure_superuser, flows
+from authgate.errors import AuthGateError, ConfigError, UserExists
 from authgate.stores import MemoryStore, SyncStoreAsAsync
 from authgate.testing import cheap_hasher
-from authgate.users import User
+from authgate.users import RoleHierarchy, User
 
 CHEAP: dict[str, Any] = {"argon2_time_cost": 1, "argon2_memory_cost": 8, "argon2_parallelism": 1}
 
@@ -78,3 +78,64 @@ def test_guest_user_is_created_on_first_run_when_configured() -> None:
     )
     plain.ensure_superuser()
     assert plain.store.get_user("guest") is None
+
+
+def _race(flow: Any, store: MemoryStore, meanwhile: Any) -> Any:
+    """Drive a seeding flow; just before its write, another worker acts (`meanwhile`)."""
+    hasher = cheap_hasher()
+    op = next(flow)
+    raced = False
+    try:
+        while True:
+            if isinstance(op, flows.Call):
+                if op.method in ("create_user", "update_user") and not raced:
+                    raced = True
+                    meanwhile()
+                try:
+                    result = getattr(store, op.method)(*op.args)
+                except AuthGateError as err:
+                    op = flow.throw(err)
+                    continue
+            else:
+                result = flows._cpu(op, hasher)
+            op = flow.send(result)
+    except StopIteration as done:
+        return done.value
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_worker_that_loses_the_seeding_race_succeeds(existing: bool) -> None:
+    store = MemoryStore()
+    if existing:
+        store.create_user(User.new("root", roles=["viewer"]))
+
+    def other_worker() -> None:
+        ensure_superuser(
+            store, Settings(superuser_username="root", superuser_password="root password", **CHEAP)
+        )
+
+    flow = flows.ensure_superuser("root", "root password", RoleHierarchy())
+    result = _race(flow, store, other_worker)
+
+    assert (result.action, result.username) == ("exists", "root")
+    admins = [u for u in store.list_users().items if "admin" in u.roles]
+    assert [u.username for u in admins] == ["root"]
+
+
+def test_a_lost_race_to_a_user_who_is_not_admin_still_fails() -> None:
+    store = MemoryStore()
+
+    def other_worker() -> None:
+        store.create_user(User.new("root", roles=["viewer"]))
+
+    with pytest.raises(UserExists):
+        _race(flows.ensure_superuser("root", "root password", RoleHierarchy()), store, other_worker)
+
+
+def test_a_guest_seeded_by_another_worker_is_not_an_error() -> None:
+    store = MemoryStore()
+
+    def other_worker() -> None:
+        store.create_user(User.new("guest", roles=["guest"]))
+
+    assert _race(flows.ensure_guest("guest", None), store, other_worker) is False

@@ -21,6 +21,7 @@ from .errors import (
     ConfigError,
     LastAdminError,
     ProtectedUser,
+    UserExists,
     UserNotFound,
     ValidationError,
     VersionConflict,
@@ -343,7 +344,10 @@ def ensure_guest(username: str, password: str | None, role: str = "guest") -> Fl
     if existing is not None:
         return False
     secrets_ = {} if password is None else (yield from password_fields(password))
-    yield Call("create_user", (User.new(name, roles=[role], **secrets_),))
+    try:
+        yield Call("create_user", (User.new(name, roles=[role], **secrets_),))
+    except UserExists:  # another worker seeded it a moment ago
+        return False
     return True
 
 
@@ -375,9 +379,19 @@ def ensure_superuser(
     name = normalize_username(username)
     existing: User | None = yield Call("get_user", (name,))
     secrets_ = yield from password_fields(password)
-    if existing is None:
-        yield Call("create_user", (User.new(name, roles=[roles_order.top], **secrets_),))
-        return Bootstrap("created", name)
-    promoted = existing.changed(roles=existing.roles | {roles_order.top}, enabled=True, **secrets_)
-    yield Call("update_user", (promoted, existing.version))
-    return Bootstrap("promoted", name)
+    # Every worker of a fresh deployment may get here at once: losing the race to create
+    # or promote the admin is success, as long as the admin now exists.
+    try:
+        if existing is None:
+            yield Call("create_user", (User.new(name, roles=[roles_order.top], **secrets_),))
+            return Bootstrap("created", name)
+        promoted = existing.changed(
+            roles=existing.roles | {roles_order.top}, enabled=True, **secrets_
+        )
+        yield Call("update_user", (promoted, existing.version))
+        return Bootstrap("promoted", name)
+    except (UserExists, VersionConflict):
+        now: User | None = yield Call("get_user", (name,))
+        if now is None or not now.enabled or roles_order.top not in now.roles:
+            raise
+        return Bootstrap("exists", name)
