@@ -316,7 +316,16 @@ def cookie_gate() -> tuple[AsyncGate, str]:
 
 
 @pytest.mark.parametrize(
-    "origin", ["https://evil.example", "http://testserver.evil.example", "null", None]
+    "origin",
+    [
+        "https://evil.example",
+        "http://testserver.evil.example",
+        "https://evil.example/testserver",
+        "ftp://testserver",
+        "null",
+        "",
+        None,
+    ],
 )
 def test_a_cross_site_websocket_with_the_session_cookie_is_refused(origin: str | None) -> None:
     gate, token = cookie_gate()
@@ -337,7 +346,8 @@ def test_a_cross_site_websocket_with_the_session_cookie_is_refused(origin: str |
 
 
 @pytest.mark.parametrize(
-    "origin", ["http://testserver", "https://app.example", "HTTPS://APP.EXAMPLE/"]
+    "origin",
+    ["http://testserver", "https://testserver", "https://app.example", "HTTPS://APP.EXAMPLE/"],
 )
 def test_a_websocket_from_an_allowed_origin_uses_the_cookie(origin: str) -> None:
     gate, token = cookie_gate()

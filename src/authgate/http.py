@@ -115,15 +115,14 @@ def read_credential(
     websocket: bool,
     rules: CredentialRules,
     origin: str | None = None,
-    own_origin: str = "",
+    host: str = "",
 ) -> str | None:
     """The token a request presents, or None for an anonymous request.
 
     Order: the ``Authorization`` header, then the session cookie (if configured, with
     its CSRF check: `csrf` is the value of ``rules.csrf_header``; on a WebSocket
-    handshake, the ``Origin`` check instead: `origin` is the header's value and
-    `own_origin` the server's, such as ``https://host:port``), then ``?token=`` on
-    WebSocket handshakes.
+    handshake, the ``Origin`` check instead: `origin` is that header's value and
+    `host` the ``Host`` header's), then ``?token=`` on WebSocket handshakes.
     """
     if authorization is not None:
         token = _parsed.get(authorization)
@@ -140,7 +139,7 @@ def read_credential(
         token = cookies.get(rules.cookie_name)
         if token:
             if websocket:
-                _check_origin(origin, own_origin, rules)
+                _check_origin(origin, host, rules)
             elif method not in SAFE_METHODS:
                 expected = cookies.get(rules.csrf_cookie, "")
                 if not (
@@ -160,10 +159,15 @@ def read_credential(
     return None
 
 
-def _check_origin(origin: str | None, own_origin: str, rules: CredentialRules) -> None:
-    """Refuse a cookie-authenticated WebSocket handshake from a foreign page."""
+def _check_origin(origin: str | None, host: str, rules: CredentialRules) -> None:
+    """Refuse a cookie-authenticated WebSocket handshake from a foreign page.  The
+    page's own host is allowed whatever its scheme (a TLS proxy in front of the app
+    makes ``https`` pages open ``ws`` scopes)."""
     seen = (origin or "").strip().rstrip("/").lower()
-    if seen and (seen == own_origin.lower() or seen in rules.websocket_origins):
+    if seen in rules.websocket_origins and seen:
+        return
+    scheme, sep, netloc = seen.partition("://")
+    if sep and scheme in ("http", "https") and host and netloc == host.strip().lower():
         return
     raise PermissionDenied(
         "the session cookie is not accepted on a WebSocket from this origin: "

@@ -92,7 +92,7 @@ class AuthGateMiddleware:
                 websocket=websocket,
                 rules=self.rules,
                 origin=origin,
-                own_origin=_own_origin(scope, host) if websocket else "",
+                host=host,
             )
             if token is None:
                 identity = ANONYMOUS
@@ -268,15 +268,6 @@ class AuthGateApi:
         response = await self.gate.handle_api(request, self.api)
         assert response is not None
         await _send_response(send, response)
-
-
-def _own_origin(scope: Scope, host: str) -> str:
-    """The origin a page served by this server has (``ws`` handshakes come from ``http``)."""
-    scheme = "https" if scope.get("scheme") == "wss" else "http"
-    if not host and scope.get("server"):
-        server_host, port = scope["server"][:2]
-        host = f"{server_host}:{port}"
-    return f"{scheme}://{host}"
 
 
 class _SocketWatch:
