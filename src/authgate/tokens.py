@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 import jwt
 from jwt.algorithms import get_default_algorithms
@@ -45,6 +45,7 @@ ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "
 MIN_SECRET_BYTES = 32
 MAX_TOKEN_LENGTH = 8192
 
+_T = TypeVar("_T")
 _TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
 _ALGORITHMS = get_default_algorithms()
 _SECRET_HINT = "generate one with `python -c 'import secrets; print(secrets.token_urlsafe(48))'`"
@@ -288,6 +289,30 @@ def _number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+class _Forgetting(Generic[_T]):
+    """A `TokenVerifier` setting (kept as ``_<name>``) whose change forgets every
+    decision the verifier cached."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.attribute = "_" + name
+
+    @overload
+    def __get__(self, obj: None, objtype: type | None = None) -> _Forgetting[_T]: ...
+    @overload
+    def __get__(self, obj: TokenVerifier, objtype: type | None = None) -> _T: ...
+    def __get__(
+        self, obj: TokenVerifier | None, objtype: type | None = None
+    ) -> _T | _Forgetting[_T]:
+        if obj is None:
+            return self
+        value: _T = getattr(obj, self.attribute)
+        return value
+
+    def __set__(self, obj: TokenVerifier, value: _T) -> None:
+        setattr(obj, self.attribute, value)
+        obj._forget()
+
+
 class TokenVerifier:
     """Verifies access tokens against a `KeyRing` and the configured claims.
 
@@ -316,59 +341,15 @@ class TokenVerifier:
 
     # What a cached decision depends on: setting any of these forgets every decision, so
     # a token signed by a removed key, or for another issuer, never verifies from memory.
+    ring: _Forgetting[KeyRing] = _Forgetting()
+    issuer: _Forgetting[str] = _Forgetting()
+    audience: _Forgetting[str] = _Forgetting()
+    leeway: _Forgetting[float] = _Forgetting()
+    typ: _Forgetting[str] = _Forgetting()
+
     def _forget(self) -> None:
         self._headers.clear()
         self._verified.clear()
-
-    @property
-    def ring(self) -> KeyRing:
-        """The keys that verify (the first also signs)."""
-        return self._ring
-
-    @ring.setter
-    def ring(self, ring: KeyRing) -> None:
-        self._ring = ring
-        self._forget()
-
-    @property
-    def issuer(self) -> str:
-        """The ``iss`` every token must carry."""
-        return self._issuer
-
-    @issuer.setter
-    def issuer(self, issuer: str) -> None:
-        self._issuer = issuer
-        self._forget()
-
-    @property
-    def audience(self) -> str:
-        """The ``aud`` every token must carry (or list)."""
-        return self._audience
-
-    @audience.setter
-    def audience(self, audience: str) -> None:
-        self._audience = audience
-        self._forget()
-
-    @property
-    def leeway(self) -> float:
-        """Seconds of clock skew allowed on ``exp``, ``nbf`` and ``iat``."""
-        return self._leeway
-
-    @leeway.setter
-    def leeway(self, leeway: float) -> None:
-        self._leeway = leeway
-        self._forget()
-
-    @property
-    def typ(self) -> str:
-        """The ``typ`` header every token must carry."""
-        return self._typ
-
-    @typ.setter
-    def typ(self, typ: str) -> None:
-        self._typ = typ
-        self._forget()
 
     def issue(self, claims: Mapping[str, Any], ttl: int, *, now: float | None = None) -> str:
         """Sign a token carrying `claims` plus ``iss``, ``aud``, ``iat``, ``exp`` and ``jti``."""
