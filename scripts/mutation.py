@@ -6,11 +6,11 @@
     scripts/mutation --report lockout                   # re-read the last results
 
 Runs mutmut (configured in pyproject.toml's ``[tool.mutmut]``) over the chosen modules and
-prints, per module: the mutants generated, killed, equivalent (listed with a reason in
-tests/mutation/equivalent.txt) and surviving (neither; "wording": those of them that only
-change the words of an error message), then the diff of every surviving mutant but the
-wording ones (``--messages`` shows those too) and its entry for the equivalence list.
-Exits 1 if a mutant survives that is not a wording one, 2 if the run itself failed.
+prints, per module, the mutants generated and how many were killed, are equivalent (listed
+with a reason in tests/mutation/equivalent.txt), only change the wording of an error
+message (not tested), or survived; then the diff of every surviving mutant with its line
+for the equivalence list.  A run that stops half-way resumes where it stopped.
+Exits 1 if a mutant survives, 2 if the run itself failed.
 """
 
 from __future__ import annotations
@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 import ast
 import contextlib
+import difflib
+import fnmatch
 import hashlib
 import os
 import re
@@ -26,8 +28,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 MUTANTS = ROOT / "mutants"
@@ -54,6 +57,7 @@ ATOMIC = (
 )
 
 # Module -> the functions mutated in it ("*": all of them; "Class.method" or "function").
+# A module added here must be in pyproject.toml's [tool.mutmut] only_mutate too.
 TARGETS: dict[str, tuple[str, ...]] = {
     "src/authgate/tokens.py": ("*",),
     "src/authgate/lockout.py": ("*",),
@@ -68,8 +72,10 @@ TARGETS: dict[str, tuple[str, ...]] = {
 }
 
 KILLED = {"killed", "caught by type check"}
-TIMEOUT = {"timeout"}
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
+
+
+# -- what to mutate -----------------------------------------------------------------------
 
 
 def module_name(path: str) -> str:
@@ -77,45 +83,37 @@ def module_name(path: str) -> str:
     return path.removeprefix("src/").removesuffix(".py").replace("/", ".")
 
 
-def function_key(module: str, function: str) -> str:
-    """mutmut's name for a function: ``authgate.lockout.xǁLockoutPolicyǁreserve``."""
-    cls, _, name = function.rpartition(".")
-    return f"{module}.xǁ{cls}ǁ{name}" if cls else f"{module}.x_{name}"
-
-
 def resolve(spec: str) -> tuple[str, tuple[str, ...]]:
     """A module (``src/authgate/tokens.py``, ``authgate.tokens``, ``tokens``,
     ``stores/sqlite``), optionally ``::Class.method`` or ``::function``."""
     where, _, function = spec.partition("::")
     name = where.removesuffix(".py").removeprefix("src/").replace(".", "/")
-    name = name.removeprefix("authgate/")
-    path = f"src/authgate/{name}.py"
+    path = f"src/authgate/{name.removeprefix('authgate/')}.py"
     if path not in TARGETS:
-        known = ", ".join(TARGETS)
-        raise SystemExit(f"mutation: {spec!r} is not one of the modules mutated: {known}")
+        raise SystemExit(f"mutation: {spec!r} is not a module mutated: {', '.join(TARGETS)}")
     return path, (function,) if function else TARGETS[path]
 
 
-def globs_for(targets: dict[str, tuple[str, ...]]) -> tuple[list[str], list[str]]:
-    """The names to hand mutmut, and the exact patterns of the mutants asked for.
-
-    mutmut matches the names it is given against its mutants (``...reserve__mutmut_3``)
-    and, to pick the tests of its clean run, against functions (``...reserve``); a name
-    matching no function makes that clean run the whole suite.  ``...reserve*`` matches
-    both (and any function whose name starts the same: the summary counts only the exact
-    ones)."""
-    run, exact = [], []
+def globs_for(targets: dict[str, tuple[str, ...]]) -> list[str]:
+    """Patterns of mutmut's mutant names: ``authgate.lockout.xǁLockoutPolicyǁreserve__mutmut_3``."""
+    out = []
     for path, functions in targets.items():
         module = module_name(path)
         for function in functions:
-            key = f"{module}." if function == "*" else function_key(module, function)
-            run.append(f"{key}*")
-            exact.append(f"{key}*" if function == "*" else f"{key}__mutmut_*")
-    return run, exact
+            if function == "*":
+                out.append(f"{module}.x*__mutmut_*")
+                continue
+            cls, _, name = function.rpartition(".")
+            key = f"{module}.xǁ{cls}ǁ{name}" if cls else f"{module}.x_{name}"
+            out.append(f"{key}__mutmut_*")
+    return out
+
+
+# -- mutants/ -----------------------------------------------------------------------------
 
 
 def inputs_digest() -> str:
-    """Everything the test-to-function map depends on."""
+    """Everything the test-to-function map and the verdicts depend on."""
     digest = hashlib.sha256()
     files = [ROOT / "pyproject.toml", PLUGIN]
     for top in ("src", "tests", "examples"):
@@ -126,10 +124,10 @@ def inputs_digest() -> str:
     return digest.hexdigest()
 
 
-def prepare(fresh: bool) -> None:
-    """Set up mutants/: mutmut regenerates a module's mutants when the module changes,
-    but its map of which tests cover which function is only rebuilt from scratch here,
-    when any source, test or the configuration changed since it was made."""
+def prepare(fresh: bool) -> bool:
+    """Set up mutants/; True when a source, a test or the configuration changed since
+    the last run (mutmut then rebuilds its map of which tests reach which function, and
+    the mutants that survived are tested again)."""
     if fresh and MUTANTS.exists():
         shutil.rmtree(MUTANTS)
     MUTANTS.mkdir(exist_ok=True)
@@ -137,58 +135,25 @@ def prepare(fresh: bool) -> None:
         shutil.rmtree(MUTANTS / copied, ignore_errors=True)
     shutil.copy(PLUGIN, MUTANTS / "conftest.py")
     digest = inputs_digest()
-    if not INPUTS_STAMP.exists() or INPUTS_STAMP.read_text() != digest:
-        (MUTANTS / "mutmut-stats.json").unlink(missing_ok=True)
-        INPUTS_STAMP.write_text(digest)
+    if INPUTS_STAMP.exists() and INPUTS_STAMP.read_text() == digest:
+        return False
+    (MUTANTS / "mutmut-stats.json").unlink(missing_ok=True)
+    INPUTS_STAMP.write_text(digest)
+    return True
 
 
-@contextlib.contextmanager
-def redis_url() -> Iterator[str | None]:
-    """One Redis for the whole run (each mutant's pytest would otherwise start its own)."""
-    if os.environ.get("REDIS_URL"):
-        yield os.environ["REDIS_URL"]
-        return
-    from authgate.testing import find_redis_server, redis_server
+def generate(jobs: int) -> None:
+    """mutmut's own first step: (re)write the mutants of every module changed since."""
+    from mutmut.__main__ import create_mutants
+    from mutmut.utils.file_utils import copy_also_copy_files, copy_src_dir
 
-    if find_redis_server() is None:
-        yield None
-        return
-    with redis_server() as url:
-        yield url
+    with open(os.devnull, "w") as quiet, contextlib.redirect_stdout(quiet):
+        copy_src_dir()
+        copy_also_copy_files()
+        create_mutants(jobs)
 
 
-def run_mutmut(globs: list[str], jobs: int, env: dict[str, str]) -> int:
-    """Run mutmut, its whole output to mutants/mutmut-run.log, its milestones (and a
-    progress line every 30 s) to stdout."""
-    mutmut = Path(sys.executable).with_name("mutmut")
-    command = [str(mutmut if mutmut.exists() else "mutmut"), "run", "--max-children", str(jobs)]
-    with LOG.open("w") as log:
-        proc = subprocess.Popen(  # noqa: S603 - our own venv's mutmut, our arguments
-            [*command, *globs], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
-        assert proc.stdout is not None
-        pending, last, shown = "", "", time.monotonic()
-        quiet = False  # mutmut lists every mutant it was given at the end: left to the log
-        while chunk := os.read(proc.stdout.fileno(), 4096):
-            text = chunk.decode(errors="replace")
-            log.write(text)
-            pending += text
-            *lines, pending = re.split(r"[\r\n]", pending)
-            for line in lines:
-                quiet = quiet or line.startswith("Mutant results")
-                if not line.strip() or quiet or line.strip().startswith("also copying"):
-                    continue
-                if line[0] in SPINNER:
-                    last = line[1:].strip()
-                    if time.monotonic() - shown > 30:
-                        print(f"    {last}", flush=True)
-                        shown = time.monotonic()
-                else:
-                    print(f"    {line.strip()}", flush=True)
-        code = proc.wait()
-    if last:
-        print(f"    {last}")
-    return code
+# -- judging a mutant without running it ----------------------------------------------------
 
 
 def fingerprint(diff: str) -> str:
@@ -201,8 +166,42 @@ def fingerprint(diff: str) -> str:
     return hashlib.sha256("\n".join(changed).encode()).hexdigest()[:10]
 
 
+def _text(node: ast.expr) -> bool:
+    """A message: a string, None, or an f-string of plain names."""
+    if isinstance(node, ast.Constant):
+        return node.value is None or isinstance(node.value, str)
+    if isinstance(node, ast.JoinedStr):
+        return all(
+            isinstance(v, ast.Constant)
+            or (isinstance(v, ast.FormattedValue) and isinstance(v.value, ast.Name | ast.Attribute))
+            for v in node.values
+        )
+    return False
+
+
+class _DropMessages(ast.NodeTransformer):
+    def visit_Raise(self, node: ast.Raise) -> ast.Raise:
+        self.generic_visit(node)
+        if isinstance(node.exc, ast.Call):
+            node.exc.args = [a for a in node.exc.args if not _text(a)]
+            node.exc.keywords = [k for k in node.exc.keywords if not _text(k.value)]
+        return node
+
+
+def wording_only(original: str, mutant: str) -> bool:
+    """The mutant changes nothing but the text of an exception being raised: its words,
+    not which exception, nor when."""
+    try:
+        trees = [_DropMessages().visit(ast.parse(code)) for code in (original, mutant)]
+    except SyntaxError:
+        return False
+    return ast.dump(trees[0]) == ast.dump(trees[1])
+
+
 @dataclass
 class Entry:
+    """A line of the equivalence list."""
+
     name: str
     fingerprint: str
     reason: str
@@ -230,148 +229,84 @@ def read_equivalent() -> list[Entry]:
 
 
 @dataclass
-class Survivor:
+class Mutant:
+    path: str
     name: str
     status: str
-    fingerprint: str
     diff: str
-    message_only: bool
+    fingerprint: str
+    wording: bool
+    equivalent: Entry | None
+
+    @property
+    def decided(self) -> bool:
+        return self.status != "not checked"
 
 
-@dataclass
-class Tally:
-    generated: int = 0
-    killed: int = 0
-    timeout: int = 0
-    equivalent: int = 0
-    surviving: list[Survivor] = field(default_factory=list)
-
-    def add(self, other: Tally) -> None:
-        self.generated += other.generated
-        self.killed += other.killed
-        self.timeout += other.timeout
-        self.equivalent += other.equivalent
-        self.surviving += other.surviving
-
-    def row(self, label: str) -> str:
-        messages = sum(s.message_only for s in self.surviving)
-        return (
-            f"{label:32} {self.generated:7} {self.killed:7} {self.timeout:7} "
-            f"{self.equivalent:7} {len(self.surviving):9} {messages:9}"
-        )
-
-
-def _text(node: ast.expr) -> bool:
-    """A message: a string, None, or an f-string of plain names."""
-    if isinstance(node, ast.Constant):
-        return node.value is None or isinstance(node.value, str)
-    if isinstance(node, ast.JoinedStr):
-        return all(
-            isinstance(v, ast.Constant)
-            or (isinstance(v, ast.FormattedValue) and isinstance(v.value, ast.Name | ast.Attribute))
-            for v in node.values
-        )
-    return False
-
-
-class _DropMessages(ast.NodeTransformer):
-    def visit_Raise(self, node: ast.Raise) -> ast.Raise:
-        self.generic_visit(node)
-        if isinstance(node.exc, ast.Call):
-            node.exc.args = [a for a in node.exc.args if not _text(a)]
-            node.exc.keywords = [k for k in node.exc.keywords if not _text(k.value)]
-        return node
-
-
-def message_only(original: str, mutant: str) -> bool:
-    """The mutant changes nothing but the text of an exception being raised (its words,
-    not which exception, nor when): tests check the error, not its wording."""
-    try:
-        trees = [_DropMessages().visit(ast.parse(code)) for code in (original, mutant)]
-    except SyntaxError:
-        return False
-    return ast.dump(trees[0]) == ast.dump(trees[1])
-
-
-def collect(targets: dict[str, tuple[str, ...]], globs: list[str]) -> dict[str, Tally]:
-    """The results mutmut left in mutants/, per module, for the mutants asked for."""
-    import fnmatch
-
+def load(targets: dict[str, tuple[str, ...]], recheck: bool) -> list[Mutant]:
+    """The mutants asked for, with mutmut's verdicts so far; `recheck` forgets every
+    verdict but "killed" first."""
     import libcst as cst
     from mutmut.mutation.data import SourceFileMutationData
-    from mutmut.mutation.diff_apply import get_diff_for_mutant, read_functions_from_index
     from mutmut.stats import status_by_exit_code
 
+    globs = globs_for(targets)
     entries = read_equivalent()
-    tallies: dict[str, Tally] = {}
-    os.chdir(ROOT)  # mutmut's readers take paths relative to the project
+    mutants = []
     for path in targets:
         data = SourceFileMutationData(path=path)
         data.load()
-        tally = tallies[path] = Tally()
-        for name, exit_code in sorted(data.exit_code_by_key.items(), key=_natural):
+        if recheck:
+            for name, code in data.exit_code_by_key.items():
+                if status_by_exit_code[code] not in KILLED:
+                    data.exit_code_by_key[name] = None
+            data.save()
+        for name, code in sorted(data.exit_code_by_key.items(), key=_natural):
             if not any(fnmatch.fnmatchcase(name, g) for g in globs):
                 continue
-            tally.generated += 1
-            status = status_by_exit_code[exit_code]
-            if status in KILLED:
-                tally.killed += 1
-                continue
-            if status in TIMEOUT:
-                tally.timeout += 1
-                continue
-            diff = get_diff_for_mutant(name, path=path)
-            mark = fingerprint(diff)
+            status = status_by_exit_code[code]
             function = name.partition("__mutmut_")[0]
-            match = next(
-                (e for e in entries if e.function == function and e.fingerprint == mark), None
+            if status in KILLED and not any(e.function == function for e in entries):
+                mutants.append(Mutant(path, name, status, "", "", False, None))
+                continue  # nothing more to know
+            original, mutated = (cst.Module([f]).code.strip() for f in read_functions(name, path))
+            diff = "\n".join(
+                difflib.unified_diff(
+                    original.split("\n"), mutated.split("\n"), path, path, lineterm=""
+                )
             )
-            if match:
-                match.used = True
-                tally.equivalent += 1
-                continue
-            functions = read_functions_from_index(name, path)
-            wording = functions is not None and message_only(
-                *(cst.Module([f]).code for f in functions)
+            mark = fingerprint(diff)
+            entry = next(
+                (e for e in entries if (e.function, e.fingerprint) == (function, mark)), None
             )
-            tally.surviving.append(Survivor(name, status, mark, diff, wording))
-
-    modules = {module_name(p) for p in targets}
+            wording = wording_only(original, mutated)
+            mutants.append(Mutant(path, name, status, diff, mark, wording, entry))
     for entry in entries:
-        if not entry.used and entry.function.rpartition(".")[0] in modules:
-            print(
-                f"note: {EQUIVALENT.relative_to(ROOT)}:{entry.line} ({entry.name}) matches "
-                "no surviving mutant any more (killed now, or the code changed): remove it"
-            )
-    return tallies
+        if entry.function.rpartition(".")[0] in {module_name(p) for p in targets}:
+            entry.used = any(m.equivalent is entry for m in mutants)
+            if not entry.used:
+                print(
+                    f"note: {EQUIVALENT.relative_to(ROOT)}:{entry.line} ({entry.name}) matches "
+                    "no mutant any more (the code changed): judge the new mutants, drop it"
+                )
+    return mutants
 
 
-def report(tallies: dict[str, Tally], messages: bool) -> int:
-    total = Tally()
-    print()
-    print(
-        f"{'module':32} {'mutants':>7} {'killed':>7} {'timeout':>7} {'equiv.':>7} "
-        f"{'surviving':>9} {'(wording)':>9}"
+def read_functions(name: str, path: str) -> tuple[Any, Any]:
+    """The function a mutant was made from, and the mutant (libcst nodes), the way
+    ``mutmut show`` reads them."""
+    from mutmut.mutation.diff_apply import (
+        read_functions_from_index,
+        read_mutant_function,
+        read_mutants_module,
+        read_original_function,
     )
-    for path, tally in tallies.items():
-        print(tally.row(path))
-        total.add(tally)
-    if len(tallies) > 1:
-        print(total.row("total"))
-    print(
-        "timeout: the mutant made the tests hang, counted as killed; (wording): surviving "
-        "mutants that only change the words of an error"
-    )
-    for survivor in total.surviving:
-        if survivor.message_only and not messages:
-            continue
-        print(f"\n--- {survivor.status}: {survivor.name}")
-        print("\n".join(survivor.diff.splitlines()[2:]))
-        print(f"    equivalent? {survivor.name} {survivor.fingerprint} <why>")
-    hidden = sum(s.message_only for s in total.surviving) if not messages else 0
-    if hidden:
-        print(f"\n({hidden} mutants that only change an error's wording: see them with --messages)")
-    return 1 if any(not s.message_only for s in total.surviving) else 0
+
+    functions = read_functions_from_index(name, path)
+    if functions is not None:
+        return functions
+    module = read_mutants_module(path)
+    return read_original_function(module, name), read_mutant_function(module, name)
 
 
 def _natural(item: tuple[str, int | None]) -> tuple[str, int]:
@@ -379,10 +314,118 @@ def _natural(item: tuple[str, int | None]) -> tuple[str, int]:
     return base, int(number) if number.isdigit() else 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="scripts/mutation", description=__doc__.split("\n\n")[0] if __doc__ else None
+# -- running ------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def redis_url() -> Iterator[str | None]:
+    """One Redis for the whole run (each mutant's pytest would otherwise start its own)."""
+    if os.environ.get("REDIS_URL"):
+        yield os.environ["REDIS_URL"]
+        return
+    from authgate.testing import find_redis_server, redis_server
+
+    if find_redis_server() is None:
+        yield None
+        return
+    with redis_server() as url:
+        yield url
+
+
+def run_mutmut(names: list[str], jobs: int, env: dict[str, str]) -> int:
+    """Test the mutants named: mutmut's whole output to mutants/mutmut-run.log, its
+    milestones (and a progress line every 30 s) to stdout."""
+    mutmut = Path(sys.executable).with_name("mutmut")
+    command = [str(mutmut if mutmut.exists() else "mutmut"), "run", "--max-children", str(jobs)]
+    with LOG.open("w") as log:
+        proc = subprocess.Popen(  # noqa: S603 - our own venv's mutmut, our arguments
+            [*command, *names], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+        )
+        assert proc.stdout is not None
+        pending, last, shown = "", "", time.monotonic()
+        quiet = False  # mutmut lists every mutant it was given at the end: left to the log
+        while chunk := os.read(proc.stdout.fileno(), 4096):
+            text = chunk.decode(errors="replace")
+            log.write(text)
+            pending += text
+            *lines, pending = re.split(r"[\r\n]", pending)
+            for line in lines:
+                quiet = quiet or line.startswith("Mutant results")
+                if quiet or not line.strip() or line.strip().startswith("also copying"):
+                    continue
+                if line[0] in SPINNER:
+                    last = line[1:].strip()
+                    if time.monotonic() - shown > 30:
+                        print(f"    {last}", flush=True)
+                        shown = time.monotonic()
+                else:
+                    print(f"    {line.strip()}", flush=True)
+    return proc.wait()
+
+
+# -- the summary --------------------------------------------------------------------------
+
+COLUMNS = ("mutants", "killed", "timeout", "equiv.", "wording", "surviving", "not run")
+
+
+def _count(mutants: list[Mutant]) -> tuple[int, ...]:
+    killed = sum(m.status in KILLED for m in mutants)
+    timeout = sum(m.status == "timeout" for m in mutants)
+    rest = [m for m in mutants if m.status not in KILLED and m.status != "timeout"]
+    equivalent = sum(m.equivalent is not None for m in rest)
+    wording = sum(m.equivalent is None and m.wording for m in rest)
+    left = [m for m in rest if m.equivalent is None and not m.wording]
+    surviving = sum(m.decided for m in left)
+    return len(mutants), killed, timeout, equivalent, wording, surviving, len(left) - surviving
+
+
+def surviving(mutants: list[Mutant]) -> list[Mutant]:
+    return [
+        m
+        for m in mutants
+        if m.decided
+        and m.status not in KILLED
+        and m.status != "timeout"
+        and m.equivalent is None
+        and not m.wording
+    ]
+
+
+def report(mutants: list[Mutant], show_wording: bool) -> int:
+    paths = sorted({m.path for m in mutants}, key=list(TARGETS).index)
+    print()
+    print(f"{'module':30}" + "".join(f"{c:>10}" for c in COLUMNS))
+    for path in paths:
+        counts = _count([m for m in mutants if m.path == path])
+        print(f"{path:30}" + "".join(f"{n:10}" for n in counts))
+    if len(paths) > 1:
+        print(f"{'total':30}" + "".join(f"{n:10}" for n in _count(mutants)))
+    print(
+        "timeout: the tests hung, counted as killed; wording: changes only the words of an "
+        "error, not tested (--messages tests them)"
     )
+    for m in surviving(mutants) + ([m for m in mutants if m.wording] if show_wording else []):
+        print(f"\n--- {m.status}{' (wording)' if m.wording else ''}: {m.name}")
+        print("\n".join(m.diff.splitlines()[2:]))
+        print(f"    equivalent? {m.name} {m.fingerprint} <why>")
+    for m in mutants:
+        if m.equivalent is not None and m.status in KILLED:
+            print(
+                f"\nnote: {m.name} is listed as equivalent "
+                f"({EQUIVALENT.relative_to(ROOT)}:{m.equivalent.line}) but a test kills it"
+            )
+    pending = _count(mutants)[-1]
+    if pending:
+        print(f"\n{pending} mutants not run yet (interrupted?): run the same command again")
+    return 1 if surviving(mutants) else 0
+
+
+# -- main ---------------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="scripts/mutation", description=__doc__)
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument(
         "modules",
         nargs="*",
@@ -397,17 +440,22 @@ def main(argv: list[str] | None = None) -> int:
         help="mutants tested at once (default: half the cores)",
     )
     parser.add_argument(
-        "--fresh", action="store_true", help="delete mutants/ first and start from nothing"
+        "--fresh",
+        action="store_true",
+        help="delete mutants/ first: generate and test everything again",
     )
     parser.add_argument(
-        "--messages",
+        "--all",
         action="store_true",
-        help="also show the surviving mutants that only change an error's wording",
+        help="also test the mutants listed as equivalent and the wording ones",
+    )
+    parser.add_argument(
+        "--messages", action="store_true", help="show the wording mutants too (and test them)"
     )
     parser.add_argument(
         "--report",
         action="store_true",
-        help="run nothing: summarize the results the last run left in mutants/",
+        help="run nothing: summarize the results in mutants/",
     )
     args = parser.parse_args(argv)
 
@@ -415,23 +463,40 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.modules or list(TARGETS):
         path, functions = resolve(spec)
         targets[path] = (*targets.get(path, ()), *functions)
-    run_globs, globs = globs_for(targets)
+    os.chdir(ROOT)  # mutmut works on paths relative to the project
 
     if args.report:
-        return report(collect(targets, globs), args.messages)
+        return report(load(targets, recheck=False), args.messages)
 
     started = time.monotonic()
-    prepare(args.fresh)
-    with redis_url() as url:
-        env = {**os.environ, **({"REDIS_URL": url} if url else {})}
-        print(f"mutation: {', '.join(targets)} ({args.jobs} at a time; log: {LOG})", flush=True)
-        code = run_mutmut(run_globs, args.jobs, env)
-    if code != 0:
-        print(f"mutation: mutmut failed (exit {code}); the end of {LOG}:", file=sys.stderr)
-        tail = re.split(r"[\r\n]", LOG.read_text(errors="replace"))[-40:]
-        print("\n".join(line for line in tail if line.strip()), file=sys.stderr)
-        return 2
-    result = report(collect(targets, globs), args.messages)
+    recheck = prepare(args.fresh)
+    print(f"mutation: {', '.join(targets)}", flush=True)
+    generate(args.jobs)
+    mutants = load(targets, recheck)
+    todo = [
+        m.name
+        for m in mutants
+        if not m.decided
+        and (args.all or m.equivalent is None)
+        and (args.all or args.messages or not m.wording)
+    ]
+    print(
+        f"    {len(mutants)} mutants, {len(todo)} to test, {args.jobs} at a time "
+        f"(log: {LOG.relative_to(ROOT)})",
+        flush=True,
+    )
+    if todo:
+        with redis_url() as url:
+            env = {**os.environ, **({"REDIS_URL": url} if url else {})}
+            code = run_mutmut(todo, args.jobs, env)
+        if code != 0:
+            print(f"mutation: mutmut failed (exit {code}); the end of {LOG}:", file=sys.stderr)
+            tail = re.split(r"[\r\n]", LOG.read_text(errors="replace"))[-40:]
+            print("\n".join(line for line in tail if line.strip()), file=sys.stderr)
+            print("mutation: the same command resumes the run", file=sys.stderr)
+            return 2
+        mutants = load(targets, recheck=False)
+    result = report(mutants, args.messages)
     minutes, seconds = divmod(round(time.monotonic() - started), 60)
     print(f"\nmutation: done in {minutes}m{seconds:02}s")
     return result
