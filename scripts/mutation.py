@@ -21,6 +21,7 @@ import contextlib
 import difflib
 import fnmatch
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -71,6 +72,36 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "src/authgate/stores/redis.py": tuple(f"_Logic.{f}" for f in ATOMIC),
 }
 
+# The attack replays and regression tests guard every module.
+GUARDS = ("test_attacks.py", "test_security_regressions.py")
+STORE_TESTS = ("test_store_contract.py", "test_session_cache.py", "test_jsonfile_store.py")
+
+# Module -> the test files that must kill its mutants: its own unit tests, not the whole
+# suite (of which a surviving mutant would run every test reaching its function, hours in
+# all).  A mutant none of them kills is a gap in the module's own tests, even when a
+# contract test over HTTP would notice.  --whole-suite runs every test instead.
+TESTS: dict[str, tuple[str, ...]] = {
+    "src/authgate/tokens.py": ("test_tokens.py", "test_mutants_tokens.py", "test_config.py"),
+    "src/authgate/lockout.py": ("test_lockout.py", "test_mutants_lockout.py", "test_gate.py"),
+    "src/authgate/sessions.py": ("test_gate.py", *STORE_TESTS),
+    "src/authgate/apikeys.py": ("test_apikeys.py", "test_gate.py"),
+    "src/authgate/scram.py": ("test_scram.py", "test_gate.py"),
+    "src/authgate/permissions.py": (
+        "test_permissions.py",
+        "test_context_and_decorators.py",
+        "test_registry.py",
+        "test_static.py",
+    ),
+    "src/authgate/api.py": (
+        "test_api_iggy.py",
+        "test_asgi_middleware.py",
+        "test_wsgi_middleware.py",
+    ),
+    "src/authgate/stores/sqlite.py": (*STORE_TESTS, "test_bootstrap.py", "test_lockout.py"),
+    "src/authgate/stores/memory.py": (*STORE_TESTS, "test_bootstrap.py", "test_lockout.py"),
+    "src/authgate/stores/redis.py": (*STORE_TESTS, "test_bootstrap.py", "test_lockout.py"),
+}
+
 KILLED = {"killed", "caught by type check"}
 SPINNER = "⠋⠙⠹⠸⠼⠴⠦⠧⠇⠏"
 
@@ -112,9 +143,16 @@ def globs_for(targets: dict[str, tuple[str, ...]]) -> list[str]:
 # -- mutants/ -----------------------------------------------------------------------------
 
 
-def inputs_digest() -> str:
+def selection(whole_suite: bool) -> str:
+    """``AUTHGATE_MUTATION_TESTS`` for scripts/mutation_conftest.py: module -> test files."""
+    if whole_suite:
+        return "{}"
+    return json.dumps({module_name(p): [*TESTS[p], *GUARDS] for p in TARGETS}, sort_keys=True)
+
+
+def inputs_digest(chosen: str) -> str:
     """Everything the test-to-function map and the verdicts depend on."""
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(chosen.encode())
     files = [ROOT / "pyproject.toml", PLUGIN]
     for top in ("src", "tests", "examples"):
         files += sorted((ROOT / top).rglob("*.py"))
@@ -124,7 +162,7 @@ def inputs_digest() -> str:
     return digest.hexdigest()
 
 
-def prepare(fresh: bool) -> bool:
+def prepare(fresh: bool, chosen: str) -> bool:
     """Set up mutants/; True when a source, a test or the configuration changed since
     the last run (mutmut then rebuilds its map of which tests reach which function, and
     the mutants that survived are tested again)."""
@@ -134,7 +172,7 @@ def prepare(fresh: bool) -> bool:
     for copied in ("tests", "examples"):  # recopied by mutmut; this drops deleted files
         shutil.rmtree(MUTANTS / copied, ignore_errors=True)
     shutil.copy(PLUGIN, MUTANTS / "conftest.py")
-    digest = inputs_digest()
+    digest = inputs_digest(chosen)
     if INPUTS_STAMP.exists() and INPUTS_STAMP.read_text() == digest:
         return False
     (MUTANTS / "mutmut-stats.json").unlink(missing_ok=True)
@@ -453,6 +491,12 @@ def main(argv: list[str] | None = None) -> int:
         "--messages", action="store_true", help="show the wording mutants too (and test them)"
     )
     parser.add_argument(
+        "--whole-suite",
+        action="store_true",
+        help="judge each mutant by every test reaching it, not by its module's own tests "
+        "(TESTS in this script): many hours for the whole core",
+    )
+    parser.add_argument(
         "--report",
         action="store_true",
         help="run nothing: summarize the results in mutants/",
@@ -469,7 +513,8 @@ def main(argv: list[str] | None = None) -> int:
         return report(load(targets, recheck=False), args.messages)
 
     started = time.monotonic()
-    recheck = prepare(args.fresh)
+    chosen = selection(args.whole_suite)
+    recheck = prepare(args.fresh, chosen)
     print(f"mutation: {', '.join(targets)}", flush=True)
     generate(args.jobs)
     mutants = load(targets, recheck)
@@ -487,7 +532,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     if todo:
         with redis_url() as url:
-            env = {**os.environ, **({"REDIS_URL": url} if url else {})}
+            env = {**os.environ, "AUTHGATE_MUTATION_TESTS": chosen}
+            env.update({"REDIS_URL": url} if url else {})
             code = run_mutmut(todo, args.jobs, env)
         if code != 0:
             print(f"mutation: mutmut failed (exit {code}); the end of {LOG}:", file=sys.stderr)

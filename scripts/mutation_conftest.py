@@ -18,7 +18,9 @@ mutated code.  This plugin
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import sys
 from pathlib import Path
 
@@ -76,11 +78,24 @@ def _over_http(item: pytest.Item) -> bool:
     return "http" in str(callspec.id).split("-")
 
 
+def _selected_files() -> frozenset[str] | None:
+    """The test files chosen for the module of the mutant under test; None: every file
+    (the run that maps tests to functions, or no choice made)."""
+    mutant = os.environ.get("MUTANT_UNDER_TEST", "")
+    match = re.match(r"(.+?)\.x[ǁ_]", mutant) if "__mutmut_" in mutant else None
+    chosen = json.loads(os.environ.get("AUTHGATE_MUTATION_TESTS") or "{}")
+    if match is None or match.group(1) not in chosen:
+        return None
+    return frozenset(chosen[match.group(1)])
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     keep: list[pytest.Item] = []
     drop: list[pytest.Item] = []
+    files = _selected_files()
     for item in items:
         left_out = item.nodeid.startswith(SUBPROCESS_TESTS) or _over_http(item)
+        left_out = left_out or (files is not None and item.path.name not in files)
         (drop if left_out else keep).append(item)
     if drop:
         config.hook.pytest_deselected(items=drop)

@@ -8,6 +8,7 @@ import base64
 import hashlib
 import hmac
 import json
+import string
 from collections.abc import Callable
 from typing import Any
 
@@ -80,6 +81,13 @@ def payload(**over: Any) -> dict[str, Any]:
 def pem(public_key: Any) -> bytes:
     raw: bytes = public_key.public_bytes(
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return raw
+
+
+def private_bytes(private_key: Any, encoding: Any = serialization.Encoding.PEM) -> bytes:
+    raw: bytes = private_key.private_bytes(
+        encoding, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
     return raw
 
@@ -230,14 +238,7 @@ def test_the_kid_of_an_ec_or_okp_key_is_its_rfc_7638_thumbprint(alg: str) -> Non
 
 def test_a_jwks_entry_names_its_key_algorithm_and_use() -> None:
     private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    key = Key.from_pem(
-        "RS256",
-        private_pem=private.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        ),
-    )
+    key = Key.from_pem("RS256", private_pem=private_bytes(private))
     (entry,) = KeyRing([key]).jwks()["keys"]
     assert (entry["kid"], entry["alg"], entry["use"], entry["kty"]) == (
         key.kid,
@@ -270,3 +271,79 @@ def test_a_signature_check_that_raises_fails_closed(
 
     monkeypatch.setattr(tokens._ALGORITHMS["ES256"], "verify", raising)
     assert key.verify(b"message", b"signature") is False
+
+
+def test_a_verifier_has_no_leeway_unless_given_one() -> None:
+    v = TokenVerifier(KeyRing([Key.hmac(SECRET)]), issuer="authgate", audience="authgate")
+    with pytest.raises(ExpiredToken):
+        v.verify(token(v), now=NOW + 300)
+
+
+def test_a_verifier_issues_tokens_of_its_own_type() -> None:
+    v = TokenVerifier(KeyRing([Key.hmac(SECRET)]), issuer="i", audience="a", typ="x+jwt")
+    t = token(v)
+    assert json.loads(unb64(t.split(".")[0]))["typ"] == "x+jwt"
+    assert v.verify(t, now=NOW)["sub"] == "alice"
+
+
+def test_every_base64url_spelling_round_trips() -> None:
+    """The last character of a segment can be any of the 64 (``X`` included): none is
+    trimmed with the padding."""
+    raws = [b"ab" + bytes([i]) for i in range(256)] + [b"a" + bytes([i]) for i in range(256)]
+    encoded = [tokens._b64encode(raw) for raw in raws]
+    assert {e[-1] for e in encoded} == set(string.ascii_letters + string.digits + "-_")
+    assert [tokens._b64decode(e) for e in encoded] == raws
+    assert encoded == [b64(raw) for raw in raws]
+
+
+# -- HMAC keys and rings ----------------------------------------------------------------
+
+
+def test_an_hmac_secret_is_refused_below_32_bytes_unless_in_dev_mode() -> None:
+    with pytest.raises(ConfigError, match="too short"):
+        Key.hmac("s" * 31)
+    assert Key.hmac("s" * 31, dev_mode=True).algorithm == "HS256"
+    assert Key.hmac("s" * 32).algorithm == "HS256"
+
+
+@pytest.mark.parametrize("raw", [SECRET.encode(), bytearray(SECRET.encode())])
+def test_an_hmac_secret_may_be_given_as_bytes(raw: bytes) -> None:
+    key = Key.hmac(raw)
+    assert (key.kid, key.signing_key) == (Key.hmac(SECRET).kid, SECRET.encode())
+
+
+def test_the_kid_of_an_hmac_key_is_a_stable_digest_of_its_secret() -> None:
+    """Live tokens name their key by kid: the derivation may not change across versions
+    (or workers running two versions would refuse each other's tokens)."""
+    digest = hashlib.sha256(b"authgate-kid:" + SECRET.encode()).hexdigest()
+    assert Key.hmac(SECRET).kid == "hs-" + digest[:16]
+
+
+@pytest.mark.parametrize("alg", ["HS384", "HS512"])
+def test_a_ring_from_settings_signs_with_the_hmac_algorithm_configured(alg: str) -> None:
+    from authgate import Settings
+
+    ring = KeyRing.from_settings(Settings(algorithm=alg, secret_key=SECRET))
+    assert [k.algorithm for k in ring.keys] == [alg]
+    t = TokenVerifier(ring, issuer="i", audience="a").issue({"sub": "a"}, 60)
+    assert json.loads(unb64(t.split(".")[0]))["alg"] == alg
+
+
+def test_an_unsupported_algorithm_is_refused_naming_the_supported_ones() -> None:
+    from authgate import Settings
+
+    supported = ", ".join([*tokens.HMAC_ALGORITHMS, *tokens.ASYMMETRIC_ALGORITHMS])
+    with pytest.raises(ConfigError) as info:
+        KeyRing.from_settings(Settings(algorithm="XS1", secret_key=SECRET))
+    assert supported in str(info.value)
+
+
+def test_the_secret_material_of_an_asymmetric_ring_is_a_digest_of_its_private_key() -> None:
+    """It keys the SCRAM handshake state that workers hand each other: derived from the
+    private key only, the same in every process and version."""
+    private = ec.generate_private_key(ec.SECP256R1())
+    der = private_bytes(private, serialization.Encoding.DER)
+    key = Key.from_pem("ES256", private_pem=private_bytes(private))
+    material = KeyRing([key]).secret_material()
+    assert material == hashlib.sha256(b"authgate-secret:" + der).digest()
+    assert der not in material
