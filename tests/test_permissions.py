@@ -128,7 +128,7 @@ def test_role_policy_from_toml_yaml_and_json(tmp_path: Path) -> None:
         RolePolicy.from_file(bad)
     ini = tmp_path / "p.ini"
     ini.write_text("[roles]\n")
-    with pytest.raises(ConfigError, match="unknown policy file type"):
+    with pytest.raises(ConfigError, match="unknown file type"):
         RolePolicy.from_file(ini)
 
 

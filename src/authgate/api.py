@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
+from . import documents
 from .apikeys import create_api_key, list_api_keys, require_account_right, revoke_api_key
 from .errors import (
     AuthGateError,
@@ -123,8 +124,8 @@ def _parse_body(raw: bytes, fields: Mapping[str, _Field]) -> dict[str, Any]:
     if len(raw) > MAX_BODY:
         raise ValidationError(f"the request body is larger than {MAX_BODY} bytes")
     try:
-        data = json.loads(raw or b"null")
-    except (ValueError, UnicodeDecodeError):
+        data = documents.loads(raw or b"null")
+    except ValueError:
         raise ValidationError("the request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise ValidationError("the request body must be a JSON object")

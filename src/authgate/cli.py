@@ -17,7 +17,7 @@ import click
 
 from .apikeys import create_api_key, list_api_keys, revoke_api_key
 from .config import Settings
-from .errors import AuthGateError
+from .errors import AuthGateError, StoreUnavailable
 from .flows import Flow, iter_users, run
 from .flows import create_user as create_flow
 from .flows import delete_user as delete_flow
@@ -72,6 +72,8 @@ def _user_errors() -> Iterator[None]:
     """Turn authgate's errors into one-line messages and exit code 1."""
     try:
         yield
+    except StoreUnavailable as err:  # the operator may see where: the client never does
+        raise click.ClickException(err.reason) from None
     except AuthGateError as err:
         raise click.ClickException(err.detail) from None
 

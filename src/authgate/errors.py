@@ -12,6 +12,7 @@ from typing import ClassVar
 
 __all__ = [
     "AccountLocked",
+    "AmbiguousCredentials",
     "AuthGateError",
     "AuthenticationError",
     "AuthorizationError",
@@ -129,6 +130,17 @@ class InvalidToken(AuthenticationError):
 
     code = "invalid_token"
     default_detail = "the token is invalid"
+
+
+class AmbiguousCredentials(AuthenticationError):
+    """The request presents more than one credential where one is read: two
+    ``Authorization`` headers, a session cookie twice, or a header and a cookie that
+    disagree (HTTP 400, RFC 6750 ``invalid_request``)."""
+
+    status = 400
+    code = "ambiguous_credentials"
+    bearer_error = "invalid_request"
+    default_detail = "the request presents more than one credential: send exactly one"
 
 
 class MalformedToken(InvalidToken):
@@ -257,11 +269,21 @@ class UserNotFound(NotFound):
 
 
 class StoreUnavailable(StoreError):
-    """The store cannot be reached (HTTP 503)."""
+    """The store cannot be reached (HTTP 503 with ``Retry-After``).
+
+    Clients see only `detail`, which names no host, port or path; `reason` (also
+    ``str(err)``) says what failed, for the log and the operator's CLI.
+    """
 
     status = 503
     code = "store_unavailable"
-    default_detail = "the authentication store is unavailable"
+    default_detail = "the authentication store is unavailable; retry shortly"
+
+    def __init__(self, reason: str | None = None, *, retry_after: int = 1) -> None:
+        super().__init__()
+        self.reason = reason or self.default_detail
+        self.retry_after = retry_after
+        self.args = (self.reason,)
 
 
 # -- configuration ----------------------------------------------------------------------

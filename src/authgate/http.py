@@ -8,15 +8,19 @@ from __future__ import annotations
 
 import hmac
 import json
+import logging
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .errors import (
     AccountLocked,
+    AmbiguousCredentials,
     AuthenticationError,
     AuthGateError,
     MalformedToken,
     PermissionDenied,
+    StoreUnavailable,
 )
 
 __all__ = [
@@ -29,8 +33,12 @@ __all__ = [
     "read_credential",
 ]
 
+_log = logging.getLogger("authgate.store")
+
 # RFC 6750's b64token: the characters a bearer token may hold.
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+# A second "Bearer ..." / "ApiKey ..." after a comma: header values joined (RFC 9110).
+_SECOND_SCHEME = re.compile(r",\s*(?:bearer|apikey)(?:\s|$)", re.IGNORECASE)
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 MAX_CREDENTIAL = 8192
@@ -67,8 +75,11 @@ def parse_authorization(value: str) -> str | None:
 
     Accepts ``Bearer <token>``, Project Haystack's ``BEARER authToken=<token>`` and
     ``ApiKey <key>`` (scheme names are case-insensitive).  A bearer header without a
-    usable token is a `MalformedToken`.
+    usable token is a `MalformedToken`; two credentials in one value (two headers that
+    a server or proxy joined with a comma) are `AmbiguousCredentials`.
     """
+    if "," in value and _SECOND_SCHEME.search(value):
+        raise AmbiguousCredentials("send one Authorization header, not several")
     scheme, _, rest = value.strip().partition(" ")
     scheme = scheme.lower()
     if scheme == "apikey":  # Authorization: ApiKey agk_...
@@ -86,13 +97,19 @@ def parse_authorization(value: str) -> str | None:
     return rest
 
 
-def parse_cookies(header: str) -> dict[str, str]:
-    """Cookie pairs from a ``Cookie`` header (first occurrence wins)."""
+def parse_cookies(header: str, *, unique: Iterable[str] = ()) -> dict[str, str]:
+    """Cookie pairs from a ``Cookie`` header (first occurrence wins); a cookie named in
+    `unique` that comes twice is `AmbiguousCredentials` (which of the two a browser
+    sends first depends on paths and domains an attacker may set cookies for)."""
     cookies: dict[str, str] = {}
     for part in header.split(";"):
         name, sep, value = part.strip().partition("=")
-        if sep and name and name not in cookies:
+        if not (sep and name):
+            continue
+        if name not in cookies:
             cookies[name] = value.strip().strip('"')
+        elif name in unique:
+            raise AmbiguousCredentials(f"the {name} cookie is sent more than once")
     return cookies
 
 
@@ -124,32 +141,38 @@ def read_credential(
     handshake, the ``Origin`` check instead: `origin` is that header's value and
     `host` the ``Host`` header's), then ``?token=`` on WebSocket handshakes.
     """
+    header_token = None
     if authorization is not None:
-        token = _parsed.get(authorization)
-        if token is None:
-            token = parse_authorization(authorization)
-            if token is not None and len(authorization) <= _MAX_CACHED_HEADER:
+        header_token = _parsed.get(authorization)
+        if header_token is None:
+            header_token = parse_authorization(authorization)
+            if header_token is not None and len(authorization) <= _MAX_CACHED_HEADER:
                 if len(_parsed) >= _PARSED_SIZE:
                     _parsed.clear()
-                _parsed[authorization] = token
-        if token is not None:
-            return token
+                _parsed[authorization] = header_token
     if rules.cookie_name and cookie:
-        cookies = parse_cookies(cookie)
+        cookies = parse_cookies(cookie, unique=(rules.cookie_name, rules.csrf_cookie))
         token = cookies.get(rules.cookie_name)
+        if token and header_token is not None:
+            if not _same(token, header_token):
+                raise AmbiguousCredentials(
+                    f"the Authorization header and the {rules.cookie_name} cookie hold "
+                    "different credentials: send one"
+                )
+            return header_token
         if token:
             if websocket:
                 _check_origin(origin, host, rules)
             elif method not in SAFE_METHODS:
                 expected = cookies.get(rules.csrf_cookie, "")
-                if not (
-                    expected and csrf and hmac.compare_digest(expected.encode(), csrf.encode())
-                ):
+                if not (expected and csrf and _same(expected, csrf)):
                     raise PermissionDenied(
                         f"CSRF check failed: send the {rules.csrf_cookie} cookie's value "
                         f"in the {rules.csrf_header} header"
                     )
             return token
+    if header_token is not None:
+        return header_token
     if websocket and query:
         token = _query_value(query, rules.query_param)
         if token is not None:
@@ -157,6 +180,15 @@ def read_credential(
                 raise MalformedToken("the token query parameter is empty or too long")
             return token
     return None
+
+
+def _same(a: str, b: str) -> bool:
+    """Constant-time equality of two header values; a lone surrogate (no server sends
+    one, a caller might) is encoded as itself, never replaced (two different values
+    would then compare equal) and never an error."""
+    return hmac.compare_digest(
+        a.encode("utf-8", "surrogatepass"), b.encode("utf-8", "surrogatepass")
+    )
 
 
 def _check_origin(origin: str | None, host: str, rules: CredentialRules) -> None:
@@ -200,8 +232,10 @@ def error_response(err: AuthGateError, realm: str = "authgate") -> ErrorResponse
     ``Retry-After``, others with their status."""
     body = json.dumps({"error": err.code, "detail": err.detail}).encode()
     headers = [("content-type", "application/json"), ("cache-control", "no-store")]
-    if isinstance(err, AccountLocked):
+    if isinstance(err, AccountLocked | StoreUnavailable):
         headers.append(("retry-after", str(err.retry_after)))
+        if isinstance(err, StoreUnavailable):
+            _log.warning("answering 503: %s", err.reason)
     elif isinstance(err, AuthenticationError):
         challenge = f'Bearer realm="{_quote(realm)}"'
         if err.bearer_error:

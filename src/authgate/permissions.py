@@ -11,8 +11,6 @@ its decisions, so a check on the hot path is a dict lookup.
 
 from __future__ import annotations
 
-import json
-import sys
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -20,14 +18,10 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import unquote
 
+from . import documents
 from .errors import ConfigError, ValidationError
 from .identity import Identity
 from .users import RoleHierarchy
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 __all__ = [
     "AllowAll",
@@ -184,28 +178,7 @@ class RolePolicy:
     @classmethod
     def from_file(cls, path: str | Path) -> RolePolicy:
         """From a ``.toml``, ``.yaml`` / ``.yml`` or ``.json`` file."""
-        file = Path(path)
-        try:
-            text = file.read_text(encoding="utf-8")
-            if file.suffix == ".toml":
-                data: Any = tomllib.loads(text)
-            elif file.suffix in (".yaml", ".yml"):
-                try:
-                    import yaml
-                except ImportError as err:
-                    raise ConfigError("YAML policies need PyYAML: pip install pyyaml") from err
-                data = yaml.safe_load(text)
-            elif file.suffix == ".json":
-                data = json.loads(text)
-            else:
-                raise ConfigError(
-                    f"unknown policy file type {file.suffix!r}: use .toml, .yaml or .json"
-                )
-        except (OSError, ValueError) as err:
-            raise ConfigError(f"cannot read the role policy {path}: {err}") from err
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"the role policy {path} must hold a table/mapping")
-        return cls.from_dict(data)
+        return cls.from_dict(documents.read_file(path, "the role policy"))
 
     def permissions_for(
         self,

@@ -21,11 +21,11 @@ AMSDAL-style JSON fixtures (``{"Permission": [{"model": "User", "action": "creat
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from . import documents
 from .errors import ConfigError, NotAuthenticated, PermissionDenied, ValidationError
 from .identity import Identity
 from .permissions import Policy, parse_grant
@@ -70,7 +70,7 @@ class PermissionRegistry:
         """Load an AMSDAL-style JSON fixture: ``{"Permission": [{"model", "action"}]}``
         (a bare list of those objects works too)."""
         try:
-            data: Any = json.loads(Path(path).read_text(encoding="utf-8"))
+            data: Any = documents.loads(Path(path).read_text(encoding="utf-8"))
         except (OSError, ValueError) as err:
             raise ConfigError(f"cannot read the permission fixture {path}: {err}") from err
         entries = data.get("Permission") if isinstance(data, dict) else data

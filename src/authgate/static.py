@@ -22,22 +22,16 @@ and counters in another store.
 
 from __future__ import annotations
 
-import json
-import sys
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from . import documents
 from .errors import ConfigError, StoreError, ValidationError
 from .stores.base import Page, Session, Store
 from .users import Group, User, normalize_username
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
 
 __all__ = ["DEFAULT_ROLE_SCOPES", "StaticAccess", "StaticUserStore"]
 
@@ -147,24 +141,7 @@ class StaticAccess:
     @classmethod
     def from_file(cls, path: str | Path) -> StaticAccess:
         """From a ``.yaml`` / ``.yml``, ``.toml`` or ``.json`` file."""
-        file = Path(path)
-        try:
-            text = file.read_text(encoding="utf-8")
-            if file.suffix in (".yaml", ".yml"):
-                import yaml
-
-                data: Any = yaml.safe_load(text)
-            elif file.suffix == ".toml":
-                data = tomllib.loads(text)
-            elif file.suffix == ".json":
-                data = json.loads(text)
-            else:
-                raise ConfigError(f"unknown file type {file.suffix!r}: use .yaml, .toml or .json")
-        except (OSError, ValueError, ImportError) as err:
-            raise ConfigError(f"cannot read static users from {path}: {err}") from err
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"{path} must hold a mapping with 'users' (and 'roles')")
-        return cls.from_dict(data)
+        return cls.from_dict(documents.read_file(path, "the static users file"))
 
     def _get(self, username: str) -> dict[str, Any] | None:
         try:

@@ -27,6 +27,7 @@ from typing import Any, Generic, TypeVar, overload
 import jwt
 from jwt.algorithms import get_default_algorithms
 
+from . import documents
 from .errors import (
     ConfigError,
     ExpiredToken,
@@ -383,8 +384,8 @@ class TokenVerifier:
         if key is not None:
             return key
         try:
-            header = json.loads(_b64decode(header_b64))
-        except (ValueError, RecursionError) as err:
+            header = documents.loads(_b64decode(header_b64))
+        except ValueError as err:
             raise MalformedToken("the token header is not valid JSON") from err
         if not isinstance(header, dict):
             raise MalformedToken("the token header is not a JSON object")
@@ -428,8 +429,8 @@ class TokenVerifier:
         if not key.verify(signing_input, signature):
             raise InvalidSignature()
         try:
-            claims = json.loads(_b64decode(payload_b64))
-        except (ValueError, RecursionError) as err:
+            claims = documents.loads(_b64decode(payload_b64))
+        except ValueError as err:
             raise MalformedToken("the token payload is not valid JSON") from err
         if not isinstance(claims, dict):
             raise MalformedToken("the token payload is not a JSON object")

@@ -71,8 +71,9 @@ class AuthGateMiddleware:
         authorization = cookie = csrf = origin = None
         host = ""
         for name, value in scope["headers"]:
-            if name == b"authorization":
-                authorization = value.decode("latin-1")
+            if name == b"authorization":  # twice: joined as WSGI servers do, then refused
+                text = value.decode("latin-1")
+                authorization = f"{authorization}, {text}" if authorization else text
             elif name == b"cookie":
                 text = value.decode("latin-1")
                 cookie = f"{cookie}; {text}" if cookie else text
