@@ -5,6 +5,7 @@ Run: ``python examples/from_amsdal.py``."""
 from __future__ import annotations
 
 import json
+import secrets
 import tempfile
 from pathlib import Path
 
@@ -36,7 +37,7 @@ def main() -> None:
     fixture = Path(tempfile.mkdtemp()) / "permissions.json"
     fixture.write_text(json.dumps({"Permission": [{"model": "User", "action": "create"}]}))
     registry = PermissionRegistry.from_fixture(fixture)
-    gate = Gate(store="memory://", hasher=cheap_hasher(), secret_key="a" * 40)
+    gate = Gate(store="memory://", hasher=cheap_hasher(), secret_key=secrets.token_urlsafe(48))
     gate.create_user(
         "clerk", "clerk password", email="clerk@example.com", permissions=["Report:read"]
     )

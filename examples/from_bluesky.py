@@ -3,6 +3,8 @@ Run: ``python examples/from_bluesky.py``."""
 
 from __future__ import annotations
 
+import secrets
+
 from authgate import Gate
 from authgate.static import StaticAccess, StaticUserStore
 from authgate.stores import MemoryStore
@@ -29,7 +31,9 @@ def main() -> None:
     print("displayed:", access.get_displayed_user_name("jdoe"))
     print("can read config:", "read:config" in access.get_user_scopes("jdoe"))
     gate = Gate(
-        store=StaticUserStore(access, MemoryStore()), hasher=cheap_hasher(), secret_key="b" * 40
+        store=StaticUserStore(access, MemoryStore()),
+        hasher=cheap_hasher(),
+        secret_key=secrets.token_urlsafe(48),
     )
     who = gate.authenticate(gate.login("jdoe", "jdoe password").access_token)
     print("logged in:", who.username, who.can("write:queue:edit"))

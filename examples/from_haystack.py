@@ -61,7 +61,7 @@ def main() -> None:
     gate = Gate(
         store="memory://",
         hasher=cheap_hasher(),
-        secret_key="h" * 40,
+        secret_key=secrets.token_urlsafe(48),
         superuser_username="admin",
         superuser_password="supersecret",
     )

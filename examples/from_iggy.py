@@ -4,6 +4,7 @@ that cannot be deleted, password changes.  Run: ``python examples/from_iggy.py``
 from __future__ import annotations
 
 import json
+import secrets
 
 from authgate import Gate
 from authgate.api import ApiRequest
@@ -14,7 +15,7 @@ def main() -> None:
     gate = Gate(
         store="memory://",
         hasher=cheap_hasher(),
-        secret_key="i" * 40,
+        secret_key=secrets.token_urlsafe(48),
         superuser_username="iggy",
         superuser_password="iggy password",
         protect_root=True,

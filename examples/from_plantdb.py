@@ -4,6 +4,7 @@ refresh, and owner / shared-group access.  Run: ``python examples/from_plantdb.p
 from __future__ import annotations
 
 import contextlib
+import secrets
 import tempfile
 
 from authgate import AccountLocked, BadCredentials, Gate, HasRole, IsOwner
@@ -15,7 +16,7 @@ def main() -> None:
     gate = Gate(
         store=f"json:///{directory}",
         hasher=cheap_hasher(),
-        secret_key="p" * 40,
+        secret_key=secrets.token_urlsafe(48),
         superuser_username="admin",
         superuser_password="admin password",
         guest_username="guest",

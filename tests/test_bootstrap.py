@@ -59,7 +59,7 @@ def test_guest_user_is_created_on_first_run_when_configured() -> None:
     gate = Gate(
         store=store,
         hasher=cheap_hasher(),
-        secret_key="g" * 40,
+        secret_key="Gq8vR2mT7xK4pL9sW3nB6yH1cF5jD0zA",
         superuser_username="root",
         superuser_password="root password",
         guest_username="Guest",
@@ -72,7 +72,7 @@ def test_guest_user_is_created_on_first_run_when_configured() -> None:
     plain = Gate(
         store=MemoryStore(),
         hasher=cheap_hasher(),
-        secret_key="g" * 40,
+        secret_key="Gq8vR2mT7xK4pL9sW3nB6yH1cF5jD0zA",
         superuser_username="root",
         superuser_password="root password",
     )

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import os
+import secrets
 from pathlib import Path
 
 import pytest
@@ -115,3 +118,48 @@ def test_toml_file(tmp_path: Path) -> None:
         Settings.from_toml(path)
     with pytest.raises(ConfigError, match="cannot read"):
         Settings.from_toml(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [
+        "a" * 32,
+        "secret" * 6,
+        "secretsecretsecretsecretsecretsecret",
+        "changemechangemechangemechangeme",
+        "your-secret-key-here-change-me-please",
+        "abcdefghijklmnopqrstuvwxyz012345",
+        "0123456789" * 4,
+        "abcdabcdabcdabcdabcdabcdabcdabcd",
+        "ab" * 16 + "cd" * 16,
+        "9876543210zyxwvutsrqponmlkjihgfedcba",
+    ],
+)
+def test_a_weak_secret_is_refused_with_a_hint(secret: str) -> None:
+    from authgate import Gate
+
+    with pytest.raises(ConfigError, match="weak") as info:
+        Gate(store="memory://", secret_key=secret)
+    assert "secrets.token_urlsafe" in str(info.value)
+    assert secret not in str(info.value)
+
+
+def test_every_configured_hmac_key_is_checked_and_dev_mode_allows_weak_ones() -> None:
+    from authgate import Gate
+    from authgate.tokens import KeyRing
+
+    good = secrets.token_urlsafe(48)
+    with pytest.raises(ConfigError, match="weak"):
+        KeyRing.from_settings(Settings(secret_key=good, previous_secret_keys=("a" * 40,)))
+    assert len(KeyRing.from_settings(Settings(secret_key=good)).keys) == 1
+    Gate(store="memory://", secret_key="a" * 40, dev_mode=True)
+
+
+def test_random_secrets_of_every_usual_shape_pass() -> None:
+    from authgate.tokens import secret_weakness
+
+    made = [secrets.token_hex(16) for _ in range(2000)]
+    made += [secrets.token_urlsafe(n) for n in (24, 32, 48) for _ in range(700)]
+    made += [base64.b64encode(os.urandom(32)).decode() for _ in range(500)]
+    assert [s for s in made if secret_weakness(s.encode())] == []
+    assert secret_weakness(os.urandom(32)) is None

@@ -162,7 +162,9 @@ def test_credential_reading(
     host: str,
 ) -> None:
     FED["credential"] += 1
-    rules = CredentialRules(cookie_name="session", websocket_origins=frozenset({"https://app.example"}))
+    rules = CredentialRules(
+        cookie_name="session", websocket_origins=frozenset({"https://app.example"})
+    )
     try:
         read_credential(
             authorization=authorization,

@@ -14,10 +14,13 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import itertools
 import json
+import math
 import re
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +94,9 @@ class Key:
                 f"AUTHGATE_SECRET_KEY is too short ({len(raw)} bytes, at least "
                 f"{MIN_SECRET_BYTES} needed): {_SECRET_HINT}"
             )
+        weakness = secret_weakness(raw)
+        if weakness and not dev_mode:
+            raise ConfigError(f"AUTHGATE_SECRET_KEY is weak: {weakness}; {_SECRET_HINT}")
         kid = "hs-" + hashlib.sha256(b"authgate-kid:" + raw).hexdigest()[:16]
         return cls(kid, algorithm, raw, raw)
 
@@ -280,6 +286,45 @@ class KeyRing:
         )
         signature = key.sign(signing_input.encode("ascii"))
         return signing_input + "." + _b64encode(signature)
+
+
+# Words people put in secrets; a secret that is mostly these is guessable.
+_WEAK_WORDS = tuple(
+    sorted(
+        (
+            "secret", "changeme", "change", "password", "passwd", "example", "default",
+            "insecure", "authgate", "jwt", "token", "key", "test", "dev", "development",
+            "production", "prod", "admin", "letmein", "qwerty", "please", "replace", "your",
+            "here", "my", "app", "the",
+        ),
+        key=len,
+        reverse=True,
+    )
+)  # fmt: skip
+MIN_SECRET_BITS = 80
+
+
+def secret_weakness(raw: bytes) -> str | None:
+    """Why an HMAC secret is guessable, or None.  An estimate, not a proof: the secret
+    with the usual words taken out ("secret", "changeme", ...), a repeated block
+    counted once, must not be three quarters a run (``aaaa``, ``abcd``, ``4321``), and must
+    carry at least `MIN_SECRET_BITS` of Shannon entropy (``secrets.token_urlsafe(32)``
+    carries about 200, ``'a' * 32`` none)."""
+    text = raw.decode("latin-1").lower()
+    for word in _WEAK_WORDS:
+        text = text.replace(word, "")
+    if len(text) < 16:
+        return "it is mostly words such as 'secret' or 'changeme'"
+    period = next(p for p in range(1, len(text) + 1) if text == (text[:p] * len(text))[: len(text)])
+    text = text[:period]
+    steps = [abs(ord(b) - ord(a)) for a, b in itertools.pairwise(text)]
+    if len(text) < 16 or sum(step <= 1 for step in steps) * 4 > len(steps) * 3:
+        return "it repeats a short pattern or runs through neighbouring characters"
+    counts = Counter(text)
+    bits = -sum(n * math.log2(n / len(text)) for n in counts.values())
+    if bits < MIN_SECRET_BITS:
+        return f"it carries about {bits:.0f} bits of entropy, at least {MIN_SECRET_BITS} needed"
+    return None
 
 
 def _b64encode(raw: bytes) -> str:
