@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import tempfile
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -212,3 +213,31 @@ def test_api_keys_from_the_cli(cli: Any) -> None:
     key_id = listed.output.splitlines()[1].split()[0]
     assert cli("keys", "revoke", "svc", key_id).exit_code == 0
     assert cli("keys", "revoke", "svc", key_id).exit_code == 1
+
+
+def test_the_protected_root_cannot_be_deleted_disabled_or_demoted_from_the_cli(
+    tmp_path: Path,
+) -> None:
+    env = {
+        "AUTHGATE_STORE": f"sqlite:///{tmp_path / 'root.db'}",
+        "AUTHGATE_SUPERUSER_USERNAME": "root",
+        "AUTHGATE_SUPERUSER_PASSWORD": "root password 1",
+        "AUTHGATE_PROTECT_ROOT": "true",
+    }
+    assert authgate("bootstrap", **env).returncode == 0
+    assert authgate("users", "create", "second", "--role", "admin", "--password-stdin",
+                    stdin="second password 1\n", **env).returncode == 0  # fmt: skip
+    for command in (
+        ["delete", "root", "--yes"],
+        ["disable", "root"],
+        ["set-role", "root", "viewer"],
+    ):
+        done = authgate("users", *command, **env)
+        assert done.returncode == 1, done
+        assert "root user cannot be deleted, disabled or demoted" in done.stderr
+        assert "Traceback" not in done.stderr
+    store = open_store(env["AUTHGATE_STORE"])
+    root = store.get_user("root")
+    assert root is not None and root.enabled and "admin" in root.roles
+    # an unprotected admin may still go
+    assert authgate("users", "delete", "second", "--yes", **env).returncode == 0

@@ -213,7 +213,8 @@ def users_show(state: _Context, username: str) -> None:
 
 def _update(state: _Context, username: str, **changes: Any) -> User:
     with _user_errors():
-        return state.run(update_flow(username, state.roles, **changes))
+        protected = state.settings.protected_usernames
+        return state.run(update_flow(username, state.roles, protected=protected, **changes))
 
 
 @users.command("set-role")
@@ -268,7 +269,7 @@ def users_delete(state: _Context, username: str, yes: bool) -> None:
         name = normalize_username(username)
         if not yes and sys.stdin.isatty():
             click.confirm(f"Delete user {name}?", abort=True)
-        state.run(delete_flow(name, state.roles))
+        state.run(delete_flow(name, state.roles, protected=state.settings.protected_usernames))
     click.echo(f"deleted user {name}")
 
 

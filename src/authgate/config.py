@@ -16,6 +16,7 @@ from typing import Any
 
 from .errors import ConfigError
 from .passwords import Argon2Params, PasswordHasher, PasswordPolicy
+from .users import normalize_username
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -76,6 +77,14 @@ class Settings:
             raise ConfigError("session_limit_policy must be 'evict_oldest' or 'refuse'")
         if self.password_min_length < 1 or self.password_max_bytes < self.password_min_length:
             raise ConfigError("password_min_length must be >= 1 and <= password_max_bytes")
+
+    @property
+    def protected_usernames(self) -> frozenset[str]:
+        """The users no one may delete, disable or demote: the superuser when
+        `protect_root` is on (the Gate, the HTTP API and the CLI all read this)."""
+        if not (self.protect_root and self.superuser_username):
+            return frozenset()
+        return frozenset({normalize_username(self.superuser_username)})
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

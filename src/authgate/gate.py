@@ -107,9 +107,7 @@ class _Core:
             touch_interval=s.session_touch_interval,
             policy=self.policy,
         )
-        self.protected: frozenset[str] = frozenset()
-        if s.protect_root and s.superuser_username:
-            self.protected = frozenset({normalize_username(s.superuser_username)})
+        self.protected = s.protected_usernames
         self.api = HttpApi(
             self.rules,
             self.roles,
