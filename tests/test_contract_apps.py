@@ -845,18 +845,43 @@ def test_revocation_reaches_every_worker(multi_deployed: Deployment) -> None:
 BOOT_CASES = [case for case in MULTI_WORKER_CASES if case.hashing == "default"]
 
 
+@pytest.mark.parametrize("boot", range(10))
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
 @pytest.mark.parametrize("case", BOOT_CASES, ids=[c.id for c in BOOT_CASES])
-def test_workers_boot_together_on_a_fresh_store(case: Case, tmp_path: Path) -> None:
-    """`gunicorn -w N` / `uvicorn --workers N` on a fresh store, nothing seeded: every
-    worker imports the app, which seeds the admin from AUTHGATE_SUPERUSER_*.  All must
-    boot: the server starts (gunicorn stops altogether when a worker fails to) and no
-    worker logs a traceback (uvicorn restarts a dead worker)."""
+def test_workers_boot_together_on_a_fresh_store(
+    case: Case,
+    backend: str,
+    boot: int,
+    tmp_path: Path,
+    make_store_url: Callable[[str], str],
+) -> None:
+    """`gunicorn -w 4` / `uvicorn --workers 4` on a fresh SQLite file or a fresh Redis
+    prefix, nothing seeded, ten boots each: every worker imports the app, which seeds the
+    admin from AUTHGATE_SUPERUSER_*, all at once.  All must boot (gunicorn stops
+    altogether when a worker fails to), no worker logs a traceback (uvicorn restarts a
+    dead worker), and exactly one admin exists."""
     log = tmp_path / "server.log"
-    env = _env(f"sqlite:///{tmp_path / 'fresh.db'}", case.hashing)
-    with contextmanager(_over_http)(case, env, log, seed=False) as deployed:
+    url = make_store_url(backend)
+    with contextmanager(_over_http)(case, _env(url, case.hashing), log, seed=False) as deployed:
         assert "Traceback" not in log.read_text(errors="replace"), _died(log)
         assert deployed.call("GET", "/public").status == 200
         assert deployed.token(ADMIN, ADMIN_PW)
+    store = open_store(url)
+    try:
+        users = [u for page in _pages(store) for u in page]
+        assert [u.username for u in users if "admin" in u.roles] == [ADMIN]
+    finally:
+        store.close()
+
+
+def _pages(store: Any) -> Iterator[list[Any]]:
+    after = None
+    while True:
+        page = store.list_users(limit=100, after=after)
+        yield list(page.items)
+        if page.next_after is None:
+            return
+        after = page.next_after
 
 
 def _died(log: Path) -> str:

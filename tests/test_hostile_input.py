@@ -274,3 +274,34 @@ def test_an_unreachable_redis_is_a_503_with_retry_after_through_the_gate() -> No
     rendered = error_response(info.value)
     assert rendered.status == 503 and ("retry-after", "1") in rendered.headers
     assert "127.0.0.1" not in rendered.body.decode()
+
+
+# -- policy files ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"roles": {"viewer": "items:read"}}, "role 'viewer': permissions must be a list"),
+        ({"roles": {"viewer": None}}, "role 'viewer': permissions must be a list"),
+        ({"roles": {"viewer": [1]}}, "every permission must be a string"),
+        ({"roles": {"order": "viewer"}}, "'roles.order' must be a list"),
+        ({"roles": {"order": [None]}}, "role name"),
+        ({"role": {"viewer": ["items:read"]}}, "unknown table 'role'"),
+        ({"groups": ["lab"]}, "'groups' must be a table"),
+        ({"groups": {"lab": "plants:read"}}, "group 'lab': permissions must be a list"),
+        ({"roles": {"permissions": {"viewer": ["items"]}}}, "items"),
+    ],
+)
+def test_a_malformed_policy_is_a_config_error_saying_what(data: Any, message: str) -> None:
+    with pytest.raises(ConfigError, match="invalid role policy") as info:
+        RolePolicy.from_dict(data)
+    assert message in str(info.value)
+
+
+def test_a_policy_file_error_names_the_file(tmp_path: Path) -> None:
+    file = tmp_path / "policy.toml"
+    file.write_text('[roles]\nviewer = "items:read"\n')
+    with pytest.raises(ConfigError) as info:
+        RolePolicy.from_file(file)
+    assert str(info.value).startswith(f"{file}: invalid role policy: role 'viewer'")

@@ -116,6 +116,33 @@ class PermissionSet:
         return any(g.covers(target) for g in self._patterns)
 
 
+def _table(value: object, what: str) -> Mapping[Any, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise ValidationError(f"'{what}' must be a table/mapping of names to permission lists")
+    return value
+
+
+def _group_key(name: object) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise ValidationError(f"a group name must be a non-empty string, not {name!r}")
+    return name.casefold()
+
+
+def _grant_list(perms: object, owner: str) -> frozenset[str]:
+    """A list of permission strings (a bare string is refused: it is not a list of one,
+    and iterating it would grant its characters)."""
+    if isinstance(perms, str) or not isinstance(perms, list | tuple | set | frozenset):
+        raise ValidationError(
+            f"{owner}: permissions must be a list of strings such as [\"items:read\"], "
+            f"not {type(perms).__name__}"
+        )
+    if not all(isinstance(p, str) for p in perms):
+        raise ValidationError(f"{owner}: every permission must be a string")
+    return frozenset(perms)
+
+
 class RolePolicy:
     """Which permissions each role and group grants, with the role order.
 
@@ -141,11 +168,12 @@ class RolePolicy:
     ) -> None:
         self.hierarchy = hierarchy or RoleHierarchy()
         self.role_permissions = {
-            self.hierarchy[name].name: frozenset(perms)
-            for name, perms in (permissions or {}).items()
+            self.hierarchy[name].name: _grant_list(perms, f"role {name!r}")
+            for name, perms in _table(permissions, "roles").items()
         }
         self.group_permissions = {
-            name.casefold(): frozenset(perms) for name, perms in (groups or {}).items()
+            _group_key(name): _grant_list(perms, f"group {name!r}")
+            for name, perms in _table(groups, "groups").items()
         }
         for perms in [*self.role_permissions.values(), *self.group_permissions.values()]:
             for perm in perms:
@@ -161,24 +189,35 @@ class RolePolicy:
     def from_dict(cls, data: Mapping[str, Any]) -> RolePolicy:
         """From ``{"roles": {"order": [...], "permissions": {...}}, "groups": {...}}``;
         ``roles`` may also map role names to permission lists directly."""
+        unknown = sorted(str(key) for key in data if key not in ("roles", "groups"))
+        if unknown:
+            raise ConfigError(
+                f"invalid role policy: unknown table {unknown[0]!r} (known: 'roles', 'groups')"
+            )
         roles = data.get("roles", {})
         if not isinstance(roles, Mapping):
-            raise ConfigError("'roles' must be a table/mapping")
+            raise ConfigError("invalid role policy: 'roles' must be a table/mapping")
         order = roles.get("order")
         perms = roles.get("permissions")
         if perms is None:
             perms = {k: v for k, v in roles.items() if k != "order"}
-        hierarchy = RoleHierarchy(tuple(order)) if order else None
-        groups = data.get("groups", {})
         try:
-            return cls(perms, hierarchy=hierarchy, groups=groups)
+            if order is not None and (isinstance(order, str) or not isinstance(order, list)):
+                raise ValidationError("'roles.order' must be a list of role names")
+            hierarchy = RoleHierarchy(tuple(order)) if order else None
+            return cls(perms, hierarchy=hierarchy, groups=data.get("groups", {}))
         except ValidationError as err:
             raise ConfigError(f"invalid role policy: {err.detail}") from err
 
     @classmethod
     def from_file(cls, path: str | Path) -> RolePolicy:
-        """From a ``.toml``, ``.yaml`` / ``.yml`` or ``.json`` file."""
-        return cls.from_dict(documents.read_file(path, "the role policy"))
+        """From a ``.toml``, ``.yaml`` / ``.yml`` or ``.json`` file; every error names
+        the file."""
+        data = documents.read_file(path, "the role policy")
+        try:
+            return cls.from_dict(data)
+        except ConfigError as err:
+            raise ConfigError(f"{path}: {err.detail}") from err
 
     def permissions_for(
         self,
