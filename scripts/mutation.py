@@ -73,7 +73,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
 }
 
 # The attack replays and regression tests guard every module.
-GUARDS = ("test_attacks.py", "test_security_regressions.py")
+GUARDS = ("test_attacks.py", "test_security_regressions.py", "test_hostile_input.py")
 STORE_TESTS = ("test_store_contract.py", "test_session_cache.py", "test_jsonfile_store.py")
 
 # Module -> the test files that must kill its mutants: its own unit tests, not the whole
@@ -83,7 +83,7 @@ STORE_TESTS = ("test_store_contract.py", "test_session_cache.py", "test_jsonfile
 TESTS: dict[str, tuple[str, ...]] = {
     "src/authgate/tokens.py": ("test_tokens.py", "test_mutants_tokens.py", "test_config.py"),
     "src/authgate/lockout.py": ("test_lockout.py", "test_mutants_lockout.py", "test_gate.py"),
-    "src/authgate/sessions.py": ("test_gate.py", *STORE_TESTS),
+    "src/authgate/sessions.py": ("test_gate.py", "test_apikeys.py", *STORE_TESTS),
     "src/authgate/apikeys.py": ("test_apikeys.py", "test_gate.py"),
     "src/authgate/scram.py": ("test_scram.py", "test_gate.py"),
     "src/authgate/permissions.py": (
@@ -92,8 +92,9 @@ TESTS: dict[str, tuple[str, ...]] = {
         "test_registry.py",
         "test_static.py",
     ),
-    "src/authgate/api.py": (
+    "src/authgate/api.py": (  # the contract suite's in-process cases drive the whole API
         "test_api_iggy.py",
+        "test_contract_apps.py",
         "test_asgi_middleware.py",
         "test_wsgi_middleware.py",
     ),
