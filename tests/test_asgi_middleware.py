@@ -173,7 +173,7 @@ async def test_missing_credentials_on_a_guard_is_401_without_error_code(
     assert r.headers["www-authenticate"] == 'Bearer realm="authgate"'
     assert r.json() == {
         "error": "not_authenticated",
-        "detail": "authentication required: authentication",
+        "detail": "authentication required",
     }
 
 

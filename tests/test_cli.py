@@ -99,6 +99,12 @@ def test_store_url_from_environment(persistent_url: str) -> None:
         (("--store", "nope://x", "users", "list"), "unsupported store URL"),
         (("--store", "redis://127.0.0.1:1/0", "users", "list"), "cannot reach Redis"),
         (("--store", "memory://", "users", "show", "x"), "3 to 64 characters"),
+        (("--store", "redis://127.0.0.1:notaport/0", "users", "list"), "bad Redis URL"),
+        (("--store", "redis://:hunter2@h:99999/0", "users", "list"), "Port out of range"),
+        (("--store", "memory://", "users", "show", "nobody"), "no user named 'nobody'"),
+        (("--store", "memory://", "keys", "list", "nobody"), "no user named 'nobody'"),
+        (("--store", "memory://", "keys", "revoke", "nobody", "k1"), "no user named 'nobody'"),
+        (("--store", "memory://", "users", "passwd", "nobody"), "no user named 'nobody'"),
     ],
 )
 def test_user_errors_are_one_line_without_traceback(args: tuple[str, ...], message: str) -> None:
@@ -241,3 +247,26 @@ def test_the_protected_root_cannot_be_deleted_disabled_or_demoted_from_the_cli(
     assert root is not None and root.enabled and "admin" in root.roles
     # an unprotected admin may still go
     assert authgate("users", "delete", "second", "--yes", **env).returncode == 0
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"AUTHGATE_SUPERUSER_PASSWORD": "short"}, "AUTHGATE_SUPERUSER_PASSWORD: password must"),
+        ({"AUTHGATE_SUPERUSER_USERNAME": "bad name!"}, "AUTHGATE_SUPERUSER_USERNAME: username"),
+    ],
+)
+def test_bootstrap_errors_name_the_variable_at_fault(
+    cli: Any, env: dict[str, str], message: str
+) -> None:
+    base = {"AUTHGATE_SUPERUSER_USERNAME": "root", "AUTHGATE_SUPERUSER_PASSWORD": "root pw 12"}
+    done = CliRunner().invoke(main, ["--store", cli.url, "bootstrap"], env={**CHEAP, **base, **env})
+    assert done.exit_code == 1
+    assert message in done.output
+
+
+def test_a_key_wider_than_its_owner_names_the_owner(cli: Any) -> None:
+    assert cli("users", "create", "carol", "--no-password").exit_code == 0
+    done = cli("keys", "create", "carol", "--name", "k", "--permission", "*:*")
+    assert done.exit_code == 1
+    assert "a key cannot hold *:*: carol does not hold it" in done.output

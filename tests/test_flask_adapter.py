@@ -48,3 +48,17 @@ def test_flask_authgate_commands_mirror_the_cli(tmp_path: Path) -> None:
     user = store.get_user("alice")
     assert user is not None and user.password_hash.startswith("$argon2id$v=19$m=8,t=1,p=1$")
     store.close()
+
+
+def test_a_204_from_the_api_carries_no_content_type(tmp_path: Path) -> None:
+    app = make_app(tmp_path)
+    with app.app_context():
+        app.extensions["authgate"].gate.create_user("alice", "correct horse battery")
+    client = app.test_client()
+    pair = client.post(
+        "/auth/login", json={"username": "alice", "password": "correct horse battery"}
+    ).get_json()
+    out = client.post("/auth/logout", headers={"Authorization": f"Bearer {pair['access_token']}"})
+    assert out.status_code == 204
+    assert "Content-Type" not in out.headers
+    assert out.data == b""

@@ -143,7 +143,8 @@ def create_api_key(
         else:
             held = owner.can(perm)
         if not held:
-            raise PermissionDenied(f"a key cannot hold {perm}: its owner does not hold it")
+            whose = "the key making it" if by_key else owner.username
+            raise PermissionDenied(f"a key cannot hold {perm}: {whose} does not hold it")
     if expires_in is not None and not 60 <= expires_in <= 10 * 365 * 86400:
         raise ValidationError("expires_in must be 60 seconds to 10 years", field="expires_in")
     key_id = uuid.uuid4().hex

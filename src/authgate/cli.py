@@ -17,7 +17,7 @@ import click
 
 from .apikeys import create_api_key, list_api_keys, revoke_api_key
 from .config import Settings
-from .errors import AuthGateError, StoreUnavailable
+from .errors import AuthGateError, StoreUnavailable, UserNotFound
 from .flows import Flow, iter_users, run
 from .flows import create_user as create_flow
 from .flows import delete_user as delete_flow
@@ -106,7 +106,7 @@ def _split(values: tuple[str, ...]) -> list[str]:
 @click.version_option(package_name="authgate")
 @click.pass_context
 def main(ctx: click.Context, store_url: str | None) -> None:
-    """authgate: users, roles and sessions for WSGI and ASGI apps."""
+    """authgate: manage users and API keys, and seed the admin, in any store."""
     state = _Context(store_url)
     ctx.obj = state
     ctx.call_on_close(state.close)
@@ -205,10 +205,16 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 def users_show(state: _Context, username: str) -> None:
     """Show one user as JSON (never the password hash)."""
     with _user_errors():
-        user = state.store.get_user(normalize_username(username))
-        if user is None:
-            raise click.ClickException(f"no user named {username!r}")
+        user = _existing(state, username)
     click.echo(json.dumps(user.to_public_dict(), indent=2))
+
+
+def _existing(state: _Context, username: str) -> User:
+    """The user named, or the CLI's one "no user named ..." error."""
+    user = state.store.get_user(normalize_username(username))
+    if user is None:
+        raise UserNotFound(f"no user named {username!r}")
+    return user
 
 
 def _update(state: _Context, username: str, **changes: Any) -> User:
@@ -252,9 +258,7 @@ def users_disable(state: _Context, username: str) -> None:
 def users_passwd(state: _Context, username: str, password_stdin: bool) -> None:
     """Set a user's password (ends all their sessions)."""
     with _user_errors():
-        name = normalize_username(username)
-        if state.store.get_user(name) is None:
-            raise click.ClickException(f"no user named {username!r}")
+        name = _existing(state, username).username
         user = state.run(set_password_flow(name, _read_password(password_stdin)))
     click.echo(f"{user.username}: password changed")
 
@@ -279,9 +283,7 @@ def keys() -> None:
 
 
 def _owner(state: _Context, username: str) -> Identity:
-    user = state.store.get_user(normalize_username(username))
-    if user is None:
-        raise click.ClickException(f"no user named {username!r}")
+    user = _existing(state, username)
     settings = state.settings
     policy = (
         RolePolicy.from_file(settings.policy_file)
@@ -328,7 +330,7 @@ def keys_create(
 def keys_list(state: _Context, username: str) -> None:
     """List a user's API keys (never the keys themselves)."""
     with _user_errors():
-        found = state.run(list_api_keys(normalize_username(username)))
+        found = state.run(list_api_keys(_existing(state, username).username))
     rows = [
         (
             k.id,
@@ -348,7 +350,8 @@ def keys_list(state: _Context, username: str) -> None:
 def keys_revoke(state: _Context, username: str, key_id: str) -> None:
     """Revoke one of a user's API keys."""
     with _user_errors():
-        done = state.run(revoke_api_key(normalize_username(username), key_id, Client()))
+        owner = _existing(state, username).username
+        done = state.run(revoke_api_key(owner, key_id, Client()))
     if not done:
         raise click.ClickException(f"{username} has no API key {key_id!r}")
     click.echo(f"revoked key {key_id}")

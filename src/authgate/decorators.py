@@ -54,6 +54,8 @@ def check(policy: Policy, identity: Identity | None = None) -> Identity:
     if policy.allows(who):
         return who
     if not who.is_authenticated:
+        if isinstance(policy, IsAuthenticated):
+            raise NotAuthenticated()  # "authentication required", said once
         raise NotAuthenticated(f"authentication required: {policy.describe()}")
     raise PermissionDenied(f"requires {policy.describe()}")
 

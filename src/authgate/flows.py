@@ -336,14 +336,29 @@ def delete_user(
     yield from _admin_guarded(user, None, roles_order, Call("delete_user", (user.username,)))
 
 
+def _setting(parse: Callable[[str], T], value: str, variable: str) -> T:
+    """`parse(value)`, a refusal naming the setting it came from."""
+    try:
+        return parse(value)
+    except ValidationError as err:
+        raise ConfigError(f"{variable}: {err.detail}") from None
+
+
+def _seed_password(password: str, who: str) -> Flow[dict[str, Any]]:
+    try:
+        return (yield from password_fields(password))
+    except ValidationError as err:
+        raise ConfigError(f"AUTHGATE_{who}_PASSWORD: {err.detail}") from None
+
+
 def ensure_guest(username: str, password: str | None, role: str = "guest") -> Flow[bool]:
     """Create the guest user (PlantDB's) on first run; True when it was created.  Without
     a password the guest exists for ownership and sharing but cannot log in."""
-    name = normalize_username(username)
+    name = _setting(normalize_username, username, "AUTHGATE_GUEST_USERNAME")
     existing: User | None = yield Call("get_user", (name,))
     if existing is not None:
         return False
-    secrets_ = {} if password is None else (yield from password_fields(password))
+    secrets_ = {} if password is None else (yield from _seed_password(password, "GUEST"))
     try:
         yield Call("create_user", (User.new(name, roles=[role], **secrets_),))
     except UserExists:  # another worker seeded it a moment ago
@@ -376,9 +391,9 @@ def ensure_superuser(
             "AUTHGATE_SUPERUSER_PASSWORD to seed one (or run "
             "`authgate users create NAME --role admin`)"
         )
-    name = normalize_username(username)
+    name = _setting(normalize_username, username, "AUTHGATE_SUPERUSER_USERNAME")
     existing: User | None = yield Call("get_user", (name,))
-    secrets_ = yield from password_fields(password)
+    secrets_ = yield from _seed_password(password, "SUPERUSER")
     # Every worker of a fresh deployment may get here at once: losing the race to create
     # or promote the admin is success, as long as the admin now exists.
     try:

@@ -117,7 +117,10 @@ def _api_blueprint(gate: Gate) -> Blueprint:
                 404,
                 content_type="application/json",
             )
-        return Response(response.body, response.status, headers=response.headers)
+        answer = Response(response.body, response.status, headers=response.headers)
+        if response.status == 204:  # no body, so no Content-Type (Flask adds text/html)
+            answer.headers.pop("Content-Type", None)
+        return answer
 
     for rule in (
         f"{api.auth_prefix}/<path:rest>",

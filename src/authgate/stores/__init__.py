@@ -61,6 +61,15 @@ def _sqlite_path(url: str) -> str:
     return path
 
 
+def _redis_url(url: str) -> str:
+    """`url` when its host and port parse (redis-py would fail later, deep inside)."""
+    try:
+        urlsplit(url).port  # noqa: B018 - parsing it is the check
+    except ValueError as err:
+        raise ConfigError(f"bad Redis URL: {err} (expected redis://host:port/db)") from None
+    return url
+
+
 def open_store(url: str) -> Store:
     """Open the sync face of the store named by `url`; `ConfigError` for a bad URL,
     `StoreUnavailable` when the server or file cannot be reached."""
@@ -72,7 +81,7 @@ def open_store(url: str) -> Store:
     if scheme in ("redis", "rediss", "unix"):
         from .redis import RedisStore
 
-        return RedisStore(url)
+        return RedisStore(_redis_url(url))
     if scheme == "json":
         from .jsonfile import JSONFileStore
 
@@ -86,7 +95,7 @@ def open_async_store(url: str) -> AsyncStore:
     if scheme in ("redis", "rediss", "unix"):
         from .redis import AsyncRedisStore
 
-        return AsyncRedisStore(url)
+        return AsyncRedisStore(_redis_url(url))
     if scheme == "memory":
         return SyncStoreAsAsync(open_store(url), offload=False)
     return SyncStoreAsAsync(open_store(url))
