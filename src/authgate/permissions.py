@@ -135,7 +135,7 @@ def _grant_list(perms: object, owner: str) -> frozenset[str]:
     and iterating it would grant its characters)."""
     if isinstance(perms, str) or not isinstance(perms, list | tuple | set | frozenset):
         raise ValidationError(
-            f"{owner}: permissions must be a list of strings such as [\"items:read\"], "
+            f'{owner}: permissions must be a list of strings such as ["items:read"], '
             f"not {type(perms).__name__}"
         )
     if not all(isinstance(p, str) for p in perms):
