@@ -69,3 +69,30 @@ def disable_user(url: str, username: str) -> None:
         store.update_user(user.changed(enabled=False), user.version)
     finally:
         store.close()
+
+
+def conditional_increments(base_url: str, token: str, username: str, times: int) -> int:
+    """Add one to the user's ``display_name`` `times` times over HTTP, each a read and a
+    PATCH with ``If-Match``, retried on 412; the number of 412s seen."""
+    import httpx
+
+    refused = 0
+    headers = {"Authorization": f"Bearer {token}"}
+    limits = httpx.Limits(max_keepalive_connections=0)  # spread over every worker
+    with httpx.Client(base_url=base_url, timeout=30, headers=headers, limits=limits) as client:
+        done = 0
+        while done < times:
+            got = client.get(f"/api/users/{username}")
+            got.raise_for_status()
+            value = int(got.json()["display_name"] or 0)
+            sent = client.patch(
+                f"/api/users/{username}",
+                json={"display_name": str(value + 1)},
+                headers={"If-Match": got.headers["etag"]},
+            )
+            if sent.status_code == 412:
+                refused += 1
+                continue
+            sent.raise_for_status()
+            done += 1
+    return refused

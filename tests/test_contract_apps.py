@@ -13,12 +13,14 @@ import asyncio
 import importlib
 import itertools
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +32,7 @@ import webtest
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect as ws_connect
 
+from _workers import conditional_increments
 from authgate.stores import open_store
 from authgate.testing import free_port
 
@@ -101,6 +104,7 @@ class Deployment:
         websocket: Callable[..., Any] | None,
         log: Path | None = None,
         stop: Callable[[], None] | None = None,
+        base_url: str | None = None,
     ) -> None:
         self.case = case
         self.app = case.app
@@ -111,6 +115,8 @@ class Deployment:
         self.log = log
         #: Signal the server to stop (http only); its context still waits for it.
         self.stop = stop or (lambda: None)
+        #: Where the server listens (http only), for clients in other processes.
+        self.base_url = base_url
         self._maker_token = ""
 
     def call(
@@ -400,7 +406,9 @@ def _over_http(
 
     try:
         ws = websocket if app_name in ASGI_APPS else None
-        yield Deployment(case, env["AUTHGATE_STORE"], send_http, ws, log, proc.terminate)
+        yield Deployment(
+            case, env["AUTHGATE_STORE"], send_http, ws, log, proc.terminate, base_url=base
+        )
     finally:
         client.close()
         _stop(proc)
@@ -470,6 +478,49 @@ def multi_deployed(
 
 
 # -- scenarios ------------------------------------------------------------------------------
+
+
+def test_user_resources_carry_an_etag_and_honour_if_match(deployed: Deployment) -> None:
+    """GET gives an ETag; a change sent with a stale one is a 412 and writes nothing; a
+    change with the current one (or ``*``) lands and answers with the next ETag."""
+    admin = deployed.admin()
+    name = deployed.make_user("viewer")
+    path = f"/api/users/{name}"
+    first = deployed.call("GET", path, token=admin)
+    tag = first.headers["etag"]
+    assert tag.startswith('"') and tag.endswith('"')
+    moved = deployed.call(
+        "PATCH", path, token=admin, body={"first_name": "Ann"}, headers={"If-Match": tag}
+    )
+    assert moved.status == 200, moved.text
+    assert moved.headers["etag"] not in (tag, "")
+    for method, where, body in [
+        ("PATCH", path, {"first_name": "Bob"}),
+        ("PUT", f"{path}/permissions", {"permissions": ["items:read"]}),
+        ("PUT", f"{path}/password", {"password": "another password 1"}),
+        ("DELETE", path, None),
+    ]:
+        stale = deployed.call(method, where, token=admin, body=body, headers={"If-Match": tag})
+        assert (stale.status, stale.json["error"]) == (412, "precondition_failed"), where
+    now = deployed.call("GET", path, token=admin)
+    assert (now.json["first_name"], now.json["permissions"]) == ("Ann", [])
+    assert now.headers["etag"] == moved.headers["etag"]
+    assert deployed.login(name, PW)["access_token"]  # the password did not change
+    several = f'"nope", {now.headers["etag"]}'
+    listed = deployed.call(
+        "PATCH", path, token=admin, body={"last_name": "Lee"}, headers={"If-Match": several}
+    )
+    assert listed.status == 200
+    anything = deployed.call(
+        "PATCH", path, token=admin, body={"last_name": "Li"}, headers={"If-Match": "*"}
+    )
+    assert anything.status == 200
+    gone = deployed.call(
+        "DELETE", path, token=admin, headers={"If-Match": anything.headers["etag"]}
+    )
+    assert gone.status == 204
+    missing = deployed.call("PATCH", path, token=admin, body={}, headers={"If-Match": "*"})
+    assert missing.status == 404
 
 
 def test_login_me_refresh_logout(deployed: Deployment) -> None:
@@ -872,6 +923,32 @@ def test_workers_boot_together_on_a_fresh_store(
         assert [u.username for u in users if "admin" in u.roles] == [ADMIN]
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("case", BOOT_CASES, ids=[c.id for c in BOOT_CASES])
+def test_conditional_patches_from_four_processes_lose_no_edit(
+    case: Case, pool: Callable[[Case], Deployment]
+) -> None:
+    """4 client processes x 250 read-modify-write increments of one user through
+    `If-Match`, against four workers: every edit lands (the count is exactly 1000), the
+    losers of each race get a 412 and retry."""
+    deployed = pool(case)
+    name = deployed.make_user("viewer")
+    assert deployed.base_url is not None
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(4, mp_context=ctx) as workers:
+        refused = list(
+            workers.map(
+                conditional_increments,
+                [deployed.base_url] * 4,
+                [deployed.admin()] * 4,
+                [name] * 4,
+                [250] * 4,
+            )
+        )
+    final = deployed.call("GET", f"/api/users/{name}", token=deployed.admin())
+    assert final.json["display_name"] == "1000", (final.json, refused)
+    assert sum(refused) > 0  # the processes did race
 
 
 def _pages(store: Any) -> Iterator[list[Any]]:

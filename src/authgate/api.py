@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from . import documents
@@ -37,8 +37,11 @@ from .errors import (
     NotAuthenticated,
     NotFound,
     PermissionDenied,
+    PreconditionFailed,
+    PreconditionRequired,
     UserNotFound,
     ValidationError,
+    VersionConflict,
 )
 from .flows import Call, Flow
 from .flows import create_user as create_user_flow
@@ -64,6 +67,8 @@ from .users import RoleHierarchy, User, normalize_username
 
 __all__ = ["ApiRequest", "ApiResponse", "HttpApi"]
 
+T = TypeVar("T")
+
 MAX_BODY = 64 * 1024
 
 
@@ -78,6 +83,7 @@ class ApiRequest:
     query: Mapping[str, str] = field(default_factory=dict)
     client: Client = field(default_factory=Client)
     authorization: str = ""
+    if_match: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,6 +186,12 @@ _KEY = {"name": _Field(_STR, True, 100), "permissions": _Field(_LIST), "expires_
 _NEW_PASSWORD = {"password": _Field(_STR, True, 4096)}
 
 
+def etag(user: User) -> str:
+    """The user's entity tag: changes with every write, and differs between a deleted
+    user and a new one of the same name."""
+    return f'"{user.id}.{user.version}"'
+
+
 def _now(response: ApiResponse) -> Flow[ApiResponse]:
     """A flow that needs no operation: it returns `response` at once."""
     yield from ()
@@ -204,8 +216,10 @@ class HttpApi:
         realm: str = "authgate",
         protected: frozenset[str] = frozenset(),
         scram_secret: bytes = b"",
+        require_if_match: bool = False,
     ) -> None:
         self.rules = rules
+        self.require_if_match = require_if_match
         self.scram_secret = scram_secret
         self.protected = protected
         self.roles = roles
@@ -454,7 +468,37 @@ class HttpApi:
         user: User | None = yield Call("get_user", (normalize_username(username),))
         if user is None:
             raise UserNotFound()
-        return ApiResponse.json(200, self._user_view(user))
+        return self._user_response(user)
+
+    def _user_response(self, user: User) -> ApiResponse:
+        response = ApiResponse.json(200, self._user_view(user))
+        response.headers.append(("etag", etag(user)))
+        return response
+
+    def _expected_version(self, request: ApiRequest, username: str) -> Flow[int | None]:
+        """The version `If-Match` allows the request to change (None: no condition);
+        `PreconditionFailed` when it names another version, `PreconditionRequired`
+        when the server wants one and none came.  Run before anything is written."""
+        header = request.if_match.strip()
+        if not header:
+            if self.require_if_match:
+                raise PreconditionRequired()
+            return None
+        user: User | None = yield Call("get_user", (normalize_username(username),))
+        if user is None:
+            raise UserNotFound()
+        if header != "*" and etag(user) not in (tag.strip() for tag in header.split(",")):
+            raise PreconditionFailed()
+        return user.version
+
+    def _conditional(self, expected: int | None, flow: Flow[T]) -> Flow[T]:
+        """`flow`, its lost compare-and-set a 412 when the request was conditional."""
+        try:
+            return (yield from flow)
+        except VersionConflict:
+            if expected is None:
+                raise
+            raise PreconditionFailed() from None
 
     def _update_user(self, request: ApiRequest, username: str) -> Flow[ApiResponse]:
         actor = self._admin(request)
@@ -477,22 +521,33 @@ class HttpApi:
         password = body.pop("password", None)
         if password is not None:
             self.rules.hasher.policy.check(password)  # refuse before writing anything
-        user: User | None = None
-        if body:
-            user = yield from update_user_flow(name, self.roles, protected=self.protected, **body)
-        if password is not None:
-            user = yield from set_password_flow(name, password)
-        if user is None:
-            user = yield Call("get_user", (name,))
+        expected = yield from self._expected_version(request, name)
+        if not body and password is None:
+            user: User | None = yield Call("get_user", (name,))
             if user is None:
                 raise UserNotFound()
-        return ApiResponse.json(200, self._user_view(user))
+            return self._user_response(user)
+        flow = update_user_flow(
+            name,
+            self.roles,
+            protected=self.protected,
+            expected_version=expected,
+            password=password,
+            **body,
+        )
+        return self._user_response((yield from self._conditional(expected, flow)))
 
     def _delete_user(self, request: ApiRequest, username: str) -> Flow[ApiResponse]:
         actor = self._admin(request)
-        yield from delete_user_flow(
-            username, self.roles, acting=actor.username, protected=self.protected
+        expected = yield from self._expected_version(request, username)
+        flow = delete_user_flow(
+            username,
+            self.roles,
+            acting=actor.username,
+            protected=self.protected,
+            expected_version=expected,
         )
+        yield from self._conditional(expected, flow)
         return ApiResponse.empty()
 
     def _set_permissions(self, request: ApiRequest, username: str) -> Flow[ApiResponse]:
@@ -505,14 +560,24 @@ class HttpApi:
                 parse_grant(permission)
             except ValidationError as err:
                 raise ValidationError(err.detail, field="permissions") from None
-        user = yield from update_user_flow(
-            normalize_username(username), self.roles, permissions=body["permissions"]
+        expected = yield from self._expected_version(request, username)
+        flow = update_user_flow(
+            normalize_username(username),
+            self.roles,
+            expected_version=expected,
+            permissions=body["permissions"],
         )
-        return ApiResponse.json(200, self._user_view(user))
+        return self._user_response((yield from self._conditional(expected, flow)))
 
     def _set_password(self, request: ApiRequest, username: str) -> Flow[ApiResponse]:
         """Set a user's password as an admin; all their sessions end."""
         self._admin(request)
         body = _parse_body(request.body, _NEW_PASSWORD)
-        yield from set_password_flow(normalize_username(username), body["password"])
-        return ApiResponse.empty()
+        expected = yield from self._expected_version(request, username)
+        flow = set_password_flow(
+            normalize_username(username), body["password"], expected_version=expected
+        )
+        user = yield from self._conditional(expected, flow)
+        response = ApiResponse.empty()
+        response.headers.append(("etag", etag(user)))
+        return response

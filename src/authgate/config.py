@@ -57,6 +57,7 @@ class Settings:
     superuser_username: str | None = None
     superuser_password: str | None = field(default=None, repr=False)
     protect_root: bool = False
+    require_if_match: bool = False
     guest_username: str | None = None
     guest_password: str | None = field(default=None, repr=False)
     guest_role: str = "guest"

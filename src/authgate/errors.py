@@ -30,6 +30,8 @@ __all__ = [
     "NotAuthenticated",
     "NotFound",
     "PermissionDenied",
+    "PreconditionFailed",
+    "PreconditionRequired",
     "ProtectedUser",
     "SessionLimitReached",
     "SessionRevoked",
@@ -69,6 +71,14 @@ class ValidationError(AuthGateError, ValueError):
     def __init__(self, detail: str | None = None, *, field: str | None = None) -> None:
         super().__init__(detail)
         self.field = field
+
+
+class PreconditionRequired(ValidationError):
+    """The server requires ``If-Match`` on changes to users and none was sent (HTTP 428)."""
+
+    status = 428
+    code = "precondition_required"
+    default_detail = "send If-Match with the user's ETag (from GET) to change it"
 
 
 class InvalidUsername(ValidationError):
@@ -231,6 +241,15 @@ class VersionConflict(Conflict):
 
     code = "version_conflict"
     default_detail = "the record was changed by someone else; reload it and retry"
+
+
+class PreconditionFailed(Conflict):
+    """``If-Match`` names a version of the user that is no longer the current one
+    (HTTP 412): someone changed it since the caller read it."""
+
+    status = 412
+    code = "precondition_failed"
+    default_detail = "the user changed since you read it: GET it again and retry with its new ETag"
 
 
 class LastAdminError(Conflict):

@@ -285,9 +285,11 @@ def update_user(
     *,
     expected_version: int | None = None,
     protected: frozenset[str] = frozenset(),
+    password: str | None = None,
     **changes: Any,
 ) -> Flow[User]:
-    """Apply `changes` to a user (roles, groups, enabled, profile fields).
+    """Apply `changes` to a user (roles, groups, enabled, profile fields), and a new
+    `password` in the same write (every session then ends).
 
     With `expected_version`, refuse (`VersionConflict`) if the user changed since the
     caller read it.  Refuses to remove or disable the last enabled admin.
@@ -297,6 +299,8 @@ def update_user(
     user = yield from _get(username)
     if expected_version is not None and user.version != expected_version:
         raise VersionConflict()
+    if password is not None:
+        changes.update((yield from password_fields(password)))
     updated = user.changed(**changes)
     if user.username in protected and (
         not updated.enabled or not roles_order.admits(updated.roles, roles_order.top)
@@ -305,14 +309,23 @@ def update_user(
     saved: User = yield from _admin_guarded(
         user, updated, roles_order, Call("update_user", (updated, user.version))
     )
-    if not updated.enabled and user.enabled:
+    if (not updated.enabled and user.enabled) or password is not None:
         yield Call("revoke_user_sessions", (user.username, None))
     return saved
 
 
-def set_password(username: str, password: str, *, keep_session: str | None = None) -> Flow[User]:
-    """Set a new password; every session except `keep_session` is revoked."""
+def set_password(
+    username: str,
+    password: str,
+    *,
+    keep_session: str | None = None,
+    expected_version: int | None = None,
+) -> Flow[User]:
+    """Set a new password; every session except `keep_session` is revoked.  With
+    `expected_version`, refuse (`VersionConflict`) if the user changed since."""
     user = yield from _get(username)
+    if expected_version is not None and user.version != expected_version:
+        raise VersionConflict()
     secrets_ = yield from password_fields(password)
     saved: User = yield Call("update_user", (user.changed(**secrets_), user.version))
     yield Call("revoke_user_sessions", (user.username, keep_session))
@@ -325,10 +338,14 @@ def delete_user(
     *,
     acting: str | None = None,
     protected: frozenset[str] = frozenset(),
+    expected_version: int | None = None,
 ) -> Flow[None]:
     """Delete a user and its sessions; refuse to delete yourself, the last admin or a
-    protected (root) user."""
+    protected (root) user.  With `expected_version`, refuse (`VersionConflict`) if the
+    user changed since."""
     user = yield from _get(username)
+    if expected_version is not None and user.version != expected_version:
+        raise VersionConflict()
     if user.username in protected:
         raise ProtectedUser()
     if acting is not None and normalize_username(acting) == user.username:

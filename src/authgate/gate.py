@@ -113,6 +113,7 @@ class _Core:
             self.roles,
             protected=self.protected,
             scram_secret=self.ring.secret_material(),
+            require_if_match=s.require_if_match,
         )
 
     @property

@@ -109,6 +109,7 @@ def _api_blueprint(gate: Gate) -> Blueprint:
             query=request.args.to_dict(),
             client=Client(request.remote_addr or "", request.user_agent.string),
             authorization=request.headers.get("Authorization", ""),
+            if_match=request.headers.get("If-Match", ""),
         )
         response = gate.handle_api(api_request)
         if response is None:

@@ -80,6 +80,7 @@ class AuthGate:
             query=dict(request.query_params),
             client=Client(client.host if client else "", request.headers.get("user-agent", "")),
             authorization=request.headers.get("authorization", ""),
+            if_match=request.headers.get("if-match", ""),
         )
         response = await self.gate.handle_api(api_request)
         if response is None:

@@ -250,12 +250,15 @@ class AuthGateApi:
                 return
             if not message.get("more_body", False):
                 break
-        user_agent = authorization = ""
+        user_agent = authorization = if_match = ""
         for name, value in scope.get("headers", ()):
             if name == b"user-agent":
                 user_agent = value.decode("latin-1")
             elif name == b"authorization":
                 authorization = value.decode("latin-1")
+            elif name == b"if-match":  # repeated: one list, as RFC 9110 combines them
+                text = value.decode("latin-1")
+                if_match = f"{if_match}, {text}" if if_match else text
         client = scope.get("client") or ("", 0)
         request = ApiRequest(
             method=scope["method"],
@@ -265,6 +268,7 @@ class AuthGateApi:
             query=dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"))),
             client=Client(str(client[0]), user_agent),
             authorization=authorization,
+            if_match=if_match,
         )
         response = await self.gate.handle_api(request, self.api)
         assert response is not None

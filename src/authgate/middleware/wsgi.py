@@ -222,6 +222,7 @@ class AuthGateWSGIApi:
             query=dict(parse_qsl(environ.get("QUERY_STRING", ""))),
             client=Client(environ.get("REMOTE_ADDR", ""), environ.get("HTTP_USER_AGENT", "")),
             authorization=environ.get("HTTP_AUTHORIZATION", ""),
+            if_match=environ.get("HTTP_IF_MATCH", ""),
         )
         response = self.gate.handle_api(request, self.api)
         assert response is not None
