@@ -40,7 +40,7 @@ from authgate.errors import (
     ValidationError,
     VersionConflict,
 )
-from authgate.flows import Call, Flow
+from authgate.flows import Call, Emit, Flow
 from authgate.gate import AsyncGate, Gate
 from authgate.http import CredentialRules, _parsed, read_credential
 from authgate.identity import Identity
@@ -628,6 +628,9 @@ def step_until(flow: Flow[Any], store: Any, stop: Callable[[Any], bool]) -> Any:
     (not yet run).  Errors the store raises are thrown into the flow, as the drivers do."""
     op = next(flow)
     while not stop(op):
+        if isinstance(op, Emit):  # audit events: nothing to run
+            op = flow.send(None)
+            continue
         assert isinstance(op, Call), op
         try:
             result = getattr(store, op.method)(*op.args)
@@ -641,6 +644,9 @@ def step_until(flow: Flow[Any], store: Any, stop: Callable[[Any], bool]) -> Any:
 def finish(flow: Flow[Any], store: Any, op: Any) -> Any:
     try:
         while True:
+            if isinstance(op, Emit):
+                op = flow.send(None)
+                continue
             assert isinstance(op, Call), op
             op = flow.send(getattr(store, op.method)(*op.args))
     except StopIteration as done:

@@ -996,6 +996,33 @@ def test_the_hashing_profile_is_the_one_meant(
         store.close()
 
 
+AUDIT_LINE = r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} %s authgate\.audit: %s user=%s by=%s "
+
+
+def test_audit_lines_reach_the_server_log_with_time_and_level(http_deployed: Deployment) -> None:
+    """Under gunicorn and uvicorn alike (one worker or several): who created whom, and
+    who was refused what, each a line with its time and level."""
+    import re
+
+    deployed = http_deployed
+    assert deployed.log is not None
+    name = deployed.make_user("viewer")
+    token = deployed.token(name, PW)
+    assert deployed.call("GET", "/api/users/", token=token).status == 403
+    deadline = time.monotonic() + 5
+    wanted = [
+        re.compile(AUDIT_LINE % ("INFO", "user_created", name, ADMIN), re.M),
+        re.compile(AUDIT_LINE % ("WARNING", "permission_denied", name, "-"), re.M),
+    ]
+    while True:
+        text = deployed.log.read_text(errors="replace")
+        missing = [w.pattern for w in wanted if not w.search(text)]
+        if not missing or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert not missing, f"{missing} not in the log:\n{text[-3000:]}"
+
+
 #: Error lines a server logs for a correct exchange, each with the reason.
 BENIGN_LOG_LINES = {
     # uvicorn's websockets-sansio protocol never marks the handshake complete after a

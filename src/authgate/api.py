@@ -31,6 +31,7 @@ from urllib.parse import unquote
 
 from . import documents
 from .apikeys import create_api_key, list_api_keys, require_account_right, revoke_api_key
+from .audit import record_denial
 from .errors import (
     AuthGateError,
     LastAdminError,
@@ -319,6 +320,7 @@ class HttpApi:
     def _admin(self, request: ApiRequest) -> Identity:
         who = self._authenticated(request)
         if not self.roles.admits(who.roles, self.roles.top):
+            record_denial(who.username or "", f"the {self.roles.top} role", request.path)
             raise PermissionDenied(f"managing users requires the {self.roles.top} role")
         return who
 
@@ -447,7 +449,9 @@ class HttpApi:
         roles = self._roles_from(body, actor) or []
         username = body.pop("username")
         password = body.pop("password", None)
-        user = yield from create_user_flow(username, password, roles=roles, **body)
+        user = yield from create_user_flow(
+            username, password, roles=roles, actor=actor.username, **body
+        )
         return ApiResponse.json(201, self._user_view(user))
 
     def _list_users(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
@@ -533,6 +537,7 @@ class HttpApi:
             protected=self.protected,
             expected_version=expected,
             password=password,
+            actor=actor.username,
             **body,
         )
         return self._user_response((yield from self._conditional(expected, flow)))
@@ -546,6 +551,7 @@ class HttpApi:
             acting=actor.username,
             protected=self.protected,
             expected_version=expected,
+            actor=actor.username,
         )
         yield from self._conditional(expected, flow)
         return ApiResponse.empty()
@@ -553,7 +559,7 @@ class HttpApi:
     def _set_permissions(self, request: ApiRequest, username: str) -> Flow[ApiResponse]:
         """Replace a user's direct grants: global ones and per-resource ones such as
         ``streams/1:send`` or ``streams/1/topics/7:read`` (Iggy's levels)."""
-        self._admin(request)
+        actor = self._admin(request)
         body = _parse_body(request.body, _PERMISSIONS)
         for permission in body["permissions"]:
             try:
@@ -566,16 +572,20 @@ class HttpApi:
             self.roles,
             expected_version=expected,
             permissions=body["permissions"],
+            actor=actor.username,
         )
         return self._user_response((yield from self._conditional(expected, flow)))
 
     def _set_password(self, request: ApiRequest, username: str) -> Flow[ApiResponse]:
         """Set a user's password as an admin; all their sessions end."""
-        self._admin(request)
+        actor = self._admin(request)
         body = _parse_body(request.body, _NEW_PASSWORD)
         expected = yield from self._expected_version(request, username)
         flow = set_password_flow(
-            normalize_username(username), body["password"], expected_version=expected
+            normalize_username(username),
+            body["password"],
+            expected_version=expected,
+            actor=actor.username,
         )
         user = yield from self._conditional(expected, flow)
         response = ApiResponse.empty()

@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from .apikeys import create_api_key, list_api_keys, revoke_api_key
+from .audit import AuditLog, configure_logging
 from .config import Settings
 from .errors import AuthGateError, StoreUnavailable, UserNotFound
 from .flows import Flow, iter_users, run
@@ -33,6 +34,8 @@ from .users import RoleHierarchy, User, normalize_username
 __all__ = ["main"]
 
 T = TypeVar("T")
+#: The actor of the CLI's changes in audit events.
+CLI = "cli"
 
 
 class _Context:
@@ -42,6 +45,7 @@ class _Context:
         self._overrides = overrides
         self._settings: Settings | None = settings
         self._store: Store | None = None
+        self._audit = AuditLog()
 
     @property
     def settings(self) -> Settings:
@@ -60,7 +64,9 @@ class _Context:
         return self._store
 
     def run(self, flow: Flow[T]) -> T:
-        return run(flow, self.store, self.settings.password_hasher())
+        """Run `flow`, its audit events (by ``cli``) to the ``authgate.audit`` logger."""
+        configure_logging(self.settings.log_format)
+        return run(flow, self.store, self.settings.password_hasher(), self._audit.emit)
 
     def close(self) -> None:
         if self._store is not None:
@@ -156,6 +162,7 @@ def users_create(
             create_flow(
                 name,
                 password,
+                actor=CLI,
                 roles=_split(roles),
                 groups=_split(groups),
                 permissions=_split(permissions),
@@ -220,7 +227,8 @@ def _existing(state: _Context, username: str) -> User:
 def _update(state: _Context, username: str, **changes: Any) -> User:
     with _user_errors():
         protected = state.settings.protected_usernames
-        return state.run(update_flow(username, state.roles, protected=protected, **changes))
+        flow = update_flow(username, state.roles, protected=protected, actor=CLI, **changes)
+        return state.run(flow)
 
 
 @users.command("set-role")
@@ -259,7 +267,7 @@ def users_passwd(state: _Context, username: str, password_stdin: bool) -> None:
     """Set a user's password (ends all their sessions)."""
     with _user_errors():
         name = _existing(state, username).username
-        user = state.run(set_password_flow(name, _read_password(password_stdin)))
+        user = state.run(set_password_flow(name, _read_password(password_stdin), actor=CLI))
     click.echo(f"{user.username}: password changed")
 
 
@@ -273,7 +281,8 @@ def users_delete(state: _Context, username: str, yes: bool) -> None:
         name = normalize_username(username)
         if not yes and sys.stdin.isatty():
             click.confirm(f"Delete user {name}?", abort=True)
-        state.run(delete_flow(name, state.roles, protected=state.settings.protected_usernames))
+        protected = state.settings.protected_usernames
+        state.run(delete_flow(name, state.roles, protected=protected, actor=CLI))
     click.echo(f"deleted user {name}")
 
 

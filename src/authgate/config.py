@@ -58,6 +58,7 @@ class Settings:
     superuser_password: str | None = field(default=None, repr=False)
     protect_root: bool = False
     require_if_match: bool = False
+    log_format: str = "text"
     guest_username: str | None = None
     guest_password: str | None = field(default=None, repr=False)
     guest_role: str = "guest"
@@ -74,6 +75,8 @@ class Settings:
         for name in ("max_login_attempts", "max_sessions", "leeway"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
+        if self.log_format not in ("text", "json", "none"):
+            raise ConfigError("log_format must be 'text', 'json' or 'none'")
         if self.session_limit_policy not in ("evict_oldest", "refuse"):
             raise ConfigError("session_limit_policy must be 'evict_oldest' or 'refuse'")
         if self.password_min_length < 1 or self.password_max_bytes < self.password_min_length:

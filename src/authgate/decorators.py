@@ -27,6 +27,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any, ParamSpec, TypeVar, overload
 
+from .audit import record_denial
 from .context import current_identity
 from .errors import NotAuthenticated, PermissionDenied
 from .identity import Identity
@@ -57,6 +58,7 @@ def check(policy: Policy, identity: Identity | None = None) -> Identity:
         if isinstance(policy, IsAuthenticated):
             raise NotAuthenticated()  # "authentication required", said once
         raise NotAuthenticated(f"authentication required: {policy.describe()}")
+    record_denial(who.username or "", policy.describe())
     raise PermissionDenied(f"requires {policy.describe()}")
 
 
@@ -134,6 +136,8 @@ def check_object_permission(
     )
     if not allowed:
         what = policy.describe() if policy is not None else f"permission to {action} it"
+        resource = f"{type(obj).__name__} {getattr(obj, 'id', '')}".strip()
+        record_denial(who.username or "", f"{action}: {what}", resource)
         raise PermissionDenied(f"{action} on this {type(obj).__name__} requires {what}")
     return who
 

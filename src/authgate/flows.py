@@ -229,9 +229,15 @@ def _get(username: str) -> Flow[User]:
 
 
 def create_user(
-    username: str, password: str | None, *, roles: Iterable[str] = (), **fields: Any
+    username: str,
+    password: str | None,
+    *,
+    roles: Iterable[str] = (),
+    actor: str = "",
+    **fields: Any,
 ) -> Flow[User]:
-    """Validate, hash the password (if any) and insert a new user.
+    """Validate, hash the password (if any) and insert a new user; `actor` (who did it)
+    goes into the ``user_created`` audit event.
 
     Without a password the user exists but cannot log in until one is set.
     """
@@ -240,7 +246,34 @@ def create_user(
         secrets_ = yield from password_fields(password)
         user = User.new(username, roles=roles, **secrets_, **fields)
     created: User = yield Call("create_user", (user,))
+    detail = f"roles={','.join(sorted(created.roles)) or '-'}" + (
+        "" if password is not None else " no password"
+    )
+    yield Emit(AuditEvent("user_created", created.username, actor=actor, detail=detail))
     return created
+
+
+# Fields whose old and new values an audit event shows; others are only named.
+_SHOWN = ("roles", "groups", "permissions", "enabled")
+
+
+def describe_change(before: User, after: User) -> str:
+    """What a write changed, for the audit line: ``roles: viewer -> admin; email``."""
+    parts = []
+    for name in ("roles", "groups", "permissions", "enabled", "email", "first_name",
+                 "last_name", "display_name"):  # fmt: skip
+        old, new = getattr(before, name), getattr(after, name)
+        if old == new:
+            continue
+        if name in _SHOWN:
+            shown = [",".join(sorted(v)) or "-" if isinstance(v, frozenset) else str(v).lower()
+                     for v in (old, new)]  # fmt: skip
+            parts.append(f"{name}: {shown[0]} -> {shown[1]}")
+        else:
+            parts.append(name)
+    if before.password_hash != after.password_hash:
+        parts.append("password")
+    return "; ".join(parts) or "nothing"
 
 
 # Changes that may remove an enabled admin take this counter as a lock, on every store:
@@ -286,6 +319,7 @@ def update_user(
     expected_version: int | None = None,
     protected: frozenset[str] = frozenset(),
     password: str | None = None,
+    actor: str = "",
     **changes: Any,
 ) -> Flow[User]:
     """Apply `changes` to a user (roles, groups, enabled, profile fields), and a new
@@ -311,6 +345,8 @@ def update_user(
     )
     if (not updated.enabled and user.enabled) or password is not None:
         yield Call("revoke_user_sessions", (user.username, None))
+    detail = describe_change(user, saved)
+    yield Emit(AuditEvent("user_updated", saved.username, actor=actor, detail=detail))
     return saved
 
 
@@ -320,6 +356,7 @@ def set_password(
     *,
     keep_session: str | None = None,
     expected_version: int | None = None,
+    actor: str = "",
 ) -> Flow[User]:
     """Set a new password; every session except `keep_session` is revoked.  With
     `expected_version`, refuse (`VersionConflict`) if the user changed since."""
@@ -329,6 +366,8 @@ def set_password(
     secrets_ = yield from password_fields(password)
     saved: User = yield Call("update_user", (user.changed(**secrets_), user.version))
     yield Call("revoke_user_sessions", (user.username, keep_session))
+    if actor:  # an admin's reset (a user's own change is audited as password_change)
+        yield Emit(AuditEvent("password_reset", saved.username, actor=actor))
     return saved
 
 
@@ -339,6 +378,7 @@ def delete_user(
     acting: str | None = None,
     protected: frozenset[str] = frozenset(),
     expected_version: int | None = None,
+    actor: str = "",
 ) -> Flow[None]:
     """Delete a user and its sessions; refuse to delete yourself, the last admin or a
     protected (root) user.  With `expected_version`, refuse (`VersionConflict`) if the
@@ -351,6 +391,8 @@ def delete_user(
     if acting is not None and normalize_username(acting) == user.username:
         raise LastAdminError("refused: you cannot delete your own account")
     yield from _admin_guarded(user, None, roles_order, Call("delete_user", (user.username,)))
+    roles = ",".join(sorted(user.roles)) or "-"
+    yield Emit(AuditEvent("user_deleted", user.username, actor=actor, detail=f"roles={roles}"))
 
 
 def _setting(parse: Callable[[str], T], value: str, variable: str) -> T:

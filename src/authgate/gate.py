@@ -29,7 +29,7 @@ from .apikeys import (
     require_account_right,
     revoke_api_key,
 )
-from .audit import AuditLog
+from .audit import AuditLog, configure_logging
 from .bootstrap import Bootstrap
 from .config import Settings
 from .flows import Flow, arun, ensure_guest, run
@@ -86,6 +86,7 @@ class _Core:
             self.ring, issuer=s.issuer, audience=s.audience, leeway=s.leeway
         )
         self.hasher = hasher or s.password_hasher()
+        configure_logging(s.log_format)
         self.audit = audit or AuditLog()
         if policy is None:
             policy = (

@@ -1,0 +1,148 @@
+"""Audit events for user administration and refusals, from every path, through logging."""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from authgate import audit
+from authgate.api import ApiRequest
+from authgate.audit import JSONFormatter, configure_logging
+from authgate.cli import main
+from authgate.decorators import check, check_object_permission
+from authgate.errors import ConfigError, PermissionDenied
+from authgate.gate import Gate
+from authgate.permissions import HasPermission
+from authgate.testing import cheap_hasher
+from conftest import SECRET
+
+PW = "correct horse battery"
+CHEAP = {
+    "AUTHGATE_ARGON2_TIME_COST": "1",
+    "AUTHGATE_ARGON2_MEMORY_COST": "8",
+    "AUTHGATE_ARGON2_PARALLELISM": "1",
+}
+
+
+def events(caplog: pytest.LogCaptureFixture) -> list[dict[str, Any]]:
+    return [r.audit for r in caplog.records if r.name == "authgate.audit" and hasattr(r, "audit")]
+
+
+@pytest.fixture
+def gate() -> Gate:
+    g = Gate(store="memory://", hasher=cheap_hasher(), secret_key=SECRET)
+    g.create_user("root", PW, roles=["admin"])
+    return g
+
+
+def api(gate: Gate, method: str, path: str, body: Any = None, who: str = "root") -> int:
+    identity = gate.authenticate(gate.login(who, PW).access_token)
+    raw = json.dumps(body).encode() if body is not None else b""
+    response = gate.handle_api(ApiRequest(method, path, identity, raw))
+    assert response is not None
+    return response.status
+
+
+def test_every_user_change_over_http_says_who_changed_what(
+    gate: Gate, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="authgate.audit")
+    assert api(gate, "POST", "/api/users", {"username": "bob", "password": PW}) == 201
+    assert api(gate, "PATCH", "/api/users/bob", {"role": "operator", "email": "b@x.io"}) == 200
+    assert api(gate, "PATCH", "/api/users/bob", {"enabled": False}) == 200
+    assert api(gate, "PUT", "/api/users/bob/password", {"password": "another pw 1"}) == 204
+    assert api(gate, "DELETE", "/api/users/bob") == 204
+    seen = [(e["event"], e["username"], e["actor"], e["detail"]) for e in events(caplog)]
+    admin = [s for s in seen if s[1] == "bob"]
+    assert admin == [
+        ("user_created", "bob", "root", "roles=-"),
+        ("user_updated", "bob", "root", "roles: - -> operator; email"),
+        ("user_updated", "bob", "root", "enabled: true -> false"),
+        ("password_reset", "bob", "root", ""),
+        ("user_deleted", "bob", "root", "roles=operator"),
+    ]
+    text = caplog.text
+    assert PW not in text and "another pw 1" not in text and "$argon2" not in text
+
+
+def test_changes_from_python_and_the_cli_are_audited_too(
+    gate: Gate, caplog: pytest.LogCaptureFixture, tmp_path: Any
+) -> None:
+    caplog.set_level(logging.INFO, logger="authgate.audit")
+    gate.create_user("carol", PW)
+    gate.update_user("carol", roles=["viewer"])
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    runner = CliRunner()
+    done = runner.invoke(
+        main, ["--store", url, "users", "create", "dan", "--no-password"], env=CHEAP
+    )
+    assert done.exit_code == 0, done.output
+    assert runner.invoke(main, ["--store", url, "users", "delete", "dan", "--yes"]).exit_code == 0
+    seen = [(e["event"], e["username"], e["actor"]) for e in events(caplog)]
+    assert ("user_created", "carol", "") in seen
+    assert ("user_updated", "carol", "") in seen
+    assert ("user_created", "dan", "cli") in seen
+    assert ("user_deleted", "dan", "cli") in seen
+
+
+@dataclass
+class Doc:
+    id: str
+    owner: str
+
+
+def test_refusals_say_what_was_required_of_whom_and_where(
+    gate: Gate, caplog: pytest.LogCaptureFixture
+) -> None:
+    gate.create_user("eve", PW, roles=["viewer"])
+    eve = gate.authenticate(gate.login("eve", PW).access_token)
+    caplog.set_level(logging.WARNING, logger="authgate.audit")
+    with pytest.raises(PermissionDenied):
+        check(HasPermission("items:delete"), eve)
+    with pytest.raises(PermissionDenied):
+        check_object_permission(Doc("d7", "root"), "delete", HasPermission("docs:delete"), eve)
+    assert api(gate, "GET", "/api/users", who="eve") == 403
+    denied = [
+        (e["username"], e["detail"]) for e in events(caplog) if e["event"] == "permission_denied"
+    ]
+    assert denied == [
+        ("eve", "requires items:delete permission"),
+        ("eve", "requires delete: docs:delete permission on Doc d7"),
+        ("eve", "requires the admin role on /api/users"),
+    ]
+    assert all(r.levelname == "WARNING" for r in caplog.records if r.name == "authgate.audit")
+
+
+def test_the_json_formatter_writes_one_object_with_time_level_and_fields() -> None:
+    record = logging.LogRecord("authgate.audit", logging.WARNING, __file__, 1, "x %s", ("y",), None)
+    record.audit = {"event": "user_deleted", "username": "bob", "actor": "root"}
+    out = json.loads(JSONFormatter().format(record))
+    assert out["level"] == "WARNING" and out["logger"] == "authgate.audit"
+    assert out["message"] == "x y" and out["event"] == "user_deleted" and out["actor"] == "root"
+    assert out["time"][:2] == "20"
+
+
+def test_logging_is_configured_only_where_the_application_did_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    package = logging.getLogger("authgate")
+    root = logging.getLogger()
+    monkeypatch.setattr(audit, "_installed", None)
+    monkeypatch.setattr(root, "handlers", [])
+    monkeypatch.setattr(package, "handlers", [])
+    assert configure_logging("none") is None and package.handlers == []
+    handler = configure_logging("json")
+    assert handler is not None and package.handlers == [handler]
+    assert isinstance(handler.formatter, JSONFormatter)
+    assert configure_logging("text") is handler  # once per process
+    monkeypatch.setattr(audit, "_installed", None)
+    monkeypatch.setattr(package, "handlers", [])
+    monkeypatch.setattr(root, "handlers", [logging.NullHandler()])
+    assert configure_logging("text") is None  # the application's own config wins
+    with pytest.raises(ConfigError, match="log_format"):
+        Gate(store="memory://", secret_key=SECRET, log_format="xml")
