@@ -270,3 +270,15 @@ def test_a_key_wider_than_its_owner_names_the_owner(cli: Any) -> None:
     done = cli("keys", "create", "carol", "--name", "k", "--permission", "*:*")
     assert done.exit_code == 1
     assert "a key cannot hold *:*: carol does not hold it" in done.output
+
+
+def test_unknown_roles_are_refused_listing_the_known_ones(cli: Any) -> None:
+    made = cli("users", "create", "erin", "--role", "opertor", "--no-password")
+    assert made.exit_code == 1
+    assert "unknown role 'opertor': the roles are viewer, operator, admin" in made.output
+    assert cli("users", "create", "erin", "--role", "operator", "--no-password").exit_code == 0
+    moved = cli("users", "set-role", "erin", "root")
+    assert moved.exit_code == 1 and "unknown role 'root'" in moved.output
+    assert (
+        "erin" in cli("users", "list").output and "root" not in cli("users", "show", "erin").output
+    )

@@ -622,7 +622,9 @@ def test_users_api_and_its_refusals(deployed: Deployment) -> None:
     assert made.status == 201
     assert made.json["username"] == name
     assert "password" not in made.text and "hash" not in made.text
-    dup = deployed.call("POST", "/api/users/", token=admin, body={"username": name})
+    dup = deployed.call(
+        "POST", "/api/users/", token=admin, body={"username": name, "passwordless": True}
+    )
     assert dup.status == 409
     assert deployed.call("GET", f"/api/users/{name}", token=admin).json["email"] == "u@example.com"
     listed = deployed.call("GET", "/api/users/?limit=1000", token=admin)
@@ -641,6 +643,10 @@ def test_users_api_and_its_refusals(deployed: Deployment) -> None:
         ({"username": 42}, "username"),
         ({"username": "x1y2z3", "roles": "admin"}, "roles"),
         ({"username": "x1y2z3", "email": "e" * 400}, "email"),
+        ({"username": "x1y2z3"}, "password"),
+        ({"username": "x1y2z3", "password": PW, "passwordless": True}, "passwordless"),
+        ({"username": "x1y2z3", "password": PW, "role": "superadmin"}, "unknown role"),
+        ({"username": "x1y2z3", "password": PW, "roles": ["viewer", "root"]}, "unknown role"),
     ):
         refused = deployed.call("POST", "/api/users/", token=admin, body=body)
         assert refused.status == 400, body
@@ -652,6 +658,8 @@ def test_users_api_and_its_refusals(deployed: Deployment) -> None:
     assert deployed.call("DELETE", f"/api/users/{ADMIN}", token=admin).status == 409
     demote = deployed.call("PATCH", f"/api/users/{ADMIN}", token=admin, body={"role": "viewer"})
     assert demote.status == 409
+    typo = deployed.call("PATCH", f"/api/users/{name}", token=admin, body={"role": "opertor"})
+    assert typo.status == 400 and "the roles are" in typo.json["detail"]
     assert deployed.call("DELETE", f"/api/users/{name}", token=admin).status == 204
     assert deployed.call("GET", f"/api/users/{name}", token=admin).status == 404
 

@@ -291,6 +291,8 @@ def test_an_unreachable_redis_is_a_503_with_retry_after_through_the_gate() -> No
         ({"groups": ["lab"]}, "'groups' must be a table"),
         ({"groups": {"lab": "plants:read"}}, "group 'lab': permissions must be a list"),
         ({"roles": {"permissions": {"viewer": ["items"]}}}, "items"),
+        ({"roles": {"veiwer": ["items:read"]}}, "unknown role 'veiwer': the roles are"),
+        ({"roles": {"order": ["a", "b"], "c": ["x:y"]}}, "unknown role 'c': the roles are a, b"),
     ],
 )
 def test_a_malformed_policy_is_a_config_error_saying_what(data: Any, message: str) -> None:
@@ -305,3 +307,15 @@ def test_a_policy_file_error_names_the_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         RolePolicy.from_file(file)
     assert str(info.value).startswith(f"{file}: invalid role policy: role 'viewer'")
+
+
+def test_the_python_api_refuses_unknown_roles_too(gate: Gate) -> None:
+    from authgate.errors import ValidationError
+
+    with pytest.raises(ValidationError, match="unknown role 'superadmin'"):
+        gate.create_user("mallory", PW, roles=["superadmin"])
+    assert gate.store.get_user("mallory") is None
+    with pytest.raises(ValidationError, match="unknown role 'root'"):
+        gate.update_user("alice", roles=["admin", "root"])
+    alice = gate.store.get_user("alice")
+    assert alice is not None and alice.roles == {"admin"}

@@ -180,7 +180,12 @@ _PROFILE = {
     "last_name": _Field(_STR, max_length=128),
     "display_name": _Field(_STR),
 }
-_CREATE = {"username": _Field(_STR, True), "password": _Field(_STR, False, 4096), **_PROFILE}
+_CREATE = {
+    "username": _Field(_STR, True),
+    "password": _Field(_STR, False, 4096),
+    "passwordless": _Field(_BOOL),
+    **_PROFILE,
+}
 _UPDATE = {"password": _Field(_STR, False, 4096), "status": _Field(_STR), **_PROFILE}
 _PERMISSIONS = {"permissions": _Field(_LIST, True)}
 _KEY = {"name": _Field(_STR, True, 100), "permissions": _Field(_LIST), "expires_in": _Field(_INT)}
@@ -331,8 +336,7 @@ class HttpApi:
         if roles is None:
             return None
         ceiling = max((self.roles.rank(r) for r in actor.roles), default=-1)
-        for role in roles:
-            normal = self.roles[role].name
+        for normal in self.roles.known(roles):
             if self.roles.rank(normal) > ceiling:
                 raise PermissionDenied(f"you cannot grant the {normal} role: it ranks above yours")
         return list(roles)
@@ -449,8 +453,17 @@ class HttpApi:
         roles = self._roles_from(body, actor) or []
         username = body.pop("username")
         password = body.pop("password", None)
+        passwordless = body.pop("passwordless", False)
+        if password is None and not passwordless:
+            raise ValidationError(
+                "field 'password' is required (an account without one, say for API keys "
+                "only, needs \"passwordless\": true)",
+                field="password",
+            )
+        if password is not None and passwordless:
+            raise ValidationError("give a 'password' or \"passwordless\": true, not both")
         user = yield from create_user_flow(
-            username, password, roles=roles, actor=actor.username, **body
+            username, password, roles=roles, actor=actor.username, roles_order=self.roles, **body
         )
         return ApiResponse.json(201, self._user_view(user))
 

@@ -163,6 +163,7 @@ def users_create(
                 name,
                 password,
                 actor=CLI,
+                roles_order=state.roles,
                 roles=_split(roles),
                 groups=_split(groups),
                 permissions=_split(permissions),

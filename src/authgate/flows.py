@@ -234,13 +234,17 @@ def create_user(
     *,
     roles: Iterable[str] = (),
     actor: str = "",
+    roles_order: RoleHierarchy | None = None,
     **fields: Any,
 ) -> Flow[User]:
     """Validate, hash the password (if any) and insert a new user; `actor` (who did it)
-    goes into the ``user_created`` audit event.
+    goes into the ``user_created`` audit event.  With `roles_order`, every role must be
+    one of its roles.
 
     Without a password the user exists but cannot log in until one is set.
     """
+    if roles_order is not None:
+        roles = roles_order.known(roles)
     user = User.new(username, roles=roles, **fields)  # validate before the costly hash
     if password is not None:
         secrets_ = yield from password_fields(password)
@@ -330,6 +334,8 @@ def update_user(
     """
     if "password" in changes or "password_hash" in changes:
         raise ValidationError("use set_password to change a password", field="password")
+    if changes.get("roles") is not None:
+        changes["roles"] = roles_order.known(changes["roles"])
     user = yield from _get(username)
     if expected_version is not None and user.version != expected_version:
         raise VersionConflict()

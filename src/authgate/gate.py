@@ -176,6 +176,11 @@ class _Core:
             self.rules, identity.username, current, new, client, identity.session_id or None
         )
 
+    def _create_flow(
+        self, username: str, password: str | None, fields: dict[str, Any]
+    ) -> Flow[User]:
+        return _create_user(username, password, roles_order=self.roles, **fields)
+
     def _update_flow(self, username: str, changes: dict[str, Any]) -> Flow[User]:
         version = changes.pop("expected_version", None)
         return _update_user(
@@ -316,7 +321,7 @@ class Gate(_Core):
 
     def create_user(self, username: str, password: str | None = None, **fields: Any) -> User:
         """Create a user (password hashed with argon2id)."""
-        result: User = self._run(_create_user(username, password, **fields))
+        result: User = self._run(self._create_flow(username, password, fields))
         return result
 
     def update_user(self, username: str, **changes: Any) -> User:
@@ -492,7 +497,7 @@ class AsyncGate(_Core):
 
     async def create_user(self, username: str, password: str | None = None, **fields: Any) -> User:
         """Create a user (password hashed with argon2id, off the event loop)."""
-        result: User = await self._run(_create_user(username, password, **fields))
+        result: User = await self._run(self._create_flow(username, password, fields))
         return result
 
     async def update_user(self, username: str, **changes: Any) -> User:

@@ -168,7 +168,7 @@ class RolePolicy:
     ) -> None:
         self.hierarchy = hierarchy or RoleHierarchy()
         self.role_permissions = {
-            self.hierarchy[name].name: _grant_list(perms, f"role {name!r}")
+            self.hierarchy.known([name])[0]: _grant_list(perms, f"role {name!r}")
             for name, perms in _table(permissions, "roles").items()
         }
         self.group_permissions = {

@@ -113,6 +113,22 @@ class RoleHierarchy:
         normal = _normalize_role(name)
         return Role(normal, self._ranks.get(normal, -1))
 
+    def known(self, roles: Iterable[str]) -> list[str]:
+        """`roles` normalised, each one of this hierarchy's, else a `ValidationError`
+        that lists the known roles (a misspelt role would grant nothing, silently)."""
+        if isinstance(roles, str):
+            roles = [roles]
+        out = []
+        for role in roles:
+            normal = _normalize_role(role)
+            if normal not in self._ranks:
+                raise ValidationError(
+                    f"unknown role {role!r}: the roles are {', '.join(self.order)}",
+                    field="roles",
+                )
+            out.append(normal)
+        return out
+
     def __contains__(self, name: object) -> bool:
         return isinstance(name, str) and name.casefold() in self._ranks
 
