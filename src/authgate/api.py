@@ -457,7 +457,7 @@ class HttpApi:
         if password is None and not passwordless:
             raise ValidationError(
                 "field 'password' is required (an account without one, say for API keys "
-                "only, needs \"passwordless\": true)",
+                'only, needs "passwordless": true)',
                 field="password",
             )
         if password is not None and passwordless:
