@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import multiprocessing
-from concurrent.futures import ProcessPoolExecutor
+import threading
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import pytest
 
@@ -59,3 +61,34 @@ def _outcome(gate: Gate, password: str) -> str:
     except (BadCredentials, AccountLocked) as err:
         return type(err).__name__
     return "success"
+
+
+def test_six_correct_logins_at_once_all_succeed(persistent_url: str) -> None:
+    """The attempts in flight hold the five guesses; the sixth waits for a success to
+    free the counter instead of being locked out (it was a 429)."""
+    gate = Gate(
+        store=open_store(persistent_url), hasher=cheap_hasher(), secret_key=SECRET,
+        max_login_attempts=5,
+    )  # fmt: skip
+    gate.create_user("alice", "correct horse battery")
+    barrier = threading.Barrier(6)
+
+    def login() -> str:
+        barrier.wait()
+        return _outcome(gate, "correct horse battery")
+
+    with ThreadPoolExecutor(6) as pool:
+        outcomes = list(pool.map(lambda _: login(), range(6)))
+    assert outcomes == ["success"] * 6
+    # and the bound on guesses still holds after them
+    assert [_outcome(gate, "wrong") for _ in range(6)] == ["BadCredentials"] * 5 + ["AccountLocked"]
+    gate.close()
+
+
+async def test_six_correct_logins_at_once_all_succeed_on_the_async_face() -> None:
+    from authgate.gate import AsyncGate
+
+    gate = AsyncGate(store="memory://", hasher=cheap_hasher(), secret_key=SECRET)
+    await gate.create_user("alice", "correct horse battery")
+    pairs = await asyncio.gather(*(gate.login("alice", "correct horse battery") for _ in range(6)))
+    assert len({p.access_token for p in pairs}) == 6

@@ -3,13 +3,14 @@ open, found by mutation testing (docs/mutation.md)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
 from authgate.errors import AccountLocked
-from authgate.flows import Call, Emit, Flow, Op
-from authgate.lockout import LockoutPolicy
+from authgate.flows import Call, Emit, Flow, Op, Pause
+from authgate.lockout import WAIT_SECONDS, LockoutPolicy
 
 
 def drive(flow: Flow[Any], replies: dict[str, Any]) -> tuple[list[Op], Any]:
@@ -36,17 +37,21 @@ def test_retry_after_is_the_lock_left_rounded_up_and_never_below_1_s(
     ttl: float, retry_after: int
 ) -> None:
     with pytest.raises(AccountLocked) as info:
-        drive(LockoutPolicy(max_attempts=5).reserve("alice"), {"incr": 6, "counter_ttl": ttl})
+        drive(
+            LockoutPolicy(max_attempts=5).reserve("alice"),
+            {"incr": 6, "get_counter": 1, "counter_ttl": ttl},
+        )
     assert info.value.retry_after == retry_after
 
 
 def test_the_failure_that_locks_records_who_from_where_and_for_how_long() -> None:
     policy = LockoutPolicy(max_attempts=3, lockout_seconds=600)
     ops, _ = drive(policy.failed("alice", 3, client_ip="203.0.113.7"), {"expire_counter": True})
-    assert ops[0] == Call("expire_counter", ("login-failures:alice", 600))
-    assert len(ops) == 2
-    assert isinstance(ops[1], Emit)
-    event = ops[1].event
+    assert ops[0] == Call("incr", ("login-locked:alice", 600))
+    assert ops[1] == Call("expire_counter", ("login-failures:alice", 600))
+    assert len(ops) == 3
+    assert isinstance(ops[2], Emit)
+    event = ops[2].event
     assert (event.event, event.username, event.client_ip) == ("lockout", "alice", "203.0.113.7")
     assert "3 failed logins" in event.detail
     assert "600 s" in event.detail
@@ -56,3 +61,65 @@ def test_a_lockout_without_a_client_ip_records_an_empty_one() -> None:
     ops, _ = drive(LockoutPolicy(max_attempts=1).failed("alice", 1), {})
     assert isinstance(ops[-1], Emit)
     assert ops[-1].event.client_ip == ""
+
+
+def replay(flow: Flow[Any], answer: Callable[[Op], Any], ops: list[Op]) -> Any:
+    """Run a flow, each op answered by `answer` and recorded in `ops`; its result."""
+    try:
+        op = next(flow)
+        while True:
+            ops.append(op)
+            op = flow.send(answer(op))
+    except StopIteration as stop:
+        return stop.value
+
+
+def store_replies(replies: dict[str, Any]) -> Callable[[Op], Any]:
+    return lambda op: replies.get(op.method) if isinstance(op, Call) else None
+
+
+def test_a_locked_account_is_refused_at_once_with_the_locks_time_left() -> None:
+    ops: list[Op] = []
+    answer = store_replies({"incr": 9, "get_counter": 1, "counter_ttl": 42.5})
+    with pytest.raises(AccountLocked) as info:
+        replay(LockoutPolicy(max_attempts=5).reserve("alice"), answer, ops)
+    assert info.value.retry_after == 43
+    assert ops == [
+        Call("incr", ("login-failures:alice", 300)),
+        Call("get_counter", ("login-locked:alice",)),
+        Call("counter_ttl", ("login-locked:alice",)),
+    ]
+
+
+def test_an_attempt_over_the_limit_waits_for_those_in_flight_then_takes_a_new_number() -> None:
+    """Six logins at once, five checked: the sixth waits; once a success clears the
+    counter its next increment is a fresh guess."""
+    numbers = iter([6, 7, 1])
+
+    def answer(op: Op) -> Any:
+        if isinstance(op, Call):
+            return next(numbers) if op.method == "incr" else 0
+        return None
+
+    ops: list[Op] = []
+    assert replay(LockoutPolicy(max_attempts=5).reserve("alice"), answer, ops) == 1
+    assert [type(o).__name__ for o in ops] == ["Call", "Call", "Pause"] * 2 + ["Call"]
+    assert all(o == Pause(0.05) for o in ops if isinstance(o, Pause))
+
+
+def test_the_wait_is_bounded() -> None:
+    ops: list[Op] = []
+    answer = store_replies({"incr": 6, "get_counter": 0, "counter_ttl": 0.0})
+    with pytest.raises(AccountLocked) as info:
+        replay(LockoutPolicy(max_attempts=5).reserve("alice"), answer, ops)
+    pauses = sum(isinstance(op, Pause) for op in ops)
+    assert pauses * 0.05 == pytest.approx(WAIT_SECONDS)
+    assert info.value.retry_after == 1
+
+
+def test_unlocking_clears_the_lock_and_the_count() -> None:
+    ops, _ = drive(LockoutPolicy().unlock("alice"), {})
+    assert ops == [
+        Call("reset_counter", ("login-locked:alice",)),
+        Call("reset_counter", ("login-failures:alice",)),
+    ]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -112,7 +113,14 @@ class Emit:
     event: AuditEvent
 
 
-Op = Call | Hash | DeriveScram | Verify | DummyVerify | Emit
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Wait a moment (without holding the event loop) before going on."""
+
+    seconds: float
+
+
+Op = Call | Hash | DeriveScram | Verify | DummyVerify | Emit | Pause
 Flow = Generator[Op, Any, T]
 Emitter = Callable[[AuditEvent], None]
 
@@ -158,6 +166,9 @@ def run(flow: Flow[T], store: Store, hasher: PasswordHasher, emit: Emitter = _dr
                 elif isinstance(op, Emit):
                     emit(op.event)
                     result = None
+                elif isinstance(op, Pause):
+                    time.sleep(op.seconds)
+                    result = None
                 else:
                     result = _cpu(op, hasher)
             except AuthGateError as err:
@@ -181,6 +192,9 @@ async def arun(
                     result = await getattr(store, op.method)(*op.args)
                 elif isinstance(op, Emit):
                     emit(op.event)
+                    result = None
+                elif isinstance(op, Pause):
+                    await asyncio.sleep(op.seconds)
                     result = None
                 else:
                     result = await loop.run_in_executor(hashing_pool(), _cpu, op, hasher)

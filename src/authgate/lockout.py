@@ -1,11 +1,16 @@
 """Login lock-out: a bounded number of password guesses per account and window.
 
-One counter per account does it all.  Each attempt first *reserves* a guess with an
-atomic increment, before any password is checked; an attempt whose number is above
-``max_attempts`` is refused unchecked.  So however many processes try at once, at most
-``max_attempts`` verifications happen per window.  The failure that reaches the limit
-stretches the counter's life to ``lockout_seconds``: that is the lock.  A success
-clears the counter.
+Each attempt first *reserves* a guess with an atomic increment of the account's
+counter, before any password is checked; an attempt whose number is above
+``max_attempts`` is not checked.  So however many processes try at once, at most
+``max_attempts`` verifications happen per window until one of them succeeds: a success
+clears the counter.  The failure that reaches the limit sets the account's lock marker
+(and stretches the counter) for ``lockout_seconds``: that is the lock.
+
+An attempt over the limit with no lock set is one of several logins in flight at once
+(a user's six tabs all logging in): it waits, up to `WAIT_SECONDS`, for the ones before
+it to finish, taking a new number as they do, and is checked as soon as a success frees
+the counter; it is refused only if the account locks or the wait runs out.
 """
 
 from __future__ import annotations
@@ -15,9 +20,13 @@ from dataclasses import dataclass
 
 from .audit import AuditEvent
 from .errors import AccountLocked
-from .flows import Call, Emit, Flow
+from .flows import Call, Emit, Flow, Pause
 
 __all__ = ["LockoutPolicy"]
+
+#: How long an attempt over the limit waits for the attempts in flight before it.
+WAIT_SECONDS = 2.0
+_WAIT_STEP = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,23 +39,34 @@ class LockoutPolicy:
     lockout_seconds: int = 300
 
     def key(self, username: str) -> str:
-        """The counter that holds `username`'s recent failures."""
+        """The counter of `username`'s guesses since the last success."""
         return f"login-failures:{username}"
+
+    def lock_key(self, username: str) -> str:
+        """The marker that is set while `username` is locked out."""
+        return f"login-locked:{username}"
 
     def reserve(self, username: str) -> Flow[int]:
         """Take one guess for `username`, or raise `AccountLocked` with ``retry_after``."""
         if not self.max_attempts:
             return 0
-        taken: int = yield Call("incr", (self.key(username), self.window))
-        if taken > self.max_attempts:
-            ttl: float = yield Call("counter_ttl", (self.key(username),))
-            raise AccountLocked(max(1, math.ceil(ttl)))
-        return taken
+        waited = 0.0
+        while True:
+            taken: int = yield Call("incr", (self.key(username), self.window))
+            if taken <= self.max_attempts:
+                return taken
+            locked: int = yield Call("get_counter", (self.lock_key(username),))
+            if locked or waited >= WAIT_SECONDS:
+                ttl: float = yield Call("counter_ttl", (self.lock_key(username),))
+                raise AccountLocked(max(1, math.ceil(ttl)))
+            yield Pause(_WAIT_STEP)  # attempts in flight: a success frees the counter
+            waited += _WAIT_STEP
 
     def failed(self, username: str, taken: int, client_ip: str = "") -> Flow[None]:
         """Record a failed guess; the one that reaches the limit locks the account."""
         if not self.max_attempts or taken != self.max_attempts:
             return
+        yield Call("incr", (self.lock_key(username), self.lockout_seconds))
         yield Call("expire_counter", (self.key(username), self.lockout_seconds))
         yield Emit(
             AuditEvent(
@@ -64,4 +84,5 @@ class LockoutPolicy:
 
     def unlock(self, username: str) -> Flow[None]:
         """Lift a lock-out (an admin action)."""
+        yield Call("reset_counter", (self.lock_key(username),))
         yield Call("reset_counter", (self.key(username),))
