@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import sqlite3
 import threading
 from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
 
 from authgate import (
     HasRole,
@@ -41,25 +46,83 @@ class Item:
 
 
 class Items:
-    """An in-memory item table, safe across threads."""
+    """The demo's item table, in a store every worker shares: a SQLite file next to
+    authgate's (``sqlite:///authgate.db`` -> ``authgate.db-items.db``), a hash under the
+    same Redis prefix, or process memory for ``memory://`` and ``json://`` (one
+    process).  Ids come from the store, so two workers never hand out the same one."""
 
-    def __init__(self) -> None:
-        self._items: dict[int, Item] = {}
+    def __init__(self, store_url: str = "memory://") -> None:
+        self._url = store_url
         self._lock = threading.Lock()
+        self._memory: dict[int, Item] = {}
+        self._sqlite: str | None = None
+        self._redis: Any = None
+        scheme = store_url.partition(":")[0]
+        if scheme == "sqlite":
+            self._sqlite = _sqlite_path(store_url) + "-items.db"
+            with self._connect() as db:
+                db.execute(
+                    "CREATE TABLE IF NOT EXISTS items "
+                    "(id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT, title TEXT)"
+                )
+        elif scheme in ("redis", "rediss"):
+            import redis
+
+            prefix = parse_qs(urlsplit(store_url).query).get("prefix", ["authgate"])[0]
+            self._redis = redis.Redis.from_url(store_url.split("?")[0])
+            self._key = f"demo-items:{prefix}"
+
+    @classmethod
+    def from_env(cls) -> Items:
+        """Items in the store ``AUTHGATE_STORE`` names."""
+        return cls(os.environ.get("AUTHGATE_STORE", "sqlite:///authgate.db"))
+
+    def _connect(self) -> sqlite3.Connection:
+        assert self._sqlite is not None
+        db = sqlite3.connect(self._sqlite, timeout=10, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        return db
 
     def create(self, owner: str, title: str) -> Item:
         """Store a new item."""
+        if self._sqlite is not None:
+            with contextlib.closing(self._connect()) as db:
+                cursor = db.execute(
+                    "INSERT INTO items (owner, title) VALUES (?, ?)", (owner, title)
+                )
+                return Item(int(cursor.lastrowid or 0), owner, title)
+        if self._redis is not None:
+            new_id = int(self._redis.hincrby(self._key, "next-id", 1))
+            self._redis.hset(self._key, str(new_id), json.dumps([owner, title]))
+            return Item(new_id, owner, title)
         with self._lock:
-            item = Item(len(self._items) + 1, owner, title)
-            self._items[item.id] = item
+            item = Item(len(self._memory) + 1, owner, title)
+            self._memory[item.id] = item
             return item
 
     def get(self, item_id: int) -> Item:
         """The item, or `NotFound` (404)."""
-        item = self._items.get(item_id)
+        item: Item | None = None
+        if self._sqlite is not None:
+            with contextlib.closing(self._connect()) as db:
+                row = db.execute(
+                    "SELECT owner, title FROM items WHERE id = ?", (item_id,)
+                ).fetchone()
+            item = Item(item_id, row[0], row[1]) if row else None
+        elif self._redis is not None:
+            raw = self._redis.hget(self._key, str(item_id))
+            item = Item(item_id, *json.loads(raw)) if raw else None
+        else:
+            item = self._memory.get(item_id)
         if item is None:
             raise NotFound("no such item")
         return item
+
+
+def _sqlite_path(url: str) -> str:
+    """``sqlite:///relative`` or ``sqlite:////absolute``, as authgate reads it."""
+    path = unquote(urlsplit(url).path)
+    return path[1:] if path.startswith("/") else path
 
 
 def parse_title(body: bytes) -> str:

@@ -25,7 +25,7 @@ gate = AsyncGate.from_env(policy=POLICY)
 gate.ensure_superuser_now()
 app = FastAPI(title="authgate demo")
 AuthGate(gate).install(app)
-items = Items()
+items = Items.from_env()
 
 
 @app.get("/public")

@@ -17,7 +17,7 @@ app = Flask(__name__)
 auth = AuthGate(app, policy=POLICY)
 with app.app_context():
     auth.gate.ensure_superuser()
-items = Items()
+items = Items.from_env()
 
 
 @app.get("/public")

@@ -14,7 +14,7 @@ from examples.demo import ITEM_ACCESS, PAGES, POLICY, Items, item_id, item_view,
 
 gate = AsyncGate.from_env(policy=POLICY)
 gate.ensure_superuser_now()
-items = Items()
+items = Items.from_env()
 
 
 async def _json(send: Send, status: int, payload: object) -> None:

@@ -15,7 +15,7 @@ from examples.demo import ITEM_ACCESS, PAGES, POLICY, Items, item_id, item_view,
 
 gate = Gate.from_env(policy=POLICY)
 gate.ensure_superuser()
-items = Items()
+items = Items.from_env()
 
 
 def _json(start_response: StartResponse, status: str, payload: object) -> list[bytes]:

@@ -25,7 +25,7 @@ from examples.demo import ITEM_ACCESS, POLICY, Items, item_id, item_view, parse_
 gate = AsyncGate.from_env(policy=POLICY)
 gate.ensure_superuser_now()
 auth = AuthGate(gate)
-items = Items()
+items = Items.from_env()
 
 
 async def public(request: Request) -> JSONResponse:
