@@ -139,3 +139,60 @@ def test_a_guest_seeded_by_another_worker_is_not_an_error() -> None:
         store.create_user(User.new("guest", roles=["guest"]))
 
     assert _race(flows.ensure_guest("guest", None), store, other_worker) is False
+
+
+@pytest.mark.parametrize("entry", ["module", "module-async", "cli"])
+def test_every_entry_point_seeds_the_same_admin_and_guest(
+    entry: str, tmp_path: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    """One start-up, whichever way it is called: admin and guest, audited as bootstrap."""
+    import asyncio
+    import logging
+
+    from click.testing import CliRunner
+
+    from authgate.cli import main
+    from authgate.stores import open_async_store, open_store
+
+    url = f"sqlite:///{tmp_path / 'boot.db'}"
+    env = {
+        "AUTHGATE_STORE": url,
+        "AUTHGATE_SUPERUSER_USERNAME": "root",
+        "AUTHGATE_SUPERUSER_PASSWORD": "root password",
+        "AUTHGATE_GUEST_USERNAME": "visitor",
+        "AUTHGATE_ARGON2_TIME_COST": "1",
+        "AUTHGATE_ARGON2_MEMORY_COST": "8",
+        "AUTHGATE_ARGON2_PARALLELISM": "1",
+    }
+    caplog.set_level(logging.INFO, logger="authgate.audit")
+    if entry == "cli":
+        done = CliRunner().invoke(main, ["bootstrap"], env=env)
+        assert done.exit_code == 0, done.output
+    elif entry == "module":
+        assert ensure_superuser(None, Settings.from_env(env)).action == "created"
+    else:
+
+        async def seed() -> str:
+            store = open_async_store(url)
+            try:
+                return (await aensure_superuser(store, Settings.from_env(env))).action
+            finally:
+                await store.close()
+
+        assert asyncio.run(seed()) == "created"
+    store = open_store(url)
+    try:
+        root, guest = store.get_user("root"), store.get_user("visitor")
+    finally:
+        store.close()
+    assert root is not None and "admin" in root.roles
+    assert guest is not None and guest.roles == {"guest"}
+    seeded = [
+        (r.audit["event"], r.audit["username"], r.audit["actor"])
+        for r in caplog.records
+        if hasattr(r, "audit")
+    ]
+    assert seeded == [
+        ("user_created", "root", "bootstrap"),
+        ("user_created", "visitor", "bootstrap"),
+    ]

@@ -282,3 +282,16 @@ def test_unknown_roles_are_refused_listing_the_known_ones(cli: Any) -> None:
     assert (
         "erin" in cli("users", "list").output and "root" not in cli("users", "show", "erin").output
     )
+
+
+def test_policy_check_validates_a_file_without_starting_anything(tmp_path: Path) -> None:
+    good = tmp_path / "policy.toml"
+    good.write_text('[roles]\nviewer = ["items:read"]\nadmin = ["*:*"]\n[groups]\nlab = ["x:y"]\n')
+    done = CliRunner().invoke(main, ["policy", "check", str(good)])
+    assert done.exit_code == 0
+    assert "ok (roles viewer < operator < admin; 2 role grants, 1 groups)" in done.output
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("roles:\n  veiwer: [items:read]\n")
+    done = CliRunner().invoke(main, ["policy", "check", str(bad)])
+    assert done.exit_code == 1
+    assert f"{bad}: invalid role policy: unknown role 'veiwer'" in done.output

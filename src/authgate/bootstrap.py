@@ -2,32 +2,24 @@
 
 from __future__ import annotations
 
+from .audit import AuditLog
 from .config import Settings
-from .flows import Bootstrap, arun, run
-from .flows import ensure_superuser as _ensure_flow
+from .flows import Bootstrap, arun, bootstrap, run
 from .stores import AsyncStore, Store, open_async_store, open_store
-from .users import RoleHierarchy
 
 __all__ = ["Bootstrap", "aensure_superuser", "ensure_superuser"]
 
 
 def ensure_superuser(store: Store | None = None, settings: Settings | None = None) -> Bootstrap:
     """Ensure an enabled admin exists, seeding one from ``AUTHGATE_SUPERUSER_USERNAME`` /
-    ``AUTHGATE_SUPERUSER_PASSWORD``; raise `ConfigError` naming them when neither helps.
+    ``AUTHGATE_SUPERUSER_PASSWORD`` (and the guest from ``AUTHGATE_GUEST_*``: the same
+    start-up as a Gate's); raise `ConfigError` naming them when neither helps.
     """
     settings = settings or Settings.from_env()
     owned = store is None
     target = store or open_store(settings.store)
     try:
-        return run(
-            _ensure_flow(
-                settings.superuser_username,
-                settings.superuser_password,
-                RoleHierarchy(settings.roles),
-            ),
-            target,
-            settings.password_hasher(),
-        )
+        return run(bootstrap(settings), target, settings.password_hasher(), AuditLog().emit)
     finally:
         if owned:
             target.close()
@@ -41,15 +33,7 @@ async def aensure_superuser(
     owned = store is None
     target = store or open_async_store(settings.store)
     try:
-        return await arun(
-            _ensure_flow(
-                settings.superuser_username,
-                settings.superuser_password,
-                RoleHierarchy(settings.roles),
-            ),
-            target,
-            settings.password_hasher(),
-        )
+        return await arun(bootstrap(settings), target, settings.password_hasher(), AuditLog().emit)
     finally:
         if owned:
             await target.close()

@@ -20,9 +20,9 @@ from .audit import AuditLog, configure_logging
 from .config import Settings
 from .errors import AuthGateError, StoreUnavailable, UserNotFound
 from .flows import Flow, iter_users, run
+from .flows import bootstrap as bootstrap_flow
 from .flows import create_user as create_flow
 from .flows import delete_user as delete_flow
-from .flows import ensure_superuser as ensure_flow
 from .flows import set_password as set_password_flow
 from .flows import update_user as update_flow
 from .identity import Identity
@@ -367,15 +367,30 @@ def keys_revoke(state: _Context, username: str, key_id: str) -> None:
     click.echo(f"revoked key {key_id}")
 
 
+@main.group()
+def policy() -> None:
+    """Role policies: check a file before deploying it."""
+
+
+@policy.command("check")
+@click.argument("file", type=click.Path(dir_okay=False))
+def policy_check(file: str) -> None:
+    """Load a role policy file (.toml, .yaml, .json) as the Gate would, starting nothing;
+    exit 1 with the file and key at fault."""
+    with _user_errors():
+        loaded = RolePolicy.from_file(file)
+    order = " < ".join(loaded.hierarchy.order)
+    grants = sum(len(p) for p in loaded.role_permissions.values())
+    groups = len(loaded.group_permissions)
+    click.echo(f"{file}: ok (roles {order}; {grants} role grants, {groups} groups)")
+
+
 @main.command("bootstrap")
 @pass_state
 def bootstrap(state: _Context) -> None:
     """Ensure an enabled admin exists, seeding one from AUTHGATE_SUPERUSER_*."""
-    settings = state.settings
     with _user_errors():
-        done = state.run(
-            ensure_flow(settings.superuser_username, settings.superuser_password, state.roles)
-        )
+        done = state.run(bootstrap_flow(state.settings))
     messages: dict[str, Callable[[str], str]] = {
         "exists": lambda name: f"an enabled admin exists ({name}); nothing to do",
         "created": lambda name: f"created admin {name}",

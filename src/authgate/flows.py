@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from .audit import AuditEvent
+from .config import Settings
 from .errors import (
     AuthGateError,
     ConfigError,
@@ -442,7 +443,12 @@ def ensure_guest(username: str, password: str | None, role: str = "guest") -> Fl
         yield Call("create_user", (User.new(name, roles=[role], **secrets_),))
     except UserExists:  # another worker seeded it a moment ago
         return False
+    yield Emit(AuditEvent("user_created", name, actor=BOOTSTRAP, detail=f"roles={role}"))
     return True
+
+
+#: The actor of the changes start-up seeding makes, in audit events.
+BOOTSTRAP = "bootstrap"
 
 
 @dataclass(frozen=True, slots=True)
@@ -478,14 +484,35 @@ def ensure_superuser(
     try:
         if existing is None:
             yield Call("create_user", (User.new(name, roles=[roles_order.top], **secrets_),))
+            detail = f"roles={roles_order.top}"
+            yield Emit(AuditEvent("user_created", name, actor=BOOTSTRAP, detail=detail))
             return Bootstrap("created", name)
         promoted = existing.changed(
             roles=existing.roles | {roles_order.top}, enabled=True, **secrets_
         )
-        yield Call("update_user", (promoted, existing.version))
+        saved: User = yield Call("update_user", (promoted, existing.version))
+        detail = describe_change(existing, saved)
+        yield Emit(AuditEvent("user_updated", name, actor=BOOTSTRAP, detail=detail))
         return Bootstrap("promoted", name)
     except (UserExists, VersionConflict):
         now: User | None = yield Call("get_user", (name,))
         if now is None or not now.enabled or roles_order.top not in now.roles:
             raise
         return Bootstrap("exists", name)
+
+
+def bootstrap(settings: Settings) -> Flow[Bootstrap]:
+    """Everything start-up seeds from `settings`, the one way every entry point does it
+    (`Gate.ensure_superuser`, `AsyncGate.ensure_superuser(_now)`,
+    `authgate.bootstrap.ensure_superuser`, ``authgate bootstrap``): an enabled admin
+    (`ensure_superuser`), then the guest user when one is configured.  Safe to run from
+    every worker at once."""
+    roles = RoleHierarchy(settings.roles)
+    done = yield from ensure_superuser(
+        settings.superuser_username, settings.superuser_password, roles
+    )
+    if settings.guest_username:
+        yield from ensure_guest(
+            settings.guest_username, settings.guest_password, settings.guest_role
+        )
+    return done

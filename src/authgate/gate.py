@@ -32,10 +32,10 @@ from .apikeys import (
 from .audit import AuditLog, configure_logging
 from .bootstrap import Bootstrap
 from .config import Settings
-from .flows import Flow, arun, ensure_guest, run
+from .flows import Flow, arun, run
+from .flows import bootstrap as _bootstrap
 from .flows import create_user as _create_user
 from .flows import delete_user as _delete_user
-from .flows import ensure_superuser as _ensure_superuser
 from .flows import set_password as _set_password
 from .flows import update_user as _update_user
 from .identity import Identity
@@ -341,12 +341,7 @@ class Gate(_Core):
 
     def ensure_superuser(self) -> Bootstrap:
         """Make sure an enabled admin exists (see `authgate.ensure_superuser`)."""
-        s = self.settings
-        result: Bootstrap = self._run(
-            _ensure_superuser(s.superuser_username, s.superuser_password, self.roles)
-        )
-        if s.guest_username:
-            self._run(ensure_guest(s.guest_username, s.guest_password, s.guest_role))
+        result: Bootstrap = self._run(_bootstrap(self.settings))
         return result
 
     def close(self) -> None:
@@ -516,26 +511,16 @@ class AsyncGate(_Core):
 
     async def ensure_superuser(self) -> Bootstrap:
         """Make sure an enabled admin exists (see `authgate.ensure_superuser`)."""
-        s = self.settings
-        result: Bootstrap = await self._run(
-            _ensure_superuser(s.superuser_username, s.superuser_password, self.roles)
-        )
-        if s.guest_username:
-            await self._run(ensure_guest(s.guest_username, s.guest_password, s.guest_role))
+        result: Bootstrap = await self._run(_bootstrap(self.settings))
         return result
 
     def ensure_superuser_now(self) -> Bootstrap:
         """`ensure_superuser`, run synchronously: for module import time, before any
         event loop runs (``uvicorn module:app`` imports inside its loop)."""
-        s = self.settings
-        flow = _ensure_superuser(s.superuser_username, s.superuser_password, self.roles)
         shared: Store | None = getattr(self.store, "sync", None)  # memory and SQLite
-        store = shared if shared is not None else open_store(s.store)
+        store = shared if shared is not None else open_store(self.settings.store)
         try:
-            result: Bootstrap = run(flow, store, self.hasher, self.audit.emit)
-            if s.guest_username:
-                guest = ensure_guest(s.guest_username, s.guest_password, s.guest_role)
-                run(guest, store, self.hasher, self.audit.emit)
+            result: Bootstrap = run(_bootstrap(self.settings), store, self.hasher, self.audit.emit)
             return result
         finally:
             if shared is None:
