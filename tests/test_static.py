@@ -105,3 +105,12 @@ def test_static_users_behind_a_gate() -> None:
     with pytest.raises(StoreError, match="static configuration"):
         gate.create_user("new-user", "some password")
     assert [u.username for u in gate.store.list_users().items] == ["bob", "jdoe"]
+
+
+def test_a_user_with_an_unknown_role_is_refused_listing_the_roles() -> None:
+    with pytest.raises(ConfigError, match="user 'bob': unknown role 'admn': the roles are"):
+        StaticAccess.from_dict({"users": {"bob": {"roles": ["admn"]}}})
+    custom = StaticAccess.from_dict(
+        {"users": {"bob": {"roles": ["lab"]}}, "roles": {"lab": ["read:status"]}}
+    )
+    assert custom.get_user_roles("bob") == {"lab"}
