@@ -83,7 +83,12 @@ STORE_TESTS = ("test_store_contract.py", "test_session_cache.py", "test_jsonfile
 TESTS: dict[str, tuple[str, ...]] = {
     "src/authgate/tokens.py": ("test_tokens.py", "test_mutants_tokens.py", "test_config.py"),
     "src/authgate/lockout.py": ("test_lockout.py", "test_mutants_lockout.py", "test_gate.py"),
-    "src/authgate/sessions.py": ("test_gate.py", "test_apikeys.py", *STORE_TESTS),
+    "src/authgate/sessions.py": (
+        "test_gate.py",
+        "test_mutants_sessions.py",
+        "test_apikeys.py",
+        *STORE_TESTS,
+    ),
     "src/authgate/apikeys.py": ("test_apikeys.py", "test_gate.py"),
     "src/authgate/scram.py": ("test_scram.py", "test_gate.py"),
     "src/authgate/permissions.py": (

@@ -1,0 +1,82 @@
+"""The session layer's details that the end-to-end tests leave open, found by mutation
+testing (docs/mutation.md): what a stateless token's claims become."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from authgate.gate import Gate
+from authgate.permissions import RolePolicy
+from authgate.sessions import identity_from_claims
+from authgate.testing import cheap_hasher
+from conftest import SECRET
+
+PW = "correct horse battery"
+POLICY = RolePolicy(
+    {"viewer": ["items:read"], "operator": ["items:create"], "admin": ["*:*"]},
+    groups={"lab": ["plants:read"]},
+)
+
+
+@pytest.fixture
+def gate() -> Gate:
+    return Gate(
+        store="memory://", hasher=cheap_hasher(), secret_key=SECRET, policy=POLICY, stateless=True
+    )
+
+
+def test_a_stateless_identity_carries_every_claim_the_token_holds(gate: Gate) -> None:
+    user = gate.create_user(
+        "alice", PW, roles=["operator"], groups=["lab"], permissions=["streams/1:send"]
+    )
+    pair = gate.login("alice", PW)
+    who = gate.authenticate(pair.access_token)
+    assert (who.username, who.user_id, who.session_id) == ("alice", user.id, pair.session_id)
+    assert (who.roles, who.groups, who.user_version) == ({"operator"}, {"lab"}, user.version)
+    assert who.is_authenticated
+    assert who.can("items:create") and who.can("items:read")  # the role and the one below
+    assert who.can("plants:read")  # the group
+    assert who.can("streams/1:send") and not who.can("streams/2:send")  # the direct grant
+    assert not who.can("users:delete")
+    assert who.claims["sub"] == "alice" and who.claims["sid"] == pair.session_id
+    assert who.grants is not None and who.permissions == who.grants.grants
+    assert "streams/1:send" in who.permissions
+
+
+def claims(**over: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {"sub": "bob", "sid": "s1", "ver": 3}
+    return {**base, **over}
+
+
+def test_claims_without_roles_groups_or_grants_give_an_identity_with_none() -> None:
+    """A token signed with the key but without the optional claims (an older issuer, a
+    tool) is an identity with no roles, groups or grants: never a crash, never more."""
+    who = identity_from_claims(POLICY, claims())
+    assert (who.roles, who.groups, who.user_id) == (frozenset(), frozenset(), "")
+    assert who.permissions == frozenset()
+    assert not who.can("items:read")
+    assert (who.session_id, who.user_version) == ("s1", 3)
+
+
+@pytest.mark.parametrize(
+    ("given", "can", "cannot"),
+    [
+        ({"roles": ["viewer"]}, "items:read", "items:create"),
+        ({"groups": ["lab"]}, "plants:read", "items:read"),
+        ({"perms": ["docs:read"]}, "docs:read", "plants:read"),
+    ],
+)
+def test_each_claim_grants_what_it_names_and_no_more(
+    given: dict[str, Any], can: str, cannot: str
+) -> None:
+    who = identity_from_claims(POLICY, claims(**given))
+    assert who.can(can)
+    assert not who.can(cannot)
+    assert who.roles == frozenset(given.get("roles", ()))
+    assert who.groups == frozenset(given.get("groups", ()))
+
+
+def test_the_user_id_claim_is_a_string_whatever_its_json_type() -> None:
+    assert identity_from_claims(POLICY, claims(uid=42)).user_id == "42"
