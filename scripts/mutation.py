@@ -90,7 +90,7 @@ TESTS: dict[str, tuple[str, ...]] = {
         *STORE_TESTS,
     ),
     "src/authgate/apikeys.py": ("test_apikeys.py", "test_gate.py"),
-    "src/authgate/scram.py": ("test_scram.py", "test_gate.py"),
+    "src/authgate/scram.py": ("test_scram.py", "test_mutants_scram.py", "test_gate.py"),
     "src/authgate/permissions.py": (
         "test_permissions.py",
         "test_context_and_decorators.py",

@@ -1,0 +1,180 @@
+"""The SCRAM final step attacked piece by piece: every check between the client's proof
+and a session, each of which a one-line change could drop (found by mutation testing,
+docs/mutation.md).  The client follows RFC 5802 / 7677, written from the RFCs."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import logging
+import re
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from authgate.api import ApiRequest, ApiResponse
+from authgate.errors import AccountLocked
+from authgate.gate import Gate
+from authgate.identity import ANONYMOUS
+from authgate.sessions import Client
+from authgate.testing import cheap_hasher
+from conftest import SECRET
+
+PW = "pencil and paper"
+
+
+def b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def unb64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def challenge(response: ApiResponse) -> dict[str, str]:
+    header = dict(response.headers)["www-authenticate"]
+    return dict(re.findall(r"(\w+)=([^,\s]+)", header.split(" ", 1)[1]))
+
+
+@dataclass
+class Handshake:
+    """A handshake taken to the client-final step, with what the proof is made of."""
+
+    gate: Gate
+    token: str
+    nonce: str
+    bare: str
+    server_first: str
+    salted: bytes
+
+    def proof(self, without_proof: str) -> bytes:
+        client_key = hmac.new(self.salted, b"Client Key", hashlib.sha256).digest()
+        stored_key = hashlib.sha256(client_key).digest()
+        auth_message = f"{self.bare},{self.server_first},{without_proof}".encode()
+        signature = hmac.new(stored_key, auth_message, hashlib.sha256).digest()
+        return bytes(a ^ b for a, b in zip(client_key, signature, strict=True))
+
+    def final(
+        self,
+        *,
+        channel: str = "biws",
+        nonce: str | None = None,
+        proof: bytes | None = None,
+        proof_text: str | None = None,
+    ) -> ApiResponse:
+        without_proof = f"c={channel},r={self.nonce if nonce is None else nonce}"
+        text = (
+            proof_text
+            or base64.b64encode(self.proof(without_proof) if proof is None else proof).decode()
+        )
+        data = b64url(f"{without_proof},p={text}".encode())
+        return scram(self.gate, f"SCRAM handshakeToken={self.token}, data={data}")
+
+
+def scram(gate: Gate, authorization: str) -> ApiResponse:
+    request = ApiRequest(
+        "GET", "/auth/scram", ANONYMOUS, authorization=authorization, client=Client("198.51.100.4")
+    )
+    response = gate.handle_api(request)
+    assert response is not None
+    return response
+
+
+def start(gate: Gate, username: str = "alice", password: str = PW) -> Handshake:
+    hello = scram(gate, f"HELLO username={b64url(username.encode())}")
+    token = challenge(hello)["handshakeToken"]
+    client_nonce = b64url(secrets.token_bytes(18))
+    bare = f"n={username},r={client_nonce}"
+    first = scram(gate, f"SCRAM handshakeToken={token}, data={b64url(('n,,' + bare).encode())}")
+    server_first = unb64url(challenge(first)["data"]).decode()
+    attrs = dict(part.split("=", 1) for part in server_first.split(","))
+    salted = hashlib.pbkdf2_hmac(
+        "sha256", password.encode(), base64.b64decode(attrs["s"]), int(attrs["i"])
+    )
+    return Handshake(gate, token, attrs["r"], bare, server_first, salted)
+
+
+@pytest.fixture
+def gate() -> Gate:
+    g = Gate(store="memory://", hasher=cheap_hasher(), secret_key=SECRET, max_login_attempts=3)
+    g.create_user("alice", PW, roles=["operator"])
+    return g
+
+
+def refused(response: ApiResponse) -> bool:
+    return response.status == 401 and "authentication-info" not in dict(response.headers)
+
+
+def test_the_right_proof_logs_in_and_the_server_proves_itself(gate: Gate) -> None:
+    shake = start(gate)
+    done = shake.final()
+    assert done.status == 200
+    (name, value) = next(h for h in done.headers if h[0] == "authentication-info")
+    assert name == "authentication-info"  # ASGI header names are lower case
+    token = re.search(r"authToken=([^,\s]+)", value)
+    assert token is not None
+    assert gate.authenticate(token.group(1)).username == "alice"
+
+
+@pytest.mark.parametrize("size", [0, 16, 31, 33, 64])
+def test_a_proof_of_the_wrong_length_is_refused(gate: Gate, size: int) -> None:
+    """Not 32 bytes: never compared, never accepted (the check must start from "no")."""
+    assert refused(start(gate).final(proof=b"\x00" * size))
+
+
+def test_a_proof_for_another_nonce_is_refused(gate: Gate) -> None:
+    shake = start(gate)
+    other = shake.nonce[:-4] + "AAAA"
+    assert refused(shake.final(nonce=other))
+
+
+def test_a_proof_with_channel_binding_is_refused(gate: Gate) -> None:
+    """Channel binding is not offered: ``c`` other than ``biws`` ("n,,") fails even with a
+    proof computed over it."""
+    assert refused(start(gate).final(channel=base64.b64encode(b"y,,").decode()))
+
+
+def test_a_proof_with_stray_characters_is_refused(gate: Gate) -> None:
+    """base64 decoded strictly: junk in the proof (which a lax decoder skips) is refused."""
+    shake = start(gate)
+    good = base64.b64encode(shake.proof(f"c=biws,r={shake.nonce}")).decode()
+    assert refused(shake.final(proof_text=good[:10] + "!*" + good[10:]))
+
+
+def test_a_disabled_user_with_the_right_proof_is_refused(gate: Gate) -> None:
+    shake = start(gate)
+    gate.update_user("alice", enabled=False)
+    assert refused(shake.final())
+
+
+def test_an_unknown_user_is_refused_at_the_proof(gate: Gate) -> None:
+    assert refused(start(gate, "ghost").final())
+
+
+def test_scram_failures_count_toward_the_lock_out_and_a_success_clears_them(
+    gate: Gate, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="authgate.audit")
+    for _ in range(2):
+        assert refused(start(gate).final(proof=b"\x01" * 32))
+    assert start(gate).final().status == 200  # a success clears the count
+    for _ in range(3):
+        assert refused(start(gate).final(proof=b"\x01" * 32))
+    locked = start(gate).final()
+    assert (locked.status, locked.data()["error"]) == (429, "account_locked")
+    with pytest.raises(AccountLocked):
+        gate.login("alice", PW)  # the same lock as password logins
+    audit: list[Any] = [r.audit for r in caplog.records if hasattr(r, "audit")]
+    failures = [a for a in audit if a["event"] == "login_failure"]
+    assert len(failures) == 5
+    assert all(
+        (a["username"], a["client_ip"], a["detail"])
+        == ("alice", "198.51.100.4", "SCRAM proof refused")
+        for a in failures
+    )
+    success = [a for a in audit if a["event"] == "login_success"]
+    assert [(a["username"], a["detail"]) for a in success] == [("alice", "SCRAM")]
+    assert any(a["event"] == "lockout" and a["username"] == "alice" for a in audit)
