@@ -89,7 +89,7 @@ TESTS: dict[str, tuple[str, ...]] = {
         "test_apikeys.py",
         *STORE_TESTS,
     ),
-    "src/authgate/apikeys.py": ("test_apikeys.py", "test_gate.py"),
+    "src/authgate/apikeys.py": ("test_apikeys.py", "test_mutants_apikeys.py", "test_gate.py"),
     "src/authgate/scram.py": ("test_scram.py", "test_mutants_scram.py", "test_gate.py"),
     "src/authgate/permissions.py": (
         "test_permissions.py",
