@@ -145,8 +145,9 @@ def parse_title(body: bytes) -> str:
 
 
 def item_view(item: Item) -> dict[str, object]:
-    """An item as JSON."""
-    return asdict(item)
+    """An item as JSON, with ``served_by``: the id of the worker process that answered
+    (run the app with several workers and watch requests spread over them)."""
+    return {**asdict(item), "served_by": os.getpid()}
 
 
 def item_id(raw: str) -> int:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import itertools
 import json
 import multiprocessing
 import os
@@ -720,7 +719,8 @@ def test_item_read_back_by_owner_admin_and_others(
     for m in made:  # each read may reach another worker than the one that created it
         item = f"/items/{m.json['id']}"
         mine = deployed.call("GET", item, token=t_olga)
-        assert mine.status == 200 and mine.json == m.json
+        assert mine.status == 200
+        assert {**mine.json, "served_by": 0} == {**m.json, "served_by": 0}
         assert deployed.call("GET", item, token=admin).status == 200
         assert deployed.call("GET", item, token=t_otto).status == 403
 
@@ -830,18 +830,17 @@ def test_malformed_input_never_500(deployed: Deployment) -> None:
 
 def test_requests_reach_several_workers(multi_deployed: Deployment) -> None:
     """The multi-worker cases are worth their cost only if requests really spread over
-    the workers.  The demo numbers items per process (1, 2, 3...), so one process
-    answering every create would give consecutive ids; any other step is another one."""
+    the workers: the demo's items say which worker process answered (``served_by``)."""
     deployed = multi_deployed
     token = deployed.token(deployed.make_user("operator"))
-    ids: list[int] = []
+    workers: set[int] = set()
     for _ in range(60):
         made = deployed.call("POST", "/items", token=token, body={"title": "which worker?"})
         assert made.status == 201, made.text
-        ids.append(made.json["id"])
-        if len(ids) > 1 and ids[-1] != ids[-2] + 1:
+        workers.add(made.json["served_by"])
+        if len(workers) > 1:
             break
-    assert any(b != a + 1 for a, b in itertools.pairwise(ids)), f"one process answered all: {ids}"
+    assert len(workers) > 1, f"one process answered all: {workers}"
 
 
 #: How long after a revocation a worker on Redis may still honour a token it had cached.

@@ -105,15 +105,15 @@ class StaticAccess:
             unknown = set(info) - _USER_KEYS
             if unknown:
                 raise ConfigError(f"user {raw_name!r}: unknown keys {sorted(unknown)}")
-            roles = _as_set(info.get("roles"), f"roles of {raw_name!r}")
-            strangers = sorted(roles - set(self.role_scopes))
+            held = _as_set(info.get("roles"), f"roles of {raw_name!r}")
+            strangers = sorted(held - set(self.role_scopes))
             if strangers:
                 raise ConfigError(
                     f"user {raw_name!r}: unknown role {strangers[0]!r}: the roles are "
                     f"{', '.join(self.role_scopes)} (define others under 'roles')"
                 )
             self.users[name] = {
-                "roles": roles,
+                "roles": held,
                 "displayed_name": info.get("displayed_name") or "",
                 "email": info.get("email") or "",
                 "password_hash": info.get("password_hash") or "",
