@@ -81,3 +81,56 @@ def test_each_claim_grants_what_it_names_and_no_more(
 
 def test_the_user_id_claim_is_a_string_whatever_its_json_type() -> None:
     assert identity_from_claims(POLICY, claims(uid=42)).user_id == "42"
+
+
+# -- changing one's own password -----------------------------------------------------------
+
+
+def _audit(caplog: pytest.LogCaptureFixture, event: str) -> list[dict[str, Any]]:
+    records = [getattr(r, "audit", {}) for r in caplog.records]
+    return [a for a in records if a.get("event") == event]
+
+
+def test_a_password_change_is_audited_with_its_session_and_what_it_ended(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    from authgate.errors import BadCredentials
+    from authgate.sessions import Client
+
+    gate = Gate(store="memory://", hasher=cheap_hasher(), secret_key=SECRET)
+    gate.create_user("carol", PW)
+    other = gate.login("carol", PW)
+    mine = gate.login("carol", PW)
+    me = gate.authenticate(mine.access_token)
+    caplog.set_level(logging.INFO, logger="authgate.audit")
+    with pytest.raises(BadCredentials, match="the current password is wrong"):
+        gate.change_password(me, "not it", "a new password 1", Client("192.0.2.9"))
+    gate.change_password(me, PW, "a new password 1", Client("192.0.2.9"))
+    refused, done = _audit(caplog, "password_change")
+    assert (refused["username"], refused["session_id"], refused["client_ip"]) == (
+        "carol",
+        mine.session_id,
+        "192.0.2.9",
+    )
+    assert refused["detail"] == "refused: wrong current password"
+    assert (done["username"], done["session_id"], done["client_ip"]) == (
+        "carol",
+        mine.session_id,
+        "192.0.2.9",
+    )
+    assert done["detail"] == "1 other sessions revoked"
+    assert gate.store.get_session(other.session_id) is None
+    assert gate.authenticate(mine.access_token).username == "carol"  # this one lives on
+
+
+def test_changing_the_password_of_a_user_deleted_meanwhile_is_a_plain_refusal() -> None:
+    from authgate.errors import BadCredentials
+
+    gate = Gate(store="memory://", hasher=cheap_hasher(), secret_key=SECRET)
+    gate.create_user("dave", PW)
+    me = gate.authenticate(gate.login("dave", PW).access_token)
+    gate.delete_user("dave")
+    with pytest.raises(BadCredentials, match="the current password is wrong"):
+        gate.change_password(me, PW, "a new password 1")  # one dummy verification
