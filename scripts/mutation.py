@@ -99,6 +99,8 @@ TESTS: dict[str, tuple[str, ...]] = {
     ),
     "src/authgate/api.py": (  # the contract suite's in-process cases drive the whole API
         "test_api_iggy.py",
+        "test_mutants_api.py",
+        "test_conditional_requests.py",
         "test_contract_apps.py",
         "test_asgi_middleware.py",
         "test_wsgi_middleware.py",
