@@ -105,7 +105,12 @@ TESTS: dict[str, tuple[str, ...]] = {
         "test_asgi_middleware.py",
         "test_wsgi_middleware.py",
     ),
-    "src/authgate/stores/sqlite.py": (*STORE_TESTS, "test_bootstrap.py", "test_lockout.py"),
+    "src/authgate/stores/sqlite.py": (
+        *STORE_TESTS,
+        "test_mutants_stores.py",
+        "test_bootstrap.py",
+        "test_lockout.py",
+    ),
     "src/authgate/stores/memory.py": (*STORE_TESTS, "test_bootstrap.py", "test_lockout.py"),
     "src/authgate/stores/redis.py": (*STORE_TESTS, "test_bootstrap.py", "test_lockout.py"),
 }

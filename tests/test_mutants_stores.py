@@ -1,0 +1,82 @@
+"""Store details the contract suite leaves open, found by mutation testing
+(docs/mutation.md): which SQLite writes end cached session checks, and the small print of
+counters and sessions."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from authgate.stores import open_store
+from authgate.stores.base import Session
+from authgate.stores.sqlite import SQLiteStore
+from authgate.users import User, utcnow
+
+
+def _session(username: str) -> Session:
+    now = utcnow()
+    return Session(
+        id=f"s-{username}",
+        username=username,
+        expires_at=now + timedelta(hours=1),
+        created_at=now,
+        last_seen=now,
+        refresh_hash="h0",
+    )
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> SQLiteStore:
+    """A SQLite store on its fallback change check (the ``epoch`` row), where only the
+    writes that can end a session check move it."""
+    opened = open_store(f"sqlite:///{tmp_path / 'cache.db'}")
+    assert isinstance(opened, SQLiteStore)
+    opened._shm_failed = True  # the fallback path under test
+    opened._shm = None
+    opened.create_user(User.new("alice"))
+    opened.create_session(_session("alice"))
+    return opened
+
+
+def _cached(store: SQLiteStore) -> Session | None:
+    hit = store.peek_session_user("s-alice", "alice")
+    return hit[0] if hit is not None else None
+
+
+def test_counter_writes_and_touches_keep_cached_session_checks(store: SQLiteStore) -> None:
+    """A login attack writes counters at every attempt: were those writes to end every
+    process's cached session checks, each guess would cost every worker a table read."""
+    store.get_session_user("s-alice", "alice")  # read and cache
+    assert _cached(store) is not None
+    store.incr("login-failures:alice", 60)
+    store.expire_counter("login-failures:alice", 120)
+    store.reset_counter("login-failures:alice")
+    later = utcnow() + timedelta(seconds=30)
+    assert store.touch_session("s-alice", later)
+    cached = _cached(store)
+    assert cached is not None, "a counter write or a touch ended the cached check"
+    assert cached.last_seen == later  # the touch updated the cached copy
+    store.revoke_session("s-alice")
+    assert _cached(store) is None  # while a revocation does end it
+
+
+def test_a_counter_about_to_expire_says_so_below_a_second(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'ttl.db'}")
+    store.incr("k", 0.4)
+    assert 0.0 < store.counter_ttl("k") < 0.4
+    time.sleep(0.45)
+    assert store.counter_ttl("k") == 0.0 and store.get_counter("k") == 0
+
+
+def test_a_refresh_rotation_moves_last_seen(tmp_path: Path) -> None:
+    store = open_store(f"sqlite:///{tmp_path / 'rot.db'}")
+    store.create_user(User.new("bob"))
+    first = _session("bob").replace(last_seen=utcnow() - timedelta(hours=1))
+    store.create_session(first)
+    assert store.rotate_refresh(first.id, "h0", "h1", utcnow() + timedelta(hours=2))
+    rotated = store.get_session(first.id)
+    assert rotated is not None and rotated.refresh_hash == "h1"
+    assert rotated.last_seen > first.last_seen + timedelta(minutes=59)
