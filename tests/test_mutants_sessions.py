@@ -134,3 +134,54 @@ def test_changing_the_password_of_a_user_deleted_meanwhile_is_a_plain_refusal() 
     gate.delete_user("dave")
     with pytest.raises(BadCredentials, match="the current password is wrong"):
         gate.change_password(me, PW, "a new password 1")  # one dummy verification
+
+
+# -- refreshing ------------------------------------------------------------------------------
+
+
+def test_a_refresh_for_a_user_disabled_behind_its_back_fails_and_ends_the_session(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Disabling through the Gate ends the sessions; a store changed another way (a
+    migration, another tool) must not leave a disabled user refreshing."""
+    from authgate.errors import SessionRevoked
+
+    gate = Gate(store="memory://", hasher=cheap_hasher(), secret_key=SECRET)
+    gate.create_user("erin", PW)
+    pair = gate.login("erin", PW)
+    user = gate.store.get_user("erin")
+    assert user is not None
+    gate.store.update_user(user.changed(enabled=False), user.version)
+    with pytest.raises(SessionRevoked):
+        gate.refresh(pair.refresh_token)
+    assert gate.store.get_session(pair.session_id) is None
+
+
+def test_refreshes_and_replays_are_audited_with_who_which_session_and_where(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    from authgate.errors import SessionRevoked
+    from authgate.sessions import Client
+
+    gate = Gate(store="memory://", hasher=cheap_hasher(), secret_key=SECRET)
+    gate.create_user("fay", PW)
+    pair = gate.login("fay", PW)
+    caplog.set_level(logging.INFO, logger="authgate.audit")
+    gate.refresh(pair.refresh_token, Client("203.0.113.20"))
+    with pytest.raises(SessionRevoked):
+        gate.refresh(pair.refresh_token, Client("203.0.113.21"))  # spent: a replay
+    (refreshed,) = _audit(caplog, "refresh")
+    assert (refreshed["username"], refreshed["session_id"], refreshed["client_ip"]) == (
+        "fay",
+        pair.session_id,
+        "203.0.113.20",
+    )
+    (replayed,) = _audit(caplog, "refresh_token_reuse")
+    assert (replayed["username"], replayed["session_id"], replayed["client_ip"]) == (
+        "fay",
+        pair.session_id,
+        "203.0.113.21",
+    )
+    assert replayed["detail"] == "a spent refresh token was presented; the session is revoked"
