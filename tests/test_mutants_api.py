@@ -73,3 +73,38 @@ def test_the_bounds_themselves_are_accepted_and_null_optionals_dropped() -> None
         "count": -3,
         "flag": False,
     }
+
+
+# -- roles in user bodies ------------------------------------------------------------------
+
+
+def _admin_call(method: str, path: str, body: Any) -> tuple[int, Any]:
+    from authgate.api import ApiRequest
+    from authgate.gate import Gate
+    from authgate.testing import cheap_hasher
+    from conftest import SECRET
+
+    gate = Gate(store="memory://", hasher=cheap_hasher(), secret_key=SECRET)
+    gate.create_user("root", "root password 1", roles=["admin"])
+    gate.create_user("bob", "bob password 1", roles=["viewer"])
+    who = gate.authenticate(gate.login("root", "root password 1").access_token)
+    response = gate.handle_api(ApiRequest(method, path, who, json.dumps(body).encode()))
+    assert response is not None
+    return response.status, response.data()
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "extra"),
+    [("POST", "/api/users", {"username": "cy", "password": "cy password 1"}),
+     ("PATCH", "/api/users/bob", {})],
+)  # fmt: skip
+def test_role_and_roles_together_are_refused(method: str, path: str, extra: Any) -> None:
+    status, data = _admin_call(method, path, {**extra, "role": "viewer", "roles": ["viewer"]})
+    assert (status, data["detail"]) == (400, "give either 'role' or 'roles', not both")
+
+
+def test_an_admin_may_grant_the_admin_role() -> None:
+    status, data = _admin_call("PATCH", "/api/users/bob", {"role": "admin"})
+    assert (status, data["roles"]) == (200, ["admin"])
+    status, data = _admin_call("PATCH", "/api/users/bob", {"roles": ["operator", "viewer"]})
+    assert (status, sorted(data["roles"])) == (200, ["operator", "viewer"])
