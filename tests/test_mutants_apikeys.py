@@ -88,3 +88,30 @@ def test_a_key_records_where_it_was_made_within_bounds_and_is_audited(
         client.ip,
         "deploy",
     )
+
+
+def test_a_key_of_a_user_disabled_behind_the_gates_back_is_refused(
+    gate: Gate, alice: Identity
+) -> None:
+    from authgate.errors import SessionRevoked
+
+    raw, _ = gate.create_api_key(alice, "k")
+    assert gate.authenticate(raw).username == "alice"
+    user = gate.store.get_user("alice")
+    assert user is not None
+    gate.store.update_user(user.changed(enabled=False), user.version)
+    with pytest.raises(SessionRevoked):
+        gate.authenticate(raw)
+
+
+def test_a_key_identity_names_its_user_and_key_and_marks_its_use(
+    gate: Gate, alice: Identity
+) -> None:
+    raw, key = gate.create_api_key(alice, "k")
+    stored = gate.store.get_session(key.id)
+    assert stored is not None
+    gate.store.touch_session(key.id, stored.last_seen - timedelta(hours=2))
+    who = gate.authenticate(raw)
+    assert (who.claims["sub"], who.claims["sid"]) == ("alice", key.id)
+    used = gate.store.get_session(key.id)
+    assert used is not None and used.last_seen > stored.last_seen - timedelta(minutes=1)

@@ -178,3 +178,57 @@ def test_scram_failures_count_toward_the_lock_out_and_a_success_clears_them(
     success = [a for a in audit if a["event"] == "login_success"]
     assert [(a["username"], a["detail"]) for a in success] == [("alice", "SCRAM")]
     assert any(a["event"] == "lockout" and a["username"] == "alice" for a in audit)
+
+
+# -- the client-first and HELLO steps ---------------------------------------------------------
+
+
+def hello(gate: Gate, username: str = "alice") -> str:
+    return challenge(scram(gate, f"HELLO username={b64url(username.encode())}"))["handshakeToken"]
+
+
+def client_first(gate: Gate, token: str, bare: str) -> ApiResponse:
+    return scram(gate, f"SCRAM handshakeToken={token}, data={b64url(('n,,' + bare).encode())}")
+
+
+@pytest.mark.parametrize(("size", "ok"), [(15, False), (16, True), (256, True), (257, False)])
+def test_the_client_nonce_is_16_to_256_characters(gate: Gate, size: int, ok: bool) -> None:
+    reply = client_first(gate, hello(gate), f"n=alice,r={'N' * size}")
+    assert reply.status == 401
+    assert ("data" in challenge(reply)) is ok
+    if not ok:
+        assert reply.data()["detail"] == "client-first needs n=<user> and r=<nonce>"
+
+
+@pytest.mark.parametrize("bare", ["r=" + "N" * 20, "n=alice", "n=alice,r="])
+def test_the_client_first_must_name_the_user_and_a_nonce(gate: Gate, bare: str) -> None:
+    reply = client_first(gate, hello(gate), bare)
+    assert reply.data()["detail"] == "client-first needs n=<user> and r=<nonce>"
+
+
+def test_the_client_first_must_name_the_user_of_the_hello(gate: Gate) -> None:
+    gate.create_user("bob", PW)
+    reply = client_first(gate, hello(gate, "alice"), f"n=bob,r={'N' * 20}")
+    assert reply.data()["detail"] == "client-first names another user than HELLO"
+    same = client_first(gate, hello(gate, "alice"), f"n=ALICE,r={'N' * 20}")
+    assert "data" in challenge(same)  # the same name, normalised
+
+
+def test_handshakes_per_user_are_limited_with_the_time_left(gate: Gate) -> None:
+    from authgate.scram import HANDSHAKES_PER_MINUTE, HELLO_WINDOW
+
+    for _ in range(HANDSHAKES_PER_MINUTE):
+        assert hello(gate)
+    refused = scram(gate, f"HELLO username={b64url(b'alice')}")
+    assert (refused.status, refused.data()["error"]) == (429, "account_locked")
+    assert refused.data()["detail"] == "too many SCRAM handshakes; retry later"
+    wait = int(dict(refused.headers)["retry-after"])
+    assert HELLO_WINDOW - 5 <= wait <= HELLO_WINDOW
+    assert hello(gate, "bob")  # per user: others still start
+
+
+@pytest.mark.parametrize("username", ["%%%", b64url(b"ab"), b64url(b"\xff\xfe"), b64url(b"a b")])
+def test_a_hello_without_a_valid_username_is_refused(gate: Gate, username: str) -> None:
+    reply = scram(gate, f"HELLO username={username}")
+    assert reply.status in (400, 401)
+    assert reply.data()["detail"] == "HELLO needs username=<base64url of a valid username>"
