@@ -108,3 +108,88 @@ def test_an_admin_may_grant_the_admin_role() -> None:
     assert (status, data["roles"]) == (200, ["admin"])
     status, data = _admin_call("PATCH", "/api/users/bob", {"roles": ["operator", "viewer"]})
     assert (status, sorted(data["roles"])) == (200, ["operator", "viewer"])
+
+
+# -- listing, status, /auth/me -----------------------------------------------------------------
+
+
+def _gate_with(users: int) -> Any:
+    from authgate.gate import Gate
+    from authgate.testing import cheap_hasher
+    from conftest import SECRET
+
+    gate = Gate(store="memory://", hasher=cheap_hasher(), secret_key=SECRET)
+    gate.create_user("root", "root password 1", roles=["admin"])
+    for n in range(users):
+        gate.create_user(f"user{n:03}", None)
+    return gate
+
+
+def _get(gate: Any, path: str, query: dict[str, str], who: str = "root") -> tuple[int, Any]:
+    from authgate.api import ApiRequest
+
+    identity = gate.authenticate(gate.login(who, f"{who} password 1").access_token)
+    response = gate.handle_api(ApiRequest("GET", path, identity, b"", query=query))
+    return response.status, response.data()
+
+
+def test_listing_users_pages_with_its_bounds() -> None:
+    gate = _gate_with(120)
+    status, page = _get(gate, "/api/users", {})
+    assert status == 200 and len(page["items"]) == 100  # the default page
+    assert page["next_after"] == page["items"][-1]["username"]
+    status, rest = _get(gate, "/api/users", {"after": page["next_after"]})
+    assert status == 200 and len(rest["items"]) == 21 and rest["next_after"] is None
+    assert _get(gate, "/api/users", {"limit": "1"})[1]["items"][0]["username"] == "root"
+    assert len(_get(gate, "/api/users", {"limit": "1000"})[1]["items"]) == 121
+    for bad in ("0", "1001", "ten"):
+        status, error = _get(gate, "/api/users", {"limit": bad})
+        assert status == 400 and error["error"] == "invalid_request", bad
+
+
+@pytest.mark.parametrize(
+    ("body", "ok"),
+    [
+        ({"status": "inactive", "enabled": False}, True),
+        ({"status": "active", "enabled": True}, True),
+        ({"status": "inactive", "enabled": True}, False),
+        ({"status": "active", "enabled": False}, False),
+        ({"status": "ACTIVE"}, False),
+    ],
+)
+def test_status_and_enabled_must_agree(body: dict[str, Any], ok: bool) -> None:
+    status, data = _admin_call("PATCH", "/api/users/bob", body)
+    if ok:
+        assert status == 200 and data["status"] == body["status"]
+    else:
+        assert status == 400 and data["detail"] in (
+            "'status' and 'enabled' disagree",
+            "field 'status' must be 'active' or 'inactive'",
+        )
+
+
+def test_a_patch_with_nothing_to_change_answers_the_user_as_it_is() -> None:
+    status, data = _admin_call("PATCH", "/api/users/bob", {})
+    assert (status, data["username"], data["roles"]) == (200, "bob", ["viewer"])
+    status, data = _admin_call("PATCH", "/api/users/nobody", {})
+    assert status == 404
+
+
+@pytest.mark.parametrize(
+    ("fields", "shown"),
+    [
+        ({"display_name": "Dee", "first_name": "D", "last_name": "E"}, "Dee"),
+        ({"first_name": "Dana", "last_name": "Eve"}, "Dana Eve"),
+        ({}, "dana"),
+    ],
+)
+def test_me_shows_the_profile_and_the_best_display_name(fields: dict[str, str], shown: str) -> None:
+    gate = _gate_with(0)
+    gate.create_user("dana", "dana password 1", email="d@example.com", **fields)
+    status, me = _get(gate, "/auth/me", {}, who="dana")
+    assert status == 200
+    assert (me["email"], me["display_name"]) == ("d@example.com", shown)
+    assert (me["first_name"], me["last_name"]) == (
+        fields.get("first_name", ""),
+        fields.get("last_name", ""),
+    )
