@@ -319,3 +319,24 @@ def test_the_python_api_refuses_unknown_roles_too(gate: Gate) -> None:
         gate.update_user("alice", roles=["admin", "root"])
     alice = gate.store.get_user("alice")
     assert alice is not None and alice.roles == {"admin"}
+
+
+@pytest.mark.parametrize("scheme", ["json", "sqlite"])
+def test_three_slashes_before_an_absolute_looking_path_is_an_error_with_the_fix(
+    scheme: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``json:///srv/x`` is the relative ``srv/x``: when no ``srv`` is here but ``/srv``
+    exists, it was meant absolute; creating ``./srv/x`` would lose the data silently."""
+    from authgate.stores import open_store
+
+    monkeypatch.chdir(tmp_path)
+    target = tmp_path / "store"
+    relative_looking = str(target).lstrip("/")
+    with pytest.raises(ConfigError, match="four slashes") as info:
+        open_store(f"{scheme}:///{relative_looking}")
+    assert f"{scheme}:////{relative_looking}" in str(info.value)
+    assert not (tmp_path / relative_looking.split("/")[0]).exists()
+    (tmp_path / "here").mkdir()
+    suffix = ".db" if scheme == "sqlite" else ""
+    open_store(f"{scheme}:///here/store{suffix}").close()  # a real relative path still works
+    open_store(f"{scheme}:////{relative_looking}{suffix}").close()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import os
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
@@ -58,7 +59,26 @@ def _sqlite_path(url: str) -> str:
     path = unquote(parts.path[1:] if parts.path.startswith("/") else parts.path)
     if not path:
         raise ConfigError(f"bad {scheme} URL {url!r}: it names no path ({scheme}:///authgate)")
+    if _meant_absolute(path):
+        raise ConfigError(
+            f"{scheme}:///{path} names the relative path {path!r}, which does not exist here, "
+            f"while /{path.split('/')[0]} does: for the absolute path write "
+            f"{scheme}:////{path} (four slashes), for a relative one create its directory"
+        )
     return path
+
+
+def _meant_absolute(path: str) -> bool:
+    """A relative path whose first directory is missing here but exists at the root:
+    ``json:///srv/auth`` (three slashes) written for ``/srv/auth``, which would create
+    ``./srv/auth`` without a word."""
+    head, sep, _ = path.partition("/")
+    return (
+        bool(sep)
+        and not os.path.isabs(path)
+        and not os.path.exists(head)
+        and os.path.isdir("/" + head)
+    )
 
 
 def _redis_url(url: str) -> str:
