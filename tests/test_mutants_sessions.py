@@ -185,3 +185,82 @@ def test_refreshes_and_replays_are_audited_with_who_which_session_and_where(
         "203.0.113.21",
     )
     assert replayed["detail"] == "a spent refresh token was presented; the session is revoked"
+
+
+# -- ending sessions, groups, touches, the token pair -----------------------------------------
+
+
+def test_ending_sessions_is_audited_with_who_which_and_where(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    from authgate.sessions import Client
+
+    gate = Gate(store="memory://", hasher=cheap_hasher(), secret_key=SECRET)
+    gate.create_user("gus", PW)
+    one, two, three, four = (gate.login("gus", PW) for _ in range(4))
+    caplog.set_level(logging.INFO, logger="authgate.audit")
+    here = Client("192.0.2.44")
+    assert gate.logout(gate.authenticate(one.access_token), here)
+    assert gate.revoke_session("gus", two.session_id, here)
+    assert gate.revoke_sessions("gus", here, keep=three.session_id) == 1
+    (out,) = _audit(caplog, "logout")
+    (ended,) = _audit(caplog, "session_revoked")
+    (bulk,) = _audit(caplog, "sessions_revoked")
+    for event, sid in ((out, one.session_id), (ended, two.session_id), (bulk, three.session_id)):
+        assert (event["username"], event["session_id"], event["client_ip"]) == (
+            "gus",
+            sid,
+            "192.0.2.44",
+        )
+    assert bulk["detail"] == "1 sessions revoked"
+    assert gate.store.get_session(four.session_id) is None
+    assert gate.store.get_session(three.session_id) is not None
+
+
+def test_groups_kept_in_the_store_grant_their_permissions_and_policy_groups_win() -> None:
+    from authgate.users import Group
+
+    gate = Gate(store="memory://", hasher=cheap_hasher(), secret_key=SECRET, policy=POLICY)
+    gate.store.put_group(Group.new("ops", ["deploys:run"]))
+    gate.store.put_group(Group.new("lab", ["not:granted"]))  # the policy defines lab
+    gate.create_user("hal", PW, groups=["ops", "lab", "missing"])
+    who = gate.authenticate(gate.login("hal", PW).access_token)
+    assert who.can("deploys:run") and who.can("plants:read")
+    assert not who.can("not:granted")
+
+
+def test_a_session_is_marked_used_once_per_touch_interval() -> None:
+    from datetime import timedelta
+
+    gate = Gate(
+        store="memory://", hasher=cheap_hasher(), secret_key=SECRET, session_touch_interval=60
+    )
+    gate.create_user("ida", PW)
+    pair = gate.login("ida", PW)
+    session = gate.store.get_session(pair.session_id)
+    assert session is not None
+    recent = session.last_seen - timedelta(seconds=10)
+    gate.store.touch_session(pair.session_id, recent)
+    gate._identities.clear()  # every check below reads the store
+    gate.authenticate(pair.access_token)
+    assert gate.store.get_session(pair.session_id).last_seen == recent  # type: ignore[union-attr]
+    old = session.last_seen - timedelta(seconds=120)
+    gate.store.touch_session(pair.session_id, old)
+    gate._identities.clear()
+    gate.authenticate(pair.access_token)
+    touched = gate.store.get_session(pair.session_id)
+    assert touched is not None and touched.last_seen > old + timedelta(seconds=100)
+
+
+def test_a_token_pair_is_the_oauth2_response() -> None:
+    gate = Gate(store="memory://", hasher=cheap_hasher(), secret_key=SECRET)
+    gate.create_user("joy", PW)
+    pair = gate.login("joy", PW)
+    assert pair.to_dict() == {
+        "access_token": pair.access_token,
+        "token_type": "bearer",
+        "expires_in": 900,
+        "refresh_token": pair.refresh_token,
+    }
