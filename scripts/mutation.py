@@ -93,6 +93,7 @@ TESTS: dict[str, tuple[str, ...]] = {
     "src/authgate/scram.py": ("test_scram.py", "test_mutants_scram.py", "test_gate.py"),
     "src/authgate/permissions.py": (
         "test_permissions.py",
+        "test_mutants_permissions.py",
         "test_context_and_decorators.py",
         "test_registry.py",
         "test_static.py",
