@@ -74,7 +74,12 @@ TARGETS: dict[str, tuple[str, ...]] = {
 
 # The attack replays and regression tests guard every module.
 GUARDS = ("test_attacks.py", "test_security_regressions.py", "test_hostile_input.py")
-STORE_TESTS = ("test_store_contract.py", "test_session_cache.py", "test_jsonfile_store.py")
+STORE_TESTS = (
+    "test_store_contract.py",
+    "test_mutants_stores.py",
+    "test_session_cache.py",
+    "test_jsonfile_store.py",
+)
 
 # Module -> the test files that must kill its mutants: its own unit tests, not the whole
 # suite (of which a surviving mutant would run every test reaching its function, hours in
@@ -106,12 +111,7 @@ TESTS: dict[str, tuple[str, ...]] = {
         "test_asgi_middleware.py",
         "test_wsgi_middleware.py",
     ),
-    "src/authgate/stores/sqlite.py": (
-        *STORE_TESTS,
-        "test_mutants_stores.py",
-        "test_bootstrap.py",
-        "test_lockout.py",
-    ),
+    "src/authgate/stores/sqlite.py": (*STORE_TESTS, "test_bootstrap.py", "test_lockout.py"),
     "src/authgate/stores/memory.py": (*STORE_TESTS, "test_bootstrap.py", "test_lockout.py"),
     "src/authgate/stores/redis.py": (*STORE_TESTS, "test_bootstrap.py", "test_lockout.py"),
 }

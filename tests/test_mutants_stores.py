@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -29,7 +30,7 @@ def _session(username: str) -> Session:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> SQLiteStore:
+def fallback_store(tmp_path: Path) -> SQLiteStore:
     """A SQLite store on its fallback change check (the ``epoch`` row), where only the
     writes that can end a session check move it."""
     opened = open_store(f"sqlite:///{tmp_path / 'cache.db'}")
@@ -46,9 +47,12 @@ def _cached(store: SQLiteStore) -> Session | None:
     return hit[0] if hit is not None else None
 
 
-def test_counter_writes_and_touches_keep_cached_session_checks(store: SQLiteStore) -> None:
+def test_counter_writes_and_touches_keep_cached_session_checks(
+    fallback_store: SQLiteStore,
+) -> None:
     """A login attack writes counters at every attempt: were those writes to end every
     process's cached session checks, each guess would cost every worker a table read."""
+    store = fallback_store
     store.get_session_user("s-alice", "alice")  # read and cache
     assert _cached(store) is not None
     store.incr("login-failures:alice", 60)
@@ -80,3 +84,47 @@ def test_a_refresh_rotation_moves_last_seen(tmp_path: Path) -> None:
     rotated = store.get_session(first.id)
     assert rotated is not None and rotated.refresh_hash == "h1"
     assert rotated.last_seen > first.last_seen + timedelta(minutes=59)
+
+
+# -- every store -----------------------------------------------------------------------------
+
+
+def test_a_deleted_user_is_gone_by_id_too_and_needs_no_sessions(store: Any) -> None:
+    kept = store.create_user(User.new("keeper"))
+    gone = store.create_user(User.new("leaver"))
+    store.delete_user("leaver")  # never logged in: no sessions to end
+    assert store.get_user_by_id(gone.id) is None
+    assert store.get_user("leaver") is None
+    assert store.get_user_by_id(kept.id) == kept
+
+
+def test_resetting_a_counter_that_was_never_set_is_no_error(store: Any) -> None:
+    store.reset_counter("never-set")
+    assert store.get_counter("never-set") == 0
+    assert store.counter_ttl("never-set") == 0.0
+
+
+def test_a_long_counter_ttl_is_reported_in_seconds(store: Any) -> None:
+    store.incr("long", 100_000)
+    assert 99_990 < store.counter_ttl("long") <= 100_000
+
+
+def test_a_refresh_rotation_moves_last_seen_on_every_store(store: Any) -> None:
+    store.create_user(User.new("rotor"))
+    first = _session("rotor").replace(last_seen=utcnow() - timedelta(hours=1))
+    store.create_session(first)
+    assert store.rotate_refresh(first.id, "h0", "h1", utcnow() + timedelta(hours=2))
+    rotated = store.get_session(first.id)
+    assert rotated is not None and rotated.refresh_hash == "h1"
+    assert rotated.last_seen > first.last_seen + timedelta(minutes=59)
+
+
+def test_the_memory_store_forgets_a_deleted_users_id() -> None:
+    """Its id index holds no entry for a deleted user (a leak: ids of every user ever
+    deleted, in a long-lived process)."""
+    from authgate.stores import MemoryStore
+
+    store = MemoryStore()
+    gone = store.create_user(User.new("leaver"))
+    store.delete_user("leaver")
+    assert gone.id not in store._by_id
