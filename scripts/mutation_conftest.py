@@ -29,7 +29,7 @@ import pytest
 HERE = Path(__file__).resolve().parent
 
 # Whole files that only start subprocesses (or read documentation).
-SUBPROCESS_FILES = ("test_examples.py", "test_core_imports.py", "test_docs.py")
+SUBPROCESS_FILES = ("test_examples.py", "test_core_imports.py", "test_docs.py", "test_outage.py")
 
 # Single tests that only run authgate in a subprocess (node id prefixes).
 SUBPROCESS_TESTS = (
