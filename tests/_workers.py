@@ -96,3 +96,19 @@ def conditional_increments(base_url: str, token: str, username: str, times: int)
             sent.raise_for_status()
             done += 1
     return refused
+
+
+def open_at(url: str, start: float) -> str:
+    """Open the store at the wall-clock time `start` (with the others); what happened."""
+    import time
+
+    from authgate.errors import StoreUnavailable
+
+    time.sleep(max(0.0, start - time.time()))
+    try:
+        store = open_store(url)
+    except StoreUnavailable as err:
+        return f"unavailable: {err.reason}"
+    store.create_user(User.new(f"u{time.time_ns()}"))
+    store.close()
+    return "ok"

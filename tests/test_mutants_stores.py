@@ -128,3 +128,22 @@ def test_the_memory_store_forgets_a_deleted_users_id() -> None:
     gone = store.create_user(User.new("leaver"))
     store.delete_user("leaver")
     assert gone.id not in store._by_id
+
+
+def test_many_processes_opening_one_fresh_sqlite_file_at_once_all_succeed(tmp_path: Path) -> None:
+    """Every worker of a new deployment opens the fresh file and switches it to WAL at
+    the same moment; SQLite refuses such a switch at once ("database is locked"), which
+    killed a worker in one boot of forty."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    from _workers import open_at
+
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(8, mp_context=ctx) as pool:
+        list(pool.map(abs, range(8)))  # the workers are up before the race starts
+        for round_ in range(10):
+            url = f"sqlite:///{tmp_path / f'fresh-{round_}.db'}"
+            start = time.time() + 0.3
+            outcomes = list(pool.map(open_at, [url] * 8, [start] * 8))
+            assert outcomes == ["ok"] * 8, outcomes

@@ -98,6 +98,26 @@ class SQLiteStore:
 
     # -- connections ------------------------------------------------------------------
 
+    def _enter_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch to the WAL journal, waiting out other processes doing the same.
+
+        On a fresh file every worker of a new deployment gets here at once, and SQLite
+        answers a journal-mode change it cannot make now with "database is locked" at
+        once, without the busy handler: retried here, up to the store's timeout.
+        """
+        deadline = time.monotonic() + self._timeout
+        pause = 0.005
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as err:
+                busy = "locked" in str(err) or "busy" in str(err)
+                if not busy or time.monotonic() >= deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+
     def _conn(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
@@ -108,7 +128,7 @@ class SQLiteStore:
                     isolation_level=None,
                     check_same_thread=False,
                 )
-                conn.execute("PRAGMA journal_mode=WAL")
+                self._enter_wal(conn)
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute(f"PRAGMA busy_timeout={int(self._timeout * 1000)}")
             except sqlite3.Error as err:
