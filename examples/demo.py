@@ -79,9 +79,9 @@ class Items:
 
     def _connect(self) -> sqlite3.Connection:
         assert self._sqlite is not None
-        db = sqlite3.connect(self._sqlite, timeout=10, isolation_level=None)
-        db.execute("PRAGMA journal_mode=WAL")
-        return db
+        # The rollback journal, not WAL: switching a fresh file to WAL fails at once when
+        # every worker does it together (authgate's store retries it; the demo need not).
+        return sqlite3.connect(self._sqlite, timeout=10, isolation_level=None)
 
     def create(self, owner: str, title: str) -> Item:
         """Store a new item."""
