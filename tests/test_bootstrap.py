@@ -66,7 +66,7 @@ def test_guest_user_is_created_on_first_run_when_configured() -> None:
     )
     gate.ensure_superuser()
     guest = store.get_user("guest")
-    assert guest is not None and guest.roles == {"guest"} and guest.password_hash == ""
+    assert guest is not None and guest.roles == {"viewer"} and guest.password_hash == ""
     gate.ensure_superuser()  # second run: nothing changes
     assert store.get_user("guest") == guest
     plain = Gate(
@@ -78,6 +78,33 @@ def test_guest_user_is_created_on_first_run_when_configured() -> None:
     )
     plain.ensure_superuser()
     assert plain.store.get_user("guest") is None
+
+
+@pytest.mark.parametrize(
+    ("role", "seeded"), [(None, {"viewer"}), ("Operator", {"operator"}), ("guest", None)]
+)
+def test_the_guest_role_must_be_one_of_the_roles(role: str | None, seeded: Any) -> None:
+    """A misspelt or unknown guest role would grant nothing, silently: refused at start-up,
+    naming the variable and the known roles; none given is the lowest role."""
+    store = MemoryStore()
+    settings = Settings(
+        superuser_username="root",
+        superuser_password="root password",
+        guest_username="visitor",
+        guest_role=role,
+        **CHEAP,
+    )
+    if seeded is None:
+        with pytest.raises(ConfigError) as refused:
+            ensure_superuser(store, settings)
+        assert refused.value.detail == (
+            "AUTHGATE_GUEST_ROLE: unknown role 'guest': the roles are viewer, operator, admin"
+        )
+        assert list(store.list_users().items) == []  # refused before the admin was made
+        return
+    ensure_superuser(store, settings)
+    guest = store.get_user("visitor")
+    assert guest is not None and guest.roles == seeded
 
 
 def _race(flow: Any, store: MemoryStore, meanwhile: Any) -> Any:
@@ -136,9 +163,9 @@ def test_a_guest_seeded_by_another_worker_is_not_an_error() -> None:
     store = MemoryStore()
 
     def other_worker() -> None:
-        store.create_user(User.new("guest", roles=["guest"]))
+        store.create_user(User.new("guest", roles=["viewer"]))
 
-    assert _race(flows.ensure_guest("guest", None), store, other_worker) is False
+    assert _race(flows.ensure_guest("guest", None, RoleHierarchy()), store, other_worker) is False
 
 
 @pytest.mark.parametrize("entry", ["module", "module-async", "cli"])
@@ -186,7 +213,7 @@ def test_every_entry_point_seeds_the_same_admin_and_guest(
     finally:
         store.close()
     assert root is not None and "admin" in root.roles
-    assert guest is not None and guest.roles == {"guest"}
+    assert guest is not None and guest.roles == {"viewer"}
     seeded = [
         (r.audit["event"], r.audit["username"], r.audit["actor"])
         for r in caplog.records

@@ -123,7 +123,7 @@ SEED_EXAMPLES = {
         "outside a request: NotAuthenticated",
     ],
     "from_plantdb.py": [
-        "guest: ['guest']",
+        "guest: ['viewer']",
         "locked for 300 s",
         "sessions kept: 2",
         "shared scan: True",

@@ -17,6 +17,7 @@ from authgate.errors import (
     MalformedToken,
     SessionLimitReached,
     SessionRevoked,
+    ValidationError,
 )
 from authgate.identity import Identity
 from authgate.passwords import Argon2Params, PasswordHasher
@@ -83,6 +84,24 @@ def test_every_failed_login_gets_the_same_answer(gate: Any, username: str, passw
         gate.login(username, password)
     assert info.value.detail == "invalid username or password"
     assert info.value.status == 401
+
+
+def test_an_account_without_a_password_must_be_asked_for(gate: Any) -> None:
+    """A forgotten password is an error, not an account nobody can log in to; a
+    service account for API keys only says ``passwordless=True``."""
+    for password, fields in (
+        (None, {}),
+        (None, {"roles": ["viewer"]}),
+        (PW, {"passwordless": True}),
+    ):
+        with pytest.raises(ValidationError) as refused:
+            gate.create_user("svc", password, **fields)
+        assert refused.value.field == "password" and "passwordless" in refused.value.detail
+        assert _get_user(gate, "svc") is None
+    made = gate.create_user("svc", passwordless=True, roles=["viewer"])
+    assert (made.username, made.roles, made.password_hash) == ("svc", {"viewer"}, "")
+    with pytest.raises(BadCredentials):
+        gate.login("svc", "")
 
 
 def test_disabled_user_cannot_log_in(gate: Any) -> None:

@@ -453,18 +453,9 @@ class HttpApi:
         roles = self._roles_from(body, actor) or []
         username = body.pop("username")
         password = body.pop("password", None)
-        passwordless = body.pop("passwordless", False)
-        if password is None and not passwordless:
-            raise ValidationError(
-                "field 'password' is required (an account without one, say for API keys "
-                'only, needs "passwordless": true)',
-                field="password",
-            )
-        if password is not None and passwordless:
-            raise ValidationError("give a 'password' or \"passwordless\": true, not both")
         user = yield from create_user_flow(
             username, password, roles=roles, actor=actor.username, roles_order=self.roles, **body
-        )
+        )  # with "passwordless" in body: the flow asks for one or the other
         return ApiResponse.json(201, self._user_view(user))
 
     def _list_users(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:

@@ -163,6 +163,7 @@ def users_create(
                 name,
                 password,
                 actor=CLI,
+                passwordless=no_password,
                 roles_order=state.roles,
                 roles=_split(roles),
                 groups=_split(groups),

@@ -61,7 +61,7 @@ class Settings:
     log_format: str = "text"
     guest_username: str | None = None
     guest_password: str | None = field(default=None, repr=False)
-    guest_role: str = "guest"
+    guest_role: str | None = None  # None: the lowest role (PlantDB's guest is a reader)
     password_min_length: int = 8
     password_max_bytes: int = 4096
     argon2_time_cost: int = 3

@@ -250,14 +250,25 @@ def create_user(
     roles: Iterable[str] = (),
     actor: str = "",
     roles_order: RoleHierarchy | None = None,
+    passwordless: bool = False,
     **fields: Any,
 ) -> Flow[User]:
-    """Validate, hash the password (if any) and insert a new user; `actor` (who did it)
-    goes into the ``user_created`` audit event.  With `roles_order`, every role must be
-    one of its roles.
+    """Validate, hash the password and insert a new user; `actor` (who did it) goes into
+    the ``user_created`` audit event.  With `roles_order`, every role must be one of its
+    roles.
 
-    Without a password the user exists but cannot log in until one is set.
+    A user without a password (say, a service account that only uses API keys) is
+    created only when asked for with ``passwordless=True``: a forgotten password is an
+    error, not an account nobody can log in to.
     """
+    if password is None and not passwordless:
+        raise ValidationError(
+            "a password is required (an account without one, say for API keys only, "
+            "is asked for as passwordless)",
+            field="password",
+        )
+    if password is not None and passwordless:
+        raise ValidationError("give a password or ask for passwordless, not both", field="password")
     if roles_order is not None:
         roles = roles_order.known(roles)
     user = User.new(username, roles=roles, **fields)  # validate before the costly hash
@@ -431,10 +442,17 @@ def _seed_password(password: str, who: str) -> Flow[dict[str, Any]]:
         raise ConfigError(f"AUTHGATE_{who}_PASSWORD: {err.detail}") from None
 
 
-def ensure_guest(username: str, password: str | None, role: str = "guest") -> Flow[bool]:
-    """Create the guest user (PlantDB's) on first run; True when it was created.  Without
-    a password the guest exists for ownership and sharing but cannot log in."""
+def ensure_guest(
+    username: str,
+    password: str | None,
+    roles_order: RoleHierarchy,
+    role: str | None = None,
+) -> Flow[bool]:
+    """Create the guest user (PlantDB's) on first run; True when it was created.  Its
+    role is `role`, one of `roles_order`'s, else the lowest (read-only by default).
+    Without a password the guest exists for ownership and sharing but cannot log in."""
     name = _setting(normalize_username, username, "AUTHGATE_GUEST_USERNAME")
+    role = _guest_role(roles_order, role)
     existing: User | None = yield Call("get_user", (name,))
     if existing is not None:
         return False
@@ -445,6 +463,13 @@ def ensure_guest(username: str, password: str | None, role: str = "guest") -> Fl
         return False
     yield Emit(AuditEvent("user_created", name, actor=BOOTSTRAP, detail=f"roles={role}"))
     return True
+
+
+def _guest_role(roles_order: RoleHierarchy, role: str | None) -> str:
+    if role is None:
+        return roles_order.order[0]
+    (known,) = _setting(roles_order.known, role, "AUTHGATE_GUEST_ROLE")
+    return known
 
 
 #: The actor of the changes start-up seeding makes, in audit events.
@@ -508,11 +533,14 @@ def bootstrap(settings: Settings) -> Flow[Bootstrap]:
     (`ensure_superuser`), then the guest user when one is configured.  Safe to run from
     every worker at once."""
     roles = RoleHierarchy(settings.roles)
+    if settings.guest_username:  # a bad guest setting is refused before the admin is made
+        _setting(normalize_username, settings.guest_username, "AUTHGATE_GUEST_USERNAME")
+        _guest_role(roles, settings.guest_role)
     done = yield from ensure_superuser(
         settings.superuser_username, settings.superuser_password, roles
     )
     if settings.guest_username:
         yield from ensure_guest(
-            settings.guest_username, settings.guest_password, settings.guest_role
+            settings.guest_username, settings.guest_password, roles, settings.guest_role
         )
     return done

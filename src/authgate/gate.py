@@ -319,8 +319,17 @@ class Gate(_Core):
         """Lift a login lock-out."""
         self._run(self.rules.lockout.unlock(normalize_username(username)))
 
-    def create_user(self, username: str, password: str | None = None, **fields: Any) -> User:
-        """Create a user (password hashed with argon2id)."""
+    def create_user(
+        self,
+        username: str,
+        password: str | None = None,
+        *,
+        passwordless: bool = False,
+        **fields: Any,
+    ) -> User:
+        """Create a user (password hashed with argon2id).  An account without a password
+        (API keys only) needs ``passwordless=True``; a missing password is an error."""
+        fields["passwordless"] = passwordless
         result: User = self._run(self._create_flow(username, password, fields))
         return result
 
@@ -490,8 +499,17 @@ class AsyncGate(_Core):
         """Lift a login lock-out."""
         await self._run(self.rules.lockout.unlock(normalize_username(username)))
 
-    async def create_user(self, username: str, password: str | None = None, **fields: Any) -> User:
-        """Create a user (password hashed with argon2id, off the event loop)."""
+    async def create_user(
+        self,
+        username: str,
+        password: str | None = None,
+        *,
+        passwordless: bool = False,
+        **fields: Any,
+    ) -> User:
+        """Create a user (password hashed with argon2id, off the event loop); without a
+        password only with ``passwordless=True``."""
+        fields["passwordless"] = passwordless
         result: User = await self._run(self._create_flow(username, password, fields))
         return result
 
