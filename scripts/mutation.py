@@ -107,6 +107,7 @@ TESTS: dict[str, tuple[str, ...]] = {
         "test_api_iggy.py",
         "test_mutants_api.py",
         "test_conditional_requests.py",
+        "test_openapi.py",
         "test_contract_apps.py",
         "test_asgi_middleware.py",
         "test_wsgi_middleware.py",

@@ -208,6 +208,8 @@ def test_redis_killed_under_load(server: str, redis: Redis, tmp_path: Path) -> N
         assert '"store_unavailable"' in a.body
     if late:
         print(f"late failures: {[(round(a.started - back, 2), a.status) for a in late]}")
+        reasons = [line for line in log.read_text(errors="replace").splitlines() if "503" in line]
+        print("the server's last reasons:", *reasons[-5:], sep="\n  ")
     assert len(late) <= 1 and late == stragglers, f"{len(late)} failures after recovery"
     assert back <= first_ok <= back + RECOVERY_SECONDS
     acknowledged = [a.created for a in answers if a.created]

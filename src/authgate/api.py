@@ -246,14 +246,15 @@ class HttpApi:
             f"{users}/": {"GET": self._list_users, "POST": self._create_user},
         }
         self._starts = (f"{auth}/", users)
-        # Routes with one path parameter: (before it, after it, methods).
-        self._param_routes: list[tuple[str, str, dict[str, Handler]]] = [
-            (f"{auth}/sessions/", "", {"DELETE": self._revoke_session}),
-            (f"{auth}/keys/", "", {"DELETE": self._revoke_key}),
-            (f"{users}/", "/permissions", {"PUT": self._set_permissions}),
-            (f"{users}/", "/password", {"PUT": self._set_password}),
+        # Routes with one path parameter: (before it, its name, after it, methods).
+        self._param_routes: list[tuple[str, str, str, dict[str, Handler]]] = [
+            (f"{auth}/sessions/", "session_id", "", {"DELETE": self._revoke_session}),
+            (f"{auth}/keys/", "key_id", "", {"DELETE": self._revoke_key}),
+            (f"{users}/", "username", "/permissions", {"PUT": self._set_permissions}),
+            (f"{users}/", "username", "/password", {"PUT": self._set_password}),
             (
                 f"{users}/",
+                "username",
                 "",
                 {
                     "GET": self._get_user,
@@ -268,7 +269,7 @@ class HttpApi:
         methods = self._routes.get(path)
         if methods is not None:
             return methods, ""
-        for before, after, candidates in self._param_routes:
+        for before, _, after, candidates in self._param_routes:
             if not path.startswith(before):
                 continue
             rest = path[len(before) :]
@@ -281,6 +282,19 @@ class HttpApi:
             if rest and "/" not in rest:
                 return candidates, unquote(rest)
         return None
+
+    def operations(self) -> list[tuple[str, str, str]]:
+        """Every operation answered, as ``(path template, method, endpoint name)``:
+        ``("/api/users/{username}", "PATCH", "update_user")``; what `authgate.openapi`
+        describes.  The users collection is listed once, with its trailing slash."""
+        out = []
+        for path, methods in self._routes.items():
+            if path + "/" not in self._routes:
+                out += [(path, method, h.__name__.lstrip("_")) for method, h in methods.items()]
+        for before, name, after, methods in self._param_routes:
+            template = f"{before}{{{name}}}{after}"
+            out += [(template, method, h.__name__.lstrip("_")) for method, h in methods.items()]
+        return out
 
     def owns(self, path: str) -> bool:
         """True when `path` is one of the API's (cheap: for every request)."""

@@ -16,25 +16,31 @@
     async def reports(me: Identity = Security(current_identity, scopes=["reports:read"])): ...
 
 Every dependency declares the ``HTTPBearer`` scheme, so ``/docs`` shows the
-"Authorize" button and sends the token it is given.
+"Authorize" button and sends the token it is given.  `AuthGate.install` also adds
+authgate's own routes (``/auth/...``, ``/api/users/...``) to ``app.openapi()``, under
+the same scheme, with ``If-Match`` on the user writes (`authgate.openapi`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
-from fastapi import Request, Security
+from fastapi import FastAPI, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
 
+from ..api import HttpApi
 from ..decorators import check
 from ..identity import ANONYMOUS, Identity
+from ..openapi import merge
 from ..permissions import HasPermission, HasRole, IsAuthenticated, Policy
-from .starlette import AuthGate
+from .starlette import AuthGate as _StarletteAuthGate
 
 __all__ = [
     "AuthGate",
     "bearer_scheme",
     "current_identity",
+    "include_in_openapi",
     "require",
     "require_auth",
     "require_permission",
@@ -43,6 +49,36 @@ __all__ = [
 
 #: The OpenAPI security scheme (``auto_error=False``: the middleware decides).
 bearer_scheme = HTTPBearer(auto_error=False, description="An authgate access token")
+
+
+class AuthGate(_StarletteAuthGate):
+    """The Starlette `AuthGate`, whose `install` also describes authgate's routes in
+    the app's OpenAPI document."""
+
+    def install(self, app: Any) -> None:
+        """Add the middleware, routes and handler, and the routes to ``app.openapi()``."""
+        super().install(app)
+        if isinstance(app, FastAPI):
+            include_in_openapi(app, self.gate.api)
+
+
+def include_in_openapi(app: FastAPI, api: HttpApi) -> None:
+    """Make ``app.openapi()`` (and ``/docs``) list `api`'s operations, secured by the
+    same bearer scheme as the dependencies here."""
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:  # FastAPI builds the document once, then caches it
+            document = build()
+            merge(document, api, scheme=bearer_scheme.scheme_name)
+            schemes = document["components"]["securitySchemes"]
+            schemes[bearer_scheme.scheme_name] = bearer_scheme.model.model_dump(
+                mode="json", by_alias=True, exclude_none=True
+            )
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def current_identity(
