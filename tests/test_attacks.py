@@ -790,14 +790,57 @@ def test_an_app_that_only_pushes_is_stopped_when_the_session_ends() -> None:
     ):
         assert ws.receive_text() == "tick 0"
         assert client.post("/auth/logout", headers=bearer(token)).status_code == 204
-        codes = []
-        for _ in range(2000):
-            message = ws.receive()
-            if message["type"] == "websocket.close":
-                codes.append(message["code"])
-                break
-    assert codes == [WS_SESSION_REVOKED]
+        arrived: queue.Queue[Any] = queue.Queue()
+
+        def read() -> None:  # until the close: the app sends ticks meanwhile
+            while (message := ws.receive())["type"] != "websocket.close":
+                pass
+            arrived.put(message)
+
+        threading.Thread(target=read, daemon=True).start()
+        try:
+            closed = arrived.get(timeout=10)  # 0.05 s interval; a bound, not a hang
+        except queue.Empty:
+            pytest.fail("the pushing socket was still open 10 s after its session ended")
+    assert closed["code"] == WS_SESSION_REVOKED
     assert not pushed_to_the_end.is_set()  # the app was stopped, not left pushing
+
+
+@pytest.mark.parametrize("path", ["/push", "/echo"], ids=["app-only-sends", "app-only-listens"])
+async def test_the_close_goes_out_even_when_the_app_stops_while_it_is_sent(path: str) -> None:
+    """The watch's 4401 must reach the client although sending it yields (a slow
+    network) and the app stops meanwhile: the middleware then lets go of the socket
+    only after the close is out (it was cancelled half-sent, and the client saw none)."""
+    gate = AsyncGate(store="memory://", secret_key=SECRET, hasher=cheap_hasher())
+    await gate.create_user("olga", PW)
+    pair = await gate.login("olga", PW)
+    inbox: asyncio.Queue[Any] = asyncio.Queue()
+    await inbox.put({"type": "websocket.connect"})
+    sent: list[Any] = []
+
+    async def server_send(message: Any) -> None:
+        if message["type"] == "websocket.close":
+            await asyncio.sleep(0.05)  # the frame takes a while to go out
+        sent.append(message)
+
+    scope = {
+        "type": "websocket",
+        "path": path,
+        "headers": [(b"authorization", f"Bearer {pair.access_token}".encode())],
+        "query_string": b"",
+        "client": ("203.0.113.9", 4000),
+        "server": ("testserver", 80),
+    }
+    app = deployment(gate, websocket_recheck_seconds=0.02)
+    served = asyncio.ensure_future(app(scope, inbox.get, server_send))
+    while not sent:
+        await asyncio.sleep(0.005)
+    await gate.logout(await gate.authenticate(pair.access_token))
+    await asyncio.wait_for(served, 10)
+    kinds = [m["type"] for m in sent]
+    assert kinds[0] == "websocket.accept" and kinds[-1] == "websocket.close", kinds
+    assert kinds.count("websocket.close") == 1
+    assert sent[-1]["code"] == WS_SESSION_REVOKED
 
 
 # -- 6. a symlinked SQLite database ---------------------------------------------------------

@@ -118,6 +118,58 @@ def test_refusals_say_what_was_required_of_whom_and_where(
     assert all(r.levelname == "WARNING" for r in caplog.records if r.name == "authgate.audit")
 
 
+def test_refusals_reach_the_gates_subscribers_through_every_face() -> None:
+    """A guard runs without a Gate at hand: the middlewares and ``handle_api`` bind
+    theirs, so an alerting subscriber hears of a refused guard too, not only the log."""
+    import asyncio
+
+    import httpx
+    from webtest import TestApp
+
+    from authgate.decorators import require_permission
+    from authgate.gate import AsyncGate
+    from authgate.middleware.asgi import AuthGateMiddleware
+    from authgate.middleware.wsgi import AuthGateWSGIMiddleware
+
+    sync_gate = Gate(store="memory://", hasher=cheap_hasher(), secret_key=SECRET)
+    async_gate = AsyncGate(store="memory://", hasher=cheap_hasher(), secret_key=SECRET)
+    heard: list[tuple[str, str, str]] = []
+    for g in (sync_gate, async_gate):
+        g.audit.subscribe(lambda e: heard.append((e.event, e.username, e.detail)))
+    sync_gate.create_user("eve", PW, roles=["viewer"])
+    token = sync_gate.login("eve", PW).access_token
+
+    @require_permission("items:delete")
+    def wsgi_app(environ: Any, start_response: Any) -> list[bytes]:
+        start_response("200 OK", [])
+        return [b"deleted"]
+
+    served = TestApp(AuthGateWSGIMiddleware(wsgi_app, gate=sync_gate))
+    assert served.get("/", headers={"Authorization": f"Bearer {token}"}, status=403)
+    assert api(sync_gate, "GET", "/api/users", who="eve") == 403
+
+    @require_permission("items:delete")
+    async def asgi_app(scope: Any, receive: Any, send: Any) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"deleted"})
+
+    async def over_asgi() -> int:
+        await async_gate.create_user("eve", PW, roles=["viewer"])
+        pair = await async_gate.login("eve", PW)
+        transport = httpx.ASGITransport(app=AuthGateMiddleware(asgi_app, gate=async_gate))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            auth = {"Authorization": f"Bearer {pair.access_token}"}
+            return (await client.get("/", headers=auth)).status_code
+
+    assert asyncio.run(over_asgi()) == 403
+    denied = [h for h in heard if h[0] == "permission_denied"]
+    assert denied == [
+        ("permission_denied", "eve", "requires items:delete permission"),
+        ("permission_denied", "eve", "requires the admin role on /api/users"),
+        ("permission_denied", "eve", "requires items:delete permission"),
+    ]
+
+
 def test_the_json_formatter_writes_one_object_with_time_level_and_fields() -> None:
     record = logging.LogRecord("authgate.audit", logging.WARNING, __file__, 1, "x %s", ("y",), None)
     record.audit = {"event": "user_deleted", "username": "bob", "actor": "root"}

@@ -18,13 +18,22 @@ import json
 import logging
 import sys
 from collections.abc import Callable
+from contextvars import ContextVar, Token
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from .users import utcnow
 
-__all__ = ["AuditEvent", "AuditLog", "JSONFormatter", "configure_logging", "record_denial"]
+__all__ = [
+    "AuditEvent",
+    "AuditLog",
+    "JSONFormatter",
+    "bind_audit_log",
+    "configure_logging",
+    "record_denial",
+    "unbind_audit_log",
+]
 
 logger = logging.getLogger("authgate.audit")
 
@@ -122,12 +131,32 @@ def _log(event: AuditEvent) -> None:
     )
 
 
+# The audit log of the Gate serving the current request: guards run without a Gate at
+# hand, so the middlewares (and `Gate.handle_api`) bind theirs for what they call.
+_bound: ContextVar[AuditLog | None] = ContextVar("authgate.audit", default=None)
+
+
+def bind_audit_log(log: AuditLog) -> Token[AuditLog | None]:
+    """Send the events recorded in this context without a Gate (a guard's refusal) to
+    `log` and its subscribers; pass the token to `unbind_audit_log`."""
+    return _bound.set(log)
+
+
+def unbind_audit_log(token: Token[AuditLog | None]) -> None:
+    """Undo a `bind_audit_log`."""
+    _bound.reset(token)
+
+
 def record_denial(username: str, required: str, resource: str = "") -> None:
-    """Log that a guard refused `username` (anonymous: empty) for want of `required`.
-    Guards run without a Gate, so denials reach the ``authgate.audit`` logger only,
-    not a Gate's subscribers."""
+    """Record that a guard refused `username` (anonymous: empty) for want of `required`:
+    to the bound Gate's audit log (its subscribers too), else to the logger alone."""
     detail = f"requires {required}" + (f" on {resource}" if resource else "")
-    _log(AuditEvent("permission_denied", username, detail=detail))
+    event = AuditEvent("permission_denied", username, detail=detail)
+    log = _bound.get()
+    if log is None:
+        _log(event)
+    else:
+        log.emit(event)
 
 
 class JSONFormatter(logging.Formatter):

@@ -29,7 +29,7 @@ from .apikeys import (
     require_account_right,
     revoke_api_key,
 )
-from .audit import AuditLog, configure_logging
+from .audit import AuditLog, bind_audit_log, configure_logging, unbind_audit_log
 from .bootstrap import Bootstrap
 from .config import Settings
 from .flows import Flow, arun, run
@@ -240,7 +240,11 @@ class Gate(_Core):
         flow = (api or self.api).handle(request)
         if flow is None:
             return None
-        result: ApiResponse = self._run(flow)
+        bound = bind_audit_log(self.audit)  # the API's refusals reach the subscribers
+        try:
+            result: ApiResponse = self._run(flow)
+        finally:
+            unbind_audit_log(bound)
         return result
 
     def recheck(self, identity: Identity) -> Identity:
@@ -416,7 +420,11 @@ class AsyncGate(_Core):
         flow = (api or self.api).handle(request)
         if flow is None:
             return None
-        result: ApiResponse = await self._run(flow)
+        bound = bind_audit_log(self.audit)
+        try:
+            result: ApiResponse = await self._run(flow)
+        finally:
+            unbind_audit_log(bound)
         return result
 
     async def recheck(self, identity: Identity) -> Identity:

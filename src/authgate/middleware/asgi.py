@@ -25,6 +25,7 @@ import contextlib
 from urllib.parse import parse_qsl
 
 from ..api import MAX_BODY, ApiRequest, ApiResponse, HttpApi
+from ..audit import bind_audit_log, unbind_audit_log
 from ..context import reset_identity, set_identity
 from ..errors import AuthenticationError, AuthGateError, SessionRevoked
 from ..gate import AsyncGate
@@ -114,6 +115,7 @@ class AuthGateMiddleware:
         scope["user"] = identity
         scope["auth"] = identity
         context_token = set_identity(identity)
+        audit_token = bind_audit_log(self.gate.audit)
         try:
             if websocket:
                 if not (identity.is_authenticated and self.recheck_websockets):
@@ -141,6 +143,7 @@ class AuthGateMiddleware:
                     raise
                 await self._send_error(send, err)
         finally:
+            unbind_audit_log(audit_token)
             reset_identity(context_token)
 
     async def _call_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -289,20 +292,28 @@ class _SocketWatch:
         self._send = send
         self.interval = interval
         self.revoked = asyncio.Event()
-        self._closed = False
+        self._closing: asyncio.Event | None = None  # set once the close has gone out
         self._ticker: asyncio.Task[None] | None = None
         self._revoked_wait: asyncio.Task[bool] | None = None
 
     async def send(self, message: Message) -> None:
         if message["type"] == "websocket.accept" and self._ticker is None and self.interval > 0:
             self._ticker = asyncio.ensure_future(self._tick())
-        if message["type"] == "websocket.close":
-            if self._closed:
-                return
-            self._closed = True
-        elif self._closed:  # closed for a revoked session: stop an app that only sends
-            raise SessionRevoked("the session ended: the WebSocket is closed")
-        await self._send(message)
+        if self._closing is not None:  # closed, or closing: nothing more goes out
+            await self._closing.wait()
+            if message["type"] == "websocket.close":
+                return  # once is enough
+            raise SessionRevoked("the session ended: the WebSocket is closed")  # stops an app
+        if message["type"] != "websocket.close":
+            await self._send(message)
+            return
+        # Sending may yield to the app, which may then stop; the close still goes out
+        # first (`stop` waits for it), else the client never learns why.
+        self._closing = asyncio.Event()
+        try:
+            await self._send(message)
+        finally:
+            self._closing.set()
 
     async def receive(self) -> Message:
         if self.revoked.is_set():
@@ -350,6 +361,8 @@ class _SocketWatch:
         )
 
     async def stop(self) -> None:
+        if self._closing is not None:
+            await self._closing.wait()  # a close in flight (the ticker's) goes out first
         for task in (self._ticker, self._revoked_wait):
             if task is not None and not task.done():
                 task.cancel()

@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from ..api import MAX_BODY, ApiRequest, ApiResponse, HttpApi
+from ..audit import bind_audit_log
 from ..context import set_identity
 from ..errors import AuthenticationError, AuthGateError
 from ..gate import Gate
@@ -147,7 +148,8 @@ class AuthGateWSGIMiddleware:
         identity: Identity,
         context: Context,
     ) -> Iterable[bytes]:
-        set_identity(identity)
+        set_identity(identity)  # in the request's own context: nothing to reset
+        bind_audit_log(self.gate.audit)
         environ[ENVIRON_KEY] = identity
         if identity.is_authenticated:
             environ["REMOTE_USER"] = identity.username
