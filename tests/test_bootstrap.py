@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 
 from authgate import Settings, aensure_superuser, ensure_superuser, flows
-from authgate.errors import AuthGateError, ConfigError, UserExists
+from authgate.errors import AuthGateError, ConfigError, UserExists, ValidationError
+from authgate.permissions import RolePolicy
 from authgate.stores import MemoryStore, SyncStoreAsAsync
 from authgate.testing import cheap_hasher
 from authgate.users import RoleHierarchy, User
@@ -223,3 +224,63 @@ def test_every_entry_point_seeds_the_same_admin_and_guest(
         ("user_created", "root", "bootstrap"),
         ("user_created", "visitor", "bootstrap"),
     ]
+
+
+def test_a_policy_files_role_order_is_the_deployments_everywhere(tmp_path: Any) -> None:
+    """A policy file's ``roles.order`` names the roles for the Gate, the CLI and
+    start-up alike (its top role is the admin role); a file without one ranks its
+    roles as ``AUTHGATE_ROLES`` says."""
+    from click.testing import CliRunner
+
+    from authgate.cli import main
+    from authgate.gate import Gate
+    from authgate.stores import open_store
+
+    ordered = tmp_path / "ordered.toml"
+    ordered.write_text(
+        '[roles]\norder = ["guest", "member", "boss"]\n'
+        '[roles.permissions]\nmember = ["docs:read"]\nboss = ["*:*"]\n'
+    )
+    url = f"sqlite:///{tmp_path / 'roles.db'}"
+    env = {
+        "AUTHGATE_STORE": url,
+        "AUTHGATE_POLICY_FILE": str(ordered),
+        "AUTHGATE_SUPERUSER_USERNAME": "root",
+        "AUTHGATE_SUPERUSER_PASSWORD": "root password",
+        "AUTHGATE_GUEST_USERNAME": "visitor",
+        "AUTHGATE_ARGON2_TIME_COST": "1",
+        "AUTHGATE_ARGON2_MEMORY_COST": "8",
+        "AUTHGATE_ARGON2_PARALLELISM": "1",
+    }
+    runner = CliRunner()
+    assert runner.invoke(main, ["bootstrap"], env=env).exit_code == 0
+    made = runner.invoke(
+        main, ["users", "create", "mia", "--role", "member", "--no-password"], env=env
+    )
+    assert made.exit_code == 0, made.output
+    typo = runner.invoke(
+        main, ["users", "create", "ola", "--role", "viewer", "--no-password"], env=env
+    )
+    assert typo.exit_code == 1 and "the roles are guest, member, boss" in typo.output
+    store = open_store(url)
+    try:
+        roles = {n: store.get_user(n).roles for n in ("root", "visitor", "mia")}  # type: ignore[union-attr]
+    finally:
+        store.close()
+    assert roles == {"root": {"boss"}, "visitor": {"guest"}, "mia": {"member"}}
+    gate = Gate(Settings.from_env(env), secret_key="Gq8vR2mT7xK4pL9sW3nB6yH1cF5jD0zA")
+    try:
+        assert gate.roles.order == ("guest", "member", "boss")
+        assert gate.create_user("ned", "ned password", roles=["member"]).roles == {"member"}
+        with pytest.raises(ValidationError, match="the roles are guest, member, boss"):
+            gate.create_user("oli", "oli password", roles=["operator"])
+    finally:
+        gate.close()
+
+    unordered = tmp_path / "unordered.toml"
+    unordered.write_text('[roles]\nreader = ["docs:read"]\nchief = ["*:*"]\n')
+    policy = RolePolicy.from_settings(
+        Settings(policy_file=str(unordered), roles=("reader", "writer", "chief"))
+    )
+    assert policy.hierarchy.order == ("reader", "writer", "chief")
+    assert policy.permissions_for(frozenset({"writer"})).allows("docs:read")

@@ -45,6 +45,7 @@ class _Context:
         self._overrides = overrides
         self._settings: Settings | None = settings
         self._store: Store | None = None
+        self._policy: RolePolicy | None = None
         self._audit = AuditLog()
 
     @property
@@ -54,8 +55,14 @@ class _Context:
         return self._settings
 
     @property
+    def policy(self) -> RolePolicy:
+        if self._policy is None:
+            self._policy = RolePolicy.from_settings(self.settings)
+        return self._policy
+
+    @property
     def roles(self) -> RoleHierarchy:
-        return RoleHierarchy(self.settings.roles)
+        return self.policy.hierarchy
 
     @property
     def store(self) -> Store:
@@ -295,13 +302,7 @@ def keys() -> None:
 
 def _owner(state: _Context, username: str) -> Identity:
     user = _existing(state, username)
-    settings = state.settings
-    policy = (
-        RolePolicy.from_file(settings.policy_file)
-        if settings.policy_file
-        else RolePolicy({state.roles.top: ["*:*"]}, hierarchy=state.roles)
-    )
-    return identity_from_user(policy, user, "", {"sub": user.username})
+    return identity_from_user(state.policy, user, "", {"sub": user.username})
 
 
 @keys.command("create")
@@ -391,7 +392,7 @@ def policy_check(file: str) -> None:
 def bootstrap(state: _Context) -> None:
     """Ensure an enabled admin exists, seeding one from AUTHGATE_SUPERUSER_*."""
     with _user_errors():
-        done = state.run(bootstrap_flow(state.settings))
+        done = state.run(bootstrap_flow(state.settings, state.roles))
     messages: dict[str, Callable[[str], str]] = {
         "exists": lambda name: f"an enabled admin exists ({name}); nothing to do",
         "created": lambda name: f"created admin {name}",

@@ -29,6 +29,7 @@ from .errors import (
     VersionConflict,
 )
 from .passwords import PasswordHasher
+from .permissions import RolePolicy
 from .stores.base import AsyncStore, Page, Store
 from .users import RoleHierarchy, User, normalize_username
 
@@ -526,13 +527,14 @@ def ensure_superuser(
         return Bootstrap("exists", name)
 
 
-def bootstrap(settings: Settings) -> Flow[Bootstrap]:
+def bootstrap(settings: Settings, roles: RoleHierarchy | None = None) -> Flow[Bootstrap]:
     """Everything start-up seeds from `settings`, the one way every entry point does it
     (`Gate.ensure_superuser`, `AsyncGate.ensure_superuser(_now)`,
     `authgate.bootstrap.ensure_superuser`, ``authgate bootstrap``): an enabled admin
     (`ensure_superuser`), then the guest user when one is configured.  Safe to run from
-    every worker at once."""
-    roles = RoleHierarchy(settings.roles)
+    every worker at once.  `roles`: the role order (default: the configured policy's)."""
+    if roles is None:
+        roles = RolePolicy.from_settings(settings).hierarchy
     if settings.guest_username:  # a bad guest setting is refused before the admin is made
         _setting(normalize_username, settings.guest_username, "AUTHGATE_GUEST_USERNAME")
         _guest_role(roles, settings.guest_role)

@@ -80,7 +80,6 @@ class _Core:
         base = settings if settings is not None else Settings()
         self.settings = base.replace(**overrides) if overrides else base
         s = self.settings
-        self.roles = RoleHierarchy(s.roles)
         self.ring = ring or KeyRing.from_settings(s)
         self.verifier = TokenVerifier(
             self.ring, issuer=s.issuer, audience=s.audience, leeway=s.leeway
@@ -88,13 +87,12 @@ class _Core:
         self.hasher = hasher or s.password_hasher()
         configure_logging(s.log_format)
         self.audit = audit or AuditLog()
-        if policy is None:
-            policy = (
-                RolePolicy.from_file(s.policy_file)
-                if s.policy_file
-                else RolePolicy({self.roles.top: ["*:*"]}, hierarchy=self.roles)
-            )
-        self.policy = policy
+        if policy is None:  # the configured one: its role order is the deployment's
+            self.policy = RolePolicy.from_settings(s)
+            self.roles = self.policy.hierarchy
+        else:
+            self.policy = policy
+            self.roles = RoleHierarchy(s.roles)
         self._stateless_identities: dict[str, Identity] = {}
         self._identities: dict[str, tuple[Session | None, User | None, Identity]] = {}
         self.rules = SessionRules(
@@ -354,7 +352,7 @@ class Gate(_Core):
 
     def ensure_superuser(self) -> Bootstrap:
         """Make sure an enabled admin exists (see `authgate.ensure_superuser`)."""
-        result: Bootstrap = self._run(_bootstrap(self.settings))
+        result: Bootstrap = self._run(_bootstrap(self.settings, self.roles))
         return result
 
     def close(self) -> None:
@@ -537,7 +535,7 @@ class AsyncGate(_Core):
 
     async def ensure_superuser(self) -> Bootstrap:
         """Make sure an enabled admin exists (see `authgate.ensure_superuser`)."""
-        result: Bootstrap = await self._run(_bootstrap(self.settings))
+        result: Bootstrap = await self._run(_bootstrap(self.settings, self.roles))
         return result
 
     def ensure_superuser_now(self) -> Bootstrap:
@@ -546,7 +544,9 @@ class AsyncGate(_Core):
         shared: Store | None = getattr(self.store, "sync", None)  # memory and SQLite
         store = shared if shared is not None else open_store(self.settings.store)
         try:
-            result: Bootstrap = run(_bootstrap(self.settings), store, self.hasher, self.audit.emit)
+            result: Bootstrap = run(
+                _bootstrap(self.settings, self.roles), store, self.hasher, self.audit.emit
+            )
             return result
         finally:
             if shared is None:

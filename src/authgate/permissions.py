@@ -19,6 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 from urllib.parse import unquote
 
 from . import documents
+from .config import Settings
 from .errors import ConfigError, ValidationError
 from .identity import Identity
 from .users import RoleHierarchy
@@ -186,9 +187,12 @@ class RolePolicy:
         )
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> RolePolicy:
+    def from_dict(
+        cls, data: Mapping[str, Any], hierarchy: RoleHierarchy | None = None
+    ) -> RolePolicy:
         """From ``{"roles": {"order": [...], "permissions": {...}}, "groups": {...}}``;
-        ``roles`` may also map role names to permission lists directly."""
+        ``roles`` may also map role names to permission lists directly.  Without an
+        ``order`` the roles rank as `hierarchy` (default: viewer, operator, admin)."""
         unknown = sorted(str(key) for key in data if key not in ("roles", "groups"))
         if unknown:
             raise ConfigError(
@@ -204,20 +208,31 @@ class RolePolicy:
         try:
             if order is not None and (isinstance(order, str) or not isinstance(order, list)):
                 raise ValidationError("'roles.order' must be a list of role names")
-            hierarchy = RoleHierarchy(tuple(order)) if order else None
+            if order:
+                hierarchy = RoleHierarchy(tuple(order))
             return cls(perms, hierarchy=hierarchy, groups=data.get("groups", {}))
         except ValidationError as err:
             raise ConfigError(f"invalid role policy: {err.detail}") from err
 
     @classmethod
-    def from_file(cls, path: str | Path) -> RolePolicy:
-        """From a ``.toml``, ``.yaml`` / ``.yml`` or ``.json`` file; every error names
-        the file."""
+    def from_file(cls, path: str | Path, hierarchy: RoleHierarchy | None = None) -> RolePolicy:
+        """From a ``.toml``, ``.yaml`` / ``.yml`` or ``.json`` file (see `from_dict`);
+        every error names the file."""
         data = documents.read_file(path, "the role policy")
         try:
-            return cls.from_dict(data)
+            return cls.from_dict(data, hierarchy)
         except ConfigError as err:
             raise ConfigError(f"{path}: {err.detail}") from err
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RolePolicy:
+        """The policy a deployment is configured with, the same for the Gate, the CLI
+        and start-up: ``AUTHGATE_POLICY_FILE`` (its ``roles.order`` if it has one, else
+        ``AUTHGATE_ROLES``), or the top role granted everything."""
+        configured = RoleHierarchy(settings.roles)
+        if settings.policy_file:
+            return cls.from_file(settings.policy_file, configured)
+        return cls({configured.top: ["*:*"]}, hierarchy=configured)
 
     def permissions_for(
         self,
