@@ -121,7 +121,7 @@ def _gate_with(users: int) -> Any:
     gate = Gate(store="memory://", hasher=cheap_hasher(), secret_key=SECRET)
     gate.create_user("root", "root password 1", roles=["admin"])
     for n in range(users):
-        gate.create_user(f"user{n:03}", None)
+        gate.create_user(f"user{n:03}", passwordless=True)
     return gate
 
 

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -153,6 +154,38 @@ def _load(base: str, token: str, stop: threading.Event, answers: list[Answer], m
             time.sleep(max(0.0, 0.033 - (time.monotonic() - started)))
 
 
+@pytest.mark.parametrize("face", ["sync", "async"])
+def test_a_pooled_connection_left_dead_by_a_restart_fails_no_request(
+    face: str, redis: Redis
+) -> None:
+    """Redis restarted while a pooled connection sat idle: the next request on it must
+    reconnect, not answer 503 ("Connection closed by server"; the straggler once seen a
+    little after recovery in the load test below).  Commands are never retried (a
+    compare-and-set could run twice); the idle connection is checked with a PING."""
+    import asyncio
+
+    from authgate.stores import open_async_store
+
+    url = redis.url
+    if face == "sync":
+        sync_store = open_store(url)
+        call: Any = lambda: sync_store.get_user("nobody")  # noqa: E731
+        close: Any = sync_store.close
+    else:
+        loop = asyncio.new_event_loop()
+        async_store = open_async_store(url)
+        call = lambda: loop.run_until_complete(async_store.get_user("nobody"))  # noqa: E731
+        close = lambda: (loop.run_until_complete(async_store.close()), loop.close())  # noqa: E731
+    try:
+        assert call() is None  # one connection, now in the pool
+        redis.kill()
+        redis.start()
+        time.sleep(1.2)  # idle past the check interval (a second)
+        assert call() is None
+    finally:
+        close()
+
+
 @pytest.mark.parametrize("server", list(SERVERS))
 def test_redis_killed_under_load(server: str, redis: Redis, tmp_path: Path) -> None:
     store_url = redis.url
@@ -188,11 +221,6 @@ def test_redis_killed_under_load(server: str, redis: Redis, tmp_path: Path) -> N
     during = [a for a in answers if killed + 0.2 <= a.started < restarting - 0.2]
     refused = [a for a in answers if a.status == 503]
     late = [a for a in answers if a.started >= back + RECOVERY_SECONDS and a.status >= 400]
-    # One clean-clone run of about ten saw a single 503 (with Retry-After) a little after
-    # the 2 s mark under uvicorn, once service was back; the cause is not found yet (a
-    # pooled connection dead since the outage is the suspect).  A straggler is tolerated
-    # and printed; two, or one after 5 s, fail.
-    stragglers = [a for a in late if a.started < back + 2.5 * RECOVERY_SECONDS]
     first_ok = min((a.started for a in answers if a.started >= back and a.status < 400), default=0)
     print(
         f"\n{server}: {len(answers)} requests, statuses {statuses}, {len(refused)} x 503 "
@@ -210,7 +238,7 @@ def test_redis_killed_under_load(server: str, redis: Redis, tmp_path: Path) -> N
         print(f"late failures: {[(round(a.started - back, 2), a.status) for a in late]}")
         reasons = [line for line in log.read_text(errors="replace").splitlines() if "503" in line]
         print("the server's last reasons:", *reasons[-5:], sep="\n  ")
-    assert len(late) <= 1 and late == stragglers, f"{len(late)} failures after recovery"
+    assert not late, f"{len(late)} failures after recovery"
     assert back <= first_ok <= back + RECOVERY_SECONDS
     acknowledged = [a.created for a in answers if a.created]
     assert acknowledged

@@ -22,9 +22,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 try:
     import redis
     import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry as AsyncRetry
+    from redis.backoff import ExponentialBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import NoScriptError, RedisError
     from redis.exceptions import TimeoutError as RedisTimeoutError
+    from redis.retry import Retry
 except ImportError as _err:  # pragma: no cover - exercised only without the extra
     raise ImportError("the Redis store needs redis-py: pip install 'authgate[redis]'") from _err
 
@@ -496,6 +499,26 @@ class _Invalidator(threading.Thread):
         self.stopping.set()
 
 
+# Both faces' connections.  A lost connection (refused, reset, closed by the server) is
+# retried three times within about 0.15 s, on a fresh connection: a pooled one left
+# dead by a Redis restart reconnects instead of failing its next request (and one idle
+# for over a second is PINGed before use).  A timeout is never retried: the command may
+# have run, and a write sent twice could apply twice.  (redis-py's defaults differ by
+# face: the sync client retries timeouts too, ten times; the asyncio one retries
+# nothing, so every connection left over from an outage failed one request.)
+_CLIENT_OPTIONS: dict[str, Any] = {
+    "decode_responses": True,
+    "socket_connect_timeout": 5,
+    "socket_timeout": 10,
+    "health_check_interval": 1,
+}
+_RETRY: dict[str, Any] = {
+    "backoff": ExponentialBackoff(cap=0.1, base=0.02),
+    "retries": 3,
+    "supported_errors": (RedisConnectionError,),
+}
+
+
 def _unavailable(url: str, err: Exception) -> StoreUnavailable:
     parts = urlsplit(url)  # name the host, never the password in the URL
     where = f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
@@ -562,7 +585,7 @@ class RedisStore(_CacheHolder):
         self._client_url = client_url
         self._logic = _Logic(prefix or url_prefix)
         self._client: redis.Redis = client or redis.Redis.from_url(
-            client_url, decode_responses=True, socket_connect_timeout=5, socket_timeout=10
+            client_url, retry=Retry(**_RETRY), **_CLIENT_OPTIONS
         )
         self._command: Any = self._client.execute_command  # untyped in redis-py
         if check:
@@ -720,7 +743,9 @@ class AsyncRedisStore(_CacheHolder):
         self._client_url = client_url
         self._logic = _Logic(prefix or url_prefix)
         self._client: aioredis.Redis = client or aioredis.Redis.from_url(
-            client_url, decode_responses=True, socket_connect_timeout=5, socket_timeout=10
+            client_url,
+            retry=AsyncRetry(**_RETRY),
+            **_CLIENT_OPTIONS,
         )
         self._command: Any = self._client.execute_command  # untyped in redis-py
 
