@@ -270,6 +270,31 @@ def test_an_outage_answer_says_when_to_retry_and_not_where_the_store_is(
     assert str(err) == err.reason and "10.1.2.3" in str(err)
 
 
+def test_an_outage_is_a_line_in_the_log_every_ten_seconds_not_one_per_request(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from authgate import http
+
+    now = [1000.0]
+    monkeypatch.setattr(http, "_outages", http._Throttle(10.0, clock=lambda: now[0]))
+    down = StoreUnavailable("cannot reach Redis at 10.9.9.9:6379: Connection refused")
+    other = StoreUnavailable("SQLite database '/srv/a.db' is busy: database is locked")
+    with caplog.at_level(logging.WARNING, logger="authgate.store"):
+        for _ in range(500):  # five seconds of an outage at 100 requests a second
+            assert error_response(down).status == 503
+            now[0] += 0.01
+        error_response(other)  # another reason is news: logged at once
+        now[0] += 5.5
+        error_response(down)  # ten seconds and a half after the first line
+    lines = [r.getMessage() for r in caplog.records if r.name == "authgate.store"]
+    assert lines == [
+        "answering 503: cannot reach Redis at 10.9.9.9:6379: Connection refused",
+        "answering 503: SQLite database '/srv/a.db' is busy: database is locked",
+        "answering 503: cannot reach Redis at 10.9.9.9:6379: Connection refused"
+        " (499 more since the last such line)",
+    ]
+
+
 def test_an_unreachable_redis_is_a_503_with_retry_after_through_the_gate() -> None:
     from authgate.testing import free_port
 

@@ -10,7 +10,9 @@ import hmac
 import json
 import logging
 import re
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from .errors import (
@@ -34,6 +36,34 @@ __all__ = [
 ]
 
 _log = logging.getLogger("authgate.store")
+
+
+class _Throttle:
+    """One log line per reason every `every` seconds, the next one saying how many it
+    left out: an outage under load answers hundreds of 503s a second, all for one
+    reason, and the log should hold that reason, not drown in it."""
+
+    def __init__(self, every: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.every = every
+        self.clock = clock
+        self._seen: dict[str, tuple[float, int]] = {}  # reason -> (last logged, left out)
+        self._lock = threading.Lock()
+
+    def admit(self, reason: str) -> int | None:
+        """None: leave this one out; else log it, with the count left out since."""
+        now = self.clock()
+        with self._lock:
+            last = self._seen.get(reason)
+            if last is not None and now - last[0] < self.every:
+                self._seen[reason] = (last[0], last[1] + 1)
+                return None
+            if last is None and len(self._seen) >= 256:
+                self._seen.clear()  # bounded: reasons name hosts and ports
+            self._seen[reason] = (now, 0)
+            return last[1] if last is not None else 0
+
+
+_outages = _Throttle()
 
 # RFC 6750's b64token: the characters a bearer token may hold.
 _B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
@@ -235,7 +265,10 @@ def error_response(err: AuthGateError, realm: str = "authgate") -> ErrorResponse
     if isinstance(err, AccountLocked | StoreUnavailable):
         headers.append(("retry-after", str(err.retry_after)))
         if isinstance(err, StoreUnavailable):
-            _log.warning("answering 503: %s", err.reason)
+            left_out = _outages.admit(err.reason)
+            if left_out is not None:
+                more = f" ({left_out} more since the last such line)" if left_out else ""
+                _log.warning("answering 503: %s%s", err.reason, more)
     elif isinstance(err, AuthenticationError):
         challenge = f'Bearer realm="{_quote(realm)}"'
         if err.bearer_error:
