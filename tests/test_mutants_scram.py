@@ -232,3 +232,109 @@ def test_a_hello_without_a_valid_username_is_refused(gate: Gate, username: str) 
     reply = scram(gate, f"HELLO username={username}")
     assert reply.status in (400, 401)
     assert reply.data()["detail"] == "HELLO needs username=<base64url of a valid username>"
+
+
+# -- a second round (the full run of this session) ----------------------------------------
+
+
+def detail(response: ApiResponse) -> str:
+    return str(response.data()["detail"])
+
+
+def test_base64url_values_go_out_without_padding() -> None:
+    from authgate import scram as engine
+
+    assert [engine._b64url(raw) for raw in (b"a", b"ab", b"abc")] == ["YQ", "YWI", "YWJj"]
+
+
+def test_a_message_that_is_not_utf8_is_an_answer_not_a_crash(gate: Gate) -> None:
+    """Bytes that are not UTF-8 are read with replacement characters: the step answers
+    (here it goes on, the nonce being printable), it never raises."""
+    hello = scram(gate, f"HELLO username={b64url(b'alice')}")
+    token = challenge(hello)["handshakeToken"]
+    data = b64url(b"n,,n=alice,r=" + bytes([0xFF]) * 20)
+    answer = scram(gate, f"SCRAM handshakeToken={token}, data={data}")
+    assert answer.status == 401 and "data" in challenge(answer)
+
+
+@pytest.mark.parametrize(
+    ("authorization", "said"),
+    [
+        ("HELLO realm=x", "HELLO needs username=<base64url of a valid username>"),
+        ("SCRAM data=abcd", "a SCRAM message needs handshakeToken and data"),
+        ("SCRAM handshakeToken=abcd", "a SCRAM message needs handshakeToken and data"),
+    ],
+    ids=["hello-without-username", "without-token", "without-data"],
+)
+def test_a_step_missing_a_parameter_is_refused_saying_which(
+    gate: Gate, authorization: str, said: str
+) -> None:
+    answer = scram(gate, authorization)
+    assert (answer.status, detail(answer)) == (401, said)
+
+
+def test_a_client_nonce_may_hold_any_printable_character_but_a_comma(gate: Gate) -> None:
+    """RFC 5802's nonce is printable ASCII but ","; an "=" inside it is part of it."""
+    hello = scram(gate, f"HELLO username={b64url(b'alice')}")
+    token = challenge(hello)["handshakeToken"]
+    nonce = "abc=def=ghij+klm/nop"
+    first = scram(
+        gate, f"SCRAM handshakeToken={token}, data={b64url(f'n,,n=alice,r={nonce}'.encode())}"
+    )
+    server_first = unb64url(challenge(first)["data"]).decode()
+    combined = server_first.split(",")[0].removeprefix("r=")
+    assert combined.startswith(nonce)
+    # The server adds 18 random bytes: 24 base64url characters.
+    assert len(combined) == len(nonce) + 24
+
+
+def test_a_final_message_without_a_nonce_is_refused(gate: Gate) -> None:
+    shake = start(gate)
+    data = b64url(b"c=biws,p=" + base64.b64encode(b"\x00" * 32))
+    answer = scram(gate, f"SCRAM handshakeToken={shake.token}, data={data}")
+    assert (answer.status, detail(answer)) == (
+        401,
+        "client-final has the wrong nonce or channel binding",
+    )
+
+
+def test_the_lockout_from_scram_failures_names_the_client(
+    gate: Gate, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="authgate.audit")
+    for _ in range(3):
+        assert refused(start(gate).final(proof=b"\x01" * 32))
+    locks = [r.audit for r in caplog.records if getattr(r, "audit", {}).get("event") == "lockout"]
+    assert [(a["username"], a["client_ip"]) for a in locks] == [("alice", "198.51.100.4")]
+
+
+def test_too_many_handshakes_say_to_wait_at_least_a_second() -> None:
+    """Stepped without I/O: the window's last half second still asks for one second."""
+    from authgate import scram as engine
+    from authgate.flows import Call
+
+    flow = engine._hello({"username": b64url(b"alice")})
+    op = next(flow)
+    assert isinstance(op, Call) and op.method == "incr"
+    op = flow.send(engine.HANDSHAKES_PER_MINUTE + 1)
+    assert isinstance(op, Call) and op.method == "counter_ttl"
+    with pytest.raises(AccountLocked) as locked:
+        flow.send(0.4)
+    assert locked.value.retry_after == 1
+
+
+def test_an_unknown_users_made_up_salt_looks_like_a_real_one(gate: Gate) -> None:
+    """Made-up credentials differ per name and have a real salt's 16 bytes: neither a
+    shared salt nor its length tells an unknown name from a user."""
+
+    def salt_of(name: str) -> bytes:
+        hello = scram(gate, f"HELLO username={b64url(name.encode())}")
+        token = challenge(hello)["handshakeToken"]
+        bare = f"n={name},r={b64url(secrets.token_bytes(18))}"
+        first = scram(gate, f"SCRAM handshakeToken={token}, data={b64url(('n,,' + bare).encode())}")
+        server_first = unb64url(challenge(first)["data"]).decode()
+        return base64.b64decode(dict(p.split("=", 1) for p in server_first.split(","))["s"])
+
+    real, ghost, other = salt_of("alice"), salt_of("ghost"), salt_of("other")
+    assert len(real) == len(ghost) == len(other) == 16
+    assert ghost != other and salt_of("ghost") == ghost  # stable per name

@@ -160,7 +160,7 @@ def scram_step(
         raise ScramError("the handshake is unknown or expired: start again with HELLO")
     message = _unb64url(data).decode("utf-8", "replace")
     if state.data.get("stage") == "hello":
-        return (yield from _server_first(rules, secret, state, message))
+        return (yield from _server_first(secret, state, message))
     if state.data.get("stage") == "first":
         return (yield from _server_final(rules, state, message, client))
     raise ScramError("the handshake is in an unknown state")
@@ -195,9 +195,7 @@ def _hello(params: dict[str, str]) -> Flow[ScramReply]:
     return ScramReply(401, "www-authenticate", f"SCRAM hash=SHA-256, handshakeToken={token}")
 
 
-def _server_first(
-    rules: SessionRules, secret: bytes, state: Session, message: str
-) -> Flow[ScramReply]:
+def _server_first(secret: bytes, state: Session, message: str) -> Flow[ScramReply]:
     if not message.startswith("n,,"):
         raise ScramError("client-first must start with 'n,,' (no channel binding)")
     bare = message[3:]
