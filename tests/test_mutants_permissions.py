@@ -4,12 +4,21 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from authgate.errors import ConfigError
 from authgate.identity import ANONYMOUS, Identity
-from authgate.permissions import HasRole, IsOwner, PermissionSet, check_object
+from authgate.permissions import (
+    HasPermission,
+    HasRole,
+    IsOwner,
+    PermissionSet,
+    RolePolicy,
+    check_object,
+)
 
 
 def person(name: str, roles: set[str] = frozenset(), groups: set[str] = frozenset()) -> Identity:  # type: ignore[assignment]
@@ -111,3 +120,101 @@ def test_the_permission_cache_is_bounded_and_answers_from_memory() -> None:
     assert grants.allows("items:read") is False
     fresh = PermissionSet({"items:*"})
     assert fresh.allows("items:read") and fresh._decided == {"items:read": True}
+
+
+# -- a second round (the full run of this session) ----------------------------------------
+
+
+def test_every_guard_says_what_it_requires() -> None:
+    """The words of a 403's detail and of the permission_denied audit line."""
+    from authgate.permissions import AllowAll, DenyAll, IsAuthenticated, IsOwner, Policy
+
+    class Custom(Policy):
+        def allows(self, identity: Identity) -> bool:
+            return False
+
+    assert [p.describe() for p in (AllowAll(), DenyAll(), IsAuthenticated(), IsOwner())] == [
+        "nothing",
+        "an impossible condition",
+        "authentication",
+        "ownership of the object (or a group it is shared with)",
+    ]
+    assert HasPermission("items:read", "items:create").describe() == (
+        "items:read and items:create permission"
+    )
+    assert HasRole("viewer").describe() == "viewer or operator or admin role"
+    assert HasRole("operator").describe() == "operator or admin role"
+    assert HasRole("admin").describe() == "admin role"
+    assert Custom().describe() == "Custom"
+    assert (~IsAuthenticated()).describe() == "not authentication"
+
+
+def test_not_owner_on_an_object_is_true_for_everyone_but_the_owner() -> None:
+    from authgate.permissions import IsOwner
+
+    who = Identity(username="eve", roles=frozenset({"viewer"}), is_authenticated=True)
+    theirs, mine = {"owner": "bob"}, {"owner": "eve"}
+    assert (~IsOwner()).allows_object(who, theirs) is True
+    assert (~IsOwner()).allows_object(who, mine) is False
+
+
+def test_an_object_without_the_sharing_field_is_shared_with_nobody() -> None:
+    from authgate.permissions import IsOwner
+
+    @dataclass
+    class Bare:
+        owner: str
+
+    who = Identity(username="eve", groups=frozenset({"lab"}), is_authenticated=True)
+    assert IsOwner().allows_object(who, Bare("bob")) is False
+    assert IsOwner().allows_object(who, Bare("eve")) is True
+
+
+@pytest.mark.parametrize("name", [5, "", "   ", None])
+def test_a_group_name_must_be_a_non_empty_string(name: object) -> None:
+    with pytest.raises(ConfigError, match="a group name must be a non-empty string"):
+        RolePolicy.from_dict({"groups": {name: ["docs:read"]}})
+
+
+def test_membership_of_a_permission_set_is_its_answer() -> None:
+    held = PermissionSet(["items:read", "streams/*:send"])
+    assert "items:read" in held and "streams/4:send" in held
+    assert "items:delete" not in held and 42 not in held
+    assert repr(PermissionSet(["b:x", "a:y"])) == "PermissionSet(['a:y', 'b:x'])"
+
+
+def test_a_role_policy_shows_its_order_and_roles() -> None:
+    policy = RolePolicy({"viewer": ["a:b"], "admin": ["*:*"]})
+    assert (
+        repr(policy)
+        == "RolePolicy(order=('viewer', 'operator', 'admin'), roles=['admin', 'viewer'])"
+    )
+
+
+@pytest.mark.parametrize("order", [{"a": 1}, 5, "viewer"], ids=["mapping", "number", "string"])
+def test_a_role_order_must_be_a_list(order: object) -> None:
+    with pytest.raises(ConfigError, match="'roles.order' must be a list of role names"):
+        RolePolicy.from_dict({"roles": {"order": order}})
+
+
+def test_a_policy_file_names_itself_in_errors_and_ranks_as_told(tmp_path: Path) -> None:
+    from authgate.users import RoleHierarchy
+
+    missing = tmp_path / "nowhere.toml"
+    with pytest.raises(ConfigError, match=r"^cannot read the role policy .*nowhere\.toml"):
+        RolePolicy.from_file(missing)
+    unordered = tmp_path / "p.toml"
+    unordered.write_text('[roles]\nreader = ["docs:read"]\n')
+    ranks = RoleHierarchy(("reader", "writer", "chief"))
+    policy = RolePolicy.from_file(unordered, ranks)
+    assert policy.hierarchy is ranks
+    assert policy.permissions_for(frozenset({"chief"})).allows("docs:read")
+
+
+def test_allow_all_lets_anyone_through_and_deny_all_nobody() -> None:
+    from authgate.permissions import AllowAll, DenyAll
+
+    admin = Identity(username="root", roles=frozenset({"admin"}), is_authenticated=True)
+    assert AllowAll().allows(ANONYMOUS) is True and AllowAll().allows(admin) is True
+    assert DenyAll().allows(admin) is False and DenyAll().allows(ANONYMOUS) is False
+    assert DenyAll().allows_object(admin, {"owner": "root"}) is False
