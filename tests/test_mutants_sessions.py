@@ -264,3 +264,104 @@ def test_a_token_pair_is_the_oauth2_response() -> None:
         "expires_in": 900,
         "refresh_token": pair.refresh_token,
     }
+
+
+# -- a second round (the full run of this session): the touch rule and store groups, stepped
+# without I/O (the operation order carries the property) ----------------------------------
+
+
+def _rules(**policy_groups: list[str]) -> Any:
+    from authgate.sessions import SessionRules
+
+    gate = Gate(store="memory://", hasher=cheap_hasher(), secret_key=SECRET)
+    rules: SessionRules = gate.rules
+    if policy_groups:
+        import dataclasses
+
+        rules = dataclasses.replace(rules, policy=RolePolicy({}, groups=policy_groups))
+    return rules
+
+
+def _session_and_user(seen_ago: float, now: float, groups: tuple[str, ...] = ()) -> Any:
+    from datetime import datetime, timedelta, timezone
+
+    from authgate.stores.base import Session
+    from authgate.users import User
+
+    user = User.new("kimi", groups=list(groups))
+    at = datetime.fromtimestamp(now, timezone.utc)
+    session = Session(
+        "s1",
+        "kimi",
+        at + timedelta(hours=1),
+        at - timedelta(hours=1),
+        at - timedelta(seconds=seen_ago),
+    )
+    claims = {"sid": "s1", "sub": "kimi", "uid": user.id}
+    return session, user, claims
+
+
+@pytest.mark.parametrize(("seen_ago", "touched"), [(59.5, False), (60.0, True), (61.0, True)])
+def test_a_session_check_touches_once_the_interval_has_passed(
+    monkeypatch: pytest.MonkeyPatch, seen_ago: float, touched: bool
+) -> None:
+    from authgate import sessions
+    from authgate.flows import Call
+
+    now = 1_790_000_000.0
+    monkeypatch.setattr(sessions.time, "time", lambda: now)
+    rules = _rules()
+    assert rules.touch_interval == 60
+    session, user, claims = _session_and_user(seen_ago, now)
+    flow = sessions.load_identity(rules, claims)
+    assert next(flow) == Call("get_session_user", ("s1", "kimi"))
+    if touched:
+        op = flow.send((session, user))
+        assert op.method == "touch_session" and op.args[0] == "s1"
+    else:
+        with pytest.raises(StopIteration) as done:
+            flow.send((session, user))
+        assert done.value.value.username == "kimi"
+    quick = sessions.quick_identity(rules, claims, session, user)
+    assert (quick is None) is touched
+
+
+def test_the_quick_check_leaves_store_kept_groups_to_the_full_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from authgate import sessions
+
+    now = 1_790_000_000.0
+    monkeypatch.setattr(sessions.time, "time", lambda: now)
+    rules = _rules(lab=["plants:read"])
+    in_policy = _session_and_user(1.0, now, groups=("lab",))
+    assert sessions.quick_identity(rules, in_policy[2], in_policy[0], in_policy[1]) is not None
+    in_store = _session_and_user(1.0, now, groups=("lab", "ops1"))
+    assert sessions.quick_identity(rules, in_store[2], in_store[0], in_store[1]) is None
+
+
+def test_every_store_kept_group_adds_its_grants() -> None:
+    from authgate.users import Group
+
+    gate = Gate(store="memory://", hasher=cheap_hasher(), secret_key=SECRET)
+    gate.store.put_group(Group.new("ops", ["deploys:run"]))
+    gate.store.put_group(Group.new("qa-team", ["tests:run"]))
+    gate.create_user("lou", PW, groups=["ops", "qa-team"])
+    who = gate.authenticate(gate.login("lou", PW).access_token)
+    assert who.can("deploys:run") and who.can("tests:run")
+
+
+def test_ending_every_session_is_audited_without_a_kept_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    from authgate.sessions import Client
+
+    gate = Gate(store="memory://", hasher=cheap_hasher(), secret_key=SECRET)
+    gate.create_user("max", PW)
+    gate.login("max", PW)
+    caplog.set_level(logging.INFO, logger="authgate.audit")
+    assert gate.revoke_sessions("max", Client("192.0.2.45")) == 1
+    (bulk,) = _audit(caplog, "sessions_revoked")
+    assert (bulk["session_id"], bulk["client_ip"]) == ("", "192.0.2.45")
