@@ -193,3 +193,249 @@ def test_me_shows_the_profile_and_the_best_display_name(fields: dict[str, str], 
         fields.get("first_name", ""),
         fields.get("last_name", ""),
     )
+
+
+# -- a second round (the full run of this session) ----------------------------------------
+
+ROOT_PW, BOB_PW = "root password 1", "bob password 1"
+
+
+class Api:
+    """A Gate with an admin (root) and a viewer (bob), called as the HTTP API is."""
+
+    def __init__(self, **settings: Any) -> None:
+        from authgate.gate import Gate
+        from authgate.testing import cheap_hasher
+        from conftest import SECRET
+
+        self.gate = Gate(store="memory://", hasher=cheap_hasher(), secret_key=SECRET, **settings)
+        self.gate.create_user("root", ROOT_PW, roles=["admin"])
+        self.gate.create_user("bob", BOB_PW, roles=["viewer"], email="bob@example.com",
+                              first_name="Bob", last_name="Ray")  # fmt: skip
+        self.root = self.who("root", ROOT_PW)
+
+    def who(self, name: str, password: str) -> Any:
+        return self.gate.authenticate(self.gate.login(name, password).access_token)
+
+    def __call__(
+        self, method: str, path: str, body: Any = None, who: Any = None, if_match: str = ""
+    ) -> Any:
+        from authgate.api import ApiRequest
+
+        raw = json.dumps(body).encode() if body is not None else b""
+        request = ApiRequest(method, path, who or self.root, raw, if_match=if_match)
+        return self.gate.handle_api(request)
+
+
+def test_every_answer_is_kept_out_of_caches_and_typed() -> None:
+    from authgate.api import ApiResponse
+
+    assert ApiResponse.json(200, {"a": 1}).headers == [
+        ("content-type", "application/json"),
+        ("cache-control", "no-store"),
+    ]
+    empty = ApiResponse.empty()
+    assert (empty.status, empty.body, empty.headers) == (204, b"", [("cache-control", "no-store")])
+    assert empty.data() is None
+
+
+def test_a_method_a_route_does_not_take_is_a_405_in_json() -> None:
+    api = Api()
+    answer = api("DELETE", "/auth/login")
+    assert answer.status == 405
+    assert answer.data() == {"error": "method_not_allowed", "detail": "DELETE is not allowed here"}
+
+
+def test_only_routes_of_the_api_are_its_own() -> None:
+    api = Api().gate.api
+    assert api.owns("/auth/login") and api.owns("/api/users/bob")
+    assert not api.owns("/auth/nothing") and not api.owns("/elsewhere")
+
+
+@pytest.mark.parametrize(
+    ("path", "found"),
+    [("/api/users/bob/", "bob"), ("/api/users/BOX/", "box"), ("/auth/sessions/", None),
+     ("/auth/keys/a/b", None), ("/api/users/a/b", None)],
+)  # fmt: skip
+def test_a_path_parameter_is_one_segment_a_trailing_slash_aside(
+    path: str, found: str | None
+) -> None:
+    api = Api()
+    api.gate.create_user("box", "box password 1")
+    answer = api("GET" if path.startswith("/api/users") else "DELETE", path)
+    if found is None:
+        assert answer is None
+    else:
+        assert answer.status == 200 and answer.data()["username"] == found
+
+
+def test_me_shows_the_profile_and_a_display_name() -> None:
+    api = Api()
+    me = api("GET", "/auth/me", who=api.who("bob", BOB_PW)).data()
+    assert (me["email"], me["first_name"], me["last_name"]) == ("bob@example.com", "Bob", "Ray")
+    assert me["display_name"] == "Bob Ray" and me["role"] == "viewer"
+
+
+def test_an_admin_cannot_delete_themself_even_beside_another_admin() -> None:
+    api = Api()
+    api.gate.create_user("ada", "ada password 1", roles=["admin"])
+    answer = api("DELETE", "/api/users/root")
+    assert answer.status == 409
+    assert answer.data()["detail"] == "refused: you cannot delete your own account"
+    assert api.gate.store.get_user("root") is not None
+
+
+def _user(api: Api, name: str) -> Any:
+    user = api.gate.store.get_user(name)
+    assert user is not None
+    return user
+
+
+class _Racing:
+    """A store on which another admin changes `username` just before the `nth` call of
+    `method` (the write, or the flow's own read after the If-Match check)."""
+
+    def __init__(self, store: Any, method: str, username: str, nth: int) -> None:
+        self.store, self.method, self.username, self.nth = store, method, username, nth
+        self.calls, self.raced = 0, False
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self.store, name)
+        if name != self.method:
+            return found
+
+        def racing(*args: Any) -> Any:
+            self.calls += 1
+            if self.calls == self.nth:
+                self.raced = True
+                user = self.store.get_user(self.username)
+                self.store.update_user(user.changed(email="other@example.com"), user.version)
+            return found(*args)
+
+        return racing
+
+
+@pytest.mark.parametrize("when", ["before-the-write", "before-the-flows-read"])
+@pytest.mark.parametrize(
+    ("method", "path", "body", "write"),
+    [("DELETE", "/api/users/bob", None, "delete_user"),
+     ("PATCH", "/api/users/bob", {"first_name": "B"}, "update_user"),
+     ("PUT", "/api/users/bob/permissions", {"permissions": ["docs:read"]}, "update_user"),
+     ("PUT", "/api/users/bob/password", {"password": "bob password 2"}, "update_user")],
+    ids=["delete", "patch", "permissions", "password"],
+)  # fmt: skip
+def test_a_conditional_write_that_loses_a_race_is_a_412_and_writes_nothing(
+    method: str, path: str, body: Any, write: str, when: str
+) -> None:
+    """If-Match named the version read, then another admin wrote before this write (or
+    before the flow read the user again): refused with a 412, not a 409 or a 2xx, and
+    nothing of this request is written."""
+    from authgate.api import ApiRequest, etag
+    from authgate.flows import run
+
+    api = Api()
+    user = _user(api, "bob")
+    raw = json.dumps(body).encode() if body is not None else b""
+    request = ApiRequest(method, path, api.root, raw, if_match=etag(user))
+    flow = api.gate.api.handle(request)
+    assert flow is not None
+    racing = (
+        _Racing(api.gate.store, write, "bob", 1)
+        if when == "before-the-write"
+        else _Racing(api.gate.store, "get_user", "bob", 2)
+    )
+    answer = run(flow, racing, api.gate.hasher, api.gate.audit.emit)
+    assert racing.raced and answer.status == 412, answer
+    after = _user(api, "bob")
+    assert after.email == "other@example.com"  # only the other write
+    assert (after.password_hash, after.permissions, after.first_name) == (
+        user.password_hash,
+        user.permissions,
+        user.first_name,
+    )
+
+
+def test_if_match_takes_a_list_of_tags_with_or_without_spaces() -> None:
+    from authgate.api import etag
+
+    api = Api()
+    tag = etag(_user(api, "bob"))
+    for n, form in enumerate(('{},"x.1"', '"x.1", {}', '"x.1",{}')):
+        header = form.format(tag)
+        answer = api("PATCH", "/api/users/bob", {"first_name": f"B{n}"}, if_match=header)
+        assert answer.status == 200, header
+        tag = dict(answer.headers)["etag"]
+
+
+def test_an_empty_patch_writes_nothing() -> None:
+    api = Api()
+    before = api.gate.store.get_user("bob")
+    answer = api("PATCH", "/api/users/bob", {})
+    assert answer.status == 200 and api.gate.store.get_user("bob") == before
+
+
+def test_a_bad_grant_in_a_permissions_write_says_what_is_wrong() -> None:
+    answer = Api()("PUT", "/api/users/bob/permissions", {"permissions": ["no colon"]})
+    assert (answer.status, answer.data()["detail"]) == (
+        400,
+        "invalid permission 'no colon': expected 'resource:action'",
+    )
+
+
+def test_a_password_reset_answers_with_the_new_etag() -> None:
+    from authgate.api import etag
+
+    api = Api()
+    answer = api("PUT", "/api/users/bob/password", {"password": "bob password 2"})
+    assert answer.status == 204
+    assert answer.headers[-1] == ("etag", etag(_user(api, "bob")))
+
+
+def test_a_refusal_names_the_apis_realm() -> None:
+    from authgate.api import ApiRequest, HttpApi
+
+    api = Api()
+    mounted = HttpApi(api.gate.rules, api.gate.roles, realm="plantdb")
+    answer = api.gate.handle_api(ApiRequest("GET", "/auth/me", ANONYMOUS_IDENTITY), mounted)
+    assert answer is not None and answer.status == 401
+    assert dict(answer.headers)["www-authenticate"].startswith('Bearer realm="plantdb"')
+
+
+def test_keys_with_account_rights_manage_the_account_over_the_api() -> None:
+    api = Api()
+    bob = api.who("bob", BOB_PW)
+    made = api("POST", "/auth/keys", {"name": "ops", "permissions": ["account:keys",
+               "account:sessions"], "expires_in": 3600}, who=bob)  # fmt: skip
+    assert made.status == 201 and made.data()["expires_at"] is not None
+    key = api.gate.authenticate(made.data()["key"])
+    child = api("POST", "/auth/keys", {"name": "c", "permissions": ["account:sessions"]}, who=key)
+    assert child.status == 201
+    assert api("GET", "/auth/sessions", who=key).status == 200
+    assert api("DELETE", f"/auth/sessions/{bob.session_id}", who=key).status == 204
+    assert api("DELETE", f"/auth/keys/{child.data()['id']}", who=key).status == 204
+
+
+def test_scram_answers_are_kept_out_of_caches() -> None:
+    import base64
+
+    api = Api()
+    user = base64.urlsafe_b64encode(b"bob").rstrip(b"=").decode()
+    from authgate.api import ApiRequest
+
+    hello = api.gate.handle_api(
+        ApiRequest("GET", "/auth/scram", ANONYMOUS_IDENTITY, authorization=f"HELLO username={user}")
+    )
+    assert hello is not None and hello.status == 401
+    assert hello.data() == {"error": "scram", "detail": "continue the SCRAM handshake"}
+    assert ("cache-control", "no-store") in hello.headers
+    assert ("content-type", "application/json") in hello.headers
+    ghost = base64.urlsafe_b64encode(b"ghost").rstrip(b"=").decode()
+    answer = api.gate.handle_api(
+        ApiRequest(
+            "GET", "/auth/scram", ANONYMOUS_IDENTITY, authorization=f"HELLO username={ghost}"
+        )
+    )
+    assert answer is not None and answer.status == 401  # an unknown name: the same answer
+
+
+from authgate.identity import ANONYMOUS as ANONYMOUS_IDENTITY  # noqa: E402

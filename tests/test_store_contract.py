@@ -135,6 +135,22 @@ def test_list_users_limit_and_end(store: Any) -> None:
 # -- groups -----------------------------------------------------------------------------
 
 
+def test_a_delete_for_a_version_applies_to_that_version_only(store: Any) -> None:
+    """The delete an admin decided on one version of a user (If-Match, the last-admin
+    check) is refused, deleting nothing, once another write changed the user."""
+    user = store.create_user(User.new("fay", roles=["viewer"]))
+    session = store.create_session(_session("fay"))
+    changed = store.update_user(user.changed(roles=["admin"]), user.version)
+    with pytest.raises(VersionConflict):
+        store.delete_user("fay", user.version)
+    assert store.get_user("fay") == changed
+    assert store.get_session(session.id) is not None
+    with pytest.raises(UserNotFound):
+        store.delete_user("nobody", 1)
+    store.delete_user("fay", changed.version)
+    assert store.get_user("fay") is None and store.get_session(session.id) is None
+
+
 def test_groups_create_replace_list_delete(store: Any) -> None:
     store.put_group(Group.new("Lab", ["plants:read"], "the lab"))
     store.put_group(Group.new("admins", ["*:*"]))

@@ -423,7 +423,9 @@ def delete_user(
         raise ProtectedUser()
     if acting is not None and normalize_username(acting) == user.username:
         raise LastAdminError("refused: you cannot delete your own account")
-    yield from _admin_guarded(user, None, roles_order, Call("delete_user", (user.username,)))
+    # The record judged (protected? the last admin?) is the one deleted, or none is.
+    delete = Call("delete_user", (user.username, user.version))
+    yield from _admin_guarded(user, None, roles_order, delete)
     roles = ",".join(sorted(user.roles)) or "-"
     yield Emit(AuditEvent("user_deleted", user.username, actor=actor, detail=f"roles={roles}"))
 

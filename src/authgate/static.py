@@ -252,7 +252,7 @@ class StaticUserStore:
     def update_user(self, user: User, expected_version: int) -> User:
         raise self._read_only()
 
-    def delete_user(self, username: str) -> None:
+    def delete_user(self, username: str, expected_version: int | None = None) -> None:
         raise self._read_only()
 
     def get_session_user(

@@ -158,8 +158,8 @@ class SyncStoreAsAsync:
     async def update_user(self, user: User, expected_version: int) -> User:
         return await self._call(self.sync.update_user, user, expected_version)
 
-    async def delete_user(self, username: str) -> None:
-        return await self._call(self.sync.delete_user, username)
+    async def delete_user(self, username: str, expected_version: int | None = None) -> None:
+        return await self._call(self.sync.delete_user, username, expected_version)
 
     async def get_group(self, name: str) -> Group | None:
         return await self._call(self.sync.get_group, name)

@@ -166,10 +166,14 @@ class JSONFileStore:
             users[user.username] = self._raw(user)
         return user
 
-    def delete_user(self, username: str) -> None:
+    def delete_user(self, username: str, expected_version: int | None = None) -> None:
         with self._change("users", "sessions") as (users, sessions):
-            if users.pop(username, None) is None:
+            current = users.get(username)
+            if current is None:
                 raise UserNotFound()
+            if expected_version is not None and current.get("version") != expected_version:
+                raise VersionConflict()
+            del users[username]
             for sid in [sid for sid, s in sessions.items() if s.get("username") == username]:
                 del sessions[sid]
 

@@ -73,11 +73,14 @@ class MemoryStore:
             self._users[user.username] = user
         return user
 
-    def delete_user(self, username: str) -> None:
+    def delete_user(self, username: str, expected_version: int | None = None) -> None:
         with self._lock:
-            user = self._users.pop(username, None)
+            user = self._users.get(username)
             if user is None:
                 raise UserNotFound()
+            if expected_version is not None and user.version != expected_version:
+                raise VersionConflict()
+            del self._users[username]
             self._by_id.pop(user.id, None)
             del self._names[bisect.bisect_left(self._names, username)]
             for sid in self._user_sessions.pop(username, set()):

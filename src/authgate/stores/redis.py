@@ -87,8 +87,10 @@ return 1
 """
 
 _DELETE_USER = """
-local id = redis.call('HGET', KEYS[1], 'id')
+local cur = redis.call('HMGET', KEYS[1], 'id', 'version')
+local id = cur[1]
 if not id then return 0 end
+if ARGV[3] ~= '' and cur[2] ~= ARGV[3] then return -1 end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('DEL', ARGV[2] .. 'uid:' .. id)
@@ -286,12 +288,14 @@ class _Logic:
             raise VersionConflict()
         return user
 
-    def delete_user(self, username: str) -> _Flow[None]:
+    def delete_user(self, username: str, expected_version: int | None = None) -> _Flow[None]:
         deleted = yield _Lua(
             _DELETE_USER,
             (self._user_key(username), f"{self.base}users", f"{self.base}us:{username}"),
-            (username, self.base),
+            (username, self.base, "" if expected_version is None else str(expected_version)),
         )
+        if deleted == -1:
+            raise VersionConflict()
         if not deleted:
             raise UserNotFound()
 
@@ -642,9 +646,9 @@ class RedisStore(_CacheHolder):
         finally:
             self._evict_user(user.username)
 
-    def delete_user(self, username: str) -> None:
+    def delete_user(self, username: str, expected_version: int | None = None) -> None:
         try:
-            return self._run(self._logic.delete_user(username))
+            return self._run(self._logic.delete_user(username, expected_version))
         finally:
             self._evict_user(username)
 
@@ -801,9 +805,9 @@ class AsyncRedisStore(_CacheHolder):
         finally:
             self._evict_user(user.username)
 
-    async def delete_user(self, username: str) -> None:
+    async def delete_user(self, username: str, expected_version: int | None = None) -> None:
         try:
-            return await self._run(self._logic.delete_user(username))
+            return await self._run(self._logic.delete_user(username, expected_version))
         finally:
             self._evict_user(username)
 

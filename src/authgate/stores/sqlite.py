@@ -213,10 +213,14 @@ class SQLiteStore:
             )
         return user
 
-    def delete_user(self, username: str) -> None:
+    def delete_user(self, username: str, expected_version: int | None = None) -> None:
         with self._write() as db:
-            if db.execute("DELETE FROM users WHERE username = ?", (username,)).rowcount == 0:
+            row = db.execute("SELECT version FROM users WHERE username = ?", (username,)).fetchone()
+            if row is None:
                 raise UserNotFound()
+            if expected_version is not None and row[0] != expected_version:
+                raise VersionConflict()  # read and delete in one write transaction
+            db.execute("DELETE FROM users WHERE username = ?", (username,))
             db.execute("DELETE FROM sessions WHERE username = ?", (username,))
 
     # -- groups -----------------------------------------------------------------------
