@@ -439,3 +439,20 @@ def test_scram_answers_are_kept_out_of_caches() -> None:
 
 
 from authgate.identity import ANONYMOUS as ANONYMOUS_IDENTITY  # noqa: E402
+
+
+def test_a_logout_and_a_grants_write_are_audited_with_who_did_them() -> None:
+    api = Api()
+    heard: list[tuple[str, str, str]] = []
+    api.gate.audit.subscribe(lambda e: heard.append((e.event, e.username, e.actor)))
+    assert api("PUT", "/api/users/bob/permissions", {"permissions": ["docs:read"]}).status == 200
+    assert api("POST", "/auth/logout", who=api.who("bob", BOB_PW)).status == 204
+    assert ("user_updated", "bob", "root") in heard
+    assert ("logout", "bob", "") in heard
+
+
+def test_roles_given_in_any_case_are_stored_as_the_order_names_them() -> None:
+    api = Api()
+    made = api("POST", "/api/users/", {"username": "cyd", "password": "cyd password 1",
+               "roles": ["Operator"]})  # fmt: skip
+    assert made.status == 201 and made.data()["roles"] == ["operator"]

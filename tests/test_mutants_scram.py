@@ -111,7 +111,9 @@ def refused(response: ApiResponse) -> bool:
 def test_the_right_proof_logs_in_and_the_server_proves_itself(gate: Gate) -> None:
     shake = start(gate)
     done = shake.final()
-    assert done.status == 200
+    assert (done.status, done.body) == (200, b"")
+    assert [name for name, _ in done.headers] == ["authentication-info", "cache-control"]
+    assert dict(done.headers)["cache-control"] == "no-store"
     (name, value) = next(h for h in done.headers if h[0] == "authentication-info")
     assert name == "authentication-info"  # ASGI header names are lower case
     token = re.search(r"authToken=([^,\s]+)", value)

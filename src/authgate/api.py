@@ -350,10 +350,11 @@ class HttpApi:
         if roles is None:
             return None
         ceiling = max((self.roles.rank(r) for r in actor.roles), default=-1)
-        for normal in self.roles.known(roles):
+        known = self.roles.known(roles)
+        for normal in known:
             if self.roles.rank(normal) > ceiling:
                 raise PermissionDenied(f"you cannot grant the {normal} role: it ranks above yours")
-        return list(roles)
+        return known
 
     def _user_view(self, user: User) -> dict[str, Any]:
         view = user.to_public_dict()
