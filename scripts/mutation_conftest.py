@@ -13,7 +13,9 @@ mutated code.  This plugin
 * leaves out the tests that drive authgate only through a subprocess (the CLI run as
   ``python -m authgate``, gunicorn and uvicorn, the examples run as scripts): the
   subprocess imports the unmutated tree, so such a test cannot kill a mutant, and it is
-  the slowest kind of test there is.
+  the slowest kind of test there is;
+* runs the tests that start several processes on one store only for the mutants of the
+  stores and the lock-out, the modules whose cross-process behaviour they judge.
 """
 
 from __future__ import annotations
@@ -66,6 +68,20 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
     return None
 
 
+# Tests that start several processes on one store (seconds each): they judge the stores'
+# atomic operations and the lock-out across processes, and only those modules' mutants;
+# any other module's mutant would pay for them without their being the ones to kill it.
+_CROSS_PROCESS = re.compile(r"processes|another_process|by_one_process|in_one_process")
+_CROSS_PROCESS_MODULES = ("authgate.stores.", "authgate.lockout")
+
+
+def _cross_process(item: pytest.Item) -> bool:
+    mutant = os.environ.get("MUTANT_UNDER_TEST", "")
+    if "__mutmut_" not in mutant or mutant.startswith(_CROSS_PROCESS_MODULES):
+        return False
+    return bool(_CROSS_PROCESS.search(getattr(item, "originalname", item.name)))
+
+
 def _over_http(item: pytest.Item) -> bool:
     """A case of the contract suite that talks to a real gunicorn / uvicorn."""
     if not item.nodeid.startswith("tests/test_contract_apps.py::"):
@@ -95,6 +111,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     files = _selected_files()
     for item in items:
         left_out = item.nodeid.startswith(SUBPROCESS_TESTS) or _over_http(item)
+        left_out = left_out or _cross_process(item)
         left_out = left_out or (files is not None and item.path.name not in files)
         (drop if left_out else keep).append(item)
     if drop:
