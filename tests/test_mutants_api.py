@@ -456,3 +456,12 @@ def test_roles_given_in_any_case_are_stored_as_the_order_names_them() -> None:
     made = api("POST", "/api/users/", {"username": "cyd", "password": "cyd password 1",
                "roles": ["Operator"]})  # fmt: skip
     assert made.status == 201 and made.data()["roles"] == ["operator"]
+
+
+def test_me_shows_the_profile_as_stored_even_from_a_stateless_token() -> None:
+    """A stateless token carries no profile: /auth/me reads it from the store."""
+    api = Api(stateless=True)
+    bob = api.who("bob", BOB_PW)
+    api.gate.update_user("bob", email="ray@example.com")
+    me = api("GET", "/auth/me", who=bob).data()
+    assert (me["email"], me["display_name"]) == ("ray@example.com", "Bob Ray")

@@ -247,6 +247,7 @@ def test_base64url_values_go_out_without_padding() -> None:
     from authgate import scram as engine
 
     assert [engine._b64url(raw) for raw in (b"a", b"ab", b"abc")] == ["YQ", "YWI", "YWJj"]
+    assert engine._b64url(b"\x00\x00\x17") == "AAAX"  # only padding is stripped
 
 
 def test_a_message_that_is_not_utf8_is_an_answer_not_a_crash(gate: Gate) -> None:
