@@ -365,3 +365,79 @@ def test_ending_every_session_is_audited_without_a_kept_one(
     assert gate.revoke_sessions("max", Client("192.0.2.45")) == 1
     (bulk,) = _audit(caplog, "sessions_revoked")
     assert (bulk["session_id"], bulk["client_ip"]) == ("", "192.0.2.45")
+
+
+def test_a_sessions_user_must_be_the_tokens_user_when_the_token_says_which() -> None:
+    from authgate import sessions
+    from authgate.errors import SessionRevoked
+
+    session, user, claims = _session_and_user(1.0, 1_790_000_000.0)
+    assert sessions._live(claims, session, user) is user
+    assert sessions._live({"sid": "s1", "sub": "kimi"}, session, user) is user  # no uid
+    with pytest.raises(SessionRevoked):
+        sessions._live({**claims, "uid": "another-users-id"}, session, user)
+
+
+def test_an_identity_from_a_user_carries_the_users_own_fields() -> None:
+    from authgate.sessions import identity_from_user
+    from authgate.users import User
+
+    policy = RolePolicy({"admin": ["*:*"]}, groups={"lab": ["plants:read"]})
+    user = User.new("nia", roles=["viewer"], groups=["lab"], permissions=["docs:read"],
+                    first_name="Nia", last_name="Long")  # fmt: skip
+    who = identity_from_user(policy, user, "s9", {"sub": "nia"})
+    assert (who.user_id, who.username, who.session_id) == (user.id, "nia", "s9")
+    assert (who.groups, who.user_version, who.full_name) == (
+        frozenset({"lab"}),
+        user.version,
+        "Nia Long",
+    )
+    assert who.permissions == frozenset({"docs:read", "plants:read"})
+    shown = identity_from_user(policy, user.changed(display_name="N. L."), "s9", {"sub": "nia"})
+    assert shown.full_name == "N. L."
+
+
+def test_a_session_limit_is_audited_whichever_way_it_is_kept() -> None:
+    from authgate.errors import SessionLimitReached
+    from authgate.sessions import Client
+
+    here = Client("192.0.2.46", "pytest")
+    for evict in (True, False):
+        gate = Gate(store="memory://", hasher=cheap_hasher(), secret_key=SECRET,
+                    max_sessions=1,
+                    session_limit_policy="evict_oldest" if evict else "refuse")  # fmt: skip
+        heard: list[Any] = []
+        gate.audit.subscribe(heard.append)
+        gate.create_user("ora", PW)
+        first = gate.login("ora", PW, here)
+        if evict:
+            gate.login("ora", PW, here)
+            (ended,) = [e for e in heard if e.event == "session_revoked"]
+            assert (ended.username, ended.session_id, ended.client_ip, ended.detail) == (
+                "ora",
+                first.session_id,
+                "192.0.2.46",
+                "evicted by the session limit",
+            )
+        else:
+            with pytest.raises(SessionLimitReached):
+                gate.login("ora", PW, here)
+            (refused,) = [e for e in heard if e.event == "login_failure"]
+            assert (refused.username, refused.client_ip, refused.detail) == (
+                "ora",
+                "192.0.2.46",
+                "session limit reached",
+            )
+        (ok, *_) = [e for e in heard if e.event == "login_success"]
+        assert ok.detail == ""  # a password login says nothing more
+
+
+def test_a_session_records_where_it_was_opened_within_bounds() -> None:
+    from authgate.sessions import Client
+
+    gate = Gate(store="memory://", hasher=cheap_hasher(), secret_key=SECRET)
+    gate.create_user("pia", PW)
+    here = Client("2001:db8::" + "2" * 70, "agent/" + "y" * 300)
+    stored = gate.store.get_session(gate.login("pia", PW, here).session_id)
+    assert stored is not None
+    assert (stored.client_ip, stored.user_agent) == (here.ip[:64], here.user_agent[:256])
