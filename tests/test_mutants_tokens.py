@@ -350,3 +350,16 @@ def test_the_secret_material_of_an_asymmetric_ring_is_a_digest_of_its_private_ke
     material = KeyRing([key]).secret_material()
     assert material == hashlib.sha256(b"authgate-secret:" + der).digest()
     assert der not in material
+
+
+def test_a_token_is_compact_json_in_every_segment() -> None:
+    """No spaces after separators: a token rides in every request's header, and its size
+    is the cost of every one of them."""
+    claims = {"sub": "alice", "roles": ["a", "b"], "exp": 2_000_000_000}
+    token = KeyRing([Key.hmac(SECRET)]).sign(claims)
+    header_b64, payload_b64, _ = token.split(".")
+    for segment in (header_b64, payload_b64):
+        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
+        assert b" " not in raw
+    payload = base64.urlsafe_b64decode(payload_b64 + "=" * (-len(payload_b64) % 4))
+    assert payload == json.dumps(claims, separators=(",", ":")).encode()
