@@ -465,3 +465,26 @@ def test_me_shows_the_profile_as_stored_even_from_a_stateless_token() -> None:
     api.gate.update_user("bob", email="ray@example.com")
     me = api("GET", "/auth/me", who=bob).data()
     assert (me["email"], me["display_name"]) == ("ray@example.com", "Bob Ray")
+
+
+def test_an_api_built_with_its_defaults_and_with_its_own_prefixes() -> None:
+    from authgate.api import ApiRequest, HttpApi
+
+    api = Api()
+    plain = HttpApi(api.gate.rules, api.gate.roles)
+    denied = api.gate.handle_api(ApiRequest("GET", "/auth/me", ANONYMOUS_IDENTITY), plain)
+    assert denied is not None
+    assert dict(denied.headers)["www-authenticate"].startswith('Bearer realm="authgate"')
+    scram = api.gate.handle_api(
+        ApiRequest("GET", "/auth/scram", ANONYMOUS_IDENTITY, authorization="HELLO username=Ym9i"),
+        plain,
+    )
+    assert scram is not None and scram.status == 404  # no SCRAM secret given: not offered
+    patched = api.gate.handle_api(
+        ApiRequest("PATCH", "/api/users/bob", api.root, b'{"first_name": "Bo"}'), plain
+    )
+    assert patched is not None and patched.status == 200  # If-Match not required
+    moved = HttpApi(api.gate.rules, api.gate.roles, auth_prefix="/sessionX/",
+                    users_prefix="/peopleX/")  # fmt: skip
+    assert moved.owns("/sessionX/login") and moved.owns("/peopleX/bob")
+    assert not moved.owns("/session/login") and not moved.owns("/people/bob")

@@ -218,3 +218,25 @@ def test_allow_all_lets_anyone_through_and_deny_all_nobody() -> None:
     assert AllowAll().allows(ANONYMOUS) is True and AllowAll().allows(admin) is True
     assert DenyAll().allows(admin) is False and DenyAll().allows(ANONYMOUS) is False
     assert DenyAll().allows_object(admin, {"owner": "root"}) is False
+
+
+def test_the_configured_policy_from_settings(tmp_path: Path) -> None:
+    from authgate.config import Settings
+    from authgate.errors import ValidationError
+
+    plain = RolePolicy.from_settings(Settings())
+    assert plain.hierarchy.order == ("viewer", "operator", "admin")
+    assert plain.role_permissions == {"admin": frozenset({"*:*"})}
+    custom = RolePolicy.from_settings(Settings(roles=("reader", "writer", "chief")))
+    assert custom.hierarchy.order == ("reader", "writer", "chief")
+    assert custom.role_permissions == {"chief": frozenset({"*:*"})}
+    filed = tmp_path / "p.toml"
+    filed.write_text('[roles]\nreader = ["docs:read"]\n')
+    from_file = RolePolicy.from_settings(
+        Settings(policy_file=str(filed), roles=("reader", "writer", "chief"))
+    )
+    assert from_file.hierarchy.order == ("reader", "writer", "chief")
+    assert from_file.role_permissions == {"reader": frozenset({"docs:read"})}
+    with pytest.raises(ValidationError) as bad:
+        RolePolicy("viewer")  # type: ignore[arg-type]
+    assert bad.value.detail == "'roles' must be a table/mapping of names to permission lists"

@@ -342,3 +342,9 @@ def test_an_unknown_users_made_up_salt_looks_like_a_real_one(gate: Gate) -> None
     real, ghost, other = salt_of("alice"), salt_of("ghost"), salt_of("other")
     assert len(real) == len(ghost) == len(other) == 16
     assert ghost != other and salt_of("ghost") == ghost  # stable per name
+
+
+def test_scram_credentials_are_derived_with_ten_thousand_iterations_by_default() -> None:
+    from authgate.scram import derive_credentials
+
+    assert derive_credentials("pencil and paper").startswith("SCRAM-SHA-256$10000:")

@@ -441,3 +441,17 @@ def test_a_session_records_where_it_was_opened_within_bounds() -> None:
     stored = gate.store.get_session(gate.login("pia", PW, here).session_id)
     assert stored is not None
     assert (stored.client_ip, stored.user_agent) == (here.ip[:64], here.user_agent[:256])
+
+
+def test_a_login_is_audited_with_how_it_was_proved() -> None:
+    from authgate import sessions
+    from authgate.flows import Emit
+    from authgate.sessions import Client
+    from authgate.users import User
+
+    user = User.new("quin")
+    flow = sessions.open_session(_rules(), user, Client("192.0.2.47"), detail="SCRAM")
+    op = next(flow)  # create_session
+    event = flow.send(op.args[0])  # type: ignore[union-attr]
+    assert isinstance(event, Emit)
+    assert (event.event.event, event.event.detail) == ("login_success", "SCRAM")

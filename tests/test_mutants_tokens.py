@@ -363,3 +363,37 @@ def test_a_token_is_compact_json_in_every_segment() -> None:
         assert b" " not in raw
     payload = base64.urlsafe_b64decode(payload_b64 + "=" * (-len(payload_b64) % 4))
     assert payload == json.dumps(claims, separators=(",", ":")).encode()
+
+
+# -- the weak-secret estimate at its edges ---------------------------------------------------
+
+WORDS = "it is mostly words such as 'secret' or 'changeme'"
+RUNS = "it repeats a short pattern or runs through neighbouring characters"
+
+
+def _steps(start: str, steps: list[int]) -> str:
+    text = start
+    for step in steps:
+        text += chr(ord(text[-1]) + step)
+    return text
+
+
+@pytest.mark.parametrize(
+    ("secret", "reason"),
+    [
+        ("secret" * 6, WORDS),
+        ("changeme" + "q8#z!m2k", WORDS),  # 8 characters left: under 16
+        ("secret" + "q8#z!m2k@w5&x9%b", "it carries about 64 bits of entropy, at least 80 needed"),
+        ("q8#z!m2k" * 6, RUNS),  # 48 characters, one 8-character block
+        ("q8#z!m2k@w5&x9%b", "it carries about 64 bits of entropy, at least 80 needed"),
+        # 12 of 16 steps of one (exactly three quarters) and 4 of two: not a run.
+        (_steps("a", [1, 1, 1, 2] * 4), "it carries about 69 bits of entropy, at least 80 needed"),
+        (_steps("a", [1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 3, 3, 3]), RUNS),  # 13 of 16
+        # Four letters ten times each, far apart: exactly 80 bits, just enough.
+        ("kwbwwqqkbwwbbqqqqwwbkbwqkkqkkbkbwqqbwkkb", None),
+    ],
+    ids=["words", "few-left", "sixteen-left", "repeated-block", "sixteen", "three-quarters",
+         "more-than-three-quarters", "exactly-80-bits"],
+)  # fmt: skip
+def test_the_weak_secret_estimate_at_each_of_its_bounds(secret: str, reason: str | None) -> None:
+    assert tokens.secret_weakness(secret.encode("latin-1")) == reason
