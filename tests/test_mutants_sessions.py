@@ -455,3 +455,26 @@ def test_a_login_is_audited_with_how_it_was_proved() -> None:
     event = flow.send(op.args[0])  # type: ignore[union-attr]
     assert isinstance(event, Emit)
     assert (event.event.event, event.event.detail) == ("login_success", "SCRAM")
+
+
+def test_failed_logins_are_audited_with_the_name_tried_and_where_from() -> None:
+    from authgate.errors import BadCredentials
+    from authgate.sessions import Client
+
+    gate = Gate(store="memory://", hasher=cheap_hasher(), secret_key=SECRET, max_login_attempts=2)
+    gate.create_user("rex", PW)
+    heard: list[Any] = []
+    gate.audit.subscribe(heard.append)
+    here = Client("192.0.2.48")
+    long_name = "x" * 70 + "!"
+    for name, password in (("bad name!", PW), (long_name, PW), ("rex", "wrong"), ("rex", "wrong")):
+        with pytest.raises(BadCredentials):
+            gate.login(name, password, here)
+    seen = [(e.event, e.username, e.client_ip, e.detail) for e in heard]
+    assert seen == [
+        ("login_failure", "bad name!", "192.0.2.48", "invalid username"),
+        ("login_failure", long_name[:64], "192.0.2.48", "invalid username"),
+        ("login_failure", "rex", "192.0.2.48", ""),
+        ("lockout", "rex", "192.0.2.48", "2 failed logins; locked for 300 s"),
+        ("login_failure", "rex", "192.0.2.48", ""),
+    ]
