@@ -478,3 +478,14 @@ def test_failed_logins_are_audited_with_the_name_tried_and_where_from() -> None:
         ("lockout", "rex", "192.0.2.48", "2 failed logins; locked for 300 s"),
         ("login_failure", "rex", "192.0.2.48", ""),
     ]
+
+
+@pytest.mark.parametrize("password", [None, 42, b"bytes"], ids=["none", "number", "bytes"])
+def test_a_password_that_is_not_a_string_is_refused_like_a_wrong_one(password: Any) -> None:
+    from authgate.errors import BadCredentials
+
+    gate = Gate(store="memory://", hasher=cheap_hasher(), secret_key=SECRET)
+    gate.create_user("sam", PW)
+    for name in ("sam", "nobody", "bad name!"):
+        with pytest.raises(BadCredentials):
+            gate.login(name, password)

@@ -146,16 +146,22 @@ def _pair(rules: SessionRules, user: User, session_id: str, refresh_token: str) 
     )
 
 
+def _text_or_nothing(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
 def login(rules: SessionRules, username: str, password: str, client: Client) -> Flow[TokenPair]:
     """Check a username and password and open a session.
 
     Unknown users, invalid usernames, wrong passwords and disabled accounts all take the
-    same path (one argon2 verification) and end in the same `BadCredentials`.
+    same path (one argon2 verification) and end in the same `BadCredentials`; so does a
+    password that is not a string (from Python: the HTTP body is validated).
     """
+    password = _text_or_nothing(password)  # "" matches no hash: refused like a wrong one
     try:
         name = normalize_username(username)
     except InvalidUsername:
-        yield DummyVerify(password if isinstance(password, str) else "")
+        yield DummyVerify(password)
         yield Emit(
             AuditEvent(
                 "login_failure", str(username)[:64], client_ip=client.ip, detail="invalid username"
