@@ -397,3 +397,53 @@ def _steps(start: str, steps: list[int]) -> str:
 )  # fmt: skip
 def test_the_weak_secret_estimate_at_each_of_its_bounds(secret: str, reason: str | None) -> None:
     assert tokens.secret_weakness(secret.encode("latin-1")) == reason
+
+
+def test_a_public_key_file_must_be_the_private_keys_own_half(tmp_path: Any) -> None:
+    from authgate.config import Settings
+
+    mine, other = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    (tmp_path / "key.pem").write_bytes(private_bytes(mine))
+    (tmp_path / "pub.pem").write_bytes(pem(mine.public_key()))
+    (tmp_path / "other.pem").write_bytes(pem(other.public_key()))
+
+    def ring(public: str) -> KeyRing:
+        return KeyRing.from_settings(
+            Settings(algorithm="ES256", private_key_file=str(tmp_path / "key.pem"),
+                     public_key_file=str(tmp_path / public))
+        )  # fmt: skip
+
+    token = ring("pub.pem").sign(payload())
+    verifier = TokenVerifier(ring("pub.pem"), issuer="authgate", audience="authgate")
+    assert verifier.verify(token, now=NOW + 1)["sub"] == payload()["sub"]
+    with pytest.raises(ConfigError, match="the public key is not the private key's"):
+        ring("other.pem")
+
+
+def test_a_lock_wait_gives_up_after_forty_pauses() -> None:
+    """Stepped without I/O: over the limit, unlocked, the guess waits 40 x 0.05 s for the
+    attempts in flight, then is refused; it never waits for ever."""
+    from authgate.errors import AccountLocked
+    from authgate.flows import Call, Pause
+    from authgate.lockout import LockoutPolicy
+
+    flow = LockoutPolicy(max_attempts=5, window=900, lockout_seconds=300).reserve("ann")
+    op = next(flow)
+    pauses = 0
+
+    def step(op: Any) -> Any:
+        nonlocal pauses
+        if isinstance(op, Pause):
+            pauses += 1
+            return flow.send(None)
+        assert isinstance(op, Call)
+        answers = {"incr": 6, "get_counter": 0, "counter_ttl": 12.0}
+        return flow.send(answers[op.method])
+
+    def drive(op: Any) -> None:
+        for _ in range(1000):  # a bound, not a hang
+            op = step(op)
+
+    with pytest.raises(AccountLocked):
+        drive(op)
+    assert pauses == 40

@@ -126,6 +126,10 @@ class Key:
                 raise ConfigError("an asymmetric key needs a private or a public PEM")
         except (ValueError, TypeError, jwt.InvalidKeyError) as err:
             raise ConfigError(f"cannot load the {algorithm} key: {err}") from err
+        if signing is not None and impl.to_jwk(signing.public_key()) != impl.to_jwk(verifying):
+            raise ConfigError(  # its own tokens would never verify
+                "the public key is not the private key's: give the pair's public half, or none"
+            )
         jwk = json.loads(impl.to_jwk(verifying))
         thumb_src = json.dumps(
             {k: jwk[k] for k in sorted(jwk) if k in ("crv", "e", "kty", "n", "x", "y")},
