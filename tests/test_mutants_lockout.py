@@ -123,3 +123,32 @@ def test_unlocking_clears_the_lock_and_the_count() -> None:
         Call("reset_counter", ("login-locked:alice",)),
         Call("reset_counter", ("login-failures:alice",)),
     ]
+
+
+def test_a_lock_wait_gives_up_after_forty_pauses() -> None:
+    """Stepped without I/O: over the limit, unlocked, the guess waits 40 x 0.05 s for the
+    attempts in flight, then is refused; it never waits for ever."""
+    from authgate.errors import AccountLocked
+    from authgate.flows import Call, Pause
+    from authgate.lockout import LockoutPolicy
+
+    flow = LockoutPolicy(max_attempts=5, window=900, lockout_seconds=300).reserve("ann")
+    op = next(flow)
+    pauses = 0
+
+    def step(op: Any) -> Any:
+        nonlocal pauses
+        if isinstance(op, Pause):
+            pauses += 1
+            return flow.send(None)
+        assert isinstance(op, Call)
+        answers = {"incr": 6, "get_counter": 0, "counter_ttl": 12.0}
+        return flow.send(answers[op.method])
+
+    def drive(op: Any) -> None:
+        for _ in range(1000):  # a bound, not a hang
+            op = step(op)
+
+    with pytest.raises(AccountLocked):
+        drive(op)
+    assert pauses == 40
