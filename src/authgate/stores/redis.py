@@ -593,13 +593,14 @@ class RedisStore(_CacheHolder):
         )
         self._command: Any = self._client.execute_command  # untyped in redis-py
         if check:
-            try:
-                self._client.ping()
-            except RedisError as err:
-                raise _unavailable(url, err) from err
+            self.ping()
 
     def __repr__(self) -> str:
         return f"RedisStore(prefix={self._logic.prefix!r})"
+
+    def ping(self) -> None:
+        """Check the server answers; `StoreUnavailable` when it does not."""
+        self._execute(_Cmd(("PING",)))
 
     @property
     def prefix(self) -> str:

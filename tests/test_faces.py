@@ -1,0 +1,54 @@
+"""The sync and async faces offer the same operations with the same signatures: a method
+added to one face and not the other, or a parameter that drifts, fails here (the Redis
+store's faces had drifted: only the async one had `ping`)."""
+
+from __future__ import annotations
+
+import inspect
+from typing import Any
+
+import pytest
+
+from authgate.gate import AsyncGate, Gate
+from authgate.stores.base import AsyncStore, Store
+from authgate.stores.redis import AsyncRedisStore, RedisStore
+
+# Plain (not awaited) on both faces: they never touch the store.
+NO_IO = {"jwks", "peek_session_user"}
+# Sync helpers that only the async face needs: the middleware's cache-only first try,
+# and seeding the admin at import time, before an event loop runs.
+ASYNC_ONLY = {"authenticate_nowait", "ensure_superuser_now"}
+PAIRS = [(Gate, AsyncGate), (RedisStore, AsyncRedisStore), (Store, AsyncStore)]
+
+
+def operations(cls: type) -> dict[str, Any]:
+    return {
+        name: member
+        for name, member in inspect.getmembers(cls, callable)
+        if not name.startswith("_") and not inspect.isclass(member)
+    }
+
+
+def shape(member: Any) -> list[tuple[str, Any, Any]]:
+    params = inspect.signature(member).parameters.values()
+    return [(p.name, p.kind, p.default) for p in params]
+
+
+@pytest.mark.parametrize(("sync", "async_"), PAIRS, ids=[s.__name__ for s, _ in PAIRS])
+def test_both_faces_offer_the_same_operations(sync: type, async_: type) -> None:
+    assert set(operations(sync)) == set(operations(async_)) - ASYNC_ONLY
+
+
+@pytest.mark.parametrize(("sync", "async_"), PAIRS, ids=[s.__name__ for s, _ in PAIRS])
+def test_each_operation_has_one_signature_awaited_on_the_async_face(
+    sync: type, async_: type
+) -> None:
+    plain, awaited = operations(sync), operations(async_)
+    for name, member in plain.items():
+        other = awaited[name]
+        assert shape(member) == shape(other), name
+        assert not inspect.iscoroutinefunction(member), name
+        if name in NO_IO or isinstance(inspect.getattr_static(async_, name), classmethod):
+            assert not inspect.iscoroutinefunction(other), name
+        else:
+            assert inspect.iscoroutinefunction(other), f"{async_.__name__}.{name} is not async"
