@@ -14,6 +14,15 @@ from authgate.testing import cheap_hasher
 from authgate.users import RoleHierarchy, User
 
 CHEAP: dict[str, Any] = {"argon2_time_cost": 1, "argon2_memory_cost": 8, "argon2_parallelism": 1}
+# An admin and a guest to seed, hashed cheaply: what the start-up tests set.
+SEED_ENV = {
+    "AUTHGATE_SUPERUSER_USERNAME": "root",
+    "AUTHGATE_SUPERUSER_PASSWORD": "root password",
+    "AUTHGATE_GUEST_USERNAME": "visitor",
+    "AUTHGATE_ARGON2_TIME_COST": "1",
+    "AUTHGATE_ARGON2_MEMORY_COST": "8",
+    "AUTHGATE_ARGON2_PARALLELISM": "1",
+}
 
 
 def test_without_admin_or_variables_the_message_names_them() -> None:
@@ -183,15 +192,7 @@ def test_every_entry_point_seeds_the_same_admin_and_guest(
     from authgate.stores import open_async_store, open_store
 
     url = f"sqlite:///{tmp_path / 'boot.db'}"
-    env = {
-        "AUTHGATE_STORE": url,
-        "AUTHGATE_SUPERUSER_USERNAME": "root",
-        "AUTHGATE_SUPERUSER_PASSWORD": "root password",
-        "AUTHGATE_GUEST_USERNAME": "visitor",
-        "AUTHGATE_ARGON2_TIME_COST": "1",
-        "AUTHGATE_ARGON2_MEMORY_COST": "8",
-        "AUTHGATE_ARGON2_PARALLELISM": "1",
-    }
+    env = {"AUTHGATE_STORE": url, **SEED_ENV}
     caplog.set_level(logging.INFO, logger="authgate.audit")
     if entry == "cli":
         done = CliRunner().invoke(main, ["bootstrap"], env=env)
@@ -242,16 +243,7 @@ def test_a_policy_files_role_order_is_the_deployments_everywhere(tmp_path: Any) 
         '[roles.permissions]\nmember = ["docs:read"]\nboss = ["*:*"]\n'
     )
     url = f"sqlite:///{tmp_path / 'roles.db'}"
-    env = {
-        "AUTHGATE_STORE": url,
-        "AUTHGATE_POLICY_FILE": str(ordered),
-        "AUTHGATE_SUPERUSER_USERNAME": "root",
-        "AUTHGATE_SUPERUSER_PASSWORD": "root password",
-        "AUTHGATE_GUEST_USERNAME": "visitor",
-        "AUTHGATE_ARGON2_TIME_COST": "1",
-        "AUTHGATE_ARGON2_MEMORY_COST": "8",
-        "AUTHGATE_ARGON2_PARALLELISM": "1",
-    }
+    env = {"AUTHGATE_STORE": url, "AUTHGATE_POLICY_FILE": str(ordered), **SEED_ENV}
     runner = CliRunner()
     assert runner.invoke(main, ["bootstrap"], env=env).exit_code == 0
     made = runner.invoke(

@@ -332,12 +332,8 @@ def test_an_unknown_users_made_up_salt_looks_like_a_real_one(gate: Gate) -> None
     shared salt nor its length tells an unknown name from a user."""
 
     def salt_of(name: str) -> bytes:
-        hello = scram(gate, f"HELLO username={b64url(name.encode())}")
-        token = challenge(hello)["handshakeToken"]
-        bare = f"n={name},r={b64url(secrets.token_bytes(18))}"
-        first = scram(gate, f"SCRAM handshakeToken={token}, data={b64url(('n,,' + bare).encode())}")
-        server_first = unb64url(challenge(first)["data"]).decode()
-        return base64.b64decode(dict(p.split("=", 1) for p in server_first.split(","))["s"])
+        attrs = dict(p.split("=", 1) for p in start(gate, name).server_first.split(","))
+        return base64.b64decode(attrs["s"])
 
     real, ghost, other = salt_of("alice"), salt_of("ghost"), salt_of("other")
     assert len(real) == len(ghost) == len(other) == 16

@@ -175,9 +175,11 @@ class _Core:
         )
 
     def _create_flow(
-        self, username: str, password: str | None, fields: dict[str, Any]
+        self, username: str, password: str | None, passwordless: bool, fields: dict[str, Any]
     ) -> Flow[User]:
-        return _create_user(username, password, roles_order=self.roles, **fields)
+        return _create_user(
+            username, password, roles_order=self.roles, passwordless=passwordless, **fields
+        )
 
     def _update_flow(self, username: str, changes: dict[str, Any]) -> Flow[User]:
         version = changes.pop("expected_version", None)
@@ -331,8 +333,7 @@ class Gate(_Core):
     ) -> User:
         """Create a user (password hashed with argon2id).  An account without a password
         (API keys only) needs ``passwordless=True``; a missing password is an error."""
-        fields["passwordless"] = passwordless
-        result: User = self._run(self._create_flow(username, password, fields))
+        result: User = self._run(self._create_flow(username, password, passwordless, fields))
         return result
 
     def update_user(self, username: str, **changes: Any) -> User:
@@ -515,8 +516,7 @@ class AsyncGate(_Core):
     ) -> User:
         """Create a user (password hashed with argon2id, off the event loop); without a
         password only with ``passwordless=True``."""
-        fields["passwordless"] = passwordless
-        result: User = await self._run(self._create_flow(username, password, fields))
+        result: User = await self._run(self._create_flow(username, password, passwordless, fields))
         return result
 
     async def update_user(self, username: str, **changes: Any) -> User:
