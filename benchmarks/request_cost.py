@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib.metadata
+import itertools
 import statistics
 import tempfile
 import time
@@ -43,6 +44,27 @@ REPEATS = 7
 PW = "correct horse battery"
 
 Samples = list[float]
+
+# The realistic population: this many users, each with several live sessions.
+USERS = 1_000
+POPULATION = 10_000
+_minted: dict[str, list[str]] = {}
+
+
+def live_tokens(gate: Gate, url: str) -> list[str]:
+    """`POPULATION` distinct live access tokens over `USERS` users, minted by logging
+    in (kept per store URL, so the ASGI and WSGI rows share one population)."""
+    if url in _minted:
+        return _minted[url]
+    tokens: list[str] = []
+    for i in range(USERS):
+        name = f"user{i:04d}"
+        if gate.store.get_user(name) is None:
+            gate.create_user(name, PW)
+        tokens.extend(gate.login(name, PW).access_token for _ in range(POPULATION // USERS))
+    if url != "memory://":  # every memory store is a new one
+        _minted[url] = tokens
+    return tokens
 
 
 def once(fn: Callable[[], object], number: int) -> float:
@@ -92,10 +114,13 @@ def report(samples: dict[str, Samples]) -> None:
         )
 
 
-def asgi_caller(app: Any, token: str | None) -> Callable[[], Any]:
-    headers = [(b"host", b"test")]
-    if token:
-        headers.append((b"authorization", f"Bearer {token}".encode()))
+def asgi_caller(app: Any, token: str | list[str] | None) -> Callable[[], Any]:
+    """One request per call; a list of tokens is sent round-robin."""
+    tokens = token if isinstance(token, list) else [token]
+    rotation = itertools.cycle(
+        [(b"host", b"test"), *([(b"authorization", f"Bearer {t}".encode())] if t else [])]
+        for t in tokens
+    )
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
@@ -117,7 +142,7 @@ def asgi_caller(app: Any, token: str | None) -> Callable[[], Any]:
             "raw_path": b"/",
             "root_path": "",
             "query_string": b"",
-            "headers": headers,
+            "headers": next(rotation),
             "server": ("test", 80),
             "client": ("127.0.0.1", 5000),
         }
@@ -133,7 +158,7 @@ def bench_asgi(urls: dict[str, str]) -> dict[str, Samples]:
     loop = asyncio.new_event_loop()
     cases: list[tuple[str, Callable[[], float]]] = []
 
-    def add(name: str, app: Any, token: str | None, number: int) -> None:
+    def add(name: str, app: Any, token: str | list[str] | None, number: int) -> None:
         call = asgi_caller(app, token)
         loop.run_until_complete(call())  # warm up, and fail early on a wrong status
         cases.append((name, lambda: once_async(loop, call, number)))
@@ -165,14 +190,12 @@ def bench_asgi(urls: dict[str, str]) -> dict[str, Samples]:
         if sync.store.get_user("alice") is None:
             sync.create_user("alice", PW)
         token = sync.login("alice", PW).access_token
+        tokens = live_tokens(sync, url)
         store: Any = SyncStoreAsAsync(sync.store, offload=False) if url == "memory://" else url
         gate = AsyncGate(store=store, secret_key=SECRET, hasher=cheap_hasher(), stateless=stateless)
-        add(
-            f"ASGI authgate + require_auth, {label}",
-            AuthGateMiddleware(guarded_app, gate),
-            token,
-            3000,
-        )
+        app = AuthGateMiddleware(guarded_app, gate)
+        add(f"ASGI authgate + require_auth, {label}, one token", app, token, 3000)
+        add(f"ASGI authgate + require_auth, {label}, {POPULATION:,} tokens", app, tokens, 3000)
         closers.append((gate, sync))
     samples = interleaved(cases)
     for gate, sync in closers:
@@ -185,7 +208,8 @@ def bench_asgi(urls: dict[str, str]) -> dict[str, Samples]:
 # -- WSGI -------------------------------------------------------------------------------
 
 
-def wsgi_caller(app: Any, token: str | None) -> Callable[[], None]:
+def wsgi_caller(app: Any, token: str | list[str] | None) -> Callable[[], None]:
+    """One request per call; a list of tokens is sent round-robin."""
     environ_base = {
         "REQUEST_METHOD": "GET",
         "PATH_INFO": "/",
@@ -203,8 +227,8 @@ def wsgi_caller(app: Any, token: str | None) -> Callable[[], None]:
         "wsgi.run_once": False,
         "wsgi.version": (1, 0),
     }
-    if token:
-        environ_base["HTTP_AUTHORIZATION"] = f"Bearer {token}"
+    tokens = token if isinstance(token, list) else [token]
+    rotation = itertools.cycle({"HTTP_AUTHORIZATION": f"Bearer {t}"} if t else {} for t in tokens)
     status: list[str] = []
 
     def start_response(s: str, headers: Any, exc: Any = None) -> Any:
@@ -214,7 +238,7 @@ def wsgi_caller(app: Any, token: str | None) -> Callable[[], None]:
     def call() -> None:
         import io
 
-        environ = dict(environ_base, **{"wsgi.input": io.BytesIO(b"")})
+        environ = dict(environ_base, **next(rotation), **{"wsgi.input": io.BytesIO(b"")})
         status.clear()
         body: Iterable[bytes] = app(environ, start_response)
         for _ in body:
@@ -231,7 +255,7 @@ def wsgi_caller(app: Any, token: str | None) -> Callable[[], None]:
 def bench_wsgi(urls: dict[str, str]) -> dict[str, Samples]:
     cases: list[tuple[str, Callable[[], float]]] = []
 
-    def add(name: str, app: Any, token: str | None, number: int) -> None:
+    def add(name: str, app: Any, token: str | list[str] | None, number: int) -> None:
         call = wsgi_caller(app, token)
         call()
         cases.append((name, lambda: once(call, number)))
@@ -269,8 +293,14 @@ def bench_wsgi(urls: dict[str, str]) -> dict[str, Samples]:
         if gate.store.get_user("alice") is None:
             gate.create_user("alice", PW)
         token = gate.login("alice", PW).access_token
+        tokens = live_tokens(gate, url)
+        guarded_wsgi = AuthGateWSGIMiddleware(app, gate)
+        add(f"WSGI authgate + require_auth, {label}, one token", guarded_wsgi, token, 1000)
         add(
-            f"WSGI authgate + require_auth, {label}", AuthGateWSGIMiddleware(app, gate), token, 1000
+            f"WSGI authgate + require_auth, {label}, {POPULATION:,} tokens",
+            guarded_wsgi,
+            tokens,
+            1000,
         )
         gates.append(gate)
     samples = interleaved(cases)

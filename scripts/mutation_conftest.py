@@ -7,7 +7,7 @@ mutated code.  This plugin
   install points at the real ``src/``, and a test that imports the real one cannot kill a
   mutant; mutmut would report it "survived");
 * forgets, in each forked child, the thread pool that async code hashes passwords in
-  (``authgate.flows.hashing_pool``): mutmut forks one child per mutant from the process
+  (``authgate.flows.drive.hashing_pool``): mutmut forks one child per mutant from the process
   that ran the suite, the pool's threads do not survive a fork, and a hash queued to it
   would wait forever (every such mutant would show up as a timeout);
 * leaves out the tests that drive authgate only through a subprocess (the CLI run as
@@ -43,7 +43,7 @@ SUBPROCESS_TESTS = (
 
 
 def _forget_thread_pools() -> None:
-    flows = sys.modules.get("authgate.flows")
+    flows = sys.modules.get("authgate.flows.drive")
     if flows is not None:
         vars(flows)["_pool"] = None  # hashing_pool() makes a new one
 

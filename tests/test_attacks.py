@@ -660,8 +660,8 @@ def test_two_admins_demoting_each_other_at_once_leave_an_admin(store: Any) -> No
     for name in ("alice", "bob"):
         store.create_user(User.new(name, roles=["admin"]))
     writes = lambda op: isinstance(op, Call) and op.method == "update_user"  # noqa: E731
-    demote_alice = flows.update_user("alice", roles, roles=["viewer"])
-    demote_bob = flows.update_user("bob", roles, roles=["viewer"])
+    demote_alice = flows.users.update_user("alice", roles, roles=["viewer"])
+    demote_bob = flows.users.update_user("bob", roles, roles=["viewer"])
 
     first = step_until(demote_alice, store, writes)  # checked: bob is still admin
     with pytest.raises(VersionConflict):  # bob's check runs while alice's write waits
@@ -674,9 +674,9 @@ def test_two_admins_demoting_each_other_at_once_leave_an_admin(store: Any) -> No
     assert [u.username for u in admins] == ["bob"]
     # The lock is released: the next change to the admins is judged normally.
     with pytest.raises(LastAdminError):
-        finish(*_started(flows.update_user("bob", roles, roles=["viewer"]), store))
+        finish(*_started(flows.users.update_user("bob", roles, roles=["viewer"]), store))
     store.create_user(User.new("carol", roles=["admin"]))
-    finish(*_started(flows.update_user("bob", roles, roles=["viewer"]), store))
+    finish(*_started(flows.users.update_user("bob", roles, roles=["viewer"]), store))
 
 
 def _started(flow: Flow[Any], store: Any) -> tuple[Flow[Any], Any, Any]:
@@ -689,8 +689,8 @@ def test_two_admins_disabling_and_deleting_each_other_leave_an_admin(store: Any)
     roles = RoleHierarchy()
     for name in ("alice", "bob"):
         store.create_user(User.new(name, roles=["admin"]))
-    disable_alice = flows.update_user("alice", roles, enabled=False)
-    delete_bob = flows.delete_user("bob", roles, acting="alice")
+    disable_alice = flows.users.update_user("alice", roles, enabled=False)
+    delete_bob = flows.users.delete_user("bob", roles, acting="alice")
 
     first = step_until(disable_alice, store, lambda op: op.method == "update_user")
     with pytest.raises(VersionConflict):

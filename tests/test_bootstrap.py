@@ -8,6 +8,8 @@ import pytest
 
 from authgate import Settings, aensure_superuser, ensure_superuser, flows
 from authgate.errors import AuthGateError, ConfigError, UserExists, ValidationError
+from authgate.flows.users import ensure_guest
+from authgate.flows.users import ensure_superuser as ensure_superuser_flow
 from authgate.permissions import RolePolicy
 from authgate.stores import MemoryStore, SyncStoreAsAsync
 from authgate.testing import cheap_hasher
@@ -134,7 +136,7 @@ def _race(flow: Any, store: MemoryStore, meanwhile: Any) -> Any:
                     op = flow.throw(err)
                     continue
             else:
-                result = flows._cpu(op, hasher)
+                result = flows.drive._cpu(op, hasher)
             op = flow.send(result)
     except StopIteration as done:
         return done.value
@@ -151,7 +153,7 @@ def test_a_worker_that_loses_the_seeding_race_succeeds(existing: bool) -> None:
             store, Settings(superuser_username="root", superuser_password="root password", **CHEAP)
         )
 
-    flow = flows.ensure_superuser("root", "root password", RoleHierarchy())
+    flow = ensure_superuser_flow("root", "root password", RoleHierarchy())
     result = _race(flow, store, other_worker)
 
     assert (result.action, result.username) == ("exists", "root")
@@ -166,7 +168,7 @@ def test_a_lost_race_to_a_user_who_is_not_admin_still_fails() -> None:
         store.create_user(User.new("root", roles=["viewer"]))
 
     with pytest.raises(UserExists):
-        _race(flows.ensure_superuser("root", "root password", RoleHierarchy()), store, other_worker)
+        _race(ensure_superuser_flow("root", "root password", RoleHierarchy()), store, other_worker)
 
 
 def test_a_guest_seeded_by_another_worker_is_not_an_error() -> None:
@@ -175,7 +177,7 @@ def test_a_guest_seeded_by_another_worker_is_not_an_error() -> None:
     def other_worker() -> None:
         store.create_user(User.new("guest", roles=["viewer"]))
 
-    assert _race(flows.ensure_guest("guest", None, RoleHierarchy()), store, other_worker) is False
+    assert _race(ensure_guest("guest", None, RoleHierarchy()), store, other_worker) is False
 
 
 @pytest.mark.parametrize("entry", ["module", "module-async", "cli"])

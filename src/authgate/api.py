@@ -44,11 +44,11 @@ from .errors import (
     ValidationError,
     VersionConflict,
 )
-from .flows import Call, Flow
-from .flows import create_user as create_user_flow
-from .flows import delete_user as delete_user_flow
-from .flows import set_password as set_password_flow
-from .flows import update_user as update_user_flow
+from .flows import Flow, call
+from .flows.users import create_user as create_user_flow
+from .flows.users import delete_user as delete_user_flow
+from .flows.users import set_password as set_password_flow
+from .flows.users import update_user as update_user_flow
 from .http import error_response
 from .identity import Identity
 from .permissions import parse_grant
@@ -63,7 +63,7 @@ from .sessions import (
     refresh,
     revoke_session,
 )
-from .stores.base import Page, Session
+from .stores.base import Store
 from .users import RoleHierarchy, User, normalize_username
 
 __all__ = ["ApiRequest", "ApiResponse", "HttpApi"]
@@ -383,7 +383,7 @@ class HttpApi:
 
     def _me(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
         who = self._authenticated(request)
-        user: User | None = yield Call("get_user", (who.username,))
+        user = yield from call(Store.get_user, who.username)
         view = who.to_public_dict()
         view["role"] = self.roles.highest(who.roles)
         if user is not None:
@@ -410,7 +410,7 @@ class HttpApi:
 
     def _sessions(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
         who = self._authenticated(request, "account:sessions")
-        sessions: list[Session] = yield Call("list_sessions", (who.username,))
+        sessions = yield from call(Store.list_sessions, who.username)
         items = []
         for s in (s for s in sessions if s.kind == "login"):
             item = s.to_public_dict()
@@ -481,14 +481,14 @@ class HttpApi:
             raise ValidationError("limit must be an integer", field="limit") from None
         if not 1 <= limit <= 1000:
             raise ValidationError("limit must be between 1 and 1000", field="limit")
-        page: Page = yield Call("list_users", (request.query.get("after") or None, limit))
+        page = yield from call(Store.list_users, request.query.get("after") or None, limit)
         return ApiResponse.json(
             200, {"items": [self._user_view(u) for u in page.items], "next_after": page.next_after}
         )
 
     def _get_user(self, request: ApiRequest, username: str) -> Flow[ApiResponse]:
         self._admin(request)
-        user: User | None = yield Call("get_user", (normalize_username(username),))
+        user = yield from call(Store.get_user, normalize_username(username))
         if user is None:
             raise UserNotFound()
         return self._user_response(user)
@@ -507,7 +507,7 @@ class HttpApi:
             if self.require_if_match:
                 raise PreconditionRequired()
             return None
-        user: User | None = yield Call("get_user", (normalize_username(username),))
+        user = yield from call(Store.get_user, normalize_username(username))
         if user is None:
             raise UserNotFound()
         if header != "*" and etag(user) not in (tag.strip() for tag in header.split(",")):
@@ -546,7 +546,7 @@ class HttpApi:
             self.rules.hasher.policy.check(password)  # refuse before writing anything
         expected = yield from self._expected_version(request, name)
         if not body and password is None:
-            user: User | None = yield Call("get_user", (name,))
+            user = yield from call(Store.get_user, name)
             if user is None:
                 raise UserNotFound()
             return self._user_response(user)

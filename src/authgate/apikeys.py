@@ -31,12 +31,12 @@ from typing import Any
 
 from .audit import AuditEvent
 from .errors import MalformedToken, PermissionDenied, SessionRevoked, ValidationError
-from .flows import Call, Emit, Flow
+from .flows import Emit, Flow, call
 from .identity import Identity
 from .permissions import PermissionSet, parse_grant
 from .sessions import Client, SessionRules, identity_from_user, secret_digest
-from .stores.base import Session
-from .users import User, utcnow
+from .stores.base import Session, Store
+from .users import utcnow
 
 __all__ = [
     "ACCOUNT_RIGHTS",
@@ -162,7 +162,7 @@ def create_api_key(
         kind=_KIND,
         data={"name": name, "permissions": " ".join(perms)},
     )
-    yield Call("create_session", (session,))
+    yield from call(Store.create_session, session)
     yield Emit(AuditEvent("api_key_created", owner.username, key_id, client.ip, name))
     return f"{API_KEY_PREFIX}{key_id}_{secret}", ApiKey.from_session(session)
 
@@ -173,7 +173,7 @@ def api_key_identity(rules: SessionRules, key: str) -> Flow[Identity]:
     if match is None:
         raise MalformedToken("the API key is malformed")
     key_id, secret = match.groups()
-    session: Session | None = yield Call("get_session", (key_id,))
+    session = yield from call(Store.get_session, key_id)
     if session is None or session.kind != _KIND:
         raise SessionRevoked("the API key is unknown, revoked or expired")
     if not hmac.compare_digest(session.refresh_hash, secret_digest(_KIND, secret)):
@@ -184,18 +184,18 @@ def api_key_identity(rules: SessionRules, key: str) -> Flow[Identity]:
 def recheck_api_key(rules: SessionRules, identity: Identity) -> Flow[Identity]:
     """The current identity of a key that authenticated earlier (long-lived
     connections), or `SessionRevoked` when the key or its owner is gone."""
-    session: Session | None = yield Call("get_session", (identity.claims["api_key"],))
+    session = yield from call(Store.get_session, identity.claims["api_key"])
     if session is None or session.kind != _KIND or session.username != identity.username:
         raise SessionRevoked("the API key is unknown, revoked or expired")
     return (yield from _key_identity(rules, session))
 
 
 def _key_identity(rules: SessionRules, session: Session) -> Flow[Identity]:
-    user: User | None = yield Call("get_user", (session.username,))
+    user = yield from call(Store.get_user, session.username)
     if user is None or not user.enabled:
         raise SessionRevoked("the API key's owner is disabled or gone")
     if (utcnow() - session.last_seen).total_seconds() >= rules.touch_interval:
-        yield Call("touch_session", (session.id, utcnow()))
+        yield from call(Store.touch_session, session.id, utcnow())
     listed = ApiKey.from_session(session).permissions
     claims = MappingProxyType(
         {
@@ -215,15 +215,15 @@ def _key_identity(rules: SessionRules, session: Session) -> Flow[Identity]:
 
 def list_api_keys(username: str) -> Flow[list[ApiKey]]:
     """The user's live keys."""
-    sessions: list[Session] = yield Call("list_sessions", (username,))
+    sessions = yield from call(Store.list_sessions, username)
     return [ApiKey.from_session(s) for s in sessions if s.kind == _KIND]
 
 
 def revoke_api_key(username: str, key_id: str, client: Client) -> Flow[bool]:
     """Revoke one of the user's keys; False when it is not theirs or gone."""
-    session: Session | None = yield Call("get_session", (key_id,))
+    session = yield from call(Store.get_session, key_id)
     if session is None or session.username != username or session.kind != _KIND:
         return False
-    done: bool = yield Call("revoke_session", (key_id,))
+    done = yield from call(Store.revoke_session, key_id)
     yield Emit(AuditEvent("api_key_revoked", username, key_id, client.ip))
     return done

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from .audit import AuditLog
 from .config import Settings
-from .flows import Bootstrap, arun, bootstrap, run
+from .flows import arun, run
+from .flows.users import Bootstrap, bootstrap
 from .stores import AsyncStore, Store, open_async_store, open_store
 
 __all__ = ["Bootstrap", "aensure_superuser", "ensure_superuser"]

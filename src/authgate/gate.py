@@ -33,11 +33,11 @@ from .audit import AuditLog, bind_audit_log, configure_logging, unbind_audit_log
 from .bootstrap import Bootstrap
 from .config import Settings
 from .flows import Flow, arun, run
-from .flows import bootstrap as _bootstrap
-from .flows import create_user as _create_user
-from .flows import delete_user as _delete_user
-from .flows import set_password as _set_password
-from .flows import update_user as _update_user
+from .flows.users import bootstrap as _bootstrap
+from .flows.users import create_user as _create_user
+from .flows.users import delete_user as _delete_user
+from .flows.users import set_password as _set_password
+from .flows.users import update_user as _update_user
 from .identity import Identity
 from .lockout import LockoutPolicy
 from .passwords import PasswordHasher

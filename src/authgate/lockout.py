@@ -20,7 +20,8 @@ from dataclasses import dataclass
 
 from .audit import AuditEvent
 from .errors import AccountLocked
-from .flows import Call, Emit, Flow, Pause
+from .flows import Emit, Flow, Pause, call
+from .stores.base import Store
 
 __all__ = ["LockoutPolicy"]
 
@@ -52,12 +53,12 @@ class LockoutPolicy:
             return 0
         waited = 0.0
         while True:
-            taken: int = yield Call("incr", (self.key(username), self.window))
+            taken = yield from call(Store.incr, self.key(username), self.window)
             if taken <= self.max_attempts:
                 return taken
-            locked: int = yield Call("get_counter", (self.lock_key(username),))
+            locked = yield from call(Store.get_counter, self.lock_key(username))
             if locked or waited >= WAIT_SECONDS:
-                ttl: float = yield Call("counter_ttl", (self.lock_key(username),))
+                ttl = yield from call(Store.counter_ttl, self.lock_key(username))
                 raise AccountLocked(max(1, math.ceil(ttl)))
             yield Pause(_WAIT_STEP)  # attempts in flight: a success frees the counter
             waited += _WAIT_STEP
@@ -66,8 +67,8 @@ class LockoutPolicy:
         """Record a failed guess; the one that reaches the limit locks the account."""
         if not self.max_attempts or taken != self.max_attempts:
             return
-        yield Call("incr", (self.lock_key(username), self.lockout_seconds))
-        yield Call("expire_counter", (self.key(username), self.lockout_seconds))
+        yield from call(Store.incr, self.lock_key(username), self.lockout_seconds)
+        yield from call(Store.expire_counter, self.key(username), self.lockout_seconds)
         yield Emit(
             AuditEvent(
                 "lockout",
@@ -80,9 +81,9 @@ class LockoutPolicy:
     def succeeded(self, username: str) -> Flow[None]:
         """Clear the failure count after a good password."""
         if self.max_attempts:
-            yield Call("reset_counter", (self.key(username),))
+            yield from call(Store.reset_counter, self.key(username))
 
     def unlock(self, username: str) -> Flow[None]:
         """Lift a lock-out (an admin action)."""
-        yield Call("reset_counter", (self.lock_key(username),))
-        yield Call("reset_counter", (self.key(username),))
+        yield from call(Store.reset_counter, self.lock_key(username))
+        yield from call(Store.reset_counter, self.key(username))

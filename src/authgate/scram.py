@@ -33,10 +33,10 @@ from datetime import timedelta
 
 from .audit import AuditEvent
 from .errors import AccountLocked, AuthenticationError, BadCredentials, ValidationError
-from .flows import Call, Emit, Flow
+from .flows import Emit, Flow, call
 from .sessions import Client, SessionRules, TokenPair, open_session
-from .stores.base import Session
-from .users import User, normalize_username, utcnow
+from .stores.base import Session, Store
+from .users import normalize_username, utcnow
 
 __all__ = ["ScramReply", "derive_credentials", "scram_step"]
 
@@ -155,7 +155,7 @@ def scram_step(
     token, data = params.get("handshakeToken", ""), params.get("data", "")
     if not token or not data:
         raise ScramError("a SCRAM message needs handshakeToken and data")
-    state: Session | None = yield Call("get_session", (token,))
+    state = yield from call(Store.get_session, token)
     if state is None or state.kind != _KIND:
         raise ScramError("the handshake is unknown or expired: start again with HELLO")
     message = _unb64url(data).decode("utf-8", "replace")
@@ -172,26 +172,22 @@ def _hello(params: dict[str, str]) -> Flow[ScramReply]:
         username = normalize_username(_unb64url(raw).decode("utf-8"))
     except (ValidationError, UnicodeDecodeError):
         raise ScramError("HELLO needs username=<base64url of a valid username>") from None
-    started: int = yield Call("incr", (f"scram-hello:{username}", HELLO_WINDOW))
+    started = yield from call(Store.incr, f"scram-hello:{username}", HELLO_WINDOW)
     if started > HANDSHAKES_PER_MINUTE:
-        ttl: float = yield Call("counter_ttl", (f"scram-hello:{username}",))
+        ttl = yield from call(Store.counter_ttl, f"scram-hello:{username}")
         raise AccountLocked(max(1, int(ttl)), "too many SCRAM handshakes; retry later")
     token = secrets.token_hex(16)
     now = utcnow()
-    yield Call(
-        "create_session",
-        (
-            Session(
-                id=token,
-                username=username,
-                kind=_KIND,
-                created_at=now,
-                last_seen=now,
-                expires_at=now + timedelta(seconds=HANDSHAKE_SECONDS),
-                data={"stage": "hello"},
-            ),
-        ),
+    hello = Session(
+        id=token,
+        username=username,
+        kind=_KIND,
+        created_at=now,
+        last_seen=now,
+        expires_at=now + timedelta(seconds=HANDSHAKE_SECONDS),
+        data={"stage": "hello"},
     )
+    yield from call(Store.create_session, hello)
     return ScramReply(401, "www-authenticate", f"SCRAM hash=SHA-256, handshakeToken={token}")
 
 
@@ -205,28 +201,17 @@ def _server_first(secret: bytes, state: Session, message: str) -> Flow[ScramRepl
         raise ScramError("client-first needs n=<user> and r=<nonce>")
     if normalize_username(attrs["n"].replace("=2C", ",").replace("=3D", "=")) != state.username:
         raise ScramError("client-first names another user than HELLO")
-    user: User | None = yield Call("get_user", (state.username,))
+    user = yield from call(Store.get_user, state.username)
     creds = _Credentials.parse(user.scram_credentials) if user is not None else None
     if creds is None:
         creds = _Credentials.fake(secret, state.username)
     combined = nonce + secrets.token_urlsafe(18)
     server_first = f"r={combined},s={_b64(creds.salt)},i={creds.iterations}"
-    ok: bool = yield Call("revoke_session", (state.id,))  # each token serves one round
+    ok = yield from call(Store.revoke_session, state.id)  # each token serves one round
     if not ok:
         raise ScramError("the handshake was already used")
-    yield Call(
-        "create_session",
-        (
-            state.replace(
-                data={
-                    "stage": "first",
-                    "bare": bare,
-                    "server_first": server_first,
-                    "nonce": combined,
-                },
-            ),
-        ),
-    )
+    data = {"stage": "first", "bare": bare, "server_first": server_first, "nonce": combined}
+    yield from call(Store.create_session, state.replace(data=data))
     value = f"SCRAM handshakeToken={state.id}, hash=SHA-256, data={_b64url(server_first.encode())}"
     return ScramReply(401, "www-authenticate", value)
 
@@ -234,7 +219,7 @@ def _server_first(secret: bytes, state: Session, message: str) -> Flow[ScramRepl
 def _server_final(
     rules: SessionRules, state: Session, message: str, client: Client
 ) -> Flow[ScramReply]:
-    done: bool = yield Call("revoke_session", (state.id,))  # one try per handshake
+    done = yield from call(Store.revoke_session, state.id)  # one try per handshake
     if not done:
         raise ScramError("the handshake was already used")
     without_proof, _, proof_part = message.rpartition(",p=")
@@ -249,7 +234,7 @@ def _server_final(
     except ValueError:
         raise ScramError("client-final has no valid proof") from None
     taken = yield from rules.lockout.reserve(state.username)
-    user: User | None = yield Call("get_user", (state.username,))
+    user = yield from call(Store.get_user, state.username)
     creds = _Credentials.parse(user.scram_credentials) if user is not None else None
     auth_message = f"{state.data['bare']},{state.data['server_first']},{without_proof}"
     valid = False

@@ -33,14 +33,15 @@ from .errors import (
     SessionRevoked,
     StoreError,
 )
-from .flows import Call, DummyVerify, Emit, Flow, Verify, password_fields
+from .flows import DummyVerify, Emit, Flow, Verify, call
+from .flows.users import password_fields
 from .identity import Identity
 from .lockout import LockoutPolicy
 from .passwords import PasswordHasher
 from .permissions import RolePolicy
-from .stores.base import Session
+from .stores.base import Session, Store
 from .tokens import TokenVerifier
-from .users import Group, User, normalize_username, utcnow
+from .users import User, normalize_username, utcnow
 
 __all__ = [
     "Client",
@@ -169,7 +170,7 @@ def login(rules: SessionRules, username: str, password: str, client: Client) -> 
         )
         raise BadCredentials() from None
     taken = yield from rules.lockout.reserve(name)
-    user: User | None = yield Call("get_user", (name,))
+    user = yield from call(Store.get_user, name)
     if user is None or not user.password_hash:
         yield DummyVerify(password)
         ok = False
@@ -193,7 +194,7 @@ def open_session(
     apply the session limit, store the session, return the token pair."""
     name = user.username
     if rules.max_sessions:
-        listed: list[Session] = yield Call("list_sessions", (name,))
+        listed = yield from call(Store.list_sessions, name)
         current = [s for s in listed if s.kind == LOGIN]
         excess = len(current) - rules.max_sessions + 1
         if excess > 0:
@@ -205,7 +206,7 @@ def open_session(
                 )
                 raise SessionLimitReached()
             for old in current[:excess]:
-                yield Call("revoke_session", (old.id,))
+                yield from call(Store.revoke_session, old.id)
                 yield Emit(
                     AuditEvent(
                         "session_revoked", name, old.id, client.ip, "evicted by the session limit"
@@ -225,7 +226,7 @@ def open_session(
         user_agent=client.user_agent[:256],
         refresh_hash=refresh_hash,
     )
-    yield Call("create_session", (session,))
+    yield from call(Store.create_session, session)
     yield Emit(AuditEvent("login_success", name, session_id, client.ip, detail))
     return _pair(rules, user, session_id, refresh_token)
 
@@ -235,7 +236,7 @@ def _rehash(user: User, password: str) -> Flow[User]:
     created before them lacks); a concurrent change wins."""
     secrets_ = yield from password_fields(password)
     try:
-        saved: User = yield Call("update_user", (user.changed(**secrets_), user.version))
+        saved = yield from call(Store.update_user, user.changed(**secrets_), user.version)
     except StoreError:  # a concurrent change, or a read-only user source: best effort
         return user
     return saved
@@ -244,18 +245,18 @@ def _rehash(user: User, password: str) -> Flow[User]:
 def refresh(rules: SessionRules, refresh_token: str, client: Client) -> Flow[TokenPair]:
     """Spend a refresh token for a new pair; a spent token revokes its session."""
     session_id, presented = parse_refresh_token(refresh_token)
-    session: Session | None = yield Call("get_session", (session_id,))
+    session = yield from call(Store.get_session, session_id)
     if session is None or session.kind != LOGIN:  # an API key or a handshake never refreshes
         raise SessionRevoked("the refresh token is no longer valid")
     if not hmac.compare_digest(session.refresh_hash, presented):
         yield from _reuse(session, client)
-    user: User | None = yield Call("get_user", (session.username,))
+    user = yield from call(Store.get_user, session.username)
     if user is None or not user.enabled:
-        yield Call("revoke_session", (session_id,))
+        yield from call(Store.revoke_session, session_id)
         raise SessionRevoked()
     new_token, new_hash = new_refresh_token(session_id)
     expires = utcnow() + timedelta(seconds=rules.refresh_ttl)
-    swapped = yield Call("rotate_refresh", (session_id, presented, new_hash, expires))
+    swapped = yield from call(Store.rotate_refresh, session_id, presented, new_hash, expires)
     if not swapped:  # another request spent the same token a moment ago
         yield from _reuse(session, client)
     yield Emit(AuditEvent("refresh", user.username, session_id, client.ip))
@@ -263,7 +264,7 @@ def refresh(rules: SessionRules, refresh_token: str, client: Client) -> Flow[Tok
 
 
 def _reuse(session: Session, client: Client) -> Flow[None]:
-    yield Call("revoke_session", (session.id,))
+    yield from call(Store.revoke_session, session.id)
     yield Emit(
         AuditEvent(
             "refresh_token_reuse",
@@ -278,24 +279,24 @@ def _reuse(session: Session, client: Client) -> Flow[None]:
 
 def logout(username: str, session_id: str, client: Client) -> Flow[bool]:
     """Revoke one session."""
-    revoked: bool = yield Call("revoke_session", (session_id,))
+    revoked = yield from call(Store.revoke_session, session_id)
     yield Emit(AuditEvent("logout", username, session_id, client.ip))
     return revoked
 
 
 def revoke_session(username: str, session_id: str, client: Client) -> Flow[bool]:
     """Revoke one of `username`'s sessions (a session of someone else is not found)."""
-    session: Session | None = yield Call("get_session", (session_id,))
+    session = yield from call(Store.get_session, session_id)
     if session is None or session.username != username:
         return False
-    revoked: bool = yield Call("revoke_session", (session_id,))
+    revoked = yield from call(Store.revoke_session, session_id)
     yield Emit(AuditEvent("session_revoked", username, session_id, client.ip))
     return revoked
 
 
 def revoke_sessions(username: str, client: Client, keep: str | None = None) -> Flow[int]:
     """Revoke every session of a user (but `keep`)."""
-    count: int = yield Call("revoke_user_sessions", (username, keep))
+    count = yield from call(Store.revoke_user_sessions, username, keep)
     yield Emit(
         AuditEvent("sessions_revoked", username, keep or "", client.ip, f"{count} sessions revoked")
     )
@@ -312,7 +313,7 @@ def change_password(
 ) -> Flow[User]:
     """Change one's own password: the current one must match; other sessions end."""
     rules.hasher.policy.check(new)
-    user: User | None = yield Call("get_user", (username,))
+    user = yield from call(Store.get_user, username)
     if user is None:
         yield DummyVerify(current)
         raise BadCredentials("the current password is wrong")
@@ -329,8 +330,8 @@ def change_password(
         )
         raise BadCredentials("the current password is wrong")
     secrets_ = yield from password_fields(new)
-    saved: User = yield Call("update_user", (user.changed(**secrets_), user.version))
-    count: int = yield Call("revoke_user_sessions", (username, keep_session))
+    saved = yield from call(Store.update_user, user.changed(**secrets_), user.version)
+    count = yield from call(Store.revoke_user_sessions, username, keep_session)
     yield Emit(
         AuditEvent(
             "password_change",
@@ -392,7 +393,7 @@ def group_grants(policy: RolePolicy, groups: frozenset[str]) -> Flow[frozenset[s
     grants: set[str] = set()
     for name in sorted(groups):
         if name not in policy.group_permissions:
-            group: Group | None = yield Call("get_group", (name,))
+            group = yield from call(Store.get_group, name)
             if group is not None:
                 grants |= group.permissions
     return frozenset(grants)
@@ -427,14 +428,11 @@ def quick_identity(
 def load_identity(rules: SessionRules, claims: Mapping[str, Any]) -> Flow[Identity]:
     """Check a verified token's session and user in the store; build the identity from
     the user as it is now (so a role change shows on the very next request)."""
-    found: tuple[Session | None, User | None] = yield Call(
-        "get_session_user", (claims["sid"], claims["sub"])
-    )
-    session, user = found
+    session, user = yield from call(Store.get_session_user, claims["sid"], claims["sub"])
     live = _live(claims, session, user)
     assert session is not None
     now = time.time()
     if now - session.last_seen.timestamp() >= rules.touch_interval:
-        yield Call("touch_session", (session.id, datetime.fromtimestamp(now, timezone.utc)))
+        yield from call(Store.touch_session, session.id, datetime.fromtimestamp(now, timezone.utc))
     extra = yield from group_grants(rules.policy, live.groups)
     return identity_from_user(rules.policy, live, session.id, claims, extra)

@@ -1,25 +1,15 @@
-"""Multi-step operations written once, as generators of small operations.
-
-A flow never touches a store or argon2 itself: it yields an `Op` (a store call, a
-hash, a verification) and receives the result.  `run` drives a flow against a sync
-store; `arun` against an async one, sending argon2 work to a bounded thread pool so
-the event loop never hashes.  One body, two drivers: nothing is written twice.
-"""
+"""User administration and start-up seeding, as flows: create, update, set a
+password, delete (never the last enabled admin), make sure an admin exists."""
 
 from __future__ import annotations
 
-import asyncio
-import threading
-import time
-from collections.abc import Callable, Generator, Iterable
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 
-from .audit import AuditEvent
-from .config import Settings
-from .errors import (
-    AuthGateError,
+from ..audit import AuditEvent
+from ..config import Settings
+from ..errors import (
     ConfigError,
     LastAdminError,
     ProtectedUser,
@@ -28,184 +18,28 @@ from .errors import (
     ValidationError,
     VersionConflict,
 )
-from .passwords import PasswordHasher
-from .permissions import RolePolicy
-from .stores.base import AsyncStore, Page, Store
-from .users import RoleHierarchy, User, normalize_username
+from ..permissions import RolePolicy
+from ..stores.base import Store
+from ..users import RoleHierarchy, User, normalize_username
+from .ops import DeriveScram, Emit, Flow, Hash, call
 
 __all__ = [
+    "BOOTSTRAP",
     "Bootstrap",
-    "Call",
-    "DeriveScram",
-    "DummyVerify",
-    "Emit",
-    "Flow",
-    "Hash",
-    "Op",
-    "Verify",
-    "arun",
+    "bootstrap",
     "create_user",
     "delete_user",
+    "describe_change",
     "enabled_admins",
     "ensure_guest",
     "ensure_superuser",
     "iter_users",
     "password_fields",
-    "run",
     "set_password",
     "update_user",
 ]
 
 T = TypeVar("T")
-
-
-@dataclass(frozen=True, slots=True)
-class Call:
-    """Call a store method by name."""
-
-    method: str
-    args: tuple[Any, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class Hash:
-    """Hash a password (checks the policy first).  CPU-heavy."""
-
-    password: str
-
-    def __repr__(self) -> str:
-        return "Hash(<password>)"
-
-
-@dataclass(frozen=True, slots=True)
-class DeriveScram:
-    """Derive SCRAM-SHA-256 credentials from a password.  CPU-heavy (PBKDF2)."""
-
-    password: str
-
-    def __repr__(self) -> str:
-        return "DeriveScram(<password>)"
-
-
-@dataclass(frozen=True, slots=True)
-class Verify:
-    """Verify a password against a hash; the result is a bool.  CPU-heavy."""
-
-    password_hash: str
-    password: str
-
-    def __repr__(self) -> str:
-        return "Verify(<hash>, <password>)"
-
-
-@dataclass(frozen=True, slots=True)
-class DummyVerify:
-    """Spend one verification's time for an unknown user.  CPU-heavy."""
-
-    password: str
-
-    def __repr__(self) -> str:
-        return "DummyVerify(<password>)"
-
-
-@dataclass(frozen=True, slots=True)
-class Emit:
-    """Record an audit event."""
-
-    event: AuditEvent
-
-
-@dataclass(frozen=True, slots=True)
-class Pause:
-    """Wait a moment (without holding the event loop) before going on."""
-
-    seconds: float
-
-
-Op = Call | Hash | DeriveScram | Verify | DummyVerify | Emit | Pause
-Flow = Generator[Op, Any, T]
-Emitter = Callable[[AuditEvent], None]
-
-
-def _drop(event: AuditEvent) -> None:
-    """The emitter used when nobody listens."""
-
-
-# argon2id at RFC 9106's low-memory profile holds 64 MiB per hash: a few at a time.
-_HASH_WORKERS = 2
-_pool: ThreadPoolExecutor | None = None
-_pool_lock = threading.Lock()
-
-
-def hashing_pool() -> ThreadPoolExecutor:
-    """The process-wide bounded pool where async code runs argon2."""
-    global _pool
-    with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(_HASH_WORKERS, thread_name_prefix="authgate-argon2")
-        return _pool
-
-
-def _cpu(op: Hash | DeriveScram | Verify | DummyVerify, hasher: PasswordHasher) -> Any:
-    if isinstance(op, Hash):
-        return hasher.hash(op.password)
-    if isinstance(op, DeriveScram):
-        return hasher.derive_scram(op.password)
-    if isinstance(op, Verify):
-        return hasher.verify(op.password_hash, op.password)
-    hasher.dummy_verify(op.password)
-    return None
-
-
-def run(flow: Flow[T], store: Store, hasher: PasswordHasher, emit: Emitter = _drop) -> T:
-    """Drive `flow` against a sync store."""
-    try:
-        op = next(flow)
-        while True:
-            try:
-                if isinstance(op, Call):
-                    result = getattr(store, op.method)(*op.args)
-                elif isinstance(op, Emit):
-                    emit(op.event)
-                    result = None
-                elif isinstance(op, Pause):
-                    time.sleep(op.seconds)
-                    result = None
-                else:
-                    result = _cpu(op, hasher)
-            except AuthGateError as err:
-                op = flow.throw(err)  # the flow may handle it (or it propagates)
-                continue
-            op = flow.send(result)
-    except StopIteration as done:
-        return cast(T, done.value)
-
-
-async def arun(
-    flow: Flow[T], store: AsyncStore, hasher: PasswordHasher, emit: Emitter = _drop
-) -> T:
-    """Drive `flow` against an async store; argon2 runs on the bounded pool."""
-    loop = asyncio.get_running_loop()
-    try:
-        op = next(flow)
-        while True:
-            try:
-                if isinstance(op, Call):
-                    result = await getattr(store, op.method)(*op.args)
-                elif isinstance(op, Emit):
-                    emit(op.event)
-                    result = None
-                elif isinstance(op, Pause):
-                    await asyncio.sleep(op.seconds)
-                    result = None
-                else:
-                    result = await loop.run_in_executor(hashing_pool(), _cpu, op, hasher)
-            except AuthGateError as err:
-                op = flow.throw(err)  # the flow may handle it (or it propagates)
-                continue
-            op = flow.send(result)
-    except StopIteration as done:
-        return cast(T, done.value)
 
 
 def password_fields(password: str) -> Flow[dict[str, Any]]:
@@ -224,7 +58,7 @@ def iter_users(page_size: int = 200) -> Flow[list[User]]:
     users: list[User] = []
     after: str | None = None
     while True:
-        page: Page = yield Call("list_users", (after, page_size))
+        page = yield from call(Store.list_users, after, page_size)
         users.extend(page.items)
         if page.next_after is None:
             return users
@@ -238,7 +72,7 @@ def enabled_admins(roles: RoleHierarchy) -> Flow[list[User]]:
 
 
 def _get(username: str) -> Flow[User]:
-    user: User | None = yield Call("get_user", (normalize_username(username),))
+    user = yield from call(Store.get_user, normalize_username(username))
     if user is None:
         raise UserNotFound()
     return user
@@ -276,7 +110,7 @@ def create_user(
     if password is not None:
         secrets_ = yield from password_fields(password)
         user = User.new(username, roles=roles, **secrets_, **fields)
-    created: User = yield Call("create_user", (user,))
+    created = yield from call(Store.create_user, user)
     detail = f"roles={','.join(sorted(created.roles)) or '-'}" + (
         "" if password is not None else " no password"
     )
@@ -314,16 +148,16 @@ _ADMIN_LOCK_SECONDS = 10
 
 
 def _admin_guarded(
-    before: User, after: User | None, roles: RoleHierarchy, write: Call
-) -> Flow[Any]:
+    before: User, after: User | None, roles: RoleHierarchy, write: Flow[T]
+) -> Flow[T]:
     """Make the `write` that changes `before` into `after` (None: deletes it), refusing
     it when it would leave no enabled admin.  The check and the write run under the
     admin lock, so concurrent changes to the admins are judged one at a time."""
     was_admin = before.enabled and roles.top in before.roles
     still_admin = after is not None and after.enabled and roles.top in after.roles
     if not was_admin or still_admin:
-        return (yield write)
-    holders: int = yield Call("incr", (_ADMIN_LOCK, _ADMIN_LOCK_SECONDS))
+        return (yield from write)
+    holders = yield from call(Store.incr, _ADMIN_LOCK, _ADMIN_LOCK_SECONDS)
     if holders > 1:
         raise VersionConflict("another change to the admins is under way: try again")
     try:
@@ -333,13 +167,13 @@ def _admin_guarded(
                 f"refused: {before.username} is the last enabled {roles.top}; "
                 f"make another user {roles.top} first"
             )
-        result = yield write
+        result = yield from write
     except GeneratorExit:  # the driver gave up on the flow: the lock expires by itself
         raise
     except BaseException:
-        yield Call("reset_counter", (_ADMIN_LOCK,))
+        yield from call(Store.reset_counter, _ADMIN_LOCK)
         raise
-    yield Call("reset_counter", (_ADMIN_LOCK,))
+    yield from call(Store.reset_counter, _ADMIN_LOCK)
     return result
 
 
@@ -374,10 +208,10 @@ def update_user(
     ):
         raise ProtectedUser()
     saved: User = yield from _admin_guarded(
-        user, updated, roles_order, Call("update_user", (updated, user.version))
+        user, updated, roles_order, call(Store.update_user, updated, user.version)
     )
     if (not updated.enabled and user.enabled) or password is not None:
-        yield Call("revoke_user_sessions", (user.username, None))
+        yield from call(Store.revoke_user_sessions, user.username, None)
     detail = describe_change(user, saved)
     yield Emit(AuditEvent("user_updated", saved.username, actor=actor, detail=detail))
     return saved
@@ -397,8 +231,8 @@ def set_password(
     if expected_version is not None and user.version != expected_version:
         raise VersionConflict()
     secrets_ = yield from password_fields(password)
-    saved: User = yield Call("update_user", (user.changed(**secrets_), user.version))
-    yield Call("revoke_user_sessions", (user.username, keep_session))
+    saved = yield from call(Store.update_user, user.changed(**secrets_), user.version)
+    yield from call(Store.revoke_user_sessions, user.username, keep_session)
     if actor:  # an admin's reset (a user's own change is audited as password_change)
         yield Emit(AuditEvent("password_reset", saved.username, actor=actor))
     return saved
@@ -424,7 +258,7 @@ def delete_user(
     if acting is not None and normalize_username(acting) == user.username:
         raise LastAdminError("refused: you cannot delete your own account")
     # The record judged (protected? the last admin?) is the one deleted, or none is.
-    delete = Call("delete_user", (user.username, user.version))
+    delete = call(Store.delete_user, user.username, user.version)
     yield from _admin_guarded(user, None, roles_order, delete)
     roles = ",".join(sorted(user.roles)) or "-"
     yield Emit(AuditEvent("user_deleted", user.username, actor=actor, detail=f"roles={roles}"))
@@ -456,12 +290,12 @@ def ensure_guest(
     Without a password the guest exists for ownership and sharing but cannot log in."""
     name = _setting(normalize_username, username, "AUTHGATE_GUEST_USERNAME")
     role = _guest_role(roles_order, role)
-    existing: User | None = yield Call("get_user", (name,))
+    existing = yield from call(Store.get_user, name)
     if existing is not None:
         return False
     secrets_ = {} if password is None else (yield from _seed_password(password, "GUEST"))
     try:
-        yield Call("create_user", (User.new(name, roles=[role], **secrets_),))
+        yield from call(Store.create_user, User.new(name, roles=[role], **secrets_))
     except UserExists:  # another worker seeded it a moment ago
         return False
     yield Emit(AuditEvent("user_created", name, actor=BOOTSTRAP, detail=f"roles={role}"))
@@ -505,25 +339,25 @@ def ensure_superuser(
             "`authgate users create NAME --role admin`)"
         )
     name = _setting(normalize_username, username, "AUTHGATE_SUPERUSER_USERNAME")
-    existing: User | None = yield Call("get_user", (name,))
+    existing = yield from call(Store.get_user, name)
     secrets_ = yield from _seed_password(password, "SUPERUSER")
     # Every worker of a fresh deployment may get here at once: losing the race to create
     # or promote the admin is success, as long as the admin now exists.
     try:
         if existing is None:
-            yield Call("create_user", (User.new(name, roles=[roles_order.top], **secrets_),))
+            yield from call(Store.create_user, User.new(name, roles=[roles_order.top], **secrets_))
             detail = f"roles={roles_order.top}"
             yield Emit(AuditEvent("user_created", name, actor=BOOTSTRAP, detail=detail))
             return Bootstrap("created", name)
         promoted = existing.changed(
             roles=existing.roles | {roles_order.top}, enabled=True, **secrets_
         )
-        saved: User = yield Call("update_user", (promoted, existing.version))
+        saved = yield from call(Store.update_user, promoted, existing.version)
         detail = describe_change(existing, saved)
         yield Emit(AuditEvent("user_updated", name, actor=BOOTSTRAP, detail=detail))
         return Bootstrap("promoted", name)
     except (UserExists, VersionConflict):
-        now: User | None = yield Call("get_user", (name,))
+        now = yield from call(Store.get_user, name)
         if now is None or not now.enabled or roles_order.top not in now.roles:
             raise
         return Bootstrap("exists", name)

@@ -1,0 +1,154 @@
+"""One definition, two faces.
+
+authgate writes each multi-step operation once, as a generator that yields what it
+needs done (a store call, a Redis command, a hash) and receives the results: no I/O in
+the definition.  A *face* is a class that knows how to drive such a generator: a
+`SyncFace` runs it and returns the result, an `AsyncFace` awaits the I/O.  `operation`
+turns a definition into a method of both: written in a shared base class, it becomes
+``gate.login(...)`` on the sync face and ``await gate.login(...)`` on the async one,
+with the same parameters and the same docstring, typed for each (mypy sees a plain
+method on the one and a coroutine function on the other).
+
+This is what keeps `Gate` and `AsyncGate`, `RedisStore` and `AsyncRedisStore`, and a
+local store and its async face from being written twice: adding an operation is one
+edit, and the faces cannot drift.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+from collections.abc import Callable, Coroutine, Generator
+from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
+
+__all__ = ["AsyncFace", "Steps", "SyncFace", "adrive", "drive", "operation", "returning"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+Op = TypeVar("Op")
+
+Steps = Generator[Any, Any, T]
+
+
+class SyncFace:
+    """A class whose operations run to their result when called."""
+
+    def _drive(self, steps: Steps[T]) -> T:
+        raise NotImplementedError
+
+
+class AsyncFace:
+    """A class whose operations are awaited: its I/O never blocks the event loop."""
+
+    async def _drive(self, steps: Steps[T]) -> T:
+        raise NotImplementedError
+
+
+class _Stepping:
+    """One generator's run: its next step, or its result once it is done.  The
+    drivers differ only in whether doing a step is awaited."""
+
+    __slots__ = ("done", "step", "steps", "value")
+
+    def __init__(self, steps: Generator[Any, Any, Any]) -> None:
+        self.steps = steps
+        self.done = False
+        self.value: Any = None
+        self.step: Any = None
+        self.resume(next, steps)
+
+    def resume(self, move: Callable[..., Any], *args: Any) -> None:
+        """Move the generator on (start it, send a result in, throw a failure in)."""
+        try:
+            self.step = move(*args)
+        except StopIteration as finished:
+            self.done, self.value = True, finished.value
+
+
+def drive(steps: Generator[Op, Any, T], execute: Callable[[Op], Any]) -> T:
+    """Run `steps` to its result, each yielded step done by `execute`.  A step that
+    fails is thrown into the generator, which may handle it; the generator is closed
+    however the run ends, so its ``finally`` blocks always run."""
+    run = _Stepping(steps)
+    with contextlib.closing(steps):
+        while not run.done:
+            try:
+                result = execute(run.step)
+            except Exception as err:
+                run.resume(steps.throw, err)
+            else:
+                run.resume(steps.send, result)
+    value: T = run.value
+    return value
+
+
+async def adrive(
+    steps: Generator[Op, Any, T], execute: Callable[[Op], Coroutine[Any, Any, Any]]
+) -> T:
+    """`drive`, each step awaited."""
+    run = _Stepping(steps)
+    with contextlib.closing(steps):
+        while not run.done:
+            try:
+                result = await execute(run.step)
+            except Exception as err:
+                run.resume(steps.throw, err)
+            else:
+                run.resume(steps.send, result)
+    value: T = run.value
+    return value
+
+
+def returning(value: T) -> Steps[T]:
+    """Steps that do nothing and return `value` (an answer known without I/O)."""
+    yield from ()
+    return value
+
+
+class operation(Generic[P, R]):
+    """A method defined once, as steps, and offered by every face.
+
+    Decorate a method of a base class that returns the steps of the operation; the
+    `SyncFace` subclass gets a method returning the result, the `AsyncFace` subclass a
+    coroutine function, both with the definition's signature (less ``self``) and
+    docstring.  The bound method is made once per instance.
+    """
+
+    def __init__(self, build: Callable[Concatenate[Any, P], Steps[R]]) -> None:
+        self.build = build
+        self.name = build.__name__
+        self.__doc__ = build.__doc__
+        signature = inspect.signature(build)
+        self.__signature__ = signature.replace(parameters=list(signature.parameters.values())[1:])
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, face: None, owner: type) -> operation[P, R]: ...
+    @overload
+    def __get__(self, face: SyncFace, owner: type) -> Callable[P, R]: ...
+    @overload
+    def __get__(self, face: AsyncFace, owner: type) -> Callable[P, Coroutine[Any, Any, R]]: ...
+    def __get__(self, face: Any, owner: type) -> Any:
+        if face is None:
+            return self
+        build, run = self.build, face._drive
+        method: Callable[..., Any]
+        if isinstance(face, AsyncFace):
+
+            async def method(*args: Any, **kwargs: Any) -> Any:
+                return await run(build(face, *args, **kwargs))
+
+        else:
+
+            def method(*args: Any, **kwargs: Any) -> Any:
+                return run(build(face, *args, **kwargs))
+
+        method.__name__ = self.name
+        method.__qualname__ = f"{type(face).__qualname__}.{self.name}"
+        method.__doc__ = self.__doc__
+        method.__dict__["__signature__"] = self.__signature__
+        face.__dict__[self.name] = method  # the next lookup finds it on the instance
+        return method

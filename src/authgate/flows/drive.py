@@ -1,0 +1,98 @@
+"""The two drivers of flows: `run` against a sync store, `arun` against an async one.
+
+Both step the same generator (`authgate.faces.drive`); they differ only in how an
+operation is done.  `arun` sends argon2 and PBKDF2 work to a small bounded thread pool,
+so the event loop never hashes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from ..audit import AuditEvent
+from ..faces import adrive, drive
+from ..passwords import PasswordHasher
+from ..stores.base import AsyncStore, Store
+from .ops import Call, DeriveScram, DummyVerify, Emit, Flow, Hash, Op, Pause, Verify
+
+__all__ = ["Emitter", "arun", "hashing_pool", "run"]
+
+T = TypeVar("T")
+Emitter = Callable[[AuditEvent], None]
+
+
+def _drop(event: AuditEvent) -> None:
+    """The emitter used when nobody listens."""
+
+
+# argon2id at RFC 9106's low-memory profile holds 64 MiB per hash: a few at a time.
+_HASH_WORKERS = 2
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def hashing_pool() -> ThreadPoolExecutor:
+    """The process-wide bounded pool where async code runs argon2."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(_HASH_WORKERS, thread_name_prefix="authgate-argon2")
+        return _pool
+
+
+def _cpu(op: Hash | DeriveScram | Verify | DummyVerify, hasher: PasswordHasher) -> Any:
+    if isinstance(op, Hash):
+        return hasher.hash(op.password)
+    if isinstance(op, DeriveScram):
+        return hasher.derive_scram(op.password)
+    if isinstance(op, Verify):
+        return hasher.verify(op.password_hash, op.password)
+    hasher.dummy_verify(op.password)
+    return None
+
+
+def _method(store: Any, op: Call) -> Any:
+    """The store's bound method for `op`, partially applied to its keywords."""
+    method = getattr(store, op.method)
+    if op.kwargs:
+        kwargs = dict(op.kwargs)
+        return lambda *args: method(*args, **kwargs)
+    return method
+
+
+def run(flow: Flow[T], store: Store, hasher: PasswordHasher, emit: Emitter = _drop) -> T:
+    """Drive `flow` against a sync store."""
+
+    def execute(op: Op) -> Any:
+        if isinstance(op, Call):
+            return _method(store, op)(*op.args)
+        if isinstance(op, Emit):
+            return emit(op.event)
+        if isinstance(op, Pause):
+            return time.sleep(op.seconds)
+        return _cpu(op, hasher)
+
+    return drive(flow, execute)
+
+
+async def arun(
+    flow: Flow[T], store: AsyncStore, hasher: PasswordHasher, emit: Emitter = _drop
+) -> T:
+    """Drive `flow` against an async store; argon2 runs on the bounded pool."""
+    loop = asyncio.get_running_loop()
+
+    async def execute(op: Op) -> Any:
+        if isinstance(op, Call):
+            return await _method(store, op)(*op.args)
+        if isinstance(op, Emit):
+            return emit(op.event)
+        if isinstance(op, Pause):
+            return await asyncio.sleep(op.seconds)
+        return await loop.run_in_executor(hashing_pool(), _cpu, op, hasher)
+
+    return await adrive(flow, execute)

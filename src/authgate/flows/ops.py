@@ -1,0 +1,112 @@
+"""The operations a flow yields, and `call`, the typed way to yield a store call.
+
+A flow is a generator: it yields one of these small frozen values and receives the
+result, so it never does I/O itself and the same body serves the sync and the async
+drivers (`authgate.flows.drive`).  Store calls are made with `call`, which names the
+operation by the `Store` protocol's own method, so a misspelt operation or a wrong
+argument is a type error, and the result arrives typed::
+
+    user = yield from call(Store.get_user, username)   # User | None
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from dataclasses import dataclass
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from ..audit import AuditEvent
+from ..stores.base import Store
+
+__all__ = [
+    "Call",
+    "DeriveScram",
+    "DummyVerify",
+    "Emit",
+    "Flow",
+    "Hash",
+    "Op",
+    "Pause",
+    "Verify",
+    "call",
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """Call the store operation `method` (made by `call`, which checks the name)."""
+
+    method: str
+    args: tuple[Any, ...] = ()
+    kwargs: tuple[tuple[str, Any], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Hash:
+    """Hash a password (checks the policy first).  CPU-heavy."""
+
+    password: str
+
+    def __repr__(self) -> str:
+        return "Hash(<password>)"
+
+
+@dataclass(frozen=True, slots=True)
+class DeriveScram:
+    """Derive SCRAM-SHA-256 credentials from a password.  CPU-heavy (PBKDF2)."""
+
+    password: str
+
+    def __repr__(self) -> str:
+        return "DeriveScram(<password>)"
+
+
+@dataclass(frozen=True, slots=True)
+class Verify:
+    """Verify a password against a hash; the result is a bool.  CPU-heavy."""
+
+    password_hash: str
+    password: str
+
+    def __repr__(self) -> str:
+        return "Verify(<hash>, <password>)"
+
+
+@dataclass(frozen=True, slots=True)
+class DummyVerify:
+    """Spend one verification's time for an unknown user.  CPU-heavy."""
+
+    password: str
+
+    def __repr__(self) -> str:
+        return "DummyVerify(<password>)"
+
+
+@dataclass(frozen=True, slots=True)
+class Emit:
+    """Record an audit event."""
+
+    event: AuditEvent
+
+
+@dataclass(frozen=True, slots=True)
+class Pause:
+    """Wait a moment (without holding the event loop) before going on."""
+
+    seconds: float
+
+
+Op = Call | Hash | DeriveScram | Verify | DummyVerify | Emit | Pause
+Flow = Generator[Op, Any, T]
+
+
+def call(method: Callable[Concatenate[Store, P], R], *args: P.args, **kwargs: P.kwargs) -> Flow[R]:
+    """The steps of one store call: ``yield from call(Store.get_user, name)`` runs
+    ``store.get_user(name)`` on whichever store the driver holds and returns its
+    result, typed as the protocol declares it."""
+    result: R = yield Call(method.__name__, args, tuple(kwargs.items()))
+    return result
