@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from authgate.gate import AsyncGate, Gate
+from authgate.stores import MemoryStore, SyncStoreAsAsync
 from authgate.stores.base import AsyncStore, Store
 from authgate.stores.redis import AsyncRedisStore, RedisStore
 
@@ -21,10 +22,28 @@ ASYNC_ONLY = {"authenticate_nowait", "ensure_superuser_now"}
 PAIRS = [(Gate, AsyncGate), (RedisStore, AsyncRedisStore), (Store, AsyncStore)]
 
 
+SECRET = "faces-test-secret-key-long-enough-for-hs256"
+
+
+def face(cls: type) -> Any:
+    """What a user holds: an instance for the concrete faces (whose operations are
+    made per instance from one definition), the class for the protocols."""
+    if cls is Gate:
+        return Gate(store=MemoryStore(), secret_key=SECRET)
+    if cls is AsyncGate:
+        return AsyncGate(store=SyncStoreAsAsync(MemoryStore()), secret_key=SECRET)
+    if cls is RedisStore:
+        return RedisStore("redis://127.0.0.1:1/0", check=False)  # never connects
+    if cls is AsyncRedisStore:
+        return AsyncRedisStore("redis://127.0.0.1:1/0")
+    return cls
+
+
 def operations(cls: type) -> dict[str, Any]:
+    held = face(cls)
     return {
         name: member
-        for name, member in inspect.getmembers(cls, callable)
+        for name, member in inspect.getmembers(held, callable)
         if not name.startswith("_") and not inspect.isclass(member)
     }
 
@@ -48,7 +67,23 @@ def test_each_operation_has_one_signature_awaited_on_the_async_face(
         other = awaited[name]
         assert shape(member) == shape(other), name
         assert not inspect.iscoroutinefunction(member), name
-        if name in NO_IO or isinstance(inspect.getattr_static(async_, name), classmethod):
+        if name in NO_IO or isinstance(inspect.getattr_static(async_, name, None), classmethod):
             assert not inspect.iscoroutinefunction(other), name
         else:
             assert inspect.iscoroutinefunction(other), f"{async_.__name__}.{name} is not async"
+
+
+# What a face may define itself: how it drives an operation, how it opens its store, and
+# the async face's sync helpers.  Every operation comes from the one shared definition.
+OWN = {"__doc__", "__module__", "__qualname__", "__parameters__", "__orig_bases__",
+       "__annotations__", "_drive", "_open", *ASYNC_ONLY}  # fmt: skip
+
+
+@pytest.mark.parametrize("cls", [Gate, AsyncGate], ids=lambda c: c.__name__)
+def test_a_gate_face_writes_no_operation_of_its_own(cls: type) -> None:
+    assert set(vars(cls)) - OWN == set()
+
+
+@pytest.mark.parametrize("cls", [RedisStore, AsyncRedisStore], ids=lambda c: c.__name__)
+def test_a_redis_face_writes_only_its_connection(cls: type) -> None:
+    assert set(vars(cls)) - OWN - {"__init__", "close"} == set()

@@ -18,7 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -85,6 +85,7 @@ class Answer:
     retry_after: str | None
     body: str
     created: str | None = None
+    ended: float = field(default_factory=time.monotonic)  # when the answer came back
 
 
 @pytest.fixture
@@ -218,7 +219,9 @@ def test_redis_killed_under_load(server: str, redis: Redis, tmp_path: Path) -> N
         proc.wait(20)
 
     statuses = sorted({a.status for a in answers})
-    during = [a for a in answers if killed + 0.2 <= a.started < restarting - 0.2]
+    # Answered while Redis was down (a write started just before the restart may reach
+    # the restarted server: it is judged by when its answer came, not when it started).
+    during = [a for a in answers if killed + 0.2 <= a.started and a.ended < restarting]
     refused = [a for a in answers if a.status == 503]
     late = [a for a in answers if a.started >= back + RECOVERY_SECONDS and a.status >= 400]
     first_ok = min((a.started for a in answers if a.started >= back and a.status < 400), default=0)
@@ -229,7 +232,10 @@ def test_redis_killed_under_load(server: str, redis: Redis, tmp_path: Path) -> N
     )
     assert not [a for a in answers if a.status >= 500 and a.status != 503], statuses
     assert not [a for a in answers if a.status == 0], "the app itself stopped answering"
-    assert refused and all(a.status == 503 for a in during if a.kind == "write")
+    assert refused
+    answered = [(round(a.started - killed, 2), a.status, a.body[:80]) for a in during
+                if a.kind == "write" and a.status != 503]  # fmt: skip
+    assert not answered, f"writes answered during the outage (s after the kill): {answered}"
     for a in refused:
         assert a.retry_after is not None and int(a.retry_after) >= 1
         assert "127.0.0.1" not in a.body and str(redis.port) not in a.body, a.body

@@ -17,11 +17,23 @@ edit, and the faces cannot drift.
 from __future__ import annotations
 
 import contextlib
+import functools
 import inspect
-from collections.abc import Callable, Coroutine, Generator
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, Concatenate, Generic, ParamSpec, TypeVar, overload
 
-__all__ = ["AsyncFace", "Steps", "SyncFace", "adrive", "drive", "operation", "returning"]
+__all__ = [
+    "AsyncFace",
+    "Steps",
+    "SyncFace",
+    "adrive",
+    "call_now",
+    "deferred",
+    "drive",
+    "operation",
+    "passed_on",
+    "returning",
+]
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -74,30 +86,51 @@ def drive(steps: Generator[Op, Any, T], execute: Callable[[Op], Any]) -> T:
     with contextlib.closing(steps):
         while not run.done:
             try:
-                result = execute(run.step)
-            except Exception as err:
+                run.resume(steps.send, execute(run.step))
+            except Exception as err:  # a failed step, or the flow's own (then re-raised)
                 run.resume(steps.throw, err)
-            else:
-                run.resume(steps.send, result)
     value: T = run.value
     return value
 
 
-async def adrive(
-    steps: Generator[Op, Any, T], execute: Callable[[Op], Coroutine[Any, Any, Any]]
-) -> T:
+async def adrive(steps: Generator[Op, Any, T], execute: Callable[[Op], Awaitable[Any]]) -> T:
     """`drive`, each step awaited."""
     run = _Stepping(steps)
     with contextlib.closing(steps):
         while not run.done:
             try:
-                result = await execute(run.step)
-            except Exception as err:
+                run.resume(steps.send, await execute(run.step))
+            except Exception as err:  # a failed step, or the flow's own (then re-raised)
                 run.resume(steps.throw, err)
-            else:
-                run.resume(steps.send, result)
     value: T = run.value
     return value
+
+
+def deferred(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> Steps[R]:
+    """The steps of one plain call, made when the steps are driven (by `call_now`,
+    or on a worker thread by an async face)."""
+    result: R = yield functools.partial(fn, *args, **kwargs)
+    return result
+
+
+def call_now(thunk: Callable[[], R]) -> R:
+    """Do a `deferred` step here and now."""
+    return thunk()
+
+
+def passed_on(method: Callable[Concatenate[Any, P], R], to: str) -> operation[P, R]:
+    """An operation done by the object in attribute `to` (a wrapped store), named and
+    typed by the protocol method it is: ``get_group = passed_on(Store.get_group,
+    "inner")``.  Each face does the call its own way (`deferred`)."""
+    name = method.__name__
+
+    def build(face: Any, /, *args: P.args, **kwargs: P.kwargs) -> Steps[R]:
+        return deferred(getattr(getattr(face, to), name), *args, **kwargs)
+
+    build.__name__ = name
+    build.__doc__ = method.__doc__
+    build.__dict__["__signature__"] = inspect.signature(method)
+    return operation(build)
 
 
 def returning(value: T) -> Steps[T]:

@@ -1,9 +1,10 @@
 """The `Gate`: the one object an application configures.
 
-`Gate` (sync: WSGI apps, scripts) and `AsyncGate` (ASGI apps) share everything but the
-driver: `_Core` builds the flows, `Gate` runs them with `authgate.flows.run` against a
-sync store and `AsyncGate` with `authgate.flows.arun` against an async one, where argon2
-runs on a bounded thread pool and never on the event loop.
+Every operation is defined once, in `_Gate`, as the flow it runs (`authgate.faces`):
+`Gate` (sync: WSGI apps, scripts) drives it with `authgate.flows.run` against a sync
+store and returns the result; `AsyncGate` (ASGI apps) with `authgate.flows.arun`
+against an async one, awaited, where argon2 runs on a bounded thread pool and never on
+the event loop.  Neither face has an operation body of its own.
 
 By default `authenticate` checks the token's session and user in the store on every
 call, so logout, password changes, disabling, deleting and role changes apply to the
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .api import ApiRequest, ApiResponse, HttpApi
 from .apikeys import (
@@ -32,7 +33,8 @@ from .apikeys import (
 from .audit import AuditLog, bind_audit_log, configure_logging, unbind_audit_log
 from .bootstrap import Bootstrap
 from .config import Settings
-from .flows import Flow, arun, run
+from .faces import AsyncFace, SyncFace, operation, returning
+from .flows import Flow, arun, call, run
 from .flows.users import bootstrap as _bootstrap
 from .flows.users import create_user as _create_user
 from .flows.users import delete_user as _delete_user
@@ -63,20 +65,29 @@ from .users import RoleHierarchy, User, normalize_username
 __all__ = ["AsyncGate", "Client", "Gate", "TokenPair"]
 
 _NOWHERE = Client()
+S = TypeVar("S", Store, AsyncStore)
+T = TypeVar("T")
+G = TypeVar("G", bound="_Gate[Any]")
 
 
-class _Core:
-    """Configuration and flow construction shared by both faces."""
+class _Gate(Generic[S]):
+    """Every operation of the gate, defined once; `Gate` and `AsyncGate` drive them."""
+
+    store: S
 
     def __init__(
         self,
-        settings: Settings | None,
-        hasher: PasswordHasher | None,
-        audit: AuditLog | None,
-        ring: KeyRing | None,
-        policy: RolePolicy | None,
-        overrides: Mapping[str, Any],
+        settings: Settings | None = None,
+        *,
+        store: S | str | None = None,
+        hasher: PasswordHasher | None = None,
+        audit: AuditLog | None = None,
+        ring: KeyRing | None = None,
+        policy: RolePolicy | None = None,
+        **overrides: Any,
     ) -> None:
+        if isinstance(store, str):
+            overrides["store"], store = store, None
         base = settings if settings is not None else Settings()
         self.settings = base.replace(**overrides) if overrides else base
         s = self.settings
@@ -114,6 +125,19 @@ class _Core:
             scram_secret=self.ring.secret_material(),
             require_if_match=s.require_if_match,
         )
+        self.store = store if store is not None else self._open(self.settings.store)
+
+    @staticmethod
+    def _open(url: str) -> S:
+        raise NotImplementedError
+
+    @classmethod
+    def from_env(cls: type[G], environ: Mapping[str, str] | None = None, **kwargs: Any) -> G:
+        """A gate configured from ``AUTHGATE_*`` variables (keywords override them)."""
+        return cls(Settings.from_env(environ), **kwargs)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.store!r}, stateless={self.stateless})"
 
     @property
     def stateless(self) -> bool:
@@ -124,7 +148,7 @@ class _Core:
         """The public keys (JWKS) that verify this gate's tokens."""
         return self.ring.jwks()
 
-    def _quick(self, token: str, store: Any) -> tuple[Mapping[str, Any], Identity | None]:
+    def _quick(self, token: str) -> tuple[Mapping[str, Any], Identity | None]:
         """Verify the token and decide without I/O when possible: stateless mode, or a
         store that can answer the session check from memory (`peek_session_user`)."""
         claims = self.verifier.verify(token)
@@ -136,7 +160,7 @@ class _Core:
                     self._stateless_identities.clear()
                 self._stateless_identities[token] = identity
             return claims, identity
-        peek = getattr(store, "peek_session_user", None)
+        peek = getattr(self.store, "peek_session_user", None)
         if peek is None:
             return claims, None
         found = peek(claims["sid"], claims["sub"])
@@ -161,80 +185,21 @@ class _Core:
             self._identities[token] = (session, user, identity)
         return claims, identity
 
-    def _recheck_flow(self, identity: Identity) -> Flow[Identity]:
-        if is_key_identity(identity):
-            return recheck_api_key(self.rules, identity)
-        return load_identity(self.rules, identity.claims)
-
-    def _password_flow(
-        self, identity: Identity, current: str, new: str, client: Client
-    ) -> Flow[User]:
-        require_account_right(identity, "account:password")
-        return change_password(
-            self.rules, identity.username, current, new, client, identity.session_id or None
-        )
-
-    def _create_flow(
-        self, username: str, password: str | None, passwordless: bool, fields: dict[str, Any]
-    ) -> Flow[User]:
-        return _create_user(
-            username, password, roles_order=self.roles, passwordless=passwordless, **fields
-        )
-
-    def _update_flow(self, username: str, changes: dict[str, Any]) -> Flow[User]:
-        version = changes.pop("expected_version", None)
-        return _update_user(
-            username, self.roles, expected_version=version, protected=self.protected, **changes
-        )
-
-
-class Gate(_Core):
-    """The sync face: logins, tokens, sessions and user administration over a `Store`.
-
-    ``store`` is a `Store` or a store URL (default: ``settings.store``); any other
-    keyword overrides a `Settings` field: ``Gate(store="memory://", secret_key=...)``.
-    """
-
-    def __init__(
-        self,
-        settings: Settings | None = None,
-        *,
-        store: Store | str | None = None,
-        hasher: PasswordHasher | None = None,
-        audit: AuditLog | None = None,
-        ring: KeyRing | None = None,
-        policy: RolePolicy | None = None,
-        **overrides: Any,
-    ) -> None:
-        if isinstance(store, str):
-            overrides["store"], store = store, None
-        super().__init__(settings, hasher, audit, ring, policy, overrides)
-        self.store = store if store is not None else open_store(self.settings.store)
-
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> Gate:
-        """A gate configured from ``AUTHGATE_*`` variables (keywords override them)."""
-        return cls(Settings.from_env(environ), **kwargs)
-
-    def __repr__(self) -> str:
-        return f"Gate({self.store!r}, stateless={self.stateless})"
-
-    def _run(self, flow: Flow[Any]) -> Any:
-        return run(flow, self.store, self.hasher, self.audit.emit)
-
-    def authenticate(self, token: str) -> Identity:
+    @operation
+    def authenticate(self, token: str) -> Flow[Identity]:
         """The identity a valid access token (or API key) stands for, or an
         `InvalidToken` error."""
         if is_api_key(token):
-            key_identity: Identity = self._run(api_key_identity(self.rules, token))
-            return key_identity
-        claims, identity = self._quick(token, self.store)
+            return api_key_identity(self.rules, token)
+        claims, identity = self._quick(token)
         if identity is not None:
-            return identity
-        result: Identity = self._run(load_identity(self.rules, claims))
-        return result
+            return returning(identity)
+        return load_identity(self.rules, claims)
 
-    def handle_api(self, request: ApiRequest, api: HttpApi | None = None) -> ApiResponse | None:
+    @operation
+    def handle_api(
+        self, request: ApiRequest, api: HttpApi | None = None
+    ) -> Flow[ApiResponse | None]:
         """Answer an HTTP API request (see `authgate.api`); None when the path is not
         the API's."""
         flow = (api or self.api).handle(request)
@@ -242,47 +207,52 @@ class Gate(_Core):
             return None
         bound = bind_audit_log(self.audit)  # the API's refusals reach the subscribers
         try:
-            result: ApiResponse = self._run(flow)
+            return (yield from flow)
         finally:
             unbind_audit_log(bound)
-        return result
 
-    def recheck(self, identity: Identity) -> Identity:
+    @operation
+    def recheck(self, identity: Identity) -> Flow[Identity]:
         """Re-read an identity's session and user (for long-lived connections): the
         current identity, or `SessionRevoked`.  Token expiry is not re-checked."""
         if self.stateless or not identity.is_authenticated:
-            return identity
-        result: Identity = self._run(self._recheck_flow(identity))
-        return result
+            return returning(identity)
+        if is_key_identity(identity):
+            return recheck_api_key(self.rules, identity)
+        return load_identity(self.rules, identity.claims)
 
-    def login(self, username: str, password: str, client: Client = _NOWHERE) -> TokenPair:
+    @operation
+    def login(self, username: str, password: str, client: Client = _NOWHERE) -> Flow[TokenPair]:
         """Check credentials and open a session; `BadCredentials` or `AccountLocked`."""
-        result: TokenPair = self._run(login(self.rules, username, password, client))
-        return result
+        return login(self.rules, username, password, client)
 
-    def refresh(self, refresh_token: str, client: Client = _NOWHERE) -> TokenPair:
+    @operation
+    def refresh(self, refresh_token: str, client: Client = _NOWHERE) -> Flow[TokenPair]:
         """Spend a refresh token for a new pair."""
-        result: TokenPair = self._run(refresh(self.rules, refresh_token, client))
-        return result
+        return refresh(self.rules, refresh_token, client)
 
-    def logout(self, identity: Identity, client: Client = _NOWHERE) -> bool:
+    @operation
+    def logout(self, identity: Identity, client: Client = _NOWHERE) -> Flow[bool]:
         """End the identity's session."""
-        result: bool = self._run(logout(identity.username, identity.session_id, client))
-        return result
+        return logout(identity.username, identity.session_id, client)
 
+    @operation
     def change_password(
         self, identity: Identity, current: str, new: str, client: Client = _NOWHERE
-    ) -> User:
+    ) -> Flow[User]:
         """Change one's own password; every other session of the user ends."""
-        flow = self._password_flow(identity, current, new, client)
-        result: User = self._run(flow)
-        return result
+        require_account_right(identity, "account:password")
+        return change_password(
+            self.rules, identity.username, current, new, client, identity.session_id or None
+        )
 
-    def list_sessions(self, username: str) -> list[Session]:
+    @operation
+    def list_sessions(self, username: str) -> Flow[list[Session]]:
         """A user's live login sessions, oldest first."""
-        listed = self.store.list_sessions(normalize_username(username))
+        listed = yield from call(Store.list_sessions, normalize_username(username))
         return [s for s in listed if s.kind == "login"]
 
+    @operation
     def create_api_key(
         self,
         owner: Identity,
@@ -290,105 +260,106 @@ class Gate(_Core):
         permissions: list[str] | None = None,
         expires_in: int | None = None,
         client: Client = _NOWHERE,
-    ) -> tuple[str, ApiKey]:
+    ) -> Flow[tuple[str, ApiKey]]:
         """A new API key for `owner`: the raw key (show it once) and its description."""
-        result: tuple[str, ApiKey] = self._run(
-            create_api_key(owner, name, permissions, expires_in, client)
-        )
-        return result
+        return create_api_key(owner, name, permissions, expires_in, client)
 
-    def list_api_keys(self, username: str) -> list[ApiKey]:
+    @operation
+    def list_api_keys(self, username: str) -> Flow[list[ApiKey]]:
         """The user's live API keys (never the keys themselves)."""
-        result: list[ApiKey] = self._run(list_api_keys(normalize_username(username)))
-        return result
+        return list_api_keys(normalize_username(username))
 
-    def revoke_api_key(self, username: str, key_id: str, client: Client = _NOWHERE) -> bool:
+    @operation
+    def revoke_api_key(self, username: str, key_id: str, client: Client = _NOWHERE) -> Flow[bool]:
         """Revoke one of the user's API keys."""
-        result: bool = self._run(revoke_api_key(normalize_username(username), key_id, client))
-        return result
+        return revoke_api_key(normalize_username(username), key_id, client)
 
-    def revoke_session(self, username: str, session_id: str, client: Client = _NOWHERE) -> bool:
+    @operation
+    def revoke_session(
+        self, username: str, session_id: str, client: Client = _NOWHERE
+    ) -> Flow[bool]:
         """End one of the user's sessions; False when it is not theirs or gone."""
-        result: bool = self._run(revoke_session(normalize_username(username), session_id, client))
-        return result
+        return revoke_session(normalize_username(username), session_id, client)
 
+    @operation
     def revoke_sessions(
         self, username: str, client: Client = _NOWHERE, keep: str | None = None
-    ) -> int:
+    ) -> Flow[int]:
         """End all of a user's sessions (but `keep`)."""
-        result: int = self._run(revoke_sessions(normalize_username(username), client, keep))
-        return result
+        return revoke_sessions(normalize_username(username), client, keep)
 
-    def unlock(self, username: str) -> None:
+    @operation
+    def unlock(self, username: str) -> Flow[None]:
         """Lift a login lock-out."""
-        self._run(self.rules.lockout.unlock(normalize_username(username)))
+        return self.rules.lockout.unlock(normalize_username(username))
 
+    @operation
     def create_user(
         self,
+        /,
         username: str,
         password: str | None = None,
         *,
         passwordless: bool = False,
         **fields: Any,
-    ) -> User:
-        """Create a user (password hashed with argon2id).  An account without a password
-        (API keys only) needs ``passwordless=True``; a missing password is an error."""
-        result: User = self._run(self._create_flow(username, password, passwordless, fields))
-        return result
+    ) -> Flow[User]:
+        """Create a user (password hashed with argon2id, off the event loop on the async
+        face).  An account without a password (API keys only) needs
+        ``passwordless=True``; a missing password is an error."""
+        return _create_user(
+            username, password, roles_order=self.roles, passwordless=passwordless, **fields
+        )
 
-    def update_user(self, username: str, **changes: Any) -> User:
+    @operation
+    def update_user(self, /, username: str, **changes: Any) -> Flow[User]:
         """Change roles, groups, permissions, enabled or profile fields.  Disabling
         ends the user's sessions; role changes apply on the next request."""
-        result: User = self._run(self._update_flow(username, changes))
-        return result
+        version = changes.pop("expected_version", None)
+        return _update_user(
+            username, self.roles, expected_version=version, protected=self.protected, **changes
+        )
 
-    def set_password(self, username: str, password: str) -> User:
+    @operation
+    def set_password(self, username: str, password: str) -> Flow[User]:
         """Set a password as an admin; every session of the user ends."""
-        result: User = self._run(_set_password(username, password))
-        return result
+        return _set_password(username, password)
 
-    def delete_user(self, username: str, *, acting: str | None = None) -> None:
+    @operation
+    def delete_user(self, username: str, *, acting: str | None = None) -> Flow[None]:
         """Delete a user and their sessions (never the last enabled admin or yourself)."""
-        self._run(_delete_user(username, self.roles, acting=acting, protected=self.protected))
+        return _delete_user(username, self.roles, acting=acting, protected=self.protected)
 
-    def ensure_superuser(self) -> Bootstrap:
+    @operation
+    def ensure_superuser(self) -> Flow[Bootstrap]:
         """Make sure an enabled admin exists (see `authgate.ensure_superuser`)."""
-        result: Bootstrap = self._run(_bootstrap(self.settings, self.roles))
-        return result
+        return _bootstrap(self.settings, self.roles)
 
-    def close(self) -> None:
+    @operation
+    def close(self) -> Flow[None]:
         """Release the store's connections."""
-        self.store.close()
+        return call(Store.close)
 
 
-class AsyncGate(_Core):
-    """The async face of `Gate` over an `AsyncStore`; the same behaviour, awaited."""
+class Gate(_Gate[Store], SyncFace):
+    """The sync face: logins, tokens, sessions and user administration over a `Store`.
 
-    def __init__(
-        self,
-        settings: Settings | None = None,
-        *,
-        store: AsyncStore | str | None = None,
-        hasher: PasswordHasher | None = None,
-        audit: AuditLog | None = None,
-        ring: KeyRing | None = None,
-        policy: RolePolicy | None = None,
-        **overrides: Any,
-    ) -> None:
-        if isinstance(store, str):
-            overrides["store"], store = store, None
-        super().__init__(settings, hasher, audit, ring, policy, overrides)
-        self.store = store if store is not None else open_async_store(self.settings.store)
+    ``store`` is a `Store` or a store URL (default: ``settings.store``); any other
+    keyword overrides a `Settings` field: ``Gate(store="memory://", secret_key=...)``.
+    """
 
-    @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **kwargs: Any) -> AsyncGate:
-        """A gate configured from ``AUTHGATE_*`` variables (keywords override them)."""
-        return cls(Settings.from_env(environ), **kwargs)
+    _open = staticmethod(open_store)
 
-    def __repr__(self) -> str:
-        return f"AsyncGate({self.store!r}, stateless={self.stateless})"
+    def _drive(self, flow: Flow[T]) -> T:
+        return run(flow, self.store, self.hasher, self.audit.emit)
 
-    async def _run(self, flow: Flow[Any]) -> Any:
+
+class AsyncGate(_Gate[AsyncStore], AsyncFace):
+    """The async face of `Gate` over an `AsyncStore`: the same operations, awaited;
+    argon2 runs on a bounded thread pool, never on the event loop."""
+
+    _open = staticmethod(open_async_store)
+
+    async def _drive(self, flow: Flow[T]) -> T:
         return await arun(flow, self.store, self.hasher, self.audit.emit)
 
     def authenticate_nowait(self, token: str) -> Identity | None:
@@ -397,146 +368,7 @@ class AsyncGate(_Core):
         bad token.  The ASGI middleware's fast path."""
         if is_api_key(token):
             return None
-        return self._quick(token, self.store)[1]
-
-    async def authenticate(self, token: str) -> Identity:
-        """The identity a valid access token (or API key) stands for, or an
-        `InvalidToken` error."""
-        if is_api_key(token):
-            key_identity: Identity = await self._run(api_key_identity(self.rules, token))
-            return key_identity
-        claims, identity = self._quick(token, self.store)
-        if identity is not None:
-            return identity
-        result: Identity = await self._run(load_identity(self.rules, claims))
-        return result
-
-    async def handle_api(
-        self, request: ApiRequest, api: HttpApi | None = None
-    ) -> ApiResponse | None:
-        """Answer an HTTP API request (see `authgate.api`); None when the path is not
-        the API's."""
-        flow = (api or self.api).handle(request)
-        if flow is None:
-            return None
-        bound = bind_audit_log(self.audit)
-        try:
-            result: ApiResponse = await self._run(flow)
-        finally:
-            unbind_audit_log(bound)
-        return result
-
-    async def recheck(self, identity: Identity) -> Identity:
-        """Re-read an identity's session and user (for long-lived connections): the
-        current identity, or `SessionRevoked`.  Token expiry is not re-checked."""
-        if self.stateless or not identity.is_authenticated:
-            return identity
-        result: Identity = await self._run(self._recheck_flow(identity))
-        return result
-
-    async def login(self, username: str, password: str, client: Client = _NOWHERE) -> TokenPair:
-        """Check credentials and open a session; `BadCredentials` or `AccountLocked`."""
-        result: TokenPair = await self._run(login(self.rules, username, password, client))
-        return result
-
-    async def refresh(self, refresh_token: str, client: Client = _NOWHERE) -> TokenPair:
-        """Spend a refresh token for a new pair."""
-        result: TokenPair = await self._run(refresh(self.rules, refresh_token, client))
-        return result
-
-    async def logout(self, identity: Identity, client: Client = _NOWHERE) -> bool:
-        """End the identity's session."""
-        result: bool = await self._run(logout(identity.username, identity.session_id, client))
-        return result
-
-    async def change_password(
-        self, identity: Identity, current: str, new: str, client: Client = _NOWHERE
-    ) -> User:
-        """Change one's own password; every other session of the user ends."""
-        flow = self._password_flow(identity, current, new, client)
-        result: User = await self._run(flow)
-        return result
-
-    async def list_sessions(self, username: str) -> list[Session]:
-        """A user's live login sessions, oldest first."""
-        listed = await self.store.list_sessions(normalize_username(username))
-        return [s for s in listed if s.kind == "login"]
-
-    async def create_api_key(
-        self,
-        owner: Identity,
-        name: str,
-        permissions: list[str] | None = None,
-        expires_in: int | None = None,
-        client: Client = _NOWHERE,
-    ) -> tuple[str, ApiKey]:
-        """A new API key for `owner`: the raw key (show it once) and its description."""
-        result: tuple[str, ApiKey] = await self._run(
-            create_api_key(owner, name, permissions, expires_in, client)
-        )
-        return result
-
-    async def list_api_keys(self, username: str) -> list[ApiKey]:
-        """The user's live API keys (never the keys themselves)."""
-        result: list[ApiKey] = await self._run(list_api_keys(normalize_username(username)))
-        return result
-
-    async def revoke_api_key(self, username: str, key_id: str, client: Client = _NOWHERE) -> bool:
-        """Revoke one of the user's API keys."""
-        flow = revoke_api_key(normalize_username(username), key_id, client)
-        result: bool = await self._run(flow)
-        return result
-
-    async def revoke_session(
-        self, username: str, session_id: str, client: Client = _NOWHERE
-    ) -> bool:
-        """End one of the user's sessions; False when it is not theirs or gone."""
-        flow = revoke_session(normalize_username(username), session_id, client)
-        result: bool = await self._run(flow)
-        return result
-
-    async def revoke_sessions(
-        self, username: str, client: Client = _NOWHERE, keep: str | None = None
-    ) -> int:
-        """End all of a user's sessions (but `keep`)."""
-        result: int = await self._run(revoke_sessions(normalize_username(username), client, keep))
-        return result
-
-    async def unlock(self, username: str) -> None:
-        """Lift a login lock-out."""
-        await self._run(self.rules.lockout.unlock(normalize_username(username)))
-
-    async def create_user(
-        self,
-        username: str,
-        password: str | None = None,
-        *,
-        passwordless: bool = False,
-        **fields: Any,
-    ) -> User:
-        """Create a user (password hashed with argon2id, off the event loop); without a
-        password only with ``passwordless=True``."""
-        result: User = await self._run(self._create_flow(username, password, passwordless, fields))
-        return result
-
-    async def update_user(self, username: str, **changes: Any) -> User:
-        """Change roles, groups, permissions, enabled or profile fields."""
-        result: User = await self._run(self._update_flow(username, changes))
-        return result
-
-    async def set_password(self, username: str, password: str) -> User:
-        """Set a password as an admin; every session of the user ends."""
-        result: User = await self._run(_set_password(username, password))
-        return result
-
-    async def delete_user(self, username: str, *, acting: str | None = None) -> None:
-        """Delete a user and their sessions (never the last enabled admin or yourself)."""
-        await self._run(_delete_user(username, self.roles, acting=acting, protected=self.protected))
-
-    async def ensure_superuser(self) -> Bootstrap:
-        """Make sure an enabled admin exists (see `authgate.ensure_superuser`)."""
-        result: Bootstrap = await self._run(_bootstrap(self.settings, self.roles))
-        return result
+        return self._quick(token)[1]
 
     def ensure_superuser_now(self) -> Bootstrap:
         """`ensure_superuser`, run synchronously: for module import time, before any
@@ -544,14 +376,7 @@ class AsyncGate(_Core):
         shared: Store | None = getattr(self.store, "sync", None)  # memory and SQLite
         store = shared if shared is not None else open_store(self.settings.store)
         try:
-            result: Bootstrap = run(
-                _bootstrap(self.settings, self.roles), store, self.hasher, self.audit.emit
-            )
-            return result
+            return run(_bootstrap(self.settings, self.roles), store, self.hasher, self.audit.emit)
         finally:
             if shared is None:
                 store.close()
-
-    async def close(self) -> None:
-        """Release the store's connections."""
-        await self.store.close()

@@ -26,12 +26,15 @@ import uuid
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from . import documents
 from .errors import ConfigError, StoreError, ValidationError
+from .faces import Steps, SyncFace, call_now, drive, passed_on
 from .stores.base import Page, Session, Store
-from .users import Group, User, normalize_username
+from .users import User, normalize_username
+
+T = TypeVar("T")
 
 __all__ = ["DEFAULT_ROLE_SCOPES", "StaticAccess", "StaticUserStore"]
 
@@ -219,9 +222,12 @@ class StaticAccess:
         )
 
 
-class StaticUserStore:
+class StaticUserStore(SyncFace):
     """A `Store` whose users come from a `StaticAccess` (read-only) and whose sessions,
     counters and groups live in `inner` (memory, SQLite or Redis)."""
+
+    def _drive(self, steps: Steps[T]) -> T:
+        return drive(steps, call_now)
 
     def __init__(self, access: StaticAccess, inner: Store) -> None:
         self.access = access
@@ -261,56 +267,23 @@ class StaticUserStore:
         return self.inner.get_session(session_id), self.access.user_record(username)
 
     # groups, sessions and counters: the inner store's
-
-    def get_group(self, name: str) -> Group | None:
-        return self.inner.get_group(name)
-
-    def list_groups(self) -> list[Group]:
-        return self.inner.list_groups()
-
-    def put_group(self, group: Group) -> Group:
-        return self.inner.put_group(group)
-
-    def delete_group(self, name: str) -> None:
-        self.inner.delete_group(name)
-
-    def create_session(self, session: Session) -> Session:
-        return self.inner.create_session(session)
-
-    def get_session(self, session_id: str) -> Session | None:
-        return self.inner.get_session(session_id)
-
-    def touch_session(self, session_id: str, last_seen: datetime) -> bool:
-        return self.inner.touch_session(session_id, last_seen)
-
-    def rotate_refresh(
-        self, session_id: str, expected_hash: str, new_hash: str, expires_at: datetime
-    ) -> bool:
-        return self.inner.rotate_refresh(session_id, expected_hash, new_hash, expires_at)
-
-    def revoke_session(self, session_id: str) -> bool:
-        return self.inner.revoke_session(session_id)
-
-    def list_sessions(self, username: str) -> list[Session]:
-        return self.inner.list_sessions(username)
-
-    def revoke_user_sessions(self, username: str, keep: str | None = None) -> int:
-        return self.inner.revoke_user_sessions(username, keep)
-
-    def incr(self, key: str, ttl_seconds: float) -> int:
-        return self.inner.incr(key, ttl_seconds)
-
-    def get_counter(self, key: str) -> int:
-        return self.inner.get_counter(key)
-
-    def counter_ttl(self, key: str) -> float:
-        return self.inner.counter_ttl(key)
-
-    def expire_counter(self, key: str, ttl_seconds: float) -> bool:
-        return self.inner.expire_counter(key, ttl_seconds)
-
-    def reset_counter(self, key: str) -> None:
-        self.inner.reset_counter(key)
+    get_group = passed_on(Store.get_group, "inner")
+    list_groups = passed_on(Store.list_groups, "inner")
+    put_group = passed_on(Store.put_group, "inner")
+    delete_group = passed_on(Store.delete_group, "inner")
+    create_session = passed_on(Store.create_session, "inner")
+    get_session = passed_on(Store.get_session, "inner")
+    touch_session = passed_on(Store.touch_session, "inner")
+    rotate_refresh = passed_on(Store.rotate_refresh, "inner")
+    revoke_session = passed_on(Store.revoke_session, "inner")
+    list_sessions = passed_on(Store.list_sessions, "inner")
+    revoke_user_sessions = passed_on(Store.revoke_user_sessions, "inner")
+    incr = passed_on(Store.incr, "inner")
+    get_counter = passed_on(Store.get_counter, "inner")
+    counter_ttl = passed_on(Store.counter_ttl, "inner")
+    expire_counter = passed_on(Store.expire_counter, "inner")
+    reset_counter = passed_on(Store.reset_counter, "inner")
 
     def close(self) -> None:
+        """Close the inner store."""
         self.inner.close()

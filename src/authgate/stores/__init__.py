@@ -14,16 +14,14 @@
 from __future__ import annotations
 
 import asyncio
-import functools
 import os
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import unquote, urlsplit
 
 from ..errors import ConfigError
-from ..users import Group, User
+from ..faces import AsyncFace, Steps, adrive, call_now, drive, passed_on
+from ..users import User
 from .base import AsyncStore, Page, Session, Store
 from .memory import MemoryStore
 from .sqlite import SQLiteStore
@@ -121,8 +119,9 @@ def open_async_store(url: str) -> AsyncStore:
     return SyncStoreAsAsync(open_store(url))
 
 
-class SyncStoreAsAsync:
-    """The async face of a store whose I/O is local (SQLite, memory).
+class SyncStoreAsAsync(AsyncFace):
+    """The async face of a store whose I/O is local (SQLite, memory): each operation
+    is the sync store's own, passed on.
 
     SQLite calls run on a small thread pool so the event loop never waits on the disk;
     the memory store answers in-line (``offload=False``), with no thread hop.
@@ -137,52 +136,35 @@ class SyncStoreAsAsync:
     def __repr__(self) -> str:
         return f"SyncStoreAsAsync({self.sync!r})"
 
-    async def _call(self, fn: Callable[..., R], *args: Any) -> R:
+    async def _drive(self, steps: Steps[R]) -> R:
         if not self.offload:
-            return fn(*args)
+            return drive(steps, call_now)
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(fn, *args))
+        return await adrive(steps, lambda thunk: loop.run_in_executor(self._executor, thunk))
 
-    async def get_user(self, username: str) -> User | None:
-        return await self._call(self.sync.get_user, username)
-
-    async def get_user_by_id(self, user_id: str) -> User | None:
-        return await self._call(self.sync.get_user_by_id, user_id)
-
-    async def list_users(self, after: str | None = None, limit: int = 100) -> Page:
-        return await self._call(self.sync.list_users, after, limit)
-
-    async def create_user(self, user: User) -> User:
-        return await self._call(self.sync.create_user, user)
-
-    async def update_user(self, user: User, expected_version: int) -> User:
-        return await self._call(self.sync.update_user, user, expected_version)
-
-    async def delete_user(self, username: str, expected_version: int | None = None) -> None:
-        return await self._call(self.sync.delete_user, username, expected_version)
-
-    async def get_group(self, name: str) -> Group | None:
-        return await self._call(self.sync.get_group, name)
-
-    async def list_groups(self) -> list[Group]:
-        return await self._call(self.sync.list_groups)
-
-    async def put_group(self, group: Group) -> Group:
-        return await self._call(self.sync.put_group, group)
-
-    async def delete_group(self, name: str) -> None:
-        return await self._call(self.sync.delete_group, name)
-
-    async def create_session(self, session: Session) -> Session:
-        return await self._call(self.sync.create_session, session)
-
-    async def get_session(self, session_id: str) -> Session | None:
-        return await self._call(self.sync.get_session, session_id)
-
-    async def get_session_user(
-        self, session_id: str, username: str
-    ) -> tuple[Session | None, User | None]:
-        return await self._call(self.sync.get_session_user, session_id, username)
+    get_user = passed_on(Store.get_user, "sync")
+    get_user_by_id = passed_on(Store.get_user_by_id, "sync")
+    list_users = passed_on(Store.list_users, "sync")
+    create_user = passed_on(Store.create_user, "sync")
+    update_user = passed_on(Store.update_user, "sync")
+    delete_user = passed_on(Store.delete_user, "sync")
+    get_group = passed_on(Store.get_group, "sync")
+    list_groups = passed_on(Store.list_groups, "sync")
+    put_group = passed_on(Store.put_group, "sync")
+    delete_group = passed_on(Store.delete_group, "sync")
+    create_session = passed_on(Store.create_session, "sync")
+    get_session = passed_on(Store.get_session, "sync")
+    get_session_user = passed_on(Store.get_session_user, "sync")
+    touch_session = passed_on(Store.touch_session, "sync")
+    rotate_refresh = passed_on(Store.rotate_refresh, "sync")
+    revoke_session = passed_on(Store.revoke_session, "sync")
+    list_sessions = passed_on(Store.list_sessions, "sync")
+    revoke_user_sessions = passed_on(Store.revoke_user_sessions, "sync")
+    incr = passed_on(Store.incr, "sync")
+    get_counter = passed_on(Store.get_counter, "sync")
+    counter_ttl = passed_on(Store.counter_ttl, "sync")
+    expire_counter = passed_on(Store.expire_counter, "sync")
+    reset_counter = passed_on(Store.reset_counter, "sync")
 
     def peek_session_user(
         self, session_id: str, username: str
@@ -191,40 +173,7 @@ class SyncStoreAsAsync:
         peek = getattr(self.sync, "peek_session_user", None)
         return peek(session_id, username) if peek is not None else None
 
-    async def touch_session(self, session_id: str, last_seen: datetime) -> bool:
-        return await self._call(self.sync.touch_session, session_id, last_seen)
-
-    async def rotate_refresh(
-        self, session_id: str, expected_hash: str, new_hash: str, expires_at: datetime
-    ) -> bool:
-        return await self._call(
-            self.sync.rotate_refresh, session_id, expected_hash, new_hash, expires_at
-        )
-
-    async def revoke_session(self, session_id: str) -> bool:
-        return await self._call(self.sync.revoke_session, session_id)
-
-    async def list_sessions(self, username: str) -> list[Session]:
-        return await self._call(self.sync.list_sessions, username)
-
-    async def revoke_user_sessions(self, username: str, keep: str | None = None) -> int:
-        return await self._call(self.sync.revoke_user_sessions, username, keep)
-
-    async def incr(self, key: str, ttl_seconds: float) -> int:
-        return await self._call(self.sync.incr, key, ttl_seconds)
-
-    async def get_counter(self, key: str) -> int:
-        return await self._call(self.sync.get_counter, key)
-
-    async def counter_ttl(self, key: str) -> float:
-        return await self._call(self.sync.counter_ttl, key)
-
-    async def expire_counter(self, key: str, ttl_seconds: float) -> bool:
-        return await self._call(self.sync.expire_counter, key, ttl_seconds)
-
-    async def reset_counter(self, key: str) -> None:
-        return await self._call(self.sync.reset_counter, key)
-
     async def close(self) -> None:
+        """Release the thread pool and the sync store."""
         self._executor.shutdown(wait=False)
         self.sync.close()

@@ -20,15 +20,18 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Hashable
+from collections.abc import Generator, Hashable
 from datetime import datetime
+from typing import Any, TypeVar
 
 from ..users import User
 from .base import Session
 
-__all__ = ["SessionCache"]
+__all__ = ["SessionCache", "read_through"]
 
 Entry = tuple[Session, User, float]
+Answer = tuple[Session | None, User | None]
+Op = TypeVar("Op")
 
 
 class SessionCache:
@@ -116,3 +119,26 @@ class SessionCache:
         """Answer again, starting empty."""
         self.clear()
         self.enabled = True
+
+
+def read_through(
+    cache: SessionCache | None,
+    session_id: str,
+    username: str,
+    read: Generator[Op, Any, Answer],
+    stamp: Hashable = None,
+) -> Generator[Op, Any, Answer]:
+    """The session check through `cache`, for every store that caches: the cached
+    answer while it is valid (`stamp` as in `SessionCache.get`), else the steps of
+    `read`, whose live answer is remembered unless something was evicted meanwhile."""
+    if cache is None:
+        return (yield from read)
+    hit = cache.get(session_id, username, stamp)
+    if hit is not None:
+        read.close()
+        return hit[0], hit[1]
+    generation = cache.generation
+    session, user = yield from read
+    if session is not None and user is not None:
+        cache.put(session, user, generation)
+    return session, user

@@ -1,8 +1,9 @@
 """The production store (``redis://host:port/db``, ``rediss://...``) over redis-py.
 
-Each operation is written once, in `_Logic`, as a generator that yields the Redis
-commands it needs and receives their replies; `RedisStore` drives it with redis-py's
-sync client and `AsyncRedisStore` with its asyncio client.  Every change that touches
+Each operation is written once, in `_Redis`, as a generator that yields the Redis
+commands it needs and receives their replies (`authgate.faces`); `RedisStore` sends
+them with redis-py's sync client and `AsyncRedisStore` with its asyncio client, and
+neither face has an operation of its own.  Every change that touches
 several keys runs as one Lua script, so it is atomic.
 
 All keys share the hash tag ``{prefix}``, so on Redis Cluster no script crosses slots.
@@ -11,6 +12,7 @@ All keys share the hash tag ``{prefix}``, so on Redis Cluster no script crosses 
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
@@ -40,10 +42,11 @@ from ..errors import (
     UserNotFound,
     VersionConflict,
 )
+from ..faces import AsyncFace, SyncFace, adrive, drive, operation
 from ..users import Group, User, utcnow
 from . import _codec
 from .base import Page, Session
-from .cache import SessionCache
+from .cache import SessionCache, read_through
 
 __all__ = ["AsyncRedisStore", "RedisStore"]
 
@@ -52,22 +55,26 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class _Cmd:
+    """One Redis command (what the store's steps yield; a face sends it)."""
+
     args: tuple[Any, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class _Lua:
-    script: str
-    keys: tuple[str, ...]
-    args: tuple[Any, ...]
-
-    @property
-    def sha(self) -> str:
-        return sha1(self.script.encode(), usedforsecurity=False).hexdigest()
+_Steps = Generator[_Cmd, Any, T]
 
 
-_Op = _Cmd | _Lua
-_Flow = Generator[_Op, Any, T]
+@functools.cache
+def _sha(script: str) -> str:
+    return sha1(script.encode(), usedforsecurity=False).hexdigest()
+
+
+def _lua(script: str, keys: tuple[str, ...], args: tuple[Any, ...]) -> _Steps[Any]:
+    """Run a Lua script: by its SHA, loading it first when the server lacks it."""
+    try:
+        return (yield _Cmd(("EVALSHA", _sha(script), len(keys), *keys, *args)))
+    except NoScriptError:
+        return (yield _Cmd(("EVAL", script, len(keys), *keys, *args)))
+
 
 _CREATE_USER = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
@@ -223,44 +230,106 @@ def _session_from_row(row: Sequence[Any]) -> Session:
     )
 
 
-class _Logic:
-    """Every store operation as a generator of Redis commands: no I/O here."""
+class _Redis:
+    """Every operation of the Redis store, defined once as the commands it sends (no
+    I/O here); `RedisStore` sends them with redis-py's sync client, `AsyncRedisStore`
+    with its asyncio client.
 
-    def __init__(self, prefix: str) -> None:
-        self.prefix = prefix
-        self.base = "{" + prefix + "}:"
+    The session check is served from a `SessionCache` (`read_through`), kept honest by
+    an invalidation thread started on the first check (a CLI never starts it); every
+    change this process makes evicts what it changed at once.
+    """
+
+    _cache: SessionCache | None = None
+    _invalidator: _Invalidator | None = None
+
+    def __init__(self, url: str, prefix: str | None) -> None:
+        self.url = url
+        self._client_url, url_prefix, self._cache_ttl = _parse_url(url)
+        self._prefix = prefix or url_prefix
+        self.base = "{" + self._prefix + "}:"
         #: Where every change that can end a session check is announced (username).
         self.channel = self.base + "changes"
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(prefix={self._prefix!r})"
+
+    @property
+    def prefix(self) -> str:
+        """The key prefix (all keys are ``{prefix}:...``)."""
+        return self._prefix
+
+    def _session_cache(self) -> SessionCache | None:
+        if self._cache is None and self._cache_ttl > 0:
+            cache = SessionCache(self._cache_ttl)
+            self._invalidator = _Invalidator(self._client_url, self.channel, cache)
+            self._invalidator.start()
+            self._cache = cache
+        return self._cache
+
+    def peek_session_user(
+        self, session_id: str, username: str
+    ) -> tuple[Session | None, User | None] | None:
+        """The cached answer, or None (never a network call)."""
+        cache = self._session_cache()
+        hit = cache.get(session_id, username) if cache is not None else None
+        return (hit[0], hit[1]) if hit is not None else None
+
+    def _evict(self, *, username: str = "", session_id: str = "") -> None:
+        """Forget this process's cached answers about what a change touched (called
+        whatever the change's outcome: a timeout may still have applied it)."""
+        if self._cache is not None:
+            if username:
+                self._cache.evict_user(username)
+            if session_id:
+                self._cache.evict_session(session_id)
+
+    def _stop_invalidator(self) -> None:
+        if self._invalidator is not None:
+            self._invalidator.stop()
+            self._invalidator.join(2)
+
+    @operation
+    def ping(self) -> _Steps[None]:
+        """Check the server answers; `StoreUnavailable` when it does not."""
+        yield _Cmd(("PING",))
 
     def _user_key(self, username: str) -> str:
         return f"{self.base}u:{username}"
 
     # users
 
-    def get_user(self, username: str) -> _Flow[User | None]:
+    def _user(self, username: str) -> _Steps[User | None]:
         raw = yield _Cmd(("HGET", self._user_key(username), "record"))
         return _codec.user_from_json(raw) if raw is not None else None
 
-    def get_user_by_id(self, user_id: str) -> _Flow[User | None]:
+    @operation
+    def get_user(self, username: str) -> _Steps[User | None]:
+        return self._user(username)
+
+    @operation
+    def get_user_by_id(self, user_id: str) -> _Steps[User | None]:
         name = yield _Cmd(("GET", f"{self.base}uid:{user_id}"))
         if name is None:
             return None
-        return (yield from self.get_user(name))
+        return (yield from self._user(name))
 
-    def list_users(self, after: str | None, limit: int) -> _Flow[Page]:
+    @operation
+    def list_users(self, after: str | None = None, limit: int = 100) -> _Steps[Page]:
         low = f"({after}" if after is not None else "-"
         names = yield _Cmd(("ZRANGEBYLEX", f"{self.base}users", low, "+", "LIMIT", 0, limit + 1))
         more = len(names) > limit
         names = names[:limit]
         users: list[User] = []
         for name in names:
-            user = yield from self.get_user(name)
+            user = yield from self._user(name)
             if user is not None:
                 users.append(user)
         return Page(users, names[-1] if more and names else None)
 
-    def create_user(self, user: User) -> _Flow[User]:
-        created = yield _Lua(
+    @operation
+    def create_user(self, user: User) -> _Steps[User]:
+        created = yield from _lua(
             _CREATE_USER,
             (self._user_key(user.username), f"{self.base}users", f"{self.base}uid:{user.id}"),
             (user.username, user.id, user.version, _codec.user_to_json(user)),
@@ -269,31 +338,31 @@ class _Logic:
             raise UserExists()
         return user
 
-    def update_user(self, user: User, expected_version: int) -> _Flow[User]:
-        result = yield _Lua(
-            _UPDATE_USER,
-            (self._user_key(user.username),),
-            (
-                user.id,
-                expected_version,
-                user.version,
-                _codec.user_to_json(user),
-                self.channel,
-                user.username,
-            ),
-        )
+    @operation
+    def update_user(self, user: User, expected_version: int) -> _Steps[User]:
+        args = (user.id, expected_version, user.version, _codec.user_to_json(user))
+        try:
+            result = yield from _lua(
+                _UPDATE_USER,
+                (self._user_key(user.username),),
+                (*args, self.channel, user.username),
+            )
+        finally:
+            self._evict(username=user.username)
         if result == -1:
             raise UserNotFound()
         if result == 0:
             raise VersionConflict()
         return user
 
-    def delete_user(self, username: str, expected_version: int | None = None) -> _Flow[None]:
-        deleted = yield _Lua(
-            _DELETE_USER,
-            (self._user_key(username), f"{self.base}users", f"{self.base}us:{username}"),
-            (username, self.base, "" if expected_version is None else str(expected_version)),
-        )
+    @operation
+    def delete_user(self, username: str, expected_version: int | None = None) -> _Steps[None]:
+        keys = (self._user_key(username), f"{self.base}users", f"{self.base}us:{username}")
+        version = "" if expected_version is None else str(expected_version)
+        try:
+            deleted = yield from _lua(_DELETE_USER, keys, (username, self.base, version))
+        finally:
+            self._evict(username=username)
         if deleted == -1:
             raise VersionConflict()
         if not deleted:
@@ -301,36 +370,46 @@ class _Logic:
 
     # groups
 
-    def get_group(self, name: str) -> _Flow[Group | None]:
+    def _group(self, name: str) -> _Steps[Group | None]:
         raw = yield _Cmd(("GET", f"{self.base}g:{name}"))
         return _codec.group_from_json(raw) if raw is not None else None
 
-    def list_groups(self) -> _Flow[list[Group]]:
+    @operation
+    def get_group(self, name: str) -> _Steps[Group | None]:
+        return self._group(name)
+
+    @operation
+    def list_groups(self) -> _Steps[list[Group]]:
         names = yield _Cmd(("ZRANGE", f"{self.base}groups", 0, -1))
         groups: list[Group] = []
         for name in names:
-            group = yield from self.get_group(name)
+            group = yield from self._group(name)
             if group is not None:
                 groups.append(group)
         return groups
 
-    def put_group(self, group: Group) -> _Flow[Group]:
-        yield _Lua(
+    @operation
+    def put_group(self, group: Group) -> _Steps[Group]:
+        yield from _lua(
             _PUT_GROUP,
             (f"{self.base}g:{group.name}", f"{self.base}groups"),
             (group.name, _codec.group_to_json(group)),
         )
         return group
 
-    def delete_group(self, name: str) -> _Flow[None]:
-        deleted = yield _Lua(_DELETE_GROUP, (f"{self.base}g:{name}", f"{self.base}groups"), (name,))
+    @operation
+    def delete_group(self, name: str) -> _Steps[None]:
+        deleted = yield from _lua(
+            _DELETE_GROUP, (f"{self.base}g:{name}", f"{self.base}groups"), (name,)
+        )
         if not deleted:
             raise NotFound("no such group")
 
     # sessions
 
-    def create_session(self, session: Session) -> _Flow[Session]:
-        yield _Lua(
+    @operation
+    def create_session(self, session: Session) -> _Steps[Session]:
+        yield from _lua(
             _CREATE_SESSION,
             (f"{self.base}s:{session.id}", f"{self.base}us:{session.username}"),
             (
@@ -347,7 +426,8 @@ class _Logic:
         )
         return session
 
-    def get_session(self, session_id: str) -> _Flow[Session | None]:
+    @operation
+    def get_session(self, session_id: str) -> _Steps[Session | None]:
         row = yield _Cmd(
             ("HMGET", f"{self.base}s:{session_id}", "record", "refresh", "exp", "seen")
         )
@@ -356,24 +436,36 @@ class _Logic:
         session = _session_from_row(row)
         return None if session.is_expired() else session
 
+    @operation
     def get_session_user(
         self, session_id: str, username: str
-    ) -> _Flow[tuple[Session | None, User | None]]:
-        row = yield _Lua(
+    ) -> _Steps[tuple[Session | None, User | None]]:
+        return read_through(
+            self._session_cache(), session_id, username, self._session_user(session_id, username)
+        )
+
+    def _session_user(
+        self, session_id: str, username: str
+    ) -> _Steps[tuple[Session | None, User | None]]:
+        row = yield from _lua(
             _GET_SESSION_USER, (f"{self.base}s:{session_id}", self._user_key(username)), ()
         )
         session = _session_from_row(row[:4]) if row[0] else None
         user = _codec.user_from_json(row[4]) if row[4] else None
         return (None if session is None or session.is_expired() else session), user
 
-    def touch_session(self, session_id: str, last_seen: datetime) -> _Flow[bool]:
-        done = yield _Lua(_TOUCH_SESSION, (f"{self.base}s:{session_id}",), (_ts(last_seen),))
+    @operation
+    def touch_session(self, session_id: str, last_seen: datetime) -> _Steps[bool]:
+        done = yield from _lua(_TOUCH_SESSION, (f"{self.base}s:{session_id}",), (_ts(last_seen),))
+        if self._cache is not None:
+            self._cache.touch(session_id, last_seen)
         return bool(done)
 
+    @operation
     def rotate_refresh(
         self, session_id: str, expected_hash: str, new_hash: str, expires_at: datetime
-    ) -> _Flow[bool]:
-        done = yield _Lua(
+    ) -> _Steps[bool]:
+        done = yield from _lua(
             _ROTATE_REFRESH,
             (f"{self.base}s:{session_id}",),
             (
@@ -388,46 +480,62 @@ class _Logic:
         )
         return bool(done)
 
-    def revoke_session(self, session_id: str) -> _Flow[bool]:
-        done = yield _Lua(_REVOKE_SESSION, (f"{self.base}s:{session_id}",), (self.base, session_id))
+    @operation
+    def revoke_session(self, session_id: str) -> _Steps[bool]:
+        try:
+            done = yield from _lua(
+                _REVOKE_SESSION, (f"{self.base}s:{session_id}",), (self.base, session_id)
+            )
+        finally:
+            self._evict(session_id=session_id)
         return bool(done)
 
-    def list_sessions(self, username: str) -> _Flow[list[Session]]:
-        flat = yield _Lua(_LIST_SESSIONS, (f"{self.base}us:{username}",), (self.base,))
+    @operation
+    def list_sessions(self, username: str) -> _Steps[list[Session]]:
+        flat = yield from _lua(_LIST_SESSIONS, (f"{self.base}us:{username}",), (self.base,))
         rows = [flat[i : i + 4] for i in range(0, len(flat), 4)]
         sessions = [_session_from_row(row) for row in rows]
         return sorted(
             (s for s in sessions if not s.is_expired()), key=lambda s: (s.created_at, s.id)
         )
 
-    def revoke_user_sessions(self, username: str, keep: str | None) -> _Flow[int]:
-        count = yield _Lua(
-            _REVOKE_USER_SESSIONS,
-            (f"{self.base}us:{username}",),
-            (self.base, keep or "", username),
-        )
+    @operation
+    def revoke_user_sessions(self, username: str, keep: str | None = None) -> _Steps[int]:
+        try:
+            count = yield from _lua(
+                _REVOKE_USER_SESSIONS,
+                (f"{self.base}us:{username}",),
+                (self.base, keep or "", username),
+            )
+        finally:
+            self._evict(username=username)
         return int(count)
 
     # counters
 
-    def incr(self, key: str, ttl_seconds: float) -> _Flow[int]:
+    @operation
+    def incr(self, key: str, ttl_seconds: float) -> _Steps[int]:
         ttl_ms = max(1, int(ttl_seconds * 1000))
-        value = yield _Lua(_INCR, (f"{self.base}c:{key}",), (ttl_ms,))
+        value = yield from _lua(_INCR, (f"{self.base}c:{key}",), (ttl_ms,))
         return int(value)
 
-    def get_counter(self, key: str) -> _Flow[int]:
+    @operation
+    def get_counter(self, key: str) -> _Steps[int]:
         value = yield _Cmd(("GET", f"{self.base}c:{key}"))
         return int(value) if value is not None else 0
 
-    def counter_ttl(self, key: str) -> _Flow[float]:
+    @operation
+    def counter_ttl(self, key: str) -> _Steps[float]:
         ttl = yield _Cmd(("PTTL", f"{self.base}c:{key}"))
         return max(0.0, int(ttl) / 1000)
 
-    def expire_counter(self, key: str, ttl_seconds: float) -> _Flow[bool]:
+    @operation
+    def expire_counter(self, key: str, ttl_seconds: float) -> _Steps[bool]:
         done = yield _Cmd(("PEXPIRE", f"{self.base}c:{key}", max(1, int(ttl_seconds * 1000))))
         return bool(done)
 
-    def reset_counter(self, key: str) -> _Flow[None]:
+    @operation
+    def reset_counter(self, key: str) -> _Steps[None]:
         yield _Cmd(("DEL", f"{self.base}c:{key}"))
 
 
@@ -529,51 +637,17 @@ def _unavailable(url: str, err: Exception) -> StoreUnavailable:
     return StoreUnavailable(f"cannot reach Redis at {where}: {err}")
 
 
-class _CacheHolder:
-    """What both faces share: the session-check cache and its invalidation thread,
-    started on the first session check (a CLI never starts it)."""
-
-    _logic: _Logic
-    _client_url: str
-    _cache_ttl: float
-    _cache: SessionCache | None = None
-    _invalidator: _Invalidator | None = None
-
-    def _session_cache(self) -> SessionCache | None:
-        if self._cache is None and self._cache_ttl > 0:
-            cache = SessionCache(self._cache_ttl)
-            self._invalidator = _Invalidator(self._client_url, self._logic.channel, cache)
-            self._invalidator.start()
-            self._cache = cache
-        return self._cache
-
-    def peek_session_user(
-        self, session_id: str, username: str
-    ) -> tuple[Session | None, User | None] | None:
-        """The cached answer, or None (never a network call)."""
-        cache = self._session_cache()
-        hit = cache.get(session_id, username) if cache is not None else None
-        return (hit[0], hit[1]) if hit is not None else None
-
-    def _evict_user(self, username: str) -> None:
-        if self._cache is not None:
-            self._cache.evict_user(username)
-
-    def _evict_session(self, session_id: str) -> None:
-        if self._cache is not None:
-            self._cache.evict_session(session_id)
-
-    def _touched(self, session_id: str, last_seen: datetime) -> None:
-        if self._cache is not None:
-            self._cache.touch(session_id, last_seen)
-
-    def _stop_invalidator(self) -> None:
-        if self._invalidator is not None:
-            self._invalidator.stop()
-            self._invalidator.join(2)
+def _guarded(url: str, steps: _Steps[T]) -> _Steps[T]:
+    """`steps`, with redis-py's failures told in the store's terms."""
+    try:
+        return (yield from steps)
+    except (RedisConnectionError, RedisTimeoutError) as err:
+        raise _unavailable(url, err) from err
+    except RedisError as err:
+        raise StoreError(f"Redis refused an operation: {err}") from err
 
 
-class RedisStore(_CacheHolder):
+class RedisStore(_Redis, SyncFace):
     """The sync face of the Redis store (redis-py's `redis.Redis`)."""
 
     def __init__(
@@ -584,156 +658,24 @@ class RedisStore(_CacheHolder):
         client: redis.Redis | None = None,
         check: bool = True,
     ) -> None:
-        self.url = url
-        client_url, url_prefix, self._cache_ttl = _parse_url(url)
-        self._client_url = client_url
-        self._logic = _Logic(prefix or url_prefix)
+        super().__init__(url, prefix)
         self._client: redis.Redis = client or redis.Redis.from_url(
-            client_url, retry=Retry(**_RETRY), **_CLIENT_OPTIONS
+            self._client_url, retry=Retry(**_RETRY), **_CLIENT_OPTIONS
         )
         self._command: Any = self._client.execute_command  # untyped in redis-py
         if check:
             self.ping()
 
-    def __repr__(self) -> str:
-        return f"RedisStore(prefix={self._logic.prefix!r})"
-
-    def ping(self) -> None:
-        """Check the server answers; `StoreUnavailable` when it does not."""
-        self._execute(_Cmd(("PING",)))
-
-    @property
-    def prefix(self) -> str:
-        """The key prefix (all keys are ``{prefix}:...``)."""
-        return self._logic.prefix
-
-    def _run(self, flow: _Flow[T]) -> T:
-        try:
-            op = next(flow)
-            while True:
-                op = flow.send(self._execute(op))
-        except StopIteration as done:
-            result: T = done.value
-            return result
-
-    def _execute(self, op: _Op) -> Any:
-        try:
-            if isinstance(op, _Cmd):
-                return self._command(*op.args)
-            try:
-                return self._command("EVALSHA", op.sha, len(op.keys), *op.keys, *op.args)
-            except NoScriptError:
-                return self._command("EVAL", op.script, len(op.keys), *op.keys, *op.args)
-        except (RedisConnectionError, RedisTimeoutError) as err:
-            raise _unavailable(self.url, err) from err
-        except RedisError as err:
-            raise StoreError(f"Redis refused an operation: {err}") from err
-
-    def get_user(self, username: str) -> User | None:
-        return self._run(self._logic.get_user(username))
-
-    def get_user_by_id(self, user_id: str) -> User | None:
-        return self._run(self._logic.get_user_by_id(user_id))
-
-    def list_users(self, after: str | None = None, limit: int = 100) -> Page:
-        return self._run(self._logic.list_users(after, limit))
-
-    def create_user(self, user: User) -> User:
-        return self._run(self._logic.create_user(user))
-
-    def update_user(self, user: User, expected_version: int) -> User:
-        try:
-            return self._run(self._logic.update_user(user, expected_version))
-        finally:
-            self._evict_user(user.username)
-
-    def delete_user(self, username: str, expected_version: int | None = None) -> None:
-        try:
-            return self._run(self._logic.delete_user(username, expected_version))
-        finally:
-            self._evict_user(username)
-
-    def get_group(self, name: str) -> Group | None:
-        return self._run(self._logic.get_group(name))
-
-    def list_groups(self) -> list[Group]:
-        return self._run(self._logic.list_groups())
-
-    def put_group(self, group: Group) -> Group:
-        return self._run(self._logic.put_group(group))
-
-    def delete_group(self, name: str) -> None:
-        return self._run(self._logic.delete_group(name))
-
-    def create_session(self, session: Session) -> Session:
-        return self._run(self._logic.create_session(session))
-
-    def get_session(self, session_id: str) -> Session | None:
-        return self._run(self._logic.get_session(session_id))
-
-    def get_session_user(
-        self, session_id: str, username: str
-    ) -> tuple[Session | None, User | None]:
-        cache = self._session_cache()
-        if cache is None:
-            return self._run(self._logic.get_session_user(session_id, username))
-        hit = cache.get(session_id, username)
-        if hit is not None:
-            return hit[0], hit[1]
-        generation = cache.generation
-        session, user = self._run(self._logic.get_session_user(session_id, username))
-        if session is not None and user is not None:
-            cache.put(session, user, generation)
-        return session, user
-
-    def touch_session(self, session_id: str, last_seen: datetime) -> bool:
-        done = self._run(self._logic.touch_session(session_id, last_seen))
-        self._touched(session_id, last_seen)
-        return bool(done)
-
-    def rotate_refresh(
-        self, session_id: str, expected_hash: str, new_hash: str, expires_at: datetime
-    ) -> bool:
-        return self._run(
-            self._logic.rotate_refresh(session_id, expected_hash, new_hash, expires_at)
-        )
-
-    def revoke_session(self, session_id: str) -> bool:
-        try:
-            return self._run(self._logic.revoke_session(session_id))
-        finally:
-            self._evict_session(session_id)
-
-    def list_sessions(self, username: str) -> list[Session]:
-        return self._run(self._logic.list_sessions(username))
-
-    def revoke_user_sessions(self, username: str, keep: str | None = None) -> int:
-        try:
-            return self._run(self._logic.revoke_user_sessions(username, keep))
-        finally:
-            self._evict_user(username)
-
-    def incr(self, key: str, ttl_seconds: float) -> int:
-        return self._run(self._logic.incr(key, ttl_seconds))
-
-    def get_counter(self, key: str) -> int:
-        return self._run(self._logic.get_counter(key))
-
-    def counter_ttl(self, key: str) -> float:
-        return self._run(self._logic.counter_ttl(key))
-
-    def expire_counter(self, key: str, ttl_seconds: float) -> bool:
-        return self._run(self._logic.expire_counter(key, ttl_seconds))
-
-    def reset_counter(self, key: str) -> None:
-        return self._run(self._logic.reset_counter(key))
+    def _drive(self, steps: _Steps[T]) -> T:
+        return drive(_guarded(self.url, steps), lambda cmd: self._command(*cmd.args))
 
     def close(self) -> None:
+        """Stop the invalidation thread and release the connections."""
         self._stop_invalidator()
         self._client.close()
 
 
-class AsyncRedisStore(_CacheHolder):
+class AsyncRedisStore(_Redis, AsyncFace):
     """The async face of the Redis store (redis-py's `redis.asyncio.Redis`)."""
 
     def __init__(
@@ -743,150 +685,16 @@ class AsyncRedisStore(_CacheHolder):
         prefix: str | None = None,
         client: aioredis.Redis | None = None,
     ) -> None:
-        self.url = url
-        client_url, url_prefix, self._cache_ttl = _parse_url(url)
-        self._client_url = client_url
-        self._logic = _Logic(prefix or url_prefix)
+        super().__init__(url, prefix)
         self._client: aioredis.Redis = client or aioredis.Redis.from_url(
-            client_url,
-            retry=AsyncRetry(**_RETRY),
-            **_CLIENT_OPTIONS,
+            self._client_url, retry=AsyncRetry(**_RETRY), **_CLIENT_OPTIONS
         )
         self._command: Any = self._client.execute_command  # untyped in redis-py
 
-    def __repr__(self) -> str:
-        return f"AsyncRedisStore(prefix={self._logic.prefix!r})"
-
-    @property
-    def prefix(self) -> str:
-        """The key prefix (all keys are ``{prefix}:...``)."""
-        return self._logic.prefix
-
-    async def _run(self, flow: _Flow[T]) -> T:
-        try:
-            op = next(flow)
-            while True:
-                op = flow.send(await self._execute(op))
-        except StopIteration as done:
-            result: T = done.value
-            return result
-
-    async def _execute(self, op: _Op) -> Any:
-        try:
-            if isinstance(op, _Cmd):
-                return await self._command(*op.args)
-            try:
-                return await self._command("EVALSHA", op.sha, len(op.keys), *op.keys, *op.args)
-            except NoScriptError:
-                return await self._command("EVAL", op.script, len(op.keys), *op.keys, *op.args)
-        except (RedisConnectionError, RedisTimeoutError) as err:
-            raise _unavailable(self.url, err) from err
-        except RedisError as err:
-            raise StoreError(f"Redis refused an operation: {err}") from err
-
-    async def ping(self) -> None:
-        """Check the server answers; `StoreUnavailable` when it does not."""
-        await self._execute(_Cmd(("PING",)))
-
-    async def get_user(self, username: str) -> User | None:
-        return await self._run(self._logic.get_user(username))
-
-    async def get_user_by_id(self, user_id: str) -> User | None:
-        return await self._run(self._logic.get_user_by_id(user_id))
-
-    async def list_users(self, after: str | None = None, limit: int = 100) -> Page:
-        return await self._run(self._logic.list_users(after, limit))
-
-    async def create_user(self, user: User) -> User:
-        return await self._run(self._logic.create_user(user))
-
-    async def update_user(self, user: User, expected_version: int) -> User:
-        try:
-            return await self._run(self._logic.update_user(user, expected_version))
-        finally:
-            self._evict_user(user.username)
-
-    async def delete_user(self, username: str, expected_version: int | None = None) -> None:
-        try:
-            return await self._run(self._logic.delete_user(username, expected_version))
-        finally:
-            self._evict_user(username)
-
-    async def get_group(self, name: str) -> Group | None:
-        return await self._run(self._logic.get_group(name))
-
-    async def list_groups(self) -> list[Group]:
-        return await self._run(self._logic.list_groups())
-
-    async def put_group(self, group: Group) -> Group:
-        return await self._run(self._logic.put_group(group))
-
-    async def delete_group(self, name: str) -> None:
-        return await self._run(self._logic.delete_group(name))
-
-    async def create_session(self, session: Session) -> Session:
-        return await self._run(self._logic.create_session(session))
-
-    async def get_session(self, session_id: str) -> Session | None:
-        return await self._run(self._logic.get_session(session_id))
-
-    async def get_session_user(
-        self, session_id: str, username: str
-    ) -> tuple[Session | None, User | None]:
-        cache = self._session_cache()
-        if cache is None:
-            return await self._run(self._logic.get_session_user(session_id, username))
-        hit = cache.get(session_id, username)
-        if hit is not None:
-            return hit[0], hit[1]
-        generation = cache.generation
-        session, user = await self._run(self._logic.get_session_user(session_id, username))
-        if session is not None and user is not None:
-            cache.put(session, user, generation)
-        return session, user
-
-    async def touch_session(self, session_id: str, last_seen: datetime) -> bool:
-        done = await self._run(self._logic.touch_session(session_id, last_seen))
-        self._touched(session_id, last_seen)
-        return bool(done)
-
-    async def rotate_refresh(
-        self, session_id: str, expected_hash: str, new_hash: str, expires_at: datetime
-    ) -> bool:
-        return await self._run(
-            self._logic.rotate_refresh(session_id, expected_hash, new_hash, expires_at)
-        )
-
-    async def revoke_session(self, session_id: str) -> bool:
-        try:
-            return await self._run(self._logic.revoke_session(session_id))
-        finally:
-            self._evict_session(session_id)
-
-    async def list_sessions(self, username: str) -> list[Session]:
-        return await self._run(self._logic.list_sessions(username))
-
-    async def revoke_user_sessions(self, username: str, keep: str | None = None) -> int:
-        try:
-            return await self._run(self._logic.revoke_user_sessions(username, keep))
-        finally:
-            self._evict_user(username)
-
-    async def incr(self, key: str, ttl_seconds: float) -> int:
-        return await self._run(self._logic.incr(key, ttl_seconds))
-
-    async def get_counter(self, key: str) -> int:
-        return await self._run(self._logic.get_counter(key))
-
-    async def counter_ttl(self, key: str) -> float:
-        return await self._run(self._logic.counter_ttl(key))
-
-    async def expire_counter(self, key: str, ttl_seconds: float) -> bool:
-        return await self._run(self._logic.expire_counter(key, ttl_seconds))
-
-    async def reset_counter(self, key: str) -> None:
-        return await self._run(self._logic.reset_counter(key))
+    async def _drive(self, steps: _Steps[T]) -> T:
+        return await adrive(_guarded(self.url, steps), lambda cmd: self._command(*cmd.args))
 
     async def close(self) -> None:
+        """Stop the invalidation thread and release the connections."""
         self._stop_invalidator()
         await self._client.aclose()

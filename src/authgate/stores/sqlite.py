@@ -25,10 +25,11 @@ from ..errors import (
     UserNotFound,
     VersionConflict,
 )
+from ..faces import call_now, deferred, drive
 from ..users import Group, User, utcnow
 from . import _codec
 from .base import Page, Session, Sweeper
-from .cache import SessionCache
+from .cache import SessionCache, read_through
 
 __all__ = ["SQLiteStore"]
 
@@ -318,13 +319,12 @@ class SQLiteStore:
     ) -> tuple[Session | None, User | None]:
         """Served from the cache while the epoch (bumped by every write that can change
         a session check, in any process) stays the same."""
-        cache = None
-        if self.cache_ttl > 0:
-            cache = self._cache
-            hit = cache.get(session_id, username, self._epoch())
-            if hit is not None:
-                return hit[0], hit[1]
-            generation = cache.generation
+        if self.cache_ttl <= 0:
+            return self._session_user(session_id, username)
+        read = deferred(self._session_user, session_id, username)
+        return drive(read_through(self._cache, session_id, username, read, self._epoch()), call_now)
+
+    def _session_user(self, session_id: str, username: str) -> tuple[Session | None, User | None]:
         rows = self._read(
             "SELECT (SELECT record FROM sessions WHERE id = ? AND expires_at > ?), "
             "(SELECT record FROM users WHERE username = ?)",
@@ -333,8 +333,6 @@ class SQLiteStore:
         session_raw, user_raw = rows[0]
         session = _codec.session_from_json(str(session_raw)) if session_raw is not None else None
         user = _codec.user_from_json(str(user_raw)) if user_raw is not None else None
-        if cache is not None and session is not None and user is not None:
-            cache.put(session, user, generation)
         return session, user
 
     def _replace_session(
