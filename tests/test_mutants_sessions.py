@@ -243,12 +243,12 @@ def test_a_session_is_marked_used_once_per_touch_interval() -> None:
     assert session is not None
     recent = session.last_seen - timedelta(seconds=10)
     gate.store.touch_session(pair.session_id, recent)
-    gate._identities.clear()  # every check below reads the store
+    gate._identities.invalidate()  # every check below reads the store
     gate.authenticate(pair.access_token)
     assert gate.store.get_session(pair.session_id).last_seen == recent  # type: ignore[union-attr]
     old = session.last_seen - timedelta(seconds=120)
     gate.store.touch_session(pair.session_id, old)
-    gate._identities.clear()
+    gate._identities.invalidate()
     gate.authenticate(pair.access_token)
     touched = gate.store.get_session(pair.session_id)
     assert touched is not None and touched.last_seen > old + timedelta(seconds=100)

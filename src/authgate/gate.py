@@ -32,6 +32,7 @@ from .apikeys import (
 )
 from .audit import AuditLog, bind_audit_log, configure_logging, unbind_audit_log
 from .bootstrap import Bootstrap
+from .caches import IDENTITIES, LRU
 from .config import Settings
 from .faces import AsyncFace, SyncFace, operation, returning
 from .flows import Flow, arun, call, run
@@ -104,8 +105,8 @@ class _Gate(Generic[S]):
         else:
             self.policy = policy
             self.roles = RoleHierarchy(s.roles)
-        self._stateless_identities: dict[str, Identity] = {}
-        self._identities: dict[str, tuple[Session | None, User | None, Identity]] = {}
+        # token -> (session, user, identity); stateless: (None, None, identity).
+        self._identities: LRU[str, tuple[Session | None, User | None, Identity]] = LRU(IDENTITIES)
         self.rules = SessionRules(
             verifier=self.verifier,
             hasher=self.hasher,
@@ -153,13 +154,12 @@ class _Gate(Generic[S]):
         store that can answer the session check from memory (`peek_session_user`)."""
         claims = self.verifier.verify(token)
         if self.stateless:
-            identity = self._stateless_identities.get(token)
-            if identity is None:
-                identity = identity_from_claims(self.policy, claims)
-                if len(self._stateless_identities) >= 4096:
-                    self._stateless_identities.clear()
-                self._stateless_identities[token] = identity
-            return claims, identity
+            remembered = self._identities.get(token)
+            if remembered is not None:
+                return claims, remembered[2]
+            built = identity_from_claims(self.policy, claims)
+            self._identities.put(token, (None, None, built))
+            return claims, built
         peek = getattr(self.store, "peek_session_user", None)
         if peek is None:
             return claims, None
@@ -180,9 +180,7 @@ class _Gate(Generic[S]):
             return claims, known[2]
         identity = quick_identity(self.rules, claims, session, user)
         if identity is not None:
-            if len(self._identities) >= 4096:
-                self._identities.clear()
-            self._identities[token] = (session, user, identity)
+            self._identities.put(token, (session, user, identity))
         return claims, identity
 
     @operation

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from .caches import LRU, OUTAGE_REASONS
 from .errors import (
     AccountLocked,
     AmbiguousCredentials,
@@ -46,7 +47,8 @@ class _Throttle:
     def __init__(self, every: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
         self.every = every
         self.clock = clock
-        self._seen: dict[str, tuple[float, int]] = {}  # reason -> (last logged, left out)
+        # reason -> (last logged, left out); bounded, as reasons name hosts and ports
+        self._seen: LRU[str, tuple[float, int]] = LRU(OUTAGE_REASONS)
         self._lock = threading.Lock()
 
     def admit(self, reason: str) -> int | None:
@@ -55,11 +57,9 @@ class _Throttle:
         with self._lock:
             last = self._seen.get(reason)
             if last is not None and now - last[0] < self.every:
-                self._seen[reason] = (last[0], last[1] + 1)
+                self._seen.put(reason, (last[0], last[1] + 1))
                 return None
-            if last is None and len(self._seen) >= 256:
-                self._seen.clear()  # bounded: reasons name hosts and ports
-            self._seen[reason] = (now, 0)
+            self._seen.put(reason, (now, 0))
             return last[1] if last is not None else 0
 
 
@@ -171,15 +171,7 @@ def read_credential(
     handshake, the ``Origin`` check instead: `origin` is that header's value and
     `host` the ``Host`` header's), then ``?token=`` on WebSocket handshakes.
     """
-    header_token = None
-    if authorization is not None:
-        header_token = _parsed.get(authorization)
-        if header_token is None:
-            header_token = parse_authorization(authorization)
-            if header_token is not None and len(authorization) <= _MAX_CACHED_HEADER:
-                if len(_parsed) >= _PARSED_SIZE:
-                    _parsed.clear()
-                _parsed[authorization] = header_token
+    header_token = None if authorization is None else parse_authorization(authorization)
     if rules.cookie_name and cookie:
         cookies = parse_cookies(cookie, unique=(rules.cookie_name, rules.csrf_cookie))
         token = cookies.get(rules.cookie_name)
@@ -235,13 +227,6 @@ def _check_origin(origin: str | None, host: str, rules: CredentialRules) -> None
         "the session cookie is not accepted on a WebSocket from this origin: "
         "add the page's origin to CredentialRules.websocket_origins"
     )
-
-
-# Authorization header value -> token: clients repeat the same header on every request.
-# Only values a valid credential fits in are kept, and a full cache starts again.
-_parsed: dict[str, str] = {}
-_PARSED_SIZE = 4096
-_MAX_CACHED_HEADER = MAX_CREDENTIAL + 32
 
 
 @dataclass(frozen=True, slots=True)

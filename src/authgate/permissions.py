@@ -13,12 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 from urllib.parse import unquote
 
 from . import documents
+from .caches import LRU, PARSED_GRANTS, PERMISSION_DECISIONS, PERMISSION_SETS
 from .config import Settings
 from .errors import ConfigError, ValidationError
 from .identity import Identity
@@ -60,11 +60,21 @@ class Grant:
         return all(g in ("*", r) for g, r in zip(self.resource, other.resource, strict=False))
 
 
-@lru_cache(maxsize=4096)
+_grants: LRU[str, Grant] = LRU(PARSED_GRANTS)
+
+
 def parse_grant(text: str) -> Grant:
     """Parse ``resource:action``; `ValidationError` for anything else."""
     if not isinstance(text, str):
         raise ValidationError(f"invalid permission {text!r}: expected 'resource:action'")
+    grant = _grants.get(text)
+    if grant is None:
+        grant = _parse_grant(text)
+        _grants.put(text, grant)
+    return grant
+
+
+def _parse_grant(text: str) -> Grant:
     resource, sep, action = text.rpartition(":")
     if not sep or not resource or not action or any(ch.isspace() for ch in text):
         raise ValidationError(f"invalid permission {text!r}: expected 'resource:action'")
@@ -89,7 +99,7 @@ class PermissionSet:
         # Grants with no '*' segment: checked by looking up each prefix of the target.
         self._exact = frozenset(str(g) for g in parsed if "*" not in g.resource)
         self._patterns = tuple(g for g in parsed if "*" in g.resource)
-        self._decided: dict[str, bool] = {}
+        self._decided: LRU[str, bool] = LRU(PERMISSION_DECISIONS)
 
     def __repr__(self) -> str:
         return f"PermissionSet({sorted(self.grants)!r})"
@@ -102,8 +112,7 @@ class PermissionSet:
         decided = self._decided.get(permission)
         if decided is None:
             decided = self._decide(parse_grant(permission))
-            if len(self._decided) < 4096:
-                self._decided[permission] = decided
+            self._decided.put(permission, decided)
         return decided
 
     def _decide(self, target: Grant) -> bool:
@@ -179,7 +188,8 @@ class RolePolicy:
         for perms in [*self.role_permissions.values(), *self.group_permissions.values()]:
             for perm in perms:
                 parse_grant(perm)
-        self._sets: dict[tuple[frozenset[str], frozenset[str], frozenset[str]], PermissionSet] = {}
+        self._sets: LRU[tuple[frozenset[str], frozenset[str], frozenset[str]], PermissionSet]
+        self._sets = LRU(PERMISSION_SETS)
 
     def __repr__(self) -> str:
         return (
@@ -250,9 +260,7 @@ class RolePolicy:
             for group in groups:
                 grants |= self.group_permissions.get(group, frozenset())
             found = PermissionSet(grants)
-            if len(self._sets) > 10_000:
-                self._sets.clear()
-            self._sets[key] = found
+            self._sets.put(key, found)
         return found
 
 

@@ -31,6 +31,7 @@ import jwt
 from jwt.algorithms import get_default_algorithms
 
 from . import documents
+from .caches import LRU, TOKEN_HEADERS, VERIFIED_TOKENS
 from .errors import (
     ConfigError,
     ExpiredToken,
@@ -366,8 +367,9 @@ class _Forgetting(Generic[_T]):
 class TokenVerifier:
     """Verifies access tokens against a `KeyRing` and the configured claims.
 
-    Tokens that verified are remembered (up to `cache_size`) until they expire, so a
-    client that sends the same token on every request pays for its signature once.
+    Tokens that verified are remembered (the `cache_size` most recently used, see
+    `authgate.caches`) until they expire, so a client that sends the same token on
+    every request pays for its signature once.
     """
 
     def __init__(
@@ -378,10 +380,10 @@ class TokenVerifier:
         audience: str,
         leeway: float = 0,
         typ: str = ACCESS_TOKEN_TYPE,
-        cache_size: int = 4096,
+        cache_size: int = VERIFIED_TOKENS.bound,
     ) -> None:
-        self._headers: dict[str, Key] = {}
-        self._verified: dict[str, Mapping[str, Any]] = {}
+        self._headers: LRU[str, Key] = LRU(TOKEN_HEADERS)
+        self._verified: LRU[str, Mapping[str, Any]] = LRU(VERIFIED_TOKENS, cache_size)
         self.cache_size = cache_size
         self._ring = ring
         self._issuer = issuer
@@ -398,8 +400,8 @@ class TokenVerifier:
     typ: _Forgetting[str] = _Forgetting()
 
     def _forget(self) -> None:
-        self._headers.clear()
-        self._verified.clear()
+        self._headers.invalidate()
+        self._verified.invalidate()
 
     def issue(self, claims: Mapping[str, Any], ttl: int, *, now: float | None = None) -> str:
         """Sign a token carrying `claims` plus ``iss``, ``aud``, ``iat``, ``exp`` and ``jti``."""
@@ -423,9 +425,7 @@ class TokenVerifier:
             self._check_times(cached, current)
             return cached
         claims = self._verify_uncached(token, current)
-        if len(self._verified) >= self.cache_size:
-            self._verified.clear()
-        self._verified[token] = claims
+        self._verified.put(token, claims)
         return claims
 
     def _key_for(self, header_b64: str) -> Key:
@@ -458,9 +458,7 @@ class TokenVerifier:
             if found.algorithm != alg:
                 raise InvalidSignature("the token's algorithm does not match its key")
             key = found
-        if len(self._headers) >= 64:
-            self._headers.clear()
-        self._headers[header_b64] = key
+        self._headers.put(header_b64, key)
         return key
 
     def _verify_uncached(self, token: str, now: float) -> Mapping[str, Any]:

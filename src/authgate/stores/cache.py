@@ -24,6 +24,7 @@ from collections.abc import Generator, Hashable
 from datetime import datetime
 from typing import Any, TypeVar
 
+from ..caches import LRU, SESSION_CHECKS
 from ..users import User
 from .base import Session
 
@@ -37,11 +38,11 @@ Op = TypeVar("Op")
 class SessionCache:
     """(session, user) answers by session id, evicted by username or wholesale."""
 
-    def __init__(self, ttl: float = 5.0, max_entries: int = 50_000) -> None:
+    def __init__(self, ttl: float = 5.0, max_entries: int = SESSION_CHECKS.bound) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
         self.enabled = True
-        self._entries: dict[str, Entry] = {}
+        self._entries: LRU[str, Entry] = LRU(SESSION_CHECKS, max_entries)
         self._by_user: dict[str, set[str]] = {}
         self._stamp: Hashable = None
         self._lock = threading.Lock()
@@ -73,25 +74,24 @@ class SessionCache:
         with self._lock:
             if generation != self.generation:
                 return
-            if len(self._entries) >= self.max_entries:
-                self._entries.clear()
-                self._by_user.clear()
-            self._entries[session.id] = (session, user, time.monotonic())
+            evicted = self._entries.put(session.id, (session, user, time.monotonic()))
+            if evicted is not None:  # the least recently used answer made room
+                self._by_user.get(evicted[1][1].username, set()).discard(evicted[0])
             self._by_user.setdefault(user.username, set()).add(session.id)
 
     def touch(self, session_id: str, last_seen: datetime) -> None:
         """Record this process's own ``last_seen`` write in the cached session."""
         with self._lock:
-            entry = self._entries.get(session_id)
+            entry = self._entries.pop(session_id)
             if entry is not None:
                 session = entry[0].replace(last_seen=last_seen)
-                self._entries[session_id] = (session, entry[1], entry[2])
+                self._entries.put(session_id, (session, entry[1], entry[2]))
 
     def evict_session(self, session_id: str) -> None:
         """Forget one session."""
         with self._lock:
             self.generation += 1
-            entry = self._entries.pop(session_id, None)
+            entry = self._entries.pop(session_id)
             if entry is not None:
                 self._by_user.get(entry[1].username, set()).discard(session_id)
 
@@ -100,13 +100,13 @@ class SessionCache:
         with self._lock:
             self.generation += 1
             for session_id in self._by_user.pop(username, ()):
-                self._entries.pop(session_id, None)
+                self._entries.pop(session_id)
 
     def clear(self, stamp: Hashable = None) -> None:
         """Forget everything; `stamp` becomes the validity stamp of what comes next."""
         with self._lock:
             self.generation += 1
-            self._entries.clear()
+            self._entries.invalidate()
             self._by_user.clear()
             self._stamp = stamp
 
