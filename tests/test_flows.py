@@ -1,0 +1,204 @@
+"""Flows stepped by hand, with no store and no I/O (as httpx tests its auth flows):
+each test answers the operations a flow yields and pins the order that carries a
+security property."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+from authgate.errors import AccountLocked, AuthGateError, BadCredentials, SessionRevoked
+from authgate.flows import Call, DummyVerify, Emit, Flow, Hash, Op, Verify
+from authgate.gate import Gate
+from authgate.sessions import Client, SessionRules, login, new_refresh_token, refresh
+from authgate.stores import Session
+from authgate.testing import cheap_hasher
+from authgate.users import User, utcnow
+
+SECRET = "flows-test-secret-key-long-enough-for-hs256"
+NOWHERE = Client()
+Answer = Callable[[Op], Any]
+
+
+@pytest.fixture
+def rules() -> SessionRules:
+    return Gate(store="memory://", secret_key=SECRET, hasher=cheap_hasher()).rules
+
+
+def step(flow: Flow[Any], answer: Answer) -> tuple[list[Op], Any]:
+    """Run `flow` to its end, each operation answered by `answer` (which may raise, as
+    a store does); the operations in order, and the result or the error it ended in."""
+    ops: list[Op] = []
+    try:
+        op = next(flow)
+        while True:
+            ops.append(op)
+            try:
+                result = answer(op)
+            except AuthGateError as err:
+                op = flow.throw(err)
+                continue
+            op = flow.send(result)
+    except StopIteration as done:
+        return ops, done.value
+    except AuthGateError as err:
+        return ops, err
+
+
+def store_answers(**answers: Any) -> Answer:
+    """Store calls answered from `answers` by method name (a callable is called with
+    the call's arguments); counters count from zero; CPU work and events as a driver
+    would, with a password verification that never matches unless said."""
+    counters: dict[str, int] = {}
+
+    def answer(op: Op) -> Any:
+        if isinstance(op, Call):
+            if op.method in answers:
+                found = answers[op.method]
+                return found(*op.args) if callable(found) else found
+            if op.method == "incr":
+                counters[op.args[0]] = counters.get(op.args[0], 0) + 1
+                return counters[op.args[0]]
+            if op.method in ("create_session", "update_user", "create_user"):
+                return op.args[0]  # the record written
+            return {"get_counter": 0, "counter_ttl": 0.0, "list_sessions": []}.get(op.method)
+        if isinstance(op, Verify):
+            return answers.get("verify", False)
+        if isinstance(op, Hash):
+            return cheap_hasher().hash(op.password)
+        return None
+
+    return answer
+
+
+def calls(ops: list[Op]) -> list[str]:
+    return [op.method for op in ops if isinstance(op, Call)]
+
+
+def kinds(ops: list[Op]) -> list[str]:
+    """The shape of a run: store calls by name, other operations by type."""
+    return [op.method if isinstance(op, Call) else type(op).__name__ for op in ops]
+
+
+def alice() -> User:
+    return User.new("alice", password_hash=cheap_hasher().hash("alice password"))
+
+
+# -- login ---------------------------------------------------------------------------------
+
+
+def test_the_lockout_slot_is_reserved_before_the_user_is_read(rules: SessionRules) -> None:
+    ops, result = step(
+        login(rules, "Alice", "alice password", NOWHERE),
+        store_answers(get_user=alice(), verify=True),
+    )
+    assert not isinstance(result, AuthGateError)
+    assert ops[0] == Call("incr", ("login-failures:alice", rules.lockout.window))
+    assert calls(ops).index("incr") < calls(ops).index("get_user")
+
+
+def test_a_locked_account_is_refused_before_its_password_is_looked_at(
+    rules: SessionRules,
+) -> None:
+    full = rules.lockout.max_attempts + 1
+    ops, result = step(
+        login(rules, "alice", "alice password", NOWHERE),
+        store_answers(incr=full, get_counter=1, counter_ttl=42.0, get_user=alice()),
+    )
+    assert isinstance(result, AccountLocked) and result.retry_after == 42
+    assert "get_user" not in calls(ops)
+    assert not [op for op in ops if isinstance(op, Verify | DummyVerify)]
+
+
+def test_an_unknown_user_costs_one_dummy_verification_and_looks_like_a_wrong_password(
+    rules: SessionRules,
+) -> None:
+    unknown, refused = step(login(rules, "nobody", "a guess 123", NOWHERE), store_answers())
+    wrong, refused_too = step(
+        login(rules, "alice", "a guess 123", NOWHERE), store_answers(get_user=alice())
+    )
+    assert isinstance(refused, BadCredentials) and isinstance(refused_too, BadCredentials)
+    assert str(refused) == str(refused_too)
+    assert [op for op in unknown if isinstance(op, DummyVerify)] == [DummyVerify("a guess 123")]
+    assert not [op for op in unknown if isinstance(op, Verify)]
+    # The same store calls and events in the same order: nothing tells the two apart.
+    assert kinds(unknown) == [k.replace("Verify", "DummyVerify") for k in kinds(wrong)]
+    assert [op.event.event for op in unknown if isinstance(op, Emit)] == ["login_failure"]
+    assert [op.event.event for op in wrong if isinstance(op, Emit)] == ["login_failure"]
+
+
+def test_a_disabled_user_with_the_right_password_is_refused_like_a_wrong_one(
+    rules: SessionRules,
+) -> None:
+    disabled = alice().changed(enabled=False)
+    ops, result = step(
+        login(rules, "alice", "alice password", NOWHERE),
+        store_answers(get_user=disabled, verify=True),
+    )
+    assert isinstance(result, BadCredentials)
+    assert "create_session" not in calls(ops) and "reset_counter" not in calls(ops)
+    assert [op.event.event for op in ops if isinstance(op, Emit)] == ["login_failure"]
+
+
+# -- refresh -------------------------------------------------------------------------------
+
+
+SID = "5e55" * 8  # a session id of the shape refresh tokens carry
+
+
+def _session(refresh_hash: str) -> Session:
+    now = utcnow()
+    return Session(
+        id=SID,
+        username="alice",
+        expires_at=now + timedelta(hours=1),
+        refresh_hash=refresh_hash,
+    )
+
+
+def test_a_spent_refresh_token_revokes_the_family_before_anything_else(
+    rules: SessionRules,
+) -> None:
+    spent, _ = new_refresh_token(SID)
+    _, current_hash = new_refresh_token(SID)  # the session has moved on since
+    ops, result = step(
+        refresh(rules, spent, NOWHERE),
+        store_answers(get_session=_session(current_hash), get_user=alice(), revoke_session=True),
+    )
+    assert isinstance(result, SessionRevoked)
+    assert calls(ops) == ["get_session", "revoke_session"]
+    assert ops[1] == Call("revoke_session", (SID,))
+    (event,) = [op.event for op in ops if isinstance(op, Emit)]
+    assert event.event == "refresh_token_reuse"
+
+
+def test_losing_the_rotation_race_revokes_the_family_too(rules: SessionRules) -> None:
+    token, presented = new_refresh_token(SID)
+    ops, result = step(
+        refresh(rules, token, NOWHERE),
+        store_answers(get_session=_session(presented), get_user=alice(), rotate_refresh=False),
+    )
+    assert isinstance(result, SessionRevoked)
+    assert calls(ops)[-2:] == ["rotate_refresh", "revoke_session"]
+
+
+def test_a_live_refresh_token_is_rotated_once(rules: SessionRules) -> None:
+    token, presented = new_refresh_token(SID)
+    ops, pair = step(
+        refresh(rules, token, NOWHERE),
+        store_answers(get_session=_session(presented), get_user=alice(), rotate_refresh=True),
+    )
+    assert calls(ops) == ["get_session", "get_user", "rotate_refresh"]
+    rotate = ops[2]
+    assert isinstance(rotate, Call) and rotate.args[1] == presented
+    assert pair.refresh_token != token
+
+
+def test_stepping_needs_no_store(rules: SessionRules) -> None:
+    """The flows are plain generators: nothing above ran a store, a thread or a loop."""
+    flow = login(rules, "alice", "x" * 12, NOWHERE)
+    assert isinstance(next(flow), Call)
+    flow.close()
