@@ -7,7 +7,7 @@ import json
 import secrets
 
 from authgate import Gate
-from authgate.api import ApiRequest
+from authgate.api import ApiRequest, HttpApi
 from authgate.testing import cheap_hasher
 
 
@@ -23,9 +23,11 @@ def main() -> None:
     gate.ensure_superuser()
     root = gate.authenticate(gate.login("iggy", "iggy password").access_token)
 
+    http_api = HttpApi.for_gate(gate)
+
     def api(method: str, path: str, body: object = None) -> tuple[int, object]:
         raw = json.dumps(body).encode() if body is not None else b""
-        reply = gate.handle_api(ApiRequest(method, path, root, raw))
+        reply = gate.run(http_api.answer(ApiRequest(method, path, root, raw)))
         assert reply is not None
         return reply.status, reply.data()
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from authgate.api import ApiRequest, ApiResponse
+from authgate.api import ApiRequest, ApiResponse, HttpApi
 from authgate.errors import BadCredentials, ProtectedUser, SessionRevoked
 from authgate.gate import Gate
 from authgate.identity import ANONYMOUS, Identity
@@ -35,7 +35,7 @@ def gate() -> Gate:
 
 def call(gate: Gate, method: str, path: str, who: Identity, body: Any = None) -> ApiResponse:
     raw = json.dumps(body).encode() if body is not None else b""
-    response = gate.handle_api(ApiRequest(method, path, who, raw))
+    response = gate.run(HttpApi.for_gate(gate).answer(ApiRequest(method, path, who, raw)))
     assert response is not None
     return response
 

@@ -8,7 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
-from authgate.api import ApiRequest
+from authgate.api import ApiRequest, HttpApi
 from authgate.errors import MalformedToken, PermissionDenied, SessionRevoked, ValidationError
 from authgate.gate import AsyncGate
 from authgate.middleware.asgi import AuthGateMiddleware
@@ -94,7 +94,7 @@ async def test_keys_through_the_http_api_and_the_middleware() -> None:
 
     async def api(method: str, path: str, body: Any = None, who: Any = owner) -> Any:
         raw = json.dumps(body).encode() if body is not None else b""
-        return await gate.handle_api(ApiRequest(method, path, who, raw))
+        return await gate.run(HttpApi.for_gate(gate).answer(ApiRequest(method, path, who, raw)))
 
     made = await api(
         "POST", "/auth/keys", {"name": "script", "permissions": ["items:read"], "expires_in": 3600}

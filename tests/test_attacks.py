@@ -30,7 +30,7 @@ from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
 
 from authgate import flows, scram
-from authgate.api import ApiRequest
+from authgate.api import ApiRequest, HttpApi
 from authgate.caches import LRU
 from authgate.errors import (
     AuthGateError,
@@ -197,7 +197,7 @@ def test_a_scram_handshake_token_is_not_a_refresh_token(agate: AsyncGate) -> Non
         Identity(),
         authorization="HELLO username=" + base64.urlsafe_b64encode(b"olga").decode(),
     )
-    reply = asyncio.run(agate.handle_api(hello))
+    reply = asyncio.run(agate.run(HttpApi.for_gate(agate).answer(hello)))
     assert reply is not None
     handshake = dict(reply.headers)["www-authenticate"].split("handshakeToken=")[1]
     with pytest.raises(SessionRevoked):
@@ -466,7 +466,7 @@ def test_anonymous_handshakes_and_failed_logins_leave_nothing_once_expired(
         request = ApiRequest(
             "GET", "/auth/scram", Identity(), authorization=f"HELLO username={encoded}"
         )
-        reply = gate.handle_api(request)
+        reply = gate.run(HttpApi.for_gate(gate).answer(request))
         assert reply.status == 401 and "handshakeToken=" in dict(reply.headers)["www-authenticate"]
 
     for i in range(40):

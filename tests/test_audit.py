@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from authgate import audit
-from authgate.api import ApiRequest
+from authgate.api import ApiRequest, HttpApi
 from authgate.audit import JSONFormatter, configure_logging
 from authgate.cli import main
 from authgate.decorators import check, check_object_permission
@@ -43,7 +43,7 @@ def gate() -> Gate:
 def api(gate: Gate, method: str, path: str, body: Any = None, who: str = "root") -> int:
     identity = gate.authenticate(gate.login(who, PW).access_token)
     raw = json.dumps(body).encode() if body is not None else b""
-    response = gate.handle_api(ApiRequest(method, path, identity, raw))
+    response = gate.run(HttpApi.for_gate(gate).answer(ApiRequest(method, path, identity, raw)))
     assert response is not None
     return response.status
 

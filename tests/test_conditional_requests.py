@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from authgate.api import ApiRequest, ApiResponse, etag
+from authgate.api import ApiRequest, ApiResponse, HttpApi, etag
 from authgate.gate import Gate
 from authgate.identity import Identity
 from authgate.testing import cheap_hasher
@@ -27,7 +27,9 @@ def make_gate(**settings: Any) -> Gate:
 def call(gate: Gate, method: str, path: str, body: Any = None, if_match: str = "") -> ApiResponse:
     who: Identity = gate.authenticate(gate.login("root", PW).access_token)
     raw = json.dumps(body).encode() if body is not None else b""
-    response = gate.handle_api(ApiRequest(method, path, who, raw, if_match=if_match))
+    response = gate.run(
+        HttpApi.for_gate(gate).answer(ApiRequest(method, path, who, raw, if_match=if_match))
+    )
     assert response is not None
     return response
 

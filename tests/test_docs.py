@@ -27,3 +27,11 @@ def test_every_seed_has_a_coming_from_page_with_a_tested_example() -> None:
         page = (ROOT / "docs" / f"coming-from-{seed}.md").read_text()
         assert f"examples/from_{seed}.py" in page
         assert f"from_{seed}.py" in examples
+
+
+def test_the_architecture_pages_example_runs() -> None:
+    page = (ROOT / "docs" / "architecture.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", page, re.S)
+    assert blocks
+    for block in blocks:
+        exec(compile(block, "docs/architecture.md", "exec"), {})  # noqa: S102 - our own docs

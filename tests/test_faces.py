@@ -76,7 +76,7 @@ def test_each_operation_has_one_signature_awaited_on_the_async_face(
 # What a face may define itself: how it drives an operation, how it opens its store, and
 # the async face's sync helpers.  Every operation comes from the one shared definition.
 OWN = {"__doc__", "__module__", "__qualname__", "__parameters__", "__orig_bases__",
-       "__annotations__", "_drive", "_open", *ASYNC_ONLY}  # fmt: skip
+       "__annotations__", "_drive", "_open", "run", *ASYNC_ONLY}  # fmt: skip
 
 
 @pytest.mark.parametrize("cls", [Gate, AsyncGate], ids=lambda c: c.__name__)
@@ -86,4 +86,4 @@ def test_a_gate_face_writes_no_operation_of_its_own(cls: type) -> None:
 
 @pytest.mark.parametrize("cls", [RedisStore, AsyncRedisStore], ids=lambda c: c.__name__)
 def test_a_redis_face_writes_only_its_connection(cls: type) -> None:
-    assert set(vars(cls)) - OWN - {"__init__", "close"} == set()
+    assert set(vars(cls)) - OWN - {"__init__", "_connect", "close"} == set()

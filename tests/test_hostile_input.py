@@ -20,7 +20,7 @@ import pytest
 import webtest
 
 from authgate import documents
-from authgate.api import ApiRequest
+from authgate.api import ApiRequest, HttpApi
 from authgate.errors import (
     AmbiguousCredentials,
     ConfigError,
@@ -93,7 +93,7 @@ def test_nesting_is_bounded_and_strings_do_not_count() -> None:
 @pytest.mark.parametrize("path", ["/auth/login", "/api/users", "/auth/refresh", "/auth/keys"])
 def test_a_deeply_nested_body_is_a_400_on_every_route(gate: Gate, path: str) -> None:
     who = gate.authenticate(gate.login("alice", PW).access_token)
-    response = gate.handle_api(ApiRequest("POST", path, who, DEEP.encode()))
+    response = gate.run(HttpApi.for_gate(gate).answer(ApiRequest("POST", path, who, DEEP.encode())))
     assert response is not None
     assert (response.status, response.data()["error"]) == (400, "invalid_request")
     assert "not valid JSON" in response.data()["detail"]

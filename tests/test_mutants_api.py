@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from authgate.api import _BOOL, _INT, _LIST, _STR, MAX_BODY, _Field, _parse_body
+from authgate.api import _BOOL, _INT, _LIST, _STR, MAX_BODY, HttpApi, _Field, _parse_body
 from authgate.errors import ValidationError
 
 FIELDS = {
@@ -88,7 +88,9 @@ def _admin_call(method: str, path: str, body: Any) -> tuple[int, Any]:
     gate.create_user("root", "root password 1", roles=["admin"])
     gate.create_user("bob", "bob password 1", roles=["viewer"])
     who = gate.authenticate(gate.login("root", "root password 1").access_token)
-    response = gate.handle_api(ApiRequest(method, path, who, json.dumps(body).encode()))
+    response = gate.run(
+        HttpApi.for_gate(gate).answer(ApiRequest(method, path, who, json.dumps(body).encode()))
+    )
     assert response is not None
     return response.status, response.data()
 
@@ -129,7 +131,9 @@ def _get(gate: Any, path: str, query: dict[str, str], who: str = "root") -> tupl
     from authgate.api import ApiRequest
 
     identity = gate.authenticate(gate.login(who, f"{who} password 1").access_token)
-    response = gate.handle_api(ApiRequest("GET", path, identity, b"", query=query))
+    response = gate.run(
+        HttpApi.for_gate(gate).answer(ApiRequest("GET", path, identity, b"", query=query))
+    )
     return response.status, response.data()
 
 
@@ -224,7 +228,7 @@ class Api:
 
         raw = json.dumps(body).encode() if body is not None else b""
         request = ApiRequest(method, path, who or self.root, raw, if_match=if_match)
-        return self.gate.handle_api(request)
+        return self.gate.run(HttpApi.for_gate(self.gate).answer(request))
 
 
 def test_every_answer_is_kept_out_of_caches_and_typed() -> None:
@@ -247,7 +251,7 @@ def test_a_method_a_route_does_not_take_is_a_405_in_json() -> None:
 
 
 def test_only_routes_of_the_api_are_its_own() -> None:
-    api = Api().gate.api
+    api = HttpApi.for_gate(Api().gate)
     assert api.owns("/auth/login") and api.owns("/api/users/bob")
     assert not api.owns("/auth/nothing") and not api.owns("/elsewhere")
 
@@ -337,7 +341,7 @@ def test_a_conditional_write_that_loses_a_race_is_a_412_and_writes_nothing(
     user = _user(api, "bob")
     raw = json.dumps(body).encode() if body is not None else b""
     request = ApiRequest(method, path, api.root, raw, if_match=etag(user))
-    flow = api.gate.api.handle(request)
+    flow = HttpApi.for_gate(api.gate).handle(request)
     assert flow is not None
     racing = (
         _Racing(api.gate.store, write, "bob", 1)
@@ -396,7 +400,7 @@ def test_a_refusal_names_the_apis_realm() -> None:
 
     api = Api()
     mounted = HttpApi(api.gate.rules, api.gate.roles, realm="plantdb")
-    answer = api.gate.handle_api(ApiRequest("GET", "/auth/me", ANONYMOUS_IDENTITY), mounted)
+    answer = api.gate.run(mounted.answer(ApiRequest("GET", "/auth/me", ANONYMOUS_IDENTITY)))
     assert answer is not None and answer.status == 401
     assert dict(answer.headers)["www-authenticate"].startswith('Bearer realm="plantdb"')
 
@@ -422,17 +426,23 @@ def test_scram_answers_are_kept_out_of_caches() -> None:
     user = base64.urlsafe_b64encode(b"bob").rstrip(b"=").decode()
     from authgate.api import ApiRequest
 
-    hello = api.gate.handle_api(
-        ApiRequest("GET", "/auth/scram", ANONYMOUS_IDENTITY, authorization=f"HELLO username={user}")
+    hello = api.gate.run(
+        HttpApi.for_gate(api.gate).answer(
+            ApiRequest(
+                "GET", "/auth/scram", ANONYMOUS_IDENTITY, authorization=f"HELLO username={user}"
+            )
+        )
     )
     assert hello is not None and hello.status == 401
     assert hello.data() == {"error": "scram", "detail": "continue the SCRAM handshake"}
     assert ("cache-control", "no-store") in hello.headers
     assert ("content-type", "application/json") in hello.headers
     ghost = base64.urlsafe_b64encode(b"ghost").rstrip(b"=").decode()
-    answer = api.gate.handle_api(
-        ApiRequest(
-            "GET", "/auth/scram", ANONYMOUS_IDENTITY, authorization=f"HELLO username={ghost}"
+    answer = api.gate.run(
+        HttpApi.for_gate(api.gate).answer(
+            ApiRequest(
+                "GET", "/auth/scram", ANONYMOUS_IDENTITY, authorization=f"HELLO username={ghost}"
+            )
         )
     )
     assert answer is not None and answer.status == 401  # an unknown name: the same answer
@@ -472,16 +482,19 @@ def test_an_api_built_with_its_defaults_and_with_its_own_prefixes() -> None:
 
     api = Api()
     plain = HttpApi(api.gate.rules, api.gate.roles)
-    denied = api.gate.handle_api(ApiRequest("GET", "/auth/me", ANONYMOUS_IDENTITY), plain)
+    denied = api.gate.run(plain.answer(ApiRequest("GET", "/auth/me", ANONYMOUS_IDENTITY)))
     assert denied is not None
     assert dict(denied.headers)["www-authenticate"].startswith('Bearer realm="authgate"')
-    scram = api.gate.handle_api(
-        ApiRequest("GET", "/auth/scram", ANONYMOUS_IDENTITY, authorization="HELLO username=Ym9i"),
-        plain,
+    scram = api.gate.run(
+        plain.answer(
+            ApiRequest(
+                "GET", "/auth/scram", ANONYMOUS_IDENTITY, authorization="HELLO username=Ym9i"
+            )
+        )
     )
     assert scram is not None and scram.status == 404  # no SCRAM secret given: not offered
-    patched = api.gate.handle_api(
-        ApiRequest("PATCH", "/api/users/bob", api.root, b'{"first_name": "Bo"}'), plain
+    patched = api.gate.run(
+        plain.answer(ApiRequest("PATCH", "/api/users/bob", api.root, b'{"first_name": "Bo"}'))
     )
     assert patched is not None and patched.status == 200  # If-Match not required
     moved = HttpApi(api.gate.rules, api.gate.roles, auth_prefix="/sessionX/",

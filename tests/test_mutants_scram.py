@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from authgate.api import ApiRequest, ApiResponse
+from authgate.api import ApiRequest, ApiResponse, HttpApi
 from authgate.errors import AccountLocked
 from authgate.gate import Gate
 from authgate.identity import ANONYMOUS
@@ -78,7 +78,7 @@ def scram(gate: Gate, authorization: str) -> ApiResponse:
     request = ApiRequest(
         "GET", "/auth/scram", ANONYMOUS, authorization=authorization, client=Client("198.51.100.4")
     )
-    response = gate.handle_api(request)
+    response = gate.run(HttpApi.for_gate(gate).answer(request))
     assert response is not None
     return response
 

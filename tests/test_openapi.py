@@ -17,6 +17,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from authgate import AsyncGate, Identity
+from authgate.api import HttpApi
 from authgate.errors import StoreUnavailable
 from authgate.integrations.fastapi import AuthGate, require_auth
 from authgate.testing import cheap_hasher
@@ -114,7 +115,7 @@ async def test_the_document_is_valid_openapi_with_authgates_routes(api: Any) -> 
     validate(document)  # OpenAPI 3.1, every $ref resolving
     assert document["openapi"].startswith("3.1")
     described = {(t, m.upper()) for t, ops in document["paths"].items() for m in ops}
-    answered = {(t, m) for t, m, _ in gate.api.operations()}
+    answered = {(t, m) for t, m, _ in HttpApi.for_gate(gate).operations()}
     assert answered <= described and "/mine" in document["paths"]
     # One bearer scheme for the app's own routes and authgate's: one "Authorize" button.
     assert list(document["components"]["securitySchemes"]) == ["HTTPBearer"]
@@ -243,9 +244,11 @@ async def test_a_required_if_match_and_an_outage_answer_as_documented() -> None:
     await gate.close()
 
 
+_API = HttpApi.for_gate(AsyncGate(store="memory://", secret_key=SECRET))
+
+
 @pytest.mark.parametrize("operation", sorted(
-    (t, m, n) for t, m, n in AsyncGate(store="memory://", secret_key=SECRET).api.operations()
-    if n not in ("scram",)
+    (t, m, n) for t, m, n in _API.operations() if n not in ("scram",)
 ))  # fmt: skip
 async def test_a_body_the_schema_refuses_is_refused(api: Any, operation: Any) -> None:
     """Each documented body is closed (no unknown field) and its required fields are
@@ -284,3 +287,10 @@ async def test_a_body_the_schema_refuses_is_refused(api: Any, operation: Any) ->
                 json={**valid, name: value if spec["type"] == "string" else [value]},
             )  # fmt: skip
             assert long.status_code == 400 and f"at most {longest}" in long.json()["detail"]
+
+
+def test_the_api_modules_route_table_lists_every_route() -> None:
+    import authgate.api
+
+    documented = set(re.findall(r"``([A-Z]+)\s+(/\S+)``", authgate.api.__doc__ or ""))
+    assert documented == {(m, t) for t, m, _ in _API.operations()}

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from authgate.api import ApiRequest, ApiResponse
+from authgate.api import ApiRequest, ApiResponse, HttpApi
 from authgate.errors import AccountLocked, BadCredentials, SessionRevoked
 from authgate.flows import Call, Emit
 from authgate.gate import AsyncGate, Gate
@@ -229,7 +229,7 @@ class ScramClient:
 
     def send(self, authorization: str) -> ApiResponse:
         request = ApiRequest("GET", "/auth/scram", ANONYMOUS, authorization=authorization)
-        response = self.gate.handle_api(request)
+        response = self.gate.run(HttpApi.for_gate(self.gate).answer(request))
         assert response is not None
         return response
 
@@ -376,7 +376,7 @@ def test_lockout_lasts_lockout_seconds_not_the_window(make_gate: Any) -> None:
 
 def _api(gate: Any, method: str, path: str, who: Identity, body: Any) -> ApiResponse:
     raw = json.dumps(body).encode() if body is not None else b""
-    response = gate.handle_api(ApiRequest(method, path, who, raw))
+    response = gate.run(HttpApi.for_gate(gate).answer(ApiRequest(method, path, who, raw)))
     assert response is not None
     return response  # type: ignore[no-any-return]
 

@@ -1,24 +1,33 @@
 """The HTTP API, once, for every framework: requests in, responses out, no I/O.
 
 Each endpoint is a flow (see `authgate.flows`): it validates the body, yields the store
-and argon2 operations it needs and returns an `ApiResponse`.  `Gate.handle_api` and
-`AsyncGate.handle_api` drive it; the Flask and Starlette adapters only translate their
-request into an `ApiRequest` and the `ApiResponse` back.
+and argon2 operations it needs and returns an `ApiResponse`.  `HttpApi.for_gate` builds
+the API of a gate, and ``gate.run(api.answer(request))`` answers a request on either
+face; the middlewares and the Flask and Starlette adapters only translate their request
+into an `ApiRequest` and the `ApiResponse` back.  (A test keeps this table equal to the
+routes.)
 
-========================================  =======================================
-``POST   /auth/login``                    anyone: a token pair (401, 429)
-``POST   /auth/refresh``                  anyone: a new pair for a refresh token
-``POST   /auth/logout``                   authenticated: 204, the session ends
-``GET    /auth/me``                       authenticated: who am I
-``PUT    /auth/me/password``              authenticated: 204, other sessions end
-``GET    /auth/sessions``                 authenticated: my sessions
-``DELETE /auth/sessions/{id}``            authenticated: 204, or 404
-``POST   /api/users/``                    admin: 201 the user
-``GET    /api/users/``                    admin: a page of users
-``GET    /api/users/{username}``          admin: one user
-``PATCH  /api/users/{username}`` (PUT)    admin: change fields (password write-only)
-``DELETE /api/users/{username}``          admin: 204 (never yourself or the last admin)
-========================================  =======================================
+================================================  =====================================
+``POST   /auth/login``                            anyone: a token pair (401, 429)
+``POST   /auth/refresh``                          anyone: a new pair for a refresh token
+``POST   /auth/logout``                           authenticated: 204, the session ends
+``GET    /auth/me``                               authenticated: who am I
+``PUT    /auth/me/password``                      authenticated: 204, other sessions end
+``GET    /auth/sessions``                         authenticated: my sessions
+``DELETE /auth/sessions/{session_id}``            authenticated: 204, or 404
+``GET    /auth/keys``                             authenticated: my API keys
+``POST   /auth/keys``                             authenticated: 201 a new API key
+``DELETE /auth/keys/{key_id}``                    authenticated: 204, or 404
+``GET    /auth/scram``                            anyone: a step of the SCRAM handshake
+``POST   /api/users/``                            admin: 201 the user
+``GET    /api/users/``                            admin: a page of users
+``GET    /api/users/{username}``                  admin: one user
+``PATCH  /api/users/{username}``                  admin: change fields (password write-only)
+``PUT    /api/users/{username}``                  admin: the same as PATCH
+``DELETE /api/users/{username}``                  admin: 204 (never yourself or the last admin)
+``PUT    /api/users/{username}/permissions``      admin: replace the direct grants
+``PUT    /api/users/{username}/password``         admin: set the password, sessions end
+================================================  =====================================
 """
 
 from __future__ import annotations
@@ -31,7 +40,7 @@ from urllib.parse import unquote
 
 from . import documents
 from .apikeys import create_api_key, list_api_keys, require_account_right, revoke_api_key
-from .audit import record_denial
+from .audit import AuditLog, bind_audit_log, record_denial, unbind_audit_log
 from .errors import (
     AuthGateError,
     LastAdminError,
@@ -49,6 +58,7 @@ from .flows.users import create_user as create_user_flow
 from .flows.users import delete_user as delete_user_flow
 from .flows.users import set_password as set_password_flow
 from .flows.users import update_user as update_user_flow
+from .gate import AsyncGate, Gate
 from .http import error_response
 from .identity import Identity
 from .permissions import parse_grant
@@ -223,8 +233,10 @@ class HttpApi:
         protected: frozenset[str] = frozenset(),
         scram_secret: bytes = b"",
         require_if_match: bool = False,
+        audit: AuditLog | None = None,
     ) -> None:
         self.rules = rules
+        self.audit = audit
         self.require_if_match = require_if_match
         self.scram_secret = scram_secret
         self.protected = protected
@@ -300,8 +312,30 @@ class HttpApi:
         """True when `path` is one of the API's (cheap: for every request)."""
         return path.startswith(self._starts) and self._match(path) is not None
 
+    @classmethod
+    def for_gate(cls, gate: Gate | AsyncGate, **options: Any) -> HttpApi:
+        """The HTTP API of `gate`, configured from it (its rules, role order, protected
+        users, SCRAM secret, ``If-Match`` policy and audit log); `options` are the
+        prefixes and realm.  Answer a request with ``gate.run(api.answer(request))``."""
+        return cls(
+            gate.rules,
+            gate.roles,
+            protected=gate.protected,
+            scram_secret=gate.ring.secret_material(),
+            require_if_match=gate.settings.require_if_match,
+            audit=gate.audit,
+            **options,
+        )
+
+    def answer(self, request: ApiRequest) -> Flow[ApiResponse | None]:
+        """The flow answering `request`: its response, or None when the path is not
+        the API's.  ``gate.run(api.answer(request))``."""
+        flow = self.handle(request)
+        return None if flow is None else (yield from flow)
+
     def handle(self, request: ApiRequest) -> Flow[ApiResponse] | None:
-        """The flow answering `request`, or None when the path is not the API's."""
+        """The flow answering `request`, or None when the path is not the API's.  Drive
+        it with a gate's ``run``."""
         found = self._match(request.path)
         if found is None:
             return None
@@ -310,11 +344,16 @@ class HttpApi:
         return self._guarded(handler, request, arg)
 
     def _guarded(self, handler: Handler, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
+        # The guards' refusals reach the audit log's subscribers, not the logger alone.
+        bound = bind_audit_log(self.audit) if self.audit is not None else None
         try:
             return (yield from handler(request, arg))
         except AuthGateError as err:
             rendered = error_response(err, self.realm)
             return ApiResponse(rendered.status, rendered.body, rendered.headers)
+        finally:
+            if bound is not None:
+                unbind_audit_log(bound)
 
     # -- helpers --------------------------------------------------------------------------
 

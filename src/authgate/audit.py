@@ -132,7 +132,7 @@ def _log(event: AuditEvent) -> None:
 
 
 # The audit log of the Gate serving the current request: guards run without a Gate at
-# hand, so the middlewares (and `Gate.handle_api`) bind theirs for what they call.
+# hand, so the HTTP API (`HttpApi.for_gate`) binds its gate's for what it calls.
 _bound: ContextVar[AuditLog | None] = ContextVar("authgate.audit", default=None)
 
 

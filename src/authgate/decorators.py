@@ -25,7 +25,7 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any, ParamSpec, TypeVar, overload
+from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from .audit import record_denial
 from .context import current_identity
@@ -71,16 +71,16 @@ def _guard(policy: Policy) -> Callable[[F], F]:
                 check(policy)
                 return await fn(*args, **kwargs)
 
-            guarded_async.__authgate_policy__ = policy  # type: ignore[attr-defined]
-            return guarded_async  # type: ignore[return-value]
+            guarded_async.__dict__["__authgate_policy__"] = policy
+            return cast(F, guarded_async)
 
         @functools.wraps(fn)
         def guarded(*args: Any, **kwargs: Any) -> Any:
             check(policy)
             return fn(*args, **kwargs)
 
-        guarded.__authgate_policy__ = policy  # type: ignore[attr-defined]
-        return guarded  # type: ignore[return-value]
+        guarded.__dict__["__authgate_policy__"] = policy
+        return cast(F, guarded)
 
     return decorate
 
@@ -169,7 +169,7 @@ def require_object_permission(
                 check_object_permission(obj, action, policy)
                 return await fn(*args, **kwargs)
 
-            return guarded_async  # type: ignore[return-value]
+            return cast(F, guarded_async)
 
         @functools.wraps(fn)
         def guarded(*args: Any, **kwargs: Any) -> Any:
@@ -178,6 +178,6 @@ def require_object_permission(
             check_object_permission(_call_loader(load, fn, args, kwargs), action, policy)
             return fn(*args, **kwargs)
 
-        return guarded  # type: ignore[return-value]
+        return cast(F, guarded)
 
     return decorate

@@ -46,14 +46,14 @@ Steps = Generator[Any, Any, T]
 class SyncFace:
     """A class whose operations run to their result when called."""
 
-    def _drive(self, steps: Steps[T]) -> T:
+    def _drive(self, steps: Steps[T], /) -> T:
         raise NotImplementedError
 
 
 class AsyncFace:
     """A class whose operations are awaited: its I/O never blocks the event loop."""
 
-    async def _drive(self, steps: Steps[T]) -> T:
+    async def _drive(self, steps: Steps[T], /) -> T:
         raise NotImplementedError
 
 

@@ -18,7 +18,6 @@ import time
 from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
-from .api import ApiRequest, ApiResponse, HttpApi
 from .apikeys import (
     ApiKey,
     api_key_identity,
@@ -30,11 +29,11 @@ from .apikeys import (
     require_account_right,
     revoke_api_key,
 )
-from .audit import AuditLog, bind_audit_log, configure_logging, unbind_audit_log
+from .audit import AuditLog, configure_logging
 from .bootstrap import Bootstrap
 from .caches import IDENTITIES, LRU
 from .config import Settings
-from .faces import AsyncFace, SyncFace, operation, returning
+from .faces import AsyncFace, Steps, SyncFace, operation, returning
 from .flows import Flow, arun, call, run
 from .flows.users import bootstrap as _bootstrap
 from .flows.users import create_user as _create_user
@@ -119,13 +118,6 @@ class _Gate(Generic[S]):
             policy=self.policy,
         )
         self.protected = s.protected_usernames
-        self.api = HttpApi(
-            self.rules,
-            self.roles,
-            protected=self.protected,
-            scram_secret=self.ring.secret_material(),
-            require_if_match=s.require_if_match,
-        )
         self.store = store if store is not None else self._open(self.settings.store)
 
     @staticmethod
@@ -193,21 +185,6 @@ class _Gate(Generic[S]):
         if identity is not None:
             return returning(identity)
         return load_identity(self.rules, claims)
-
-    @operation
-    def handle_api(
-        self, request: ApiRequest, api: HttpApi | None = None
-    ) -> Flow[ApiResponse | None]:
-        """Answer an HTTP API request (see `authgate.api`); None when the path is not
-        the API's."""
-        flow = (api or self.api).handle(request)
-        if flow is None:
-            return None
-        bound = bind_audit_log(self.audit)  # the API's refusals reach the subscribers
-        try:
-            return (yield from flow)
-        finally:
-            unbind_audit_log(bound)
 
     @operation
     def recheck(self, identity: Identity) -> Flow[Identity]:
@@ -347,8 +324,12 @@ class Gate(_Gate[Store], SyncFace):
 
     _open = staticmethod(open_store)
 
-    def _drive(self, flow: Flow[T]) -> T:
+    def run(self, flow: Steps[T]) -> T:
+        """Drive any flow (the HTTP API's answers, a flow of your own) against this
+        gate's store, with its hasher and audit log."""
         return run(flow, self.store, self.hasher, self.audit.emit)
+
+    _drive = run
 
 
 class AsyncGate(_Gate[AsyncStore], AsyncFace):
@@ -357,8 +338,12 @@ class AsyncGate(_Gate[AsyncStore], AsyncFace):
 
     _open = staticmethod(open_async_store)
 
-    async def _drive(self, flow: Flow[T]) -> T:
+    async def run(self, flow: Steps[T]) -> T:
+        """Drive any flow (the HTTP API's answers, a flow of your own) against this
+        gate's store, with its hasher and audit log; argon2 off the event loop."""
         return await arun(flow, self.store, self.hasher, self.audit.emit)
+
+    _drive = run
 
     def authenticate_nowait(self, token: str) -> Identity | None:
         """The identity when it can be decided without I/O (stateless mode, or a cached

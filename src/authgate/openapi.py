@@ -3,7 +3,7 @@
 ::
 
     from authgate.openapi import describe
-    doc = describe(gate.api)            # {"paths": {...}, "components": {...}}
+    doc = describe(HttpApi.for_gate(gate))  # {"paths": {...}, "components": {...}}
 
 The FastAPI adapter merges it into ``app.openapi()`` (``/docs`` then lists authgate's
 routes, with ``If-Match`` on the user writes); any other framework can serve it or merge

@@ -1,4 +1,5 @@
-"""Password hashing (argon2id) and the password policy.
+"""Password hashing (argon2id), the password policy, and the SCRAM-SHA-256 credentials
+derived from a password (the handshake itself is `authgate.scram`).
 
 The plaintext lives only in the arguments of these calls: it is never stored, logged,
 or kept on an object.
@@ -6,7 +7,10 @@ or kept on an object.
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
+import hmac
 import secrets
 import threading
 from dataclasses import dataclass
@@ -16,7 +20,14 @@ from argon2.exceptions import InvalidHashError, VerificationError
 
 from .errors import InvalidPassword
 
-__all__ = ["Argon2Params", "PasswordHasher", "PasswordPolicy"]
+__all__ = [
+    "Argon2Params",
+    "PasswordHasher",
+    "PasswordPolicy",
+    "ScramCredentials",
+    "derive_credentials",
+    "scram_keys",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,8 +122,6 @@ class PasswordHasher:
     def derive_scram(self, password: str, iterations: int = 10_000) -> str:
         """SCRAM-SHA-256 credentials for `password` (RFC 5802, 7677): never the password,
         only ``SCRAM-SHA-256$<iterations>:<salt>$<stored key>:<server key>`` (base64)."""
-        from .scram import derive_credentials
-
         return derive_credentials(password, iterations)
 
     def needs_rehash(self, password_hash: str) -> bool:
@@ -132,3 +141,60 @@ class PasswordHasher:
             if self._dummy is None:
                 self._dummy = self._argon.hash(secrets.token_urlsafe(32))
             return self._dummy
+
+
+# -- SCRAM-SHA-256 credentials (RFC 5802, 7677) ----------------------------------------
+
+
+def _b64(raw: bytes) -> str:
+    return base64.b64encode(raw).decode("ascii")
+
+
+def scram_keys(password: str, salt: bytes, iterations: int) -> tuple[bytes, bytes]:
+    """The stored key and server key of RFC 5802 for `password`."""
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, iterations)
+    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
+    stored_key = hashlib.sha256(client_key).digest()
+    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
+    return stored_key, server_key
+
+
+def derive_credentials(password: str, iterations: int = 10_000) -> str:
+    """``SCRAM-SHA-256$<iterations>:<salt>$<stored key>:<server key>`` for a password."""
+    salt = secrets.token_bytes(16)
+    stored_key, server_key = scram_keys(password, salt, iterations)
+    return f"SCRAM-SHA-256${iterations}:{_b64(salt)}${_b64(stored_key)}:{_b64(server_key)}"
+
+
+@dataclass(frozen=True, slots=True)
+class ScramCredentials:
+    """A user's stored SCRAM-SHA-256 credentials, parsed."""
+
+    iterations: int
+    salt: bytes
+    stored_key: bytes
+    server_key: bytes
+
+    @classmethod
+    def parse(cls, text: str) -> ScramCredentials | None:
+        """Credentials from their stored form; None for anything malformed."""
+        try:
+            scheme, params, keys = text.split("$")
+            iterations, salt = params.split(":")
+            stored, server = keys.split(":")
+            if scheme != "SCRAM-SHA-256":
+                return None
+            return cls(
+                int(iterations),
+                base64.b64decode(salt),
+                base64.b64decode(stored),
+                base64.b64decode(server),
+            )
+        except ValueError:
+            return None
+
+    @classmethod
+    def fake(cls, secret: bytes, username: str) -> ScramCredentials:
+        """Stable made-up credentials for an unknown user: same shape, nothing matches."""
+        seed = hmac.new(secret, b"scram-fake:" + username.encode(), hashlib.sha256).digest()
+        return cls(10_000, seed[:16], hashlib.sha256(seed).digest(), seed)

@@ -34,6 +34,7 @@ from datetime import timedelta
 from .audit import AuditEvent
 from .errors import AccountLocked, AuthenticationError, BadCredentials, ValidationError
 from .flows import Emit, Flow, call
+from .passwords import ScramCredentials, derive_credentials
 from .sessions import Client, SessionRules, TokenPair, open_session
 from .stores.base import Session, Store
 from .users import normalize_username, utcnow
@@ -77,52 +78,6 @@ def _unb64url(text: str) -> bytes:
         return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except ValueError as err:
         raise ScramError("a SCRAM value is not base64url") from err
-
-
-def _keys(password: str, salt: bytes, iterations: int) -> tuple[bytes, bytes]:
-    salted = hashlib.pbkdf2_hmac("sha256", password.encode("utf-8"), salt, iterations)
-    client_key = hmac.new(salted, b"Client Key", hashlib.sha256).digest()
-    stored_key = hashlib.sha256(client_key).digest()
-    server_key = hmac.new(salted, b"Server Key", hashlib.sha256).digest()
-    return stored_key, server_key
-
-
-def derive_credentials(password: str, iterations: int = 10_000) -> str:
-    """``SCRAM-SHA-256$<iterations>:<salt>$<stored key>:<server key>`` for a password."""
-    salt = secrets.token_bytes(16)
-    stored_key, server_key = _keys(password, salt, iterations)
-    return f"SCRAM-SHA-256${iterations}:{_b64(salt)}${_b64(stored_key)}:{_b64(server_key)}"
-
-
-@dataclass(frozen=True, slots=True)
-class _Credentials:
-    iterations: int
-    salt: bytes
-    stored_key: bytes
-    server_key: bytes
-
-    @classmethod
-    def parse(cls, text: str) -> _Credentials | None:
-        try:
-            scheme, params, keys = text.split("$")
-            iterations, salt = params.split(":")
-            stored, server = keys.split(":")
-            if scheme != "SCRAM-SHA-256":
-                return None
-            return cls(
-                int(iterations),
-                base64.b64decode(salt),
-                base64.b64decode(stored),
-                base64.b64decode(server),
-            )
-        except ValueError:
-            return None
-
-    @classmethod
-    def fake(cls, secret: bytes, username: str) -> _Credentials:
-        """Stable made-up credentials for an unknown user: same shape, nothing matches."""
-        seed = hmac.new(secret, b"scram-fake:" + username.encode(), hashlib.sha256).digest()
-        return cls(10_000, seed[:16], hashlib.sha256(seed).digest(), seed)
 
 
 def _params(value: str) -> dict[str, str]:
@@ -202,9 +157,9 @@ def _server_first(secret: bytes, state: Session, message: str) -> Flow[ScramRepl
     if normalize_username(attrs["n"].replace("=2C", ",").replace("=3D", "=")) != state.username:
         raise ScramError("client-first names another user than HELLO")
     user = yield from call(Store.get_user, state.username)
-    creds = _Credentials.parse(user.scram_credentials) if user is not None else None
+    creds = ScramCredentials.parse(user.scram_credentials) if user is not None else None
     if creds is None:
-        creds = _Credentials.fake(secret, state.username)
+        creds = ScramCredentials.fake(secret, state.username)
     combined = nonce + secrets.token_urlsafe(18)
     server_first = f"r={combined},s={_b64(creds.salt)},i={creds.iterations}"
     ok = yield from call(Store.revoke_session, state.id)  # each token serves one round
@@ -235,7 +190,7 @@ def _server_final(
         raise ScramError("client-final has no valid proof") from None
     taken = yield from rules.lockout.reserve(state.username)
     user = yield from call(Store.get_user, state.username)
-    creds = _Credentials.parse(user.scram_credentials) if user is not None else None
+    creds = ScramCredentials.parse(user.scram_credentials) if user is not None else None
     auth_message = f"{state.data['bare']},{state.data['server_first']},{without_proof}"
     valid = False
     if creds is not None and user is not None and user.enabled and len(proof) == 32:

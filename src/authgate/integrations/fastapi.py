@@ -59,7 +59,7 @@ class AuthGate(_StarletteAuthGate):
         """Add the middleware, routes and handler, and the routes to ``app.openapi()``."""
         super().install(app)
         if isinstance(app, FastAPI):
-            include_in_openapi(app, self.gate.api)
+            include_in_openapi(app, HttpApi.for_gate(self.gate))
 
 
 def include_in_openapi(app: FastAPI, api: HttpApi) -> None:
@@ -78,7 +78,8 @@ def include_in_openapi(app: FastAPI, api: HttpApi) -> None:
             app.openapi_schema = document
         return app.openapi_schema
 
-    app.openapi = openapi  # type: ignore[method-assign]
+    documented: Any = app  # FastAPI's documented idiom replaces the openapi method
+    documented.openapi = openapi
 
 
 def current_identity(

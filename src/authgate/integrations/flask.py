@@ -18,14 +18,14 @@
 from __future__ import annotations
 
 import os
-from typing import cast
+from typing import Any, cast
 
 import click
 from flask import Blueprint, Flask, Response, current_app, request
 from flask.cli import with_appcontext
 from werkzeug.local import LocalProxy
 
-from ..api import ApiRequest
+from ..api import ApiRequest, HttpApi
 from ..cli import _Context
 from ..cli import main as cli_main
 from ..config import ENV_PREFIX, Settings
@@ -81,9 +81,8 @@ class AuthGate:
             self._gate = Gate(Settings.from_env(environ), policy=self.policy)
         gate = self._gate
         app.extensions["authgate"] = self
-        app.wsgi_app = AuthGateWSGIMiddleware(  # type: ignore[method-assign]
-            app.wsgi_app, gate, rules=self.rules
-        )
+        wrapped: Any = app  # Flask's documented idiom replaces the wsgi_app method
+        wrapped.wsgi_app = AuthGateWSGIMiddleware(app.wsgi_app, gate, rules=self.rules)
         app.register_error_handler(AuthGateError, _render_error)
         app.register_blueprint(_api_blueprint(gate), url_prefix=self.url_prefix or None)
         app.cli.add_command(_cli_group(), "authgate")
@@ -96,7 +95,7 @@ def _render_error(err: AuthGateError) -> Response:
 
 def _api_blueprint(gate: Gate) -> Blueprint:
     blueprint = Blueprint("authgate", __name__)
-    api = gate.api
+    api = HttpApi.for_gate(gate)
 
     def serve(rest: str = "") -> Response:
         path = request.path[len(request.script_root) :] if request.script_root else request.path
@@ -111,7 +110,7 @@ def _api_blueprint(gate: Gate) -> Blueprint:
             authorization=request.headers.get("Authorization", ""),
             if_match=request.headers.get("If-Match", ""),
         )
-        response = gate.handle_api(api_request)
+        response = gate.run(api.answer(api_request))
         if response is None:
             return Response(
                 b'{"error": "not_found", "detail": "no such route"}',

@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.websockets import WebSocket
 
-from ..api import ApiRequest
+from ..api import ApiRequest, HttpApi
 from ..errors import AuthGateError
 from ..gate import AsyncGate
 from ..http import CredentialRules, error_response
@@ -55,7 +55,7 @@ class AuthGate:
         self.rules = rules
         self.middleware = [Middleware(AuthGateMiddleware, gate=gate, rules=rules)]
         self.exception_handlers: dict[Any, Any] = {AuthGateError: render_error}
-        api = gate.api
+        self.api = api = HttpApi.for_gate(gate)
         self.routes: list[BaseRoute] = [
             Route(f"{api.auth_prefix}/{{rest:path}}", self._serve, methods=_API_METHODS),
             Route(api.users_prefix, self._serve, methods=_API_METHODS),
@@ -82,7 +82,7 @@ class AuthGate:
             authorization=request.headers.get("authorization", ""),
             if_match=request.headers.get("if-match", ""),
         )
-        response = await self.gate.handle_api(api_request)
+        response = await self.gate.run(self.api.answer(api_request))
         if response is None:
             return Response(
                 b'{"error": "not_found", "detail": "no such route"}',

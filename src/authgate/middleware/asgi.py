@@ -217,7 +217,7 @@ class AuthGateApi:
     def __init__(self, app: ASGIApp | None, gate: AsyncGate, *, api: HttpApi | None = None) -> None:
         self.app = app
         self.gate = gate
-        self.api = api or gate.api
+        self.api = api or HttpApi.for_gate(gate)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -273,7 +273,7 @@ class AuthGateApi:
             authorization=authorization,
             if_match=if_match,
         )
-        response = await self.gate.handle_api(request, self.api)
+        response = await self.gate.run(self.api.answer(request))
         assert response is not None
         await _send_response(send, response)
 

@@ -189,7 +189,7 @@ class AuthGateWSGIApi:
     def __init__(self, app: WSGIApp | None, gate: Gate, *, api: HttpApi | None = None) -> None:
         self.app = app
         self.gate = gate
-        self.api = api or gate.api
+        self.api = api or HttpApi.for_gate(gate)
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/") or "/"
@@ -226,7 +226,7 @@ class AuthGateWSGIApi:
             authorization=environ.get("HTTP_AUTHORIZATION", ""),
             if_match=environ.get("HTTP_IF_MATCH", ""),
         )
-        response = self.gate.handle_api(request, self.api)
+        response = self.gate.run(self.api.answer(request))
         assert response is not None
         return _respond(start_response, response)
 

@@ -19,7 +19,7 @@ import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 from ..users import Group, User, utcnow
 
@@ -61,9 +61,9 @@ class Session:
             "kind": self.kind,
         }
 
-    def replace(self, **changes: object) -> Session:
+    def replace(self, **changes: Any) -> Session:
         """A copy with `changes` applied."""
-        return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+        return dataclasses.replace(self, **changes)
 
 
 @dataclass(frozen=True, slots=True)

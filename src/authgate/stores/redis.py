@@ -14,11 +14,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import threading
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from hashlib import sha1
-from typing import Any, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 try:
@@ -51,6 +51,13 @@ from .cache import SessionCache, read_through
 __all__ = ["AsyncRedisStore", "RedisStore"]
 
 T = TypeVar("T")
+
+
+class _Client(Protocol):
+    def execute_command(self, *args: Any, **options: Any) -> Any: ...
+
+
+C = TypeVar("C", bound=_Client)  # a face's redis-py client
 
 
 @dataclass(frozen=True, slots=True)
@@ -230,7 +237,7 @@ def _session_from_row(row: Sequence[Any]) -> Session:
     )
 
 
-class _Redis:
+class _Redis(Generic[C]):
     """Every operation of the Redis store, defined once as the commands it sends (no
     I/O here); `RedisStore` sends them with redis-py's sync client, `AsyncRedisStore`
     with its asyncio client.
@@ -243,13 +250,22 @@ class _Redis:
     _cache: SessionCache | None = None
     _invalidator: _Invalidator | None = None
 
-    def __init__(self, url: str, prefix: str | None) -> None:
+    def __init__(
+        self, url: str = "redis://localhost:6379/0", *, prefix: str | None = None,
+        client: C | None = None,
+    ) -> None:  # fmt: skip
         self.url = url
         self._client_url, url_prefix, self._cache_ttl = _parse_url(url)
         self._prefix = prefix or url_prefix
         self.base = "{" + self._prefix + "}:"
         #: Where every change that can end a session check is announced (username).
         self.channel = self.base + "changes"
+        self._client: C = client if client is not None else self._connect(self._client_url)
+        self._command = self._client.execute_command
+
+    @staticmethod
+    def _connect(url: str) -> C:
+        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(prefix={self._prefix!r})"
@@ -586,7 +602,8 @@ class _Invalidator(threading.Thread):
                 socket_connect_timeout=5,
                 health_check_interval=5,
             )
-            pubsub: Any = client.pubsub()  # type: ignore[no-untyped-call]
+            subscribe: Callable[[], Any] = client.pubsub  # untyped in redis-py
+            pubsub = subscribe()
             try:
                 pubsub.subscribe(self.channel)
                 while not self.stopping.is_set():
@@ -647,8 +664,9 @@ def _guarded(url: str, steps: _Steps[T]) -> _Steps[T]:
         raise StoreError(f"Redis refused an operation: {err}") from err
 
 
-class RedisStore(_Redis, SyncFace):
-    """The sync face of the Redis store (redis-py's `redis.Redis`)."""
+class RedisStore(_Redis["redis.Redis"], SyncFace):
+    """The sync face of the Redis store (redis-py's `redis.Redis`); it checks that the
+    server answers at once (``check=False``: at the first operation)."""
 
     def __init__(
         self,
@@ -658,13 +676,13 @@ class RedisStore(_Redis, SyncFace):
         client: redis.Redis | None = None,
         check: bool = True,
     ) -> None:
-        super().__init__(url, prefix)
-        self._client: redis.Redis = client or redis.Redis.from_url(
-            self._client_url, retry=Retry(**_RETRY), **_CLIENT_OPTIONS
-        )
-        self._command: Any = self._client.execute_command  # untyped in redis-py
+        super().__init__(url, prefix=prefix, client=client)
         if check:
             self.ping()
+
+    @staticmethod
+    def _connect(url: str) -> redis.Redis:
+        return redis.Redis.from_url(url, retry=Retry(**_RETRY), **_CLIENT_OPTIONS)
 
     def _drive(self, steps: _Steps[T]) -> T:
         return drive(_guarded(self.url, steps), lambda cmd: self._command(*cmd.args))
@@ -675,21 +693,12 @@ class RedisStore(_Redis, SyncFace):
         self._client.close()
 
 
-class AsyncRedisStore(_Redis, AsyncFace):
+class AsyncRedisStore(_Redis["aioredis.Redis"], AsyncFace):
     """The async face of the Redis store (redis-py's `redis.asyncio.Redis`)."""
 
-    def __init__(
-        self,
-        url: str = "redis://localhost:6379/0",
-        *,
-        prefix: str | None = None,
-        client: aioredis.Redis | None = None,
-    ) -> None:
-        super().__init__(url, prefix)
-        self._client: aioredis.Redis = client or aioredis.Redis.from_url(
-            self._client_url, retry=AsyncRetry(**_RETRY), **_CLIENT_OPTIONS
-        )
-        self._command: Any = self._client.execute_command  # untyped in redis-py
+    @staticmethod
+    def _connect(url: str) -> aioredis.Redis:
+        return aioredis.Redis.from_url(url, retry=AsyncRetry(**_RETRY), **_CLIENT_OPTIONS)
 
     async def _drive(self, steps: _Steps[T]) -> T:
         return await adrive(_guarded(self.url, steps), lambda cmd: self._command(*cmd.args))
