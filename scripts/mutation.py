@@ -1,7 +1,7 @@
 """Mutation testing of authgate's security core, in one command (docs/mutation.md).
 
     scripts/mutation                                    # every security module
-    scripts/mutation src/authgate/lockout.py tokens     # a subset
+    scripts/mutation src/authgate/flows/lockout.py tokens     # a subset
     scripts/mutation 'tokens::KeyRing.verify'           # one function
     scripts/mutation --report lockout                   # re-read the last results
 
@@ -61,15 +61,17 @@ ATOMIC = (
 # A module added here must be in pyproject.toml's [tool.mutmut] only_mutate too.
 TARGETS: dict[str, tuple[str, ...]] = {
     "src/authgate/tokens.py": ("*",),
-    "src/authgate/lockout.py": ("*",),
-    "src/authgate/sessions.py": ("*",),
-    "src/authgate/apikeys.py": ("*",),
-    "src/authgate/scram.py": ("*",),
+    "src/authgate/flows/lockout.py": ("*",),
+    "src/authgate/flows/sessions.py": ("*",),
+    "src/authgate/flows/login.py": ("*",),
+    "src/authgate/flows/identity.py": ("*",),
+    "src/authgate/flows/apikeys.py": ("*",),
+    "src/authgate/flows/scram.py": ("*",),
     "src/authgate/permissions.py": ("*",),
     "src/authgate/api.py": ("*",),
     "src/authgate/stores/sqlite.py": tuple(f"SQLiteStore.{f}" for f in ("_write", *ATOMIC)),
     "src/authgate/stores/memory.py": tuple(f"MemoryStore.{f}" for f in ATOMIC),
-    "src/authgate/stores/redis.py": tuple(f"_Logic.{f}" for f in ATOMIC),
+    "src/authgate/stores/redis.py": tuple(f"_Redis.{f}" for f in ATOMIC),
 }
 
 # The attack replays and regression tests guard every module.
@@ -87,15 +89,28 @@ STORE_TESTS = (
 # contract test over HTTP would notice.  --whole-suite runs every test instead.
 TESTS: dict[str, tuple[str, ...]] = {
     "src/authgate/tokens.py": ("test_tokens.py", "test_mutants_tokens.py", "test_config.py"),
-    "src/authgate/lockout.py": ("test_lockout.py", "test_mutants_lockout.py", "test_gate.py"),
-    "src/authgate/sessions.py": (
+    "src/authgate/flows/lockout.py": (
+        "test_lockout.py",
+        "test_mutants_lockout.py",
         "test_gate.py",
-        "test_mutants_sessions.py",
-        "test_apikeys.py",
-        *STORE_TESTS,
+        "test_flows.py",
     ),
-    "src/authgate/apikeys.py": ("test_apikeys.py", "test_mutants_apikeys.py", "test_gate.py"),
-    "src/authgate/scram.py": ("test_scram.py", "test_mutants_scram.py", "test_gate.py"),
+    **{
+        f"src/authgate/flows/{module}.py": (
+            "test_gate.py",
+            "test_mutants_sessions.py",
+            "test_apikeys.py",
+            "test_flows.py",
+            *STORE_TESTS,
+        )
+        for module in ("sessions", "login", "identity")
+    },
+    "src/authgate/flows/apikeys.py": (
+        "test_apikeys.py",
+        "test_mutants_apikeys.py",
+        "test_gate.py",
+    ),
+    "src/authgate/flows/scram.py": ("test_scram.py", "test_mutants_scram.py", "test_gate.py"),
     "src/authgate/permissions.py": (
         "test_permissions.py",
         "test_mutants_permissions.py",
@@ -146,7 +161,8 @@ def resolve(spec: str) -> tuple[str, tuple[str, ...]]:
 
 
 def globs_for(targets: dict[str, tuple[str, ...]]) -> list[str]:
-    """Patterns of mutmut's mutant names: ``authgate.lockout.xǁLockoutPolicyǁreserve__mutmut_3``."""
+    """Patterns of mutmut's mutant names, such as
+    ``authgate.flows.lockout.xǁLockoutPolicyǁreserve__mutmut_3``."""
     out = []
     for path, functions in targets.items():
         module = module_name(path)
@@ -487,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "modules",
         nargs="*",
-        help="modules to mutate, e.g. src/authgate/lockout.py or tokens (default: all), "
+        help="modules to mutate, e.g. src/authgate/flows/lockout.py or tokens (default: all), "
         "optionally narrowed to one function: 'tokens::KeyRing.verify'",
     )
     parser.add_argument(

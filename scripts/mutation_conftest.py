@@ -72,7 +72,7 @@ def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool 
 # atomic operations and the lock-out across processes, and only those modules' mutants;
 # any other module's mutant would pay for them without their being the ones to kill it.
 _CROSS_PROCESS = re.compile(r"processes|another_process|by_one_process|in_one_process")
-_CROSS_PROCESS_MODULES = ("authgate.stores.", "authgate.lockout")
+_CROSS_PROCESS_MODULES = ("authgate.stores.", "authgate.flows.lockout")
 
 
 def _cross_process(item: pytest.Item) -> bool:

@@ -29,7 +29,7 @@ import pytest
 from starlette.testclient import TestClient, WebSocketDenialResponse
 from starlette.websockets import WebSocketDisconnect
 
-from authgate import flows, scram
+from authgate import flows
 from authgate.api import ApiRequest, HttpApi
 from authgate.caches import LRU
 from authgate.errors import (
@@ -43,13 +43,13 @@ from authgate.errors import (
     ValidationError,
     VersionConflict,
 )
-from authgate.flows import Call, Emit, Flow
+from authgate.flows import Call, Emit, Flow, scram
+from authgate.flows.sessions import secret_digest
 from authgate.gate import AsyncGate, Gate
 from authgate.http import CredentialRules, read_credential
 from authgate.identity import Identity
 from authgate.middleware.asgi import WS_SESSION_REVOKED, AuthGateApi, AuthGateMiddleware
 from authgate.permissions import PermissionSet, RolePolicy, parse_grant
-from authgate.sessions import secret_digest
 from authgate.stores import open_store
 from authgate.stores.base import Session
 from authgate.testing import cheap_hasher

@@ -12,8 +12,10 @@ import pytest
 
 from authgate.errors import AccountLocked, AuthGateError, BadCredentials, SessionRevoked
 from authgate.flows import Call, DummyVerify, Emit, Flow, Hash, Op, Verify
+from authgate.flows.login import login
+from authgate.flows.sessions import SessionRules, new_refresh_token, refresh
 from authgate.gate import Gate
-from authgate.sessions import Client, SessionRules, login, new_refresh_token, refresh
+from authgate.identity import Client
 from authgate.stores import Session
 from authgate.testing import cheap_hasher
 from authgate.users import User, utcnow

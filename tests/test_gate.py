@@ -19,9 +19,9 @@ from authgate.errors import (
     SessionRevoked,
     ValidationError,
 )
-from authgate.identity import Identity
+from authgate.identity import Client, Identity
 from authgate.passwords import Argon2Params, PasswordHasher
-from authgate.sessions import Client, TokenPair
+from authgate.tokens import TokenPair
 
 PW = "correct horse battery"
 

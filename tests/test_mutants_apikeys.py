@@ -10,8 +10,7 @@ import pytest
 
 from authgate.errors import ValidationError
 from authgate.gate import Gate
-from authgate.identity import Identity
-from authgate.sessions import Client
+from authgate.identity import Client, Identity
 from authgate.testing import cheap_hasher
 from conftest import SECRET
 
@@ -154,7 +153,7 @@ def test_a_key_is_marked_used_once_the_touch_interval_has_passed_exactly(
 ) -> None:
     from datetime import datetime, timezone
 
-    from authgate import apikeys
+    from authgate.flows import apikeys
 
     start = datetime(2026, 12, 1, 12, 0, tzinfo=timezone.utc)
     now = [start]
@@ -194,8 +193,8 @@ def test_a_recheck_follows_only_the_keys_own_record(gate: Gate, alice: Identity)
 def test_a_key_identity_without_account_rights_holds_none() -> None:
     from types import MappingProxyType
 
-    from authgate.apikeys import require_account_right
     from authgate.errors import PermissionDenied
+    from authgate.flows.apikeys import require_account_right
 
     bare = Identity(username="svc", claims=MappingProxyType({"api_key": "k1"}))
     with pytest.raises(PermissionDenied, match="not created with account:keys"):
@@ -222,7 +221,7 @@ def test_revoking_a_key_touches_only_that_users_keys_and_is_audited(
 def test_a_keys_description_from_a_bare_record_and_its_lifetime_bounds() -> None:
     from datetime import datetime, timezone
 
-    from authgate.apikeys import _NO_EXPIRY, ApiKey
+    from authgate.flows.apikeys import _NO_EXPIRY, ApiKey
     from authgate.stores.base import Session
 
     made = datetime(2026, 1, 1, tzinfo=timezone.utc)

@@ -10,7 +10,7 @@ import pytest
 
 from authgate.errors import AccountLocked
 from authgate.flows import Call, Emit, Flow, Op, Pause
-from authgate.lockout import WAIT_SECONDS, LockoutPolicy
+from authgate.flows.lockout import WAIT_SECONDS, LockoutPolicy
 
 
 def drive(flow: Flow[Any], replies: dict[str, Any]) -> tuple[list[Op], Any]:
@@ -130,7 +130,7 @@ def test_a_lock_wait_gives_up_after_forty_pauses() -> None:
     attempts in flight, then is refused; it never waits for ever."""
     from authgate.errors import AccountLocked
     from authgate.flows import Call, Pause
-    from authgate.lockout import LockoutPolicy
+    from authgate.flows.lockout import LockoutPolicy
 
     flow = LockoutPolicy(max_attempts=5, window=900, lockout_seconds=300).reserve("ann")
     op = next(flow)

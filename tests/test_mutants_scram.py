@@ -18,8 +18,7 @@ import pytest
 from authgate.api import ApiRequest, ApiResponse, HttpApi
 from authgate.errors import AccountLocked
 from authgate.gate import Gate
-from authgate.identity import ANONYMOUS
-from authgate.sessions import Client
+from authgate.identity import ANONYMOUS, Client
 from authgate.testing import cheap_hasher
 from conftest import SECRET
 
@@ -217,7 +216,7 @@ def test_the_client_first_must_name_the_user_of_the_hello(gate: Gate) -> None:
 
 
 def test_handshakes_per_user_are_limited_with_the_time_left(gate: Gate) -> None:
-    from authgate.scram import HANDSHAKES_PER_MINUTE, HELLO_WINDOW
+    from authgate.flows.scram import HANDSHAKES_PER_MINUTE, HELLO_WINDOW
 
     for _ in range(HANDSHAKES_PER_MINUTE):
         assert hello(gate)
@@ -244,7 +243,7 @@ def detail(response: ApiResponse) -> str:
 
 
 def test_base64url_values_go_out_without_padding() -> None:
-    from authgate import scram as engine
+    from authgate.flows import scram as engine
 
     assert [engine._b64url(raw) for raw in (b"a", b"ab", b"abc")] == ["YQ", "YWI", "YWJj"]
     assert engine._b64url(b"\x00\x00\x17") == "AAAX"  # only padding is stripped
@@ -314,8 +313,8 @@ def test_the_lockout_from_scram_failures_names_the_client(
 
 def test_too_many_handshakes_say_to_wait_at_least_a_second() -> None:
     """Stepped without I/O: the window's last half second still asks for one second."""
-    from authgate import scram as engine
     from authgate.flows import Call
+    from authgate.flows import scram as engine
 
     flow = engine._hello({"username": b64url(b"alice")})
     op = next(flow)
@@ -341,6 +340,6 @@ def test_an_unknown_users_made_up_salt_looks_like_a_real_one(gate: Gate) -> None
 
 
 def test_scram_credentials_are_derived_with_ten_thousand_iterations_by_default() -> None:
-    from authgate.scram import derive_credentials
+    from authgate.flows.scram import derive_credentials
 
     assert derive_credentials("pencil and paper").startswith("SCRAM-SHA-256$10000:")

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from authgate.flows.identity import identity_from_claims
 from authgate.gate import Gate
 from authgate.permissions import RolePolicy
-from authgate.sessions import identity_from_claims
 from authgate.testing import cheap_hasher
 from conftest import SECRET
 
@@ -97,7 +97,7 @@ def test_a_password_change_is_audited_with_its_session_and_what_it_ended(
     import logging
 
     from authgate.errors import BadCredentials
-    from authgate.sessions import Client
+    from authgate.identity import Client
 
     gate = Gate(store="memory://", hasher=cheap_hasher(), secret_key=SECRET)
     gate.create_user("carol", PW)
@@ -163,7 +163,7 @@ def test_refreshes_and_replays_are_audited_with_who_which_session_and_where(
     import logging
 
     from authgate.errors import SessionRevoked
-    from authgate.sessions import Client
+    from authgate.identity import Client
 
     gate = Gate(store="memory://", hasher=cheap_hasher(), secret_key=SECRET)
     gate.create_user("fay", PW)
@@ -195,7 +195,7 @@ def test_ending_sessions_is_audited_with_who_which_and_where(
 ) -> None:
     import logging
 
-    from authgate.sessions import Client
+    from authgate.identity import Client
 
     gate = Gate(store="memory://", hasher=cheap_hasher(), secret_key=SECRET)
     gate.create_user("gus", PW)
@@ -271,7 +271,7 @@ def test_a_token_pair_is_the_oauth2_response() -> None:
 
 
 def _rules(**policy_groups: list[str]) -> Any:
-    from authgate.sessions import SessionRules
+    from authgate.flows.sessions import SessionRules
 
     gate = Gate(store="memory://", hasher=cheap_hasher(), secret_key=SECRET)
     rules: SessionRules = gate.rules
@@ -305,11 +305,11 @@ def _session_and_user(seen_ago: float, now: float, groups: tuple[str, ...] = ())
 def test_a_session_check_touches_once_the_interval_has_passed(
     monkeypatch: pytest.MonkeyPatch, seen_ago: float, touched: bool
 ) -> None:
-    from authgate import sessions
     from authgate.flows import Call
+    from authgate.flows import identity as sessions
 
     now = 1_790_000_000.0
-    monkeypatch.setattr("authgate.sessions.time.time", lambda: now)
+    monkeypatch.setattr("authgate.flows.identity.time.time", lambda: now)
     rules = _rules()
     assert rules.touch_interval == 60
     session, user, claims = _session_and_user(seen_ago, now)
@@ -329,10 +329,10 @@ def test_a_session_check_touches_once_the_interval_has_passed(
 def test_the_quick_check_leaves_store_kept_groups_to_the_full_one(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from authgate import sessions
+    from authgate.flows import identity as sessions
 
     now = 1_790_000_000.0
-    monkeypatch.setattr("authgate.sessions.time.time", lambda: now)
+    monkeypatch.setattr("authgate.flows.identity.time.time", lambda: now)
     rules = _rules(lab=["plants:read"])
     in_policy = _session_and_user(1.0, now, groups=("lab",))
     assert sessions.quick_identity(rules, in_policy[2], in_policy[0], in_policy[1]) is not None
@@ -356,7 +356,7 @@ def test_ending_every_session_is_audited_without_a_kept_one(
 ) -> None:
     import logging
 
-    from authgate.sessions import Client
+    from authgate.identity import Client
 
     gate = Gate(store="memory://", hasher=cheap_hasher(), secret_key=SECRET)
     gate.create_user("max", PW)
@@ -368,8 +368,8 @@ def test_ending_every_session_is_audited_without_a_kept_one(
 
 
 def test_a_sessions_user_must_be_the_tokens_user_when_the_token_says_which() -> None:
-    from authgate import sessions
     from authgate.errors import SessionRevoked
+    from authgate.flows import identity as sessions
 
     session, user, claims = _session_and_user(1.0, 1_790_000_000.0)
     assert sessions._live(claims, session, user) is user
@@ -379,7 +379,7 @@ def test_a_sessions_user_must_be_the_tokens_user_when_the_token_says_which() -> 
 
 
 def test_an_identity_from_a_user_carries_the_users_own_fields() -> None:
-    from authgate.sessions import identity_from_user
+    from authgate.flows.identity import identity_from_user
     from authgate.users import User
 
     policy = RolePolicy({"admin": ["*:*"]}, groups={"lab": ["plants:read"]})
@@ -399,7 +399,7 @@ def test_an_identity_from_a_user_carries_the_users_own_fields() -> None:
 
 def test_a_session_limit_is_audited_whichever_way_it_is_kept() -> None:
     from authgate.errors import SessionLimitReached
-    from authgate.sessions import Client
+    from authgate.identity import Client
 
     here = Client("192.0.2.46", "pytest")
     for evict in (True, False):
@@ -433,7 +433,7 @@ def test_a_session_limit_is_audited_whichever_way_it_is_kept() -> None:
 
 
 def test_a_session_records_where_it_was_opened_within_bounds() -> None:
-    from authgate.sessions import Client
+    from authgate.identity import Client
 
     gate = Gate(store="memory://", hasher=cheap_hasher(), secret_key=SECRET)
     gate.create_user("pia", PW)
@@ -444,22 +444,22 @@ def test_a_session_records_where_it_was_opened_within_bounds() -> None:
 
 
 def test_a_login_is_audited_with_how_it_was_proved() -> None:
-    from authgate import sessions
-    from authgate.flows import Emit
-    from authgate.sessions import Client
+    from authgate.flows import Call, Emit, sessions
+    from authgate.identity import Client
     from authgate.users import User
 
     user = User.new("quin")
     flow = sessions.open_session(_rules(), user, Client("192.0.2.47"), detail="SCRAM")
     op = next(flow)  # create_session
-    event = flow.send(op.args[0])  # type: ignore[union-attr]
+    assert isinstance(op, Call)
+    event = flow.send(op.args[0])
     assert isinstance(event, Emit)
     assert (event.event.event, event.event.detail) == ("login_success", "SCRAM")
 
 
 def test_failed_logins_are_audited_with_the_name_tried_and_where_from() -> None:
     from authgate.errors import BadCredentials
-    from authgate.sessions import Client
+    from authgate.identity import Client
 
     gate = Gate(store="memory://", hasher=cheap_hasher(), secret_key=SECRET, max_login_attempts=2)
     gate.create_user("rex", PW)

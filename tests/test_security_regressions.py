@@ -18,12 +18,13 @@ import pytest
 from authgate.api import ApiRequest, ApiResponse, HttpApi
 from authgate.errors import AccountLocked, BadCredentials, SessionRevoked
 from authgate.flows import Call, Emit
+from authgate.flows.sessions import refresh
 from authgate.gate import AsyncGate, Gate
-from authgate.identity import ANONYMOUS, Identity
+from authgate.identity import ANONYMOUS, Client, Identity
 from authgate.permissions import RolePolicy
-from authgate.sessions import Client, TokenPair, refresh
 from authgate.stores import open_async_store, open_store
 from authgate.testing import cheap_hasher
+from authgate.tokens import TokenPair
 from conftest import SECRET
 from test_scram import b64url, params, unb64url
 

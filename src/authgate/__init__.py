@@ -45,7 +45,7 @@ from .errors import (
 )
 from .gate import AsyncGate, Gate
 from .http import CredentialRules
-from .identity import ANONYMOUS, Identity
+from .identity import ANONYMOUS, Client, Identity
 from .middleware.asgi import AuthGateMiddleware
 from .middleware.wsgi import AuthGateWSGIMiddleware
 from .passwords import Argon2Params, PasswordHasher, PasswordPolicy
@@ -61,9 +61,8 @@ from .permissions import (
     RolePolicy,
     check_object,
 )
-from .sessions import Client, TokenPair
 from .stores import AsyncStore, Page, Session, Store, open_async_store, open_store
-from .tokens import Key, KeyRing, TokenVerifier
+from .tokens import Key, KeyRing, TokenPair, TokenVerifier
 from .users import DEFAULT_ROLES, Group, Role, RoleHierarchy, User, normalize_username
 
 __version__ = "0.1.0"

@@ -32,14 +32,12 @@ routes.)
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 from urllib.parse import unquote
 
 from . import documents
-from .apikeys import create_api_key, list_api_keys, require_account_right, revoke_api_key
 from .audit import AuditLog, bind_audit_log, record_denial, unbind_audit_log
 from .errors import (
     AuthGateError,
@@ -54,26 +52,20 @@ from .errors import (
     VersionConflict,
 )
 from .flows import Flow, call
+from .flows.apikeys import create_api_key, list_api_keys, require_account_right, revoke_api_key
+from .flows.login import change_password, login
+from .flows.scram import scram_step
+from .flows.sessions import SessionRules, logout, refresh, revoke_session
 from .flows.users import create_user as create_user_flow
 from .flows.users import delete_user as delete_user_flow
 from .flows.users import set_password as set_password_flow
 from .flows.users import update_user as update_user_flow
 from .gate import AsyncGate, Gate
-from .http import error_response
-from .identity import Identity
+from .http import ApiResponse, error_response
+from .identity import Client, Identity
 from .permissions import parse_grant
-from .scram import scram_step
-from .sessions import (
-    Client,
-    SessionRules,
-    TokenPair,
-    change_password,
-    login,
-    logout,
-    refresh,
-    revoke_session,
-)
 from .stores.base import Store
+from .tokens import TokenPair
 from .users import RoleHierarchy, User, normalize_username
 
 __all__ = ["ApiRequest", "ApiResponse", "HttpApi"]
@@ -95,33 +87,6 @@ class ApiRequest:
     client: Client = field(default_factory=Client)
     authorization: str = ""
     if_match: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class ApiResponse:
-    """Status, headers and a body (JSON unless empty)."""
-
-    status: int
-    body: bytes = b""
-    headers: list[tuple[str, str]] = field(default_factory=list)
-
-    @classmethod
-    def json(cls, status: int, payload: Any) -> ApiResponse:
-        """A JSON response that caches nowhere (bodies may hold tokens)."""
-        return cls(
-            status,
-            json.dumps(payload).encode(),
-            [("content-type", "application/json"), ("cache-control", "no-store")],
-        )
-
-    @classmethod
-    def empty(cls) -> ApiResponse:
-        """204 No Content."""
-        return cls(204, b"", [("cache-control", "no-store")])
-
-    def data(self) -> Any:
-        """The decoded JSON body (tests, adapters)."""
-        return json.loads(self.body) if self.body else None
 
 
 # -- body validation ----------------------------------------------------------------------
@@ -349,8 +314,7 @@ class HttpApi:
         try:
             return (yield from handler(request, arg))
         except AuthGateError as err:
-            rendered = error_response(err, self.realm)
-            return ApiResponse(rendered.status, rendered.body, rendered.headers)
+            return error_response(err, self.realm)
         finally:
             if bound is not None:
                 unbind_audit_log(bound)

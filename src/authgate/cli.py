@@ -15,20 +15,20 @@ from typing import Any, TypeVar
 
 import click
 
-from .apikeys import create_api_key, list_api_keys, revoke_api_key
 from .audit import AuditLog, configure_logging
 from .config import Settings
 from .errors import AuthGateError, StoreUnavailable, UserNotFound
 from .flows import Flow, run
+from .flows.apikeys import create_api_key, list_api_keys, revoke_api_key
+from .flows.identity import identity_from_user
 from .flows.users import bootstrap as bootstrap_flow
 from .flows.users import create_user as create_flow
 from .flows.users import delete_user as delete_flow
 from .flows.users import iter_users
 from .flows.users import set_password as set_password_flow
 from .flows.users import update_user as update_flow
-from .identity import Identity
+from .identity import Client, Identity
 from .permissions import RolePolicy
-from .sessions import Client, identity_from_user
 from .stores import Store, open_store
 from .users import RoleHierarchy, User, normalize_username
 

@@ -18,7 +18,13 @@ import time
 from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
-from .apikeys import (
+from .audit import AuditLog, configure_logging
+from .bootstrap import Bootstrap
+from .caches import IDENTITIES, LRU
+from .config import Settings
+from .faces import AsyncFace, Steps, SyncFace, operation, returning
+from .flows import Flow, arun, call, run
+from .flows.apikeys import (
     ApiKey,
     api_key_identity,
     create_api_key,
@@ -29,37 +35,20 @@ from .apikeys import (
     require_account_right,
     revoke_api_key,
 )
-from .audit import AuditLog, configure_logging
-from .bootstrap import Bootstrap
-from .caches import IDENTITIES, LRU
-from .config import Settings
-from .faces import AsyncFace, Steps, SyncFace, operation, returning
-from .flows import Flow, arun, call, run
+from .flows.identity import identity_from_claims, load_identity, quick_identity
+from .flows.lockout import LockoutPolicy
+from .flows.login import change_password, login
+from .flows.sessions import SessionRules, logout, refresh, revoke_session, revoke_sessions
 from .flows.users import bootstrap as _bootstrap
 from .flows.users import create_user as _create_user
 from .flows.users import delete_user as _delete_user
 from .flows.users import set_password as _set_password
 from .flows.users import update_user as _update_user
-from .identity import Identity
-from .lockout import LockoutPolicy
+from .identity import Client, Identity
 from .passwords import PasswordHasher
 from .permissions import RolePolicy
-from .sessions import (
-    Client,
-    SessionRules,
-    TokenPair,
-    change_password,
-    identity_from_claims,
-    load_identity,
-    login,
-    logout,
-    quick_identity,
-    refresh,
-    revoke_session,
-    revoke_sessions,
-)
 from .stores import AsyncStore, Session, Store, open_async_store, open_store
-from .tokens import KeyRing, TokenVerifier
+from .tokens import KeyRing, TokenPair, TokenVerifier
 from .users import RoleHierarchy, User, normalize_username
 
 __all__ = ["AsyncGate", "Client", "Gate", "TokenPair"]

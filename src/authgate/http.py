@@ -13,7 +13,8 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 from .caches import LRU, OUTAGE_REASONS
 from .errors import (
@@ -28,9 +29,10 @@ from .errors import (
 
 __all__ = [
     "SAFE_METHODS",
+    "ApiResponse",
     "CredentialRules",
-    "ErrorResponse",
     "error_response",
+    "not_found",
     "parse_authorization",
     "parse_cookies",
     "read_credential",
@@ -230,19 +232,43 @@ def _check_origin(origin: str | None, host: str, rules: CredentialRules) -> None
 
 
 @dataclass(frozen=True, slots=True)
-class ErrorResponse:
-    """An error as status, headers and a JSON body (``{"error", "detail"}``)."""
+class ApiResponse:
+    """What authgate answers, an error or an HTTP API answer: a status, a body (JSON
+    unless empty) and headers.  Every middleware and adapter sends this one type."""
 
     status: int
-    headers: list[tuple[str, str]]
-    body: bytes
+    body: bytes = b""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+    @classmethod
+    def json(cls, status: int, payload: Any) -> ApiResponse:
+        """A JSON response that caches nowhere (bodies may hold tokens)."""
+        return cls(
+            status,
+            json.dumps(payload).encode(),
+            [("content-type", "application/json"), ("cache-control", "no-store")],
+        )
+
+    @classmethod
+    def empty(cls) -> ApiResponse:
+        """204 No Content."""
+        return cls(204, b"", [("cache-control", "no-store")])
+
+    def data(self) -> Any:
+        """The decoded JSON body (tests, adapters)."""
+        return json.loads(self.body) if self.body else None
+
+
+def not_found() -> ApiResponse:
+    """The answer to a path nobody serves."""
+    return ApiResponse.json(404, {"error": "not_found", "detail": "no such route"})
 
 
 def _quote(text: str) -> str:
     return text.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def error_response(err: AuthGateError, realm: str = "authgate") -> ErrorResponse:
+def error_response(err: AuthGateError, realm: str = "authgate") -> ApiResponse:
     """Render any authgate error: 401 with an RFC 6750 ``WWW-Authenticate``, 429 with
     ``Retry-After``, others with their status."""
     body = json.dumps({"error": err.code, "detail": err.detail}).encode()
@@ -259,4 +285,4 @@ def error_response(err: AuthGateError, realm: str = "authgate") -> ErrorResponse
         if err.bearer_error:
             challenge += f', error="{err.bearer_error}", error_description="{_quote(err.detail)}"'
         headers.append(("www-authenticate", challenge))
-    return ErrorResponse(err.status, headers, body)
+    return ApiResponse(err.status, body, headers)

@@ -89,3 +89,11 @@ class Identity:
 
 
 ANONYMOUS = Identity()
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """Where a request comes from (for sessions and audit events)."""
+
+    ip: str = ""
+    user_agent: str = ""

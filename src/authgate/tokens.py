@@ -517,3 +517,23 @@ class TokenVerifier:
             value = claims.get(name, [])
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise InvalidTokenClaims(f"the token's {name} claim is invalid")
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPair:
+    """What a login or a refresh returns."""
+
+    access_token: str = field(repr=False)
+    refresh_token: str = field(repr=False)
+    expires_in: int
+    session_id: str
+    token_type: str = "bearer"
+
+    def to_dict(self) -> dict[str, Any]:
+        """The OAuth 2-style response body."""
+        return {
+            "access_token": self.access_token,
+            "token_type": self.token_type,
+            "expires_in": self.expires_in,
+            "refresh_token": self.refresh_token,
+        }

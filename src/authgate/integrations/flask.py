@@ -32,11 +32,10 @@ from ..config import ENV_PREFIX, Settings
 from ..context import current_identity as _current_identity
 from ..errors import AuthGateError
 from ..gate import Gate
-from ..http import CredentialRules, error_response
-from ..identity import ANONYMOUS, Identity
+from ..http import CredentialRules, error_response, not_found
+from ..identity import ANONYMOUS, Client, Identity
 from ..middleware.wsgi import ENVIRON_KEY, AuthGateWSGIMiddleware
 from ..permissions import RolePolicy
-from ..sessions import Client
 
 __all__ = ["AuthGate", "current_identity"]
 
@@ -110,13 +109,7 @@ def _api_blueprint(gate: Gate) -> Blueprint:
             authorization=request.headers.get("Authorization", ""),
             if_match=request.headers.get("If-Match", ""),
         )
-        response = gate.run(api.answer(api_request))
-        if response is None:
-            return Response(
-                b'{"error": "not_found", "detail": "no such route"}',
-                404,
-                content_type="application/json",
-            )
+        response = gate.run(api.answer(api_request)) or not_found()
         answer = Response(response.body, response.status, headers=response.headers)
         if response.status == 204:  # no body, so no Content-Type (Flask adds text/html)
             answer.headers.pop("Content-Type", None)

@@ -25,10 +25,9 @@ from starlette.websockets import WebSocket
 from ..api import ApiRequest, HttpApi
 from ..errors import AuthGateError
 from ..gate import AsyncGate
-from ..http import CredentialRules, error_response
-from ..identity import ANONYMOUS
+from ..http import CredentialRules, error_response, not_found
+from ..identity import ANONYMOUS, Client
 from ..middleware.asgi import AuthGateMiddleware
-from ..sessions import Client
 
 __all__ = ["AuthGate", "render_error"]
 
@@ -82,11 +81,5 @@ class AuthGate:
             authorization=request.headers.get("authorization", ""),
             if_match=request.headers.get("if-match", ""),
         )
-        response = await self.gate.run(self.api.answer(api_request))
-        if response is None:
-            return Response(
-                b'{"error": "not_found", "detail": "no such route"}',
-                404,
-                media_type="application/json",
-            )
+        response = await self.gate.run(self.api.answer(api_request)) or not_found()
         return Response(response.body, response.status, headers=dict(response.headers))

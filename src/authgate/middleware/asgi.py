@@ -24,14 +24,13 @@ import asyncio
 import contextlib
 from urllib.parse import parse_qsl
 
-from ..api import MAX_BODY, ApiRequest, ApiResponse, HttpApi
+from ..api import MAX_BODY, ApiRequest, HttpApi
 from ..audit import bind_audit_log, unbind_audit_log
 from ..context import reset_identity, set_identity
 from ..errors import AuthenticationError, AuthGateError, SessionRevoked
 from ..gate import AsyncGate
-from ..http import CredentialRules, error_response, read_credential
-from ..identity import ANONYMOUS, Identity
-from ..sessions import Client
+from ..http import ApiResponse, CredentialRules, error_response, not_found, read_credential
+from ..identity import ANONYMOUS, Client, Identity
 from ..types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["WS_SESSION_REVOKED", "AuthGateMiddleware"]
@@ -170,15 +169,7 @@ class AuthGateMiddleware:
             await self._refuse_websocket(scope, receive, send, err, connected=True)
 
     async def _send_error(self, send: Send, err: AuthGateError) -> None:
-        response = error_response(err, self.realm)
-        await send(
-            {
-                "type": "http.response.start",
-                "status": response.status,
-                "headers": [(k.encode(), v.encode()) for k, v in response.headers],
-            }
-        )
-        await send({"type": "http.response.body", "body": response.body})
+        await _send_response(send, error_response(err, self.realm))
 
     async def _refuse_websocket(
         self,
@@ -194,15 +185,7 @@ class AuthGateMiddleware:
             if message["type"] != "websocket.connect":
                 return
         if "websocket.http.response" in scope.get("extensions", {}):
-            response = error_response(err, self.realm)
-            await send(
-                {
-                    "type": "websocket.http.response.start",
-                    "status": response.status,
-                    "headers": [(k.encode(), v.encode()) for k, v in response.headers],
-                }
-            )
-            await send({"type": "websocket.http.response.body", "body": response.body})
+            await _send_response(send, error_response(err, self.realm), "websocket.http")
             return
         await send({"type": "websocket.close", "code": _WS_POLICY_VIOLATION})
 
@@ -226,9 +209,7 @@ class AuthGateApi:
                 await self._serve(scope, receive, send, path)
                 return
         if self.app is None:
-            await _send_response(
-                send, ApiResponse.json(404, {"error": "not_found", "detail": "no such route"})
-            )
+            await _send_response(send, not_found())
             return
         await self.app(scope, receive, send)
 
@@ -373,8 +354,9 @@ class _SocketWatch:
 _REVOKED_DISCONNECT: Message = {"type": "websocket.disconnect", "code": WS_SESSION_REVOKED}
 
 
-async def _send_response(send: Send, response: ApiResponse) -> None:
+async def _send_response(send: Send, response: ApiResponse, kind: str = "http") -> None:
+    """Send `response` (``kind`` "websocket.http": as the denial of a handshake)."""
     headers = [(k.encode(), v.encode()) for k, v in response.headers]
     headers.append((b"content-length", str(len(response.body)).encode()))
-    await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    await send({"type": "http.response.body", "body": response.body})
+    await send({"type": f"{kind}.response.start", "status": response.status, "headers": headers})
+    await send({"type": f"{kind}.response.body", "body": response.body})

@@ -12,14 +12,13 @@ from contextvars import Context, copy_context
 from typing import Any
 from urllib.parse import parse_qsl
 
-from ..api import MAX_BODY, ApiRequest, ApiResponse, HttpApi
+from ..api import MAX_BODY, ApiRequest, HttpApi
 from ..audit import bind_audit_log
 from ..context import set_identity
 from ..errors import AuthenticationError, AuthGateError
 from ..gate import Gate
-from ..http import CredentialRules, error_response, read_credential
-from ..identity import ANONYMOUS, Identity
-from ..sessions import Client
+from ..http import ApiResponse, CredentialRules, error_response, not_found, read_credential
+from ..identity import ANONYMOUS, Client, Identity
 from ..types import StartResponse, WSGIApp, WSGIEnviron
 
 __all__ = ["ENVIRON_KEY", "AuthGateWSGIMiddleware"]
@@ -173,10 +172,7 @@ class AuthGateWSGIMiddleware:
         return _InContext(result, context)
 
     def _error(self, start_response: StartResponse, err: AuthGateError) -> list[bytes]:
-        response = error_response(err, self.realm)
-        status = _STATUS.get(response.status, f"{response.status} Error")
-        start_response(status, [*response.headers, ("content-length", str(len(response.body)))])
-        return [response.body]
+        return _respond(start_response, error_response(err, self.realm))
 
 
 class AuthGateWSGIApi:
@@ -195,10 +191,7 @@ class AuthGateWSGIApi:
         path = environ.get("PATH_INFO", "/") or "/"
         if not self.api.owns(path):
             if self.app is None:
-                return _respond(
-                    start_response,
-                    ApiResponse.json(404, {"error": "not_found", "detail": "no such route"}),
-                )
+                return _respond(start_response, not_found())
             return self.app(environ, start_response)
         try:
             length = int(environ.get("CONTENT_LENGTH") or 0)

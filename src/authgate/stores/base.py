@@ -15,63 +15,12 @@ suite in ``tests/test_store_contract.py`` pins down:
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
-from ..users import Group, User, utcnow
+from ..users import Group, Page, Session, User
 
 __all__ = ["AsyncStore", "Page", "Session", "Store"]
-
-
-@dataclass(frozen=True, slots=True)
-class Session:
-    """A login session: what a token's ``sid`` points at, revocable at any time.
-
-    ``refresh_hash`` is the SHA-256 of the current refresh token (the token itself is
-    never stored); ``user_version`` is the user's version when the session was made.
-    """
-
-    id: str
-    username: str
-    expires_at: datetime
-    created_at: datetime = field(default_factory=utcnow)
-    last_seen: datetime = field(default_factory=utcnow)
-    client_ip: str = ""
-    user_agent: str = ""
-    refresh_hash: str = field(default="", repr=False)
-    kind: str = "login"
-    data: dict[str, str] = field(default_factory=dict, compare=False)
-
-    def is_expired(self, now: datetime | None = None) -> bool:
-        """True once ``expires_at`` has passed."""
-        return (now or utcnow()) >= self.expires_at
-
-    def to_public_dict(self) -> dict[str, object]:
-        """A JSON-ready view for "my sessions" listings (no refresh hash)."""
-        return {
-            "id": self.id,
-            "created_at": self.created_at.isoformat(),
-            "last_seen": self.last_seen.isoformat(),
-            "expires_at": self.expires_at.isoformat(),
-            "client_ip": self.client_ip,
-            "user_agent": self.user_agent,
-            "kind": self.kind,
-        }
-
-    def replace(self, **changes: Any) -> Session:
-        """A copy with `changes` applied."""
-        return dataclasses.replace(self, **changes)
-
-
-@dataclass(frozen=True, slots=True)
-class Page:
-    """One page of users; pass ``next_after`` back as ``after`` for the next page."""
-
-    items: Sequence[User]
-    next_after: str | None
 
 
 @runtime_checkable

@@ -29,14 +29,15 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 from typing import Any
 
-from .audit import AuditEvent
-from .errors import MalformedToken, PermissionDenied, SessionRevoked, ValidationError
-from .flows import Emit, Flow, call
-from .identity import Identity
-from .permissions import PermissionSet, parse_grant
-from .sessions import Client, SessionRules, identity_from_user, secret_digest
-from .stores.base import Session, Store
-from .users import utcnow
+from ..audit import AuditEvent
+from ..errors import MalformedToken, PermissionDenied, SessionRevoked, ValidationError
+from ..identity import Client, Identity
+from ..permissions import PermissionSet, parse_grant
+from ..stores.base import Session, Store
+from ..users import utcnow
+from .identity import identity_from_user
+from .ops import Emit, Flow, call
+from .sessions import SessionRules, secret_digest
 
 __all__ = [
     "ACCOUNT_RIGHTS",

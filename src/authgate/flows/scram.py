@@ -31,13 +31,15 @@ import secrets
 from dataclasses import dataclass
 from datetime import timedelta
 
-from .audit import AuditEvent
-from .errors import AccountLocked, AuthenticationError, BadCredentials, ValidationError
-from .flows import Emit, Flow, call
-from .passwords import ScramCredentials, derive_credentials
-from .sessions import Client, SessionRules, TokenPair, open_session
-from .stores.base import Session, Store
-from .users import normalize_username, utcnow
+from ..audit import AuditEvent
+from ..errors import AccountLocked, AuthenticationError, BadCredentials, ValidationError
+from ..identity import Client
+from ..passwords import ScramCredentials, derive_credentials
+from ..stores.base import Session, Store
+from ..tokens import TokenPair
+from ..users import normalize_username, utcnow
+from .ops import Emit, Flow, call
+from .sessions import SessionRules, open_session
 
 __all__ = ["ScramReply", "derive_credentials", "scram_step"]
 

@@ -18,10 +18,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from .audit import AuditEvent
-from .errors import AccountLocked
-from .flows import Emit, Flow, Pause, call
-from .stores.base import Store
+from ..audit import AuditEvent
+from ..errors import AccountLocked
+from ..stores.base import Store
+from .ops import Emit, Flow, Pause, call
 
 __all__ = ["LockoutPolicy"]
 

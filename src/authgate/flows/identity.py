@@ -1,0 +1,113 @@
+"""The per-request session check and the identities it builds, as flows (the check
+that needs no store read is a plain function, `quick_identity`)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from typing import Any
+
+from ..errors import (
+    SessionRevoked,
+)
+from ..identity import Identity
+from ..permissions import RolePolicy
+from ..stores.base import Session, Store
+from ..users import User
+from .ops import Flow, call
+from .sessions import LOGIN, SessionRules
+
+
+def identity_from_user(
+    policy: RolePolicy,
+    user: User,
+    session_id: str,
+    claims: Mapping[str, Any],
+    group_grants: frozenset[str] = frozenset(),
+) -> Identity:
+    """The identity of a user as the store has it now, with effective permissions."""
+    grants = policy.permissions_for(user.roles, user.groups, user.permissions | group_grants)
+    return Identity(
+        username=user.username,
+        user_id=user.id,
+        roles=user.roles,
+        groups=user.groups,
+        permissions=grants.grants,
+        session_id=session_id,
+        claims=claims,
+        is_authenticated=True,
+        email=user.email,
+        full_name=user.display_name or user.full_name,
+        user_version=user.version,
+        grants=grants,
+    )
+
+
+def identity_from_claims(policy: RolePolicy, claims: Mapping[str, Any]) -> Identity:
+    """The identity a token claims, trusted without a store read (stateless mode)."""
+    roles = frozenset(claims.get("roles", ()))
+    groups = frozenset(claims.get("groups", ()))
+    grants = policy.permissions_for(roles, groups, frozenset(claims.get("perms", ())))
+    return Identity(
+        username=claims["sub"],
+        user_id=str(claims.get("uid", "")),
+        roles=roles,
+        groups=groups,
+        permissions=grants.grants,
+        session_id=claims["sid"],
+        claims=claims,
+        is_authenticated=True,
+        user_version=claims["ver"],
+        grants=grants,
+    )
+
+
+def group_grants(policy: RolePolicy, groups: frozenset[str]) -> Flow[frozenset[str]]:
+    """Grants of the user's groups kept in the store (those the policy does not define)."""
+    grants: set[str] = set()
+    for name in sorted(groups):
+        if name not in policy.group_permissions:
+            group = yield from call(Store.get_group, name)
+            if group is not None:
+                grants |= group.permissions
+    return frozenset(grants)
+
+
+def _live(claims: Mapping[str, Any], session: Session | None, user: User | None) -> User:
+    """The user behind a live session, or `SessionRevoked`."""
+    if session is None or session.kind != LOGIN or session.username != claims["sub"]:
+        raise SessionRevoked()
+    if user is None or not user.enabled or user.id != claims.get("uid", user.id):
+        raise SessionRevoked()
+    return user
+
+
+def quick_identity(
+    rules: SessionRules,
+    claims: Mapping[str, Any],
+    session: Session | None,
+    user: User | None,
+) -> Identity | None:
+    """The identity when the answer needs no store write or extra read (no ``last_seen``
+    due, no store-kept groups); None sends the caller to `load_identity`."""
+    live = _live(claims, session, user)
+    assert session is not None
+    if time.time() - session.last_seen.timestamp() >= rules.touch_interval:
+        return None
+    if any(group not in rules.policy.group_permissions for group in live.groups):
+        return None
+    return identity_from_user(rules.policy, live, session.id, claims)
+
+
+def load_identity(rules: SessionRules, claims: Mapping[str, Any]) -> Flow[Identity]:
+    """Check a verified token's session and user in the store; build the identity from
+    the user as it is now (so a role change shows on the very next request)."""
+    session, user = yield from call(Store.get_session_user, claims["sid"], claims["sub"])
+    live = _live(claims, session, user)
+    assert session is not None
+    now = time.time()
+    if now - session.last_seen.timestamp() >= rules.touch_interval:
+        yield from call(Store.touch_session, session.id, datetime.fromtimestamp(now, timezone.utc))
+    extra = yield from group_grants(rules.policy, live.groups)
+    return identity_from_user(rules.policy, live, session.id, claims, extra)

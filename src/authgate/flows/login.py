@@ -1,0 +1,110 @@
+"""Password logins and password changes, as flows: one argon2 verification for every
+kind of failure, the lock-out slot taken before the user is read."""
+
+from __future__ import annotations
+
+from ..audit import AuditEvent
+from ..errors import (
+    BadCredentials,
+    InvalidUsername,
+    StoreError,
+)
+from ..identity import Client
+from ..stores.base import Store
+from ..tokens import TokenPair
+from ..users import User, normalize_username
+from .ops import DummyVerify, Emit, Flow, Verify, call
+from .sessions import SessionRules, open_session
+from .users import password_fields
+
+
+def _text_or_nothing(value: object) -> str:
+    return value if isinstance(value, str) else ""
+
+
+def login(rules: SessionRules, username: str, password: str, client: Client) -> Flow[TokenPair]:
+    """Check a username and password and open a session.
+
+    Unknown users, invalid usernames, wrong passwords and disabled accounts all take the
+    same path (one argon2 verification) and end in the same `BadCredentials`; so does a
+    password that is not a string (from Python: the HTTP body is validated).
+    """
+    password = _text_or_nothing(password)  # "" matches no hash: refused like a wrong one
+    try:
+        name = normalize_username(username)
+    except InvalidUsername:
+        yield DummyVerify(password)
+        yield Emit(
+            AuditEvent(
+                "login_failure", str(username)[:64], client_ip=client.ip, detail="invalid username"
+            )
+        )
+        raise BadCredentials() from None
+    taken = yield from rules.lockout.reserve(name)
+    user = yield from call(Store.get_user, name)
+    if user is None or not user.password_hash:
+        yield DummyVerify(password)
+        ok = False
+    else:
+        ok = yield Verify(user.password_hash, password)
+    if not ok or user is None or not user.enabled:
+        yield from rules.lockout.failed(name, taken, client.ip)
+        yield Emit(AuditEvent("login_failure", name, client_ip=client.ip))
+        raise BadCredentials()
+    yield from rules.lockout.succeeded(name)
+    if rules.hasher.needs_rehash(user.password_hash) or not user.scram_credentials:
+        user = yield from _rehash(user, password)
+
+    return (yield from open_session(rules, user, client))
+
+
+def _rehash(user: User, password: str) -> Flow[User]:
+    """Store a hash made with the current parameters (and SCRAM credentials a user
+    created before them lacks); a concurrent change wins."""
+    secrets_ = yield from password_fields(password)
+    try:
+        saved = yield from call(Store.update_user, user.changed(**secrets_), user.version)
+    except StoreError:  # a concurrent change, or a read-only user source: best effort
+        return user
+    return saved
+
+
+def change_password(
+    rules: SessionRules,
+    username: str,
+    current: str,
+    new: str,
+    client: Client,
+    keep_session: str | None = None,
+) -> Flow[User]:
+    """Change one's own password: the current one must match; other sessions end."""
+    rules.hasher.policy.check(new)
+    user = yield from call(Store.get_user, username)
+    if user is None:
+        yield DummyVerify(current)
+        raise BadCredentials("the current password is wrong")
+    ok = yield Verify(user.password_hash, current)
+    if not ok:
+        yield Emit(
+            AuditEvent(
+                "password_change",
+                username,
+                keep_session or "",
+                client.ip,
+                "refused: wrong current password",
+            )
+        )
+        raise BadCredentials("the current password is wrong")
+    secrets_ = yield from password_fields(new)
+    saved = yield from call(Store.update_user, user.changed(**secrets_), user.version)
+    count = yield from call(Store.revoke_user_sessions, username, keep_session)
+    yield Emit(
+        AuditEvent(
+            "password_change",
+            username,
+            keep_session or "",
+            client.ip,
+            f"{count} other sessions revoked",
+        )
+    )
+    return saved

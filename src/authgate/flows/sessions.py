@@ -1,0 +1,204 @@
+"""Logins, refresh, logout and the per-request session check, as flows.
+
+A login creates a `Session` in the store and returns a `TokenPair`: a short-lived
+signed access token (JWT) whose ``sid`` names the session, and an opaque refresh token
+``<session id>.<secret>`` of which the store keeps only a SHA-256.  Refresh tokens are
+single use: each refresh swaps the stored hash atomically, and presenting a spent one
+revokes the whole session.
+
+Sessions of other kinds live beside login sessions (API keys, SCRAM handshakes).  They
+are never interchangeable: each kind has its own token format and its own hash domain
+(`secret_digest`), and every flow checks the kind of the record it reads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from ..audit import AuditEvent
+from ..errors import (
+    MalformedToken,
+    SessionLimitReached,
+    SessionRevoked,
+)
+from ..identity import Client
+from ..passwords import PasswordHasher
+from ..permissions import RolePolicy
+from ..stores.base import Session, Store
+from ..tokens import TokenPair, TokenVerifier
+from ..users import User, utcnow
+from .lockout import LockoutPolicy
+from .ops import Emit, Flow, call
+
+_REFRESH_SHAPE = re.compile(r"[0-9a-f]{32}\.[A-Za-z0-9_-]{43}")
+
+
+#: The kind of session a password or SCRAM login opens (the only kind that refreshes).
+LOGIN = "login"
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRules:
+    """Everything the session flows need to know, fixed when a `Gate` is built."""
+
+    verifier: TokenVerifier
+    hasher: PasswordHasher
+    lockout: LockoutPolicy
+    access_ttl: int = 900
+    refresh_ttl: int = 1_209_600
+    max_sessions: int = 0
+    evict_oldest: bool = True
+    touch_interval: int = 60
+    policy: RolePolicy = field(default_factory=lambda: RolePolicy({"admin": ["*:*"]}))
+
+
+def secret_digest(kind: str, secret: str) -> str:
+    """The hash a store keeps of a session secret, in the domain of its kind: the same
+    secret presented as another kind of credential never matches."""
+    return hashlib.sha256(f"authgate-{kind}\x00{secret}".encode()).hexdigest()
+
+
+def new_refresh_token(session_id: str) -> tuple[str, str]:
+    """A fresh refresh token for a session and the hash the store keeps of it."""
+    secret = secrets.token_urlsafe(32)
+    return f"{session_id}.{secret}", secret_digest(LOGIN, secret)
+
+
+def parse_refresh_token(token: object) -> tuple[str, str]:
+    """(session id, hash) of a well-formed refresh token, else `MalformedToken`."""
+    if not isinstance(token, str) or not _REFRESH_SHAPE.fullmatch(token):
+        raise MalformedToken("the refresh token is malformed")
+    session_id, secret = token.split(".")
+    return session_id, secret_digest(LOGIN, secret)
+
+
+def _access_token(rules: SessionRules, user: User, session_id: str) -> str:
+    return rules.verifier.issue(
+        {
+            "sub": user.username,
+            "uid": user.id,
+            "sid": session_id,
+            "ver": user.version,
+            "roles": sorted(user.roles),
+            "groups": sorted(user.groups),
+            "perms": sorted(user.permissions),
+        },
+        rules.access_ttl,
+    )
+
+
+def _pair(rules: SessionRules, user: User, session_id: str, refresh_token: str) -> TokenPair:
+    return TokenPair(
+        _access_token(rules, user, session_id), refresh_token, rules.access_ttl, session_id
+    )
+
+
+def open_session(
+    rules: SessionRules, user: User, client: Client, detail: str = ""
+) -> Flow[TokenPair]:
+    """Open a session for a user who just proved who they are (password or SCRAM):
+    apply the session limit, store the session, return the token pair."""
+    name = user.username
+    if rules.max_sessions:
+        listed = yield from call(Store.list_sessions, name)
+        current = [s for s in listed if s.kind == LOGIN]
+        excess = len(current) - rules.max_sessions + 1
+        if excess > 0:
+            if not rules.evict_oldest:
+                yield Emit(
+                    AuditEvent(
+                        "login_failure", name, client_ip=client.ip, detail="session limit reached"
+                    )
+                )
+                raise SessionLimitReached()
+            for old in current[:excess]:
+                yield from call(Store.revoke_session, old.id)
+                yield Emit(
+                    AuditEvent(
+                        "session_revoked", name, old.id, client.ip, "evicted by the session limit"
+                    )
+                )
+
+    session_id = uuid.uuid4().hex
+    refresh_token, refresh_hash = new_refresh_token(session_id)
+    now = utcnow()
+    session = Session(
+        id=session_id,
+        username=name,
+        expires_at=now + timedelta(seconds=rules.refresh_ttl),
+        created_at=now,
+        last_seen=now,
+        client_ip=client.ip[:64],
+        user_agent=client.user_agent[:256],
+        refresh_hash=refresh_hash,
+    )
+    yield from call(Store.create_session, session)
+    yield Emit(AuditEvent("login_success", name, session_id, client.ip, detail))
+    return _pair(rules, user, session_id, refresh_token)
+
+
+def refresh(rules: SessionRules, refresh_token: str, client: Client) -> Flow[TokenPair]:
+    """Spend a refresh token for a new pair; a spent token revokes its session."""
+    session_id, presented = parse_refresh_token(refresh_token)
+    session = yield from call(Store.get_session, session_id)
+    if session is None or session.kind != LOGIN:  # an API key or a handshake never refreshes
+        raise SessionRevoked("the refresh token is no longer valid")
+    if not hmac.compare_digest(session.refresh_hash, presented):
+        yield from _reuse(session, client)
+    user = yield from call(Store.get_user, session.username)
+    if user is None or not user.enabled:
+        yield from call(Store.revoke_session, session_id)
+        raise SessionRevoked()
+    new_token, new_hash = new_refresh_token(session_id)
+    expires = utcnow() + timedelta(seconds=rules.refresh_ttl)
+    swapped = yield from call(Store.rotate_refresh, session_id, presented, new_hash, expires)
+    if not swapped:  # another request spent the same token a moment ago
+        yield from _reuse(session, client)
+    yield Emit(AuditEvent("refresh", user.username, session_id, client.ip))
+    return _pair(rules, user, session_id, new_token)
+
+
+def _reuse(session: Session, client: Client) -> Flow[None]:
+    yield from call(Store.revoke_session, session.id)
+    yield Emit(
+        AuditEvent(
+            "refresh_token_reuse",
+            session.username,
+            session.id,
+            client.ip,
+            "a spent refresh token was presented; the session is revoked",
+        )
+    )
+    raise SessionRevoked("refresh token reuse detected: the session is revoked")
+
+
+def logout(username: str, session_id: str, client: Client) -> Flow[bool]:
+    """Revoke one session."""
+    revoked = yield from call(Store.revoke_session, session_id)
+    yield Emit(AuditEvent("logout", username, session_id, client.ip))
+    return revoked
+
+
+def revoke_session(username: str, session_id: str, client: Client) -> Flow[bool]:
+    """Revoke one of `username`'s sessions (a session of someone else is not found)."""
+    session = yield from call(Store.get_session, session_id)
+    if session is None or session.username != username:
+        return False
+    revoked = yield from call(Store.revoke_session, session_id)
+    yield Emit(AuditEvent("session_revoked", username, session_id, client.ip))
+    return revoked
+
+
+def revoke_sessions(username: str, client: Client, keep: str | None = None) -> Flow[int]:
+    """Revoke every session of a user (but `keep`)."""
+    count = yield from call(Store.revoke_user_sessions, username, keep)
+    yield Emit(
+        AuditEvent("sessions_revoked", username, keep or "", client.ip, f"{count} sessions revoked")
+    )
+    return count
