@@ -8,6 +8,7 @@ from standard input with ``--password-stdin``.
 from __future__ import annotations
 
 import json
+import secrets
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -15,10 +16,9 @@ from typing import Any, TypeVar
 
 import click
 
-from .audit import AuditLog, configure_logging
 from .config import Settings
 from .errors import AuthGateError, StoreUnavailable, UserNotFound
-from .flows import Flow, run
+from .flows import Flow
 from .flows.apikeys import create_api_key, list_api_keys, revoke_api_key
 from .flows.identity import identity_from_user
 from .flows.users import bootstrap as bootstrap_flow
@@ -27,58 +27,75 @@ from .flows.users import delete_user as delete_flow
 from .flows.users import iter_users
 from .flows.users import set_password as set_password_flow
 from .flows.users import update_user as update_flow
+from .gate import Gate
 from .identity import Client, Identity
 from .permissions import RolePolicy
-from .stores import Store, open_store
+from .stores import Store
+from .tokens import Key, KeyRing
 from .users import RoleHierarchy, User, normalize_username
 
-__all__ = ["main"]
+__all__ = ["CliState", "main"]
 
 T = TypeVar("T")
 #: The actor of the CLI's changes in audit events.
 CLI = "cli"
 
 
-class _Context:
-    def __init__(self, store_url: str | None, settings: Settings | None = None) -> None:
-        overrides: dict[str, Any] = {"store": store_url} if store_url else {}
-        self._store_url = store_url
-        self._overrides = overrides
-        self._settings: Settings | None = settings
-        self._store: Store | None = None
-        self._policy: RolePolicy | None = None
-        self._audit = AuditLog()
+def _throwaway_ring() -> KeyRing:
+    """The CLI administers the store and issues no token: its gate signs with a key
+    made for the occasion, so it needs no AUTHGATE_SECRET_KEY."""
+    return KeyRing([Key.hmac(secrets.token_urlsafe(48))])
+
+
+class CliState:
+    """What the commands run against: a `Gate` over the configured store, so they obey
+    the same settings as the app (role order, protected users, hashing, audit log).
+    Built on first use; the Flask adapter's ``flask authgate`` group hands in the app's
+    own gate instead."""
+
+    def __init__(self, store_url: str | None = None, *, gate: Gate | None = None) -> None:
+        self._overrides: dict[str, Any] = {"store": store_url} if store_url else {}
+        self._gate = gate
+        self._owned = gate is None
+        self._settings: Settings | None = gate.settings if gate is not None else None
 
     @property
     def settings(self) -> Settings:
+        """The configuration (``AUTHGATE_*``, ``--store``), read without opening the store."""
         if self._settings is None:
             self._settings = Settings.from_env(None, **self._overrides)
         return self._settings
 
     @property
+    def gate(self) -> Gate:
+        """The gate, opening the store on first use."""
+        if self._gate is None:
+            self._gate = Gate(self.settings, ring=_throwaway_ring())
+        return self._gate
+
+    @property
     def policy(self) -> RolePolicy:
-        if self._policy is None:
-            self._policy = RolePolicy.from_settings(self.settings)
-        return self._policy
+        """The gate's role policy."""
+        return self.gate.policy
 
     @property
     def roles(self) -> RoleHierarchy:
-        return self.policy.hierarchy
+        """The gate's role order."""
+        return self.gate.roles
 
     @property
     def store(self) -> Store:
-        if self._store is None:
-            self._store = open_store(self.settings.store)
-        return self._store
+        """The gate's store."""
+        return self.gate.store
 
     def run(self, flow: Flow[T]) -> T:
-        """Run `flow`, its audit events (by ``cli``) to the ``authgate.audit`` logger."""
-        configure_logging(self.settings.log_format)
-        return run(flow, self.store, self.settings.password_hasher(), self._audit.emit)
+        """Run `flow` on the gate; its audit events (by ``cli``) go to its audit log."""
+        return self.gate.run(flow)
 
     def close(self) -> None:
-        if self._store is not None:
-            self._store.close()
+        """Close the store, unless the gate was handed in."""
+        if self._owned and self._gate is not None:
+            self._gate.close()
 
 
 @contextmanager
@@ -121,12 +138,12 @@ def _split(values: tuple[str, ...]) -> list[str]:
 @click.pass_context
 def main(ctx: click.Context, store_url: str | None) -> None:
     """authgate: manage users and API keys, and seed the admin, in any store."""
-    state = _Context(store_url)
+    state = CliState(store_url)
     ctx.obj = state
     ctx.call_on_close(state.close)
 
 
-pass_state = click.make_pass_decorator(_Context)
+pass_state = click.make_pass_decorator(CliState)
 
 
 @main.group()
@@ -147,7 +164,7 @@ def users() -> None:
 @click.option("--no-password", is_flag=True, help="Create without a password (cannot log in).")
 @pass_state
 def users_create(
-    state: _Context,
+    state: CliState,
     username: str,
     roles: tuple[str, ...],
     groups: tuple[str, ...],
@@ -188,7 +205,7 @@ def users_create(
 @users.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
 @pass_state
-def users_list(state: _Context, as_json: bool) -> None:
+def users_list(state: CliState, as_json: bool) -> None:
     """List users."""
     with _user_errors():
         everyone = state.run(iter_users())
@@ -219,14 +236,14 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> None:
 @users.command("show")
 @click.argument("username")
 @pass_state
-def users_show(state: _Context, username: str) -> None:
+def users_show(state: CliState, username: str) -> None:
     """Show one user as JSON (never the password hash)."""
     with _user_errors():
         user = _existing(state, username)
     click.echo(json.dumps(user.to_public_dict(), indent=2))
 
 
-def _existing(state: _Context, username: str) -> User:
+def _existing(state: CliState, username: str) -> User:
     """The user named, or the CLI's one "no user named ..." error."""
     user = state.store.get_user(normalize_username(username))
     if user is None:
@@ -234,7 +251,7 @@ def _existing(state: _Context, username: str) -> User:
     return user
 
 
-def _update(state: _Context, username: str, **changes: Any) -> User:
+def _update(state: CliState, username: str, **changes: Any) -> User:
     with _user_errors():
         protected = state.settings.protected_usernames
         flow = update_flow(username, state.roles, protected=protected, actor=CLI, **changes)
@@ -245,7 +262,7 @@ def _update(state: _Context, username: str, **changes: Any) -> User:
 @click.argument("username")
 @click.argument("roles", nargs=-1, required=True)
 @pass_state
-def users_set_role(state: _Context, username: str, roles: tuple[str, ...]) -> None:
+def users_set_role(state: CliState, username: str, roles: tuple[str, ...]) -> None:
     """Replace a user's roles (refuses to demote the last enabled admin)."""
     user = _update(state, username, roles=_split(roles))
     click.echo(f"{user.username}: roles {', '.join(sorted(user.roles))}")
@@ -254,7 +271,7 @@ def users_set_role(state: _Context, username: str, roles: tuple[str, ...]) -> No
 @users.command("enable")
 @click.argument("username")
 @pass_state
-def users_enable(state: _Context, username: str) -> None:
+def users_enable(state: CliState, username: str) -> None:
     """Enable a user."""
     user = _update(state, username, enabled=True)
     click.echo(f"{user.username}: enabled")
@@ -263,7 +280,7 @@ def users_enable(state: _Context, username: str) -> None:
 @users.command("disable")
 @click.argument("username")
 @pass_state
-def users_disable(state: _Context, username: str) -> None:
+def users_disable(state: CliState, username: str) -> None:
     """Disable a user and end their sessions (refuses the last enabled admin)."""
     user = _update(state, username, enabled=False)
     click.echo(f"{user.username}: disabled")
@@ -273,7 +290,7 @@ def users_disable(state: _Context, username: str) -> None:
 @click.argument("username")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
 @pass_state
-def users_passwd(state: _Context, username: str, password_stdin: bool) -> None:
+def users_passwd(state: CliState, username: str, password_stdin: bool) -> None:
     """Set a user's password (ends all their sessions)."""
     with _user_errors():
         name = _existing(state, username).username
@@ -285,7 +302,7 @@ def users_passwd(state: _Context, username: str, password_stdin: bool) -> None:
 @click.argument("username")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @pass_state
-def users_delete(state: _Context, username: str, yes: bool) -> None:
+def users_delete(state: CliState, username: str, yes: bool) -> None:
     """Delete a user and their sessions (refuses the last enabled admin)."""
     with _user_errors():
         name = normalize_username(username)
@@ -301,7 +318,7 @@ def keys() -> None:
     """Create, list and revoke API keys."""
 
 
-def _owner(state: _Context, username: str) -> Identity:
+def _owner(state: CliState, username: str) -> Identity:
     user = _existing(state, username)
     return identity_from_user(state.policy, user, "", {"sub": user.username})
 
@@ -318,7 +335,7 @@ def _owner(state: _Context, username: str) -> Identity:
 @click.option("--expires-in", type=int, default=None, help="Lifetime in seconds.")
 @pass_state
 def keys_create(
-    state: _Context,
+    state: CliState,
     username: str,
     name: str,
     permissions: tuple[str, ...],
@@ -340,7 +357,7 @@ def keys_create(
 @keys.command("list")
 @click.argument("username")
 @pass_state
-def keys_list(state: _Context, username: str) -> None:
+def keys_list(state: CliState, username: str) -> None:
     """List a user's API keys (never the keys themselves)."""
     with _user_errors():
         found = state.run(list_api_keys(_existing(state, username).username))
@@ -360,7 +377,7 @@ def keys_list(state: _Context, username: str) -> None:
 @click.argument("username")
 @click.argument("key_id")
 @pass_state
-def keys_revoke(state: _Context, username: str, key_id: str) -> None:
+def keys_revoke(state: CliState, username: str, key_id: str) -> None:
     """Revoke one of a user's API keys."""
     with _user_errors():
         owner = _existing(state, username).username
@@ -390,7 +407,7 @@ def policy_check(file: str) -> None:
 
 @main.command("bootstrap")
 @pass_state
-def bootstrap(state: _Context) -> None:
+def bootstrap(state: CliState) -> None:
     """Ensure an enabled admin exists, seeding one from AUTHGATE_SUPERUSER_*."""
     with _user_errors():
         done = state.run(bootstrap_flow(state.settings, state.roles))

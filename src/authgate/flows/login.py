@@ -83,28 +83,16 @@ def change_password(
     if user is None:
         yield DummyVerify(current)
         raise BadCredentials("the current password is wrong")
+
+    def changed(outcome: str) -> Emit:
+        return Emit(AuditEvent("password_change", username, keep_session or "", client.ip, outcome))
+
     ok = yield Verify(user.password_hash, current)
     if not ok:
-        yield Emit(
-            AuditEvent(
-                "password_change",
-                username,
-                keep_session or "",
-                client.ip,
-                "refused: wrong current password",
-            )
-        )
+        yield changed("refused: wrong current password")
         raise BadCredentials("the current password is wrong")
     secrets_ = yield from password_fields(new)
     saved = yield from call(Store.update_user, user.changed(**secrets_), user.version)
     count = yield from call(Store.revoke_user_sessions, username, keep_session)
-    yield Emit(
-        AuditEvent(
-            "password_change",
-            username,
-            keep_session or "",
-            client.ip,
-            f"{count} other sessions revoked",
-        )
-    )
+    yield changed(f"{count} other sessions revoked")
     return saved

@@ -26,7 +26,7 @@ from flask.cli import with_appcontext
 from werkzeug.local import LocalProxy
 
 from ..api import ApiRequest, HttpApi
-from ..cli import _Context
+from ..cli import CliState
 from ..cli import main as cli_main
 from ..config import ENV_PREFIX, Settings
 from ..context import current_identity as _current_identity
@@ -135,8 +135,7 @@ def _cli_group() -> click.Group:
         """authgate: users, roles and sessions of this app's store."""
         state: AuthGate = current_app.extensions["authgate"]
         assert state._gate is not None
-        settings = state._gate.settings
-        ctx.obj = _Context(settings.store, settings)
+        ctx.obj = CliState(gate=state._gate)
         ctx.call_on_close(ctx.obj.close)
 
     for name, command in cli_main.commands.items():
