@@ -67,7 +67,9 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "src/authgate/flows/identity.py": ("*",),
     "src/authgate/flows/apikeys.py": ("*",),
     "src/authgate/flows/scram.py": ("*",),
-    "src/authgate/permissions.py": ("*",),
+    "src/authgate/permissions/grants.py": ("*",),
+    "src/authgate/permissions/roles.py": ("*",),
+    "src/authgate/permissions/policies.py": ("*",),
     "src/authgate/api.py": ("*",),
     "src/authgate/stores/sqlite.py": tuple(f"SQLiteStore.{f}" for f in ("_write", *ATOMIC)),
     "src/authgate/stores/memory.py": tuple(f"MemoryStore.{f}" for f in ATOMIC),
@@ -111,13 +113,16 @@ TESTS: dict[str, tuple[str, ...]] = {
         "test_gate.py",
     ),
     "src/authgate/flows/scram.py": ("test_scram.py", "test_mutants_scram.py", "test_gate.py"),
-    "src/authgate/permissions.py": (
-        "test_permissions.py",
-        "test_mutants_permissions.py",
-        "test_context_and_decorators.py",
-        "test_registry.py",
-        "test_static.py",
-    ),
+    **{
+        f"src/authgate/permissions/{module}.py": (
+            "test_permissions.py",
+            "test_mutants_permissions.py",
+            "test_context_and_decorators.py",
+            "test_registry.py",
+            "test_static.py",
+        )
+        for module in ("grants", "roles", "policies")
+    },
     "src/authgate/api.py": (  # the contract suite's in-process cases drive the whole API
         "test_api_iggy.py",
         "test_mutants_api.py",

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 from urllib.parse import unquote
 
 from . import documents
@@ -68,7 +68,7 @@ from .stores.base import Store
 from .tokens import TokenPair
 from .users import RoleHierarchy, User, normalize_username
 
-__all__ = ["ApiRequest", "ApiResponse", "HttpApi"]
+__all__ = ["ApiMount", "ApiRequest", "ApiResponse", "HttpApi", "too_large"]
 
 T = TypeVar("T")
 
@@ -613,3 +613,23 @@ class HttpApi:
         response = ApiResponse.empty()
         response.headers.append(("etag", etag(user)))
         return response
+
+
+A = TypeVar("A")  # the app behind the API: ASGI or WSGI
+G = TypeVar("G", Gate, AsyncGate)
+
+
+class ApiMount(Generic[A, G]):
+    """The HTTP API of `gate` mounted in front of `app` (None: a 404 for every other
+    path); the ASGI and WSGI mounts (`authgate.middleware`) only move bytes."""
+
+    def __init__(self, app: A | None, gate: G, *, api: HttpApi | None = None) -> None:
+        self.app: A | None = app
+        self.gate: G = gate
+        self.api = api or HttpApi.for_gate(gate)
+
+
+def too_large() -> ApiResponse:
+    """The answer to a body over `MAX_BODY` (or of no valid length)."""
+    detail = f"the request body must be 0 to {MAX_BODY} bytes"
+    return ApiResponse.json(400, {"error": "invalid_request", "detail": detail})

@@ -24,7 +24,7 @@ import asyncio
 import contextlib
 from urllib.parse import parse_qsl
 
-from ..api import MAX_BODY, ApiRequest, HttpApi
+from ..api import MAX_BODY, ApiMount, ApiRequest, too_large
 from ..audit import bind_audit_log, unbind_audit_log
 from ..context import reset_identity, set_identity
 from ..errors import AuthenticationError, AuthGateError, SessionRevoked
@@ -190,17 +190,12 @@ class AuthGateMiddleware:
         await send({"type": "websocket.close", "code": _WS_POLICY_VIOLATION})
 
 
-class AuthGateApi:
+class AuthGateApi(ApiMount[ASGIApp, AsyncGate]):
     """Serves the HTTP API (`authgate.api`) and hands every other request to `app`
     (a 404 when there is none).  Put it inside `AuthGateMiddleware`::
 
         app = AuthGateMiddleware(AuthGateApi(app, gate), gate)
     """
-
-    def __init__(self, app: ASGIApp | None, gate: AsyncGate, *, api: HttpApi | None = None) -> None:
-        self.app = app
-        self.gate = gate
-        self.api = api or HttpApi.for_gate(gate)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http":
@@ -221,16 +216,7 @@ class AuthGateApi:
                 return
             body += message.get("body", b"")
             if len(body) > MAX_BODY:
-                await _send_response(
-                    send,
-                    ApiResponse.json(
-                        400,
-                        {
-                            "error": "invalid_request",
-                            "detail": f"the request body is larger than {MAX_BODY} bytes",
-                        },
-                    ),
-                )
+                await _send_response(send, too_large())
                 return
             if not message.get("more_body", False):
                 break

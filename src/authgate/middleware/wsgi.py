@@ -12,7 +12,7 @@ from contextvars import Context, copy_context
 from typing import Any
 from urllib.parse import parse_qsl
 
-from ..api import MAX_BODY, ApiRequest, HttpApi
+from ..api import MAX_BODY, ApiMount, ApiRequest, too_large
 from ..audit import bind_audit_log
 from ..context import set_identity
 from ..errors import AuthenticationError, AuthGateError
@@ -175,17 +175,12 @@ class AuthGateWSGIMiddleware:
         return _respond(start_response, error_response(err, self.realm))
 
 
-class AuthGateWSGIApi:
+class AuthGateWSGIApi(ApiMount[WSGIApp, Gate]):
     """Serves the HTTP API (`authgate.api`) and hands every other request to `app`
     (a 404 when there is none).  Put it inside `AuthGateWSGIMiddleware`::
 
         app = AuthGateWSGIMiddleware(AuthGateWSGIApi(app, gate), gate)
     """
-
-    def __init__(self, app: WSGIApp | None, gate: Gate, *, api: HttpApi | None = None) -> None:
-        self.app = app
-        self.gate = gate
-        self.api = api or HttpApi.for_gate(gate)
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/") or "/"
@@ -198,16 +193,7 @@ class AuthGateWSGIApi:
         except ValueError:
             length = -1
         if length < 0 or length > MAX_BODY:
-            return _respond(
-                start_response,
-                ApiResponse.json(
-                    400,
-                    {
-                        "error": "invalid_request",
-                        "detail": f"the request body must be 0 to {MAX_BODY} bytes",
-                    },
-                ),
-            )
+            return _respond(start_response, too_large())
         body = environ["wsgi.input"].read(length) if length else b""
         request = ApiRequest(
             method=environ.get("REQUEST_METHOD", "GET"),
