@@ -73,7 +73,7 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "src/authgate/api.py": ("*",),
     "src/authgate/stores/sqlite.py": tuple(f"SQLiteStore.{f}" for f in ("_write", *ATOMIC)),
     "src/authgate/stores/memory.py": tuple(f"MemoryStore.{f}" for f in ATOMIC),
-    "src/authgate/stores/redis/logic.py": tuple(f"_Redis.{f}" for f in ATOMIC),
+    "src/authgate/stores/redis/logic.py": tuple(f"_Redis._{f}" for f in ATOMIC),
 }
 
 # The attack replays and regression tests guard every module.

@@ -93,7 +93,9 @@ def _parse_url(url: str) -> tuple[str, str, float]:
 class _Redis(Generic[C]):
     """Every operation of the Redis store, defined once as the commands it sends (no
     I/O here); `RedisStore` sends them with redis-py's sync client, `AsyncRedisStore`
-    with its asyncio client.
+    with its asyncio client.  Each is a plain method made an operation by assignment
+    (``incr = operation(_incr)``), not by decorator: the mutation run (mutmut) leaves
+    decorated functions alone.
 
     The session check is served from a `SessionCache` (`read_through`), kept honest by
     an invalidation thread started on the first check (a CLI never starts it); every
@@ -158,10 +160,11 @@ class _Redis(Generic[C]):
             self._invalidator.stop()
             self._invalidator.join(2)
 
-    @operation
-    def ping(self) -> _Steps[None]:
+    def _ping(self) -> _Steps[None]:
         """Check the server answers; `StoreUnavailable` when it does not."""
         yield _Cmd(("PING",))
+
+    ping = operation(_ping)
 
     def _user_key(self, username: str) -> str:
         return f"{self.base}u:{username}"
@@ -172,19 +175,20 @@ class _Redis(Generic[C]):
         raw = yield _Cmd(("HGET", self._user_key(username), "record"))
         return _codec.user_from_json(raw) if raw is not None else None
 
-    @operation
-    def get_user(self, username: str) -> _Steps[User | None]:
+    def _get_user(self, username: str) -> _Steps[User | None]:
         return self._user(username)
 
-    @operation
-    def get_user_by_id(self, user_id: str) -> _Steps[User | None]:
+    get_user = operation(_get_user)
+
+    def _get_user_by_id(self, user_id: str) -> _Steps[User | None]:
         name = yield _Cmd(("GET", f"{self.base}uid:{user_id}"))
         if name is None:
             return None
         return (yield from self._user(name))
 
-    @operation
-    def list_users(self, after: str | None = None, limit: int = 100) -> _Steps[Page]:
+    get_user_by_id = operation(_get_user_by_id)
+
+    def _list_users(self, after: str | None = None, limit: int = 100) -> _Steps[Page]:
         low = f"({after}" if after is not None else "-"
         names = yield _Cmd(("ZRANGEBYLEX", f"{self.base}users", low, "+", "LIMIT", 0, limit + 1))
         more = len(names) > limit
@@ -196,8 +200,9 @@ class _Redis(Generic[C]):
                 users.append(user)
         return Page(users, names[-1] if more and names else None)
 
-    @operation
-    def create_user(self, user: User) -> _Steps[User]:
+    list_users = operation(_list_users)
+
+    def _create_user(self, user: User) -> _Steps[User]:
         created = yield from _lua(
             _CREATE_USER,
             (self._user_key(user.username), f"{self.base}users", f"{self.base}uid:{user.id}"),
@@ -207,8 +212,9 @@ class _Redis(Generic[C]):
             raise UserExists()
         return user
 
-    @operation
-    def update_user(self, user: User, expected_version: int) -> _Steps[User]:
+    create_user = operation(_create_user)
+
+    def _update_user(self, user: User, expected_version: int) -> _Steps[User]:
         args = (user.id, expected_version, user.version, _codec.user_to_json(user))
         try:
             result = yield from _lua(
@@ -224,8 +230,9 @@ class _Redis(Generic[C]):
             raise VersionConflict()
         return user
 
-    @operation
-    def delete_user(self, username: str, expected_version: int | None = None) -> _Steps[None]:
+    update_user = operation(_update_user)
+
+    def _delete_user(self, username: str, expected_version: int | None = None) -> _Steps[None]:
         keys = (self._user_key(username), f"{self.base}users", f"{self.base}us:{username}")
         version = "" if expected_version is None else str(expected_version)
         try:
@@ -237,18 +244,20 @@ class _Redis(Generic[C]):
         if not deleted:
             raise UserNotFound()
 
+    delete_user = operation(_delete_user)
+
     # groups
 
     def _group(self, name: str) -> _Steps[Group | None]:
         raw = yield _Cmd(("GET", f"{self.base}g:{name}"))
         return _codec.group_from_json(raw) if raw is not None else None
 
-    @operation
-    def get_group(self, name: str) -> _Steps[Group | None]:
+    def _get_group(self, name: str) -> _Steps[Group | None]:
         return self._group(name)
 
-    @operation
-    def list_groups(self) -> _Steps[list[Group]]:
+    get_group = operation(_get_group)
+
+    def _list_groups(self) -> _Steps[list[Group]]:
         names = yield _Cmd(("ZRANGE", f"{self.base}groups", 0, -1))
         groups: list[Group] = []
         for name in names:
@@ -257,8 +266,9 @@ class _Redis(Generic[C]):
                 groups.append(group)
         return groups
 
-    @operation
-    def put_group(self, group: Group) -> _Steps[Group]:
+    list_groups = operation(_list_groups)
+
+    def _put_group(self, group: Group) -> _Steps[Group]:
         yield from _lua(
             _PUT_GROUP,
             (f"{self.base}g:{group.name}", f"{self.base}groups"),
@@ -266,18 +276,20 @@ class _Redis(Generic[C]):
         )
         return group
 
-    @operation
-    def delete_group(self, name: str) -> _Steps[None]:
+    put_group = operation(_put_group)
+
+    def _delete_group(self, name: str) -> _Steps[None]:
         deleted = yield from _lua(
             _DELETE_GROUP, (f"{self.base}g:{name}", f"{self.base}groups"), (name,)
         )
         if not deleted:
             raise NotFound("no such group")
 
+    delete_group = operation(_delete_group)
+
     # sessions
 
-    @operation
-    def create_session(self, session: Session) -> _Steps[Session]:
+    def _create_session(self, session: Session) -> _Steps[Session]:
         yield from _lua(
             _CREATE_SESSION,
             (f"{self.base}s:{session.id}", f"{self.base}us:{session.username}"),
@@ -295,8 +307,9 @@ class _Redis(Generic[C]):
         )
         return session
 
-    @operation
-    def get_session(self, session_id: str) -> _Steps[Session | None]:
+    create_session = operation(_create_session)
+
+    def _get_session(self, session_id: str) -> _Steps[Session | None]:
         row = yield _Cmd(
             ("HMGET", f"{self.base}s:{session_id}", "record", "refresh", "exp", "seen")
         )
@@ -305,13 +318,16 @@ class _Redis(Generic[C]):
         session = _session_from_row(row)
         return None if session.is_expired() else session
 
-    @operation
-    def get_session_user(
+    get_session = operation(_get_session)
+
+    def _get_session_user(
         self, session_id: str, username: str
     ) -> _Steps[tuple[Session | None, User | None]]:
         return read_through(
             self._session_cache(), session_id, username, self._session_user(session_id, username)
         )
+
+    get_session_user = operation(_get_session_user)
 
     def _session_user(
         self, session_id: str, username: str
@@ -323,15 +339,15 @@ class _Redis(Generic[C]):
         user = _codec.user_from_json(row[4]) if row[4] else None
         return (None if session is None or session.is_expired() else session), user
 
-    @operation
-    def touch_session(self, session_id: str, last_seen: datetime) -> _Steps[bool]:
+    def _touch_session(self, session_id: str, last_seen: datetime) -> _Steps[bool]:
         done = yield from _lua(_TOUCH_SESSION, (f"{self.base}s:{session_id}",), (_ts(last_seen),))
         if self._cache is not None:
             self._cache.touch(session_id, last_seen)
         return bool(done)
 
-    @operation
-    def rotate_refresh(
+    touch_session = operation(_touch_session)
+
+    def _rotate_refresh(
         self, session_id: str, expected_hash: str, new_hash: str, expires_at: datetime
     ) -> _Steps[bool]:
         done = yield from _lua(
@@ -349,8 +365,9 @@ class _Redis(Generic[C]):
         )
         return bool(done)
 
-    @operation
-    def revoke_session(self, session_id: str) -> _Steps[bool]:
+    rotate_refresh = operation(_rotate_refresh)
+
+    def _revoke_session(self, session_id: str) -> _Steps[bool]:
         try:
             done = yield from _lua(
                 _REVOKE_SESSION, (f"{self.base}s:{session_id}",), (self.base, session_id)
@@ -359,8 +376,9 @@ class _Redis(Generic[C]):
             self._evict(session_id=session_id)
         return bool(done)
 
-    @operation
-    def list_sessions(self, username: str) -> _Steps[list[Session]]:
+    revoke_session = operation(_revoke_session)
+
+    def _list_sessions(self, username: str) -> _Steps[list[Session]]:
         flat = yield from _lua(_LIST_SESSIONS, (f"{self.base}us:{username}",), (self.base,))
         rows = [flat[i : i + 4] for i in range(0, len(flat), 4)]
         sessions = [_session_from_row(row) for row in rows]
@@ -368,8 +386,9 @@ class _Redis(Generic[C]):
             (s for s in sessions if not s.is_expired()), key=lambda s: (s.created_at, s.id)
         )
 
-    @operation
-    def revoke_user_sessions(self, username: str, keep: str | None = None) -> _Steps[int]:
+    list_sessions = operation(_list_sessions)
+
+    def _revoke_user_sessions(self, username: str, keep: str | None = None) -> _Steps[int]:
         try:
             count = yield from _lua(
                 _REVOKE_USER_SESSIONS,
@@ -380,29 +399,36 @@ class _Redis(Generic[C]):
             self._evict(username=username)
         return int(count)
 
+    revoke_user_sessions = operation(_revoke_user_sessions)
+
     # counters
 
-    @operation
-    def incr(self, key: str, ttl_seconds: float) -> _Steps[int]:
+    def _incr(self, key: str, ttl_seconds: float) -> _Steps[int]:
         ttl_ms = max(1, int(ttl_seconds * 1000))
         value = yield from _lua(_INCR, (f"{self.base}c:{key}",), (ttl_ms,))
         return int(value)
 
-    @operation
-    def get_counter(self, key: str) -> _Steps[int]:
+    incr = operation(_incr)
+
+    def _get_counter(self, key: str) -> _Steps[int]:
         value = yield _Cmd(("GET", f"{self.base}c:{key}"))
         return int(value) if value is not None else 0
 
-    @operation
-    def counter_ttl(self, key: str) -> _Steps[float]:
+    get_counter = operation(_get_counter)
+
+    def _counter_ttl(self, key: str) -> _Steps[float]:
         ttl = yield _Cmd(("PTTL", f"{self.base}c:{key}"))
         return max(0.0, int(ttl) / 1000)
 
-    @operation
-    def expire_counter(self, key: str, ttl_seconds: float) -> _Steps[bool]:
+    counter_ttl = operation(_counter_ttl)
+
+    def _expire_counter(self, key: str, ttl_seconds: float) -> _Steps[bool]:
         done = yield _Cmd(("PEXPIRE", f"{self.base}c:{key}", max(1, int(ttl_seconds * 1000))))
         return bool(done)
 
-    @operation
-    def reset_counter(self, key: str) -> _Steps[None]:
+    expire_counter = operation(_expire_counter)
+
+    def _reset_counter(self, key: str) -> _Steps[None]:
         yield _Cmd(("DEL", f"{self.base}c:{key}"))
+
+    reset_counter = operation(_reset_counter)
