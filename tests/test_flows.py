@@ -204,3 +204,18 @@ def test_stepping_needs_no_store(rules: SessionRules) -> None:
     flow = login(rules, "alice", "x" * 12, NOWHERE)
     assert isinstance(next(flow), Call)
     flow.close()
+
+
+async def test_a_store_call_with_keywords_reaches_the_store_on_both_drivers() -> None:
+    from authgate.flows import arun, call, run
+    from authgate.stores import MemoryStore, Store, SyncStoreAsAsync
+
+    def names() -> Flow[list[str]]:
+        page = yield from call(Store.list_users, limit=1)
+        return [u.username for u in page.items]
+
+    store = MemoryStore()
+    for name in ("amy", "bob"):
+        store.create_user(User.new(name))
+    assert run(names(), store, cheap_hasher()) == ["amy"]
+    assert await arun(names(), SyncStoreAsAsync(store, offload=False), cheap_hasher()) == ["amy"]

@@ -56,13 +56,10 @@ def _cpu(op: Hash | DeriveScram | Verify | DummyVerify, hasher: PasswordHasher) 
     return None
 
 
-def _method(store: Any, op: Call) -> Any:
-    """The store's bound method for `op`, partially applied to its keywords."""
+def _invoke(store: Any, op: Call) -> Any:
+    """Call the store's method for `op`: its result, or an awaitable on an async store."""
     method = getattr(store, op.method)
-    if op.kwargs:
-        kwargs = dict(op.kwargs)
-        return lambda *args: method(*args, **kwargs)
-    return method
+    return method(*op.args, **dict(op.kwargs)) if op.kwargs else method(*op.args)
 
 
 def run(flow: Flow[T], store: Store, hasher: PasswordHasher, emit: Emitter = _drop) -> T:
@@ -70,7 +67,7 @@ def run(flow: Flow[T], store: Store, hasher: PasswordHasher, emit: Emitter = _dr
 
     def execute(op: Op) -> Any:
         if isinstance(op, Call):
-            return _method(store, op)(*op.args)
+            return _invoke(store, op)
         if isinstance(op, Emit):
             return emit(op.event)
         if isinstance(op, Pause):
@@ -88,7 +85,7 @@ async def arun(
 
     async def execute(op: Op) -> Any:
         if isinstance(op, Call):
-            return await _method(store, op)(*op.args)
+            return await _invoke(store, op)
         if isinstance(op, Emit):
             return emit(op.event)
         if isinstance(op, Pause):
