@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import socket
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
@@ -32,7 +36,7 @@ def test_change_in_another_process_ends_cached_sessions(
     with ProcessPoolExecutor(1, mp_context=ctx) as pool:
         pool.submit(change, persistent_url, "alice").result()
     changed_at = time.monotonic()
-    # The cache entry would live 5 s; the invalidation must end it well before.
+    # The cache entry would live 60 s; the invalidation must end it well before.
     deadline = changed_at + 2.0
     while True:
         try:
@@ -74,6 +78,7 @@ def deaf_redis(request: pytest.FixtureRequest, make_store_url: Callable[[str], s
         time.sleep(0.005)
     store._stop_invalidator()
     assert cache.enabled
+    cache.deaf_after = None  # trust it unheard: only this process's evictions end answers
     return store
 
 
@@ -128,3 +133,167 @@ async def test_a_touch_this_process_makes_shows_in_its_cached_answer(deaf_redis:
     cached = store.peek_session_user(session.id, "alice")
     assert cached is not None and cached[0].last_seen == later
     await _call(store, "close")
+
+
+# -- a feed that goes silent turns the cache off ------------------------------------------
+
+
+def test_a_feed_unheard_for_deaf_after_stops_the_cache_answering() -> None:
+    from datetime import timedelta
+
+    from authgate.stores.cache import SessionCache
+    from authgate.users import Session, User, utcnow
+
+    cache = SessionCache(ttl=60, deaf_after=2.0)
+    user = User.new("alice")
+    session = Session(id="5e55" * 8, username="alice", expires_at=utcnow() + timedelta(hours=1))
+    cache.put(session, user, cache.generation)
+    assert cache.get(session.id, "alice") is None  # never heard: off
+    now = time.monotonic()
+    cache.heard(now)
+    assert cache.get(session.id, "alice") is not None
+    cache.heard(now - 60)  # an older heartbeat never moves the mark back
+    assert cache.get(session.id, "alice") is not None
+    fresh = SessionCache(ttl=60, deaf_after=2.0)
+    fresh.put(session, user, fresh.generation)
+    fresh.heard(time.monotonic() - 2.1)  # heard, but longer ago than deaf_after
+    assert fresh.get(session.id, "alice") is None
+    fresh.heard(time.monotonic() - 1.5)
+    assert fresh.get(session.id, "alice") is not None
+    fresh.disable()  # a lost connection forgets what was heard
+    fresh.enable()
+    fresh.put(session, user, fresh.generation)
+    assert fresh.get(session.id, "alice") is None
+    fresh.enable(heard_since=time.monotonic())
+    fresh.put(session, user, fresh.generation)
+    assert fresh.get(session.id, "alice") is not None
+    without_feed = SessionCache(ttl=60)  # SQLite: no feed to hear
+    without_feed.put(session, user, without_feed.generation)
+    assert without_feed.get(session.id, "alice") is not None
+
+
+def test_a_feed_thread_gone_leaves_the_cache_answering_no_longer_than_deaf_after(
+    make_store_url: Callable[[str], str],
+) -> None:
+    """Should the listening thread ever die without turning the cache off, the cache
+    stops answering by itself once nothing has been heard for `DEAF_AFTER` seconds."""
+    from authgate.stores.redis.invalidator import DEAF_AFTER
+
+    gate = Gate(store=make_store_url("redis"), hasher=cheap_hasher(), secret_key=SECRET)
+    store: Any = gate.store
+    gate.create_user("alice", PW)
+    token = gate.login("alice", PW).access_token
+    sid = gate.authenticate(token).session_id
+    deadline = time.monotonic() + 5
+    while store.peek_session_user(sid, "alice") is None:
+        gate.authenticate(token)
+        assert time.monotonic() < deadline, "the cache never warmed"
+        time.sleep(0.005)
+    store._stop_invalidator()  # gone, and the cache not told
+    stopped = time.monotonic()
+    assert store._cache.enabled
+    while store.peek_session_user(sid, "alice") is not None:
+        assert time.monotonic() - stopped < DEAF_AFTER + 1.0, "answered while deaf"
+        time.sleep(0.01)
+    assert time.monotonic() - stopped > DEAF_AFTER - 0.6  # heard up to a heartbeat before
+    assert gate.authenticate(token).session_id == sid  # read from Redis instead
+    gate.close()
+
+
+class SilencingProxy:
+    """A TCP proxy in front of Redis that can cut its subscriber connections without a
+    word: bytes either way are dropped, no socket is closed (a partition, not a crash)."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.silenced: set[socket.socket] = set()
+        self.subscribers: set[socket.socket] = set()
+        self.sockets: list[socket.socket] = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(self.target)
+            self.sockets += [client, server]
+            threading.Thread(target=self._pump, args=(client, server, client), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, client), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, client: socket.socket) -> None:
+        try:
+            while data := src.recv(65536):
+                if src is client and b"SUBSCRIBE" in data.upper():
+                    self.subscribers.add(client)
+                if client not in self.silenced:
+                    dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+
+    def silence_subscribers(self) -> int:
+        self.silenced |= self.subscribers
+        return len(self.silenced)
+
+    def close(self) -> None:
+        self.listener.close()
+        for sock in self.sockets:
+            sock.close()
+
+
+def test_a_revocation_lost_on_a_silent_feed_is_seen_within_deaf_after(
+    make_store_url: Callable[[str], str],
+) -> None:
+    """The feed's connection goes quiet without an error, so the revocation published
+    on it never arrives: the heartbeat notices, the cache turns off, and the revoked
+    session is refused after seconds (the cache entry itself would live 60 s)."""
+    from authgate.stores.redis.invalidator import DEAF_AFTER, HEARTBEAT
+
+    direct = make_store_url("redis")
+    parts = urlsplit(direct)
+    proxy = SilencingProxy((parts.hostname or "127.0.0.1", parts.port or 6379))
+    proxied = urlunsplit(parts._replace(netloc=f"127.0.0.1:{proxy.port}"))
+    here = Gate(store=proxied, hasher=cheap_hasher(), secret_key=SECRET)
+    there = Gate(store=direct, hasher=cheap_hasher(), secret_key=SECRET)
+    try:
+        there.create_user("alice", PW)
+        token = there.login("alice", PW).access_token
+        sid = here.authenticate(token).session_id
+        deadline = time.monotonic() + 5
+        while here.store.peek_session_user(sid, "alice") is None:  # type: ignore[attr-defined]
+            here.authenticate(token)  # until the subscription is confirmed and heard
+            assert time.monotonic() < deadline, "the cache never warmed"
+            time.sleep(0.005)
+
+        assert proxy.silence_subscribers() == 1
+        there.revoke_sessions("alice")  # published, but never delivered here
+        revoked = time.monotonic()
+        while True:
+            try:
+                here.authenticate(token)
+            except SessionRevoked:
+                break
+            assert time.monotonic() - revoked < 10, "a silent feed kept a revoked session"
+            time.sleep(0.01)
+        waited = time.monotonic() - revoked
+        assert waited < DEAF_AFTER + HEARTBEAT + 1.0, waited
+        assert here.store.peek_session_user(sid, "alice") is None  # type: ignore[attr-defined]
+
+        # The feed reconnects on a fresh connection, and the cache answers again.
+        token = there.login("alice", PW).access_token
+        sid = here.authenticate(token).session_id
+        deadline = time.monotonic() + 10
+        while here.store.peek_session_user(sid, "alice") is None:  # type: ignore[attr-defined]
+            here.authenticate(token)
+            assert time.monotonic() < deadline, "the feed never came back"
+            time.sleep(0.01)
+    finally:
+        here.close()
+        there.close()
+        proxy.close()

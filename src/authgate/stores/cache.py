@@ -6,18 +6,21 @@ answer rarely changes.  `SessionCache` keeps recent answers and drops them as so
 the backend says something changed:
 
 - Redis: every change to a user or a session publishes the username on a channel; a
-  subscriber thread evicts that user's entries.  While the subscription is down the
-  cache is off (every read goes to Redis), so a lost connection never serves stale
-  answers.
+  subscriber thread evicts that user's entries.  The cache answers only while that
+  thread has *heard* the channel recently (`heard`: a heartbeat on the subscription
+  came back, so every change published before it was delivered): a lost connection,
+  or a silent one, turns the cache off within `deaf_after` seconds, and every read
+  goes to Redis until the feed is back.
 - SQLite: ``PRAGMA data_version`` (which moves when another connection commits) plus
   the store's own write counter validate the whole cache in one cheap query.
 
 Entries also expire after ``ttl`` seconds whatever happens: the bound on staleness
-should an invalidation ever be missed.
+for a change nobody announces (a hand edit of the backend).
 """
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Generator, Hashable
@@ -38,10 +41,18 @@ Op = TypeVar("Op")
 class SessionCache:
     """(session, user) answers by session id, evicted by username or wholesale."""
 
-    def __init__(self, ttl: float = 5.0, max_entries: int = SESSION_CHECKS.bound) -> None:
+    def __init__(
+        self,
+        ttl: float = 5.0,
+        max_entries: int = SESSION_CHECKS.bound,
+        deaf_after: float | None = None,
+    ) -> None:
         self.ttl = ttl
         self.max_entries = max_entries
         self.enabled = True
+        #: With a feed: answer only while it was heard within this many seconds.
+        self.deaf_after = deaf_after
+        self._heard_at = -math.inf
         self._entries: LRU[str, Entry] = LRU(SESSION_CHECKS, max_entries)
         self._by_user: dict[str, set[str]] = {}
         self._stamp: Hashable = None
@@ -53,6 +64,9 @@ class SessionCache:
         """The cached answer, or None (absent, stale, or the cache is off)."""
         if not self.enabled:
             return None
+        now = time.monotonic()
+        if self.deaf_after is not None and now - self._heard_at > self.deaf_after:
+            return None
         if stamp is not None and stamp != self._stamp:
             self.clear(stamp)
             return None
@@ -60,7 +74,7 @@ class SessionCache:
         if entry is None:
             return None
         session, user, cached_at = entry
-        if user.username != username or time.monotonic() - cached_at > self.ttl:
+        if user.username != username or now - cached_at > self.ttl:
             return None
         if session.is_expired():
             return None
@@ -110,14 +124,22 @@ class SessionCache:
             self._by_user.clear()
             self._stamp = stamp
 
+    def heard(self, since: float) -> None:
+        """The feed has delivered every change published before `since` (a
+        `time.monotonic` reading): answers stand for `deaf_after` seconds from it."""
+        self._heard_at = max(self._heard_at, since)
+
     def disable(self) -> None:
         """Stop answering until `enable` (the invalidation feed is down)."""
         self.enabled = False
+        self._heard_at = -math.inf
         self.clear()
 
-    def enable(self) -> None:
-        """Answer again, starting empty."""
+    def enable(self, heard_since: float | None = None) -> None:
+        """Answer again, starting empty (a feed passes when it began listening)."""
         self.clear()
+        if heard_since is not None:
+            self.heard(heard_since)
         self.enabled = True
 
 

@@ -4,7 +4,9 @@ channel and evicts what changed, and turns the cache off while it is not listeni
 from __future__ import annotations
 
 import contextlib
+import math
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -15,13 +17,22 @@ from ..cache import SessionCache
 
 T = TypeVar("T")
 
+#: Seconds between heartbeats: a PING on the subscription, whose answer arrives after
+#: every message published before it (one connection keeps its order).
+HEARTBEAT = 0.5
+#: The cache answers while the last heartbeat answered was sent at most this long ago;
+#: a heartbeat unanswered this long counts as a lost connection.
+DEAF_AFTER = 2.0
+_BEAT = "authgate-heartbeat"
+
 
 class _Invalidator(threading.Thread):
     """Listens on the change channel and evicts what changed from a `SessionCache`.
 
-    The cache is on only while the subscription is confirmed: before the first
-    confirmation, and from a connection error until the next one, every session check
-    goes to Redis.
+    The cache is on only while the subscription is confirmed and heard: before the
+    first confirmation, from a connection error until the next one, and whenever no
+    heartbeat has come back for `DEAF_AFTER` seconds (a connection gone silent without
+    an error), every session check goes to Redis.
     """
 
     def __init__(self, client_url: str, channel: str, cache: SessionCache) -> None:
@@ -38,6 +49,7 @@ class _Invalidator(threading.Thread):
             client = redis.Redis.from_url(
                 self.client_url,
                 decode_responses=True,
+                protocol=2,  # redis-py misreads a PING's answer on a RESP3 subscription
                 socket_connect_timeout=5,
                 health_check_interval=5,
             )
@@ -45,16 +57,9 @@ class _Invalidator(threading.Thread):
             pubsub = subscribe()
             try:
                 pubsub.subscribe(self.channel)
-                while not self.stopping.is_set():
-                    message = pubsub.get_message(timeout=0.5)
-                    if message is None:
-                        continue
-                    if message["type"] == "subscribe":
-                        self.cache.enable()
-                        backoff = 0.1
-                    elif message["type"] == "message":
-                        self.cache.evict_user(message["data"])
-            except (RedisError, OSError, ValueError):
+                self._listen(pubsub)
+                backoff = 0.1
+            except (RedisError, OSError, ValueError):  # OSError: TimeoutError too
                 self.cache.disable()
                 self.stopping.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
@@ -62,6 +67,31 @@ class _Invalidator(threading.Thread):
                 with contextlib.suppress(Exception):
                     pubsub.close()
                     client.close()
+
+    def _listen(self, pubsub: Any) -> None:
+        """Evict what the channel announces and send heartbeats, until stopped; a
+        `TimeoutError` when a heartbeat goes unanswered."""
+        sent: float | None = None  # when the unanswered heartbeat went out
+        due = math.inf  # when the next one goes out (after the subscription is confirmed)
+        while not self.stopping.is_set():
+            now = time.monotonic()
+            if sent is None and now >= due:
+                pubsub.ping(_BEAT)
+                sent = now
+            elif sent is not None and now - sent > DEAF_AFTER:
+                raise TimeoutError("no heartbeat came back")
+            until = due if sent is None else sent + DEAF_AFTER
+            message = pubsub.get_message(timeout=min(HEARTBEAT, max(until - now, 0.01)))
+            if message is None:
+                continue
+            if message["type"] == "subscribe":
+                self.cache.enable(heard_since=time.monotonic())
+                due = time.monotonic() + HEARTBEAT
+            elif message["type"] == "message":
+                self.cache.evict_user(message["data"])
+            elif message["type"] == "pong" and message["data"] == _BEAT and sent is not None:
+                self.cache.heard(sent)
+                due, sent = sent + HEARTBEAT, None
 
     def stop(self) -> None:
         self.stopping.set()

@@ -3,6 +3,7 @@ and the store URL's own parameters."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -38,7 +39,7 @@ from .commands import (
     _lua,
     _Steps,
 )
-from .invalidator import _Invalidator
+from .invalidator import DEAF_AFTER, _Invalidator
 
 T = TypeVar("T")
 
@@ -68,12 +69,18 @@ def _session_from_row(row: Sequence[Any]) -> Session:
     )
 
 
+#: Seconds a cached session check lives at most.  The invalidation feed ends it as soon
+#: as anything changes (and turns the cache off when it goes deaf); this bounds only a
+#: change nobody announces, such as a key edited by hand.
+CACHE_TTL = 60.0
+
+
 def _parse_url(url: str) -> tuple[str, str, float]:
     """Split authgate's own query parameters (``prefix``, ``cache_ttl``) off a URL."""
     parts = urlsplit(url)
     query = parse_qsl(parts.query, keep_blank_values=True)
     prefix = "authgate"
-    cache_ttl = 5.0
+    cache_ttl = CACHE_TTL
     rest = []
     for name, value in query:
         if name == "prefix":
@@ -82,7 +89,11 @@ def _parse_url(url: str) -> tuple[str, str, float]:
             try:
                 cache_ttl = float(value)
             except ValueError:
-                raise ConfigError(f"cache_ttl must be a number of seconds, not {value!r}") from None
+                cache_ttl = math.nan
+            if not 0 <= cache_ttl < math.inf:
+                raise ConfigError(
+                    f"cache_ttl must be a number of seconds (0 turns the cache off), not {value!r}"
+                )
         else:
             rest.append((name, value))
     if not prefix or any(ch in prefix for ch in "{}"):
@@ -132,7 +143,7 @@ class _Redis(Generic[C]):
 
     def _session_cache(self) -> SessionCache | None:
         if self._cache is None and self._cache_ttl > 0:
-            cache = SessionCache(self._cache_ttl)
+            cache = SessionCache(self._cache_ttl, deaf_after=DEAF_AFTER)
             self._invalidator = _Invalidator(self._client_url, self.channel, cache)
             self._invalidator.start()
             self._cache = cache
