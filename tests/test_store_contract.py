@@ -6,6 +6,7 @@ import multiprocessing
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -280,6 +281,22 @@ def test_user_written_by_one_process_is_read_by_another(persistent_url: str) -> 
 def test_bad_store_url_is_a_config_error(url: str) -> None:
     with pytest.raises(ConfigError):
         open_store(url)
+
+
+@pytest.mark.parametrize("ttl", ["nan", "inf", "-1", "soon", ""])
+def test_a_cache_lifetime_that_is_not_a_finite_number_is_a_config_error(ttl: str) -> None:
+    with pytest.raises(ConfigError, match=f"cache_ttl must be a number of seconds.*'{ttl}'"):
+        open_store(f"redis://127.0.0.1:1/0?cache_ttl={ttl}")
+
+
+@pytest.mark.parametrize(("ttl", "lifetime"), [("0", 0.0), ("2.5", 2.5), (None, 60.0)])
+def test_a_cache_lifetime_in_the_url_is_the_session_caches(
+    make_store_url: Callable[[str], str], ttl: str | None, lifetime: float
+) -> None:
+    store: Any = open_store(make_store_url("redis") + (f"&cache_ttl={ttl}" if ttl else ""))
+    cache = store._session_cache()
+    assert (cache.ttl if cache is not None else 0.0) == lifetime
+    store.close()
 
 
 def test_unreachable_redis_is_store_unavailable() -> None:
