@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import multiprocessing
+import os
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
@@ -210,6 +212,8 @@ class SilencingProxy:
         self.port = self.listener.getsockname()[1]
         self.silenced: set[socket.socket] = set()
         self.subscribers: set[socket.socket] = set()
+        #: Silence every subscriber from its first word (its SUBSCRIBE is lost too).
+        self.deafen_new_subscribers = False
         self.sockets: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -229,6 +233,8 @@ class SilencingProxy:
             while data := src.recv(65536):
                 if src is client and b"SUBSCRIBE" in data.upper():
                     self.subscribers.add(client)
+                    if self.deafen_new_subscribers:
+                        self.silenced.add(client)
                 if client not in self.silenced:
                     dst.sendall(data)
         except OSError:
@@ -255,10 +261,7 @@ def test_a_revocation_lost_on_a_silent_feed_is_seen_within_deaf_after(
     session is refused after seconds (the cache entry itself would live 60 s)."""
     from authgate.stores.redis.invalidator import DEAF_AFTER, HEARTBEAT
 
-    direct = make_store_url("redis")
-    parts = urlsplit(direct)
-    proxy = SilencingProxy((parts.hostname or "127.0.0.1", parts.port or 6379))
-    proxied = urlunsplit(parts._replace(netloc=f"127.0.0.1:{proxy.port}"))
+    direct, proxied, proxy = _proxied(make_store_url)
     here = Gate(store=proxied, hasher=cheap_hasher(), secret_key=SECRET)
     there = Gate(store=direct, hasher=cheap_hasher(), secret_key=SECRET)
     try:
@@ -297,3 +300,131 @@ def test_a_revocation_lost_on_a_silent_feed_is_seen_within_deaf_after(
         here.close()
         there.close()
         proxy.close()
+
+
+def _proxied(make_store_url: Callable[[str], str]) -> tuple[str, str, SilencingProxy]:
+    direct = make_store_url("redis")
+    parts = urlsplit(direct)
+    proxy = SilencingProxy((parts.hostname or "127.0.0.1", parts.port or 6379))
+    return direct, urlunsplit(parts._replace(netloc=f"127.0.0.1:{proxy.port}")), proxy
+
+
+def test_a_subscription_never_confirmed_is_tried_again(
+    make_store_url: Callable[[str], str],
+) -> None:
+    """A SUBSCRIBE lost on the way leaves the cache off, and the listener does not wait
+    for its answer forever: it reconnects, and the cache comes on once one is heard."""
+    from authgate.stores.redis import RedisStore
+
+    _, proxied, proxy = _proxied(make_store_url)
+    proxy.deafen_new_subscribers = True
+    store = RedisStore(proxied)
+    try:
+        cache = store._session_cache()
+        assert cache is not None
+        time.sleep(3.0)  # more than DEAF_AFTER: at least one lost subscription behind
+        assert not cache.enabled
+        assert len(proxy.subscribers) >= 2, "the listener never tried again"
+        proxy.deafen_new_subscribers = False
+        deadline = time.monotonic() + 10
+        while not cache.enabled:
+            assert time.monotonic() < deadline, "the cache never came on"
+            time.sleep(0.01)
+    finally:
+        store.close()
+        proxy.close()
+
+
+def test_a_forked_worker_listens_for_itself(make_store_url: Callable[[str], str]) -> None:
+    """A server that opens the store before forking its workers (gunicorn --preload):
+    the parent's listening thread is not in the child, so the child's cache starts
+    anew with a thread of its own, and hears a revocation made elsewhere."""
+    from datetime import timedelta
+
+    from authgate.stores.redis import RedisStore
+    from authgate.stores.redis.invalidator import DEAF_AFTER
+    from authgate.users import Session, User, utcnow
+
+    url = make_store_url("redis")
+    store = RedisStore(url)
+    store.create_user(User.new("alice"))
+    session = Session(id="f0" * 16, username="alice", expires_at=utcnow() + timedelta(hours=1))
+    store.create_session(session)
+    deadline = time.monotonic() + 5
+    while store.peek_session_user(session.id, "alice") is None:  # the parent listens
+        store.get_session_user(session.id, "alice")
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    pid = os.fork()
+    if pid == 0:  # the worker
+        code = 3
+        try:
+            time.sleep(DEAF_AFTER + 0.5)  # whatever it inherited is deaf by now
+            deadline = time.monotonic() + 5
+            while store.peek_session_user(session.id, "alice") is None:
+                store.get_session_user(session.id, "alice")
+                if time.monotonic() > deadline:
+                    os._exit(1)  # nobody listens in the worker: the cache never answers
+                time.sleep(0.005)
+            other = RedisStore(url)
+            other.revoke_session(session.id)
+            other.close()
+            deadline = time.monotonic() + 2
+            while store.peek_session_user(session.id, "alice") is not None:
+                if time.monotonic() > deadline:
+                    os._exit(2)  # the worker's cache kept a revoked session
+                time.sleep(0.005)
+            code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    store.close()
+
+
+# -- SQLite: only a commit that can end a session check empties the cache ----------------
+
+
+def test_sqlite_commits_that_end_nothing_leave_the_cache_standing(tmp_path: Any) -> None:
+    """Another process's login, ``last_seen`` touch or counter commits without ending
+    any session check: the cached answers stand.  A revocation, or a change to a user,
+    ends them."""
+    from datetime import timedelta
+
+    from authgate.stores.sqlite import SQLiteStore
+    from authgate.users import Group, Session, User, utcnow
+
+    path = tmp_path / "auth.db"
+    here, there = SQLiteStore(path), SQLiteStore(path)  # two processes' stores
+    user = here.create_user(User.new("alice"))
+    here.create_user(User.new("bob"))
+
+    def session(name: str) -> Session:
+        return here.create_session(
+            Session(id=uuid.uuid4().hex, username=name, expires_at=utcnow() + timedelta(hours=1))
+        )
+
+    alices, bobs = session("alice"), session("bob")
+    here.get_session_user(alices.id, "alice")
+    assert here.peek_session_user(alices.id, "alice") is not None
+
+    there.create_session(
+        Session(id="1" * 32, username="bob", expires_at=utcnow() + timedelta(hours=1))
+    )
+    assert there.touch_session(bobs.id, utcnow()) is True
+    assert there.rotate_refresh(bobs.id, bobs.refresh_hash, "new-hash", bobs.expires_at)
+    there.incr("login-failures:bob", 60)
+    there.create_user(User.new("carol"))
+    there.put_group(Group.new("ops", ["items:read"]))
+    there.delete_group("ops")
+    assert here.peek_session_user(alices.id, "alice") is not None, "a commit ending nothing"
+
+    assert there.revoke_session(bobs.id) is True  # ends a check: everything is read again
+    assert here.peek_session_user(alices.id, "alice") is None
+    here.get_session_user(alices.id, "alice")
+    assert here.peek_session_user(alices.id, "alice") is not None
+    there.update_user(user.changed(roles=frozenset({"admin"})), user.version)
+    assert here.peek_session_user(alices.id, "alice") is None
+    assert here.get_session_user(alices.id, "alice")[1].roles == {"admin"}  # type: ignore[union-attr]
+    here.close()
+    there.close()

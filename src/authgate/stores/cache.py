@@ -11,8 +11,9 @@ the backend says something changed:
   came back, so every change published before it was delivered): a lost connection,
   or a silent one, turns the cache off within `deaf_after` seconds, and every read
   goes to Redis until the feed is back.
-- SQLite: ``PRAGMA data_version`` (which moves when another connection commits) plus
-  the store's own write counter validate the whole cache in one cheap query.
+- SQLite: an ``epoch`` row, bumped in the same transaction by every write that can end
+  a session check, validates the whole cache; it is read again only when the WAL-index
+  header shows a commit (see `SQLiteStore._epoch`).
 
 Entries also expire after ``ttl`` seconds whatever happens: the bound on staleness
 for a change nobody announces (a hand edit of the backend).

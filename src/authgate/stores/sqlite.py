@@ -83,6 +83,8 @@ class SQLiteStore:
         self._cache = SessionCache(cache_ttl)
         self._shm: mmap.mmap | None = None
         self._shm_failed = False
+        #: The last WAL-index header seen, and the epoch read just after it.
+        self._seen: tuple[bytes, object] | None = None
         self.url = url or f"sqlite:///{self.path}"
         self._timeout = timeout
         self._local = threading.local()
@@ -145,8 +147,9 @@ class SQLiteStore:
     @contextlib.contextmanager
     def _write(self, *, invalidates: bool = True) -> Iterator[sqlite3.Connection]:
         """A write transaction that takes SQLite's write lock at once.  Writes that
-        can change a session check (`invalidates`) bump the epoch in the same
-        transaction."""
+        can end a cached session check (`invalidates`: a user changed or deleted, a
+        session revoked) bump the epoch in the same transaction; the others (a new user
+        or session, a refresh, a touch, a group, a counter) cannot."""
         conn = self._conn()
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -190,7 +193,7 @@ class SQLiteStore:
 
     def create_user(self, user: User) -> User:
         try:
-            with self._write() as db:
+            with self._write(invalidates=False) as db:
                 db.execute(
                     "INSERT INTO users (username, id, version, record) VALUES (?, ?, ?, ?)",
                     (user.username, user.id, user.version, _codec.user_to_json(user)),
@@ -235,7 +238,7 @@ class SQLiteStore:
         return [_codec.group_from_json(str(row[0])) for row in rows]
 
     def put_group(self, group: Group) -> Group:
-        with self._write() as db:
+        with self._write(invalidates=False) as db:
             db.execute(
                 "INSERT INTO groups (name, record) VALUES (?, ?) "
                 "ON CONFLICT (name) DO UPDATE SET record = excluded.record",
@@ -244,7 +247,7 @@ class SQLiteStore:
         return group
 
     def delete_group(self, name: str) -> None:
-        with self._write() as db:
+        with self._write(invalidates=False) as db:
             if db.execute("DELETE FROM groups WHERE name = ?", (name,)).rowcount == 0:
                 raise NotFound("no such group")
 
@@ -252,7 +255,7 @@ class SQLiteStore:
 
     def create_session(self, session: Session) -> Session:
         try:
-            with self._write() as db:
+            with self._write(invalidates=False) as db:
                 db.execute(
                     "DELETE FROM sessions WHERE username = ? AND expires_at <= ?",
                     (session.username, time.time()),
@@ -290,17 +293,31 @@ class SQLiteStore:
         return (hit[0], hit[1]) if hit is not None else None
 
     def _epoch(self) -> object:
-        """What tells whether anything that matters was committed since last time.
+        """The ``epoch`` row, bumped in the same transaction by every write that can end
+        a session check (in any process): the session cache's validity stamp.
 
-        Fast path: the WAL-index header in the ``-shm`` file (SQLite's documented
+        Read through the WAL-index header in the ``-shm`` file (SQLite's documented
         WAL-index format: ``iChange`` is incremented by every transaction, ``mxFrame``
-        and the salts move with every commit), read through a shared memory map in well
-        under a microsecond.  It moves on *every* commit, which only costs cache misses.
-        Fallback: the ``epoch`` row, bumped by every write that can end a session check.
+        and the salts move with every commit), mapped into memory and compared in well
+        under a microsecond.  While the header has not moved nothing was committed, and
+        the epoch read last stands; when it has, the row is read again, once per commit.
+        Most commits (a login, a ``last_seen`` touch, a counter) end nothing, so the
+        cache survives them.  Without a ``-shm`` map the row is read on every check.
         """
         shm = self._shm_map()
-        if shm is not None:
-            return shm[:48]
+        if shm is None:
+            return self._read_epoch()
+        header = shm[:48]
+        seen = self._seen
+        if seen is not None and seen[0] == header:
+            return seen[1]
+        # Read after the header: a commit between the two moves the header again, so the
+        # pair is never trusted past it.
+        epoch = self._read_epoch()
+        self._seen = (header, epoch)
+        return epoch
+
+    def _read_epoch(self) -> object:
         return self._read("SELECT value FROM meta WHERE key = 'epoch'")[0][0]
 
     def _shm_map(self) -> mmap.mmap | None:
@@ -364,7 +381,7 @@ class SQLiteStore:
     def rotate_refresh(
         self, session_id: str, expected_hash: str, new_hash: str, expires_at: datetime
     ) -> bool:
-        with self._write() as db:
+        with self._write(invalidates=False) as db:
             return self._replace_session(
                 db,
                 session_id,

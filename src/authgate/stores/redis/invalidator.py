@@ -4,6 +4,7 @@ channel and evicts what changed, and turns the cache off while it is not listeni
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import threading
 import time
@@ -24,6 +25,7 @@ HEARTBEAT = 0.5
 #: a heartbeat unanswered this long counts as a lost connection.
 DEAF_AFTER = 2.0
 _BEAT = "authgate-heartbeat"
+_log = logging.getLogger("authgate.store")
 
 
 class _Invalidator(threading.Thread):
@@ -41,10 +43,11 @@ class _Invalidator(threading.Thread):
         self.channel = channel
         self.cache = cache
         self.stopping = threading.Event()
+        #: Seconds to wait before reconnecting: doubles per failure, up to 5.
+        self.backoff = 0.1
         cache.disable()
 
     def run(self) -> None:
-        backoff = 0.1
         while not self.stopping.is_set():
             client = redis.Redis.from_url(
                 self.client_url,
@@ -58,11 +61,12 @@ class _Invalidator(threading.Thread):
             try:
                 pubsub.subscribe(self.channel)
                 self._listen(pubsub)
-                backoff = 0.1
-            except (RedisError, OSError, ValueError):  # OSError: TimeoutError too
+            except Exception as exc:  # never stop listening
+                if not isinstance(exc, (RedisError, OSError, ValueError)):  # a fault of ours
+                    _log.warning("the session cache's listener failed (%s)", type(exc).__name__)
                 self.cache.disable()
-                self.stopping.wait(backoff)
-                backoff = min(backoff * 2, 5.0)
+                self.stopping.wait(self.backoff)
+                self.backoff = min(self.backoff * 2, 5.0)
             finally:
                 with contextlib.suppress(Exception):
                     pubsub.close()
@@ -70,9 +74,11 @@ class _Invalidator(threading.Thread):
 
     def _listen(self, pubsub: Any) -> None:
         """Evict what the channel announces and send heartbeats, until stopped; a
-        `TimeoutError` when a heartbeat goes unanswered."""
-        sent: float | None = None  # when the unanswered heartbeat went out
-        due = math.inf  # when the next one goes out (after the subscription is confirmed)
+        `TimeoutError` when the subscription or a heartbeat goes unanswered."""
+        # When the unanswered heartbeat went out: first the subscription, which is
+        # answered (confirmed) the same way; then when the next one goes out.
+        sent: float | None = time.monotonic()
+        due = math.inf
         while not self.stopping.is_set():
             now = time.monotonic()
             if sent is None and now >= due:
@@ -86,7 +92,8 @@ class _Invalidator(threading.Thread):
                 continue
             if message["type"] == "subscribe":
                 self.cache.enable(heard_since=time.monotonic())
-                due = time.monotonic() + HEARTBEAT
+                self.backoff = 0.1
+                due, sent = time.monotonic() + HEARTBEAT, None
             elif message["type"] == "message":
                 self.cache.evict_user(message["data"])
             elif message["type"] == "pong" and message["data"] == _BEAT and sent is not None:

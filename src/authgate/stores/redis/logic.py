@@ -4,6 +4,8 @@ and the store URL's own parameters."""
 from __future__ import annotations
 
 import math
+import os
+import weakref
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
@@ -68,6 +70,22 @@ def _session_from_row(row: Sequence[Any]) -> Session:
         last_seen=_codec.from_timestamp(float(seen_ts)),
     )
 
+
+#: The stores whose session cache has a listening thread in this process.
+_LISTENING: weakref.WeakSet[_Redis[Any]] = weakref.WeakSet()
+
+
+def _listen_anew_after_fork() -> None:
+    """A forked child (a pre-loading server's worker) has no listening thread: each
+    store's cache starts again, with a thread of the child's own, on its next check.
+    (Until then nothing answers from the inherited cache, which goes deaf anyway.)"""
+    for store in list(_LISTENING):
+        store._cache = None
+        store._invalidator = None
+    _LISTENING.clear()
+
+
+os.register_at_fork(after_in_child=_listen_anew_after_fork)
 
 #: Seconds a cached session check lives at most.  The invalidation feed ends it as soon
 #: as anything changes (and turns the cache off when it goes deaf); this bounds only a
@@ -147,6 +165,7 @@ class _Redis(Generic[C]):
             self._invalidator = _Invalidator(self._client_url, self.channel, cache)
             self._invalidator.start()
             self._cache = cache
+            _LISTENING.add(self)
         return self._cache
 
     def peek_session_user(
