@@ -10,9 +10,8 @@ decisions per second next to pycasbin's ``enforce`` on the same role policy.
 Each authgate row runs twice: with one hot token, and with `POPULATION` distinct live
 tokens (`USERS` users, several sessions each) sent round-robin, each measured pass over
 them all preceded by an unmeasured one: the steady state of a process whose tokens all
-come back within the session cache's lifetime (``cache_ttl``: 60 s for Redis, 5 s for
-SQLite, whose check is validated on every request anyway; a token seen less often
-costs one store read per lifetime).
+come back within the session cache's lifetime (``cache_ttl``, 60 s by default; a
+token seen less often costs one store read per lifetime).
 """
 
 from __future__ import annotations

@@ -71,9 +71,17 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "src/authgate/permissions/roles.py": ("*",),
     "src/authgate/permissions/policies.py": ("*",),
     "src/authgate/api.py": ("*",),
-    "src/authgate/stores/sqlite.py": tuple(f"SQLiteStore.{f}" for f in ("_write", *ATOMIC)),
+    "src/authgate/stores/sqlite.py": tuple(
+        f"SQLiteStore.{f}"
+        for f in ("_write", "_epoch", "peek_session_user", "get_session_user", *ATOMIC)
+    ),
     "src/authgate/stores/memory.py": tuple(f"MemoryStore.{f}" for f in ATOMIC),
-    "src/authgate/stores/redis/logic.py": tuple(f"_Redis._{f}" for f in ATOMIC),
+    "src/authgate/stores/redis/logic.py": (
+        *(f"_Redis._{f}" for f in (*ATOMIC, "get_session_user")),
+        "_Redis.peek_session_user",
+    ),
+    # The session-check cache: what decides whether a cached answer still stands.
+    "src/authgate/stores/cache.py": ("*",),
 }
 
 # The attack replays and regression tests guard every module.
@@ -140,6 +148,7 @@ TESTS: dict[str, tuple[str, ...]] = {
     "src/authgate/stores/sqlite.py": (*STORE_TESTS, "test_bootstrap.py", "test_lockout.py"),
     "src/authgate/stores/memory.py": (*STORE_TESTS, "test_bootstrap.py", "test_lockout.py"),
     "src/authgate/stores/redis/logic.py": (*STORE_TESTS, "test_bootstrap.py", "test_lockout.py"),
+    "src/authgate/stores/cache.py": (*STORE_TESTS, "test_caches.py"),
 }
 
 KILLED = {"killed", "caught by type check"}

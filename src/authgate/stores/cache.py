@@ -32,7 +32,12 @@ from ..caches import LRU, SESSION_CHECKS
 from ..users import User
 from .base import Session
 
-__all__ = ["SessionCache", "read_through"]
+__all__ = ["CACHE_TTL", "SessionCache", "read_through"]
+
+#: Seconds a cached session check lives at most, by default.  What can end an answer
+#: ends it at once (the Redis feed, the SQLite epoch); this bounds only a change nobody
+#: announces, such as a record edited by hand.
+CACHE_TTL = 60.0
 
 Entry = tuple[Session, User, float]
 Answer = tuple[Session | None, User | None]
@@ -44,7 +49,7 @@ class SessionCache:
 
     def __init__(
         self,
-        ttl: float = 5.0,
+        ttl: float = CACHE_TTL,
         max_entries: int = SESSION_CHECKS.bound,
         deaf_after: float | None = None,
     ) -> None:

@@ -29,7 +29,7 @@ from ..faces import call_now, deferred, drive
 from ..users import Group, User, utcnow
 from . import _codec
 from .base import Page, Session, Sweeper
-from .cache import SessionCache, read_through
+from .cache import CACHE_TTL, SessionCache, read_through
 
 __all__ = ["SQLiteStore"]
 
@@ -76,7 +76,7 @@ class SQLiteStore:
         *,
         url: str | None = None,
         timeout: float = 10.0,
-        cache_ttl: float = 5.0,
+        cache_ttl: float = CACHE_TTL,
     ) -> None:
         self.path = str(path)
         self.cache_ttl = cache_ttl

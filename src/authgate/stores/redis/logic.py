@@ -22,7 +22,7 @@ from ...faces import operation
 from ...users import Group, User, utcnow
 from .. import _codec
 from ..base import Page, Session
-from ..cache import SessionCache, read_through
+from ..cache import CACHE_TTL, SessionCache, read_through
 from .commands import (
     _CREATE_SESSION,
     _CREATE_USER,
@@ -86,11 +86,6 @@ def _listen_anew_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_listen_anew_after_fork)
-
-#: Seconds a cached session check lives at most.  The invalidation feed ends it as soon
-#: as anything changes (and turns the cache off when it goes deaf); this bounds only a
-#: change nobody announces, such as a key edited by hand.
-CACHE_TTL = 60.0
 
 
 def _parse_url(url: str) -> tuple[str, str, float]:
