@@ -198,3 +198,23 @@ def test_logging_is_configured_only_where_the_application_did_not(
     assert configure_logging("text") is None  # the application's own config wins
     with pytest.raises(ConfigError, match="log_format"):
         Gate(store="memory://", secret_key=SECRET, log_format="xml")
+
+
+def test_an_api_with_no_audit_log_of_its_own_keeps_the_one_bound_around_it() -> None:
+    """An `HttpApi` made without an audit log, answering inside a middleware that bound
+    its gate's: a guard's refusal still reaches that log's subscribers."""
+    gate = Gate(store="memory://", secret_key=SECRET, hasher=cheap_hasher())
+    gate.create_user("eve", PW, roles=["viewer"])
+    heard: list[str] = []
+    gate.audit.subscribe(lambda event: heard.append(event.event))
+    api = HttpApi.for_gate(gate)
+    api.audit = None
+    identity = gate.authenticate(gate.login("eve", PW).access_token)
+    bound = audit.bind_audit_log(gate.audit)
+    try:
+        response = gate.run(api.answer(ApiRequest("GET", "/api/users", identity)))
+    finally:
+        audit.unbind_audit_log(bound)
+    assert response is not None and response.status == 403
+    assert heard.count("permission_denied") == 1
+    gate.close()

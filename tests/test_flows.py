@@ -219,3 +219,74 @@ async def test_a_store_call_with_keywords_reaches_the_store_on_both_drivers() ->
         store.create_user(User.new(name))
     assert run(names(), store, cheap_hasher()) == ["amy"]
     assert await arun(names(), SyncStoreAsAsync(store, offload=False), cheap_hasher()) == ["amy"]
+
+
+# -- the session check ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["no session", "someone else's", "not a login", "no user", "disabled", "another user's id"],
+)
+def test_a_session_check_that_finds_anything_amiss_is_a_revoked_session(
+    rules: SessionRules, case: str
+) -> None:
+    """A deleted or disabled user, or a user of the same name made anew (another id),
+    ends the session: the check answers SessionRevoked, never an error of its own."""
+    from authgate.flows.identity import load_identity, quick_identity
+
+    user = alice()
+    session: Session | None = _session("")
+    if case == "no session":
+        session = None
+    elif case == "someone else's":
+        session = _session("").replace(username="bob")
+    elif case == "not a login":
+        session = _session("").replace(kind="apikey")
+    claims = {"sub": "alice", "sid": SID, "uid": user.id}
+    if case == "no user":
+        found: User | None = None
+    elif case == "disabled":
+        found = user.changed(enabled=False)
+    elif case == "another user's id":
+        found = User.new("alice")
+    else:
+        found = user
+    ops, result = step(
+        load_identity(rules, claims), store_answers(get_session_user=(session, found))
+    )
+    assert isinstance(result, SessionRevoked), result
+    assert calls(ops) == ["get_session_user"]
+    with pytest.raises(SessionRevoked):
+        quick_identity(rules, claims, session, found)
+
+
+def test_a_sound_session_check_builds_the_users_identity(rules: SessionRules) -> None:
+    from authgate.flows.identity import load_identity
+
+    user = alice()
+    claims = {"sub": "alice", "sid": SID, "uid": user.id}
+    _, identity = step(
+        load_identity(rules, claims), store_answers(get_session_user=(_session(""), user))
+    )
+    assert identity.username == "alice" and identity.session_id == SID
+
+
+@pytest.mark.parametrize("keep", [None, SID])
+def test_a_password_change_is_audited_with_the_session_it_keeps(
+    rules: SessionRules, keep: str | None
+) -> None:
+    from authgate.flows.login import change_password
+
+    for verified, outcome in [(False, "refused: wrong current password"), (True, "0 other")]:
+        ops, _ = step(
+            change_password(rules, "alice", "alice password", "a new long password", NOWHERE, keep),
+            store_answers(get_user=alice(), verify=verified, revoke_user_sessions=0),
+        )
+        (event,) = [op.event for op in ops if isinstance(op, Emit)]
+        assert (event.event, event.username, event.session_id) == (
+            "password_change",
+            "alice",
+            keep or "",
+        )
+        assert event.detail.startswith(outcome)

@@ -501,3 +501,69 @@ def test_an_api_built_with_its_defaults_and_with_its_own_prefixes() -> None:
                     users_prefix="/peopleX/")  # fmt: skip
     assert moved.owns("/sessionX/login") and moved.owns("/peopleX/bob")
     assert not moved.owns("/session/login") and not moved.owns("/people/bob")
+
+
+SECRET_KEY = "test-secret-key-that-is-long-enough-0123456789"
+TOO_LARGE = {
+    "error": "invalid_request",
+    "detail": f"the request body must be 0 to {MAX_BODY} bytes",
+}
+
+
+def test_the_asgi_mount_refuses_a_body_over_the_limit_before_reading_more() -> None:
+    import asyncio
+
+    from authgate import AsyncGate
+    from authgate.middleware.asgi import AuthGateApi
+    from authgate.testing import cheap_hasher
+
+    gate = AsyncGate(store="memory://", secret_key=SECRET_KEY, hasher=cheap_hasher())
+    mount: Any = AuthGateApi(None, gate)
+    chunks = [b"{" + b" " * MAX_BODY, b"}"]  # the second chunk is never asked for
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": chunks.pop(0), "more_body": bool(chunks)}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/auth/login", "headers": []}
+    asyncio.run(mount(scope, receive, send))
+    assert sent[0]["status"] == 400
+    assert json.loads(sent[1]["body"]) == TOO_LARGE
+    assert chunks == [b"}"]
+
+
+@pytest.mark.parametrize("length", [str(MAX_BODY + 1), "-1", "many"])
+def test_the_wsgi_mount_refuses_a_body_of_no_valid_length(length: str) -> None:
+    import io
+
+    from authgate import Gate
+    from authgate.middleware.wsgi import AuthGateWSGIApi
+    from authgate.testing import cheap_hasher
+
+    gate = Gate(store="memory://", secret_key=SECRET_KEY, hasher=cheap_hasher())
+    mount: Any = AuthGateWSGIApi(None, gate)
+    statuses: list[str] = []
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/auth/login",
+        "CONTENT_LENGTH": length,
+        "wsgi.input": io.BytesIO(b"{}"),
+    }
+    body = b"".join(mount(environ, lambda status, headers, exc=None: statuses.append(status)))
+    assert statuses == ["400 Bad Request"]
+    assert json.loads(body) == TOO_LARGE
+    gate.close()
+
+
+def test_an_api_built_from_a_gate_takes_its_prefixes() -> None:
+    from authgate import Gate
+    from authgate.testing import cheap_hasher
+
+    gate = Gate(store="memory://", secret_key=SECRET_KEY, hasher=cheap_hasher())
+    api = HttpApi.for_gate(gate, auth_prefix="/v2/auth", users_prefix="/v2/users")
+    assert api.owns("/v2/auth/login") and api.owns("/v2/users")
+    assert not api.owns("/auth/login") and not api.owns("/api/users")
+    gate.close()

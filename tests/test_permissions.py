@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -194,3 +195,18 @@ def test_object_hooks_both_must_allow_and_missing_hooks_fall_back_to_grants() ->
     assert not check_object(who("bob"), Note(), "read")
     assert check_object(who("bob", perms=("notes:read",)), Note(), "read")
     assert not check_object(ANONYMOUS, Note(), "read")
+
+
+def test_a_grant_splits_at_its_last_colon() -> None:
+    grant = parse_grant("urn:docs/7:read")
+    assert (grant.resource, grant.action) == (("urn:docs", "7"), "read")
+
+
+def test_a_grant_string_is_parsed_once() -> None:
+    from authgate.caches import PARSED_GRANTS
+
+    text = f"reports/{uuid.uuid4().hex}:read"
+    PARSED_GRANTS.reset()
+    first = parse_grant(text)
+    assert parse_grant(text) is first
+    assert (PARSED_GRANTS.hits, PARSED_GRANTS.misses) == (1, 1)

@@ -428,3 +428,167 @@ def test_sqlite_commits_that_end_nothing_leave_the_cache_standing(tmp_path: Any)
     assert here.get_session_user(alices.id, "alice")[1].roles == {"admin"}  # type: ignore[union-attr]
     here.close()
     there.close()
+
+
+# -- the cache's own bookkeeping ---------------------------------------------------------
+
+
+def _answer(name: str, sid: str | None = None) -> tuple[Any, Any]:
+    from datetime import timedelta
+
+    from authgate.users import Session, User, utcnow
+
+    session = Session(
+        id=sid or uuid.uuid4().hex, username=name, expires_at=utcnow() + timedelta(hours=1)
+    )
+    return session, User.new(name)
+
+
+@pytest.mark.parametrize("eviction", ["evict_session", "evict_user", "clear"])
+def test_an_answer_read_before_an_eviction_is_not_cached_after_it(eviction: str) -> None:
+    """A read that began before an eviction may hold what the eviction ended: its
+    answer is dropped, however many evictions came before."""
+    from authgate.stores.cache import SessionCache
+
+    cache = SessionCache()
+    session, user = _answer("alice")
+    for _ in range(3):
+        began = cache.generation  # a read starts
+        if eviction == "evict_session":
+            cache.evict_session(session.id)
+        elif eviction == "evict_user":
+            cache.evict_user("alice")
+        else:
+            cache.clear()
+        cache.put(session, user, began)  # the read ends: too late
+        assert cache.get(session.id, "alice") is None
+    cache.put(session, user, cache.generation)  # a read with nothing evicted meanwhile
+    assert cache.get(session.id, "alice") is not None
+
+
+def test_the_cache_holds_at_most_max_entries_and_forgets_what_it_evicts() -> None:
+    from authgate.stores.cache import SessionCache
+
+    cache = SessionCache(max_entries=2)
+    answers = [_answer(name) for name in ("ann", "bob", "cat")]
+    for session, user in answers:
+        cache.put(session, user, cache.generation)
+    assert len(cache._entries) == 2
+    assert cache.get(answers[0][0].id, "ann") is None  # the least recently used made room
+    assert cache._by_user == {"bob": {answers[1][0].id}, "cat": {answers[2][0].id}}
+    cache.evict_session(answers[1][0].id)
+    assert cache._by_user == {"cat": {answers[2][0].id}}
+    assert cache.get(answers[2][0].id, "cat") is not None
+    assert cache.get(answers[2][0].id, "bob") is None  # someone else's session id
+
+
+class _Counting:
+    """Counts calls of a store's read while passing them on."""
+
+    def __init__(self, fn: Callable[..., Any]) -> None:
+        self.fn, self.calls = fn, 0
+
+    def __call__(self, *args: Any) -> Any:
+        self.calls += 1
+        return self.fn(*args)
+
+
+def test_sqlite_warm_check_reads_nothing_but_the_wal_header(tmp_path: Any) -> None:
+    """The hot path of a cached check: no session read, and the epoch row read again
+    only after a commit."""
+    from authgate.stores.sqlite import SQLiteStore
+
+    store: Any = SQLiteStore(tmp_path / "auth.db")
+    session, user = _answer("alice")
+    store.create_user(user)
+    store.create_session(session)
+    reads = store._session_user = _Counting(store._session_user)
+    epochs = store._read_epoch = _Counting(store._read_epoch)
+    assert store.get_session_user(session.id, "alice")[0] == session
+    assert (reads.calls, epochs.calls) == (1, 1)
+    for _ in range(5):
+        assert store.get_session_user(session.id, "alice")[0] == session
+        assert store.peek_session_user(session.id, "alice") is not None
+    assert (reads.calls, epochs.calls) == (1, 1)
+    store.incr("counter", 60)  # a commit: the epoch is read once more, the answer stands
+    for _ in range(3):
+        store.get_session_user(session.id, "alice")
+    assert (reads.calls, epochs.calls) == (1, 2)
+    store.close()
+
+
+@pytest.mark.parametrize("ttl", [0.0, 0.5])
+def test_sqlite_cache_lifetime_below_a_second_still_answers_rightly(
+    tmp_path: Any, ttl: float
+) -> None:
+    """``cache_ttl=0`` turns the cache off (every check reads the table); a short one
+    still caches."""
+    from authgate.stores.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "auth.db", cache_ttl=ttl)
+    session, user = _answer("alice")
+    store.create_user(user)
+    store.create_session(session)
+    assert store.get_session_user(session.id, "alice") == (session, user)
+    assert store.get_session_user("0" * 32, "alice") == (None, user)
+    assert store.get_session_user(session.id, "bob") == (session, None)
+    cached = store.peek_session_user(session.id, "alice")
+    assert (cached is not None) is (ttl > 0)
+    store.close()
+
+
+def test_redis_warm_check_sends_no_command(make_store_url: Callable[[str], str]) -> None:
+    from authgate.stores.redis import RedisStore
+
+    store: Any = RedisStore(make_store_url("redis"))
+    session, user = _answer("alice")
+    store.create_user(user)
+    store.create_session(session)
+    deadline = time.monotonic() + 5
+    while store.peek_session_user(session.id, "alice") is None:
+        store.get_session_user(session.id, "alice")
+        assert time.monotonic() < deadline
+        time.sleep(0.005)
+    commands = store._command = _Counting(store._command)
+    for _ in range(5):
+        assert store.get_session_user(session.id, "alice")[0] == session
+    assert commands.calls == 0
+    store.close()
+
+
+def test_redis_without_a_cache_peeks_nothing(make_store_url: Callable[[str], str]) -> None:
+    from authgate.stores.redis import RedisStore
+
+    store = RedisStore(make_store_url("redis") + "&cache_ttl=0")
+    session, user = _answer("alice")
+    store.create_user(user)
+    store.create_session(session)
+    assert store.get_session_user(session.id, "alice") == (session, user)
+    assert store.peek_session_user(session.id, "alice") is None
+    store.close()
+
+
+@pytest.mark.parametrize(
+    "evictions",
+    [("evict_user", "clear"), ("evict_session", "clear"), ("evict_user", "evict_session"),
+     ("clear", "evict_user"), ("clear", "evict_session"), ("evict_session", "evict_user")],
+)  # fmt: skip
+def test_an_answer_read_before_two_evictions_of_any_kinds_is_not_cached(
+    evictions: tuple[str, str],
+) -> None:
+    """Every eviction moves the generation the same way: two of different kinds never
+    bring it back to where a read began."""
+    from authgate.stores.cache import SessionCache
+
+    cache = SessionCache()
+    session, user = _answer("alice")
+    began = cache.generation
+    for eviction in evictions:
+        if eviction == "evict_session":
+            cache.evict_session(session.id)
+        elif eviction == "evict_user":
+            cache.evict_user("alice")
+        else:
+            cache.clear()
+    cache.put(session, user, began)
+    assert cache.get(session.id, "alice") is None

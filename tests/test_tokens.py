@@ -26,7 +26,7 @@ from authgate.errors import (
     TokenNotYetValid,
     UnknownKey,
 )
-from authgate.tokens import Key, KeyRing, TokenVerifier
+from authgate.tokens import Key, KeyRing, TokenPair, TokenVerifier
 
 SECRET = "test-secret-key-that-is-long-enough-0123456789"
 OTHER = "another-secret-key-that-is-long-enough-42424242"
@@ -330,3 +330,27 @@ def test_pyjwt_reads_our_tokens_and_we_read_pyjwts() -> None:
         claims(), SECRET, algorithm="HS256", headers={"typ": "at+jwt", "kid": Key.hmac(SECRET).kid}
     )
     assert v.verify(theirs)["sub"] == "alice"
+
+
+def test_a_verifier_remembers_at_most_cache_size_tokens_and_one_key_per_header() -> None:
+    from authgate.caches import TOKEN_HEADERS
+
+    ring = KeyRing([Key.hmac(SECRET)])
+    v = TokenVerifier(ring, issuer="authgate", audience="authgate", cache_size=2)
+    tokens = [v.issue({"sub": "alice", "sid": f"s{i}", "ver": 1}, ttl=60) for i in range(3)]
+    TOKEN_HEADERS.reset()
+    for token in tokens:
+        assert v.verify(token)["sub"] == "alice"
+    assert v.cache_size == 2 and len(v._verified) == 2 and tokens[0] not in v._verified
+    assert len(v._headers) == 1  # one header, verified once, its key remembered
+    assert (TOKEN_HEADERS.hits, TOKEN_HEADERS.misses) == (2, 1)
+
+
+def test_a_token_pair_is_the_oauth2_token_response() -> None:
+    pair = TokenPair(access_token="a.b.c", refresh_token="r", expires_in=900, session_id="s")
+    assert pair.to_dict() == {
+        "access_token": "a.b.c",
+        "token_type": "bearer",
+        "expires_in": 900,
+        "refresh_token": "r",
+    }

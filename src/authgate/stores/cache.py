@@ -54,7 +54,6 @@ class SessionCache:
         deaf_after: float | None = None,
     ) -> None:
         self.ttl = ttl
-        self.max_entries = max_entries
         self.enabled = True
         #: With a feed: answer only while it was heard within this many seconds.
         self.deaf_after = deaf_after
@@ -96,7 +95,7 @@ class SessionCache:
                 return
             evicted = self._entries.put(session.id, (session, user, time.monotonic()))
             if evicted is not None:  # the least recently used answer made room
-                self._by_user.get(evicted[1][1].username, set()).discard(evicted[0])
+                self._unindex(evicted[1][1].username, evicted[0])
             self._by_user.setdefault(user.username, set()).add(session.id)
 
     def touch(self, session_id: str, last_seen: datetime) -> None:
@@ -113,7 +112,15 @@ class SessionCache:
             self.generation += 1
             entry = self._entries.pop(session_id)
             if entry is not None:
-                self._by_user.get(entry[1].username, set()).discard(session_id)
+                self._unindex(entry[1].username, session_id)
+
+    def _unindex(self, username: str, session_id: str) -> None:
+        """Drop `session_id` from its user's index, and the user once none is left."""
+        ids = self._by_user.get(username)
+        if ids is not None:
+            ids.discard(session_id)
+            if not ids:
+                del self._by_user[username]
 
     def evict_user(self, username: str) -> None:
         """Forget everything about one user (their record or a session changed)."""
