@@ -444,6 +444,16 @@ def _answer(name: str, sid: str | None = None) -> tuple[Any, Any]:
     return session, User.new(name)
 
 
+def _evict(cache: Any, eviction: str, session_id: str) -> None:
+    """One eviction of the kind named: of the session, of alice, or of everything."""
+    if eviction == "evict_session":
+        cache.evict_session(session_id)
+    elif eviction == "evict_user":
+        cache.evict_user("alice")
+    else:
+        cache.clear()
+
+
 @pytest.mark.parametrize("eviction", ["evict_session", "evict_user", "clear"])
 def test_an_answer_read_before_an_eviction_is_not_cached_after_it(eviction: str) -> None:
     """A read that began before an eviction may hold what the eviction ended: its
@@ -454,12 +464,7 @@ def test_an_answer_read_before_an_eviction_is_not_cached_after_it(eviction: str)
     session, user = _answer("alice")
     for _ in range(3):
         began = cache.generation  # a read starts
-        if eviction == "evict_session":
-            cache.evict_session(session.id)
-        elif eviction == "evict_user":
-            cache.evict_user("alice")
-        else:
-            cache.clear()
+        _evict(cache, eviction, session.id)
         cache.put(session, user, began)  # the read ends: too late
         assert cache.get(session.id, "alice") is None
     cache.put(session, user, cache.generation)  # a read with nothing evicted meanwhile
@@ -584,11 +589,6 @@ def test_an_answer_read_before_two_evictions_of_any_kinds_is_not_cached(
     session, user = _answer("alice")
     began = cache.generation
     for eviction in evictions:
-        if eviction == "evict_session":
-            cache.evict_session(session.id)
-        elif eviction == "evict_user":
-            cache.evict_user("alice")
-        else:
-            cache.clear()
+        _evict(cache, eviction, session.id)
     cache.put(session, user, began)
     assert cache.get(session.id, "alice") is None
