@@ -88,3 +88,32 @@ def test_a_gate_face_writes_no_operation_of_its_own(cls: type) -> None:
 @pytest.mark.parametrize("cls", [RedisStore, AsyncRedisStore], ids=lambda c: c.__name__)
 def test_a_redis_face_writes_only_its_connection(cls: type) -> None:
     assert set(vars(cls)) - OWN - {"__init__", "_connect", "close"} == set()
+
+
+def test_an_answer_known_without_io_is_handed_back_undriven() -> None:
+    """`returning` steps return at once, inside ``yield from`` and to both drivers,
+    which never call their executor for them."""
+    import asyncio
+
+    from authgate.faces import adrive, drive, returning
+
+    def flow() -> Any:
+        got = yield from returning(7)
+        return got + 1
+
+    def never(op: Any) -> Any:
+        raise AssertionError(f"asked to do {op!r}")
+
+    async def anever(op: Any) -> Any:
+        raise AssertionError(f"asked to do {op!r}")
+
+    assert drive(flow(), never) == 8
+    assert drive(returning("x"), never) == "x"
+    assert asyncio.run(adrive(returning("y"), anever)) == "y"
+    steps = returning(3)
+    with pytest.raises(StopIteration) as done:
+        next(steps)
+    assert done.value.value == 3
+    with pytest.raises(KeyError):
+        steps.throw(KeyError("k"))
+    steps.close()

@@ -82,6 +82,9 @@ def drive(steps: Generator[Op, Any, T], execute: Callable[[Op], Any]) -> T:
     """Run `steps` to its result, each yielded step done by `execute`.  A step that
     fails is thrown into the generator, which may handle it; the generator is closed
     however the run ends, so its ``finally`` blocks always run."""
+    if type(steps) is _Known:
+        known: T = steps.value
+        return known
     run = _Stepping(steps)
     with contextlib.closing(steps):
         while not run.done:
@@ -95,6 +98,9 @@ def drive(steps: Generator[Op, Any, T], execute: Callable[[Op], Any]) -> T:
 
 async def adrive(steps: Generator[Op, Any, T], execute: Callable[[Op], Awaitable[Any]]) -> T:
     """`drive`, each step awaited."""
+    if type(steps) is _Known:
+        known: T = steps.value
+        return known
     run = _Stepping(steps)
     with contextlib.closing(steps):
         while not run.done:
@@ -133,10 +139,27 @@ def passed_on(method: Callable[Concatenate[Any, P], R], to: str) -> operation[P,
     return operation(build)
 
 
+class _Known(Generator[Any, Any, T]):
+    """Steps already done: an answer known without I/O.  It behaves as a generator
+    that returns at once (so ``yield from`` it works), and the drivers and the faces'
+    methods hand its value back without driving anything: the cached request path
+    stays a plain call."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: T) -> None:
+        self.value = value
+
+    def send(self, sent: Any, /) -> Any:
+        raise StopIteration(self.value)
+
+    def throw(self, typ: Any, val: Any = None, tb: Any = None, /) -> Any:
+        raise typ if val is None else val
+
+
 def returning(value: T) -> Steps[T]:
     """Steps that do nothing and return `value` (an answer known without I/O)."""
-    yield from ()
-    return value
+    return _Known(value)
 
 
 class operation(Generic[P, R]):
@@ -172,12 +195,14 @@ class operation(Generic[P, R]):
         if isinstance(face, AsyncFace):
 
             async def method(*args: Any, **kwargs: Any) -> Any:
-                return await run(build(face, *args, **kwargs))
+                steps = build(face, *args, **kwargs)
+                return steps.value if type(steps) is _Known else await run(steps)
 
         else:
 
             def method(*args: Any, **kwargs: Any) -> Any:
-                return run(build(face, *args, **kwargs))
+                steps = build(face, *args, **kwargs)
+                return steps.value if type(steps) is _Known else run(steps)
 
         method.__name__ = self.name
         method.__qualname__ = f"{type(face).__qualname__}.{self.name}"
