@@ -14,6 +14,8 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from authgate import Settings
 from authgate.errors import (
@@ -354,3 +356,101 @@ def test_a_token_pair_is_the_oauth2_token_response() -> None:
         "expires_in": 900,
         "refresh_token": "r",
     }
+
+
+# -- the cold path's shortcut (`_verify_known_shape`) against the full path ------------
+
+
+def _outcome(check: Any, token: str, now: float) -> object:
+    """What a verification path says of `token`: its claims, its refusal, or None."""
+    try:
+        claims = check(token, now)
+    except InvalidToken as err:
+        return (type(err), str(err))
+    return None if claims is None else dict(claims)
+
+
+def _verifier_with_known_header() -> tuple[TokenVerifier, str]:
+    v = TokenVerifier(KeyRing([Key.hmac(SECRET)]), issuer="authgate", audience="authgate")
+    token = v.issue({"sub": "alice", "sid": "s1", "ver": 3, "roles": ["viewer"]}, ttl=600)
+    v.verify(v.issue({"sub": "bob", "sid": "s2", "ver": 1}, ttl=600))  # the header is known
+    return v, token
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    position=st.integers(min_value=0, max_value=2000),
+    char=st.sampled_from([*"AQgw-_+/=.~ \n\x00é", "==", ".."]),
+    mode=st.sampled_from(["replace", "insert", "delete", "truncate"]),
+)
+def test_the_cold_shortcut_accepts_nothing_the_full_path_refuses(
+    position: int, char: str, mode: str
+) -> None:
+    v, token = _verifier_with_known_header()
+    i = position % (len(token) + 1)
+    mutated = {
+        "replace": token[:i] + char + token[i + 1 :],
+        "insert": token[:i] + char + token[i:],
+        "delete": token[:i] + token[i + 1 :],
+        "truncate": token[:i],
+    }[mode]
+    now = time.time()
+    fast = _outcome(v._verify_known_shape, mutated, now)
+    slow = _outcome(v._verify_uncached, mutated, now)
+    if fast is not None:
+        assert fast == slow, mutated
+    if mutated == token:
+        assert fast == slow and isinstance(fast, dict)
+
+
+def test_the_cold_shortcut_refuses_other_spellings_of_a_valid_signature() -> None:
+    v, token = _verifier_with_known_header()
+    head, payload, signature = token.split(".")
+    # 32 signature bytes spell 43 characters whose last carries 2 unused bits: the same
+    # bytes have three other spellings, each refused.
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    last = alphabet.index(signature[-1])
+    for other in alphabet[last & ~3 : (last & ~3) + 4]:
+        if other == signature[-1]:
+            continue
+        twin = f"{head}.{payload}.{signature[:-1]}{other}"
+        assert base64.urlsafe_b64decode(twin.split(".")[2] + "=") == base64.urlsafe_b64decode(
+            signature + "="
+        )
+        assert v._verify_known_shape(twin, time.time()) is None
+        with pytest.raises(MalformedToken):
+            v.verify(twin)
+    with pytest.raises(MalformedToken):
+        v.verify(token + "=")
+
+
+def test_the_cold_shortcut_refuses_a_signed_payload_spelt_two_ways() -> None:
+    """Even a signature made with the key over a non-canonical payload spelling is
+    refused: a token has exactly one spelling, on both paths."""
+    v, _ = _verifier_with_known_header()
+    for sid in ("s", "s1", "s12"):  # a payload whose last character has unused bits
+        token = v.issue({"sub": "alice", "sid": sid, "ver": 3}, ttl=600)
+        head, payload, _ = token.split(".")
+        if len(payload) % 4:
+            break
+    assert len(payload) % 4
+    alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    other = alphabet[alphabet.index(payload[-1]) ^ 1]
+    twin_payload = payload[:-1] + other
+    digest = hmac.digest(SECRET.encode(), f"{head}.{twin_payload}".encode(), "sha256")
+    sig = base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+    twin = f"{head}.{twin_payload}.{sig}"
+    assert v._verify_known_shape(twin, time.time()) is None
+    with pytest.raises(MalformedToken):
+        v.verify(twin)
+
+
+def test_a_cold_token_is_checked_as_fully_through_the_shortcut() -> None:
+    v, _ = _verifier_with_known_header()
+    expired = v.issue({"sub": "alice", "sid": "s", "ver": 1}, ttl=-1)
+    with pytest.raises(ExpiredToken):
+        v._verify_known_shape(expired, time.time())
+    bad_ver = v.issue({"sub": "alice", "sid": "s", "ver": True}, ttl=60)
+    with pytest.raises(InvalidTokenClaims):
+        v._verify_known_shape(bad_ver, time.time())
+    assert v._verify_known_shape(v.issue({"sub": "a", "sid": "s", "ver": 1}, ttl=60), time.time())
