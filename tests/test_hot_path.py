@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from authgate import documents
+from authgate import documents, tokens
 from authgate.gate import AsyncGate, Gate
 from authgate.middleware.asgi import AuthGateMiddleware
 from authgate.middleware.wsgi import AuthGateWSGIMiddleware
@@ -56,8 +56,27 @@ class CountingStore:
 def counts(monkeypatch: pytest.MonkeyPatch) -> Counts:
     counts = Counts()
     monkeypatch.setattr(Key, "verify", counts.counting("signature", Key.verify))
+    monkeypatch.setattr(Key, "hmac_signature", counts.counting("signature", Key.hmac_signature))
     monkeypatch.setattr(documents, "loads", counts.counting("json decode", documents.loads))
+    monkeypatch.setattr(
+        tokens,
+        "_decode_signed_claims",
+        counts.counting("json decode", tokens._decode_signed_claims),
+    )
     return counts
+
+
+def test_the_counters_see_a_cold_token(counts: Counts) -> None:
+    """The guard below would be empty if the counters missed the work they count."""
+    gate = Gate(store="memory://", secret_key=SECRET, hasher=cheap_hasher())
+    gate.create_user("alice", PW)
+    first, second = (gate.login("alice", PW).access_token for _ in range(2))
+    for token in (first, second):  # the header unknown, then known
+        counts.work.clear()
+        gate.authenticate(token)
+        assert counts.work["signature"] == 1, counts.work
+        assert counts.work["json decode"] >= 1, counts.work
+    gate.close()
 
 
 def _io(store: Any, counts: Counts) -> None:
