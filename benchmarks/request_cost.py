@@ -1,41 +1,56 @@
-"""Per-request cost of authgate's middleware next to the bare apps and the peers.
+"""Per-request cost of authgate's middleware next to the bare apps and the peers, at
+production shape: populations of 1,000, 10,000 and 100,000 users (`population.py`: a
+Zipf mix of hot and cold users, each with a token of their own, refreshed as it
+expires), on the memory, SQLite and Redis stores, next to Starlette's
+AuthenticationMiddleware + pyjwt and Flask-JWT-Extended, each with and without the
+Redis blocklist their docs recommend.
 
 Run: ``pip install -e '.[all,dev,bench]' && python benchmarks/request_cost.py``
 (starts a private redis-server).  Everything runs in this process, no network: each
 ASGI request is one call of the app with a ready scope; each WSGI request one call of
-the app with a ready environ, its body consumed.  Prints min / median / max µs per
-request over repeats and the median as a ratio to the bare app, then permission
-decisions per second next to pycasbin's ``enforce`` on the same role policy.
-
-Each authgate row runs twice: with one hot token, and with `POPULATION` distinct live
-tokens (`USERS` users, several sessions each) sent round-robin, each measured pass over
-them all preceded by an unmeasured one: the steady state of a process whose tokens all
-come back within the session cache's lifetime (``cache_ttl``, 60 s by default; a
-token seen less often costs one store read per lifetime).
+the app with a ready environ, its body consumed.  Every row has its own gate (its own
+caches) and replays its population's requests in order: each round replays the
+`WARM` requests before its slice unmeasured (the steady state), then measures the next
+`SLICE`.  Reported: min / median / max µs per request over the rounds, the median as a
+ratio to the bare app, and, for authgate, to the same row with one hot token.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.metadata
-import itertools
+import io
 import logging
 import statistics
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import casbin
 import flask
 import jwt
+import redis
+import redis.asyncio
 import starlette
 from flask_jwt_extended import JWTManager, create_access_token, jwt_required
 from http_apps import JWTBackend, guarded, hello, peer_hello
+from population import (
+    MINT_TTL,
+    PW,
+    Population,
+    authgate_tokens,
+    scaled_ttl,
+)
 from starlette.applications import Starlette
+from starlette.authentication import AuthCredentials, AuthenticationError, SimpleUser
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
+from starlette.requests import HTTPConnection
 from starlette.routing import Route
 
 from authgate import AsyncGate, Gate, RolePolicy
@@ -47,184 +62,237 @@ from authgate.stores import SyncStoreAsAsync
 from authgate.testing import cheap_hasher, redis_server
 
 SECRET = "benchmark-secret-key-that-is-long-enough-000"
-REPEATS = 7
-PW = "correct horse battery"
+ROUNDS = 3
+WARM = 20_000
+SLICE = 10_000
+SIZES = (1_000, 10_000, 100_000)
 
 Samples = list[float]
 
-# The realistic population: this many users, each with several live sessions.
-USERS = 1_000
-POPULATION = 10_000
-_minted: dict[str, list[str]] = {}
-
-
-def live_tokens(gate: Gate, url: str) -> list[str]:
-    """`POPULATION` distinct live access tokens over `USERS` users, minted by logging
-    in (kept per store URL, so the ASGI and WSGI rows share one population)."""
-    if url in _minted:
-        return _minted[url]
-    tokens: list[str] = []
-    for i in range(USERS):
-        name = f"user{i:04d}"
-        if gate.store.get_user(name) is None:
-            gate.create_user(name, PW)
-        tokens.extend(gate.login(name, PW).access_token for _ in range(POPULATION // USERS))
-    if url != "memory://":  # every memory store is a new one
-        _minted[url] = tokens
-    return tokens
-
-
-def once(fn: Callable[[], object], number: int) -> float:
-    """µs per call over one batch."""
-    start = time.perf_counter()
-    for _ in range(number):
-        fn()
-    return (time.perf_counter() - start) / number * 1e6
-
-
-def once_async(loop: asyncio.AbstractEventLoop, fn: Callable[[], Any], number: int) -> float:
-    """µs per awaited call over one batch."""
-
-    async def batch() -> float:
-        start = time.perf_counter()
-        for _ in range(number):
-            await fn()
-        return (time.perf_counter() - start) / number * 1e6
-
-    return loop.run_until_complete(batch())
-
 
 def measure(fn: Callable[[], object], number: int) -> Samples:
-    """µs per call, one figure per repeat."""
+    """µs per call, one figure per round (the permission benchmark)."""
     fn()
-    return [once(fn, number) for _ in range(REPEATS)]
-
-
-def interleaved(cases: list[tuple[str, Callable[[], float]]]) -> dict[str, Samples]:
-    """Run one batch of every case per round, so machine noise hits all of them alike."""
-    samples: dict[str, Samples] = {name: [] for name, _ in cases}
-    for _ in range(REPEATS):
-        for name, batch in cases:
-            samples[name].append(batch())
+    samples = []
+    for _ in range(ROUNDS * 2 + 1):
+        start = time.perf_counter()
+        for _ in range(number):
+            fn()
+        samples.append((time.perf_counter() - start) / number * 1e6)
     return samples
 
 
-def report(samples: dict[str, Samples]) -> None:
-    names = list(samples)
-    base = statistics.median(samples[names[0]])
-    for name in names:
-        values = samples[name]
-        med = statistics.median(values)
-        print(
-            f"{name:<58} {min(values):8.1f} {med:8.1f} {max(values):8.1f} {med / base:6.2f}x",
-            flush=True,
-        )
+@dataclass
+class Row:
+    """One measured configuration: a caller of one request, and the credentials its
+    requests carry in order (None: no credential; one: a hot token)."""
+
+    name: str
+    population: str
+    call: Any  # the ASGI or WSGI app
+    credentials: list[Any]
+    gate: Any = None
+    samples: Samples = field(default_factory=list)
+    _next: int = 0
+
+    def requests(self, count: int) -> list[Any]:
+        if len(self.credentials) == 1:
+            return self.credentials * count
+        start = self._next
+        self._next += count
+        return self.credentials[start : start + count]
 
 
-def asgi_caller(app: Any, token: str | list[str] | None) -> Callable[[], Any]:
-    """One request per call; a list of tokens is sent round-robin."""
-    tokens = token if isinstance(token, list) else [token]
-    rotation = itertools.cycle(
-        [(b"host", b"test"), *([(b"authorization", f"Bearer {t}".encode())] if t else [])]
-        for t in tokens
-    )
+def session_cache_ttl(gate: Any, ttl: float) -> None:
+    """Give `gate`'s session cache (SQLite, Redis) the lifetime `ttl` seconds."""
+    store = getattr(gate.store, "sync", gate.store)
+    if hasattr(store, "_cache_ttl"):
+        store._cache_ttl = ttl
+    cache = getattr(store, "_cache", None)
+    if cache is not None:
+        cache.ttl = ttl
+
+
+def run_rows(rows: list[Row], runner: Callable[[Row, list[Any]], float]) -> None:
+    """ROUNDS interleaved rounds: each row replays its steady-state window unmeasured,
+    its session cache lifetime scaled to the model at the pace it just ran, then
+    measures its next slice."""
+    for row in rows:
+        row.samples.clear()
+        row._next = 0
+    for _ in range(ROUNDS):
+        for row in rows:
+            population = len(row.credentials) > 1
+            if population:
+                warm = row.requests(WARM)
+                row._next -= WARM
+                rate = len(warm) / (runner(row, warm) * len(warm) / 1e6)
+                if row.gate is not None:
+                    session_cache_ttl(row.gate, scaled_ttl(rate))
+                row._next += SLICE
+            else:
+                runner(row, row.requests(2_000))
+            row.samples.append(runner(row, row.requests(SLICE)))
+
+
+# -- ASGI -------------------------------------------------------------------------------
+
+
+def asgi_scope(credential: str | None) -> dict[str, Any]:
+    headers = [(b"host", b"test")]
+    if credential:
+        headers.append((b"authorization", f"Bearer {credential}".encode()))
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/",
+        "raw_path": b"/",
+        "root_path": "",
+        "query_string": b"",
+        "headers": headers,
+        "server": ("test", 80),
+        "client": ("127.0.0.1", 5000),
+    }
+
+
+def asgi_runner(loop: asyncio.AbstractEventLoop) -> Callable[[Row, list[Any]], float]:
+    status: list[int] = []
 
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"", "more_body": False}
-
-    status: list[int] = []
 
     async def send(message: Any) -> None:
         if message["type"] == "http.response.start":
             status.append(message["status"])
 
-    async def call() -> None:
-        scope = {
-            "type": "http",
-            "asgi": {"version": "3.0"},
-            "http_version": "1.1",
-            "method": "GET",
-            "scheme": "http",
-            "path": "/",
-            "raw_path": b"/",
-            "root_path": "",
-            "query_string": b"",
-            "headers": next(rotation),
-            "server": ("test", 80),
-            "client": ("127.0.0.1", 5000),
-        }
+    async def batch(app: Any, headers: list[Any]) -> float:
+        scope = asgi_scope(None)
+        start = time.perf_counter()
+        for header in headers:
+            await app({**scope, "headers": header}, receive, send)
+        elapsed = time.perf_counter() - start
+        if status.count(200) != len(status):
+            raise RuntimeError(f"unexpected statuses {set(status)}")
         status.clear()
-        await app(scope, receive, send)
-        if status != [200]:
-            raise RuntimeError(f"unexpected status {status}")
+        return elapsed / len(headers) * 1e6
 
-    return call
+    def run(row: Row, requests: list[Any]) -> float:
+        return loop.run_until_complete(batch(row.call, requests))
+
+    return run
 
 
-def bench_asgi(urls: dict[str, str]) -> dict[str, Samples]:
+def asgi_headers(tokens: Iterable[str | None]) -> list[Any]:
+    return [asgi_scope(token)["headers"] for token in tokens]
+
+
+class BlocklistJWTBackend(JWTBackend):
+    """The Starlette recipe with a Redis blocklist of revoked token ids."""
+
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        self.client = client
+
+    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, SimpleUser] | None:
+        scheme, _, token = conn.headers.get("authorization", "").partition(" ")
+        if scheme.lower() != "bearer":
+            return None
+        try:
+            claims = jwt.decode(
+                token, SECRET, algorithms=["HS256"], audience="authgate", issuer="authgate"
+            )
+        except jwt.PyJWTError as err:
+            raise AuthenticationError("invalid token") from err
+        if await self.client.exists(f"blocklist:{claims['jti']}"):
+            raise AuthenticationError("revoked token")
+        return AuthCredentials(["authenticated"]), SimpleUser(claims["sub"])
+
+
+def peer_token(user: int, epoch: int) -> str:
+    now = int(time.time())
+    claims: dict[str, Any] = {"sub": f"user{user:06d}", "iss": "authgate", "aud": "authgate"}
+    claims |= {"iat": now, "exp": now + MINT_TTL, "jti": uuid.uuid4().hex}
+    return jwt.encode(claims, SECRET, algorithm="HS256")
+
+
+def bench_asgi(urls: dict[str, str], populations: list[Population], redis_url: str) -> list[Row]:
     loop = asyncio.new_event_loop()
-    cases: list[tuple[str, Callable[[], float]]] = []
-
-    def add(name: str, app: Any, token: str | list[str] | None, number: int) -> None:
-        call = asgi_caller(app, token)
-        passes = len(token) if isinstance(token, list) else 1
-
-        def batch() -> float:
-            once_async(loop, call, passes)  # each token seen just before: the steady state
-            return once_async(loop, call, number)
-
-        loop.run_until_complete(call())  # fail early on a wrong status
-        cases.append((name, batch))
-
-    add(
-        f"ASGI bare Starlette {starlette.__version__}",
-        Starlette(routes=[Route("/", hello)]),
-        None,
-        3000,
-    )
-    peer_app = Starlette(
-        routes=[Route("/", peer_hello)],
-        middleware=[Middleware(AuthenticationMiddleware, backend=JWTBackend())],
-    )
-    peer_token = jwt.encode(
-        {"sub": "alice", "iss": "authgate", "aud": "authgate", "exp": int(time.time()) + 3600},
-        SECRET,
-        algorithm="HS256",
-    )
-    add("ASGI Starlette AuthenticationMiddleware + pyjwt + requires", peer_app, peer_token, 1000)
-
+    rows: list[Row] = [
+        Row(
+            f"bare Starlette {starlette.__version__}",
+            "-",
+            Starlette(routes=[Route("/", hello)]),
+            asgi_headers([None]),
+        )
+    ]
+    blocklist = redis.asyncio.Redis.from_url(redis_url)
+    peers = [
+        ("Starlette AuthenticationMiddleware + pyjwt", JWTBackend()),
+        (
+            "Starlette AuthenticationMiddleware + pyjwt + Redis blocklist",
+            BlocklistJWTBackend(blocklist),
+        ),
+    ]
+    for population in populations:
+        tokens = asgi_headers(population.tokens(peer_token))
+        for name, backend in peers:
+            app = Starlette(
+                routes=[Route("/", peer_hello)],
+                middleware=[Middleware(AuthenticationMiddleware, backend=backend)],
+            )
+            rows.append(Row(name, population.label, app, tokens))
     guarded_app = Starlette(routes=[Route("/", guarded)])
     closers: list[Any] = []
     for label, url, stateless in [
         ("stateless", "memory://", True),
         *[(f"session check, {k}", v, False) for k, v in urls.items()],
     ]:
-        sync = Gate(store=url, secret_key=SECRET, hasher=cheap_hasher())
-        if sync.store.get_user("alice") is None:
-            sync.create_user("alice", PW)
-        token = sync.login("alice", PW).access_token
-        tokens = live_tokens(sync, url)
-        store: Any = SyncStoreAsAsync(sync.store, offload=False) if url == "memory://" else url
-        gate = AsyncGate(store=store, secret_key=SECRET, hasher=cheap_hasher(), stateless=stateless)
-        app = AuthGateMiddleware(guarded_app, gate)
-        add(f"ASGI authgate + require_auth, {label}, one token", app, token, 3000)
-        add(
-            f"ASGI authgate + require_auth, {label}, {POPULATION:,} tokens", app, tokens, POPULATION
-        )
-        closers.append((gate, sync))
-    samples = interleaved(cases)
-    for gate, sync in closers:
-        loop.run_until_complete(gate.close())
-        sync.close()
+        minting = Gate(store=url, secret_key=SECRET, hasher=cheap_hasher(), access_ttl=MINT_TTL)
+        closers.append(minting)
+        shape: list[tuple[str, list[Any]]] = [
+            ("one hot token", asgi_headers(authgate_tokens(minting, Population(1, 1))))
+        ]
+        shape += [(p.label, asgi_headers(_minted(minting, url, p))) for p in populations]
+        for population_label, headers in shape:
+            store: Any = (
+                SyncStoreAsAsync(minting.store, offload=False) if url == "memory://" else url
+            )
+            gate = AsyncGate(
+                store=store, secret_key=SECRET, hasher=cheap_hasher(), stateless=stateless
+            )
+            closers.append(gate)
+            served = AuthGateMiddleware(guarded_app, gate)
+            rows.append(
+                Row(f"authgate + require_auth, {label}", population_label, served, headers, gate)
+            )
+    run_rows(rows, asgi_runner(loop))
+    for closer in closers:
+        result = closer.close()
+        if asyncio.iscoroutine(result):
+            loop.run_until_complete(result)
+    loop.run_until_complete(blocklist.aclose())
     loop.close()
-    return samples
+    return rows
+
+
+_minted_tokens: dict[tuple[str, int], list[str]] = {}
+
+
+def _minted(gate: Gate, url: str, population: Population) -> list[str]:
+    """A population's authgate tokens, minted once per store (the ASGI and WSGI rows
+    of a persistent store share them)."""
+    key = (url, population.size)
+    if key not in _minted_tokens or url == "memory://":  # every memory store is new
+        _minted_tokens[key] = authgate_tokens(gate, population)
+    return _minted_tokens[key]
 
 
 # -- WSGI -------------------------------------------------------------------------------
 
 
-def wsgi_caller(app: Any, token: str | list[str] | None) -> Callable[[], None]:
-    """One request per call; a list of tokens is sent round-robin."""
+def wsgi_runner() -> Callable[[Row, list[Any]], float]:
     environ_base = {
         "REQUEST_METHOD": "GET",
         "PATH_INFO": "/",
@@ -235,148 +303,159 @@ def wsgi_caller(app: Any, token: str | list[str] | None) -> Callable[[], None]:
         "SERVER_PROTOCOL": "HTTP/1.1",
         "HTTP_HOST": "test",
         "wsgi.url_scheme": "http",
-        "wsgi.input": None,
         "wsgi.errors": None,
         "wsgi.multithread": False,
         "wsgi.multiprocess": False,
         "wsgi.run_once": False,
         "wsgi.version": (1, 0),
     }
-    tokens = token if isinstance(token, list) else [token]
-    rotation = itertools.cycle({"HTTP_AUTHORIZATION": f"Bearer {t}"} if t else {} for t in tokens)
     status: list[str] = []
 
     def start_response(s: str, headers: Any, exc: Any = None) -> Any:
         status.append(s)
         return None
 
-    def call() -> None:
-        import io
-
-        environ = dict(environ_base, **next(rotation), **{"wsgi.input": io.BytesIO(b"")})
+    def run(row: Row, requests: list[Any]) -> float:
+        app = row.call
+        start = time.perf_counter()
+        for extra in requests:
+            environ = {**environ_base, **extra, "wsgi.input": io.BytesIO(b"")}
+            body: Any = app(environ, start_response)
+            for _ in body:
+                pass
+            close = getattr(body, "close", None)
+            if close:
+                close()
+        elapsed = time.perf_counter() - start
+        if status.count("200 OK") != len(status):
+            raise RuntimeError(f"{row.name}: unexpected statuses {set(status)}")
         status.clear()
-        body: Iterable[bytes] = app(environ, start_response)
-        for _ in body:
-            pass
-        close = getattr(body, "close", None)
-        if close:
-            close()
-        if status != ["200 OK"]:
-            raise RuntimeError(f"unexpected status {status}")
+        return elapsed / len(requests) * 1e6
 
-    return call
+    return run
 
 
-def bench_wsgi(urls: dict[str, str]) -> dict[str, Samples]:
-    cases: list[tuple[str, Callable[[], float]]] = []
+def wsgi_environs(tokens: Iterable[str | None]) -> list[dict[str, str]]:
+    return [{"HTTP_AUTHORIZATION": f"Bearer {t}"} if t else {} for t in tokens]
 
-    def add(name: str, app: Any, token: str | list[str] | None, number: int) -> None:
-        call = wsgi_caller(app, token)
-        passes = len(token) if isinstance(token, list) else 1
 
-        def batch() -> float:
-            once(call, passes)  # each token seen just before: the steady state
-            return once(call, number)
-
-        call()  # fail early on a wrong status
-        cases.append((name, batch))
-
-    bare = flask.Flask("bare")
-    bare.add_url_rule("/", "hello", lambda: "hello")
-    add(f"WSGI bare Flask {importlib.metadata.version('flask')}", bare, None, 1000)
-
+def flask_jwt_app(blocklist: redis.Redis | None) -> flask.Flask:
+    """Flask-JWT-Extended as its docs set it up, the blocklist as in its Redis recipe."""
     peer = flask.Flask("peer")
     peer.config["JWT_SECRET_KEY"] = SECRET
-    JWTManager(peer)
+    peer.config["JWT_ACCESS_TOKEN_EXPIRES"] = timedelta(seconds=MINT_TTL)
+    manager = JWTManager(peer)
+    if blocklist is not None:
+
+        @manager.token_in_blocklist_loader
+        def revoked(jwt_header: dict[str, Any], jwt_payload: dict[str, Any]) -> bool:
+            return blocklist.get(f"blocklist:{jwt_payload['jti']}") is not None
 
     @peer.get("/")
     @jwt_required()  # type: ignore[untyped-decorator]
     def peer_hello() -> str:
         return "hello"
 
-    with peer.app_context():
-        peer_token = create_access_token(identity="alice")
-    add("WSGI Flask-JWT-Extended jwt_required", peer, peer_token, 500)
+    return peer
+
+
+def bench_wsgi(urls: dict[str, str], populations: list[Population], redis_url: str) -> list[Row]:
+    bare = flask.Flask("bare")
+    bare.add_url_rule("/", "hello", lambda: "hello")
+    rows = [Row(f"bare Flask {importlib.metadata.version('flask')}", "-", bare, [{}])]
+    blocklist = redis.Redis.from_url(redis_url)
+    peers = [
+        ("Flask-JWT-Extended jwt_required", flask_jwt_app(None)),
+        ("Flask-JWT-Extended jwt_required + Redis blocklist", flask_jwt_app(blocklist)),
+    ]
+    for population in populations:
+        with peers[0][1].app_context():
+            tokens = wsgi_environs(
+                population.tokens(lambda user, epoch: create_access_token(f"user{user:06d}"))
+            )
+        for name, peer in peers:
+            rows.append(Row(name, population.label, peer, tokens))
 
     app = flask.Flask("authgate")
 
     @app.get("/")
     @require_auth
-    def hello() -> str:
+    def guarded_hello() -> str:
         return "hello"
 
-    gates = []
+    closers: list[Gate] = []
     for label, url, stateless in [
         ("stateless", "memory://", True),
         *[(f"session check, {k}", v, False) for k, v in urls.items()],
     ]:
-        gate = Gate(store=url, secret_key=SECRET, hasher=cheap_hasher(), stateless=stateless)
-        if gate.store.get_user("alice") is None:
-            gate.create_user("alice", PW)
-        token = gate.login("alice", PW).access_token
-        tokens = live_tokens(gate, url)
-        guarded_wsgi = AuthGateWSGIMiddleware(app, gate)
-        add(f"WSGI authgate + require_auth, {label}, one token", guarded_wsgi, token, 1000)
-        add(
-            f"WSGI authgate + require_auth, {label}, {POPULATION:,} tokens",
-            guarded_wsgi,
-            tokens,
-            POPULATION,
-        )
-        gates.append(gate)
-    samples = interleaved(cases)
-    for gate in gates:
+        minting = Gate(store=url, secret_key=SECRET, hasher=cheap_hasher(), access_ttl=MINT_TTL)
+        closers.append(minting)
+        shape: list[tuple[str, list[Any]]] = [
+            ("one hot token", wsgi_environs(authgate_tokens(minting, Population(1, 1))))
+        ]
+        shape += [(p.label, wsgi_environs(_minted(minting, url, p))) for p in populations]
+        for population_label, environs in shape:
+            gate = Gate(
+                store=minting.store if url == "memory://" else url,
+                secret_key=SECRET,
+                hasher=cheap_hasher(),
+                stateless=stateless,
+            )
+            closers.append(gate)
+            served = AuthGateWSGIMiddleware(app, gate)
+            rows.append(
+                Row(f"authgate + require_auth, {label}", population_label, served, environs, gate)
+            )
+    run_rows(rows, wsgi_runner())
+    for gate in closers:
         gate.close()
-    return samples
+    blocklist.close()
+    return rows
 
 
-def bench_revocation(url: str, trials: int = 20) -> None:
-    """How long a revocation made through another connection takes to reach a gate
-    whose session check is cached (Redis: the pub/sub invalidation)."""
-    from authgate.errors import SessionRevoked
-    from authgate.stores import open_store
-
-    gate = Gate(store=url, secret_key=SECRET, hasher=cheap_hasher())
-    if gate.store.get_user("bob") is None:
-        gate.create_user("bob", PW)
-    other = open_store(url)
-    delays = []
-    for _ in range(trials):
-        token = gate.login("bob", PW).access_token
-        for _ in range(3):
-            gate.authenticate(token)
-        other.revoke_user_sessions("bob")
-        revoked = time.perf_counter()
-        while True:
-            try:
-                gate.authenticate(token)
-            except SessionRevoked:
-                break
-        delays.append((time.perf_counter() - revoked) * 1000)
-    print(
-        f"revocation through another connection reaches a cached gate in: "
-        f"median {statistics.median(delays):.3f} ms, max {max(delays):.3f} ms "
-        f"({trials} trials)"
-    )
-    other.close()
-    gate.close()
+def table(title: str, rows: list[Row]) -> str:
+    """A markdown table: µs per request, ratio to the bare app and to one hot token."""
+    base = statistics.median(rows[0].samples)
+    hot = {
+        row.name: statistics.median(row.samples)
+        for row in rows
+        if row.population == "one hot token"
+    }
+    lines = [
+        f"| {title} | population | min µs | median µs | max µs | vs bare | vs one hot token |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in rows:
+        med = statistics.median(row.samples)
+        versus_hot = f"{med / hot[row.name]:.2f}x" if row.name in hot else ""
+        lines.append(
+            f"| {row.name} | {row.population} | {min(row.samples):.1f} | {med:.1f} | "
+            f"{max(row.samples):.1f} | {med / base:.2f}x | {versus_hot} |"
+        )
+    return "\n".join(lines)
 
 
-def bench_event_loop() -> None:
+def bench_event_loop() -> str:
     """p99 latency of a cheap authenticated GET while 4 logins hash (real argon2)."""
     loop = asyncio.new_event_loop()
     gate = AsyncGate(store="memory://", secret_key=SECRET)  # RFC 9106 argon2 parameters
     loop.run_until_complete(gate.create_user("alice", PW))
     token = loop.run_until_complete(gate.login("alice", PW)).access_token
     app = AuthGateMiddleware(Starlette(routes=[Route("/", guarded)]), gate)
-    call = asgi_caller(app, token)
+    scope = asgi_scope(token)
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        pass
 
     async def run() -> list[float]:
         latencies: list[float] = []
         logins = [asyncio.create_task(gate.login("alice", PW)) for _ in range(4)]
         while not all(t.done() for t in logins):
             start = time.perf_counter()
-            await call()
+            await app(dict(scope), receive, send)
             latencies.append((time.perf_counter() - start) * 1000)
             await asyncio.sleep(0.001)
         await asyncio.gather(*logins)
@@ -384,13 +463,13 @@ def bench_event_loop() -> None:
 
     latencies = sorted(loop.run_until_complete(run()))
     p99 = latencies[min(len(latencies) - 1, int(len(latencies) * 0.99))]
-    print(
-        f"\nevent loop while 4 logins hash: {len(latencies)} GETs, "
-        f"p50 {statistics.median(latencies):.2f} ms, p99 {p99:.2f} ms, "
-        f"max {latencies[-1]:.2f} ms"
-    )
     loop.run_until_complete(gate.close())
     loop.close()
+    return (
+        f"A cheap authenticated GET on the ASGI app while 4 logins hash with the default "
+        f"argon2 parameters (t=3, m=64 MiB, p=4): {len(latencies)} GETs, p50 "
+        f"{statistics.median(latencies):.2f} ms, p99 {p99:.2f} ms, max {latencies[-1]:.2f} ms."
+    )
 
 
 # -- permission decisions ---------------------------------------------------------------
@@ -419,7 +498,7 @@ g, alice, operator
 """
 
 
-def bench_permissions() -> None:
+def bench_permissions() -> str:
     with tempfile.TemporaryDirectory() as tmp:
         model = Path(tmp) / "model.conf"
         policy_file = Path(tmp) / "policy.csv"
@@ -458,41 +537,64 @@ def bench_permissions() -> None:
     casbin_us = [s / len(questions) for s in measure(casbin_round, 300)]
     warm = [s / len(questions) for s in measure(authgate_round, 50000)]
     cold = [s / len(questions) for s in measure(authgate_cold_round, 5000)]
-    print()
-    print(f"{'permission decisions (same role policy)':<58} {'per s':>12} {'vs casbin':>10}")
+    lines = [
+        "| permission decisions (same role policy) | per second | vs pycasbin |",
+        "|---|---|---|",
+    ]
     for name, samples in (
-        ("pycasbin enforce", casbin_us),
-        ("authgate PermissionSet.allows (per identity, memoised)", warm),
+        ("pycasbin `enforce`", casbin_us),
+        ("authgate `PermissionSet.allows` (per identity, memoised)", warm),
         ("authgate, first decision (set built per call)", cold),
     ):
         per_sec = 1e6 / statistics.median(samples)
         ratio = statistics.median(casbin_us) / statistics.median(samples)
-        print(f"{name:<58} {per_sec:12,.0f} {ratio:9.1f}x")
+        lines.append(f"| {name} | {per_sec:,.0f} | {ratio:.1f}x |")
+    return "\n".join(lines)
 
 
-def main() -> None:
-    logging.getLogger("authgate.audit").setLevel(logging.WARNING)  # 10,000 logins
-    header = f"{'per request (µs), in process':<58} {'min':>8} {'median':>8} {'max':>8}"
+def run(sizes: tuple[int, ...] = SIZES) -> str:
+    """Every in-process measurement, as a markdown section."""
+    logging.getLogger("authgate.audit").setLevel(logging.WARNING)
+    populations = [Population(size, WARM + ROUNDS * SLICE) for size in sizes]
     with tempfile.TemporaryDirectory() as tmp, redis_server() as redis_url:
         urls = {
             "memory": "memory://",
-            "sqlite": f"sqlite:///{Path(tmp) / 'bench.db'}",
-            "redis": f"{redis_url}?prefix=bench",
+            "SQLite": f"sqlite:///{Path(tmp) / 'bench.db'}",
+            "Redis": f"{redis_url}?prefix=bench",
         }
-        print(header, " vs bare")
-        report(bench_asgi(urls))
-        print()
-        print(header, " vs bare")
-        report(bench_wsgi(urls))
-        print()
-        bench_revocation(urls["redis"])
-    bench_permissions()
-    bench_event_loop()
-    print(
-        f"\nPyJWT {jwt.__version__}, Starlette {starlette.__version__}, "
+        asgi = table("ASGI, in process", bench_asgi(urls, populations, redis_url))
+        wsgi = table("WSGI, in process", bench_wsgi(urls, populations, redis_url))
+    lines = [
+        "### Cost of an authenticated request, in process",
+        "",
+        f"Populations (`benchmarks/population.py`, {ROUNDS} rounds of {SLICE:,} measured "
+        f"requests per row, each after {WARM:,} replayed unmeasured):",
+        "",
+        *[f"- {p.describe()}" for p in populations],
+        "",
+        asgi,
+        "",
+        wsgi,
+        "",
+        bench_permissions(),
+        "",
+        bench_event_loop(),
+        "",
+        f"PyJWT {jwt.__version__}, Starlette {starlette.__version__}, "
         f"Flask {importlib.metadata.version('flask')}, "
-        f"casbin {importlib.metadata.version('casbin')}; {REPEATS} interleaved rounds"
-    )
+        f"Flask-JWT-Extended {importlib.metadata.version('flask-jwt-extended')}, "
+        f"casbin {importlib.metadata.version('casbin')}.",
+    ]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
+    sizes = tuple(int(s) for s in parser.parse_args().sizes.split(","))
+    print(run(sizes))
 
 
 if __name__ == "__main__":
