@@ -12,10 +12,11 @@ The model, stated with every table it feeds:
   at a random phase and is refreshed when it expires, so request i carries its user's
   token for epoch ``floor((i / MODEL_RATE + phase) / ACCESS_TTL)``.  The first token is
   a real login, each later one a real refresh (the refresh token rotates).
-- A row runs faster than the modelled 200 requests per second, so time-based caches
-  are scaled to the model: the session cache's 60 s lifetime becomes
-  60 s x `MODEL_RATE` / the row's measured rate (`scaled_ttl`).  Bounded caches (the
-  verified tokens, the identities) are modelled by count and need no scaling.
+- A row runs faster than the modelled 200 requests per second, so the clocks of
+  session state run faster too (`time_scale`): the session cache's 60 s lifetime and
+  the 60 s ``last_seen`` touch interval are scaled by `MODEL_RATE` / the row's
+  measured rate.  Bounded caches (the verified tokens, the identities) are modelled by
+  count and need no scaling.
 """
 
 from __future__ import annotations
@@ -27,7 +28,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from authgate import Gate, User
-from authgate.stores.cache import CACHE_TTL
 from authgate.testing import cheap_hasher
 
 MODEL_RATE = 200.0
@@ -119,7 +119,21 @@ def authgate_tokens(gate: Gate, population: Population) -> list[str]:
     return population.tokens(mint)
 
 
-def scaled_ttl(real_rate: float) -> float:
-    """The session cache lifetime that stands for `CACHE_TTL` of modelled time in a row
-    that serves `real_rate` requests per second."""
-    return CACHE_TTL * MODEL_RATE / real_rate
+def time_scale(real_rate: float) -> float:
+    """How much faster than configured a row that serves `real_rate` requests per
+    second must run the clocks of session state (the session cache lifetime, the
+    ``last_seen`` touch interval) to stand for the modelled traffic."""
+    return MODEL_RATE / real_rate
+
+
+MODEL = f"""\
+- A population of N users; a request comes from the user of rank r with probability
+  proportional to 1/r (Zipf, s = {ZIPF_S:g}), drawn with a fixed seed: every row of a
+  population replays the same requests in the same order.
+- One process serves {MODEL_RATE:g} requests per second of modelled time.  Access tokens
+  live {ACCESS_TTL:g} s; each user's token was issued at a random phase and is refreshed
+  when it expires (a real login for the first, a real refresh after).
+- Rows run faster than the model, so the clocks of session state run faster too: the
+  session cache lifetime (60 s) and the ``last_seen`` touch interval (60 s) are scaled
+  by {MODEL_RATE:g} / the row's measured rate.  The verified-token and identity caches
+  are bounded by count and need no scaling."""

@@ -27,7 +27,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -37,20 +36,25 @@ import jwt
 import redis
 import redis.asyncio
 import starlette
-from flask_jwt_extended import JWTManager, create_access_token, jwt_required
-from http_apps import JWTBackend, guarded, hello, peer_hello
+from flask_jwt_extended import create_access_token
+from http_apps import (
+    JWTBackend,
+    flask_jwt_app,
+    guarded,
+    hello,
+    peer_hello,
+    scale_time,
+)
 from population import (
     MINT_TTL,
     PW,
     Population,
     authgate_tokens,
-    scaled_ttl,
+    time_scale,
 )
 from starlette.applications import Starlette
-from starlette.authentication import AuthCredentials, AuthenticationError, SimpleUser
 from starlette.middleware import Middleware
 from starlette.middleware.authentication import AuthenticationMiddleware
-from starlette.requests import HTTPConnection
 from starlette.routing import Route
 
 from authgate import AsyncGate, Gate, RolePolicy
@@ -103,19 +107,9 @@ class Row:
         return self.credentials[start : start + count]
 
 
-def session_cache_ttl(gate: Any, ttl: float) -> None:
-    """Give `gate`'s session cache (SQLite, Redis) the lifetime `ttl` seconds."""
-    store = getattr(gate.store, "sync", gate.store)
-    if hasattr(store, "_cache_ttl"):
-        store._cache_ttl = ttl
-    cache = getattr(store, "_cache", None)
-    if cache is not None:
-        cache.ttl = ttl
-
-
 def run_rows(rows: list[Row], runner: Callable[[Row, list[Any]], float]) -> None:
     """ROUNDS interleaved rounds: each row replays its steady-state window unmeasured,
-    its session cache lifetime scaled to the model at the pace it just ran, then
+    the clocks of its session state scaled to the model at the pace it just ran, then
     measures its next slice."""
     for row in rows:
         row.samples.clear()
@@ -128,7 +122,7 @@ def run_rows(rows: list[Row], runner: Callable[[Row, list[Any]], float]) -> None
                 row._next -= WARM
                 rate = len(warm) / (runner(row, warm) * len(warm) / 1e6)
                 if row.gate is not None:
-                    session_cache_ttl(row.gate, scaled_ttl(rate))
+                    scale_time(row.gate, time_scale(rate))
                 row._next += SLICE
             else:
                 runner(row, row.requests(2_000))
@@ -189,27 +183,6 @@ def asgi_headers(tokens: Iterable[str | None]) -> list[Any]:
     return [asgi_scope(token)["headers"] for token in tokens]
 
 
-class BlocklistJWTBackend(JWTBackend):
-    """The Starlette recipe with a Redis blocklist of revoked token ids."""
-
-    def __init__(self, client: redis.asyncio.Redis) -> None:
-        self.client = client
-
-    async def authenticate(self, conn: HTTPConnection) -> tuple[AuthCredentials, SimpleUser] | None:
-        scheme, _, token = conn.headers.get("authorization", "").partition(" ")
-        if scheme.lower() != "bearer":
-            return None
-        try:
-            claims = jwt.decode(
-                token, SECRET, algorithms=["HS256"], audience="authgate", issuer="authgate"
-            )
-        except jwt.PyJWTError as err:
-            raise AuthenticationError("invalid token") from err
-        if await self.client.exists(f"blocklist:{claims['jti']}"):
-            raise AuthenticationError("revoked token")
-        return AuthCredentials(["authenticated"]), SimpleUser(claims["sub"])
-
-
 def peer_token(user: int, epoch: int) -> str:
     now = int(time.time())
     claims: dict[str, Any] = {"sub": f"user{user:06d}", "iss": "authgate", "aud": "authgate"}
@@ -232,7 +205,7 @@ def bench_asgi(urls: dict[str, str], populations: list[Population], redis_url: s
         ("Starlette AuthenticationMiddleware + pyjwt", JWTBackend()),
         (
             "Starlette AuthenticationMiddleware + pyjwt + Redis blocklist",
-            BlocklistJWTBackend(blocklist),
+            JWTBackend(blocklist),
         ),
     ]
     for population in populations:
@@ -337,26 +310,6 @@ def wsgi_runner() -> Callable[[Row, list[Any]], float]:
 
 def wsgi_environs(tokens: Iterable[str | None]) -> list[dict[str, str]]:
     return [{"HTTP_AUTHORIZATION": f"Bearer {t}"} if t else {} for t in tokens]
-
-
-def flask_jwt_app(blocklist: redis.Redis | None) -> flask.Flask:
-    """Flask-JWT-Extended as its docs set it up, the blocklist as in its Redis recipe."""
-    peer = flask.Flask("peer")
-    peer.config["JWT_SECRET_KEY"] = SECRET
-    peer.config["JWT_ACCESS_TOKEN_EXPIRES"] = timedelta(seconds=MINT_TTL)
-    manager = JWTManager(peer)
-    if blocklist is not None:
-
-        @manager.token_in_blocklist_loader
-        def revoked(jwt_header: dict[str, Any], jwt_payload: dict[str, Any]) -> bool:
-            return blocklist.get(f"blocklist:{jwt_payload['jti']}") is not None
-
-    @peer.get("/")
-    @jwt_required()  # type: ignore[untyped-decorator]
-    def peer_hello() -> str:
-        return "hello"
-
-    return peer
 
 
 def bench_wsgi(urls: dict[str, str], populations: list[Population], redis_url: str) -> list[Row]:
