@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import gc
+import hashlib
 import multiprocessing
 import os
 import socket
 import threading
 import time
+import tracemalloc
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
@@ -480,11 +484,21 @@ def test_the_cache_holds_at_most_max_entries_and_forgets_what_it_evicts() -> Non
         cache.put(session, user, cache.generation)
     assert len(cache._entries) == 2
     assert cache.get(answers[0][0].id, "ann") is None  # the least recently used made room
-    assert cache._by_user == {"bob": {answers[1][0].id}, "cat": {answers[2][0].id}}
+    assert _held(cache) == {"bob": 1, "cat": 1}  # ann's record went with her session
     cache.evict_session(answers[1][0].id)
-    assert cache._by_user == {"cat": {answers[2][0].id}}
+    assert _held(cache) == {"cat": 1}
     assert cache.get(answers[2][0].id, "cat") is not None
     assert cache.get(answers[2][0].id, "bob") is None  # someone else's session id
+
+
+def _checked(session: Any) -> tuple[Any, ...]:
+    """What the session check reads of a session (all a cached one keeps)."""
+    return session.id, session.username, session.kind, session.expires_at, session.last_seen
+
+
+def _held(cache: Any) -> dict[str, int]:
+    """The user records a cache holds, with how many entries carry each."""
+    return {name: held.sessions for name, held in cache._users.items()}
 
 
 class _Counting:
@@ -512,7 +526,7 @@ def test_sqlite_warm_check_reads_nothing_but_the_wal_header(tmp_path: Any) -> No
     assert store.get_session_user(session.id, "alice")[0] == session
     assert (reads.calls, epochs.calls) == (1, 1)
     for _ in range(5):
-        assert store.get_session_user(session.id, "alice")[0] == session
+        assert _checked(store.get_session_user(session.id, "alice")[0]) == _checked(session)
         assert store.peek_session_user(session.id, "alice") is not None
     assert (reads.calls, epochs.calls) == (1, 1)
     store.incr("counter", 60)  # a commit: the epoch is read once more, the answer stands
@@ -556,7 +570,7 @@ def test_redis_warm_check_sends_no_command(make_store_url: Callable[[str], str])
         time.sleep(0.005)
     commands = store._command = _Counting(store._command)
     for _ in range(5):
-        assert store.get_session_user(session.id, "alice")[0] == session
+        assert _checked(store.get_session_user(session.id, "alice")[0]) == _checked(session)
     assert commands.calls == 0
     store.close()
 
@@ -592,3 +606,214 @@ def test_an_answer_read_before_two_evictions_of_any_kinds_is_not_cached(
         _evict(cache, eviction, session.id)
     cache.put(session, user, began)
     assert cache.get(session.id, "alice") is None
+
+
+# -- what a cached answer keeps, and shares ----------------------------------------------
+
+_AGENT = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/120.0"
+_HASH = "$argon2id$v=19$m=65536,t=3,p=4$" + "s" * 22 + "$" + "h" * 43
+_SCRAM = "SCRAM-SHA-256$4096:" + "s" * 24 + "$" + "k" * 44 + ":" + "v" * 44
+
+
+def _login(name: str, sessions: int = 1) -> tuple[list[Any], Any]:
+    """Sessions and their user as logins leave them: every field filled."""
+    from datetime import timedelta
+
+    from authgate.users import Session, User, utcnow
+
+    made = []
+    for _ in range(sessions):
+        sid, now = uuid.uuid4().hex, utcnow()
+        made.append(
+            Session(
+                id=sid, username=name, expires_at=now + timedelta(days=7), created_at=now,
+                last_seen=now, client_ip="203.0.113.7", user_agent=_AGENT,
+                refresh_hash=hashlib.sha256(sid.encode()).hexdigest(), data={"seen": "1"},
+            )
+        )  # fmt: skip
+    user = User.new(
+        name, roles=["operator"], email=name, first_name="Ann", last_name="Example",
+        password_hash=_HASH, scram_credentials=_SCRAM,
+    )  # fmt: skip
+    return made, user
+
+
+def _read(record: Any) -> Any:
+    """A record as a backend read hands it out: equal, in objects of its own."""
+    from authgate.stores import _codec
+    from authgate.users import User
+
+    if isinstance(record, User):
+        return _codec.user_from_json(_codec.user_to_json(record))
+    return _codec.session_from_json(_codec.session_to_json(record))
+
+
+def test_a_cached_answer_keeps_only_what_the_check_reads(tmp_path: Any) -> None:
+    """A hit answers with the session without its refresh hash, client, data and
+    creation time, owned by the user's own name string, and the user without its
+    secrets; the read that filled the cache answered with the whole records."""
+    from authgate.stores.sqlite import SQLiteStore
+
+    store = SQLiteStore(tmp_path / "auth.db")
+    [session], user = _login("alice@example.com")
+    store.create_user(user)
+    store.create_session(session)
+    assert store.get_session_user(session.id, user.username) == (session, user)
+    hit = store.peek_session_user(session.id, user.username)
+    assert hit is not None
+    kept, person = hit
+    assert kept is not None and person is not None
+    assert _checked(kept) == _checked(session)
+    assert (kept.refresh_hash, kept.client_ip, kept.user_agent, kept.data) == ("", "", "", {})
+    assert kept.created_at.timestamp() == 0
+    assert kept.username is person.username
+    assert (person.password_hash, person.scram_credentials) == ("", "")
+    assert dataclasses.replace(person, password_hash=_HASH, scram_credentials=_SCRAM) == user
+    assert store.get_session_user(session.id, user.username) == hit
+    store.close()
+
+
+def test_the_sessions_of_one_user_share_its_record_until_it_changes() -> None:
+    """Equal reads of a user give every session of the name one user object, and every
+    hit the same objects (the gate's identity cache relies on it); an unequal read ends
+    every answer for the name and starts over from it."""
+    from authgate.stores.cache import SessionCache
+
+    cache = SessionCache()
+    sessions, user = _login("alice@example.com", 3)
+    for session in sessions:
+        cache.put(_read(session), _read(user), cache.generation)
+    hits = [cache.get(s.id, user.username) for s in sessions]
+    first = hits[0]
+    assert first is not None
+    assert all(hit is not None and hit[1] is first[1] for hit in hits)
+    again = cache.get(sessions[0].id, user.username)
+    assert again is not None and again[0] is first[0] and again[1] is first[1]
+    assert _held(cache) == {user.username: 3}
+    changed = user.changed(roles=["admin"])
+    cache.put(_read(sessions[1]), _read(changed), cache.generation)
+    assert cache.get(sessions[0].id, user.username) is None
+    assert cache.get(sessions[2].id, user.username) is None
+    hit = cache.get(sessions[1].id, user.username)
+    assert hit is not None and hit[1].roles == {"admin"} and hit[1] is not first[1]
+    assert _held(cache) == {user.username: 1}
+
+
+def test_a_user_evicted_and_cached_again_brings_back_none_of_its_other_sessions() -> None:
+    """Evicting a user leaves its sessions' entries behind, answering nothing: caching
+    one of them again, even with the very same user object, revives none of the others,
+    and neither does touching one."""
+    from authgate.stores.cache import SessionCache
+
+    cache = SessionCache()
+    sessions, user = _login("alice@example.com", 3)
+    for session in sessions:
+        cache.put(session, user, cache.generation)
+    cache.evict_user(user.username)
+    cache.touch(sessions[2].id, sessions[2].last_seen)
+    cache.put(sessions[0], user, cache.generation)
+    assert cache.get(sessions[0].id, user.username) is not None
+    assert cache.get(sessions[1].id, user.username) is None
+    assert cache.get(sessions[2].id, user.username) is None
+    assert _held(cache) == {user.username: 1}
+
+
+def test_a_user_record_past_its_lifetime_ends_all_its_sessions_answers() -> None:
+    """The lifetime counts from the user's read: past it no session of the user answers,
+    and one read again starts a new record without the others."""
+    from authgate.stores.cache import SessionCache
+
+    cache = SessionCache(ttl=60)
+    sessions, user = _login("alice@example.com", 2)
+    for session in sessions:
+        cache.put(session, user, cache.generation)
+    cache._users[user.username].since -= 61  # read a minute ago
+    assert [cache.get(s.id, user.username) for s in sessions] == [None, None]
+    cache.put(sessions[0], user, cache.generation)
+    assert cache.get(sessions[0].id, user.username) is not None
+    assert cache.get(sessions[1].id, user.username) is None
+
+
+def test_a_session_of_someone_else_or_a_cache_of_no_room_keeps_nothing() -> None:
+    from authgate.stores.cache import SessionCache
+
+    cache = SessionCache()
+    [bobs], _ = _login("bob@example.com")
+    _, alice = _login("alice@example.com")
+    cache.put(bobs, alice, cache.generation)  # the check refuses it: nothing to keep
+    assert cache.get(bobs.id, alice.username) is None and _held(cache) == {}
+    none = SessionCache(max_entries=0)
+    [session], user = _login("alice@example.com")
+    none.put(session, user, none.generation)
+    assert none.get(session.id, user.username) is None and _held(none) == {}
+
+
+# -- what a cached session costs ---------------------------------------------------------
+
+
+def _bytes_kept(check: Callable[[str, str], object], asked: list[tuple[str, str]]) -> int:
+    """Bytes allocated, and still held, by running `check` on each (session id,
+    username): tracemalloc counts allocations, not time, so this is the same from run
+    to run on one Python."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for session_id, username in asked:
+            check(session_id, username)
+        gc.collect()
+        return tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+
+
+#: 300 users with 10 sessions each: 3,000 entries, just past a resize of the LRU's
+#: table, where its share of each entry is near its largest.
+USERS, SESSIONS_EACH = 300, 10
+
+
+@pytest.mark.parametrize("where", ["sqlite", "session-cache"])
+def test_a_cached_session_costs_at_most_500_bytes(tmp_path: Any, where: str) -> None:
+    """Sessions and users as logins leave them, 10 sessions per user, each checked once
+    (a miss, so cached): what stays allocated per session, its share of its user's
+    record included, is at most 500 bytes.
+
+    Measured: 454 bytes (CPython 3.11; the same through the store or the cache alone,
+    the store's own allocations being a few bytes per session).  The margin, some 10%,
+    covers what moves without a change of ours: the LRU's table costs 60 to 110 bytes
+    an entry depending on how full it is between resizes (3,000 entries is near its
+    worst), and object sizes change a little between CPython versions."""
+    from authgate.stores import _codec
+    from authgate.stores.cache import SessionCache
+    from authgate.stores.sqlite import SQLiteStore
+
+    logins = [_login(f"user{i:04d}@example.com", SESSIONS_EACH) for i in range(USERS)]
+    asked = [(s.id, user.username) for sessions, user in logins for s in sessions]
+    if where == "sqlite":
+        store = SQLiteStore(tmp_path / "auth.db")
+        for sessions, user in logins:
+            store.create_user(user)
+            for session in sessions:
+                store.create_session(session)
+        store.get_session_user("0" * 32, "nobody")  # the connection and its maps, opened
+        spent = _bytes_kept(store.get_session_user, asked)
+        hits = [store.peek_session_user(*pair) for pair in asked]
+        store.close()
+    else:
+        cache = SessionCache()
+        stored = {
+            s.id: (_codec.session_to_json(s), _codec.user_to_json(user))
+            for sessions, user in logins
+            for s in sessions
+        }
+
+        def check(session_id: str, username: str) -> None:  # a read, as a store makes it
+            session, user = stored[session_id]
+            generation = cache.generation
+            cache.put(_codec.session_from_json(session), _codec.user_from_json(user), generation)
+
+        spent = _bytes_kept(check, asked)
+        hits = [cache.get(*pair) for pair in asked]
+    assert all(hit is not None for hit in hits)  # every answer is cached
+    per_session = spent / len(asked)
+    assert per_session <= 500, f"a cached session costs {per_session:.0f} bytes"

@@ -289,8 +289,7 @@ class SQLiteStore:
         """The cached answer when still valid, else None (no table read)."""
         if self.cache_ttl <= 0:
             return None
-        hit = self._cache.get(session_id, username, self._epoch())
-        return (hit[0], hit[1]) if hit is not None else None
+        return self._cache.get(session_id, username, self._epoch())
 
     def _epoch(self) -> object:
         """The ``epoch`` row, bumped in the same transaction by every write that can end
@@ -335,7 +334,8 @@ class SQLiteStore:
         self, session_id: str, username: str
     ) -> tuple[Session | None, User | None]:
         """Served from the cache while the epoch (bumped by every write that can change
-        a session check, in any process) stays the same."""
+        a session check, in any process) stays the same; a cached answer holds only
+        what the check reads (`SessionCache.put`)."""
         if self.cache_ttl <= 0:
             return self._session_user(session_id, username)
         read = deferred(self._session_user, session_id, username)

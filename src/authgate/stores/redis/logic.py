@@ -168,8 +168,7 @@ class _Redis(Generic[C]):
     ) -> tuple[Session | None, User | None] | None:
         """The cached answer, or None (never a network call)."""
         cache = self._session_cache()
-        hit = cache.get(session_id, username) if cache is not None else None
-        return (hit[0], hit[1]) if hit is not None else None
+        return cache.get(session_id, username) if cache is not None else None
 
     def _evict(self, *, username: str = "", session_id: str = "") -> None:
         """Forget this process's cached answers about what a change touched (called
