@@ -75,7 +75,12 @@ class Store(Protocol):
         self, session_id: str, username: str
     ) -> tuple[Session | None, User | None]:
         """The live session and the user, read together (one round trip where the
-        backend allows): the per-request check of a stateful `Gate`."""
+        backend allows): the per-request check of a stateful `Gate`.
+
+        An answer from a store's session cache (SQLite, Redis) carries only what the
+        check reads: the session without its refresh hash, client details, data or
+        ``created_at``, the user without its password hash or SCRAM credentials.  Read
+        records to change with `get_session` and `get_user`, never from here."""
 
     def touch_session(self, session_id: str, last_seen: datetime) -> bool:
         """Record activity; False when the session is gone."""
