@@ -7,7 +7,17 @@ import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
 
-from ..faces import AsyncFace, Steps, adrive, call_now, drive, passed_on
+from ..faces import (
+    AsyncFace,
+    Steps,
+    adrive,
+    call_now,
+    deferred,
+    drive,
+    operation,
+    passed_on,
+    returning,
+)
 from ..users import Session, User
 from .base import Store
 
@@ -51,7 +61,18 @@ class SyncStoreAsAsync(AsyncFace):
     delete_group = passed_on(Store.delete_group, "sync")
     create_session = passed_on(Store.create_session, "sync")
     get_session = passed_on(Store.get_session, "sync")
-    get_session_user = passed_on(Store.get_session_user, "sync")
+
+    @operation
+    def get_session_user(
+        self, session_id: str, username: str
+    ) -> Steps[tuple[Session | None, User | None]]:
+        """The sync store's cached answer in-line when it has one (a thread hop costs
+        ten times the lookup), else its read on the pool."""
+        hit = self.peek_session_user(session_id, username)
+        if hit is not None:
+            return returning(hit)
+        return deferred(self.sync.get_session_user, session_id, username)
+
     touch_session = passed_on(Store.touch_session, "sync")
     rotate_refresh = passed_on(Store.rotate_refresh, "sync")
     revoke_session = passed_on(Store.revoke_session, "sync")

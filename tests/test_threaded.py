@@ -1,0 +1,44 @@
+"""The async face of the local stores (`authgate.stores.threaded`): what goes to its
+thread pool, and what it answers in-line."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+from authgate.gate import AsyncGate
+from authgate.testing import cheap_hasher
+from conftest import SECRET
+
+PW = "correct horse battery"
+
+
+def test_an_async_sqlite_check_due_a_touch_reads_the_cache_in_line(
+    make_store_url: Callable[[str], str],
+) -> None:
+    """When ``last_seen`` is due, the full check runs: its session read is answered by
+    the cache on the event loop, and only the touch (a write) goes to the thread pool."""
+
+    async def scenario() -> None:
+        gate = AsyncGate(store=make_store_url("sqlite"), secret_key=SECRET, hasher=cheap_hasher())
+        await gate.create_user("alice", PW)
+        token = (await gate.login("alice", PW)).access_token
+        await gate.authenticate(token)  # the session check cached
+        store: Any = gate.store
+        hops: list[str] = []
+        submit = store._executor.submit
+
+        def counted(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            hops.append(getattr(fn, "func", fn).__name__)
+            return submit(fn, *args, **kwargs)
+
+        store._executor.submit = counted
+        gate.rules = dataclasses.replace(gate.rules, touch_interval=0)
+        for _ in range(3):
+            assert (await gate.authenticate(token)).username == "alice"
+        assert hops == ["touch_session"] * 3, hops
+        await gate.close()
+
+    asyncio.run(scenario())
