@@ -48,7 +48,7 @@ class Settings:
     lockout_seconds: int = 300
     lockout_window: int = 300
     max_sessions: int = 0
-    session_touch_interval: int = 60
+    session_touch_interval: int = 300
     session_limit_policy: str = "evict_oldest"
     stateless: bool = False
     dev_mode: bool = False

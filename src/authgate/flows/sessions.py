@@ -54,7 +54,7 @@ class SessionRules:
     refresh_ttl: int = 1_209_600
     max_sessions: int = 0
     evict_oldest: bool = True
-    touch_interval: int = 60
+    touch_interval: int = 300
     policy: RolePolicy = field(default_factory=lambda: RolePolicy({"admin": ["*:*"]}))
 
 
