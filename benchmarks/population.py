@@ -12,7 +12,8 @@ The model, stated with every table it feeds:
   at a random phase and is refreshed when it expires, so request i carries its user's
   token for epoch ``floor((i / MODEL_RATE + phase) / ACCESS_TTL)``.  The first token is
   a real login, each later one a real refresh (the refresh token rotates).
-- A row runs faster than the modelled 200 requests per second, so the clocks of
+- A row runs faster than the modelled `MODEL_RATE` requests per second (1,000: a busy
+  worker), so the clocks of
   session state run faster too (`time_scale`): the session cache's 60 s lifetime and
   the 60 s ``last_seen`` touch interval are scaled by `MODEL_RATE` / the row's
   measured rate.  Bounded caches (the verified tokens, the identities) are modelled by
@@ -30,7 +31,7 @@ from typing import Any
 from authgate import Gate, User
 from authgate.testing import cheap_hasher
 
-MODEL_RATE = 200.0
+MODEL_RATE = 1_000.0
 ACCESS_TTL = 900.0
 ZIPF_S = 1.0
 PW = "correct horse battery"
