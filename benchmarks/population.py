@@ -13,11 +13,10 @@ The model, stated with every table it feeds:
   token for epoch ``floor((i / MODEL_RATE + phase) / ACCESS_TTL)``.  The first token is
   a real login, each later one a real refresh (the refresh token rotates).
 - A row runs faster than the modelled `MODEL_RATE` requests per second (1,000: a busy
-  worker), so the clocks of
-  session state run faster too (`time_scale`): the session cache's 60 s lifetime and
-  the 60 s ``last_seen`` touch interval are scaled by `MODEL_RATE` / the row's
-  measured rate.  Bounded caches (the verified tokens, the identities) are modelled by
-  count and need no scaling.
+  worker), so the clocks of session state run faster too (`time_scale`): the session
+  cache's 60 s lifetime and the ``last_seen`` touch interval (300 s) are scaled by
+  `MODEL_RATE` / the row's measured rate.  Bounded caches (the verified tokens, the
+  identities) are modelled by count and need no scaling.
 """
 
 from __future__ import annotations
@@ -135,6 +134,6 @@ MODEL = f"""\
   live {ACCESS_TTL:g} s; each user's token was issued at a random phase and is refreshed
   when it expires (a real login for the first, a real refresh after).
 - Rows run faster than the model, so the clocks of session state run faster too: the
-  session cache lifetime (60 s) and the ``last_seen`` touch interval (60 s) are scaled
+  session cache lifetime (60 s) and the ``last_seen`` touch interval (300 s) are scaled
   by {MODEL_RATE:g} / the row's measured rate.  The verified-token and identity caches
   are bounded by count and need no scaling."""
