@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
+import threading
 import time
+
+import pytest
 
 from authgate.gate import AsyncGate
 from authgate.passwords import PasswordHasher
@@ -41,3 +46,15 @@ async def test_logins_hashing_do_not_stall_other_coroutines() -> None:
     assert len(lags) > 10
     # Hashing on the loop would delay the ticker by at least one hash time.
     assert max(lags) < 0.5 * hash_time, (max(lags), hash_time)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority is Linux's")
+def test_the_hashing_threads_run_below_the_event_loop_priority() -> None:
+    from authgate.flows.drive import HASH_NICENESS, hashing_pool
+
+    def niceness() -> int:
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    mine = niceness()
+    assert hashing_pool().submit(niceness).result() == min(mine + HASH_NICENESS, 19)
+    assert niceness() == mine  # the caller's own thread keeps its priority

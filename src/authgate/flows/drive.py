@@ -8,6 +8,8 @@ so the event loop never hashes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -36,12 +38,30 @@ _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
 
 
+#: How much lower than the process's the hashing threads' scheduling priority is.
+HASH_NICENESS = 10
+
+
+def _yield_to_the_event_loop() -> None:
+    """Lower this hashing thread's priority (and that of the threads argon2 starts from
+    it, which inherit it), so a core busy hashing is the event loop's as soon as the
+    loop wants it.  Linux sets priorities per thread; elsewhere this does nothing."""
+    with contextlib.suppress(AttributeError, OSError):
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + HASH_NICENESS)
+
+
 def hashing_pool() -> ThreadPoolExecutor:
-    """The process-wide bounded pool where async code runs argon2."""
+    """The process-wide bounded pool where async code runs argon2, at a lower priority
+    than the event loop's thread."""
     global _pool
     with _pool_lock:
         if _pool is None:
-            _pool = ThreadPoolExecutor(_HASH_WORKERS, thread_name_prefix="authgate-argon2")
+            _pool = ThreadPoolExecutor(
+                _HASH_WORKERS,
+                thread_name_prefix="authgate-argon2",
+                initializer=_yield_to_the_event_loop,
+            )
         return _pool
 
 
