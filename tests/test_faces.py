@@ -16,9 +16,10 @@ from authgate.stores.redis import AsyncRedisStore, RedisStore
 
 # Plain (not awaited) on both faces: they never touch the store.
 NO_IO = {"jwks", "peek_session_user"}
-# Sync helpers that only the async face needs: the middleware's cache-only first try,
-# and seeding the admin at import time, before an event loop runs.
-ASYNC_ONLY = {"authenticate_nowait", "ensure_superuser_now"}
+# Sync helpers that only the async face needs: the middleware's cache-only first try
+# and its steps of authenticate, and seeding the admin at import time, before an event
+# loop runs.
+ASYNC_ONLY = {"authenticate_nowait", "authentication", "ensure_superuser_now"}
 PAIRS = [(Gate, AsyncGate), (RedisStore, AsyncRedisStore), (Store, AsyncStore)]
 
 

@@ -19,7 +19,7 @@ from authgate.gate import AsyncGate, Gate
 from authgate.middleware.asgi import AuthGateMiddleware
 from authgate.middleware.wsgi import AuthGateWSGIMiddleware
 from authgate.testing import cheap_hasher
-from authgate.tokens import Key
+from authgate.tokens import Key, TokenVerifier
 from conftest import SECRET
 
 PW = "correct horse battery"
@@ -193,6 +193,60 @@ def test_a_warm_asgi_request_does_no_avoidable_work(
             await served(dict(scope), receive, send)
         assert counts.work == {}, counts.work
         assert seen[-5:] == ["alice"] * 5
+        gate.store = real
+        await gate.close()
+
+    asyncio.run(scenario())
+
+
+class PeekCountingStore(CountingStore):
+    """A `CountingStore` that counts the cached peek too."""
+
+    def __getattr__(self, name: str) -> Any:
+        found = super().__getattr__(name)
+        if name == "peek_session_user":
+            return self._counts.counting("store.peek_session_user", found)
+        return found
+
+
+def test_an_asgi_request_the_caches_cannot_answer_looks_each_cache_up_once(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A touch due every request (interval 0) sends each one to the store; the
+    middleware still verifies the token and peeks at the session cache once."""
+    counts = Counts()
+    monkeypatch.setattr(TokenVerifier, "verify", counts.counting("verify", TokenVerifier.verify))
+
+    async def scenario() -> None:
+        gate = AsyncGate(
+            store="memory://", secret_key=SECRET, hasher=cheap_hasher(), session_touch_interval=0
+        )
+        await gate.create_user("alice", PW)
+        token = (await gate.login("alice", PW)).access_token
+        seen: list[str] = []
+
+        async def app(scope: Any, receive: Any, send: Any) -> None:
+            seen.append(scope["user"].username)
+            await send({"type": "http.response.start", "status": 200, "headers": []})
+            await send({"type": "http.response.body", "body": b"hi"})
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b""}
+
+        async def send(message: Any) -> None:
+            pass
+
+        served = AuthGateMiddleware(app, gate)
+        headers = [(b"authorization", f"Bearer {token}".encode())]
+        real: Any = gate.store
+        gate.store = PeekCountingStore(real, counts)
+        counts.work.clear()
+        for _ in range(3):
+            await served({"type": "http", "method": "GET", "headers": headers}, receive, send)
+        assert seen == ["alice"] * 3
+        assert counts.work["verify"] == 3
+        assert counts.work["store.peek_session_user"] == 3
+        assert counts.work["store.touch_session"] == 3
         gate.store = real
         await gate.close()
 

@@ -27,6 +27,7 @@ __all__ = [
     "Steps",
     "SyncFace",
     "adrive",
+    "answered",
     "call_now",
     "deferred",
     "drive",
@@ -160,6 +161,15 @@ class _Known(Generator[Any, Any, T]):
 def returning(value: T) -> Steps[T]:
     """Steps that do nothing and return `value` (an answer known without I/O)."""
     return _Known(value)
+
+
+def answered(steps: Steps[T]) -> T | None:
+    """The value of steps already done (`returning`), or None when they must be driven:
+    for a caller that drives them itself only when it must (the ASGI middleware)."""
+    if type(steps) is _Known:
+        value: T = steps.value
+        return value
+    return None
 
 
 class operation(Generic[P, R]):

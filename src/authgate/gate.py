@@ -93,8 +93,11 @@ class _Gate(Generic[S]):
         else:
             self.policy = policy
             self.roles = RoleHierarchy(s.roles)
-        # token -> (session, user, identity); stateless: (None, None, identity).
-        self._identities: LRU[str, tuple[Session | None, User | None, Identity]] = LRU(IDENTITIES)
+        # token -> (session, user, identity, when its last_seen touch is due);
+        # stateless: (None, None, identity, 0.0).
+        self._identities: LRU[str, tuple[Session | None, User | None, Identity, float]] = LRU(
+            IDENTITIES
+        )
         self.rules = SessionRules(
             verifier=self.verifier,
             hasher=self.hasher,
@@ -139,7 +142,7 @@ class _Gate(Generic[S]):
             if remembered is not None:
                 return claims, remembered[2]
             built = identity_from_claims(self.policy, claims)
-            self._identities.put(token, (None, None, built))
+            self._identities.put(token, (None, None, built, 0.0))
             return claims, built
         peek = getattr(self.store, "peek_session_user", None)
         if peek is None:
@@ -150,24 +153,29 @@ class _Gate(Generic[S]):
         session, user = found
         known = self._identities.get(token)
         # The stores hand out the same frozen records until something changes, so
-        # "same objects" means "same answer" (the last_seen deadline aside).
+        # "same objects" means "same answer" (the last_seen deadline aside: the same
+        # session's, kept with the answer).
         if (
             known is not None
             and known[0] is session
             and known[1] is user
             and session is not None
-            and time.time() - session.last_seen.timestamp() < self.rules.touch_interval
+            and time.time() < known[3]
         ):
             return claims, known[2]
         identity = quick_identity(self.rules, claims, session, user)
-        if identity is not None:
-            self._identities.put(token, (session, user, identity))
+        if identity is not None and session is not None:
+            due = session.last_seen.timestamp() + self.rules.touch_interval
+            self._identities.put(token, (session, user, identity, due))
         return claims, identity
 
     @operation
     def authenticate(self, token: str) -> Flow[Identity]:
         """The identity a valid access token (or API key) stands for, or an
         `InvalidToken` error."""
+        return self._authentication(token)
+
+    def _authentication(self, token: str) -> Flow[Identity]:
         if is_api_key(token):
             return api_key_identity(self.rules, token)
         claims, identity = self._quick(token)
@@ -333,6 +341,12 @@ class AsyncGate(_Gate[AsyncStore], AsyncFace):
         return await arun(flow, self.store, self.hasher, self.audit.emit)
 
     _drive = run
+
+    def authentication(self, token: str) -> Steps[Identity]:
+        """`authenticate` as steps, each store and cache read once: already done
+        (`authgate.faces.answered`) when the caches decide, else for `run`.  The ASGI
+        middleware's path: no coroutine when nothing waits, no second look on a miss."""
+        return self._authentication(token)
 
     def authenticate_nowait(self, token: str) -> Identity | None:
         """The identity when it can be decided without I/O (stateless mode, or a cached

@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Awaitable
 from urllib.parse import parse_qsl
 
 from ..api import MAX_BODY, ApiMount, ApiRequest, too_large
 from ..audit import bind_audit_log, unbind_audit_log
 from ..context import reset_identity, set_identity
 from ..errors import AuthenticationError, AuthGateError, SessionRevoked
+from ..faces import answered
 from ..gate import AsyncGate
 from ..http import ApiResponse, CredentialRules, error_response, not_found, read_credential
 from ..identity import ANONYMOUS, Client, Identity
@@ -70,6 +72,7 @@ class AuthGateMiddleware:
         method = "GET" if websocket else scope["method"]
         authorization = cookie = csrf = origin = None
         host = ""
+        csrf_header = self._csrf_header
         for name, value in scope["headers"]:
             if name == b"authorization":  # twice: joined as WSGI servers do, then refused
                 text = value.decode("latin-1")
@@ -77,7 +80,7 @@ class AuthGateMiddleware:
             elif name == b"cookie":
                 text = value.decode("latin-1")
                 cookie = f"{cookie}; {text}" if cookie else text
-            elif name == self._csrf_header:
+            elif name == csrf_header:
                 csrf = value.decode("latin-1")
             elif websocket and name == b"origin":
                 origin = value.decode("latin-1")
@@ -89,7 +92,8 @@ class AuthGateMiddleware:
                 cookie=cookie,
                 csrf=csrf,
                 method=method,
-                query=scope.get("query_string", b"").decode("latin-1"),
+                # read on handshakes only
+                query=scope.get("query_string", b"").decode("latin-1") if websocket else "",
                 websocket=websocket,
                 rules=self.rules,
                 origin=origin,
@@ -98,9 +102,9 @@ class AuthGateMiddleware:
             if token is None:
                 identity = ANONYMOUS
             else:
-                identity = self.gate.authenticate_nowait(token) or await self.gate.authenticate(
-                    token
-                )
+                steps = self.gate.authentication(token)
+                known = answered(steps)
+                identity = known if known is not None else await self.gate.run(steps)
         except AuthGateError as err:
             if method == "OPTIONS" and isinstance(err, AuthenticationError):
                 identity = ANONYMOUS
@@ -130,10 +134,12 @@ class AuthGateMiddleware:
                 return
             started = False
 
-            async def tracking_send(message: Message) -> None:
+            def tracking_send(message: Message) -> Awaitable[None]:
+                # Plain, handing back send's own awaitable: no coroutine of its own
+                # for every message.
                 nonlocal started
                 started = True
-                await send(message)
+                return send(message)
 
             try:
                 await self.app(scope, receive, tracking_send)
