@@ -86,12 +86,14 @@ class LRU(Generic[K, V]):
     recently used one to make room.  Safe to share between threads: a race can cost a
     miss, never a wrong answer."""
 
-    __slots__ = ("_entries", "bound", "kind")
+    __slots__ = ("_entries", "_to_end", "bound", "kind")
 
     def __init__(self, kind: Kind, bound: int | None = None) -> None:
         self.kind = kind
         self.bound = kind.bound if bound is None else bound
         self._entries: OrderedDict[K, V] = OrderedDict()
+        # Bound once: `get` runs several times a request.
+        self._to_end = self._entries.move_to_end
 
     def __len__(self) -> int:
         return len(self._entries)
@@ -101,16 +103,15 @@ class LRU(Generic[K, V]):
 
     def get(self, key: K) -> V | None:
         """The entry for `key` (now the most recently used), or None."""
-        entries = self._entries
-        value = entries.get(key)
+        value = self._entries.get(key)
         if value is None:
             self.kind.misses += 1
             return None
-        self.kind.hits += 1
         try:  # noqa: SIM105 - contextlib.suppress costs more than the lookup
-            entries.move_to_end(key)
+            self._to_end(key)
         except KeyError:  # another thread evicted it a moment ago
             pass
+        self.kind.hits += 1
         return value
 
     def put(self, key: K, value: V) -> tuple[K, V] | None:
