@@ -4,10 +4,10 @@ Security choices come from configuration, never from the token: the algorithm mu
 on the ring's allow-list (``none`` never is), ``kid`` is only an index into the local
 ring (``jku``, ``x5u`` and embedded ``jwk`` headers are ignored), the header must say
 ``typ: at+jwt`` (RFC 8725 3.11), and the required claims are checked after the
-signature.  The signature maths is pyjwt's (`jwt.algorithms`, and the stdlib's `hmac` for HMAC keys);
-the parsing around it is ours, so a token seen for the first time costs one HMAC and
-one small JSON parse (about a fifth of a `jwt.decode` of it), and a token seen before
-costs a dict lookup.
+signature.  The signature maths is pyjwt's (`jwt.algorithms`) and the stdlib's
+(`hmac`, for HMAC keys); the parsing around it is ours, so a token seen for the first
+time costs one HMAC and one small JSON parse (about a fifth of a `jwt.decode` of it),
+and a token seen before costs a dict lookup.
 """
 
 from __future__ import annotations
