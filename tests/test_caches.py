@@ -46,6 +46,15 @@ def test_hits_and_misses_are_counted_by_kind() -> None:
     assert (kind.hits, kind.misses) == (0, 0)
 
 
+def test_an_entry_found_stale_counts_as_a_miss() -> None:
+    kind = Kind("test", 10)
+    lru: LRU[str, int] = LRU(kind)
+    lru.put("a", 1)
+    assert lru.get("a") == 1
+    lru.unanswered()
+    assert (kind.hits, kind.misses) == (0, 1)
+
+
 def test_a_bound_of_zero_keeps_nothing() -> None:
     lru: LRU[str, int] = LRU(Kind("test", 0))
     assert lru.put("a", 1) is None

@@ -828,3 +828,19 @@ def _cached_session_bytes(folder: str, where: str) -> float:
         hits = [cache.get(*pair) for pair in asked]
     assert all(hit is not None for hit in hits)  # every answer is cached
     return spent / len(asked)
+
+
+def test_a_session_of_an_evicted_user_counts_as_a_miss_not_a_hit() -> None:
+    """Its entry is still in the LRU but answers nothing: the counters the benchmarks
+    read say the store answered."""
+    from authgate.caches import SESSION_CHECKS
+    from authgate.stores.cache import SessionCache
+
+    cache = SessionCache()
+    [session], user = _login("alice@example.com")
+    cache.put(session, user, cache.generation)
+    SESSION_CHECKS.reset()
+    assert cache.get(session.id, user.username) is not None
+    cache.evict_user(user.username)
+    assert cache.get(session.id, user.username) is None
+    assert (SESSION_CHECKS.hits, SESSION_CHECKS.misses) == (1, 1)

@@ -114,6 +114,12 @@ class LRU(Generic[K, V]):
         self.kind.hits += 1
         return value
 
+    def unanswered(self) -> None:
+        """The entry `get` just returned could not answer (its owner found it stale):
+        count that lookup as a miss, not a hit."""
+        self.kind.hits -= 1
+        self.kind.misses += 1
+
     def put(self, key: K, value: V) -> tuple[K, V] | None:
         """Remember `value` for `key`; the entry evicted to make room, if any."""
         if self.bound <= 0:

@@ -131,9 +131,13 @@ class SessionCache:
         if session is None:
             return None
         held = self._users.get(username)
-        if held is None or session.data is not held.tag or now - held.since > self.ttl:
-            return None
-        if session.is_expired():
+        if (
+            held is None
+            or session.data is not held.tag
+            or now - held.since > self.ttl
+            or session.is_expired()
+        ):
+            self._entries.unanswered()  # the store answers: a miss, for the counters
             return None
         return session, held.user
 
