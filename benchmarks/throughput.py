@@ -101,7 +101,7 @@ def wrk(app: App, seconds: float) -> float:
     cmd = ["wrk", "-t", str(THREADS), "-c", str(CONNECTIONS), "-d", f"{seconds}s", app.url]
     if app.tokens is not None:
         cmd += ["-s", str(ROOT / "replay.lua"), "--", str(app.tokens), str(app.offset)]
-        cmd.append(str(THREADS))
+        cmd += [str(THREADS), str(line_width(app.tokens))]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     if "Non-2xx" in out:
         raise RuntimeError(f"non-2xx answers from {app.name}:\n{out}")
@@ -116,8 +116,15 @@ def wrk(app: App, seconds: float) -> float:
 
 
 def write_tokens(path: Path, tokens: list[str]) -> Path:
-    path.write_text("\n".join(tokens) + "\n")
+    """One token a line, every line padded to the same width (`replay.lua` seeks)."""
+    width = max(map(len, tokens))
+    path.write_text("".join(f"{token:<{width}}\n" for token in tokens))
     return path
+
+
+def line_width(path: Path) -> int:
+    with path.open() as lines:
+        return len(lines.readline()) - 1
 
 
 def peer_tokens(population: Population) -> tuple[list[str], list[str]]:

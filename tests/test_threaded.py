@@ -8,6 +8,9 @@ import dataclasses
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
+from authgate.errors import SessionRevoked
 from authgate.gate import AsyncGate
 from authgate.testing import cheap_hasher
 from conftest import SECRET
@@ -39,6 +42,37 @@ def test_an_async_sqlite_check_due_a_touch_reads_the_cache_in_line(
         for _ in range(3):
             assert (await gate.authenticate(token)).username == "alice"
         assert hops == ["touch_session"] * 3, hops
+        await gate.close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(("inline", "expected"), [(True, []), (False, ["get_session_user"])])
+def test_a_session_check_the_cache_misses_reads_in_line_unless_told_not_to(
+    tmp_path: Any, inline: bool, expected: list[str]
+) -> None:
+    from authgate.stores import SQLiteStore, SyncStoreAsAsync
+
+    async def scenario() -> None:
+        sync = SQLiteStore(tmp_path / "auth.db", cache_ttl=0)  # every check reads
+        store = SyncStoreAsAsync(sync, inline_checks=inline)
+        gate = AsyncGate(store=store, secret_key=SECRET, hasher=cheap_hasher())
+        await gate.create_user("alice", PW)
+        token = (await gate.login("alice", PW)).access_token
+        hops: list[str] = []
+        submit = store._executor.submit
+
+        def counted(fn: Any, /, *args: Any, **kwargs: Any) -> Any:
+            hops.append(getattr(fn, "func", fn).__name__)
+            return submit(fn, *args, **kwargs)
+
+        store._executor.submit = counted  # type: ignore[method-assign]
+        identity = await gate.authenticate(token)
+        assert identity.username == "alice"
+        assert hops == expected
+        await gate.logout(identity)
+        with pytest.raises(SessionRevoked):  # read in-line or not, the check holds
+            await gate.authenticate(token)
         await gate.close()
 
     asyncio.run(scenario())
