@@ -59,7 +59,7 @@ def main() -> None:
         sizes, trials = (1_000,), 100
         request_cost.WARM, request_cost.SLICE, request_cost.ROUNDS = 2_000, 1_000, 2
         throughput.SECONDS, throughput.ROUNDS, throughput.WARM_SECONDS = 1, 1, 1
-        throughput.LENGTH = 30_000
+        throughput.LENGTH = 80_000
     started = time.monotonic()
     sections = [
         "# authgate benchmarks",

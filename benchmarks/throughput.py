@@ -41,7 +41,7 @@ SECONDS, ROUNDS, CONNECTIONS, THREADS = 4, 3, 16, 2
 WARM_SECONDS = 3
 SIZES = (1_000, 10_000, 100_000)
 # Enough requests that no run of wrk comes back to the start of the replay.
-LENGTH = 200_000
+LENGTH = 300_000
 
 
 @dataclass
