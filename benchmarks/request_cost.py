@@ -97,36 +97,30 @@ class Row:
     credentials: list[Any]
     gate: Any = None
     samples: Samples = field(default_factory=list)
-    _next: int = 0
-
-    def requests(self, count: int) -> list[Any]:
-        if len(self.credentials) == 1:
-            return self.credentials * count
-        start = self._next
-        self._next += count
-        return self.credentials[start : start + count]
 
 
 def run_rows(rows: list[Row], runner: Callable[[Row, list[Any]], float]) -> None:
-    """ROUNDS interleaved rounds: each row replays its steady-state window unmeasured,
-    the clocks of its session state scaled to the model at the pace it just ran, then
-    measures its next slice."""
+    """ROUNDS interleaved rounds.  Round j of a population row replays its requests
+    [j * SLICE, j * SLICE + WARM) unmeasured (the steady state), scales the clocks of
+    its session state to the model at the pace it just ran, then measures the next
+    SLICE requests, none of which it has sent before."""
     for row in rows:
         row.samples.clear()
-        row._next = 0
-    for _ in range(ROUNDS):
+    for j in range(ROUNDS):
         for row in rows:
-            population = len(row.credentials) > 1
-            if population:
-                warm = row.requests(WARM)
-                row._next -= WARM
-                rate = len(warm) / (runner(row, warm) * len(warm) / 1e6)
-                if row.gate is not None:
-                    scale_time(row.gate, time_scale(rate))
-                row._next += SLICE
-            else:
-                runner(row, row.requests(2_000))
-            row.samples.append(runner(row, row.requests(SLICE)))
+            if len(row.credentials) == 1:
+                runner(row, row.credentials * 2_000)
+                row.samples.append(runner(row, row.credentials * SLICE))
+                continue
+            start = j * SLICE
+            warm = row.credentials[start : start + WARM]
+            measured = row.credentials[start + WARM : start + WARM + SLICE]
+            if len(measured) < SLICE:
+                raise RuntimeError(f"{row.name}: the population ran out of requests")
+            rate = 1e6 / runner(row, warm)
+            if row.gate is not None:
+                scale_time(row.gate, time_scale(rate))
+            row.samples.append(runner(row, measured))
 
 
 # -- ASGI -------------------------------------------------------------------------------

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import tempfile
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -76,3 +78,17 @@ def test_a_session_check_the_cache_misses_reads_in_line_unless_told_not_to(
         await gate.close()
 
     asyncio.run(scenario())
+
+
+def test_only_sqlite_checks_sessions_in_line() -> None:
+    from authgate.stores import open_async_store
+
+    async def scenario(url: str) -> bool:
+        store: Any = open_async_store(url)
+        inline: bool = store.inline_checks
+        await store.close()
+        return inline
+
+    assert asyncio.run(scenario("memory://")) is False
+    assert asyncio.run(scenario(f"json:///{Path(tempfile.mkdtemp())}/j")) is False
+    assert asyncio.run(scenario(f"sqlite:///{Path(tempfile.mkdtemp())}/s.db")) is True

@@ -454,3 +454,47 @@ def test_a_cold_token_is_checked_as_fully_through_the_shortcut() -> None:
     with pytest.raises(InvalidTokenClaims):
         v._verify_known_shape(bad_ver, time.time())
     assert v._verify_known_shape(v.issue({"sub": "a", "sid": "s", "ver": 1}, ttl=60), time.time())
+
+
+def _signed(v: TokenVerifier, claims: str, head: str) -> str:
+    """A token signed with the test key over the JSON text `claims` exactly as given."""
+    payload = base64.urlsafe_b64encode(claims.encode()).rstrip(b"=").decode()
+    digest = hmac.digest(SECRET.encode(), f"{head}.{payload}".encode(), "sha256")
+    return f"{head}.{payload}.{base64.urlsafe_b64encode(digest).rstrip(b'=').decode()}"
+
+
+@pytest.mark.parametrize("depth", [33, 40, 960])
+def test_a_signed_payload_nested_too_deep_is_refused_on_both_paths(depth: int) -> None:
+    v, token = _verifier_with_known_header()
+    now = int(time.time())
+    claims: dict[str, Any] = {"iss": "authgate", "aud": "authgate", "iat": now}
+    claims |= {"exp": now + 60, "jti": "j", "sub": "alice", "sid": "s", "ver": 1}
+    text = (
+        json.dumps(claims)[:-1] + ', "deep": ' + "[" * (depth - 1) + "1" + "]" * (depth - 1) + "}"
+    )
+    deep = _signed(v, text, token.split(".")[0])
+    assert v._verify_known_shape(deep, time.time()) is None
+    with pytest.raises(MalformedToken):
+        v.verify(deep)
+
+
+def test_a_header_is_remembered_only_once_a_signature_checks() -> None:
+    v = TokenVerifier(KeyRing([Key.hmac(SECRET)]), issuer="authgate", audience="authgate")
+    token = v.issue({"sub": "alice", "sid": "s", "ver": 1}, ttl=60)
+    head, payload, signature = token.split(".")
+    forged = f"{head}.{payload}.{signature[::-1]}"
+    with pytest.raises((InvalidSignature, MalformedToken)):
+        v.verify(forged)
+    assert len(v._headers) == 0  # a forged token leaves nothing behind
+    v.verify(token)
+    assert head in v._headers
+
+
+def test_a_key_pickles_and_copies_with_its_hmac_made_anew() -> None:
+    import copy
+    import pickle
+
+    key = Key.hmac(SECRET)
+    for twin in (pickle.loads(pickle.dumps(key)), copy.deepcopy(key)):  # noqa: S301 - our own bytes
+        assert twin == key
+        assert twin.hmac_signature(b"message") == key.hmac_signature(b"message")

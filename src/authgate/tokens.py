@@ -49,7 +49,7 @@ __all__ = ["ACCESS_TOKEN_TYPE", "Key", "KeyRing", "TokenVerifier"]
 
 ACCESS_TOKEN_TYPE = "at+jwt"
 HMAC_ALGORITHMS = {"HS256": hashlib.sha256, "HS384": hashlib.sha384, "HS512": hashlib.sha512}
-# hmac.digest's one-shot OpenSSL path takes the digest by name.
+# The digests by name, as `hmac.new` takes them.
 _HMAC_DIGESTS = {"HS256": "sha256", "HS384": "sha384", "HS512": "sha512"}
 ASYMMETRIC_ALGORITHMS = ("RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA")
 MIN_SECRET_BYTES = 32
@@ -111,6 +111,11 @@ class Key:
         digest = _HMAC_DIGESTS.get(self.algorithm)
         if digest is not None:
             object.__setattr__(self, "_keyed", hmac.new(self.verifying_key, digestmod=digest))
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Copied and pickled as what it was built from: the keyed HMAC is made anew.
+        jwk = None if self.public_jwk is None else dict(self.public_jwk)
+        return Key, (self.kid, self.algorithm, self.verifying_key, self.signing_key, jwk)
 
     @classmethod
     def hmac(cls, secret: str | bytes, algorithm: str = "HS256", *, dev_mode: bool = False) -> Key:
@@ -495,7 +500,10 @@ class TokenVerifier:
         if expected is None or not hmac.compare_digest(expected, signature_b64):
             return None
         try:
-            claims = _decode_signed_claims(_b64decode(payload_b64))
+            raw = _b64decode(payload_b64)
+            if raw.count(b"[") + raw.count(b"{") > documents.MAX_DEPTH:
+                return None  # perhaps too deep: the full path measures and words it
+            claims = _decode_signed_claims(raw)
         except (ValueError, msgspec.DecodeError, RecursionError):
             return None
         self._check_claims(claims, now)
@@ -532,7 +540,6 @@ class TokenVerifier:
             if found.algorithm != alg:
                 raise InvalidSignature("the token's algorithm does not match its key")
             key = found
-        self._headers.put(header_b64, key)
         return key
 
     def _verify_uncached(self, token: str, now: float) -> Mapping[str, Any]:
@@ -541,6 +548,7 @@ class TokenVerifier:
         if not _TOKEN_SHAPE.fullmatch(token):
             raise MalformedToken("the token is not a compact JWT (three base64url segments)")
         header_b64, payload_b64, signature_b64 = token.split(".")
+        ring = self._ring
         key = self._key_for(header_b64)
         try:
             signature = _b64decode(signature_b64)
@@ -549,6 +557,10 @@ class TokenVerifier:
         signing_input = token[: len(header_b64) + len(payload_b64) + 1].encode("ascii")
         if not key.verify(signing_input, signature):
             raise InvalidSignature()
+        # Remembered only once a signature checked (forged headers cannot crowd out the
+        # real ones), and only if the ring that gave the key is still the ring.
+        if ring is self._ring:
+            self._headers.put(header_b64, key)
         try:
             claims = documents.loads(_b64decode(payload_b64))
         except ValueError as err:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -46,6 +47,8 @@ def _yield_to_the_event_loop() -> None:
     """Lower this hashing thread's priority (and that of the threads argon2 starts from
     it, which inherit it), so a core busy hashing is the event loop's as soon as the
     loop wants it.  Linux sets priorities per thread; elsewhere this does nothing."""
+    if not sys.platform.startswith("linux"):  # elsewhere a thread id is no pid
+        return
     with contextlib.suppress(AttributeError, OSError):
         tid = threading.get_native_id()
         os.setpriority(os.PRIO_PROCESS, tid, os.getpriority(os.PRIO_PROCESS, tid) + HASH_NICENESS)

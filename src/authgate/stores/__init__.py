@@ -110,4 +110,6 @@ def open_async_store(url: str) -> AsyncStore:
         return AsyncRedisStore(_redis_url(url))
     if scheme == "memory":
         return SyncStoreAsAsync(open_store(url), offload=False)
-    return SyncStoreAsAsync(open_store(url))
+    # SQLite's session check reads in-line (a read by key never waits under WAL); a JSON
+    # file's takes a file lock and parses the file: the pool.
+    return SyncStoreAsAsync(open_store(url), inline_checks=scheme == "sqlite")

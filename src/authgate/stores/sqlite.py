@@ -377,9 +377,10 @@ class SQLiteStore:
         with self._write(invalidates=False) as db:
             done = (
                 db.execute(
-                    "UPDATE sessions SET record = json_set(record, '$.last_seen', ?) "
+                    # json(): the number as Python spells it, every digit kept
+                    "UPDATE sessions SET record = json_set(record, '$.last_seen', json(?)) "
                     "WHERE id = ? AND expires_at > ?",
-                    (_codec.timestamp(last_seen), session_id, time.time()),
+                    (repr(_codec.timestamp(last_seen)), session_id, time.time()),
                 ).rowcount
                 == 1
             )

@@ -31,9 +31,9 @@ class SyncStoreAsAsync(AsyncFace):
     is the sync store's own, passed on.
 
     SQLite calls run on a small thread pool so the event loop never waits on the disk
-    (a write may wait for SQLite's write lock), except the per-request session check,
-    a read that never waits (`get_session_user`); the memory store answers in-line
-    (``offload=False``), with no thread hop.
+    (a write may wait for SQLite's write lock), and so does the per-request session
+    check unless ``inline_checks`` (see `get_session_user`); the memory store answers
+    in-line (``offload=False``), with no thread hop.
     """
 
     def __init__(
@@ -42,7 +42,7 @@ class SyncStoreAsAsync(AsyncFace):
         *,
         offload: bool = True,
         max_workers: int = 4,
-        inline_checks: bool = True,
+        inline_checks: bool = False,
     ) -> None:
         self.sync = sync
         self.url = sync.url
@@ -77,17 +77,17 @@ class SyncStoreAsAsync(AsyncFace):
     def get_session_user(
         self, session_id: str, username: str
     ) -> Steps[tuple[Session | None, User | None]]:
-        """The per-request session check, in-line: the cached answer when the sync
-        store has one, else its read of one session and one user by key.  On SQLite
-        that read never waits for a writer (WAL) and takes some 20-40 µs of CPU, where
-        a hop to the thread pool and back cost about 400 µs of waiting per check at
-        10,000 users (`benchmarks/request_cost.py`).  With ``inline_checks=False`` the
-        read goes to the pool like every other operation (a database on a slow disk)."""
+        """The per-request session check: the cached answer in-line when the sync
+        store has one, else its read on the pool.  With ``inline_checks`` (what
+        `open_async_store` gives SQLite) the read runs in-line too: one session and one
+        user by key, which never waits for a writer under WAL and takes some 20-40 µs,
+        where a hop to the thread pool and back cost about 400 µs of waiting per check
+        at 10,000 users (`benchmarks/request_cost.py`)."""
+        if self.inline_checks:  # the store's own check looks at its cache first
+            return returning(self.sync.get_session_user(session_id, username))
         hit = self.peek_session_user(session_id, username)
         if hit is not None:
             return returning(hit)
-        if self.inline_checks:
-            return returning(self.sync.get_session_user(session_id, username))
         return deferred(self.sync.get_session_user, session_id, username)
 
     touch_session = passed_on(Store.touch_session, "sync")
