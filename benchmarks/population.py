@@ -21,6 +21,7 @@ The model, stated with every table it feeds:
 
 from __future__ import annotations
 
+import argparse
 import itertools
 import random
 from collections.abc import Callable, Iterator
@@ -137,3 +138,11 @@ MODEL = f"""\
   session cache lifetime (60 s) and the ``last_seen`` touch interval (300 s) are scaled
   by {MODEL_RATE:g} / the row's measured rate.  The verified-token and identity caches
   are bounded by count and need no scaling."""
+
+
+def command(run: Callable[[tuple[int, ...]], str], doc: str, sizes: tuple[int, ...]) -> None:
+    """A benchmark's command line: ``--sizes 1000,10000`` chooses the populations; the
+    markdown `run` returns is printed."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--sizes", default=",".join(map(str, sizes)))
+    print(run(tuple(int(size) for size in parser.parse_args().sizes.split(","))))

@@ -50,6 +50,7 @@ from population import (
     PW,
     Population,
     authgate_tokens,
+    command,
     time_scale,
 )
 from starlette.applications import Starlette
@@ -546,12 +547,7 @@ def run(sizes: tuple[int, ...] = SIZES) -> str:
 
 
 def main() -> None:
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
-    sizes = tuple(int(s) for s in parser.parse_args().sizes.split(","))
-    print(run(sizes))
+    command(run, __doc__ or "", SIZES)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ Run: ``pip install -e '.[all,dev,bench]' && python benchmarks/throughput.py`` (n
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
 import re
@@ -30,7 +29,7 @@ import flask
 import httpx
 import jwt
 from flask_jwt_extended import JWTManager, create_access_token
-from population import MINT_TTL, Population, authgate_tokens, time_scale
+from population import MINT_TTL, Population, authgate_tokens, command, time_scale
 
 from authgate import Gate
 from authgate.testing import cheap_hasher, free_port, redis_server
@@ -284,10 +283,7 @@ def run(sizes: tuple[int, ...] = SIZES) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default=",".join(map(str, SIZES)))
-    sizes = tuple(int(s) for s in parser.parse_args().sizes.split(","))
-    print(run(sizes))
+    command(run, __doc__ or "", SIZES)
 
 
 if __name__ == "__main__":
