@@ -82,7 +82,7 @@ def flask_jwt_app(blocklist: redis.Redis | None) -> flask.Flask:
     manager = JWTManager(peer)
     if blocklist is not None:
 
-        @manager.token_in_blocklist_loader
+        @manager.token_in_blocklist_loader  # type: ignore[untyped-decorator,unused-ignore]
         def revoked(jwt_header: dict[str, Any], jwt_payload: dict[str, Any]) -> bool:
             return blocklist.get(f"blocklist:{jwt_payload['jti']}") is not None
 
