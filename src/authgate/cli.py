@@ -131,7 +131,8 @@ def _split(values: tuple[str, ...]) -> list[str]:
     "store_url",
     envvar="AUTHGATE_STORE",
     metavar="URL",
-    help="Store URL (memory://, sqlite:///file.db, redis://host:port/db). "
+    help="Store URL (memory://, sqlite:///file.db, redis://host:port/db, "
+    "postgresql://user@host/db, mysql://user@host/db). "
     "Default: $AUTHGATE_STORE or sqlite:///authgate.db.",
 )
 @click.version_option(package_name="authgate")
@@ -403,6 +404,80 @@ def policy_check(file: str) -> None:
     grants = sum(len(p) for p in loaded.role_permissions.values())
     groups = len(loaded.group_permissions)
     click.echo(f"{file}: ok (roles {order}; {grants} role grants, {groups} groups)")
+
+
+@main.group()
+def db() -> None:
+    """A SQL store's tables: create, upgrade, and say which revision they are at."""
+
+
+def _sql_settings(state: CliState) -> Any:
+    from .stores import is_sql_url
+
+    url = state.settings.store
+    if not is_sql_url(url):
+        raise click.ClickException(
+            "the store is not a SQL database (postgresql://, mysql://, mariadb://): "
+            "it has no tables to migrate"
+        )
+    from .stores.sql import parse_sql_url
+
+    with _user_errors():
+        return parse_sql_url(url)
+
+
+@contextmanager
+def _database(state: CliState) -> Iterator[tuple[Any, Any]]:
+    """The SQL store's settings and a migration engine, with database failures told
+    as one line (host and port, never the password)."""
+    import sqlalchemy as sa
+
+    from .stores.sql.faces import _failure, migration_engine
+
+    settings = _sql_settings(state)
+    engine = migration_engine(settings)
+    try:
+        with _user_errors():
+            try:
+                yield settings, engine
+            except sa.exc.SQLAlchemyError as err:
+                raise _failure(settings, err) from err
+    finally:
+        engine.dispose()
+
+
+@db.command("upgrade")
+@click.argument("revision", default="head")
+@pass_state
+def db_upgrade(state: CliState, revision: str) -> None:
+    """Create authgate's tables or bring them to REVISION (default: the newest)."""
+    from .stores.sql import migrate
+
+    with _database(state) as (settings, engine):
+        before = migrate.current(engine, settings.prefix, settings.schema)
+        migrate.upgrade(engine, revision, settings.prefix, settings.schema)
+        after = migrate.current(engine, settings.prefix, settings.schema)
+    if before == after:
+        click.echo(f"authgate's tables are at {after}; nothing to do")
+    else:
+        click.echo(f"upgraded authgate's tables from {before or 'nothing'} to {after}")
+
+
+@db.command("current")
+@pass_state
+def db_current(state: CliState) -> None:
+    """Say which revision authgate's tables are at, and whether it is the newest."""
+    from .stores.sql import migrate
+
+    with _database(state) as (settings, engine):
+        at = migrate.current(engine, settings.prefix, settings.schema)
+    head = migrate.head()
+    if at is None:
+        click.echo(f"no authgate tables here; `authgate db upgrade` creates them (at {head})")
+    elif at == head:
+        click.echo(f"{at} (head)")
+    else:
+        click.echo(f"{at} (behind {head}: run `authgate db upgrade`)")
 
 
 @main.command("bootstrap")

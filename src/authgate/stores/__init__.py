@@ -8,6 +8,8 @@
 ``sqlite:////absolute/path.db``
 ``json:///path/to/dir``                   JSON files, written atomically
 ``redis://host:port/db?prefix=authgate``  Redis (``rediss://`` for TLS)
+``postgresql://user@host/db``,            PostgreSQL, MySQL or MariaDB through
+``mysql://...``, ``mariadb://...``         SQLAlchemy (`authgate.stores.sql`)
 ========================================  ============================================
 """
 
@@ -30,14 +32,25 @@ __all__ = [
     "Session",
     "Store",
     "SyncStoreAsAsync",
+    "is_sql_url",
     "open_async_store",
     "open_store",
 ]
 
 _SCHEMES = (
     "memory://, sqlite:///path/to/file.db, json:///path/to/dir, "
-    "redis://host:port/db or rediss://..."
+    "redis://host:port/db or rediss://..., postgresql://user@host/db, "
+    "postgresql+asyncpg://..., mysql://... or mariadb://..."
 )
+
+
+def _sql_scheme(scheme: str) -> bool:
+    return scheme.split("+")[0] in ("postgresql", "postgres", "mysql", "mariadb")
+
+
+def is_sql_url(url: str) -> bool:
+    """Does `url` name a SQL store (PostgreSQL, MySQL, MariaDB)?"""
+    return isinstance(url, str) and _sql_scheme(urlsplit(url).scheme.lower())
 
 
 def _sqlite_path(url: str) -> str:
@@ -98,6 +111,10 @@ def open_store(url: str) -> Store:
         from .jsonfile import JSONFileStore
 
         return JSONFileStore(_sqlite_path(url).rstrip("/") or "/", url=url)
+    if _sql_scheme(scheme):
+        from .sql import SQLStore
+
+        return SQLStore(url)
     raise ConfigError(f"unsupported store URL {url!r}: expected {_SCHEMES}")
 
 
@@ -110,6 +127,10 @@ def open_async_store(url: str) -> AsyncStore:
         return AsyncRedisStore(_redis_url(url))
     if scheme == "memory":
         return SyncStoreAsAsync(open_store(url), offload=False)
+    if _sql_scheme(scheme):
+        from .sql import AsyncSQLStore
+
+        return AsyncSQLStore(url)
     # SQLite's session check reads in-line (a read by key never waits under WAL); a JSON
     # file's takes a file lock and parses the file: the pool.
     return SyncStoreAsAsync(open_store(url), inline_checks=scheme == "sqlite")
