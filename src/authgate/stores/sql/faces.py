@@ -184,6 +184,9 @@ def _engine_options(settings: SQLSettings, url: sa.URL) -> dict[str, Any]:
         # With autocommit there is no transaction to reset; the faces end their own.
         "pool_reset_on_return": None,
         "pool_pre_ping": True,
+        # The session check joins the user to a one-row table on the username alone, a
+        # join the linter takes for a cartesian product.
+        "enable_from_linting": False,
         "pool_size": settings.pool_size,
         "max_overflow": settings.max_overflow,
         "pool_timeout": settings.timeout,
@@ -305,11 +308,11 @@ class _SQLFace(_SQL):
     def _session_cache(self) -> SessionCache | None:
         if self._cache is None and self.settings.cache_ttl > 0:
             cache = SessionCache(self.settings.cache_ttl, deaf_after=DEAF_AFTER)
-            feed_engine = sa.create_engine(
-                self.settings.sync_url,
-                poolclass=NullPool,
-                connect_args=_connect_args(self.settings.sync_url.get_driver_name(), 10.0),
-            )
+            url = self.settings.sync_url
+            options = _connect_args(url.get_driver_name(), 10.0)
+            if self.family == "postgresql":  # named, for pg_stat_activity
+                options["application_name"] = "authgate-feed"
+            feed_engine = sa.create_engine(url, poolclass=NullPool, connect_args=options)
             feed: _Feed
             if self.family == "postgresql":
                 feed = NotifyFeed(feed_engine, cache, self.channel)

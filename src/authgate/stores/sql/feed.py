@@ -41,6 +41,13 @@ DEAF_AFTER = 2.0
 _log = logging.getLogger("authgate.store")
 
 
+def _lost_database(exc: Exception) -> bool:
+    """Is `exc` the database or the network failing (as opposed to a bug)?"""
+    if isinstance(exc, (sa.exc.SQLAlchemyError, OSError, TimeoutError)):
+        return True
+    return type(exc).__module__.split(".")[0] in ("psycopg", "pymysql")
+
+
 class _Feed(threading.Thread):
     """A daemon thread that follows a database's changes into a `SessionCache`,
     reconnecting with a growing pause (0.1 s doubling to 5 s) after each failure."""
@@ -58,7 +65,7 @@ class _Feed(threading.Thread):
             try:
                 self._follow()
             except Exception as exc:  # never stop following
-                if not isinstance(exc, (sa.exc.SQLAlchemyError, OSError, TimeoutError)):
+                if not _lost_database(exc):  # a fault of ours
                     _log.warning("the session cache's feed failed (%s)", type(exc).__name__)
                 self.cache.disable()
                 self.stopping.wait(self.backoff)

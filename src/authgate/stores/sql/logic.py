@@ -232,7 +232,7 @@ class _Statements:
             *(col.label("u_" + col.name) for col in u.c),
         ).select_from(
             one.outerjoin(s, sa.and_(s.c.id == b("id"), live)).outerjoin(
-                u, sa.and_(u.c.username == b("username"), one.c.one == 1)
+                u, u.c.username == b("username")
             )
         )
         self.delete_session = sa.delete(s).where(s.c.id == b("id"))

@@ -58,6 +58,8 @@ def upgrade(
     """Bring authgate's tables to `revision` (``head``: the newest), under the lock
     that keeps two processes from migrating at once."""
     with engine.connect() as conn, _migration_lock(conn, prefix, schema):
+        if schema is not None and conn.dialect.name == "postgresql":
+            conn.execute(sa.schema.CreateSchema(schema, if_not_exists=True))
         command.upgrade(_config(conn, prefix, schema), revision)
         conn.commit()
 
@@ -66,10 +68,7 @@ def upgrade_if_behind(engine: sa.Engine, prefix: str = "", schema: str | None = 
     """What a store does at start with ``migrate`` on: nothing when the tables are at
     head (one read), else `upgrade`.  A database ahead of this authgate (a newer
     version migrated it) is left alone, with a `ConfigError`."""
-    try:
-        at = current(engine, prefix, schema)
-    except sa.exc.OperationalError as err:
-        raise StoreUnavailable(f"cannot reach the database: {err.orig}") from err
+    at = current(engine, prefix, schema)
     if at == head():
         return
     if at is not None and at not in _known():
