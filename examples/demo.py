@@ -48,8 +48,9 @@ class Item:
 class Items:
     """The demo's item table, in a store every worker shares: a SQLite file next to
     authgate's (``sqlite:///authgate.db`` -> ``authgate.db-items.db``), a hash under the
-    same Redis prefix, or process memory for ``memory://`` and ``json://`` (one
-    process).  Ids come from the store, so two workers never hand out the same one."""
+    same Redis prefix, a ``<prefix>demo_items`` table beside authgate's in a SQL
+    database, or process memory for ``memory://`` and ``json://`` (one process).  Ids
+    come from the store, so two workers never hand out the same one."""
 
     def __init__(self, store_url: str = "memory://") -> None:
         self._url = store_url
@@ -57,6 +58,7 @@ class Items:
         self._memory: dict[int, Item] = {}
         self._sqlite: str | None = None
         self._redis: Any = None
+        self._table: tuple[Any, Any] | None = None
         scheme = store_url.partition(":")[0]
         if scheme == "sqlite":
             self._sqlite = _sqlite_path(store_url) + "-items.db"
@@ -65,6 +67,8 @@ class Items:
                     "CREATE TABLE IF NOT EXISTS items "
                     "(id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT, title TEXT)"
                 )
+        elif scheme.split("+")[0] in ("postgresql", "postgres", "mysql", "mariadb"):
+            self._table = _sql_items(store_url)
         elif scheme in ("redis", "rediss"):
             import redis
 
@@ -91,6 +95,11 @@ class Items:
                     "INSERT INTO items (owner, title) VALUES (?, ?)", (owner, title)
                 )
                 return Item(int(cursor.lastrowid or 0), owner, title)
+        if self._table is not None:
+            engine, table = self._table
+            with engine.begin() as conn:
+                made = conn.execute(table.insert().values(owner=owner, title=title))
+                return Item(int(made.inserted_primary_key[0]), owner, title)
         if self._redis is not None:
             new_id = int(self._redis.hincrby(self._key, "next-id", 1))
             self._redis.hset(self._key, str(new_id), json.dumps([owner, title]))
@@ -109,6 +118,11 @@ class Items:
                     "SELECT owner, title FROM items WHERE id = ?", (item_id,)
                 ).fetchone()
             item = Item(item_id, row[0], row[1]) if row else None
+        elif self._table is not None:
+            engine, table = self._table
+            with engine.connect() as conn:
+                found = conn.execute(table.select().where(table.c.id == item_id)).first()
+            item = Item(item_id, found.owner, found.title) if found else None
         elif self._redis is not None:
             raw = self._redis.hget(self._key, str(item_id))
             item = Item(item_id, *json.loads(raw)) if raw else None
@@ -117,6 +131,30 @@ class Items:
         if item is None:
             raise NotFound("no such item")
         return item
+
+
+def _sql_items(store_url: str) -> tuple[Any, Any]:
+    """An engine and the ``<prefix>demo_items`` table beside authgate's tables, made if
+    missing (every worker of a new deployment tries at once: one wins)."""
+    import sqlalchemy as sa
+
+    from authgate.stores.sql import parse_sql_url
+
+    settings = parse_sql_url(store_url)
+    engine = sa.create_engine(settings.sync_url, pool_pre_ping=True)
+    table = sa.Table(
+        f"{settings.prefix}demo_items",
+        sa.MetaData(schema=settings.schema),
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+        sa.Column("owner", sa.String(64), nullable=False),
+        sa.Column("title", sa.String(200), nullable=False),
+    )
+    try:
+        table.create(engine, checkfirst=True)
+    except sa.exc.DatabaseError:  # another worker made it meanwhile
+        if not sa.inspect(engine).has_table(table.name, schema=settings.schema):
+            raise
+    return engine, table
 
 
 def _sqlite_path(url: str) -> str:

@@ -3,6 +3,7 @@ sync engine or on its asyncio engine, and the store URL's own parameters."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import os
@@ -21,9 +22,10 @@ from ...faces import AsyncFace, Steps, SyncFace, adrive, drive
 from ...users import Session, User
 from ..cache import CACHE_TTL, SessionCache
 from .feed import DEAF_AFTER, NotifyFeed, PollFeed, _Feed
-from .logic import _SQL, Begin, Commit, Done, Run
+from .logic import _SQL, Begin, Commit, Done, Run, _run
 from .migrate import upgrade_if_behind
 from .schema import Tables
+from .usertable import MappedUsers, UserTable, user_table
 
 __all__ = ["AsyncSQLStore", "SQLSettings", "SQLStore", "parse_sql_url"]
 
@@ -68,6 +70,9 @@ class SQLSettings:
     max_overflow: int = 10
     #: Seconds to wait for a pooled connection, a lock, or a statement.
     timeout: float = 10.0
+    #: Users in the app's own table: a `UserTable`, a preset's name
+    #: (``fastapi-users``, ``flask-security``) or ``module:attribute``; None: authgate's.
+    users: UserTable | str | None = None
 
     @property
     def channel(self) -> str:
@@ -128,7 +133,9 @@ def parse_sql_url(url: str, **overrides: Any) -> SQLSettings:
 def _checked(options: dict[str, Any]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for name, value in options.items():
-        if name in ("prefix", "schema"):
+        if name == "users":
+            out[name] = value
+        elif name in ("prefix", "schema"):
             if not isinstance(value, str) or not _NAME.match(value) or len(value) > 32:
                 raise ConfigError(
                     f"the SQL store's {name} must be at most 32 letters, digits or '_' "
@@ -254,7 +261,16 @@ class _Conversation:
 
 
 def _done(result: sa.CursorResult[Any]) -> Done:
-    return Done(result.all() if result.returns_rows else (), result.rowcount)
+    context: Any = result.context
+    key = None
+    if context.isinsert and not context.executemany:
+        # the key the database chose (read from RETURNING or lastrowid by SQLAlchemy);
+        # an insert with a RETURNING of its own has none to give
+        with contextlib.suppress(sa_exc.InvalidRequestError):
+            inserted = result.inserted_primary_key
+            key = inserted[0] if inserted else None
+    rows = result.all() if result.returns_rows else ()
+    return Done(rows, result.rowcount, key)
 
 
 #: Stores whose engines a forked child must not share with its parent.
@@ -284,17 +300,24 @@ class _SQLFace(_SQL):
         schema: str | None = None,
         cache_ttl: float | None = None,
         migrate: bool | None = None,
+        users: UserTable | str | None = None,
     ) -> None:
         self.url = url
         self.settings = parse_sql_url(
-            url, prefix=prefix, schema=schema, cache_ttl=cache_ttl, migrate=migrate
+            url, prefix=prefix, schema=schema, cache_ttl=cache_ttl, migrate=migrate, users=users
         )
         s = self.settings
         super().__init__(Tables.build(s.prefix, s.schema), s.family, s.channel)
-        if s.migrate:
+        if s.migrate or s.users is not None:
             engine = migration_engine(s)
             try:
-                upgrade_if_behind(engine, s.prefix, s.schema)
+                if s.migrate:
+                    upgrade_if_behind(engine, s.prefix, s.schema)
+                if s.users is not None:
+                    self.mapped = MappedUsers(
+                        user_table(s.users), engine, self.tables, _run, self._transaction,
+                        self._announce,
+                    )  # fmt: skip
             except sa_exc.SQLAlchemyError as err:
                 raise _failure(s, err) from err
             finally:

@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
@@ -30,6 +30,9 @@ from ...users import Group, Session, User, utcnow
 from ..base import Page, Sweeper
 from ..cache import SessionCache, read_through
 from .schema import Tables
+
+if TYPE_CHECKING:
+    from .usertable import MappedUsers
 
 __all__ = ["Begin", "Done", "Rollback", "Run"]
 
@@ -50,6 +53,8 @@ class Done:
 
     rows: Sequence[Any]  # rows of SQLAlchemy (`sa.Row`): by position, or by name in `_mapping`
     rowcount: int
+    #: The primary key an insert of one row made (a number the database chose).
+    key: Any = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -338,6 +343,9 @@ class _SQL:
 
     #: The per-process session-check cache (None: off), set by the face.
     _cache: SessionCache | None = None
+    #: Users in the app's own table (`usertable.UserTable`), set by the face; None:
+    #: in authgate's.
+    mapped: MappedUsers | None = None
 
     def __init__(self, tables: Tables, family: str, channel: str) -> None:
         self.tables = tables
@@ -406,18 +414,24 @@ class _SQL:
     # -- users ------------------------------------------------------------------------
 
     def _get_user(self, username: str) -> Steps[User | None]:
+        if self.mapped is not None:
+            return (yield from self.mapped.get(username))
         done = yield from _run(self.q.user_by_name, {"username": username})
         return _user_from(done.rows[0]._mapping) if done.rows else None
 
     get_user = operation(_get_user)
 
     def _get_user_by_id(self, user_id: str) -> Steps[User | None]:
+        if self.mapped is not None:
+            return (yield from self.mapped.get_by_id(user_id))
         done = yield from _run(self.q.user_by_id, {"id": user_id})
         return _user_from(done.rows[0]._mapping) if done.rows else None
 
     get_user_by_id = operation(_get_user_by_id)
 
     def _list_users(self, after: str | None = None, limit: int = 100) -> Steps[Page]:
+        if self.mapped is not None:
+            return (yield from self.mapped.page(after, limit))
         done = yield from _run(self.q.users_after, {"after": after or "", "limit": limit + 1})
         users = [_user_from(row._mapping) for row in done.rows[:limit]]
         more = len(done.rows) > limit
@@ -426,6 +440,8 @@ class _SQL:
     list_users = operation(_list_users)
 
     def _create_user(self, user: User) -> Steps[User]:
+        if self.mapped is not None:
+            return (yield from self.mapped.create(user))
         try:
             yield from _run(self.q.insert_user, _user_values(user))
         except sa_exc.IntegrityError as err:
@@ -443,6 +459,8 @@ class _SQL:
     update_user = operation(_update_user)
 
     def _update_tx(self, user: User, expected_version: int) -> Steps[User]:
+        if self.mapped is not None:
+            return (yield from self.mapped.update(user, expected_version))
         where = {"w_username": user.username, "w_id": user.id, "w_version": expected_version}
         values = _user_values(user)
         del values["id"], values["username"]
@@ -464,6 +482,8 @@ class _SQL:
     delete_user = operation(_delete_user)
 
     def _delete_user_tx(self, username: str, expected_version: int | None) -> Steps[None]:
+        if self.mapped is not None:
+            return (yield from self.mapped.delete(username, expected_version, self.tables.sessions))
         if expected_version is None:
             done = yield from _run(self.q.delete_user, {"username": username})
         else:
@@ -546,6 +566,9 @@ class _SQL:
     def _session_user(
         self, session_id: str, username: str
     ) -> Steps[tuple[Session | None, User | None]]:
+        if self.mapped is not None:
+            session = yield from self._get_session(session_id)
+            return session, (yield from self.mapped.get(username))
         done = yield from _run(
             self.q.session_user, {"id": session_id, "username": username, "now": utcnow()}
         )

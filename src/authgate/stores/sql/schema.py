@@ -76,6 +76,7 @@ class Tables:
     counters: sa.Table
     changes: sa.Table
     epoch: sa.Table
+    user_extras: sa.Table
     prefix: str
     schema: str | None
 
@@ -148,4 +149,26 @@ class Tables:
             sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
             sa.Column("value", sa.BigInteger, nullable=False),
         )
-        return cls(md, users, groups, sessions, counters, changes, epoch, prefix, schema)
+        # What an app's own users table (`usertable.UserTable`) lacks, per user; a NULL
+        # is "the app's table has that column".
+        user_extras = sa.Table(
+            f"{p}user_extras",
+            md,
+            sa.Column("user_id", sa.String(64), primary_key=True),
+            sa.Column("version", sa.Integer, nullable=False),
+            sa.Column("roles", _json(), nullable=False),
+            sa.Column("groups", _json(), nullable=False),
+            sa.Column("permissions", _json(), nullable=False),
+            sa.Column("email", sa.String(320)),
+            sa.Column("first_name", sa.Text),
+            sa.Column("last_name", sa.Text),
+            sa.Column("display_name", sa.Text),
+            sa.Column("created_at", UTCDateTime),
+            sa.Column("updated_at", UTCDateTime),
+            sa.Column("password_hash", sa.Text),
+            sa.Column("enabled", sa.Boolean),
+            sa.Column("scram_credentials", sa.Text, nullable=False),
+        )
+        return cls(
+            md, users, groups, sessions, counters, changes, epoch, user_extras, prefix, schema
+        )
