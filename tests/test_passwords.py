@@ -1,18 +1,35 @@
-"""argon2id hashing, verification and the password policy."""
+"""argon2id hashing, verification and the password policy; hashes other libraries
+made, verified and replaced by argon2id at login (`authgate.password_formats`)."""
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import contextlib
+import hashlib
+import hmac
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import argon2
+import bcrypt
 import pytest
 from argon2.exceptions import InvalidHashError, VerifyMismatchError
 
 from authgate.errors import BadCredentials, InvalidPassword
-from authgate.gate import Gate
-from authgate.passwords import Argon2Params, PasswordHasher, PasswordPolicy
+from authgate.flows.drive import _cpu, arun, run
+from authgate.flows.login import login
+from authgate.flows.ops import Call, DeriveScram, Hash, Verify
+from authgate.flows.users import create_user, password_fields
+from authgate.gate import AsyncGate, Gate
+from authgate.identity import Client
+from authgate.passwords import Argon2Params, LegacyHashes, PasswordHasher, PasswordPolicy
+from authgate.stores import open_async_store
+from authgate.stores.memory import MemoryStore
 from authgate.testing import cheap_hasher
-from conftest import SECRET
+from authgate.tokens import TokenPair
+from authgate.users import User
+from conftest import SECRET, AsyncFace
 
 
 def test_default_parameters_are_rfc_9106_low_memory() -> None:
@@ -164,3 +181,187 @@ def test_policy_is_configurable() -> None:
 
 def test_repr_holds_no_secret(hasher: PasswordHasher) -> None:
     assert "PasswordHasher(" in repr(hasher)
+
+
+# -- hashes other libraries made: verified, then replaced at login --------------------------
+
+
+def test_rehash_skips_the_policy_that_hash_applies(hasher: PasswordHasher) -> None:
+    with pytest.raises(InvalidPassword, match="at least 8"):
+        hasher.hash("abcd")
+    rehashed = hasher.rehash("abcd")
+    assert rehashed.startswith("$argon2id$")
+    assert not hasher.needs_rehash(rehashed)
+    assert hasher.verify(rehashed, "abcd")
+
+
+def test_only_a_rehash_at_login_skips_the_policy(hasher: PasswordHasher) -> None:
+    store = MemoryStore()
+    with pytest.raises(InvalidPassword):
+        run(password_fields("abcd"), store, hasher)
+    fields = run(password_fields("abcd", rehash=True), store, hasher)
+    assert hasher.verify(fields["password_hash"], "abcd")
+    assert fields["scram_credentials"].startswith("SCRAM-SHA-256$")
+
+    async def on_the_async_driver() -> dict[str, Any]:
+        astore = open_async_store("memory://")
+        with pytest.raises(InvalidPassword):
+            await arun(password_fields("abcd"), astore, hasher)
+        return await arun(password_fields("abcd", rehash=True), astore, hasher)
+
+    assert hasher.verify(asyncio.run(on_the_async_driver())["password_hash"], "abcd")
+
+
+def test_the_login_flow_asks_for_a_rehash_and_only_there() -> None:
+    hasher = cheap_hasher()
+    rules = Gate(store="memory://", hasher=hasher, secret_key=SECRET).rules
+    bob = User.new("bob", password_hash=_bcrypt("abcd"))
+    flow = login(rules, "bob", "abcd", Client())
+    hashes: list[Hash] = []
+    op = next(flow)
+    with contextlib.suppress(StopIteration):
+        while True:
+            if isinstance(op, Hash):
+                hashes.append(op)
+            op = flow.send(_answer(op, bob, hasher))
+    assert hashes == [Hash("abcd", rehash=True)]
+    assert "abcd" not in repr(hashes[0])
+    created = create_user("carol", "abcd")
+    assert next(created) == Hash("abcd")  # a new password: the policy applies
+
+
+def _answer(op: Any, bob: User, hasher: PasswordHasher) -> Any:
+    """The store and the CPU work of one login, answered by hand."""
+    if isinstance(op, Call):
+        if op.method == "get_user":
+            return bob
+        if op.method == "incr":
+            return 1
+        if op.method in ("update_user", "create_session"):
+            return op.args[0]
+        return {"list_sessions": [], "get_counter": 0, "counter_ttl": 0.0}.get(op.method)
+    if isinstance(op, (Verify, Hash, DeriveScram)):
+        return _cpu(op, hasher)
+    return None
+
+
+def _bcrypt(password: str) -> str:
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(4)).decode()
+
+
+def _django_pbkdf2(password: str) -> str:
+    derived = hashlib.pbkdf2_hmac("sha256", password.encode(), b"NaClNaClNaCl", 1000)
+    return f"pbkdf2_sha256$1000$NaClNaClNaCl${base64.b64encode(derived).decode()}"
+
+
+FS_SALT = "flask-security-salt"
+
+
+def _flask_security_bcrypt(password: str) -> str:
+    prehash = hmac.new(FS_SALT.encode(), password.encode(), hashlib.sha512).digest()
+    return _bcrypt(base64.b64encode(prehash).decode()[:72])
+
+
+@pytest.fixture(params=["sync", "async"])
+def gates(request: pytest.FixtureRequest) -> Iterator[Callable[[LegacyHashes], tuple[Any, Any]]]:
+    """Make a gate on a memory store (and its store) with a cheap hasher reading
+    `legacy` hashes; an async one is driven from sync calls."""
+    loop = asyncio.new_event_loop()
+
+    def make(legacy: LegacyHashes) -> tuple[Any, Any]:
+        hasher = PasswordHasher(Argon2Params.cheap(), legacy=legacy)
+        if request.param == "sync":
+            gate = Gate(store="memory://", hasher=hasher, secret_key=SECRET)
+            return gate, gate.store
+        agate = AsyncGate(store="memory://", hasher=hasher, secret_key=SECRET)
+        return AsyncFace(agate, loop), AsyncFace(agate.store, loop)
+
+    yield make
+    loop.close()
+
+
+FOREIGN = [
+    pytest.param(_bcrypt, LegacyHashes(), id="bcrypt"),
+    pytest.param(_django_pbkdf2, LegacyHashes(), id="django-pbkdf2_sha256"),
+    pytest.param(
+        _flask_security_bcrypt, LegacyHashes(flask_security_salt=FS_SALT), id="flask-security"
+    ),
+]
+
+
+@pytest.mark.parametrize(("make_hash", "legacy"), FOREIGN)
+@pytest.mark.parametrize("password", ["legacy password 1", "abcd"], ids=["long", "short"])
+def test_a_user_with_another_librarys_hash_logs_in_and_leaves_with_argon2id(
+    gates: Callable[[LegacyHashes], tuple[Any, Any]],
+    make_hash: Callable[[str], str],
+    legacy: LegacyHashes,
+    password: str,
+) -> None:
+    gate, store = gates(legacy)
+    original = make_hash(password)
+    store.create_user(User.new("bob", password_hash=original))
+
+    with pytest.raises(BadCredentials):
+        gate.login("bob", password + "!")
+    assert store.get_user("bob").password_hash == original  # a failure changes nothing
+
+    assert isinstance(gate.login("bob", password), TokenPair)
+    user = store.get_user("bob")
+    assert user.password_hash.startswith("$argon2id$")
+    assert not gate.hasher.needs_rehash(user.password_hash)
+    assert user.scram_credentials.startswith("SCRAM-SHA-256$")
+    # "abcd" is below today's minimum, and still the password that matched
+    assert isinstance(gate.login("bob", password), TokenPair)
+    with pytest.raises(BadCredentials):
+        gate.login("bob", password + "!")
+    with pytest.raises(BadCredentials):
+        gate.login("bob", "legacy password 2")
+    assert store.get_user("bob").password_hash == user.password_hash  # rehashed once
+
+
+def test_with_legacy_hashes_off_such_a_user_cannot_log_in(
+    gates: Callable[[LegacyHashes], tuple[Any, Any]],
+) -> None:
+    gate, store = gates(LegacyHashes(enabled=False))
+    original = _bcrypt("legacy password 1")
+    store.create_user(User.new("bob", password_hash=original))
+    with pytest.raises(BadCredentials):
+        gate.login("bob", "legacy password 1")
+    assert store.get_user("bob").password_hash == original
+
+
+@pytest.mark.parametrize(
+    ("username", "password"),
+    [("alice", "wrong password"), ("nobody", "any password"), ("bad name!", "any password")],
+    ids=["wrong-password", "unknown-user", "invalid-username"],
+)
+def test_a_flask_security_salt_adds_no_verification_for_argon2id_users(
+    monkeypatch: pytest.MonkeyPatch, username: str, password: str
+) -> None:
+    hasher = PasswordHasher(Argon2Params.cheap(), legacy=LegacyHashes(flask_security_salt="s"))
+    gate = Gate(store="memory://", hasher=hasher, secret_key=SECRET)
+    gate.create_user("alice", "correct horse battery")
+    seen = Argon2Verifications(monkeypatch)
+    with pytest.raises(BadCredentials):
+        gate.login(username, password)
+    assert [(p, outcome) for _, p, outcome in seen.calls] == [(password, "mismatch")]
+    assert _same_cost(seen.calls[0][0], Argon2Params.cheap())
+
+
+def test_a_failed_login_against_a_bcrypt_user_costs_one_bcrypt_check(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    gate = Gate(store="memory://", hasher=cheap_hasher(), secret_key=SECRET)
+    gate.store.create_user(User.new("bob", password_hash=_bcrypt("legacy password 1")))
+    seen = Argon2Verifications(monkeypatch)
+    checked: list[bytes] = []
+    real = bcrypt.hashpw
+
+    def spy(secret: bytes, salt: bytes) -> bytes:
+        checked.append(secret)
+        return real(secret, salt)
+
+    monkeypatch.setattr(bcrypt, "hashpw", spy)
+    with pytest.raises(BadCredentials):
+        gate.login("bob", "wrong password")
+    assert (checked, seen.calls) == ([b"wrong password"], [])

@@ -1,5 +1,6 @@
 """Password hashing (argon2id), the password policy, and the SCRAM-SHA-256 credentials
-derived from a password (the handshake itself is `authgate.scram`).
+derived from a password (the handshake itself is `authgate.scram`).  Hashes other
+libraries made are read by `authgate.password_formats`.
 
 The plaintext lives only in the arguments of these calls: it is never stored, logged,
 or kept on an object.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import hashlib
 import hmac
 import secrets
@@ -18,10 +20,13 @@ from dataclasses import dataclass
 import argon2
 from argon2.exceptions import InvalidHashError, VerificationError
 
+from . import password_formats
 from .errors import InvalidPassword
+from .password_formats import LegacyHashes
 
 __all__ = [
     "Argon2Params",
+    "LegacyHashes",
     "PasswordHasher",
     "PasswordPolicy",
     "ScramCredentials",
@@ -72,19 +77,24 @@ class PasswordPolicy:
 
 
 class PasswordHasher:
-    """Hash and verify passwords with argon2id; verify in constant time.
+    """Hash passwords with argon2id; verify them, and the hashes other libraries made
+    (`LegacyHashes`), in constant time.
 
     `dummy_verify` runs a full verification against a hash of a random password with
     the same parameters, so an unknown username costs what a wrong password costs.
     """
 
-    __slots__ = ("_argon", "_dummy", "_dummy_lock", "params", "policy")
+    __slots__ = ("_argon", "_dummy", "_dummy_lock", "_formats", "legacy", "params", "policy")
 
     def __init__(
-        self, params: Argon2Params | None = None, policy: PasswordPolicy | None = None
+        self,
+        params: Argon2Params | None = None,
+        policy: PasswordPolicy | None = None,
+        legacy: LegacyHashes | None = None,
     ) -> None:
         self.params = params or Argon2Params()
         self.policy = policy or PasswordPolicy()
+        self.legacy = legacy or LegacyHashes()
         p = self.params
         self._argon = argon2.PasswordHasher(
             time_cost=p.time_cost,
@@ -94,26 +104,43 @@ class PasswordHasher:
             salt_len=p.salt_len,
             type=argon2.Type.ID,
         )
+        # The argon2 limits never refuse a hash made with this hasher's own parameters.
+        self._formats = dataclasses.replace(
+            self.legacy,
+            max_argon2_cost=max(self.legacy.max_argon2_cost, p.time_cost * p.memory_cost),
+            max_argon2_parallelism=max(self.legacy.max_argon2_parallelism, p.parallelism),
+        )
         self._dummy: str | None = None
         self._dummy_lock = threading.Lock()
 
     def __repr__(self) -> str:
-        return f"PasswordHasher({self.params!r}, {self.policy!r})"
+        return f"PasswordHasher({self.params!r}, {self.policy!r}, {self.legacy!r})"
 
     def hash(self, password: str) -> str:
         """Check `password` against the policy and return its argon2id hash."""
         self.policy.check(password)
         return self._argon.hash(password)
 
+    def rehash(self, password: str) -> str:
+        """The argon2id hash of a password that has just matched its stored hash, with
+        no policy check: a rule added since the password was set (a longer minimum) must
+        not turn a correct login into a failure."""
+        return self._argon.hash(password)
+
     def verify(self, password_hash: str, password: str) -> bool:
         """True when `password` matches `password_hash`.
 
-        A corrupt or foreign hash is a wrong password, never an exception: argon2-cffi's
-        `InvalidHashError` is a `ValueError` outside its own exception tree.
+        A hash made with this hasher's parameters costs one argon2 verification; any
+        other goes through `authgate.password_formats` (argon2 of other parameters, and
+        unless ``legacy.enabled`` is False, bcrypt, Django's and passlib's formats).
+        A corrupt, foreign or too costly hash is a wrong password, never an exception:
+        argon2-cffi's `InvalidHashError` is a `ValueError` outside its own exception tree.
         """
         if not password_hash:
             self.dummy_verify(password)
             return False
+        if self.needs_rehash(password_hash):
+            return password_formats.verify(password_hash, password, self._formats)
         try:
             return self._argon.verify(password_hash, password)
         except (VerificationError, InvalidHashError, ValueError):
@@ -125,7 +152,7 @@ class PasswordHasher:
         return derive_credentials(password, iterations)
 
     def needs_rehash(self, password_hash: str) -> bool:
-        """True when the hash was made with other parameters than the current ones."""
+        """True unless the hash is argon2id made with the current parameters."""
         try:
             return self._argon.check_needs_rehash(password_hash)
         except (InvalidHashError, ValueError):

@@ -70,7 +70,7 @@ def hashing_pool() -> ThreadPoolExecutor:
 
 def _cpu(op: Hash | DeriveScram | Verify | DummyVerify, hasher: PasswordHasher) -> Any:
     if isinstance(op, Hash):
-        return hasher.hash(op.password)
+        return hasher.rehash(op.password) if op.rehash else hasher.hash(op.password)
     if isinstance(op, DeriveScram):
         return hasher.derive_scram(op.password)
     if isinstance(op, Verify):

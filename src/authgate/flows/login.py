@@ -1,5 +1,8 @@
 """Password logins and password changes, as flows: one argon2 verification for every
-kind of failure, the lock-out slot taken before the user is read."""
+kind of failure, the lock-out slot taken before the user is read.
+
+A user whose hash another library made (`authgate.password_formats`) costs that hash's
+verification instead, and gets an argon2id hash at their first successful login."""
 
 from __future__ import annotations
 
@@ -27,7 +30,8 @@ def login(rules: SessionRules, username: str, password: str, client: Client) -> 
 
     Unknown users, invalid usernames, wrong passwords and disabled accounts all take the
     same path (one argon2 verification) and end in the same `BadCredentials`; so does a
-    password that is not a string (from Python: the HTTP body is validated).
+    password that is not a string (from Python: the HTTP body is validated).  A stored
+    hash in another format is replaced by an argon2id one once the password matches.
     """
     password = _text_or_nothing(password)  # "" matches no hash: refused like a wrong one
     try:
@@ -60,8 +64,10 @@ def login(rules: SessionRules, username: str, password: str, client: Client) -> 
 
 def _rehash(user: User, password: str) -> Flow[User]:
     """Store a hash made with the current parameters (and SCRAM credentials a user
-    created before them lacks); a concurrent change wins."""
-    secrets_ = yield from password_fields(password)
+    created before them lacks); a concurrent change wins.  The password policy is not
+    applied: the password has just matched, and a policy tightened since it was set (or
+    another library's looser one) must not turn this login into a failure."""
+    secrets_ = yield from password_fields(password, rehash=True)
     try:
         saved = yield from call(Store.update_user, user.changed(**secrets_), user.version)
     except StoreError:  # a concurrent change, or a read-only user source: best effort

@@ -47,12 +47,17 @@ class Call:
 
 @dataclass(frozen=True, slots=True)
 class Hash:
-    """Hash a password (checks the policy first).  CPU-heavy."""
+    """Hash a password.  CPU-heavy.
+
+    A new password is checked against the policy first.  A password rehashed at login
+    (``rehash=True``) is not: it has just matched its stored hash, and a policy
+    tightened since it was set must not turn that login into a failure."""
 
     password: str
+    rehash: bool = False
 
     def __repr__(self) -> str:
-        return "Hash(<password>)"
+        return f"Hash(<password>, rehash={self.rehash})"
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,10 +42,12 @@ __all__ = [
 T = TypeVar("T")
 
 
-def password_fields(password: str) -> Flow[dict[str, Any]]:
-    """Everything derived from a new password: the argon2id hash (checked against the
-    policy first) and the SCRAM-SHA-256 credentials.  The password itself is dropped."""
-    password_hash: str = yield Hash(password)
+def password_fields(password: str, *, rehash: bool = False) -> Flow[dict[str, Any]]:
+    """Everything derived from a password: the argon2id hash and the SCRAM-SHA-256
+    credentials.  A new password is checked against the policy first; one rehashed at
+    login (`rehash`) is not, having just matched its stored hash.  The password itself
+    is dropped."""
+    password_hash: str = yield Hash(password, rehash=rehash)
     scram: str = yield DeriveScram(password)
     return {"password_hash": password_hash, "scram_credentials": scram}
 
