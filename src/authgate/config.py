@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
-from .passwords import Argon2Params, PasswordHasher, PasswordPolicy
+from .passwords import Argon2Params, LegacyHashes, PasswordHasher, PasswordPolicy
 from .users import normalize_username
 
 if sys.version_info >= (3, 11):
@@ -67,6 +67,12 @@ class Settings:
     argon2_time_cost: int = 3
     argon2_memory_cost: int = 65536
     argon2_parallelism: int = 4
+    #: Verify hashes other libraries stored (bcrypt, Django, passlib, argon2 with other
+    #: parameters) and rehash them at login; off: argon2id only.
+    legacy_hashes: bool = True
+    #: Flask-Security's SECURITY_PASSWORD_SALT, for the hashes it made of the password's
+    #: HMAC (its default); passwords are then also tried NFKD-normalised, as it did.
+    flask_security_salt: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         for name in ("access_ttl", "refresh_ttl", "lockout_seconds", "lockout_window"):
@@ -134,6 +140,11 @@ class Settings:
                 parallelism=self.argon2_parallelism,
             ),
             PasswordPolicy(self.password_min_length, self.password_max_bytes),
+            legacy=LegacyHashes(
+                enabled=self.legacy_hashes,
+                flask_security_salt=self.flask_security_salt,
+                normalize="NFKD" if self.flask_security_salt else None,
+            ),
         )
 
 

@@ -29,7 +29,9 @@ __all__ = [
 
 USERNAME_MIN = 3
 USERNAME_MAX = 64
-_EXTRA_USERNAME_CHARS = frozenset("._-@")
+#: Beside letters and digits; ``+`` because email addresses (``alice+work@...``) are
+#: the login names of many apps' own users tables.
+_EXTRA_USERNAME_CHARS = frozenset("._-@+")
 
 
 def utcnow() -> datetime:
@@ -43,7 +45,7 @@ def normalize_username(raw: str) -> str:
     NFKC folds compatibility forms (fullwidth letters become ASCII ones) and
     case-folding makes ``Alice`` and ``ALICE`` the same user; NFKC runs again after the
     fold because folding can produce non-normalised sequences.  What remains must be
-    3-64 letters, digits, ``.``, ``_``, ``-`` or ``@``.
+    3-64 letters, digits, ``.``, ``_``, ``-``, ``@`` or ``+``.
     """
     if not isinstance(raw, str):
         raise InvalidUsername("username must be a string", field="username")
@@ -57,7 +59,7 @@ def normalize_username(raw: str) -> str:
     if bad:
         shown = ", ".join(repr(ch) for ch in bad[:5])
         raise InvalidUsername(
-            f"username may contain only letters, digits, '.', '_', '-' and '@' (not {shown})",
+            f"username may contain only letters, digits, '.', '_', '-', '@' and '+' (not {shown})",
             field="username",
         )
     return name
