@@ -47,6 +47,17 @@ _SCHEMES: dict[str, tuple[str, str, str]] = {
     "mariadb+asyncmy": ("mysql", "mariadb+pymysql", "mariadb+asyncmy"),
 }
 SCHEMES = frozenset(_SCHEMES)
+#: The URL query parameters that are authgate's, not the driver's.
+_OWN_PARAMETERS = (
+    "prefix",
+    "schema",
+    "cache_ttl",
+    "migrate",
+    "pool_size",
+    "max_overflow",
+    "timeout",
+    "users",
+)
 _NAME = re.compile(r"[A-Za-z0-9_]*\Z")
 
 
@@ -106,15 +117,7 @@ def parse_sql_url(url: str, **overrides: Any) -> SQLSettings:
     family, sync_driver, async_driver = _SCHEMES[scheme]
     query = dict(parsed.query)
     options: dict[str, Any] = {}
-    for name in (
-        "prefix",
-        "schema",
-        "cache_ttl",
-        "migrate",
-        "pool_size",
-        "max_overflow",
-        "timeout",
-    ):
+    for name in _OWN_PARAMETERS:
         if name in query:
             value = query.pop(name)
             options[name] = value[-1] if isinstance(value, tuple) else value
