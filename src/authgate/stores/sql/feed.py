@@ -35,7 +35,7 @@ __all__ = ["DEAF_AFTER", "HEARTBEAT", "POLL_INTERVAL", "NotifyFeed", "PollFeed"]
 #: Seconds between heartbeats (PostgreSQL).
 HEARTBEAT = 0.5
 #: Seconds between reads of the change log (MySQL, MariaDB): how stale an answer may be.
-POLL_INTERVAL = 0.05
+POLL_INTERVAL = 0.02
 #: The cache answers while the feed was last heard at most this long ago.
 DEAF_AFTER = 2.0
 _log = logging.getLogger("authgate.store")
