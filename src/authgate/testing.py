@@ -1,23 +1,51 @@
-"""Helpers for tests, authgate's own and its users': a real Redis on a free port, and a
-cheap argon2 profile so test suites do not spend 100 ms per hash.
+"""Helpers for tests, authgate's own and its users': real Redis, PostgreSQL and MariaDB
+servers started on free loopback ports, scratch databases on any PostgreSQL or MySQL
+server, and a cheap argon2 profile so test suites do not spend 100 ms per hash.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
+import re
+import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .passwords import Argon2Params, PasswordHasher
 
-__all__ = ["cheap_hasher", "find_redis_server", "free_port", "redis_server"]
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+__all__ = [
+    "cheap_hasher",
+    "env_mysql_url",
+    "env_postgres_url",
+    "env_redis_url",
+    "find_mariadb",
+    "find_postgres_bindir",
+    "find_redis_server",
+    "free_port",
+    "mariadb_server",
+    "postgres_server",
+    "redis_server",
+    "scratch_database",
+]
+
+#: The user the private PostgreSQL server connects as (its superuser).
+POSTGRES_USER = "postgres"
+#: Every scratch database is named so: the prefix, then 16 random hex digits.
+_SCRATCH_NAME = re.compile(r"authgate_test_[0-9a-f]{16}\Z")
 
 
 def cheap_hasher() -> PasswordHasher:
@@ -54,6 +82,63 @@ def find_redis_server() -> str | None:
     return None
 
 
+def find_postgres_bindir() -> Path | None:
+    """The directory of the PostgreSQL server programs at hand (``initdb`` and
+    ``postgres``): the system's (on ``PATH``, else the newest
+    ``/usr/lib/postgresql/*/bin``), else the ones shipped by the ``pgserver`` wheel
+    (installed with ``authgate[dev]``)."""
+    candidates: list[Path] = []
+    on_path = shutil.which("initdb")
+    if on_path:
+        # Debian links initdb into /usr/bin or /usr/local/bin, not the server itself.
+        candidates += [Path(on_path).parent, Path(on_path).resolve().parent]
+    candidates += sorted(
+        Path("/usr/lib/postgresql").glob("*/bin"), key=_version_of_parent, reverse=True
+    )
+    pgserver = _pgserver_bindir()
+    if pgserver is not None:
+        candidates.append(pgserver)
+    for directory in candidates:
+        if all(_is_program(directory / name) for name in ("initdb", "postgres")):
+            return directory
+    return None
+
+
+def _pgserver_bindir() -> Path | None:
+    """Where the ``pgserver`` wheel keeps its PostgreSQL programs, found without importing
+    it (its import starts logging and warns)."""
+    spec = importlib.util.find_spec("pgserver")
+    for location in (spec.submodule_search_locations or []) if spec else []:
+        bindir = Path(location) / "pginstall" / "bin"
+        if bindir.is_dir():
+            return bindir
+    return None
+
+
+def _version_of_parent(bindir: Path) -> tuple[int, ...]:
+    """``/usr/lib/postgresql/15/bin`` -> ``(15,)``; what is not a version sorts first."""
+    parts = bindir.parent.name.split(".")
+    return tuple(int(part) for part in parts) if all(p.isdigit() for p in parts) else ()
+
+
+def _is_program(path: Path) -> bool:
+    return path.is_file() and os.access(path, os.X_OK)
+
+
+def find_mariadb() -> tuple[str, str] | None:
+    """The MariaDB server and the program that makes its data directory, as
+    ``(mariadbd, mariadb-install-db)``, from ``PATH``, ``/usr/sbin`` or ``/usr/bin``
+    (Debian's ``mariadb-server`` package); None when either is missing."""
+    search = os.pathsep.join([os.environ.get("PATH", ""), "/usr/sbin", "/usr/bin"])
+    server = shutil.which("mariadbd", path=search) or shutil.which("mysqld", path=search)
+    install_db = shutil.which("mariadb-install-db", path=search) or shutil.which(
+        "mysql_install_db", path=search
+    )
+    if server is None or install_db is None:
+        return None
+    return server, install_db
+
+
 @contextlib.contextmanager
 def redis_server(timeout: float = 10.0) -> Iterator[str]:
     """Start a private, throwaway ``redis-server`` on a free loopback port and yield its
@@ -65,52 +150,410 @@ def redis_server(timeout: float = 10.0) -> Iterator[str]:
             "or set REDIS_URL to a server the tests may use"
         )
     port = free_port()
-    workdir = tempfile.mkdtemp(prefix="authgate-redis-")
-    proc = subprocess.Popen(  # noqa: S603 - a fixed binary and fixed arguments
-        [
-            binary,
-            "--port",
-            str(port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            workdir,
-            "--protected-mode",
-            "yes",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + timeout
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"redis-server exited with code {proc.returncode}")
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
-                    sock.sendall(b"PING\r\n")
-                    if sock.recv(16).startswith(b"+PONG"):
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("redis-server did not answer within the timeout")
-            time.sleep(0.02)
+    with (
+        _workdir("authgate-redis-") as workdir,
+        _running(
+            "redis-server",
+            [
+                binary,
+                "--port",
+                str(port),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                str(workdir),
+                "--protected-mode",
+                "yes",
+            ],
+            workdir=workdir,
+            ready=lambda: _redis_pongs(port),
+            timeout=timeout,
+        ),
+    ):
         yield f"redis://127.0.0.1:{port}/0"
-    finally:
-        proc.terminate()
+
+
+@contextlib.contextmanager
+def postgres_server(timeout: float = 30.0, *, bindir: str | Path | None = None) -> Iterator[str]:
+    """Start a private, throwaway PostgreSQL on a free loopback port and yield its URL,
+    ``postgresql://postgres@127.0.0.1:PORT/postgres`` (trust authentication, no
+    password); on exit it is stopped and its directory deleted.
+
+    The programs come from `bindir`, else `find_postgres_bindir`.  The cluster is made
+    for speed, not safety (``fsync``, ``synchronous_commit`` and ``full_page_writes``
+    off) and takes 200 connections.  PostgreSQL refuses to run as root: under root the
+    cluster is made and run as ``nobody``, who must be able to reach the temporary
+    directory and the programs.
+    """
+    programs = Path(bindir) if bindir is not None else find_postgres_bindir()
+    where = f"in {programs}" if programs else "on PATH, in /usr/lib/postgresql or pgserver"
+    if programs is None or not all(_is_program(programs / n) for n in ("initdb", "postgres")):
+        raise RuntimeError(
+            f"no PostgreSQL server programs (initdb, postgres) {where}: "
+            "install PostgreSQL (Debian: `apt-get install postgresql`) or "
+            "`pip install pgserver`, or set AUTHGATE_TEST_POSTGRES_URL to a server the "
+            "tests may use"
+        )
+    account = _unprivileged_account() if _is_root() else None
+    port = free_port()
+    with _workdir("authgate-postgres-", owner=account) as workdir:
+        data = workdir / "data"
+        _prepare(
+            "initdb",
+            [
+                str(programs / "initdb"),
+                f"--pgdata={data}",
+                f"--username={POSTGRES_USER}",
+                "--auth=trust",
+                "--encoding=UTF8",
+                "--locale=C",
+                # Throwaway: nothing needs to reach the disk.
+                "--no-sync",
+            ],
+            workdir=workdir,
+            account=account,
+            timeout=timeout,
+        )
+        settings = {
+            "listen_addresses": "127.0.0.1",
+            "port": str(port),
+            "unix_socket_directories": str(workdir),
+            "max_connections": "200",
+            "fsync": "off",
+            "synchronous_commit": "off",
+            "full_page_writes": "off",
+        }
+        argv = [str(programs / "postgres"), "-D", str(data)]
+        for name, value in settings.items():
+            argv += ["-c", f"{name}={value}"]
+        with _running(
+            "postgres",
+            argv,
+            workdir=workdir,
+            ready=lambda: _postmaster_ready(data),
+            timeout=timeout,
+            # Immediate shutdown: skip the shutdown checkpoint of a cluster about to be
+            # deleted.
+            stop=signal.SIGQUIT,
+            account=account,
+        ):
+            yield f"postgresql://{POSTGRES_USER}@127.0.0.1:{port}/postgres"
+
+
+@contextlib.contextmanager
+def mariadb_server(timeout: float = 30.0) -> Iterator[str]:
+    """Start a private, throwaway MariaDB on a free loopback port and yield its URL,
+    ``mysql://root@127.0.0.1:PORT/`` (no password, no database: make one with
+    `scratch_database`); on exit it is stopped and its directory deleted.
+
+    The programs come from `find_mariadb`; no option file is read (a MariaDB already
+    installed on the machine is left alone).  The server is made for speed, not safety
+    (InnoDB's log written once a second, no doublewrite, no binary log), takes 300
+    connections, and speaks utf8mb4 by default.  Under root it runs as root
+    (``--user=root``).
+    """
+    found = find_mariadb()
+    if found is None:
+        raise RuntimeError(
+            "no MariaDB server programs (mariadbd, mariadb-install-db) found: install "
+            "MariaDB (Debian: `apt-get install mariadb-server`), or set "
+            "AUTHGATE_TEST_MYSQL_URL to a server the tests may use"
+        )
+    server, install_db = found
+    port = free_port()
+    with _workdir("authgate-mariadb-") as workdir:
+        data = workdir / "data"
+        as_root = ["--user=root"] if _is_root() else []
+        storage = [
+            f"--datadir={data}",
+            f"--tmpdir={workdir}",
+            "--innodb-buffer-pool-size=32M",
+            "--innodb-log-file-size=16M",
+            "--innodb-flush-log-at-trx-commit=2",
+            "--innodb-doublewrite=0",
+            # libaio contexts are a machine-wide limit that parallel CI jobs run out of.
+            "--innodb-use-native-aio=0",
+            "--skip-log-bin",
+            "--skip-name-resolve",
+        ]
+        _prepare(
+            "mariadb-install-db",
+            [
+                install_db,
+                "--no-defaults",
+                *as_root,
+                *storage,
+                # root@localhost, root@127.0.0.1 and root@::1 without a password.
+                "--auth-root-authentication-method=normal",
+                "--skip-test-db",
+            ],
+            workdir=workdir,
+            account=None,
+            timeout=timeout,
+        )
+        with _running(
+            "mariadbd",
+            [
+                server,
+                "--no-defaults",
+                *as_root,
+                *storage,
+                "--bind-address=127.0.0.1",
+                f"--port={port}",
+                f"--socket={workdir / 'mariadbd.sock'}",
+                f"--pid-file={workdir / 'mariadbd.pid'}",
+                "--max-connections=300",
+                "--character-set-server=utf8mb4",
+                "--performance-schema=OFF",
+            ],
+            workdir=workdir,
+            ready=lambda: _mysql_greets(port),
+            timeout=timeout,
+        ):
+            yield f"mysql://root@127.0.0.1:{port}/"
+
+
+@contextlib.contextmanager
+def scratch_database(server_url: str) -> Iterator[str]:
+    """Make a fresh database on a PostgreSQL, MySQL or MariaDB server and yield a URL to
+    it: `server_url` with the database replaced by ``authgate_test_<16 hex digits>``.
+    On exit the connections still open to it are ended and it is dropped; no other
+    database is ever dropped.
+
+    `server_url` is a SQL store URL (``postgresql://``, ``mysql://``, ``mariadb://``...)
+    whose user may create databases; on PostgreSQL it names the database to connect to
+    for that (``postgres`` if unsure).  Needs authgate's ``postgresql`` or ``mysql``
+    extra.
+    """
+    import sqlalchemy as sa
+    from sqlalchemy.pool import NullPool
+
+    from .stores.sql.faces import parse_sql_url
+
+    settings = parse_sql_url(server_url)
+    admin = sa.create_engine(settings.sync_url, isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    name = f"authgate_test_{secrets.token_hex(8)}"
+    try:
+        with admin.connect() as conn:
+            character_set = " CHARACTER SET utf8mb4" if settings.family == "mysql" else ""
+            conn.exec_driver_sql(f"CREATE DATABASE {name}{character_set}")
         try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        shutil.rmtree(workdir, ignore_errors=True)
+            yield sa.make_url(server_url).set(database=name).render_as_string(hide_password=False)
+        finally:
+            _drop_scratch_database(admin, settings.family, name)
+    finally:
+        admin.dispose()
+
+
+def _drop_scratch_database(admin: sa.Engine, family: str, name: str) -> None:
+    """Drop a database `scratch_database` made, ending the connections to it first (an
+    idle one would keep PostgreSQL from dropping it, an open transaction MySQL)."""
+    from sqlalchemy.exc import DBAPIError
+
+    # The one guard between a slip and someone's data (kept under python -O, unlike an
+    # assert): only names scratch_database makes are ever dropped.
+    if not _SCRATCH_NAME.match(name):
+        raise ValueError(f"refusing to drop {name!r}: scratch_database did not make it")
+    with admin.connect() as conn:
+        if family == "postgresql":
+            if (conn.dialect.server_version_info or (0,)) >= (13,):
+                conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+                return
+            conn.exec_driver_sql(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %(name)s AND pid <> pg_backend_pid()",
+                {"name": name},
+            )
+        else:
+            # Were a session left unended, fail in a minute rather than wait a year.
+            conn.exec_driver_sql("SET SESSION lock_wait_timeout = 60")
+            sessions = conn.exec_driver_sql(
+                "SELECT id FROM information_schema.processlist "
+                "WHERE db = %(name)s AND id <> CONNECTION_ID()",
+                {"name": name},
+            ).scalars()
+            for session in list(sessions):
+                # It may have ended on its own meanwhile: then there is nothing to end.
+                with contextlib.suppress(DBAPIError):
+                    conn.exec_driver_sql(f"KILL CONNECTION {int(session)}")
+        conn.exec_driver_sql(f"DROP DATABASE IF EXISTS {name}")
 
 
 def env_redis_url() -> str | None:
     """``REDIS_URL`` when the environment names a server the tests may use."""
     return os.environ.get("REDIS_URL") or None
+
+
+def env_postgres_url() -> str | None:
+    """``AUTHGATE_TEST_POSTGRES_URL`` when the environment names a PostgreSQL server the
+    tests may use (``postgresql://user:password@host:5432/postgres``); they work in
+    databases of their own (`scratch_database`), never in the one named."""
+    return os.environ.get("AUTHGATE_TEST_POSTGRES_URL") or None
+
+
+def env_mysql_url() -> str | None:
+    """``AUTHGATE_TEST_MYSQL_URL`` when the environment names a MySQL or MariaDB server
+    the tests may use (``mysql://user:password@host:3306/``); they work in databases of
+    their own (`scratch_database`)."""
+    return os.environ.get("AUTHGATE_TEST_MYSQL_URL") or None
+
+
+@dataclass(frozen=True, slots=True)
+class _Account:
+    """A system account a server runs as, by number."""
+
+    name: str
+    uid: int
+    gid: int
+
+
+def _is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def _unprivileged_account() -> _Account:
+    """``nobody``: an account every Unix has, so running as root creates no user."""
+    import pwd
+
+    try:
+        entry = pwd.getpwnam("nobody")
+    except KeyError:
+        raise RuntimeError(
+            "PostgreSQL will not run as root and there is no `nobody` account to run it "
+            "as: run the tests as another user, or set AUTHGATE_TEST_POSTGRES_URL"
+        ) from None
+    return _Account(entry.pw_name, entry.pw_uid, entry.pw_gid)
+
+
+@contextlib.contextmanager
+def _workdir(prefix: str, owner: _Account | None = None) -> Iterator[Path]:
+    """A private temporary directory (given to `owner`), deleted with all it holds."""
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        if owner is not None:
+            os.chown(workdir, owner.uid, owner.gid)
+        yield workdir
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _prepare(
+    name: str, argv: list[str], *, workdir: Path, account: _Account | None, timeout: float
+) -> None:
+    """Run a program that makes a server's data directory; fail with its output."""
+    log_path = workdir / f"{name}.log"
+    hint = (
+        f" (it runs as {account.name}, who must be able to reach {workdir} and {argv[0]})"
+        if account is not None
+        else ""
+    )
+    with log_path.open("wb") as log:
+        try:
+            result = subprocess.run(  # noqa: S603 - a found program and fixed arguments
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=workdir,
+                timeout=timeout,
+                check=False,
+                # As `account` with its own group only: none of root's groups.
+                user=account.uid if account else None,
+                group=account.gid if account else None,
+                extra_groups=[] if account else None,
+            )
+        except subprocess.TimeoutExpired:
+            raise RuntimeError(f"{name} did not finish in {timeout} s{_tail(log_path)}") from None
+        except OSError as err:
+            raise RuntimeError(f"{name} could not be run{hint}: {err}") from err
+    if result.returncode != 0:
+        raise RuntimeError(f"{name} failed with code {result.returncode}{hint}{_tail(log_path)}")
+
+
+@contextlib.contextmanager
+def _running(
+    name: str,
+    argv: list[str],
+    *,
+    workdir: Path,
+    ready: Callable[[], bool],
+    timeout: float,
+    stop: signal.Signals = signal.SIGTERM,
+    account: _Account | None = None,
+) -> Iterator[None]:
+    """Run a server for the block: its output in ``server.log`` in `workdir`, ready when
+    `ready()` says so (polled until `timeout`), stopped with `stop` on exit and killed
+    if it lingers."""
+    log_path = workdir / "server.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(  # noqa: S603 - a found program and fixed arguments
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=workdir,
+            # As `account` with its own group only: none of root's groups.
+            user=account.uid if account else None,
+            group=account.gid if account else None,
+            extra_groups=[] if account else None,
+        )
+    try:
+        deadline = time.monotonic() + timeout
+        while True:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with code {proc.returncode}{_tail(log_path)}")
+            if ready():
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{name} did not answer within {timeout} s{_tail(log_path)}")
+            time.sleep(0.02)
+        yield
+    finally:
+        proc.send_signal(stop)
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _tail(log_path: Path, lines: int = 20) -> str:
+    """The end of a log, to put in an error message."""
+    try:
+        tail = log_path.read_text(errors="replace").splitlines()[-lines:]
+    except OSError:
+        return ""
+    return f"; the end of {log_path.name}:\n" + "\n".join(tail) if tail else ""
+
+
+def _redis_pongs(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            sock.sendall(b"PING\r\n")
+            return sock.recv(16).startswith(b"+PONG")
+    except OSError:
+        return False
+
+
+def _postmaster_ready(data: Path) -> bool:
+    """Whether PostgreSQL says it accepts connections: the status, the eighth line of
+    ``postmaster.pid``, reads ``ready``."""
+    try:
+        lines = (data / "postmaster.pid").read_text().splitlines()
+    except OSError:
+        return False
+    return len(lines) >= 8 and lines[7].strip() == "ready"
+
+
+def _mysql_greets(port: int) -> bool:
+    """Whether a MySQL server sends its greeting, which it does once it takes clients:
+    a packet whose first byte after the 4-byte header is protocol version 10."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5) as sock:
+            return sock.recv(5)[4:5] == b"\x0a"
+    except OSError:
+        return False
