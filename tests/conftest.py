@@ -151,3 +151,33 @@ def make_gate(
     if async_store is not None:
         loop.run_until_complete(async_store.close())
     loop.close()
+
+
+@pytest.fixture(scope="session")
+def postgres_base_url() -> Iterator[str]:
+    """A real PostgreSQL server: ``AUTHGATE_TEST_POSTGRES_URL`` if set, else a private one
+    started once per session (per worker under xdist).  Tests work in databases of their
+    own (`authgate.testing.scratch_database`), never in the one the URL names."""
+    from authgate.testing import env_postgres_url, postgres_server
+
+    url = env_postgres_url()
+    if url:
+        yield url
+        return
+    with postgres_server() as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
+def mysql_base_url() -> Iterator[str]:
+    """A real MySQL or MariaDB server: ``AUTHGATE_TEST_MYSQL_URL`` if set, else a private
+    MariaDB started once per session (per worker under xdist).  Tests work in databases
+    of their own (`authgate.testing.scratch_database`)."""
+    from authgate.testing import env_mysql_url, mariadb_server
+
+    url = env_mysql_url()
+    if url:
+        yield url
+        return
+    with mariadb_server() as started:
+        yield started
