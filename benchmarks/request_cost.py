@@ -1,12 +1,13 @@
 """Per-request cost of authgate's middleware next to the bare apps and the peers, at
 production shape: populations of 1,000, 10,000 and 100,000 users (`population.py`: a
 Zipf mix of hot and cold users, each with a token of their own, refreshed as it
-expires), on the memory, SQLite and Redis stores, next to Starlette's
+expires), on the memory, SQLite, Redis and PostgreSQL stores, next to Starlette's
 AuthenticationMiddleware + pyjwt and Flask-JWT-Extended, each with and without the
 Redis blocklist their docs recommend.
 
 Run: ``pip install -e '.[all,dev,bench]' && python benchmarks/request_cost.py``
-(starts a private redis-server).  Everything runs in this process, no network: each
+(starts a private redis-server, and a PostgreSQL unless AUTHGATE_TEST_POSTGRES_URL
+names one: `databases.py`).  Everything runs in this process, no network: each
 ASGI request is one call of the app with a ready scope; each WSGI request one call of
 the app with a ready environ, its body consumed.  Every row has its own gate (its own
 caches) and replays its population's requests in order: each round replays the
@@ -36,6 +37,7 @@ import jwt
 import redis
 import redis.asyncio
 import starlette
+from databases import sql_databases
 from flask_jwt_extended import create_access_token
 from http_apps import (
     JWTBackend,
@@ -514,11 +516,16 @@ def run(sizes: tuple[int, ...] = SIZES) -> str:
     """Every in-process measurement, as a markdown section."""
     logging.getLogger("authgate.audit").setLevel(logging.WARNING)
     populations = [Population(size, WARM + ROUNDS * SLICE) for size in sizes]
-    with tempfile.TemporaryDirectory() as tmp, redis_server() as redis_url:
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        redis_server() as redis_url,
+        sql_databases(mariadb=False) as sql,
+    ):
         urls = {
             "memory": "memory://",
             "SQLite": f"sqlite:///{Path(tmp) / 'bench.db'}",
             "Redis": f"{redis_url}?prefix=bench",
+            "PostgreSQL": sql["PostgreSQL"],
         }
         asgi = table("ASGI, in process", bench_asgi(urls, populations, redis_url))
         wsgi = table("WSGI, in process", bench_wsgi(urls, populations, redis_url))

@@ -41,6 +41,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from databases import sql_databases
+
 from authgate import Gate, SessionRevoked
 from authgate.caches import SESSION_CHECKS
 from authgate.stores import open_store
@@ -213,12 +215,17 @@ def row(store: str, results: list[Trial]) -> str:
 
 @contextlib.contextmanager
 def store_urls() -> Iterator[dict[str, str]]:
-    """A SQLite file (WAL) in a temporary directory and a private redis-server, with a
-    key prefix of this run's own."""
-    with tempfile.TemporaryDirectory() as tmp, redis_server() as redis_url:
+    """A SQLite file (WAL) in a temporary directory, a private redis-server with a key
+    prefix of this run's own, and fresh PostgreSQL and MariaDB databases."""
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        redis_server() as redis_url,
+        sql_databases() as sql,
+    ):
         yield {
             "SQLite": f"sqlite:///{Path(tmp) / 'revocation.db'}",
             "Redis": f"{redis_url}?prefix=revocation-{uuid.uuid4().hex[:12]}",
+            **sql,
         }
 
 

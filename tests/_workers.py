@@ -14,6 +14,12 @@ def increment(url: str, key: str, times: int) -> list[int]:
         store.close()
 
 
+def open_and_close(url: str) -> str:
+    """Open a store (a SQL one migrates its tables if needed) and close it."""
+    open_store(url).close()
+    return "ok"
+
+
 def write_user(url: str, username: str) -> str:
     store = open_store(url)
     try:

@@ -15,8 +15,12 @@ from authgate.passwords import PasswordHasher
 from authgate.stores import open_async_store, open_store
 from authgate.testing import cheap_hasher, env_redis_url, redis_server
 
-BACKENDS = ("memory", "sqlite", "json", "redis")
-PERSISTENT = ("sqlite", "json", "redis")
+BACKENDS = ("memory", "sqlite", "json", "redis", "postgres", "mariadb")
+PERSISTENT = ("sqlite", "json", "redis", "postgres", "mariadb")
+#: The SQL backends' URL schemes; ``asyncpg`` is PostgreSQL through asyncpg (async only).
+SQL_SCHEMES = {"postgres": "postgresql", "asyncpg": "postgresql+asyncpg", "mariadb": "mariadb"}
+#: Every backend and face of the contract suites: ``[sqlite-sync]``, ``[asyncpg-async]``...
+STORE_PARAMS = [f"{b}-{face}" for b in BACKENDS for face in ("sync", "async")] + ["asyncpg-async"]
 
 
 @pytest.fixture(scope="session")
@@ -31,11 +35,36 @@ def redis_base_url() -> Iterator[str]:
         yield started
 
 
+@pytest.fixture(scope="session")
+def postgres_database(postgres_base_url: str) -> Iterator[str]:
+    """A private database on the PostgreSQL server for the whole session (each store
+    in it gets a table prefix of its own), dropped at the end, before the server stops."""
+    from authgate.testing import scratch_database
+
+    with scratch_database(postgres_base_url) as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def mariadb_database(mysql_base_url: str) -> Iterator[str]:
+    """`postgres_database` on the MySQL/MariaDB server."""
+    from authgate.testing import scratch_database
+
+    with scratch_database(mysql_base_url) as url:
+        yield url
+
+
 @pytest.fixture
-def make_store_url(tmp_path: Path, redis_base_url: str) -> Callable[[str], str]:
-    """Build a fresh, private store URL for a backend name."""
+def make_store_url(tmp_path: Path, request: pytest.FixtureRequest) -> Callable[[str], str]:
+    """Build a fresh, private store URL for a backend name: a SQL store gets its own
+    table prefix in the session's private database on that server."""
 
     def make(backend: str) -> str:
+        if backend in SQL_SCHEMES:
+            database = "mariadb_database" if backend == "mariadb" else "postgres_database"
+            rest = request.getfixturevalue(database).split("://", 1)[1]
+            return f"{SQL_SCHEMES[backend]}://{rest}?prefix=t{uuid.uuid4().hex[:10]}_"
+        redis_base_url = request.getfixturevalue("redis_base_url")
         if backend == "memory":
             return "memory://"
         if backend == "sqlite":
@@ -79,9 +108,7 @@ class AsyncFace:
         return self.loop.run_until_complete(many())
 
 
-@pytest.fixture(
-    params=[f"{b}-{face}" for b in BACKENDS for face in ("sync", "async")],
-)
+@pytest.fixture(params=STORE_PARAMS)
 def store(request: pytest.FixtureRequest, make_store_url: Callable[[str], str]) -> Iterator[Any]:
     """Every backend, through both faces: ids like ``[sqlite-sync]``, ``[redis-async]``."""
     backend, face = request.param.split("-")
@@ -113,9 +140,7 @@ def hasher() -> PasswordHasher:
 SECRET = "test-secret-key-that-is-long-enough-0123456789"
 
 
-@pytest.fixture(
-    params=[f"{b}-{face}" for b in BACKENDS for face in ("sync", "async")],
-)
+@pytest.fixture(params=STORE_PARAMS)
 def make_gate(
     request: pytest.FixtureRequest, make_store_url: Callable[[str], str]
 ) -> Iterator[Callable[..., Any]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,3 +36,66 @@ def test_the_architecture_pages_example_runs() -> None:
     assert blocks
     for block in blocks:
         exec(compile(block, "docs/architecture.md", "exec"), {})  # noqa: S102 - our own docs
+
+
+def _python_blocks(page: str) -> list[str]:
+    blocks = re.findall(r"```python\n(.*?)```", (ROOT / "docs" / page).read_text(), re.S)
+    assert blocks, f"docs/{page} has no Python block"
+    return blocks
+
+
+def test_the_sql_store_pages_examples_run(postgres_base_url: str) -> None:
+    """Every block of docs/sql-store.md, in order, in one namespace, on a real
+    PostgreSQL (a database made for the page and dropped after)."""
+    from authgate.testing import scratch_database
+
+    with scratch_database(postgres_base_url) as url:
+        namespace: dict[str, object] = {"DATABASE_URL": url}
+        try:
+            for block in _python_blocks("sql-store.md"):
+                exec(compile(block, "docs/sql-store.md", "exec"), namespace)  # noqa: S102
+        finally:
+            for name in ("gate", "engine"):
+                close = getattr(namespace.get(name), "close", None) or getattr(
+                    namespace.get(name), "dispose", None
+                )
+                if close is not None:
+                    close()
+
+
+def test_the_moving_pages_code_runs(postgres_base_url: str, monkeypatch: Any) -> None:
+    """The moving-from pages' apps build on their library's tables, configured as shown."""
+    import sqlalchemy as sa
+    from examples.from_fastapi_users import fastapi_users_table
+    from examples.from_flask_security import flask_security_tables
+
+    from authgate.stores.sql import parse_sql_url
+    from authgate.testing import scratch_database
+
+    monkeypatch.setenv("AUTHGATE_SECRET_KEY", "a-secret-of-at-least-32-bytes-0123456789abcdef")
+    for page, make_tables in (
+        ("moving-from-fastapi-users.md", lambda e: fastapi_users_table(e, "user")),
+        ("moving-from-flask-security.md", flask_security_tables),
+    ):
+        with scratch_database(postgres_base_url) as url:
+            engine = sa.create_engine(parse_sql_url(url).sync_url)
+            make_tables(engine)
+            engine.dispose()
+            monkeypatch.setenv("AUTHGATE_STORE", f"{url}?users={page[12:-3]}&prefix=authgate_")
+            monkeypatch.setenv("FLASK_SECURITY_PASSWORD_SALT", "salt")
+            for block in _python_blocks(page):
+                code = block.replace("postgresql://app@db/app", url)
+                namespace: dict[str, object] = {"__name__": "__main__"}
+                exec(compile(code, f"docs/{page}", "exec"), namespace)  # noqa: S102
+                app: Any = namespace["app"]
+                state = getattr(app, "extensions", {}).get("authgate")
+                if state is not None:  # Flask: the extension's gate
+                    state._gate.close()
+
+
+def test_every_moving_page_has_a_tested_example() -> None:
+    examples = (ROOT / "tests" / "test_examples.py").read_text()
+    for library in ("fastapi_users", "flask_security"):
+        page = (ROOT / "docs" / f"moving-from-{library.replace('_', '-')}.md").read_text()
+        assert f"examples/from_{library}.py" in page
+        assert f"from_{library}.py" in examples

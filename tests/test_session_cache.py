@@ -207,11 +207,15 @@ def test_a_feed_thread_gone_leaves_the_cache_answering_no_longer_than_deaf_after
 
 
 class SilencingProxy:
-    """A TCP proxy in front of Redis that can cut its subscriber connections without a
-    word: bytes either way are dropped, no socket is closed (a partition, not a crash)."""
+    """A TCP proxy in front of a server (Redis, PostgreSQL) that can silence its
+    subscriber connections (those that sent `marker`: ``SUBSCRIBE``, ``LISTEN``) without
+    a word: bytes either way are dropped, no socket is closed (a partition, not a
+    crash); or `cut` every connection, refusing new ones until `restore` (an outage)."""
 
-    def __init__(self, target: tuple[str, int]) -> None:
+    def __init__(self, target: tuple[str, int], marker: bytes = b"SUBSCRIBE") -> None:
         self.target = target
+        self.marker = marker
+        self.down = False
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
         self.silenced: set[socket.socket] = set()
@@ -227,6 +231,9 @@ class SilencingProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            if self.down:
+                client.close()
+                continue
             server = socket.create_connection(self.target)
             self.sockets += [client, server]
             threading.Thread(target=self._pump, args=(client, server, client), daemon=True).start()
@@ -235,7 +242,7 @@ class SilencingProxy:
     def _pump(self, src: socket.socket, dst: socket.socket, client: socket.socket) -> None:
         try:
             while data := src.recv(65536):
-                if src is client and b"SUBSCRIBE" in data.upper():
+                if src is client and self.marker in data.upper():
                     self.subscribers.add(client)
                     if self.deafen_new_subscribers:
                         self.silenced.add(client)
@@ -246,6 +253,19 @@ class SilencingProxy:
         for sock in (src, dst):
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        """End every connection and refuse new ones: the server is gone."""
+        self.down = True
+        for sock in self.sockets:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+        self.sockets.clear()
+
+    def restore(self) -> None:
+        """Let new connections through again: the server is back."""
+        self.down = False
 
     def silence_subscribers(self) -> int:
         self.silenced |= self.subscribers
@@ -343,14 +363,22 @@ def test_a_forked_worker_listens_for_itself(make_store_url: Callable[[str], str]
     """A server that opens the store before forking its workers (gunicorn --preload):
     the parent's listening thread is not in the child, so the child's cache starts
     anew with a thread of its own, and hears a revocation made elsewhere."""
-    from datetime import timedelta
-
     from authgate.stores.redis import RedisStore
     from authgate.stores.redis.invalidator import DEAF_AFTER
-    from authgate.users import Session, User, utcnow
 
     url = make_store_url("redis")
-    store = RedisStore(url)
+    assert_a_forked_child_hears_revocations(RedisStore(url), lambda: RedisStore(url), DEAF_AFTER)
+
+
+def assert_a_forked_child_hears_revocations(
+    store: Any, open_other: Callable[[], Any], deaf_after: float
+) -> None:
+    """`store` caches a session check in this process, then forks: the child's cache
+    must come on by its own feed, and end the session another store revokes."""
+    from datetime import timedelta
+
+    from authgate.users import Session, User, utcnow
+
     store.create_user(User.new("alice"))
     session = Session(id="f0" * 16, username="alice", expires_at=utcnow() + timedelta(hours=1))
     store.create_session(session)
@@ -363,14 +391,14 @@ def test_a_forked_worker_listens_for_itself(make_store_url: Callable[[str], str]
     if pid == 0:  # the worker
         code = 3
         try:
-            time.sleep(DEAF_AFTER + 0.5)  # whatever it inherited is deaf by now
+            time.sleep(deaf_after + 0.5)  # whatever it inherited is deaf by now
             deadline = time.monotonic() + 5
             while store.peek_session_user(session.id, "alice") is None:
                 store.get_session_user(session.id, "alice")
                 if time.monotonic() > deadline:
                     os._exit(1)  # nobody listens in the worker: the cache never answers
                 time.sleep(0.005)
-            other = RedisStore(url)
+            other = open_other()
             other.revoke_session(session.id)
             other.close()
             deadline = time.monotonic() + 2

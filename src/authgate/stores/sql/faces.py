@@ -3,6 +3,7 @@ sync engine or on its asyncio engine, and the store URL's own parameters."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import math
@@ -352,7 +353,7 @@ class _SQLFace(_SQL):
         self, session_id: str, username: str
     ) -> tuple[Session | None, User | None] | None:
         """The cached answer, or None (never a database read)."""
-        cache = self._session_cache()
+        cache = self._cache or self._session_cache()  # the feed starts on the first check
         return cache.get(session_id, username) if cache is not None else None
 
     def _stop_feed(self) -> None:
@@ -414,8 +415,13 @@ class AsyncSQLStore(_SQLFace, AsyncFace):
         super().__init__(url, **options)
         s = self.settings
         self._engine = engine or create_async_engine(s.async_url, **_engine_options(s, s.async_url))
+        #: The event loop the pool's connections belong to.
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def _drive(self, steps: Steps[T]) -> T:
+        loop = asyncio.get_running_loop()
+        if loop is not self._loop:
+            self._moved_to(loop)
         try:
             async with self._engine.connect() as conn:
                 talk = _Conversation(conn)
@@ -436,11 +442,22 @@ class AsyncSQLStore(_SQLFace, AsyncFace):
         talk.ended(step)
         return None
 
+    def _moved_to(self, loop: asyncio.AbstractEventLoop) -> None:
+        """The store is used from another event loop than before (a second
+        ``asyncio.run``, a test client's loop): connections opened on the old one
+        cannot serve this one, so the pool starts anew, leaving them to the old loop."""
+        if self._loop is not None:
+            self._engine.sync_engine.dispose(close=False)
+        self._loop = loop
+
     def _after_fork(self) -> None:
         super()._after_fork()
         self._engine.sync_engine.dispose(close=False)
 
     async def close(self) -> None:
-        """Stop the cache's feed and close the pooled connections."""
+        """Stop the cache's feed and close the pooled connections (those of another
+        event loop than this one are left to it)."""
         self._stop_feed()
+        if asyncio.get_running_loop() is not self._loop:
+            self._moved_to(asyncio.get_running_loop())
         await self._engine.dispose()
