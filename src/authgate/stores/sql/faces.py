@@ -23,7 +23,7 @@ from ...faces import AsyncFace, Steps, SyncFace, adrive, drive
 from ...users import Session, User
 from ..cache import CACHE_TTL, SessionCache
 from .feed import DEAF_AFTER, NotifyFeed, PollFeed, _Feed
-from .logic import _SQL, Begin, Commit, Done, Run, _run
+from .logic import _SQL, RETRIES, Begin, Commit, Done, Run, _run, retryable
 from .migrate import upgrade_if_behind
 from .schema import Tables
 from .usertable import MappedUsers, UserTable, user_table
@@ -259,6 +259,13 @@ class _Conversation:
             return "BEGIN"
         return "COMMIT" if type(step) is Commit else "ROLLBACK"
 
+    def may_retry(self, err: sa_exc.DBAPIError, attempt: int) -> bool:
+        """Run a statement again that the database refused for a deadlock or a
+        serialization failure: only outside a transaction, where it was one statement
+        that changed nothing (in one, the transaction is retried whole:
+        `_SQL._transaction`)."""
+        return not self.open and attempt < RETRIES and retryable(err)
+
     def ended(self, step: object) -> None:
         if type(step) is not Begin:
             self.open = False
@@ -392,7 +399,14 @@ class SQLStore(_SQLFace, SyncFace):
     @staticmethod
     def _step(talk: _Conversation, step: Any) -> Done | None:
         if type(step) is Run:
-            return _done(talk.conn.execute(step.statement, step.params))
+            attempt = 0
+            while True:
+                try:
+                    return _done(talk.conn.execute(step.statement, step.params))
+                except sa_exc.DBAPIError as err:
+                    attempt += 1
+                    if not talk.may_retry(err, attempt):
+                        raise
         talk.conn.exec_driver_sql(talk.control(step))
         talk.ended(step)
         return None
@@ -437,7 +451,14 @@ class AsyncSQLStore(_SQLFace, AsyncFace):
     async def _step(talk: _Conversation, step: Any) -> Done | None:
         conn: AsyncConnection = talk.conn
         if type(step) is Run:
-            return _done(await conn.execute(step.statement, step.params))
+            attempt = 0
+            while True:
+                try:
+                    return _done(await conn.execute(step.statement, step.params))
+                except sa_exc.DBAPIError as err:
+                    attempt += 1
+                    if not talk.may_retry(err, attempt):
+                        raise
         await conn.exec_driver_sql(talk.control(step))
         talk.ended(step)
         return None
