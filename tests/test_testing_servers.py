@@ -150,6 +150,29 @@ def test_postgres_server_runs_the_pgserver_wheel_programs() -> None:
             engine.dispose()
 
 
+def test_postgres_programs_only_root_can_reach_are_copied_for_nobody(tmp_path: Path) -> None:
+    """As root the server runs as ``nobody``; programs inside a directory only root may
+    enter (tox's ``.tox`` is 0700) are copied where nobody can run them."""
+    import shutil
+
+    bindir = testing._pgserver_bindir()
+    if bindir is None or os.geteuid() != 0:
+        pytest.skip("needs root and pgserver (authgate[dev] on Python < 3.13)")
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    package = bindir.parent.parent
+    shutil.copytree(package, private / package.name, symlinks=True)
+    shutil.copytree(package.parent / f"{package.name}.libs", private / f"{package.name}.libs")
+    programs = private / package.name / bindir.parent.name / bindir.name
+    with postgres_server(bindir=programs) as url:
+        engine = _engine(url)
+        try:
+            with engine.connect() as conn:
+                assert conn.exec_driver_sql("SELECT 1").scalar_one() == 1
+        finally:
+            engine.dispose()
+
+
 @pytest.mark.parametrize("kind", list(SERVERS))
 def test_server_that_cannot_start_fails_with_its_log(
     kind: str, monkeypatch: pytest.MonkeyPatch

@@ -201,6 +201,8 @@ def postgres_server(timeout: float = 30.0, *, bindir: str | Path | None = None) 
     account = _unprivileged_account() if _is_root() else None
     port = free_port()
     with _workdir("authgate-postgres-", owner=account) as workdir:
+        if account is not None and not _open_to_others(programs):
+            programs = _copied_install(programs, workdir)
         data = workdir / "data"
         _prepare(
             "initdb",
@@ -427,6 +429,29 @@ def _unprivileged_account() -> _Account:
             "as: run the tests as another user, or set AUTHGATE_TEST_POSTGRES_URL"
         ) from None
     return _Account(entry.pw_name, entry.pw_uid, entry.pw_gid)
+
+
+def _open_to_others(path: Path) -> bool:
+    """Can an account other than the owner reach `path` (every directory above it
+    searchable by others)?  Root reaches everything, so it cannot just try: tox makes
+    its ``.tox`` directory for its owner alone."""
+    return all(os.stat(parent).st_mode & 0o001 for parent in [path, *path.parents])
+
+
+def _copied_install(programs: Path, workdir: Path) -> Path:
+    """The PostgreSQL installation around `programs` copied into `workdir`, for an
+    account that cannot reach the original (pgserver's, inside tox's private ``.tox``).
+    The programs find ``lib`` and ``share`` relative to themselves, and a wheel's
+    shared libraries in ``<package>.libs`` beside the package (their RPATH is
+    ``$ORIGIN/../../../pgserver.libs``): the copy keeps both where they were."""
+    install = programs.parent
+    package = install.parent
+    libs = package.parent / f"{package.name}.libs"
+    site = workdir / "site"
+    shutil.copytree(install, site / package.name / install.name, symlinks=True)
+    if libs.is_dir():
+        shutil.copytree(libs, site / libs.name, symlinks=True)
+    return site / package.name / install.name / programs.name
 
 
 @contextlib.contextmanager
