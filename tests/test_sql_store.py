@@ -495,3 +495,41 @@ def test_an_async_store_serves_one_event_loop_after_another(
     assert asyncio.run(round_trip("first")) is True
     assert asyncio.run(round_trip("second")) is True
     asyncio.run(store.close())
+
+
+@pytest.mark.parametrize("backend", ["postgres", "asyncpg"])
+def test_a_read_on_a_connection_the_database_dropped_is_tried_again(
+    backend: str, make_store_url: Callable[[str], str]
+) -> None:
+    """The pool's connections ended by the server (a restart, an idle timeout): a read
+    finds its connection dead, and is tried once more on a fresh one, unnoticed."""
+    url = make_store_url(backend) + "&cache_ttl=0"
+    admin = migration_engine(parse_sql_url(url))
+
+    def end_the_pools_connections() -> int:
+        with admin.begin() as conn:
+            ended = conn.execute(
+                sa.text(
+                    "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                    "AND application_name <> 'authgate-feed'"
+                )
+            ).scalar_one()
+        return int(ended)
+
+    async def reads() -> None:
+        store = open_async_store(url)
+        await store.create_user(User.new("alice"))
+        assert end_the_pools_connections() >= 1
+        assert await store.get_user("alice") is not None
+        await store.close()
+
+    if backend == "asyncpg":
+        asyncio.run(reads())
+    else:
+        store = open_store(url)
+        store.create_user(User.new("alice"))
+        assert end_the_pools_connections() >= 1
+        assert store.get_user("alice") is not None
+        store.close()
+    admin.dispose()
