@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import mysql, postgresql
 from sqlalchemy.engine import Dialect
 
-__all__ = ["Tables", "UTCDateTime", "exact_string"]
+__all__ = ["Tables", "UTCDateTime", "exact_string", "json_type"]
 
 
 def exact_string(length: int) -> sa.types.TypeEngine[str]:
@@ -61,7 +61,8 @@ class UTCDateTime(sa.types.TypeDecorator[datetime]):
         return value.astimezone(timezone.utc)
 
 
-def _json() -> sa.types.TypeEngine[Any]:
+def json_type() -> sa.types.TypeEngine[Any]:
+    """A JSON column: ``jsonb`` on PostgreSQL, ``JSON`` elsewhere."""
     return sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
@@ -92,9 +93,9 @@ class Tables:
             sa.Column("username", exact_string(64), nullable=False),
             sa.Column("version", sa.Integer, nullable=False),
             sa.Column("enabled", sa.Boolean, nullable=False),
-            sa.Column("roles", _json(), nullable=False),
-            sa.Column("groups", _json(), nullable=False),
-            sa.Column("permissions", _json(), nullable=False),
+            sa.Column("roles", json_type(), nullable=False),
+            sa.Column("groups", json_type(), nullable=False),
+            sa.Column("permissions", json_type(), nullable=False),
             sa.Column("email", sa.String(320), nullable=False),
             sa.Column("first_name", sa.Text, nullable=False),
             sa.Column("last_name", sa.Text, nullable=False),
@@ -109,7 +110,7 @@ class Tables:
             f"{p}groups",
             md,
             sa.Column("name", exact_string(64), primary_key=True),
-            sa.Column("permissions", _json(), nullable=False),
+            sa.Column("permissions", json_type(), nullable=False),
             sa.Column("description", sa.Text, nullable=False),
         )
         sessions = sa.Table(
@@ -124,7 +125,7 @@ class Tables:
             sa.Column("refresh_hash", sa.String(128), nullable=False),
             sa.Column("client_ip", sa.Text, nullable=False),
             sa.Column("user_agent", sa.Text, nullable=False),
-            sa.Column("data", _json(), nullable=False),
+            sa.Column("data", json_type(), nullable=False),
             sa.Index(f"{p}sessions_by_user", "username", "created_at"),
             sa.Index(f"{p}sessions_by_expiry", "expires_at"),
         )
@@ -156,9 +157,9 @@ class Tables:
             md,
             sa.Column("user_id", sa.String(64), primary_key=True),
             sa.Column("version", sa.Integer, nullable=False),
-            sa.Column("roles", _json(), nullable=False),
-            sa.Column("groups", _json(), nullable=False),
-            sa.Column("permissions", _json(), nullable=False),
+            sa.Column("roles", json_type(), nullable=False),
+            sa.Column("groups", json_type(), nullable=False),
+            sa.Column("permissions", json_type(), nullable=False),
             sa.Column("email", sa.String(320)),
             sa.Column("first_name", sa.Text),
             sa.Column("last_name", sa.Text),

@@ -8,23 +8,16 @@ Create Date: 2026-12-04
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
 from authgate.stores.sql.migrations import names
-from authgate.stores.sql.schema import UTCDateTime, exact_string
+from authgate.stores.sql.schema import UTCDateTime, exact_string, json_type
 
 revision = "0001"
 down_revision = None
 branch_labels = None
 depends_on = None
-
-
-def _json() -> sa.types.TypeEngine[Any]:
-    return sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
 def upgrade() -> None:
@@ -35,9 +28,9 @@ def upgrade() -> None:
         sa.Column("username", exact_string(64), nullable=False),
         sa.Column("version", sa.Integer, nullable=False),
         sa.Column("enabled", sa.Boolean, nullable=False),
-        sa.Column("roles", _json(), nullable=False),
-        sa.Column("groups", _json(), nullable=False),
-        sa.Column("permissions", _json(), nullable=False),
+        sa.Column("roles", json_type(), nullable=False),
+        sa.Column("groups", json_type(), nullable=False),
+        sa.Column("permissions", json_type(), nullable=False),
         sa.Column("email", sa.String(320), nullable=False),
         sa.Column("first_name", sa.Text, nullable=False),
         sa.Column("last_name", sa.Text, nullable=False),
@@ -52,7 +45,7 @@ def upgrade() -> None:
     op.create_table(
         f"{p}groups",
         sa.Column("name", exact_string(64), primary_key=True),
-        sa.Column("permissions", _json(), nullable=False),
+        sa.Column("permissions", json_type(), nullable=False),
         sa.Column("description", sa.Text, nullable=False),
         schema=schema,
     )
@@ -67,7 +60,7 @@ def upgrade() -> None:
         sa.Column("refresh_hash", sa.String(128), nullable=False),
         sa.Column("client_ip", sa.Text, nullable=False),
         sa.Column("user_agent", sa.Text, nullable=False),
-        sa.Column("data", _json(), nullable=False),
+        sa.Column("data", json_type(), nullable=False),
         schema=schema,
     )
     op.create_index(

@@ -9,23 +9,16 @@ Create Date: 2026-12-04
 
 from __future__ import annotations
 
-from typing import Any
-
 import sqlalchemy as sa
 from alembic import op
-from sqlalchemy.dialects import postgresql
 
 from authgate.stores.sql.migrations import names
-from authgate.stores.sql.schema import UTCDateTime
+from authgate.stores.sql.schema import UTCDateTime, json_type
 
 revision = "0003"
 down_revision = "0002"
 branch_labels = None
 depends_on = None
-
-
-def _json() -> sa.types.TypeEngine[Any]:
-    return sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
 def upgrade() -> None:
@@ -34,9 +27,9 @@ def upgrade() -> None:
         f"{p}user_extras",
         sa.Column("user_id", sa.String(64), primary_key=True),
         sa.Column("version", sa.Integer, nullable=False),
-        sa.Column("roles", _json(), nullable=False),
-        sa.Column("groups", _json(), nullable=False),
-        sa.Column("permissions", _json(), nullable=False),
+        sa.Column("roles", json_type(), nullable=False),
+        sa.Column("groups", json_type(), nullable=False),
+        sa.Column("permissions", json_type(), nullable=False),
         sa.Column("email", sa.String(320)),
         sa.Column("first_name", sa.Text),
         sa.Column("last_name", sa.Text),
