@@ -13,10 +13,20 @@ import pytest
 
 from authgate.passwords import PasswordHasher
 from authgate.stores import open_async_store, open_store
-from authgate.testing import cheap_hasher, env_redis_url, redis_server
+from authgate.testing import (
+    ClusterSet,
+    SentinelSet,
+    cheap_hasher,
+    env_redis_url,
+    redis_cluster,
+    redis_sentinel,
+    redis_server,
+)
 
-BACKENDS = ("memory", "sqlite", "json", "redis", "postgres", "mariadb")
-PERSISTENT = ("sqlite", "json", "redis", "postgres", "mariadb")
+#: Redis as one server, as a 3-primary cluster, and as a primary behind 3 sentinels.
+REDIS_BACKENDS = ("redis", "redis-cluster", "redis-sentinel")
+BACKENDS = ("memory", "sqlite", "json", *REDIS_BACKENDS, "postgres", "mariadb")
+PERSISTENT = ("sqlite", "json", *REDIS_BACKENDS, "postgres", "mariadb")
 #: The SQL backends' URL schemes; ``asyncpg`` is PostgreSQL through asyncpg (async only).
 SQL_SCHEMES = {"postgres": "postgresql", "asyncpg": "postgresql+asyncpg", "mariadb": "mariadb"}
 #: Every backend and face of the contract suites: ``[sqlite-sync]``, ``[asyncpg-async]``...
@@ -32,6 +42,22 @@ def redis_base_url() -> Iterator[str]:
         yield url
         return
     with redis_server() as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_set() -> Iterator[ClusterSet]:
+    """A private Redis Cluster of three primaries on loopback, for the whole session
+    (tests use unique key prefixes; none may stop its nodes: see `redis_cluster`)."""
+    with redis_cluster() as started:
+        yield started
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel_set() -> Iterator[SentinelSet]:
+    """A private primary, replica and three sentinels, for the whole session (a test
+    that kills the primary starts a set of its own)."""
+    with redis_sentinel() as started:
         yield started
 
 
@@ -64,16 +90,23 @@ def make_store_url(tmp_path: Path, request: pytest.FixtureRequest) -> Callable[[
             database = "mariadb_database" if backend == "mariadb" else "postgres_database"
             rest = request.getfixturevalue(database).split("://", 1)[1]
             return f"{SQL_SCHEMES[backend]}://{rest}?prefix=t{uuid.uuid4().hex[:10]}_"
-        redis_base_url = request.getfixturevalue("redis_base_url")
         if backend == "memory":
             return "memory://"
         if backend == "sqlite":
             return f"sqlite:///{tmp_path / f'authgate-{uuid.uuid4().hex[:8]}.db'}"
         if backend == "json":
             return f"json:///{tmp_path / f'json-{uuid.uuid4().hex[:8]}'}"
+        prefix = f"prefix=test-{uuid.uuid4().hex}"
         if backend == "redis":
+            redis_base_url = request.getfixturevalue("redis_base_url")
             sep = "&" if "?" in redis_base_url else "?"
-            return f"{redis_base_url}{sep}prefix=test-{uuid.uuid4().hex}"
+            return f"{redis_base_url}{sep}{prefix}"
+        if backend == "redis-cluster":
+            cluster: ClusterSet = request.getfixturevalue("redis_cluster_set")
+            return cluster.url(prefix)
+        if backend == "redis-sentinel":
+            sentinel: SentinelSet = request.getfixturevalue("redis_sentinel_set")
+            return sentinel.url(prefix)
         raise ValueError(backend)
 
     return make
@@ -111,7 +144,7 @@ class AsyncFace:
 @pytest.fixture(params=STORE_PARAMS)
 def store(request: pytest.FixtureRequest, make_store_url: Callable[[str], str]) -> Iterator[Any]:
     """Every backend, through both faces: ids like ``[sqlite-sync]``, ``[redis-async]``."""
-    backend, face = request.param.split("-")
+    backend, face = request.param.rsplit("-", 1)
     url = make_store_url(backend)
     if face == "sync":
         sync = open_store(url)
@@ -148,7 +181,7 @@ def make_gate(
     wrapped so a test drives both with the same calls."""
     from authgate.gate import AsyncGate, Gate
 
-    backend, face = request.param.split("-")
+    backend, face = request.param.rsplit("-", 1)
     url = make_store_url(backend)
     made: list[Any] = []
     loop = asyncio.new_event_loop()

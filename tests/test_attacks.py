@@ -457,8 +457,8 @@ def _records(make_gate: Any, gate: Any, url: str) -> int:
 
     client = redis.Redis.from_url(url.split("?")[0])
     prefix = url.split("prefix=")[1]
-    try:
-        return sum(1 for _ in client.scan_iter(match=f"{{{prefix}}}:*"))
+    try:  # what is filed under users' shards ({prefix:1a2b}:...), not the store's own
+        return sum(1 for _ in client.scan_iter(match=f"{{{prefix}:*"))
     finally:
         client.close()
 

@@ -53,7 +53,7 @@ class Case(NamedTuple):
     """One way to run an example app."""
 
     app: str
-    store: str  # memory, sqlite, redis, postgres, mariadb
+    store: str  # memory, sqlite, redis, redis-cluster, redis-sentinel, postgres, mariadb
     transport: str  # inprocess, http (gunicorn for WSGI apps, uvicorn for ASGI ones)
     workers: int = 1  # server worker processes (http only)
     hashing: str = "cheap"  # cheap: the test profile; default: authgate's argon2 defaults
@@ -80,10 +80,17 @@ CASES = [
     *[Case(app, "postgres", "http", workers=2) for app in APPS],
     *[Case(app, "sqlite", "http", workers=4, hashing="default") for app in ("flask", "fastapi")],
     *[Case(app, "mariadb", "http", workers=4) for app in ("flask", "fastapi")],
+    # Redis Cluster and Sentinel: every app in process, one per server kind over HTTP.
+    *[Case(app, s, "inprocess") for app in APPS for s in ("redis-cluster", "redis-sentinel")],
+    *[
+        Case(app, s, "http", workers=2)
+        for app in ("flask", "fastapi")
+        for s in ("redis-cluster", "redis-sentinel")
+    ],
 ]
 #: Stores whose workers learn of a revocation from a feed (NOTIFY, pub/sub, a polled
 #: log): a request racing it may pass within `REVOCATION_DELAY`.
-FED_STORES = {"redis", "postgres", "mariadb"}
+FED_STORES = {"redis", "redis-cluster", "redis-sentinel", "postgres", "mariadb"}
 ASGI_CASES = [case for case in CASES if case.app in ASGI_APPS]
 HTTP_CASES = [case for case in CASES if case.transport == "http"]
 MULTI_WORKER_CASES = [case for case in CASES if case.workers > 1]
@@ -453,9 +460,12 @@ def pool(
                     database = f"{'mariadb' if case.store == 'mariadb' else 'postgres'}_database"
                     rest = request.getfixturevalue(database).split("://", 1)[1]
                     url = f"{SQL_SCHEMES[case.store]}://{rest}?prefix=c{uuid.uuid4().hex[:10]}_"
-                else:
+                elif case.store == "redis":
                     sep = "&" if "?" in redis_base_url else "?"
                     url = f"{redis_base_url}{sep}prefix=contract-{uuid.uuid4().hex}"
+                else:
+                    topology = request.getfixturevalue(f"{case.store.replace('-', '_')}_set")
+                    url = topology.url(f"prefix=contract-{uuid.uuid4().hex}")
                 maker = _inprocess if case.transport == "inprocess" else _over_http
                 started[case] = stack.enter_context(
                     contextmanager(maker)(case, _env(url, case.hashing), where / "server.log")
@@ -929,7 +939,7 @@ BOOT_CASES = [case for case in MULTI_WORKER_CASES if case.hashing == "default"]
 
 #: Boots per backend: the SQL ones race on their migration lock as well.
 BOOTS = [(b, n) for b in ("sqlite", "redis") for n in range(10)] + [
-    (b, n) for b in ("postgres", "mariadb") for n in range(4)
+    (b, n) for b in ("postgres", "mariadb", "redis-cluster", "redis-sentinel") for n in range(4)
 ]
 
 

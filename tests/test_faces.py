@@ -88,7 +88,9 @@ def test_a_gate_face_writes_no_operation_of_its_own(cls: type) -> None:
 
 @pytest.mark.parametrize("cls", [RedisStore, AsyncRedisStore], ids=lambda c: c.__name__)
 def test_a_redis_face_writes_only_its_connection(cls: type) -> None:
-    assert set(vars(cls)) - OWN - {"__init__", "_connect", "close"} == set()
+    """A face makes its client (`_connect`), sends one command with it (`_send`) and
+    closes it: nothing of an operation."""
+    assert set(vars(cls)) - OWN - {"__init__", "_connect", "_send", "close"} == set()
 
 
 def test_an_answer_known_without_io_is_handed_back_undriven() -> None:

@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -187,23 +188,39 @@ def test_a_pooled_connection_left_dead_by_a_restart_fails_no_request(
         close()
 
 
-@pytest.mark.parametrize("server", list(SERVERS))
-def test_redis_killed_under_load(server: str, redis: Redis, tmp_path: Path) -> None:
-    store_url = redis.url
-    log = tmp_path / "server.log"
+@contextmanager
+def under_load(server: str, store_url: str, log: Path) -> Iterator[list[Answer]]:
+    """The example app served by `server` on `store_url`, four clients loading it (see
+    `_load`) from two seconds before the block until its end; yields their answers,
+    filled in as they come."""
     proc, base = _serve(server, store_url, log)
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
     try:
         login = httpx.post(f"{base}/auth/login", json={"username": ADMIN, "password": ADMIN_PW})
         assert login.status_code == 200, login.text
         token = login.json()["access_token"]
         answers: list[Answer] = []
-        stop = threading.Event()
         threads = [
             threading.Thread(target=_load, args=(base, token, stop, answers, i)) for i in range(4)
         ]
         for t in threads:
             t.start()
         time.sleep(2.0)
+        yield answers
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(30)
+        proc.terminate()
+        proc.wait(20)
+
+
+@pytest.mark.parametrize("server", list(SERVERS))
+def test_redis_killed_under_load(server: str, redis: Redis, tmp_path: Path) -> None:
+    store_url = redis.url
+    log = tmp_path / "server.log"
+    with under_load(server, store_url, log) as answers:
         killed = time.monotonic()
         redis.kill()
         time.sleep(3.0)
@@ -211,12 +228,6 @@ def test_redis_killed_under_load(server: str, redis: Redis, tmp_path: Path) -> N
         redis.start()
         back = time.monotonic()
         time.sleep(4.0)
-        stop.set()
-        for t in threads:
-            t.join(30)
-    finally:
-        proc.terminate()
-        proc.wait(20)
 
     statuses = sorted({a.status for a in answers})
     # Answered while Redis was down (a write started just before the restart may reach

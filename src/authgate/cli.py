@@ -408,7 +408,53 @@ def policy_check(file: str) -> None:
 
 @main.group()
 def db() -> None:
-    """A SQL store's tables: create, upgrade, and say which revision they are at."""
+    """A store's schema: a SQL store's tables or a Redis store's key layout; create,
+    upgrade, and say which revision they are at."""
+
+
+def _redis_store(state: CliState) -> Any:
+    """The Redis store the URL names (not yet checked), or None for another store."""
+    from urllib.parse import urlsplit
+
+    url = state.settings.store
+    if urlsplit(url).scheme.lower().partition("+")[0] not in ("redis", "rediss", "unix"):
+        return None
+    from .stores.redis import RedisStore
+
+    with _user_errors():
+        return RedisStore(url, check=False)
+
+
+def _redis_schema(state: CliState, upgrade: bool) -> bool:
+    """`db upgrade` or `db current` on a Redis store; False when the store is not one."""
+    store = _redis_store(state)
+    if store is None:
+        return False
+    from .stores.redis.faces import layout_version, upgrade_layout
+    from .stores.redis.layout import LAYOUT
+
+    try:
+        with _user_errors():
+            found = upgrade_layout(store) if upgrade else layout_version(store)
+    finally:
+        store.close()
+    if upgrade:
+        done = "nothing to do" if found in (LAYOUT, None) else f"upgraded from layout {found}"
+        click.echo(f"the Redis store's keys are at layout {LAYOUT}; {done}")
+    else:
+        none = f"no authgate keys here yet (they will be written at layout {LAYOUT})"
+        _say_current(found and f"layout {found}", f"layout {LAYOUT}", none)
+    return True
+
+
+def _say_current(at: str | None, head: str, none: str) -> None:
+    """What `db current` says: where the schema is, against the newest."""
+    if at is None:
+        click.echo(none)
+    elif at == head:
+        click.echo(f"{at} (head)")
+    else:
+        click.echo(f"{at} (behind {head}: run `authgate db upgrade`)")
 
 
 def _sql_settings(state: CliState) -> Any:
@@ -417,8 +463,8 @@ def _sql_settings(state: CliState) -> Any:
     url = state.settings.store
     if not is_sql_url(url):
         raise click.ClickException(
-            "the store is not a SQL database (postgresql://, mysql://, mariadb://): "
-            "it has no tables to migrate"
+            "the store is neither a SQL database (postgresql://, mysql://, mariadb://) "
+            "nor Redis: it has no schema to migrate"
         )
     from .stores.sql import parse_sql_url
 
@@ -450,7 +496,10 @@ def _database(state: CliState) -> Iterator[tuple[Any, Any]]:
 @click.argument("revision", default="head")
 @pass_state
 def db_upgrade(state: CliState, revision: str) -> None:
-    """Create authgate's tables or bring them to REVISION (default: the newest)."""
+    """Create authgate's tables or bring them to REVISION (default: the newest); on
+    Redis, bring the key layout to this version's."""
+    if _redis_schema(state, upgrade=True):
+        return
     from .stores.sql import migrate
 
     with _database(state) as (settings, engine):
@@ -466,18 +515,18 @@ def db_upgrade(state: CliState, revision: str) -> None:
 @db.command("current")
 @pass_state
 def db_current(state: CliState) -> None:
-    """Say which revision authgate's tables are at, and whether it is the newest."""
+    """Say which revision authgate's tables (or Redis key layout) are at, and whether
+    it is the newest."""
+    if _redis_schema(state, upgrade=False):
+        return
     from .stores.sql import migrate
 
     with _database(state) as (settings, engine):
         at = migrate.current(engine, settings.prefix, settings.schema)
     head = migrate.head()
-    if at is None:
-        click.echo(f"no authgate tables here; `authgate db upgrade` creates them (at {head})")
-    elif at == head:
-        click.echo(f"{at} (head)")
-    else:
-        click.echo(f"{at} (behind {head}: run `authgate db upgrade`)")
+    _say_current(
+        at, head, f"no authgate tables here; `authgate db upgrade` creates them (at {head})"
+    )
 
 
 @main.command("bootstrap")

@@ -4,6 +4,8 @@ keeps beside them (login sessions, pages of users)."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import secrets
 import unicodedata
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -22,8 +24,10 @@ __all__ = [
     "RoleHierarchy",
     "Session",
     "User",
+    "new_session_id",
     "normalize_group_name",
     "normalize_username",
+    "shard_of",
     "utcnow",
 ]
 
@@ -37,6 +41,19 @@ _EXTRA_USERNAME_CHARS = frozenset("._-@+")
 def utcnow() -> datetime:
     """The current time, timezone-aware in UTC (every timestamp authgate stores)."""
     return datetime.now(timezone.utc)
+
+
+def shard_of(name: str) -> str:
+    """The shard a store that spreads users over servers (Redis Cluster) files `name`'s
+    records under: four hex digits of its SHA-256, the same in every process."""
+    return hashlib.sha256(name.encode()).hexdigest()[:4]
+
+
+def new_session_id(username: str) -> str:
+    """A fresh id for one of `username`'s sessions (logins, API keys, handshakes): 32 hex
+    digits, the first four `username`'s shard and the other 28 random (112 bits), so a
+    sharded store finds the session's server from the id alone."""
+    return shard_of(username) + secrets.token_hex(14)
 
 
 def normalize_username(raw: str) -> str:

@@ -22,7 +22,6 @@ import dataclasses
 import hmac
 import re
 import secrets
-import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -34,7 +33,7 @@ from ..errors import MalformedToken, PermissionDenied, SessionRevoked, Validatio
 from ..identity import Client, Identity
 from ..permissions import PermissionSet, parse_grant
 from ..stores.base import Session, Store
-from ..users import utcnow
+from ..users import new_session_id, utcnow
 from .identity import identity_from_user
 from .ops import Emit, Flow, call
 from .sessions import SessionRules, secret_digest
@@ -148,7 +147,7 @@ def create_api_key(
             raise PermissionDenied(f"a key cannot hold {perm}: {whose} does not hold it")
     if expires_in is not None and not 60 <= expires_in <= 10 * 365 * 86400:
         raise ValidationError("expires_in must be 60 seconds to 10 years", field="expires_in")
-    key_id = uuid.uuid4().hex
+    key_id = new_session_id(owner.username)
     secret = secrets.token_urlsafe(32)
     now = utcnow()
     session = Session(

@@ -37,7 +37,7 @@ from ..identity import Client
 from ..passwords import ScramCredentials, derive_credentials
 from ..stores.base import Session, Store
 from ..tokens import TokenPair
-from ..users import normalize_username, utcnow
+from ..users import new_session_id, normalize_username, utcnow
 from .ops import Emit, Flow, call
 from .sessions import SessionRules, open_session
 
@@ -133,7 +133,7 @@ def _hello(params: dict[str, str]) -> Flow[ScramReply]:
     if started > HANDSHAKES_PER_MINUTE:
         ttl = yield from call(Store.counter_ttl, f"scram-hello:{username}")
         raise AccountLocked(max(1, int(ttl)), "too many SCRAM handshakes; retry later")
-    token = secrets.token_hex(16)
+    token = new_session_id(username)
     now = utcnow()
     hello = Session(
         id=token,

@@ -17,7 +17,6 @@ import hashlib
 import hmac
 import re
 import secrets
-import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -32,7 +31,7 @@ from ..passwords import PasswordHasher
 from ..permissions import RolePolicy
 from ..stores.base import Session, Store
 from ..tokens import TokenPair, TokenVerifier
-from ..users import User, utcnow
+from ..users import User, new_session_id, utcnow
 from .lockout import LockoutPolicy
 from .ops import Emit, Flow, call
 
@@ -125,7 +124,7 @@ def open_session(
                     )
                 )
 
-    session_id = uuid.uuid4().hex
+    session_id = new_session_id(name)
     refresh_token, refresh_hash = new_refresh_token(session_id)
     now = utcnow()
     session = Session(

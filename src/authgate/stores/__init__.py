@@ -39,7 +39,8 @@ __all__ = [
 
 _SCHEMES = (
     "memory://, sqlite:///path/to/file.db, json:///path/to/dir, "
-    "redis://host:port/db or rediss://..., postgresql://user@host/db, "
+    "redis://host:port/db or rediss://..., redis+cluster://h1:p1,h2:p2/, "
+    "redis+sentinel://s1:p1,s2:p2/MASTER, postgresql://user@host/db, "
     "postgresql+asyncpg://..., mysql://... or mariadb://..."
 )
 
@@ -86,13 +87,10 @@ def _meant_absolute(path: str) -> bool:
     )
 
 
-def _redis_url(url: str) -> str:
-    """`url` when its host and port parse (redis-py would fail later, deep inside)."""
-    try:
-        urlsplit(url).port  # noqa: B018 - parsing it is the check
-    except ValueError as err:
-        raise ConfigError(f"bad Redis URL: {err} (expected redis://host:port/db)") from None
-    return url
+_REDIS_SCHEMES = frozenset(
+    {"redis", "rediss", "unix", "redis+cluster", "rediss+cluster"}
+    | {"redis+sentinel", "rediss+sentinel"}
+)
 
 
 def open_store(url: str) -> Store:
@@ -103,10 +101,10 @@ def open_store(url: str) -> Store:
         return MemoryStore(url)
     if scheme == "sqlite":
         return SQLiteStore(_sqlite_path(url), url=url)
-    if scheme in ("redis", "rediss", "unix"):
+    if scheme in _REDIS_SCHEMES:
         from .redis import RedisStore
 
-        return RedisStore(_redis_url(url))
+        return RedisStore(url)
     if scheme == "json":
         from .jsonfile import JSONFileStore
 
@@ -121,10 +119,10 @@ def open_store(url: str) -> Store:
 def open_async_store(url: str) -> AsyncStore:
     """Open the async face of the store named by `url` (see `open_store`)."""
     scheme = urlsplit(url).scheme.lower() if isinstance(url, str) else ""
-    if scheme in ("redis", "rediss", "unix"):
+    if scheme in _REDIS_SCHEMES:
         from .redis import AsyncRedisStore
 
-        return AsyncRedisStore(_redis_url(url))
+        return AsyncRedisStore(url)
     if scheme == "memory":
         return SyncStoreAsAsync(open_store(url), offload=False)
     if _sql_scheme(scheme):

@@ -16,12 +16,24 @@ T = TypeVar("T")
 
 @dataclass(frozen=True, slots=True)
 class _Cmd:
-    """One Redis command (what the store's steps yield; a face sends it)."""
+    """One Redis command (what the store's steps yield; a face sends it).  ``route``,
+    when set, is a key whose server must run it (a keyless command such as SCAN, on a
+    cluster); ``write`` marks a command that may change data (what a face told to
+    wait for replicas waits after)."""
 
     args: tuple[Any, ...]
+    route: str = ""
+    write: bool = False
 
 
-_Steps = Generator[_Cmd, Any, T]
+@dataclass(frozen=True, slots=True)
+class _Pause:
+    """A wait of some seconds (while another process upgrades the store's layout)."""
+
+    seconds: float
+
+
+_Steps = Generator[_Cmd | _Pause, Any, T]
 
 
 @functools.cache
@@ -31,44 +43,73 @@ def _sha(script: str) -> str:
 
 def _lua(script: str, keys: tuple[str, ...], args: tuple[Any, ...]) -> _Steps[Any]:
     """Run a Lua script: by its SHA, loading it first when the server lacks it."""
+    write = script not in _READ_ONLY
     try:
-        return (yield _Cmd(("EVALSHA", _sha(script), len(keys), *keys, *args)))
+        return (yield _Cmd(("EVALSHA", _sha(script), len(keys), *keys, *args), write=write))
     except NoScriptError:
-        return (yield _Cmd(("EVAL", script, len(keys), *keys, *args)))
+        return (yield _Cmd(("EVAL", script, len(keys), *keys, *args), write=write))
 
+
+#: What a script answers when the session it was sent for lives under its owner's
+#: shard (an id that does not begin with that shard): ``{MOVED, owner}``.
+MOVED = "authgate:moved"
+
+
+# Every script's keys share one hash tag: a user's shard (``{prefix:1a2b}:``) for
+# whatever belongs to a user, the store's own (``{prefix}:``) for groups.  A key a
+# script builds itself (``ARGV[1] .. 's:' .. sid``) is under the same tag as its KEYS.
+
+# A user is one string, ``id|version|record`` (`records`); a session one string whose
+# first fields are ``user|refresh|seen|expires``.  FIELDS splits off the first n.
+_FIELDS = """
+local function fields(v, n)
+  local out, at = {}, 1
+  for i = 1, n do
+    local j = string.find(v, '|', at, true)
+    out[i] = string.sub(v, at, j - 1)
+    at = j + 1
+  end
+  return out, string.sub(v, at)
+end
+"""
 
 _CREATE_USER = """
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[1], 'id', ARGV[2], 'version', ARGV[3], 'record', ARGV[4])
-redis.call('ZADD', KEYS[2], 0, ARGV[1])
-redis.call('SET', KEYS[3], ARGV[1])
-return 1
+if redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 1 end
+return 0
 """
 
-_UPDATE_USER = """
-local cur = redis.call('HMGET', KEYS[1], 'id', 'version')
-if not cur[1] or cur[1] ~= ARGV[1] then return -1 end
+_UPDATE_USER = (
+    _FIELDS
+    + """
+local v = redis.call('GET', KEYS[1])
+if not v then return -1 end
+local cur = fields(v, 2)
+if cur[1] ~= ARGV[1] then return -1 end
 if cur[2] ~= ARGV[2] then return 0 end
-redis.call('HSET', KEYS[1], 'version', ARGV[3], 'record', ARGV[4])
-redis.call('PUBLISH', ARGV[5], ARGV[6])
+redis.call('SET', KEYS[1], ARGV[3])
+redis.call('PUBLISH', ARGV[4], ARGV[5])
 return 1
 """
+)
 
-_DELETE_USER = """
-local cur = redis.call('HMGET', KEYS[1], 'id', 'version')
-local id = cur[1]
-if not id then return 0 end
+# Answers the deleted user's id (for the lookups kept beside), 0 when there was no
+# such user, -1 on a version conflict.
+_DELETE_USER = (
+    _FIELDS
+    + """
+local v = redis.call('GET', KEYS[1])
+if not v then return 0 end
+local cur = fields(v, 2)
 if ARGV[3] ~= '' and cur[2] ~= ARGV[3] then return -1 end
 redis.call('DEL', KEYS[1])
-redis.call('ZREM', KEYS[2], ARGV[1])
-redis.call('DEL', ARGV[2] .. 'uid:' .. id)
-for _, sid in ipairs(redis.call('ZRANGE', KEYS[3], 0, -1)) do
+for _, sid in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
   redis.call('DEL', ARGV[2] .. 's:' .. sid)
 end
-redis.call('DEL', KEYS[3])
-redis.call('PUBLISH', ARGV[2] .. 'changes', ARGV[1])
-return 1
+redis.call('DEL', KEYS[2])
+redis.call('PUBLISH', ARGV[4], ARGV[1])
+return cur[1]
 """
+)
 
 _PUT_GROUP = """
 redis.call('SET', KEYS[1], ARGV[2])
@@ -91,11 +132,9 @@ if left < 0 or now_ms + left < exp_ms then redis.call('PEXPIREAT', idx, exp_ms) 
 
 _CREATE_SESSION = (
     """
-redis.call('HSET', KEYS[1], 'record', ARGV[1], 'user', ARGV[2], 'refresh', ARGV[3],
-           'exp', ARGV[4], 'seen', ARGV[5])
-redis.call('PEXPIREAT', KEYS[1], ARGV[8])
-redis.call('ZADD', KEYS[2], ARGV[6], ARGV[7])
-local idx, exp_ms, now_ms = KEYS[2], tonumber(ARGV[8]), tonumber(ARGV[9])
+redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[3])
+redis.call('ZADD', KEYS[2], 0, ARGV[2])
+local idx, exp_ms, now_ms = KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4])
 """
     + _EXTEND_INDEX
     + """
@@ -104,24 +143,49 @@ return 1
 )
 
 _GET_SESSION_USER = """
-local row = redis.call('HMGET', KEYS[1], 'record', 'refresh', 'exp', 'seen')
-return {row[1], row[2], row[3], row[4], redis.call('HGET', KEYS[2], 'record')}
+return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2])}
 """
 
-_TOUCH_SESSION = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('HSET', KEYS[1], 'seen', ARGV[1])
+# The scripts sent for a session id alone start here: KEYS[1] is the session's key
+# and KEYS[2] its forwarding address under the shard the id names, ARGV[1] that
+# shard's key base.  A session not found there but forwarded answers where it lives.
+_FORWARDED = f"""
+local v = redis.call('GET', KEYS[1])
+if not v then
+  local owner = redis.call('GET', KEYS[2])
+  if owner then return {{'{MOVED}', owner}} end
+end
+"""
+
+_GET_SESSION = (
+    _FORWARDED
+    + """
+return v
+"""
+)
+
+_TOUCH_SESSION = (
+    _FIELDS
+    + _FORWARDED
+    + """
+if not v then return 0 end
+local f, rest = fields(v, 3)
+redis.call('SET', KEYS[1], f[1] .. '|' .. f[2] .. '|' .. ARGV[2] .. '|' .. rest, 'KEEPTTL')
 return 1
 """
+)
 
 _ROTATE_REFRESH = (
-    """
-local cur = redis.call('HGET', KEYS[1], 'refresh')
-if not cur or cur ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'refresh', ARGV[2], 'exp', ARGV[3], 'seen', ARGV[4])
-redis.call('PEXPIREAT', KEYS[1], ARGV[5])
-local idx = ARGV[7] .. 'us:' .. redis.call('HGET', KEYS[1], 'user')
-local exp_ms, now_ms = tonumber(ARGV[5]), tonumber(ARGV[6])
+    _FIELDS
+    + _FORWARDED
+    + """
+if not v then return 0 end
+local f, rest = fields(v, 4)
+if f[2] ~= ARGV[2] then return 0 end
+local fresh = f[1] .. '|' .. ARGV[3] .. '|' .. ARGV[4] .. '|' .. ARGV[5] .. '|' .. rest
+redis.call('SET', KEYS[1], fresh, 'PXAT', ARGV[6])
+local idx = ARGV[1] .. 'us:' .. f[1]
+local exp_ms, now_ms = tonumber(ARGV[6]), tonumber(ARGV[7])
 """
     + _EXTEND_INDEX
     + """
@@ -129,22 +193,27 @@ return 1
 """
 )
 
-_REVOKE_SESSION = """
-local user = redis.call('HGET', KEYS[1], 'user')
-if not user then return 0 end
+_REVOKE_SESSION = (
+    _FIELDS
+    + _FORWARDED
+    + """
+if not v then return 0 end
+local user = fields(v, 1)[1]
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', ARGV[1] .. 'us:' .. user, ARGV[2])
-redis.call('PUBLISH', ARGV[1] .. 'changes', user)
+redis.call('PUBLISH', ARGV[3], user)
 return 1
 """
+)
 
+# Answers sid, record, sid, record...: the user's sessions (and forgets the ids whose
+# session expired).
 _LIST_SESSIONS = """
 local out = {}
 for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local row = redis.call('HMGET', ARGV[1] .. 's:' .. sid, 'record', 'refresh', 'exp', 'seen')
-  if row[1] then
-    table.insert(out, row[1]); table.insert(out, row[2])
-    table.insert(out, row[3]); table.insert(out, row[4])
+  local v = redis.call('GET', ARGV[1] .. 's:' .. sid)
+  if v then
+    table.insert(out, sid); table.insert(out, v)
   else
     redis.call('ZREM', KEYS[1], sid)
   end
@@ -160,7 +229,7 @@ for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
     redis.call('ZREM', KEYS[1], sid)
   end
 end
-if n > 0 then redis.call('PUBLISH', ARGV[1] .. 'changes', ARGV[3]) end
+if n > 0 then redis.call('PUBLISH', ARGV[4], ARGV[3]) end
 return n
 """
 
@@ -171,3 +240,6 @@ if v == 1 or redis.call('PTTL', KEYS[1]) < 0 then
 end
 return v
 """
+
+#: The scripts that change nothing (a face waiting for replicas does not wait after them).
+_READ_ONLY = frozenset({_GET_SESSION_USER, _GET_SESSION})

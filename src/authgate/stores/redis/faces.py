@@ -1,29 +1,44 @@
 """The two faces of the Redis store: the same operations (`_Redis`), sent with
-redis-py's sync client or its asyncio client."""
+redis-py's sync client or its asyncio client, to one server, a cluster, or the
+primary that Sentinel names."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 
 import redis
 import redis.asyncio as aioredis
+import redis.asyncio.cluster as aiocluster
+import redis.asyncio.sentinel as aiosentinel
+import redis.cluster
+import redis.sentinel
 from redis.asyncio.retry import Retry as AsyncRetry
-from redis.backoff import ExponentialBackoff
+from redis.backoff import ExponentialBackoff, NoBackoff
+from redis.exceptions import (
+    ClusterDownError,
+    RedisClusterUnreachableError,
+    RedisError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import RedisError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from redis.retry import Retry
 
-from ...errors import (
-    StoreError,
-    StoreUnavailable,
-)
+from ...errors import StoreError, StoreUnavailable
 from ...faces import AsyncFace, SyncFace, adrive, drive
-from .commands import _Steps
+from .commands import _Cmd, _Pause, _Steps
+from .layout import ensure_layout, layout_of
 from .logic import _Redis
+from .settings import CLUSTER, SENTINEL, RedisSettings
 
 T = TypeVar("T")
+
+# (untyped in redis-py)
+_SyncNode: Any = redis.cluster.ClusterNode
+_AsyncNode: Any = aiocluster.ClusterNode
 
 
 # Both faces' connections.  A lost connection (refused, reset, closed by the server) is
@@ -32,58 +47,102 @@ T = TypeVar("T")
 # for over a second is PINGed before use).  A timeout is never retried: the command may
 # have run, and a write sent twice could apply twice.  (redis-py's defaults differ by
 # face: the sync client retries timeouts too, ten times; the asyncio one retries
-# nothing, so every connection left over from an outage failed one request.)
-_CLIENT_OPTIONS: dict[str, Any] = {
-    "decode_responses": True,
-    "socket_connect_timeout": 5,
-    "socket_timeout": 10,
-    "health_check_interval": 1,
-}
+# nothing, so every connection left over from an outage failed one request.)  The
+# cluster client retries timeouts as well as lost connections, with no way to tell
+# them apart, so on a cluster nothing is retried: a failover's few requests answer 503.
 _RETRY: dict[str, Any] = {
     "backoff": ExponentialBackoff(cap=0.1, base=0.02),
     "retries": 3,
     "supported_errors": (RedisConnectionError,),
 }
+#: What says the store cannot answer now (503), rather than that it refused (500).
+_UNAVAILABLE = (
+    RedisConnectionError,
+    RedisTimeoutError,
+    ClusterDownError,
+    TryAgainError,
+    SlotNotCoveredError,
+    RedisClusterUnreachableError,
+)
 
 
-def _unavailable(url: str, err: Exception) -> StoreUnavailable:
-    parts = urlsplit(url)  # name the host, never the password in the URL
-    where = f"{parts.hostname or 'localhost'}:{parts.port or 6379}"
-    return StoreUnavailable(f"cannot reach Redis at {where}: {err}")
-
-
-def _guarded(url: str, steps: _Steps[T]) -> _Steps[T]:
-    """`steps`, with redis-py's failures told in the store's terms."""
+def _guarded(settings: RedisSettings, steps: _Steps[T]) -> _Steps[T]:
+    """`steps`, with redis-py's failures told in the store's terms (the servers'
+    addresses, never a password)."""
     try:
         return (yield from steps)
-    except (RedisConnectionError, RedisTimeoutError) as err:
-        raise _unavailable(url, err) from err
+    except _UNAVAILABLE as err:
+        raise StoreUnavailable(f"cannot reach Redis at {settings.where()}: {err}") from err
     except RedisError as err:
         raise StoreError(f"Redis refused an operation: {err}") from err
 
 
-class RedisStore(_Redis["redis.Redis"], SyncFace):
-    """The sync face of the Redis store (redis-py's `redis.Redis`); it checks that the
-    server answers at once (``check=False``: at the first operation)."""
+def _unacknowledged(settings: RedisSettings, acked: Any) -> StoreUnavailable:
+    return StoreUnavailable(
+        f"a write reached {acked} of the {settings.wait} replicas asked for (wait=) within "
+        f"{settings.wait_timeout} s at {settings.where()}: it may not survive a failover"
+    )
+
+
+class RedisStore(_Redis[Any], SyncFace):
+    """The sync face of the Redis store (redis-py's `redis.Redis`, `RedisCluster`, or
+    a Sentinel-managed client); it checks that the server answers at once
+    (``check=False``: at the first operation)."""
 
     def __init__(
         self,
         url: str = "redis://localhost:6379/0",
         *,
         prefix: str | None = None,
-        client: redis.Redis | None = None,
+        client: Any = None,
         check: bool = True,
     ) -> None:
         super().__init__(url, prefix=prefix, client=client)
+        self._wait = ("WAIT", self.settings.wait, int(self.settings.wait_timeout * 1000))
         if check:
             self.ping()
 
     @staticmethod
-    def _connect(url: str) -> redis.Redis:
-        return redis.Redis.from_url(url, retry=Retry(**_RETRY), **_CLIENT_OPTIONS)
+    def _connect(settings: RedisSettings) -> Any:
+        if settings.topology == CLUSTER:
+            return redis.cluster.RedisCluster(
+                startup_nodes=[_SyncNode(h, p) for h, p in settings.nodes],
+                retry=Retry(NoBackoff(), 0),
+                **settings.client_options(),
+            )
+        if settings.topology == SENTINEL:
+            sentinels = redis.sentinel.Sentinel(
+                list(settings.nodes), sentinel_kwargs=settings.sentinel_client_options()
+            )
+            return sentinels.master_for(
+                settings.master, retry=Retry(**_RETRY), **settings.client_options()
+            )
+        return redis.Redis.from_url(
+            settings.url, retry=Retry(**_RETRY), **settings.client_options()
+        )
+
+    def _send(self, step: _Cmd | _Pause) -> Any:
+        if type(step) is _Pause:
+            time.sleep(step.seconds)
+            return None
+        assert type(step) is _Cmd
+        if step.route and self.settings.topology == CLUSTER:
+            node = self._client.get_node_from_key(step.route)
+            return node.redis_connection.execute_command(*step.args)
+        if step.write and self.settings.wait:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.execute_command(*step.args)
+            pipe.execute_command(*self._wait)
+            reply, acked = pipe.execute(raise_on_error=False)
+            if isinstance(reply, Exception):
+                raise reply
+            if not isinstance(acked, int) or acked < self.settings.wait:
+                raise _unacknowledged(self.settings, acked)
+            return reply
+        return self._command(*step.args)
 
     def _drive(self, steps: _Steps[T]) -> T:
-        return drive(_guarded(self.url, steps), lambda cmd: self._command(*cmd.args))
+        return drive(_guarded(self.settings, self._steps(steps)), self._send)
 
     def close(self) -> None:
         """Stop the invalidation thread and release the connections."""
@@ -91,15 +150,74 @@ class RedisStore(_Redis["redis.Redis"], SyncFace):
         self._client.close()
 
 
-class AsyncRedisStore(_Redis["aioredis.Redis"], AsyncFace):
-    """The async face of the Redis store (redis-py's `redis.asyncio.Redis`)."""
+def layout_version(store: RedisStore) -> str | None:
+    """The key layout `store` holds (None when it holds nothing yet), read without
+    upgrading it: what `authgate db current` says."""
+    return drive(_guarded(store.settings, layout_of(store.keys)), store._send)
+
+
+def upgrade_layout(store: RedisStore) -> str | None:
+    """Bring `store`'s key layout to this version's, whatever its ``migrate``
+    parameter says (`authgate db upgrade`); returns the layout it found."""
+    found = drive(_guarded(store.settings, ensure_layout(store.keys, migrate=True)), store._send)
+    store._laid_out = True
+    return found
+
+
+class AsyncRedisStore(_Redis[Any], AsyncFace):
+    """The async face of the Redis store (redis-py's asyncio clients)."""
+
+    def __init__(
+        self,
+        url: str = "redis://localhost:6379/0",
+        *,
+        prefix: str | None = None,
+        client: Any = None,
+    ) -> None:
+        super().__init__(url, prefix=prefix, client=client)
+        self._wait = ("WAIT", self.settings.wait, int(self.settings.wait_timeout * 1000))
 
     @staticmethod
-    def _connect(url: str) -> aioredis.Redis:
-        return aioredis.Redis.from_url(url, retry=AsyncRetry(**_RETRY), **_CLIENT_OPTIONS)
+    def _connect(settings: RedisSettings) -> Any:
+        if settings.topology == CLUSTER:
+            return aiocluster.RedisCluster(
+                startup_nodes=[_AsyncNode(h, p) for h, p in settings.nodes],
+                retry=AsyncRetry(NoBackoff(), 0),
+                **settings.client_options(),
+            )
+        if settings.topology == SENTINEL:
+            sentinels = aiosentinel.Sentinel(
+                list(settings.nodes), sentinel_kwargs=settings.sentinel_client_options()
+            )
+            return sentinels.master_for(
+                settings.master, retry=AsyncRetry(**_RETRY), **settings.client_options()
+            )
+        return aioredis.Redis.from_url(
+            settings.url, retry=AsyncRetry(**_RETRY), **settings.client_options()
+        )
+
+    async def _send(self, step: _Cmd | _Pause) -> Any:
+        if type(step) is _Pause:
+            await asyncio.sleep(step.seconds)
+            return None
+        assert type(step) is _Cmd
+        if step.route and self.settings.topology == CLUSTER:
+            node = self._client.get_node_from_key(step.route)
+            return await node.execute_command(*step.args)
+        if step.write and self.settings.wait:
+            pipe = self._client.pipeline(transaction=False)
+            pipe.execute_command(*step.args)
+            pipe.execute_command(*self._wait)
+            reply, acked = await pipe.execute(raise_on_error=False)
+            if isinstance(reply, Exception):
+                raise reply
+            if not isinstance(acked, int) or acked < self.settings.wait:
+                raise _unacknowledged(self.settings, acked)
+            return reply
+        return await self._command(*step.args)
 
     async def _drive(self, steps: _Steps[T]) -> T:
-        return await adrive(_guarded(self.url, steps), lambda cmd: self._command(*cmd.args))
+        return await adrive(_guarded(self.settings, self._steps(steps)), self._send)
 
     async def close(self) -> None:
         """Stop the invalidation thread and release the connections."""

@@ -12,9 +12,14 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 import redis
+import redis.cluster
+import redis.sentinel
+from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
+from redis.retry import Retry
 
 from ..cache import SessionCache
+from .settings import CLUSTER, SENTINEL, RedisSettings
 
 T = TypeVar("T")
 
@@ -28,6 +33,37 @@ _BEAT = "authgate-heartbeat"
 _log = logging.getLogger("authgate.store")
 
 
+def listener_client(settings: RedisSettings) -> redis.Redis:
+    """A client for the subscription to the change channel: the one server, the
+    primary Sentinel names now, or any node of a cluster (a change published on one
+    node of a cluster reaches subscribers on every node)."""
+    options = {
+        **settings.client_options(),
+        # redis-py misreads a PING's answer on a RESP3 subscription
+        "protocol": 2,
+        "health_check_interval": 5,
+    }
+    if settings.topology == SENTINEL:
+        sentinels = redis.sentinel.Sentinel(
+            list(settings.nodes), sentinel_kwargs=settings.sentinel_client_options()
+        )
+        client: redis.Redis = sentinels.master_for(settings.master, **options)
+        return client
+    if settings.topology == CLUSTER:
+        node_class: Any = redis.cluster.ClusterNode  # (untyped in redis-py)
+        cluster: Any = redis.cluster.RedisCluster(
+            startup_nodes=[node_class(host, port) for host, port in settings.nodes],
+            retry=Retry(NoBackoff(), 0),
+            **settings.client_options(),
+        )
+        try:
+            node = cluster.get_random_node()
+        finally:
+            cluster.close()
+        return redis.Redis(host=node.host, port=node.port, **options)
+    return redis.Redis.from_url(settings.url, **options)
+
+
 class _Invalidator(threading.Thread):
     """Listens on the change channel and evicts what changed from a `SessionCache`.
 
@@ -37,9 +73,13 @@ class _Invalidator(threading.Thread):
     an error), every session check goes to Redis.
     """
 
-    def __init__(self, client_url: str, channel: str, cache: SessionCache) -> None:
+    def __init__(
+        self, connect: Callable[[], redis.Redis], channel: str, cache: SessionCache
+    ) -> None:
         super().__init__(name="authgate-redis-invalidator", daemon=True)
-        self.client_url = client_url
+        #: Makes the subscription's client (each attempt gets a new one: after a
+        #: failover, Sentinel's new primary or another node of a cluster).
+        self.connect = connect
         self.channel = channel
         self.cache = cache
         self.stopping = threading.Event()
@@ -49,16 +89,12 @@ class _Invalidator(threading.Thread):
 
     def run(self) -> None:
         while not self.stopping.is_set():
-            client = redis.Redis.from_url(
-                self.client_url,
-                decode_responses=True,
-                protocol=2,  # redis-py misreads a PING's answer on a RESP3 subscription
-                socket_connect_timeout=5,
-                health_check_interval=5,
-            )
-            subscribe: Callable[[], Any] = client.pubsub  # untyped in redis-py
-            pubsub = subscribe()
+            client: redis.Redis | None = None
+            pubsub: Any = None
             try:
+                client = self.connect()
+                subscribe: Callable[[], Any] = client.pubsub  # untyped in redis-py
+                pubsub = subscribe()
                 pubsub.subscribe(self.channel)
                 self._listen(pubsub)
             except Exception as exc:  # never stop listening
@@ -69,8 +105,10 @@ class _Invalidator(threading.Thread):
                 self.backoff = min(self.backoff * 2, 5.0)
             finally:
                 with contextlib.suppress(Exception):
-                    pubsub.close()
-                    client.close()
+                    if pubsub is not None:
+                        pubsub.close()
+                    if client is not None:
+                        client.close()
 
     def _listen(self, pubsub: Any) -> None:
         """Evict what the channel announces and send heartbeats, until stopped; a

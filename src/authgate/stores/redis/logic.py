@@ -1,18 +1,27 @@
-"""Every operation of the Redis store, defined once as the commands it sends (`_Redis`),
-and the store URL's own parameters."""
+"""Every operation of the Redis store, defined once as the commands it sends (`_Redis`).
+
+The key layout spreads users over a cluster.  Whatever belongs to one user (the
+record, the sessions, API keys and handshakes, the session index, the counters named
+after the user) shares the user's shard tag, ``{prefix:1a2b}:`` (`shard_of`), so every
+script stays in one slot while users spread over the slots.  Session ids begin with
+their owner's shard (`new_session_id`), so an operation given an id alone goes
+straight to the right slot; a session whose id names another shard (made before this
+layout, or by code of a user's own) leaves a forwarding address there.  What is the
+store's own sits under ``{prefix}:``: the list of usernames for the admin listing, the
+groups, the layout's version.  Lookups that cross users (the listing, id to user) are
+written before the record they point at and checked against it when read, so no
+failure between the two writes leaves a wrong answer.
+"""
 
 from __future__ import annotations
 
-import math
+import functools
 import os
 import weakref
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, Generic, Protocol, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from ...errors import (
-    ConfigError,
     NotFound,
     UserExists,
     UserNotFound,
@@ -22,12 +31,14 @@ from ...faces import operation
 from ...users import Group, User, utcnow
 from .. import _codec
 from ..base import Page, Session
-from ..cache import CACHE_TTL, SessionCache, read_through
+from ..cache import SessionCache, read_through
+from . import records
 from .commands import (
     _CREATE_SESSION,
     _CREATE_USER,
     _DELETE_GROUP,
     _DELETE_USER,
+    _GET_SESSION,
     _GET_SESSION_USER,
     _INCR,
     _LIST_SESSIONS,
@@ -37,11 +48,15 @@ from .commands import (
     _ROTATE_REFRESH,
     _TOUCH_SESSION,
     _UPDATE_USER,
+    MOVED,
     _Cmd,
     _lua,
     _Steps,
 )
-from .invalidator import DEAF_AFTER, _Invalidator
+from .invalidator import DEAF_AFTER, _Invalidator, listener_client
+from .keys import Keys
+from .layout import ensure_layout
+from .settings import RedisSettings, parse_redis_url
 
 T = TypeVar("T")
 
@@ -56,19 +71,6 @@ C = TypeVar("C", bound=_Client)  # a face's redis-py client
 def _ms(value: datetime) -> int:
     """Milliseconds for PEXPIREAT, rounded up so Redis never drops a key early."""
     return int(_codec.timestamp(value) * 1000) + 1
-
-
-def _ts(value: datetime) -> str:
-    return repr(_codec.timestamp(value))
-
-
-def _session_from_row(row: Sequence[Any]) -> Session:
-    record, refresh, exp_ts, seen_ts = row
-    return _codec.session_from_json(record).replace(
-        refresh_hash=refresh or "",
-        expires_at=_codec.from_timestamp(float(exp_ts)),
-        last_seen=_codec.from_timestamp(float(seen_ts)),
-    )
 
 
 #: The stores whose session cache has a listening thread in this process.
@@ -86,32 +88,6 @@ def _listen_anew_after_fork() -> None:
 
 
 os.register_at_fork(after_in_child=_listen_anew_after_fork)
-
-
-def _parse_url(url: str) -> tuple[str, str, float]:
-    """Split authgate's own query parameters (``prefix``, ``cache_ttl``) off a URL."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    prefix = "authgate"
-    cache_ttl = CACHE_TTL
-    rest = []
-    for name, value in query:
-        if name == "prefix":
-            prefix = value
-        elif name == "cache_ttl":
-            try:
-                cache_ttl = float(value)
-            except ValueError:
-                cache_ttl = math.nan
-            if not 0 <= cache_ttl < math.inf:
-                raise ConfigError(
-                    f"cache_ttl must be a number of seconds (0 turns the cache off), not {value!r}"
-                )
-        else:
-            rest.append((name, value))
-    if not prefix or any(ch in prefix for ch in "{}"):
-        raise ConfigError("the Redis key prefix must be non-empty and contain no braces")
-    return urlunsplit(parts._replace(query=urlencode(rest))), prefix, cache_ttl
 
 
 class _Redis(Generic[C]):
@@ -134,30 +110,48 @@ class _Redis(Generic[C]):
         client: C | None = None,
     ) -> None:  # fmt: skip
         self.url = url
-        self._client_url, url_prefix, self._cache_ttl = _parse_url(url)
-        self._prefix = prefix or url_prefix
-        self.base = "{" + self._prefix + "}:"
+        self.settings = parse_redis_url(url, prefix=prefix)
+        self._prefix = self.settings.prefix
+        self._cache_ttl = self.settings.cache_ttl
+        self.keys = Keys(self._prefix)
+        #: The store's own keys (the username list, groups, the layout's version).
+        self.base = self.keys.base
         #: Where every change that can end a session check is announced (username).
-        self.channel = self.base + "changes"
-        self._client: C = client if client is not None else self._connect(self._client_url)
+        self.channel = self.keys.channel
+        #: The layout is known to be this version's (checked at the first operation).
+        self._laid_out = False
+        self._client: C = client if client is not None else self._connect(self.settings)
         self._command = self._client.execute_command
 
     @staticmethod
-    def _connect(url: str) -> C:
+    def _connect(settings: RedisSettings) -> C:
         raise NotImplementedError
+
+    def _steps(self, steps: _Steps[T]) -> _Steps[T]:
+        """`steps`, after the first operation has checked the key layout (and upgraded
+        one written by an older version, unless ``migrate=false``)."""
+        if self._laid_out:
+            return steps
+        return self._after_layout(steps)
+
+    def _after_layout(self, steps: _Steps[T]) -> _Steps[T]:
+        yield from ensure_layout(self.keys, migrate=self.settings.migrate)
+        self._laid_out = True
+        return (yield from steps)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(prefix={self._prefix!r})"
 
     @property
     def prefix(self) -> str:
-        """The key prefix (all keys are ``{prefix}:...``)."""
+        """The key prefix (keys are ``{prefix}:...`` and ``{prefix:shard}:...``)."""
         return self._prefix
 
     def _session_cache(self) -> SessionCache | None:
         if self._cache is None and self._cache_ttl > 0:
             cache = SessionCache(self._cache_ttl, deaf_after=DEAF_AFTER)
-            self._invalidator = _Invalidator(self._client_url, self.channel, cache)
+            connect = functools.partial(listener_client, self.settings)
+            self._invalidator = _Invalidator(connect, self.channel, cache)
             self._invalidator.start()
             self._cache = cache
             _LISTENING.add(self)
@@ -190,14 +184,11 @@ class _Redis(Generic[C]):
 
     ping = operation(_ping)
 
-    def _user_key(self, username: str) -> str:
-        return f"{self.base}u:{username}"
-
     # users
 
     def _user(self, username: str) -> _Steps[User | None]:
-        raw = yield _Cmd(("HGET", self._user_key(username), "record"))
-        return _codec.user_from_json(raw) if raw is not None else None
+        raw = yield _Cmd(("GET", self.keys.user(username)))
+        return records.unpack_user(raw) if raw is not None else None
 
     def _get_user(self, username: str) -> _Steps[User | None]:
         return self._user(username)
@@ -205,45 +196,59 @@ class _Redis(Generic[C]):
     get_user = operation(_get_user)
 
     def _get_user_by_id(self, user_id: str) -> _Steps[User | None]:
-        name = yield _Cmd(("GET", f"{self.base}uid:{user_id}"))
+        name = yield _Cmd(("GET", self.keys.user_id(user_id)))
         if name is None:
             return None
-        return (yield from self._user(name))
+        user = yield from self._user(name)
+        return user if user is not None and user.id == user_id else None
 
     get_user_by_id = operation(_get_user_by_id)
 
     def _list_users(self, after: str | None = None, limit: int = 100) -> _Steps[Page]:
-        low = f"({after}" if after is not None else "-"
-        names = yield _Cmd(("ZRANGEBYLEX", f"{self.base}users", low, "+", "LIMIT", 0, limit + 1))
-        more = len(names) > limit
-        names = names[:limit]
+        # An entry whose record is missing or has another id is skipped: a create in
+        # flight (its entry is written first) or one that failed halfway.  It is not
+        # deleted here: the create may be about to write its record.
+        low = f"({after}!" if after is not None else "-"
         users: list[User] = []
-        for name in names:
-            user = yield from self._user(name)
-            if user is not None:
-                users.append(user)
-        return Page(users, names[-1] if more and names else None)
+        while len(users) <= limit:
+            batch = yield _Cmd(("ZRANGEBYLEX", self.keys.names, low, "+", "LIMIT", 0, limit + 1))
+            for entry in batch:
+                name, _, user_id = entry.partition(" ")
+                user = yield from self._user(name)
+                if user is not None and user.id == user_id:
+                    users.append(user)
+            if len(batch) <= limit:
+                break
+            low = f"({batch[-1]}"
+        more = len(users) > limit
+        users = users[:limit]
+        return Page(users, users[-1].username if more else None)
 
     list_users = operation(_list_users)
 
     def _create_user(self, user: User) -> _Steps[User]:
+        entry = self.keys.index_entry(user.username, user.id)
+        yield _Cmd(("ZADD", self.keys.names, 0, entry), write=True)
+        yield _Cmd(("SET", self.keys.user_id(user.id), user.username), write=True)
         created = yield from _lua(
             _CREATE_USER,
-            (self._user_key(user.username), f"{self.base}users", f"{self.base}uid:{user.id}"),
-            (user.username, user.id, user.version, _codec.user_to_json(user)),
+            (self.keys.user(user.username),),
+            (records.pack_user(user),),
         )
         if not created:
+            yield _Cmd(("ZREM", self.keys.names, entry), write=True)
+            yield _Cmd(("DEL", self.keys.user_id(user.id)), write=True)
             raise UserExists()
         return user
 
     create_user = operation(_create_user)
 
     def _update_user(self, user: User, expected_version: int) -> _Steps[User]:
-        args = (user.id, expected_version, user.version, _codec.user_to_json(user))
+        args = (records.escape(user.id), expected_version, records.pack_user(user))
         try:
             result = yield from _lua(
                 _UPDATE_USER,
-                (self._user_key(user.username),),
+                (self.keys.user(user.username),),
                 (*args, self.channel, user.username),
             )
         finally:
@@ -257,23 +262,30 @@ class _Redis(Generic[C]):
     update_user = operation(_update_user)
 
     def _delete_user(self, username: str, expected_version: int | None = None) -> _Steps[None]:
-        keys = (self._user_key(username), f"{self.base}users", f"{self.base}us:{username}")
+        base = self.keys.of_user(username)
         version = "" if expected_version is None else str(expected_version)
         try:
-            deleted = yield from _lua(_DELETE_USER, keys, (username, self.base, version))
+            deleted = yield from _lua(
+                _DELETE_USER,
+                (f"{base}u:{username}", f"{base}us:{username}"),
+                (username, base, version, self.channel),
+            )
         finally:
             self._evict(username=username)
         if deleted == -1:
             raise VersionConflict()
         if not deleted:
             raise UserNotFound()
+        deleted = records.unescape(deleted)
+        yield _Cmd(("ZREM", self.keys.names, self.keys.index_entry(username, deleted)), write=True)
+        yield _Cmd(("DEL", self.keys.user_id(deleted)), write=True)
 
     delete_user = operation(_delete_user)
 
     # groups
 
     def _group(self, name: str) -> _Steps[Group | None]:
-        raw = yield _Cmd(("GET", f"{self.base}g:{name}"))
+        raw = yield _Cmd(("GET", self.keys.group(name)))
         return _codec.group_from_json(raw) if raw is not None else None
 
     def _get_group(self, name: str) -> _Steps[Group | None]:
@@ -282,7 +294,7 @@ class _Redis(Generic[C]):
     get_group = operation(_get_group)
 
     def _list_groups(self) -> _Steps[list[Group]]:
-        names = yield _Cmd(("ZRANGE", f"{self.base}groups", 0, -1))
+        names = yield _Cmd(("ZRANGE", self.keys.groups, 0, -1))
         groups: list[Group] = []
         for name in names:
             group = yield from self._group(name)
@@ -295,7 +307,7 @@ class _Redis(Generic[C]):
     def _put_group(self, group: Group) -> _Steps[Group]:
         yield from _lua(
             _PUT_GROUP,
-            (f"{self.base}g:{group.name}", f"{self.base}groups"),
+            (self.keys.group(group.name), self.keys.groups),
             (group.name, _codec.group_to_json(group)),
         )
         return group
@@ -303,9 +315,7 @@ class _Redis(Generic[C]):
     put_group = operation(_put_group)
 
     def _delete_group(self, name: str) -> _Steps[None]:
-        deleted = yield from _lua(
-            _DELETE_GROUP, (f"{self.base}g:{name}", f"{self.base}groups"), (name,)
-        )
+        deleted = yield from _lua(_DELETE_GROUP, (self.keys.group(name), self.keys.groups), (name,))
         if not deleted:
             raise NotFound("no such group")
 
@@ -314,32 +324,40 @@ class _Redis(Generic[C]):
     # sessions
 
     def _create_session(self, session: Session) -> _Steps[Session]:
+        base = self.keys.of_user(session.username)
+        expires_ms = _ms(session.expires_at)
+        named = self.keys.of_session_id(session.id)
+        if named != base:  # leave a forwarding address where the id points
+            forward = ("SET", f"{named}sm:{session.id}", session.username, "PXAT", expires_ms)
+            yield _Cmd(forward, write=True)
         yield from _lua(
             _CREATE_SESSION,
-            (f"{self.base}s:{session.id}", f"{self.base}us:{session.username}"),
-            (
-                _codec.session_to_json(session),
-                session.username,
-                session.refresh_hash,
-                _ts(session.expires_at),
-                _ts(session.last_seen),
-                _codec.timestamp(session.created_at),
-                session.id,
-                _ms(session.expires_at),
-                _ms(utcnow()),
-            ),
+            (f"{base}s:{session.id}", f"{base}us:{session.username}"),
+            (records.pack_session(session), session.id, expires_ms, _ms(utcnow())),
         )
         return session
 
     create_session = operation(_create_session)
 
+    def _by_id(self, script: str, session_id: str, *args: Any) -> _Steps[tuple[Any, str]]:
+        """Run a script of the session `session_id` under the shard its id names, and
+        once more under its owner's if it answers that the session lives there.
+        Returns the answer and the forwarding key followed ("" when none was)."""
+        base = self.keys.of_session_id(session_id)
+        keys = (f"{base}s:{session_id}", f"{base}sm:{session_id}")
+        reply = yield from _lua(script, keys, (base, *args))
+        if not (isinstance(reply, list) and len(reply) == 2 and reply[0] == MOVED):
+            return reply, ""
+        owner = self.keys.of_user(reply[1])
+        moved = (f"{owner}s:{session_id}", f"{owner}sm:{session_id}")
+        reply = yield from _lua(script, moved, (owner, *args))
+        return reply, keys[1]
+
     def _get_session(self, session_id: str) -> _Steps[Session | None]:
-        row = yield _Cmd(
-            ("HMGET", f"{self.base}s:{session_id}", "record", "refresh", "exp", "seen")
-        )
-        if row[0] is None:
+        raw, _ = yield from self._by_id(_GET_SESSION, session_id)
+        if not isinstance(raw, str):
             return None
-        session = _session_from_row(row)
+        session = records.unpack_session(session_id, raw)
         return None if session.is_expired() else session
 
     get_session = operation(_get_session)
@@ -356,15 +374,19 @@ class _Redis(Generic[C]):
     def _session_user(
         self, session_id: str, username: str
     ) -> _Steps[tuple[Session | None, User | None]]:
+        base = self.keys.of_user(username)
         row = yield from _lua(
-            _GET_SESSION_USER, (f"{self.base}s:{session_id}", self._user_key(username)), ()
+            _GET_SESSION_USER, (f"{base}s:{session_id}", f"{base}u:{username}"), ()
         )
-        session = _session_from_row(row[:4]) if row[0] else None
-        user = _codec.user_from_json(row[4]) if row[4] else None
+        session = records.unpack_session(session_id, row[0]) if row[0] else None
+        user = records.unpack_user(row[1]) if row[1] else None
+        if session is None and self.keys.of_session_id(session_id) != base:
+            # Not `username`'s (a token naming another user), or an id of another shape.
+            return (yield from self._get_session(session_id)), user
         return (None if session is None or session.is_expired() else session), user
 
     def _touch_session(self, session_id: str, last_seen: datetime) -> _Steps[bool]:
-        done = yield from _lua(_TOUCH_SESSION, (f"{self.base}s:{session_id}",), (_ts(last_seen),))
+        done, _ = yield from self._by_id(_TOUCH_SESSION, session_id, records.micros(last_seen))
         if self._cache is not None:
             self._cache.touch(session_id, last_seen)
         return bool(done)
@@ -374,38 +396,40 @@ class _Redis(Generic[C]):
     def _rotate_refresh(
         self, session_id: str, expected_hash: str, new_hash: str, expires_at: datetime
     ) -> _Steps[bool]:
-        done = yield from _lua(
+        expires_ms = _ms(expires_at)
+        done, forwarded = yield from self._by_id(
             _ROTATE_REFRESH,
-            (f"{self.base}s:{session_id}",),
-            (
-                expected_hash,
-                new_hash,
-                _ts(expires_at),
-                _ts(utcnow()),
-                _ms(expires_at),
-                _ms(utcnow()),
-                self.base,
-            ),
+            session_id,
+            records.pack_refresh(expected_hash),
+            records.pack_refresh(new_hash),
+            records.micros(utcnow()),
+            records.micros(expires_at),
+            expires_ms,
+            _ms(utcnow()),
         )
+        if done and forwarded:  # the address lives as long as the session
+            yield _Cmd(("PEXPIREAT", forwarded, expires_ms), write=True)
         return bool(done)
 
     rotate_refresh = operation(_rotate_refresh)
 
     def _revoke_session(self, session_id: str) -> _Steps[bool]:
         try:
-            done = yield from _lua(
-                _REVOKE_SESSION, (f"{self.base}s:{session_id}",), (self.base, session_id)
+            done, forwarded = yield from self._by_id(
+                _REVOKE_SESSION, session_id, session_id, self.channel
             )
         finally:
             self._evict(session_id=session_id)
+        if forwarded:
+            yield _Cmd(("DEL", forwarded), write=True)
         return bool(done)
 
     revoke_session = operation(_revoke_session)
 
     def _list_sessions(self, username: str) -> _Steps[list[Session]]:
-        flat = yield from _lua(_LIST_SESSIONS, (f"{self.base}us:{username}",), (self.base,))
-        rows = [flat[i : i + 4] for i in range(0, len(flat), 4)]
-        sessions = [_session_from_row(row) for row in rows]
+        base = self.keys.of_user(username)
+        flat = yield from _lua(_LIST_SESSIONS, (f"{base}us:{username}",), (base,))
+        sessions = [records.unpack_session(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
         return sorted(
             (s for s in sessions if not s.is_expired()), key=lambda s: (s.created_at, s.id)
         )
@@ -413,11 +437,12 @@ class _Redis(Generic[C]):
     list_sessions = operation(_list_sessions)
 
     def _revoke_user_sessions(self, username: str, keep: str | None = None) -> _Steps[int]:
+        base = self.keys.of_user(username)
         try:
             count = yield from _lua(
                 _REVOKE_USER_SESSIONS,
-                (f"{self.base}us:{username}",),
-                (self.base, keep or "", username),
+                (f"{base}us:{username}",),
+                (base, keep or "", username, self.channel),
             )
         finally:
             self._evict(username=username)
@@ -429,30 +454,31 @@ class _Redis(Generic[C]):
 
     def _incr(self, key: str, ttl_seconds: float) -> _Steps[int]:
         ttl_ms = max(1, int(ttl_seconds * 1000))
-        value = yield from _lua(_INCR, (f"{self.base}c:{key}",), (ttl_ms,))
+        value = yield from _lua(_INCR, (self.keys.counter(key),), (ttl_ms,))
         return int(value)
 
     incr = operation(_incr)
 
     def _get_counter(self, key: str) -> _Steps[int]:
-        value = yield _Cmd(("GET", f"{self.base}c:{key}"))
+        value = yield _Cmd(("GET", self.keys.counter(key)))
         return int(value) if value is not None else 0
 
     get_counter = operation(_get_counter)
 
     def _counter_ttl(self, key: str) -> _Steps[float]:
-        ttl = yield _Cmd(("PTTL", f"{self.base}c:{key}"))
+        ttl = yield _Cmd(("PTTL", self.keys.counter(key)))
         return max(0.0, int(ttl) / 1000)
 
     counter_ttl = operation(_counter_ttl)
 
     def _expire_counter(self, key: str, ttl_seconds: float) -> _Steps[bool]:
-        done = yield _Cmd(("PEXPIRE", f"{self.base}c:{key}", max(1, int(ttl_seconds * 1000))))
+        ttl_ms = max(1, int(ttl_seconds * 1000))
+        done = yield _Cmd(("PEXPIRE", self.keys.counter(key), ttl_ms), write=True)
         return bool(done)
 
     expire_counter = operation(_expire_counter)
 
     def _reset_counter(self, key: str) -> _Steps[None]:
-        yield _Cmd(("DEL", f"{self.base}c:{key}"))
+        yield _Cmd(("DEL", self.keys.counter(key)), write=True)
 
     reset_counter = operation(_reset_counter)

@@ -21,6 +21,7 @@ from sqlalchemy.pool import NullPool
 from ...errors import ConfigError, StoreError, StoreUnavailable
 from ...faces import AsyncFace, Steps, SyncFace, adrive, drive
 from ...users import Session, User
+from .. import urlparams
 from ..cache import CACHE_TTL, SessionCache
 from .feed import DEAF_AFTER, NotifyFeed, PollFeed, _Feed
 from .logic import _SQL, RETRIES, Begin, Commit, Done, Run, _run, retryable
@@ -147,26 +148,11 @@ def _checked(options: dict[str, Any]) -> dict[str, Any]:
                 )
             out[name] = value or (None if name == "schema" else "")
         elif name == "migrate":
-            text = str(value).lower()
-            if text not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
-                raise ConfigError(f"migrate must be true or false, not {value!r}")
-            out[name] = text in ("1", "true", "yes", "on")
+            out[name] = urlparams.flag(name, value)
         elif name in ("pool_size", "max_overflow"):
-            try:
-                out[name] = int(value)
-            except (TypeError, ValueError):
-                out[name] = -1
-            if out[name] < 0:
-                raise ConfigError(f"{name} must be a whole number >= 0, not {value!r}")
+            out[name] = urlparams.whole(name, value)
         else:  # cache_ttl, timeout
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                number = math.nan
-            low_ok = number >= 0 if name == "cache_ttl" else number > 0
-            if not (low_ok and number < math.inf):
-                raise ConfigError(f"{name} must be a number of seconds, not {value!r}")
-            out[name] = number
+            out[name] = urlparams.seconds(name, value, zero=name == "cache_ttl")
     return out
 
 
