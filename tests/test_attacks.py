@@ -453,14 +453,14 @@ def _records(make_gate: Any, gate: Any, url: str) -> int:
                 )
         finally:
             engine.dispose()
-    import redis
+    from authgate.stores.redis import RedisStore
 
-    client = redis.Redis.from_url(url.split("?")[0])
+    raw = RedisStore(url, check=False)  # its client: one server, the cluster, the primary
     prefix = url.split("prefix=")[1]
     try:  # what is filed under users' shards ({prefix:1a2b}:...), not the store's own
-        return sum(1 for _ in client.scan_iter(match=f"{{{prefix}:*"))
+        return sum(1 for _ in raw._client.scan_iter(match=f"{{{prefix}:*"))
     finally:
-        client.close()
+        raw.close()
 
 
 def test_anonymous_handshakes_and_failed_logins_leave_nothing_once_expired(

@@ -20,7 +20,7 @@ from authgate.stores.base import Session
 from authgate.stores.redis import RedisStore
 from authgate.stores.redis.keys import Keys
 from authgate.testing import cheap_hasher
-from authgate.users import Group, User, new_session_id, shard_of, utcnow
+from authgate.users import Group, User, new_session_id, session_tag, shard_of, utcnow
 from conftest import SECRET
 
 PW = "correct horse battery"
@@ -55,12 +55,12 @@ def test_each_users_keys_share_the_users_shard(prefix_url: tuple[str, redis.Redi
     for _ in range(6):  # a lock-out counter for alice
         gate.store.incr("login-failures:alice", 60)
     alice = [k for k in _keys(raw, prefix) if k.startswith(tag)]
-    assert f"{tag}u:alice" in alice
-    assert f"{tag}us:alice" in alice
-    assert f"{tag}s:{pair.session_id}" in alice
-    assert f"{tag}s:{key.id}" in alice
-    assert f"{tag}c:login-failures:alice" in alice
-    assert pair.session_id.startswith(shard_of("alice")) and key.id.startswith(shard_of("alice"))
+    sessions = f"{tag}ss:{session_tag('alice')}"
+    assert sorted(alice) == sorted([f"{tag}u:alice", sessions, f"{tag}c:login-failures:alice"])
+    # The login and the API key are fields of her one sessions hash, found by their ids.
+    assert set(raw.hkeys(sessions)) == {pair.session_id, key.id}
+    assert pair.session_id.startswith(session_tag("alice"))
+    assert key.id.startswith(session_tag("alice"))
     # Nothing of alice's lies elsewhere but the listing and the id lookup.
     alice_user = gate.store.get_user("alice")
     assert alice_user is not None
@@ -97,14 +97,17 @@ def test_a_session_whose_id_names_another_shard_is_forwarded(
     now = utcnow()
     own = new_session_id("bob")
     other = "ffff" + uuid.uuid4().hex[4:] if shard_of("bob") != "ffff" else "eeee" + "0" * 28
+    assert not other.startswith(session_tag("bob"))
     for sid in (own, other):
         store.create_session(
             Session(id=sid, username="bob", expires_at=now + timedelta(minutes=5), refresh_hash="h")
         )
     keys = Keys(url.rpartition("prefix=")[2])
-    forward = f"{keys.of_session_id(other)}sm:{other}"
+    forward = keys.forward(other)
+    assert forward.startswith("{" + keys.prefix + ":ffff}:") or "eeee" in forward
     assert raw.get(forward) == "bob"
-    assert raw.exists(f"{keys.of_session_id(own)}sm:{own}") == 0  # no forwarding needed
+    assert raw.exists(keys.forward(own)) == 0  # no forwarding needed
+    assert set(raw.hkeys(keys.sessions_of("bob"))) == {own, other}  # both kept at bob's
     assert 0 < raw.pttl(forward) <= 5 * 60 * 1000
     assert store.get_session(other) is not None
     assert store.get_session_user(other, "bob")[0] is not None

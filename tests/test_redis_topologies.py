@@ -41,7 +41,7 @@ def _scripts() -> dict[str, str]:
         commands._sha(text): name
         for name, text in vars(commands).items()
         if name.isupper() and isinstance(text, str) and "redis.call" in text
-        and not name.startswith("_EXTEND") and name != "_FORWARDED"
+        and name not in commands._FRAGMENTS
     }  # fmt: skip
 
 

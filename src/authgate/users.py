@@ -27,6 +27,7 @@ __all__ = [
     "new_session_id",
     "normalize_group_name",
     "normalize_username",
+    "session_tag",
     "shard_of",
     "utcnow",
 ]
@@ -49,11 +50,18 @@ def shard_of(name: str) -> str:
     return hashlib.sha256(name.encode()).hexdigest()[:4]
 
 
+def session_tag(username: str) -> str:
+    """Eight hex digits of the SHA-256 of `username` (the first four its `shard_of`):
+    what a session id of the user's begins with."""
+    return hashlib.sha256(username.encode()).hexdigest()[:8]
+
+
 def new_session_id(username: str) -> str:
     """A fresh id for one of `username`'s sessions (logins, API keys, handshakes): 32 hex
-    digits, the first four `username`'s shard and the other 28 random (112 bits), so a
-    sharded store finds the session's server from the id alone."""
-    return shard_of(username) + secrets.token_hex(14)
+    digits, the first eight `username`'s `session_tag` and the other 24 random (96
+    bits), so a store that spreads users over servers (Redis Cluster) finds the
+    session's server, and its owner's sessions, from the id alone."""
+    return session_tag(username) + secrets.token_hex(12)
 
 
 def normalize_username(raw: str) -> str:

@@ -100,13 +100,13 @@ _DELETE_USER = (
 local v = redis.call('GET', KEYS[1])
 if not v then return 0 end
 local cur = fields(v, 2)
-if ARGV[3] ~= '' and cur[2] ~= ARGV[3] then return -1 end
+if ARGV[2] ~= '' and cur[2] ~= ARGV[2] then return -1 end
 redis.call('DEL', KEYS[1])
-for _, sid in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do
-  redis.call('DEL', ARGV[2] .. 's:' .. sid)
+local all = redis.call('HGETALL', KEYS[2])
+for i = 1, #all, 2 do
+  if fields(all[i + 1], 1)[1] == ARGV[1] then redis.call('HDEL', KEYS[2], all[i]) end
 end
-redis.call('DEL', KEYS[2])
-redis.call('PUBLISH', ARGV[4], ARGV[1])
+redis.call('PUBLISH', ARGV[3], ARGV[1])
 return cur[1]
 """
 )
@@ -123,34 +123,54 @@ redis.call('ZREM', KEYS[2], ARGV[1])
 return 1
 """
 
-# A user's session index lives as long as their longest session, so the index of a
-# made-up name (a SCRAM HELLO) goes by itself.  Expects locals idx, exp_ms and now_ms.
-_EXTEND_INDEX = """
+# A user's sessions are one hash, sid -> ``user|refresh|seen|expires|...``, which lives
+# as long as its longest session (so the hash of a made-up name, a SCRAM HELLO's, goes
+# by itself).  Expects locals idx (the hash), exp_ms and now_ms.
+_EXTEND_HASH = """
 local left = redis.call('PTTL', idx)
 if left < 0 or now_ms + left < exp_ms then redis.call('PEXPIREAT', idx, exp_ms) end
 """
 
-_CREATE_SESSION = (
-    """
-redis.call('SET', KEYS[1], ARGV[1], 'PXAT', ARGV[3])
-redis.call('ZADD', KEYS[2], 0, ARGV[2])
-local idx, exp_ms, now_ms = KEYS[2], tonumber(ARGV[3]), tonumber(ARGV[4])
+# Drops the sessions of hash `key` that expired by `now` (microseconds, base 36 as the
+# records keep them); returns the others, sid, record, sid, record...
+_PURGE = """
+local function purge(key, now)
+  local all, live = redis.call('HGETALL', key), {}
+  local cutoff = tonumber(now, 36)
+  for i = 1, #all, 2 do
+    if tonumber(fields(all[i + 1], 4)[4], 36) <= cutoff then
+      redis.call('HDEL', key, all[i])
+    else
+      table.insert(live, all[i]); table.insert(live, all[i + 1])
+    end
+  end
+  return live
+end
 """
-    + _EXTEND_INDEX
+
+_CREATE_SESSION = (
+    _FIELDS
+    + _PURGE
+    + """
+purge(KEYS[1], ARGV[5])
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local idx, exp_ms, now_ms = KEYS[1], tonumber(ARGV[3]), tonumber(ARGV[4])
+"""
+    + _EXTEND_HASH
     + """
 return 1
 """
 )
 
 _GET_SESSION_USER = """
-return {redis.call('GET', KEYS[1]), redis.call('GET', KEYS[2])}
+return {redis.call('HGET', KEYS[1], ARGV[1]), redis.call('GET', KEYS[2])}
 """
 
-# The scripts sent for a session id alone start here: KEYS[1] is the session's key
-# and KEYS[2] its forwarding address under the shard the id names, ARGV[1] that
-# shard's key base.  A session not found there but forwarded answers where it lives.
+# The scripts sent for a session id alone start here: KEYS[1] is the hash the id
+# names, KEYS[2] the forwarding address beside it, ARGV[1] the id.  A session not
+# found there but forwarded answers {MOVED, owner}: it is in its owner's hash.
 _FORWARDED = f"""
-local v = redis.call('GET', KEYS[1])
+local v = redis.call('HGET', KEYS[1], ARGV[1])
 if not v then
   local owner = redis.call('GET', KEYS[2])
   if owner then return {{'{MOVED}', owner}} end
@@ -170,7 +190,7 @@ _TOUCH_SESSION = (
     + """
 if not v then return 0 end
 local f, rest = fields(v, 3)
-redis.call('SET', KEYS[1], f[1] .. '|' .. f[2] .. '|' .. ARGV[2] .. '|' .. rest, 'KEEPTTL')
+redis.call('HSET', KEYS[1], ARGV[1], f[1] .. '|' .. f[2] .. '|' .. ARGV[2] .. '|' .. rest)
 return 1
 """
 )
@@ -183,11 +203,10 @@ if not v then return 0 end
 local f, rest = fields(v, 4)
 if f[2] ~= ARGV[2] then return 0 end
 local fresh = f[1] .. '|' .. ARGV[3] .. '|' .. ARGV[4] .. '|' .. ARGV[5] .. '|' .. rest
-redis.call('SET', KEYS[1], fresh, 'PXAT', ARGV[6])
-local idx = ARGV[1] .. 'us:' .. f[1]
-local exp_ms, now_ms = tonumber(ARGV[6]), tonumber(ARGV[7])
+redis.call('HSET', KEYS[1], ARGV[1], fresh)
+local idx, exp_ms, now_ms = KEYS[1], tonumber(ARGV[6]), tonumber(ARGV[7])
 """
-    + _EXTEND_INDEX
+    + _EXTEND_HASH
     + """
 return 1
 """
@@ -199,39 +218,41 @@ _REVOKE_SESSION = (
     + """
 if not v then return 0 end
 local user = fields(v, 1)[1]
-redis.call('DEL', KEYS[1])
-redis.call('ZREM', ARGV[1] .. 'us:' .. user, ARGV[2])
-redis.call('PUBLISH', ARGV[3], user)
+redis.call('HDEL', KEYS[1], ARGV[1])
+redis.call('PUBLISH', ARGV[2], user)
 return 1
 """
 )
 
-# Answers sid, record, sid, record...: the user's sessions (and forgets the ids whose
-# session expired).
-_LIST_SESSIONS = """
-local out = {}
-for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  local v = redis.call('GET', ARGV[1] .. 's:' .. sid)
-  if v then
-    table.insert(out, sid); table.insert(out, v)
-  else
-    redis.call('ZREM', KEYS[1], sid)
+# Answers sid, record, sid, record...: the user's live sessions (two users whose tags
+# agree share the hash: each record names its user).
+_LIST_SESSIONS = (
+    _FIELDS
+    + _PURGE
+    + """
+local live, out = purge(KEYS[1], ARGV[2]), {}
+for i = 1, #live, 2 do
+  if fields(live[i + 1], 1)[1] == ARGV[1] then
+    table.insert(out, live[i]); table.insert(out, live[i + 1])
   end
 end
 return out
 """
+)
 
-_REVOKE_USER_SESSIONS = """
-local n = 0
-for _, sid in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
-  if sid ~= ARGV[2] then
-    n = n + redis.call('DEL', ARGV[1] .. 's:' .. sid)
-    redis.call('ZREM', KEYS[1], sid)
+_REVOKE_USER_SESSIONS = (
+    _FIELDS
+    + """
+local all, n = redis.call('HGETALL', KEYS[1]), 0
+for i = 1, #all, 2 do
+  if all[i] ~= ARGV[2] and fields(all[i + 1], 1)[1] == ARGV[1] then
+    n = n + redis.call('HDEL', KEYS[1], all[i])
   end
 end
-if n > 0 then redis.call('PUBLISH', ARGV[4], ARGV[3]) end
+if n > 0 then redis.call('PUBLISH', ARGV[3], ARGV[1]) end
 return n
 """
+)
 
 _INCR = """
 local v = redis.call('INCR', KEYS[1])
@@ -240,6 +261,9 @@ if v == 1 or redis.call('PTTL', KEYS[1]) < 0 then
 end
 return v
 """
+
+#: Pieces the scripts above are made of, not scripts themselves.
+_FRAGMENTS = frozenset({"_FIELDS", "_EXTEND_HASH", "_PURGE", "_FORWARDED"})
 
 #: The scripts that change nothing (a face waiting for replicas does not wait after them).
 _READ_ONLY = frozenset({_GET_SESSION_USER, _GET_SESSION})

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import re
 
-from ...users import shard_of
+from ...users import session_tag, shard_of
 
 __all__ = ["Keys"]
 
-_HEX4 = re.compile(r"[0-9a-f]{4}")
+_HEX8 = re.compile(r"[0-9a-f]{8}")
 
 
 class Keys:
@@ -39,11 +39,29 @@ class Keys:
         """The base of `username`'s keys."""
         return self.shard(shard_of(username))
 
-    def of_session_id(self, session_id: str) -> str:
-        """The base of the shard a session id names: its first four hex digits
-        (`new_session_id`); an id of another shape names the shard of the whole id."""
-        head = session_id[:4]
-        return self.shard(head if _HEX4.fullmatch(head) else shard_of(session_id))
+    def sessions(self, tag: str) -> str:
+        """The hash of the sessions whose ids begin with `tag` (eight hex digits): in
+        practice one user's (two usernames whose `session_tag` agree share it)."""
+        return f"{self.shard(tag[:4])}ss:{tag}"
+
+    def sessions_of(self, username: str) -> str:
+        """The hash `username`'s sessions are kept in, whatever their ids."""
+        return self.sessions(session_tag(username))
+
+    @staticmethod
+    def _named_tag(session_id: str) -> str:
+        head = session_id[:8]
+        return head if _HEX8.fullmatch(head) else session_tag(session_id)
+
+    def sessions_named_by(self, session_id: str) -> str:
+        """The hash a session id names: by its first eight hex digits
+        (`new_session_id`); an id of another shape names the tag of the whole id."""
+        return self.sessions(self._named_tag(session_id))
+
+    def forward(self, session_id: str) -> str:
+        """Beside the hash a session id names: the owner of a session kept elsewhere
+        (an id that does not begin with its owner's tag)."""
+        return f"{self.shard(self._named_tag(session_id)[:4])}sm:{session_id}"
 
     def user(self, username: str) -> str:
         return f"{self.of_user(username)}u:{username}"

@@ -103,7 +103,7 @@ def _upgrade(keys: Keys, lock: str) -> _Steps[None]:
 
 
 def _move_user(keys: Keys, name: str) -> _Steps[None]:
-    old, to = keys.base, keys.of_user(name)
+    old = keys.base
     old_user = f"{old}u:{name}"
     user_id, version, record = yield _Cmd(("HMGET", old_user, *_USER_FIELDS))
     if user_id is not None:
@@ -113,6 +113,8 @@ def _move_user(keys: Keys, name: str) -> _Steps[None]:
         yield _Cmd(("SET", keys.user_id(user_id), name), write=True)
         yield _Cmd(("DEL", f"{old}uid:{user_id}"), write=True)
     old_index = f"{old}us:{name}"
+    home = keys.sessions_of(name)
+    longest = 0
     members = yield _Cmd(("ZRANGE", old_index, 0, -1))
     for sid in members:
         session = f"{old}s:{sid}"
@@ -125,17 +127,14 @@ def _move_user(keys: Keys, name: str) -> _Steps[None]:
             expires_at=_codec.from_timestamp(float(expires)),
             last_seen=_codec.from_timestamp(float(seen)),
         )
-        expiry = ("PX", left) if left > 0 else ()
-        packed = records.pack_session(moved)
-        yield _Cmd(("SET", f"{to}s:{sid}", packed, *expiry), write=True)
-        yield _Cmd(("ZADD", f"{to}us:{name}", 0, sid), write=True)
-        named = keys.of_session_id(sid)
-        if named != to:  # a forwarding address where the id points (ids were random)
-            yield _Cmd(("SET", f"{named}sm:{sid}", name, *expiry), write=True)
+        yield _Cmd(("HSET", home, sid, records.pack_session(moved)), write=True)
+        longest = max(longest, left)
+        if keys.sessions_named_by(sid) != home:  # ids were random: say where it went
+            expiry = ("PX", left) if left > 0 else ()
+            yield _Cmd(("SET", keys.forward(sid), name, *expiry), write=True)
         yield _Cmd(("DEL", session), write=True)
-    left = yield _Cmd(("PTTL", old_index))
-    if left > 0:
-        yield _Cmd(("PEXPIRE", f"{to}us:{name}", left), write=True)
+    if longest > 0:
+        yield _Cmd(("PEXPIRE", home, longest), write=True)
     yield _Cmd(("DEL", old_index), write=True)
     yield _Cmd(("DEL", old_user), write=True)
 

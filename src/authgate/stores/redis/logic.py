@@ -262,13 +262,12 @@ class _Redis(Generic[C]):
     update_user = operation(_update_user)
 
     def _delete_user(self, username: str, expected_version: int | None = None) -> _Steps[None]:
-        base = self.keys.of_user(username)
         version = "" if expected_version is None else str(expected_version)
         try:
             deleted = yield from _lua(
                 _DELETE_USER,
-                (f"{base}u:{username}", f"{base}us:{username}"),
-                (username, base, version, self.channel),
+                (self.keys.user(username), self.keys.sessions_of(username)),
+                (username, version, self.channel),
             )
         finally:
             self._evict(username=username)
@@ -324,34 +323,33 @@ class _Redis(Generic[C]):
     # sessions
 
     def _create_session(self, session: Session) -> _Steps[Session]:
-        base = self.keys.of_user(session.username)
+        home = self.keys.sessions_of(session.username)
         expires_ms = _ms(session.expires_at)
-        named = self.keys.of_session_id(session.id)
-        if named != base:  # leave a forwarding address where the id points
-            forward = ("SET", f"{named}sm:{session.id}", session.username, "PXAT", expires_ms)
-            yield _Cmd(forward, write=True)
+        if self.keys.sessions_named_by(session.id) != home:  # the id points elsewhere
+            forward = self.keys.forward(session.id)
+            yield _Cmd(("SET", forward, session.username, "PXAT", expires_ms), write=True)
+        now = utcnow()
         yield from _lua(
             _CREATE_SESSION,
-            (f"{base}s:{session.id}", f"{base}us:{session.username}"),
-            (records.pack_session(session), session.id, expires_ms, _ms(utcnow())),
+            (home,),
+            (session.id, records.pack_session(session), expires_ms, _ms(now), records.micros(now)),
         )
         return session
 
     create_session = operation(_create_session)
 
     def _by_id(self, script: str, session_id: str, *args: Any) -> _Steps[tuple[Any, str]]:
-        """Run a script of the session `session_id` under the shard its id names, and
-        once more under its owner's if it answers that the session lives there.
-        Returns the answer and the forwarding key followed ("" when none was)."""
-        base = self.keys.of_session_id(session_id)
-        keys = (f"{base}s:{session_id}", f"{base}sm:{session_id}")
-        reply = yield from _lua(script, keys, (base, *args))
+        """Run a script of the session `session_id` on the hash its id names, and once
+        more on its owner's if it answers that the session lives there.  Returns the
+        answer and the forwarding key followed ("" when none was)."""
+        forward = self.keys.forward(session_id)
+        keys = (self.keys.sessions_named_by(session_id), forward)
+        reply = yield from _lua(script, keys, (session_id, *args))
         if not (isinstance(reply, list) and len(reply) == 2 and reply[0] == MOVED):
             return reply, ""
-        owner = self.keys.of_user(reply[1])
-        moved = (f"{owner}s:{session_id}", f"{owner}sm:{session_id}")
-        reply = yield from _lua(script, moved, (owner, *args))
-        return reply, keys[1]
+        home = self.keys.sessions_of(reply[1])  # (and no forwarding from there)
+        reply = yield from _lua(script, (home, f"{home}:none"), (session_id, *args))
+        return reply, forward
 
     def _get_session(self, session_id: str) -> _Steps[Session | None]:
         raw, _ = yield from self._by_id(_GET_SESSION, session_id)
@@ -374,13 +372,11 @@ class _Redis(Generic[C]):
     def _session_user(
         self, session_id: str, username: str
     ) -> _Steps[tuple[Session | None, User | None]]:
-        base = self.keys.of_user(username)
-        row = yield from _lua(
-            _GET_SESSION_USER, (f"{base}s:{session_id}", f"{base}u:{username}"), ()
-        )
+        home = self.keys.sessions_of(username)
+        row = yield from _lua(_GET_SESSION_USER, (home, self.keys.user(username)), (session_id,))
         session = records.unpack_session(session_id, row[0]) if row[0] else None
         user = records.unpack_user(row[1]) if row[1] else None
-        if session is None and self.keys.of_session_id(session_id) != base:
+        if session is None and self.keys.sessions_named_by(session_id) != home:
             # Not `username`'s (a token naming another user), or an id of another shape.
             return (yield from self._get_session(session_id)), user
         return (None if session is None or session.is_expired() else session), user
@@ -415,9 +411,7 @@ class _Redis(Generic[C]):
 
     def _revoke_session(self, session_id: str) -> _Steps[bool]:
         try:
-            done, forwarded = yield from self._by_id(
-                _REVOKE_SESSION, session_id, session_id, self.channel
-            )
+            done, forwarded = yield from self._by_id(_REVOKE_SESSION, session_id, self.channel)
         finally:
             self._evict(session_id=session_id)
         if forwarded:
@@ -427,8 +421,9 @@ class _Redis(Generic[C]):
     revoke_session = operation(_revoke_session)
 
     def _list_sessions(self, username: str) -> _Steps[list[Session]]:
-        base = self.keys.of_user(username)
-        flat = yield from _lua(_LIST_SESSIONS, (f"{base}us:{username}",), (base,))
+        flat = yield from _lua(
+            _LIST_SESSIONS, (self.keys.sessions_of(username),), (username, records.micros(utcnow()))
+        )
         sessions = [records.unpack_session(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
         return sorted(
             (s for s in sessions if not s.is_expired()), key=lambda s: (s.created_at, s.id)
@@ -437,12 +432,11 @@ class _Redis(Generic[C]):
     list_sessions = operation(_list_sessions)
 
     def _revoke_user_sessions(self, username: str, keep: str | None = None) -> _Steps[int]:
-        base = self.keys.of_user(username)
         try:
             count = yield from _lua(
                 _REVOKE_USER_SESSIONS,
-                (f"{base}us:{username}",),
-                (base, keep or "", username, self.channel),
+                (self.keys.sessions_of(username),),
+                (username, keep or "", self.channel),
             )
         finally:
             self._evict(username=username)
