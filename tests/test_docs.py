@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import re
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from authgate.testing import ClusterSet, SentinelSet
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -63,6 +66,21 @@ def test_the_sql_store_pages_examples_run(postgres_base_url: str) -> None:
                 )
                 if close is not None:
                     close()
+
+
+def test_the_redis_pages_examples_run(
+    redis_sentinel_set: SentinelSet, redis_cluster_set: ClusterSet
+) -> None:
+    """Every block of docs/redis.md, in order, in one namespace, behind a real Sentinel
+    and on a real 3-primary cluster (a key prefix of the page's own)."""
+    prefix = f"docs{uuid.uuid4().hex[:8]}"
+    namespace: dict[str, object] = {
+        "SENTINEL_URL": redis_sentinel_set.url(),
+        "CLUSTER_URL": redis_cluster_set.url(),
+    }
+    for block in _python_blocks("redis.md"):
+        block = block.replace("prefix=docs", f"prefix={prefix}")
+        exec(compile(block, "docs/redis.md", "exec"), namespace)  # noqa: S102 - our own docs
 
 
 def test_the_moving_pages_code_runs(postgres_base_url: str, monkeypatch: Any) -> None:

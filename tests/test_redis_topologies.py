@@ -27,7 +27,7 @@ from authgate.gate import Gate
 from authgate.identity import Identity
 from authgate.stores import open_store
 from authgate.stores.redis import RedisStore, commands
-from authgate.testing import ClusterSet, SentinelSet, cheap_hasher, redis_sentinel
+from authgate.testing import ClusterSet, SentinelSet, cheap_hasher, redis_cluster, redis_sentinel
 from authgate.users import Group, User, utcnow
 from conftest import SECRET
 from test_outage import SERVERS, under_load
@@ -182,6 +182,54 @@ def test_session_cache_is_off_while_deaf_and_hears_again_after_a_failover(
         time.sleep(0.001)
     gate.close()
     other.close()
+
+
+def test_session_cache_hears_again_after_its_cluster_node_fails() -> None:
+    """The node the listener subscribed on is killed (a primary: its replica takes
+    over its slots): the cache is off until the listener subscribes on another node,
+    then hears changes made through the new topology."""
+    with redis_cluster(primaries=3, replicas=1) as cluster:
+        url = cluster.url(f"prefix=node-{uuid.uuid4().hex[:8]}&timeout=2")
+        gate = Gate(store=url, hasher=cheap_hasher(), secret_key=SECRET)
+        other = Gate(store=url, hasher=cheap_hasher(), secret_key=SECRET)
+        gate.create_user("alice", PW)
+        token = gate.login("alice", PW).access_token
+        gate.authenticate(token)
+        cache = gate.store._session_cache()  # type: ignore[attr-defined]
+        listener = gate.store._invalidator  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 5
+        while not (cache.enabled and listener.server):
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        first = listener.server
+        cluster.kill_node(int(first.rpartition(":")[2]))
+        deadline = time.monotonic() + 3
+        while cache.enabled and listener.server == first:
+            assert time.monotonic() < deadline, "the cache stayed on with its node gone"
+            time.sleep(0.01)
+        deadline = time.monotonic() + 20
+        while not (cache.enabled and listener.server != first):
+            assert time.monotonic() < deadline, "the listener did not subscribe elsewhere"
+            time.sleep(0.05)
+        while True:  # until the cluster has promoted a replica for every slot
+            try:
+                assert gate.authenticate(token).username == "alice"
+                other.store.get_user("alice")
+                break
+            except StoreUnavailable:
+                assert time.monotonic() < deadline + 20, "the cluster did not recover"
+                time.sleep(0.1)
+        other.store.revoke_user_sessions("alice")
+        revoked_at = time.monotonic()
+        while True:
+            try:
+                gate.authenticate(token)
+            except SessionRevoked:
+                break
+            assert time.monotonic() - revoked_at < 2.0, "a cached session outlived its revocation"
+            time.sleep(0.001)
+        gate.close()
+        other.close()
 
 
 @pytest.mark.parametrize("server", list(SERVERS))

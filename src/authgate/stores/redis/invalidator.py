@@ -42,6 +42,9 @@ def listener_client(settings: RedisSettings) -> redis.Redis:
         # redis-py misreads a PING's answer on a RESP3 subscription
         "protocol": 2,
         "health_check_interval": 5,
+        # A lost subscription must surface at once (the cache goes off), not be
+        # retried on the same server inside redis-py.
+        "retry": Retry(NoBackoff(), 0),
     }
     if settings.topology == SENTINEL:
         sentinels = redis.sentinel.Sentinel(
@@ -85,6 +88,8 @@ class _Invalidator(threading.Thread):
         self.stopping = threading.Event()
         #: Seconds to wait before reconnecting: doubles per failure, up to 5.
         self.backoff = 0.1
+        #: ``host:port`` of the server the subscription was last confirmed on.
+        self.server = ""
         cache.disable()
 
     def run(self) -> None:
@@ -129,6 +134,8 @@ class _Invalidator(threading.Thread):
             if message is None:
                 continue
             if message["type"] == "subscribe":
+                connection = pubsub.connection
+                self.server = f"{connection.host}:{connection.port}"
                 self.cache.enable(heard_since=time.monotonic())
                 self.backoff = 0.1
                 due, sent = time.monotonic() + HEARTBEAT, None
