@@ -66,13 +66,17 @@ _UNAVAILABLE = (
 )
 
 
+def _unreachable(settings: RedisSettings, err: Exception) -> StoreUnavailable:
+    return StoreUnavailable(f"cannot reach Redis at {settings.where()}: {err}")
+
+
 def _guarded(settings: RedisSettings, steps: _Steps[T]) -> _Steps[T]:
     """`steps`, with redis-py's failures told in the store's terms (the servers'
     addresses, never a password)."""
     try:
         return (yield from steps)
     except _UNAVAILABLE as err:
-        raise StoreUnavailable(f"cannot reach Redis at {settings.where()}: {err}") from err
+        raise _unreachable(settings, err) from err
     except RedisError as err:
         raise StoreError(f"Redis refused an operation: {err}") from err
 
@@ -105,11 +109,14 @@ class RedisStore(_Redis[Any], SyncFace):
     @staticmethod
     def _connect(settings: RedisSettings) -> Any:
         if settings.topology == CLUSTER:
-            return redis.cluster.RedisCluster(
-                startup_nodes=[_SyncNode(h, p) for h, p in settings.nodes],
-                retry=Retry(NoBackoff(), 0),
-                **settings.client_options(),
-            )
+            try:  # (it reads the cluster's slots at once)
+                return redis.cluster.RedisCluster(
+                    startup_nodes=[_SyncNode(h, p) for h, p in settings.nodes],
+                    retry=Retry(NoBackoff(), 0),
+                    **settings.client_options(),
+                )
+            except _UNAVAILABLE as err:
+                raise _unreachable(settings, err) from err
         if settings.topology == SENTINEL:
             sentinels = redis.sentinel.Sentinel(
                 list(settings.nodes), sentinel_kwargs=settings.sentinel_client_options()
