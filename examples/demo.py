@@ -69,11 +69,11 @@ class Items:
                 )
         elif scheme.split("+")[0] in ("postgresql", "postgres", "mysql", "mariadb"):
             self._table = _sql_items(store_url)
-        elif scheme in ("redis", "rediss"):
-            import redis
+        elif scheme.partition("+")[0] in ("redis", "rediss"):  # one server, cluster, Sentinel
+            from authgate.stores.redis import redis_client
 
             prefix = parse_qs(urlsplit(store_url).query).get("prefix", ["authgate"])[0]
-            self._redis = redis.Redis.from_url(store_url.split("?")[0])
+            self._redis = redis_client(store_url)
             self._key = f"demo-items:{prefix}"
 
     @classmethod

@@ -6,7 +6,10 @@ them with redis-py's sync client and `AsyncRedisStore` with its asyncio client, 
 neither face has an operation of its own.  Every change that touches
 several keys runs as one Lua script, so it is atomic.
 
-All keys share the hash tag ``{prefix}``, so on Redis Cluster no script crosses slots.
+Each user's keys share a hash tag of the user's own, ``{prefix:1a2b}``, so on Redis
+Cluster no script crosses slots while users spread over the primaries (`logic`).
+URLs: ``redis://``, ``rediss://``, ``unix://``, ``redis+cluster://``,
+``redis+sentinel://`` (`settings`).
 """
 
 from __future__ import annotations
@@ -16,6 +19,6 @@ try:
 except ImportError as _err:  # pragma: no cover - exercised only without the extra
     raise ImportError("the Redis store needs redis-py: pip install 'authgate[redis]'") from _err
 
-from .faces import AsyncRedisStore, RedisStore
+from .faces import AsyncRedisStore, RedisStore, redis_client
 
-__all__ = ["AsyncRedisStore", "RedisStore"]
+__all__ = ["AsyncRedisStore", "RedisStore", "redis_client"]

@@ -32,7 +32,7 @@ from ...faces import AsyncFace, SyncFace, adrive, drive
 from .commands import _Cmd, _Pause, _Steps
 from .layout import ensure_layout, layout_of
 from .logic import _Redis
-from .settings import CLUSTER, SENTINEL, RedisSettings
+from .settings import CLUSTER, SENTINEL, RedisSettings, parse_redis_url
 
 T = TypeVar("T")
 
@@ -155,6 +155,13 @@ class RedisStore(_Redis[Any], SyncFace):
         """Stop the invalidation thread and release the connections."""
         self._stop_invalidator()
         self._client.close()
+
+
+def redis_client(url: str) -> Any:
+    """A sync redis-py client for any Redis store URL (one server, a cluster, the
+    primary Sentinel names), its authgate parameters (``prefix``...) taken off: for an
+    app that keeps data of its own next to authgate's."""
+    return RedisStore._connect(parse_redis_url(url))
 
 
 def layout_version(store: RedisStore) -> str | None:
