@@ -148,8 +148,9 @@ def run() -> str:
         lines += [
             "",
             f"In Redis (`used_memory`, 2,000 users with 2 sessions each): {per_user:,.0f} bytes "
-            f"per user record, {per_session:,.0f} bytes per session (its record, refresh "
-            "family and index entries).",
+            f"per user record, {per_session:,.0f} bytes per session (a packed record in its "
+            "user's sessions hash; the hash's own cost shared by the user's two sessions). "
+            "At scale (a million sessions, a cluster): see Redis at scale below.",
         ]
     return "\n".join(lines)
 

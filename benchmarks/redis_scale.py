@@ -165,7 +165,12 @@ def throughput(cluster_url: str, users: int, seconds: float) -> dict[int, float]
     return rates
 
 
-def run(sessions: int = 1_000_000, users: int = 100_000, spread_users: int = 10_000) -> str:
+def run(
+    sessions: int = 1_000_000,
+    users: int = 100_000,
+    spread_users: int = 10_000,
+    seconds: float = 10.0,
+) -> str:
     """The section of the benchmark results, as markdown."""
     per_user = max(1, sessions // users)
     lines = [
@@ -193,12 +198,13 @@ def run(sessions: int = 1_000_000, users: int = 100_000, spread_users: int = 10_
             + ", ".join(f"{c:,}" for c in counts.values())
             + f" records per primary (at most {worst:.1%} from a third).",
         ]
-        rates = throughput(cluster.url(), 10_000, 10.0)
+        rates = throughput(cluster.url(), spread_users, seconds)
         lines += [
             "",
             "Session checks against the cluster (`get_session_user` of random sessions of "
-            "10,000 users, the cache off, so each is one round trip to the user's primary; "
-            "the client processes and the three primaries share this machine's cores):",
+            f"{spread_users:,} users, the cache off, so each is one round trip to the "
+            "user's primary; the client processes and the three primaries share this "
+            "machine's cores):",
             "",
             "| client processes | checks per second |",
             "|---:|---:|",
@@ -212,8 +218,9 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=1_000_000)
     parser.add_argument("--users", type=int, default=100_000)
     parser.add_argument("--spread-users", type=int, default=10_000)
+    parser.add_argument("--seconds", type=float, default=10.0, help="per throughput round")
     args = parser.parse_args()
-    print(run(args.sessions, args.users, args.spread_users))
+    print(run(args.sessions, args.users, args.spread_users, args.seconds))
 
 
 if __name__ == "__main__":

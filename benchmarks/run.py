@@ -20,6 +20,7 @@ from pathlib import Path
 import authenticate
 import memory
 import population
+import redis_scale
 import request_cost
 import revocation
 import throughput
@@ -76,6 +77,8 @@ def main() -> None:
         memory.run(),
         "",
         revocation.run(trials),
+        "",
+        redis_scale.run(100_000, 10_000, 1_000, 2.0) if args.quick else redis_scale.run(),
         "",
         throughput.run(sizes),
     ]
