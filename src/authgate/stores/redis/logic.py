@@ -267,7 +267,7 @@ class _Redis(Generic[C]):
             deleted = yield from _lua(
                 _DELETE_USER,
                 (self.keys.user(username), self.keys.sessions_of(username)),
-                (username, version, self.channel),
+                (records.escape(username), version, self.channel),
             )
         finally:
             self._evict(username=username)
@@ -422,7 +422,9 @@ class _Redis(Generic[C]):
 
     def _list_sessions(self, username: str) -> _Steps[list[Session]]:
         flat = yield from _lua(
-            _LIST_SESSIONS, (self.keys.sessions_of(username),), (username, records.micros(utcnow()))
+            _LIST_SESSIONS,
+            (self.keys.sessions_of(username),),
+            (records.escape(username), records.micros(utcnow())),
         )
         sessions = [records.unpack_session(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)]
         return sorted(
@@ -436,7 +438,7 @@ class _Redis(Generic[C]):
             count = yield from _lua(
                 _REVOKE_USER_SESSIONS,
                 (self.keys.sessions_of(username),),
-                (username, keep or "", self.channel),
+                (records.escape(username), keep or "", self.channel),
             )
         finally:
             self._evict(username=username)

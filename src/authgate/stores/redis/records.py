@@ -94,7 +94,7 @@ def pack_session(session: Session) -> str:
         )
     return "|".join(
         (
-            session.username,
+            escape(session.username),
             pack_refresh(session.refresh_hash),
             micros(session.last_seen),
             micros(session.expires_at),
@@ -112,7 +112,7 @@ def unpack_session(session_id: str, raw: str) -> Session:
         ip, agent, data = json.loads(extra) if extra else ("", "", {})
         return Session(
             id=session_id,
-            username=user,
+            username=unescape(user),
             expires_at=_time(expires),
             created_at=_time(created),
             last_seen=_time(seen),
