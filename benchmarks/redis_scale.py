@@ -174,7 +174,7 @@ def run(
     """The section of the benchmark results, as markdown."""
     per_user = max(1, sessions // users)
     lines = [
-        "## Redis at scale",
+        "### Redis at scale",
         "",
         f"Memory (`used_memory` of a private redis-server, records written by the store's "
         f"own operations): {users:,} users with {per_user} live sessions each "

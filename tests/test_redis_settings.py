@@ -77,3 +77,27 @@ def test_unreachable_topologies_are_unavailable_naming_hosts_never_passwords(url
         open_store(url.format(port=free_port()))
     assert "127.0.0.1" in str(raised.value)
     assert "s3cret" not in str(raised.value)
+
+
+def test_a_redis_at_its_memory_limit_is_unavailable_not_an_error() -> None:
+    """``maxmemory`` reached with ``noeviction``: writes are refused with OOM, which is
+    a 503 (the store cannot take writes now), never a 500; reads still answer."""
+    import redis
+
+    from authgate.testing import redis_server
+    from authgate.users import User
+
+    with redis_server() as url:
+        store = open_store(f"{url}?prefix=full")
+        store.create_user(User.new("alice"))
+        raw = redis.Redis.from_url(url)
+        raw.config_set("maxmemory-policy", "noeviction")
+        raw.config_set("maxmemory", 1)
+        try:
+            with pytest.raises(StoreUnavailable, match="OOM|memory"):
+                store.create_user(User.new("bob"))
+            assert store.get_user("alice") is not None
+        finally:
+            raw.config_set("maxmemory", 0)
+            raw.close()
+            store.close()

@@ -18,6 +18,8 @@ from redis.asyncio.retry import Retry as AsyncRetry
 from redis.backoff import ExponentialBackoff, NoBackoff
 from redis.exceptions import (
     ClusterDownError,
+    OutOfMemoryError,
+    ReadOnlyError,
     RedisClusterUnreachableError,
     RedisError,
     SlotNotCoveredError,
@@ -55,10 +57,14 @@ _RETRY: dict[str, Any] = {
     "retries": 3,
     "supported_errors": (RedisConnectionError,),
 }
-#: What says the store cannot answer now (503), rather than that it refused (500).
+#: What says the store cannot answer now (503), rather than that it refused (500): a
+#: lost server, a cluster without a primary for the slot, a Redis at its ``maxmemory``
+#: (``noeviction``), a replica where a primary was expected.
 _UNAVAILABLE = (
     RedisConnectionError,
     RedisTimeoutError,
+    OutOfMemoryError,
+    ReadOnlyError,
     ClusterDownError,
     TryAgainError,
     SlotNotCoveredError,

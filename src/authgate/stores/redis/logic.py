@@ -1,16 +1,18 @@
 """Every operation of the Redis store, defined once as the commands it sends (`_Redis`).
 
-The key layout spreads users over a cluster.  Whatever belongs to one user (the
-record, the sessions, API keys and handshakes, the session index, the counters named
-after the user) shares the user's shard tag, ``{prefix:1a2b}:`` (`shard_of`), so every
-script stays in one slot while users spread over the slots.  Session ids begin with
-their owner's shard (`new_session_id`), so an operation given an id alone goes
-straight to the right slot; a session whose id names another shard (made before this
-layout, or by code of a user's own) leaves a forwarding address there.  What is the
-store's own sits under ``{prefix}:``: the list of usernames for the admin listing, the
-groups, the layout's version.  Lookups that cross users (the listing, id to user) are
-written before the record they point at and checked against it when read, so no
-failure between the two writes leaves a wrong answer.
+The key layout spreads users over a cluster (`keys`).  Whatever belongs to one user
+(the record, one hash of all the user's sessions, API keys and handshakes, the
+counters named after the user) shares the user's hash tag, ``{prefix:1a2b}:``
+(`shard_of`), so every script stays in one slot while users spread over the slots.
+Session ids begin with eight hex digits of their owner's username hash
+(`new_session_id`), so an operation given an id alone goes straight to the owner's
+sessions hash; a session whose id names another hash (made before this layout, or by
+code of a user's own) leaves a forwarding address there.  What is the store's own
+sits under ``{prefix}:``: the list of usernames for the admin listing, the groups, the
+layout's version.  Lookups that cross users (the listing, id to user) are written
+before the record they point at and checked against it when read, so no failure
+between the two writes leaves a wrong answer.  Records are packed strings
+(`records`).
 """
 
 from __future__ import annotations
