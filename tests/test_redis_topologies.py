@@ -27,6 +27,7 @@ from authgate.gate import Gate
 from authgate.identity import Identity
 from authgate.stores import open_store
 from authgate.stores.redis import RedisStore, commands
+from authgate.stores.redis.invalidator import DEAF_AFTER
 from authgate.testing import ClusterSet, SentinelSet, cheap_hasher, redis_cluster, redis_sentinel
 from authgate.users import Group, User, utcnow
 from conftest import SECRET
@@ -184,23 +185,30 @@ def test_session_cache_is_off_while_deaf_and_hears_again_after_a_failover(
     other.close()
 
 
+def _listening(url: str) -> tuple[Gate, str, Any, Any]:
+    """A gate on `url` with alice logged in and checked once, once its cache listens:
+    the gate, her token, the cache and its listener."""
+    gate = Gate(store=url, hasher=cheap_hasher(), secret_key=SECRET)
+    gate.create_user("alice", PW)
+    token = gate.login("alice", PW).access_token
+    gate.authenticate(token)
+    cache = gate.store._session_cache()  # type: ignore[attr-defined]
+    listener = gate.store._invalidator  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 5
+    while not (cache.enabled and listener.server):
+        assert time.monotonic() < deadline, "the cache's listener did not subscribe"
+        time.sleep(0.01)
+    return gate, token, cache, listener
+
+
 def test_session_cache_hears_again_after_its_cluster_node_fails() -> None:
     """The node the listener subscribed on is killed (a primary: its replica takes
     over its slots): the cache is off until the listener subscribes on another node,
     then hears changes made through the new topology."""
     with redis_cluster(primaries=3, replicas=1) as cluster:
         url = cluster.url(f"prefix=node-{uuid.uuid4().hex[:8]}&timeout=2")
-        gate = Gate(store=url, hasher=cheap_hasher(), secret_key=SECRET)
+        gate, token, cache, listener = _listening(url)
         other = Gate(store=url, hasher=cheap_hasher(), secret_key=SECRET)
-        gate.create_user("alice", PW)
-        token = gate.login("alice", PW).access_token
-        gate.authenticate(token)
-        cache = gate.store._session_cache()  # type: ignore[attr-defined]
-        listener = gate.store._invalidator  # type: ignore[attr-defined]
-        deadline = time.monotonic() + 5
-        while not (cache.enabled and listener.server):
-            assert time.monotonic() < deadline
-            time.sleep(0.01)
         first = listener.server
         cluster.kill_node(int(first.rpartition(":")[2]))
         deadline = time.monotonic() + 3
@@ -230,6 +238,28 @@ def test_session_cache_hears_again_after_its_cluster_node_fails() -> None:
             time.sleep(0.001)
         gate.close()
         other.close()
+
+
+def test_on_a_cluster_the_cache_hears_through_every_primary() -> None:
+    """The heartbeat goes through every primary (a change made on another primary
+    reaches the listener's node over the cluster bus, which a PING to that node does
+    not prove): a primary lost anywhere, not only the listener's, turns the cache off
+    until the cluster has promoted its replica."""
+    with redis_cluster(primaries=3, replicas=1) as cluster:
+        gate, _, cache, listener = _listening(
+            cluster.url(f"prefix=beat-{uuid.uuid4().hex[:8]}&timeout=2")
+        )
+        elsewhere = next(url for url in cluster.primary_urls if not url.endswith(listener.server))
+        cluster.kill_node(int(elsewhere.rpartition(":")[2]))
+        deadline = time.monotonic() + DEAF_AFTER + 1.0
+        while cache.enabled:
+            assert time.monotonic() < deadline, "the cache stayed on without that primary"
+            time.sleep(0.01)
+        deadline = time.monotonic() + 30
+        while not cache.enabled:
+            assert time.monotonic() < deadline, "the cache did not come back after promotion"
+            time.sleep(0.05)
+        gate.close()
 
 
 @pytest.mark.parametrize("server", list(SERVERS))

@@ -56,8 +56,8 @@ MOVED = "authgate:moved"
 
 
 # Every script's keys share one hash tag: a user's shard (``{prefix:1a2b}:``) for
-# whatever belongs to a user, the store's own (``{prefix}:``) for groups.  A key a
-# script builds itself (``ARGV[1] .. 's:' .. sid``) is under the same tag as its KEYS.
+# whatever belongs to a user, the store's own (``{prefix}:``) for groups.  No script
+# names a key it was not given in KEYS.
 
 # A user is one string, ``id|version|record`` (`records`); a session one string whose
 # first fields are ``user|refresh|seen|expires``.  FIELDS splits off the first n.
@@ -73,10 +73,17 @@ local function fields(v, n)
 end
 """
 
-_CREATE_USER = """
+# 1 when made, or when the record there is this very one (a create sent again after
+# its answer was lost); 0 when another user holds the name.
+_CREATE_USER = (
+    _FIELDS
+    + """
 if redis.call('SET', KEYS[1], ARGV[1], 'NX') then return 1 end
+local v = redis.call('GET', KEYS[1])
+if v and fields(v, 1)[1] == ARGV[2] then return 1 end
 return 0
 """
+)
 
 _UPDATE_USER = (
     _FIELDS
@@ -125,10 +132,12 @@ return 1
 
 # A user's sessions are one hash, sid -> ``user|refresh|seen|expires|...``, which lives
 # as long as its longest session (so the hash of a made-up name, a SCRAM HELLO's, goes
-# by itself).  Expects locals idx (the hash), exp_ms and now_ms.
+# by itself): its expiry is only ever put later, never earlier, and a hash without one
+# (left so by an interrupted upgrade) keeps none.  Expects locals idx (the hash),
+# exp_ms and now_ms.
 _EXTEND_HASH = """
 local left = redis.call('PTTL', idx)
-if left < 0 or now_ms + left < exp_ms then redis.call('PEXPIREAT', idx, exp_ms) end
+if left >= 0 and now_ms + left < exp_ms then redis.call('PEXPIREAT', idx, exp_ms) end
 """
 
 # Drops the sessions of hash `key` that expired by `now` (microseconds, base 36 as the
@@ -150,11 +159,21 @@ end
 
 _CREATE_SESSION = (
     _FIELDS
-    + _PURGE
     + """
-purge(KEYS[1], ARGV[5])
+-- A few sessions picked at random are dropped if expired: a write costs the same
+-- however many sessions (API keys) the user has; listing them drops them all.
+local before = redis.call('PTTL', KEYS[1])
+local sample = redis.call('HRANDFIELD', KEYS[1], 8, 'WITHVALUES')
+for i = 1, #sample, 2 do
+  if tonumber(fields(sample[i + 1], 4)[4], 36) <= tonumber(ARGV[5], 36) then
+    redis.call('HDEL', KEYS[1], sample[i])
+  end
+end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
 local idx, exp_ms, now_ms = KEYS[1], tonumber(ARGV[3]), tonumber(ARGV[4])
+if before == -2 or redis.call('PTTL', KEYS[1]) == -1 and before ~= -1 then
+  redis.call('PEXPIREAT', idx, exp_ms)
+end
 """
     + _EXTEND_HASH
     + """

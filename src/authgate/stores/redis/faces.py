@@ -72,6 +72,12 @@ _UNAVAILABLE = (
 )
 
 
+#: Replies that redis-py leaves as a plain error but that say "not now": too few
+#: replicas for ``min-replicas-to-write``, a script running too long, a loading or
+#: leaderless server.
+_BUSY_REPLIES = ("NOREPLICAS", "BUSY", "LOADING", "MASTERDOWN", "TRYAGAIN", "CLUSTERDOWN")
+
+
 def _unreachable(settings: RedisSettings, err: Exception) -> StoreUnavailable:
     return StoreUnavailable(f"cannot reach Redis at {settings.where()}: {err}")
 
@@ -84,6 +90,8 @@ def _guarded(settings: RedisSettings, steps: _Steps[T]) -> _Steps[T]:
     except _UNAVAILABLE as err:
         raise _unreachable(settings, err) from err
     except RedisError as err:
+        if str(err).startswith(_BUSY_REPLIES):
+            raise _unreachable(settings, err) from err
         raise StoreError(f"Redis refused an operation: {err}") from err
 
 
@@ -108,7 +116,7 @@ class RedisStore(_Redis[Any], SyncFace):
         check: bool = True,
     ) -> None:
         super().__init__(url, prefix=prefix, client=client)
-        self._wait = ("WAIT", self.settings.wait, int(self.settings.wait_timeout * 1000))
+        self._wait = ("WAIT", self.settings.wait, max(1, int(self.settings.wait_timeout * 1000)))
         if check:
             self.ping()
 
@@ -195,7 +203,7 @@ class AsyncRedisStore(_Redis[Any], AsyncFace):
         client: Any = None,
     ) -> None:
         super().__init__(url, prefix=prefix, client=client)
-        self._wait = ("WAIT", self.settings.wait, int(self.settings.wait_timeout * 1000))
+        self._wait = ("WAIT", self.settings.wait, max(1, int(self.settings.wait_timeout * 1000)))
 
     @staticmethod
     def _connect(settings: RedisSettings) -> Any:

@@ -55,7 +55,7 @@ from .commands import (
     _lua,
     _Steps,
 )
-from .invalidator import DEAF_AFTER, _Invalidator, listener_client
+from .invalidator import DEAF_AFTER, _Invalidator, listener
 from .keys import Keys
 from .layout import ensure_layout
 from .settings import RedisSettings, parse_redis_url
@@ -152,7 +152,7 @@ class _Redis(Generic[C]):
     def _session_cache(self) -> SessionCache | None:
         if self._cache is None and self._cache_ttl > 0:
             cache = SessionCache(self._cache_ttl, deaf_after=DEAF_AFTER)
-            connect = functools.partial(listener_client, self.settings)
+            connect = functools.partial(listener, self.settings, self.channel)
             self._invalidator = _Invalidator(connect, self.channel, cache)
             self._invalidator.start()
             self._cache = cache
@@ -235,7 +235,7 @@ class _Redis(Generic[C]):
         created = yield from _lua(
             _CREATE_USER,
             (self.keys.user(user.username),),
-            (records.pack_user(user),),
+            (records.pack_user(user), records.escape(user.id)),
         )
         if not created:
             yield _Cmd(("ZREM", self.keys.names, entry), write=True)

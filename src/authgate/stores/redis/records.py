@@ -61,13 +61,14 @@ def _time(text: str) -> datetime:
 
 
 def escape(text: str) -> str:
-    """`text` with no ``|`` (a field the scripts split on)."""
-    return text.replace("%", "%25").replace("|", "%7C")
+    """`text` with no ``|`` (a field the scripts split on) and no leading ``~``."""
+    escaped = text.replace("%", "%25").replace("|", "%7C")
+    return "%7E" + escaped[1:] if escaped.startswith("~") else escaped
 
 
 def unescape(text: str) -> str:
     """The text `escape` was given."""
-    return text.replace("%7C", "|").replace("%25", "%")
+    return text.replace("%7E", "~").replace("%7C", "|").replace("%25", "%")
 
 
 def pack_refresh(refresh_hash: str) -> str:

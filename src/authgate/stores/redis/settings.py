@@ -127,8 +127,10 @@ def parse_redis_url(url: str, *, prefix: str | None = None) -> RedisSettings:
     if prefix is not None:
         own["prefix"] = prefix
     chosen = own.get("prefix", "authgate")
-    if not chosen or any(ch in chosen for ch in "{}"):
-        raise ConfigError("the Redis key prefix must be non-empty and contain no braces")
+    if not chosen or any(ch in chosen for ch in "{}*?[]\\"):
+        raise ConfigError(
+            "the Redis key prefix must be non-empty and contain no braces and none of * ? [ ] \\"
+        )
     if own.get("wait") and topology == CLUSTER:
         raise ConfigError("wait= is not offered on Redis Cluster (see docs/redis.md)")
     query = urlencode(rest)
@@ -173,7 +175,11 @@ def _addresses(netloc: str, scheme: str) -> tuple[tuple[str, int], ...]:
         except ValueError:
             number = 0
         if not host or not 0 < number < 65536:
-            raise ConfigError(f"bad address {item!r} in a {scheme}:// URL: expected host:port")
+            # (not the text itself: a password with a '/' or '#' unencoded ends up here)
+            raise ConfigError(
+                f"bad address #{len(out) + 1} in a {scheme}:// URL: expected host:port "
+                "(percent-encode a '/', '#', '?' or '@' in the password)"
+            )
         out.append((host, number))
     return tuple(out)
 
