@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import redis
 
-from authgate.errors import ConfigError
+from authgate.errors import ConfigError, UserExists
 from authgate.gate import Gate
 from authgate.stores import _codec
 from authgate.stores.base import Session
@@ -265,3 +265,87 @@ def test_a_layout_from_a_newer_version_is_refused(prefix_url: tuple[str, redis.R
     raw.set(f"{{{prefix}}}:layout", "3")
     with pytest.raises(ConfigError, match="newer authgate"):
         RedisStore(url)
+
+
+def test_an_upgrade_cut_short_after_its_last_user_is_taken_up_again(
+    prefix_url: tuple[str, redis.Redis],
+) -> None:
+    """The layout key says an upgrade is under way until it is done: a run that
+    stopped before moving the counters is finished by the next process, not taken
+    for an empty store."""
+    url, raw = prefix_url
+    prefix = url.rpartition("prefix=")[2]
+    _write_layout_1(raw, prefix, users=2, sessions=1)
+    store = RedisStore(url, check=False)
+    # What a run leaves when it stops after its last user: users moved, counters not.
+    raw.set(f"{{{prefix}}}:layout", "1-upgrading")
+    raw.delete(f"{{{prefix}}}:users")
+    assert store.get_counter("login-failures:user0001") == 4
+    assert raw.get(f"{{{prefix}}}:layout") == "2"
+    assert raw.exists(f"{{{prefix}}}:c:login-failures:user0001") == 0
+    store.close()
+
+
+def test_a_corrupt_session_of_the_layout_before_is_skipped_not_fatal(
+    prefix_url: tuple[str, redis.Redis],
+) -> None:
+    url, raw = prefix_url
+    prefix = url.rpartition("prefix=")[2]
+    made = _write_layout_1(raw, prefix, users=3, sessions=2)
+    broken = next(sid for sid, s in made["sessions"].items() if s.username == "user0001")
+    raw.hset(f"{{{prefix}}}:s:{broken}", "record", "{not json")
+    store = RedisStore(url)
+    assert {s.id for s in store.list_sessions("user0001")} == {
+        sid for sid, s in made["sessions"].items() if s.username == "user0001" and sid != broken
+    }
+    assert len(store.list_sessions("user0002")) == 2
+    store.close()
+
+
+def test_an_upgrade_that_lost_its_lock_stops() -> None:
+    """Another process took the lock (this one outlived it): renewing fails and the
+    run stops rather than racing it."""
+    from authgate.errors import StoreUnavailable
+    from authgate.faces import drive
+    from authgate.stores.redis.layout import _Lock
+
+    replies = iter([0])  # the renewal script: the key no longer holds our token
+    with pytest.raises(StoreUnavailable, match="lost its lock"):
+        drive(_Lock("{p}:upgrading", "ours").renew(), lambda step: next(replies))
+
+
+def test_a_sessions_hash_expiry_only_ever_moves_later(prefix_url: tuple[str, redis.Redis]) -> None:
+    url, raw = prefix_url
+    store = RedisStore(url)
+    now = utcnow()
+    for minutes in (600, 5):  # a long session, then a short one
+        store.create_session(
+            Session(id=new_session_id("eve"), username="eve",
+                    expires_at=now + timedelta(minutes=minutes))
+        )  # fmt: skip
+    hash_key = Keys(url.rpartition("prefix=")[2]).sessions_of("eve")
+    assert raw.pttl(hash_key) > 500 * 60 * 1000
+    raw.persist(hash_key)  # as an interrupted upgrade may leave it: kept forever
+    store.create_session(
+        Session(id=new_session_id("eve"), username="eve", expires_at=now + timedelta(minutes=5))
+    )
+    assert raw.pttl(hash_key) == -1
+    store.close()
+
+
+def test_a_create_sent_again_after_its_answer_was_lost_keeps_the_lookups(
+    prefix_url: tuple[str, redis.Redis],
+) -> None:
+    """redis-py resends a command whose connection dropped: the second create of the
+    same record must not undo the first's username list entry and id lookup."""
+    url, _ = prefix_url
+    store = RedisStore(url)
+    user = User.new("frank")
+    store.create_user(user)
+    store.create_user(user)  # the same record again: done already
+    assert store.get_user_by_id(user.id) == user
+    assert [u.username for u in store.list_users().items] == ["frank"]
+    with pytest.raises(UserExists):
+        store.create_user(User.new("frank"))  # another user of that name
+    assert store.get_user_by_id(user.id) == user
+    store.close()

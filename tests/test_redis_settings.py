@@ -101,3 +101,24 @@ def test_a_redis_at_its_memory_limit_is_unavailable_not_an_error() -> None:
             raw.config_set("maxmemory", 0)
             raw.close()
             store.close()
+
+
+def test_too_few_replicas_to_write_is_unavailable_not_an_error() -> None:
+    """``min-replicas-to-write`` unmet (Sentinel's usual guard against a cut-off
+    primary): the NOREPLICAS refusal is a 503."""
+    import redis
+
+    from authgate.testing import redis_server
+    from authgate.users import User
+
+    with redis_server() as url:
+        store = open_store(f"{url}?prefix=lonely")
+        raw = redis.Redis.from_url(url)
+        raw.config_set("min-replicas-to-write", 1)
+        try:
+            with pytest.raises(StoreUnavailable, match="NOREPLICAS"):
+                store.create_user(User.new("alice"))
+        finally:
+            raw.config_set("min-replicas-to-write", 0)
+            raw.close()
+            store.close()
