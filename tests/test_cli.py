@@ -25,16 +25,17 @@ CHEAP = {
 def authgate(*args: str, stdin: str = "", **env: str) -> subprocess.CompletedProcess[str]:
     """Run the CLI as a user would, in its own process."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
-    return subprocess.run(
-        [sys.executable, "-m", "authgate", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env={**base, **CHEAP, **env},
-        cwd=tempfile.mkdtemp(prefix="authgate-cli-"),
-        timeout=60,
-        check=False,
-    )
+    with tempfile.TemporaryDirectory(prefix="authgate-cli-") as cwd:
+        return subprocess.run(
+            [sys.executable, "-m", "authgate", *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env={**base, **CHEAP, **env},
+            cwd=cwd,
+            timeout=60,
+            check=False,
+        )
 
 
 def test_create_in_one_process_list_in_another_and_duplicate_refused(
