@@ -352,11 +352,13 @@ class HttpApi:
         roles = [body.pop("role")] if "role" in body else body.pop("roles", None)
         if roles is None:
             return None
-        ceiling = max((self.roles.rank(r) for r in actor.roles), default=-1)
+        grantable = self.roles.implied(actor.roles)
         known = self.roles.known(roles)
         for normal in known:
-            if self.roles.rank(normal) > ceiling:
-                raise PermissionDenied(f"you cannot grant the {normal} role: it ranks above yours")
+            if normal not in grantable:
+                raise PermissionDenied(
+                    f"you cannot grant the {normal} role: your roles do not include it"
+                )
         return known
 
     def _user_view(self, user: User) -> dict[str, Any]:

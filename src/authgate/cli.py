@@ -400,7 +400,7 @@ def policy_check(file: str) -> None:
     exit 1 with the file and key at fault."""
     with _user_errors():
         loaded = RolePolicy.from_file(file)
-    order = " < ".join(loaded.hierarchy.order)
+    order = loaded.hierarchy.describe()
     grants = sum(len(p) for p in loaded.role_permissions.values())
     groups = len(loaded.group_permissions)
     click.echo(f"{file}: ok (roles {order}; {grants} role grants, {groups} groups)")

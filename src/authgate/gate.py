@@ -92,7 +92,9 @@ class _Gate(Generic[S]):
             self.roles = self.policy.hierarchy
         else:
             self.policy = policy
-            self.roles = RoleHierarchy(s.roles)
+            # A policy of its own roles (a graph, a chain of other names) brings them.
+            custom = policy.hierarchy != RoleHierarchy()
+            self.roles = policy.hierarchy if custom else RoleHierarchy(s.roles)
         # token -> (session, user, identity, when its last_seen touch is due);
         # stateless: (None, None, identity, 0.0).
         self._identities: LRU[str, tuple[Session | None, User | None, Identity, float]] = LRU(

@@ -121,23 +121,71 @@ class Role:
 
 @dataclass(frozen=True, slots=True)
 class RoleHierarchy:
-    """An ordered list of role names, lowest first (default viewer < operator < admin).
+    """The roles of a deployment and which include which.
 
-    `admits` answers "does a user with these roles satisfy a requirement of this
-    role?": yes when one of the roles is the required one or ranks above it.
+    By default a chain, lowest first (``viewer < operator < admin``): each role
+    includes the ones before it.  `graph` builds any other shape, where a role may
+    include several (``editor`` and ``billing`` both include ``viewer``; ``admin``
+    includes both), refusing cycles.  Either way one role, the top (the admin role),
+    includes every other.  `admits` answers "does a user with these roles satisfy a
+    requirement of this role?": yes when one of them is that role or includes it.
+    ``order`` is lowest first: every role comes after the roles it includes.
     """
 
     order: tuple[str, ...] = ("viewer", "operator", "admin")
+    #: The roles each role includes directly, as ``(role, (included, ...))`` pairs; empty
+    #: for a chain (made from ``order``).  Build it with `graph`.
+    includes: tuple[tuple[str, tuple[str, ...]], ...] = ()
     _ranks: Mapping[str, int] = field(init=False, repr=False, compare=False)
+    _closure: Mapping[str, frozenset[str]] = field(init=False, repr=False, compare=False)
+    _top: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        names = tuple(_normalize_role(name) for name in self.order)
+        if self.includes:
+            direct: dict[str, tuple[str, ...]] = {}
+            for role, below in self.includes:
+                key = _normalize_role(role)
+                if key in direct:
+                    raise ValidationError(f"role {role!r} is listed twice")
+                direct[key] = tuple(sorted({_normalize_role(r) for r in below}))
+            for below in list(direct.values()):
+                for name in below:
+                    direct.setdefault(name, ())
+            names = _lowest_first(direct)
+        else:
+            names = tuple(_normalize_role(name) for name in self.order)
+            if len(set(names)) != len(names):
+                raise ValidationError("role names in a hierarchy must be unique")
+            direct = {name: names[i - 1 : i] for i, name in enumerate(names)}
         if not names:
             raise ValidationError("a role hierarchy needs at least one role")
-        if len(set(names)) != len(names):
-            raise ValidationError("role names in a hierarchy must be unique")
+        closure: dict[str, frozenset[str]] = {}
+        for name in names:  # lowest first: what a role includes is known before it
+            closure[name] = frozenset({name}).union(*(closure[r] for r in direct[name]))
+        tops = [name for name in names if len(closure[name]) == len(names)]
+        if not tops:
+            raise ValidationError(
+                "no role includes every other: make one (the admin role) include them all"
+            )
         object.__setattr__(self, "order", names)
+        object.__setattr__(self, "includes", tuple(sorted(direct.items())) if self.includes else ())
         object.__setattr__(self, "_ranks", {name: rank for rank, name in enumerate(names)})
+        object.__setattr__(self, "_closure", closure)
+        object.__setattr__(self, "_top", tops[-1])
+
+    @classmethod
+    def graph(cls, includes: Mapping[str, Iterable[str]]) -> RoleHierarchy:
+        """Roles from which each includes directly: ``{"admin": ["editor", "billing"],
+        "editor": ["viewer"], "billing": ["viewer"]}``.  A role only included is a role
+        too; a cycle (``a`` includes ``b`` includes ``a``) is a `ValidationError`."""
+        if not isinstance(includes, Mapping) or not includes:
+            raise ValidationError("a role graph maps each role to the roles it includes")
+        pairs = []
+        for role, below in includes.items():
+            if isinstance(below, str) or not isinstance(below, Iterable):
+                raise ValidationError(f"role {role!r}: the roles it includes must be a list")
+            pairs.append((role, tuple(below)))
+        return cls((), tuple(pairs))
 
     def __getitem__(self, name: str) -> Role:
         normal = _normalize_role(name)
@@ -164,34 +212,74 @@ class RoleHierarchy:
 
     @property
     def top(self) -> str:
-        """The highest role (the admin role)."""
-        return self.order[-1]
+        """The role that includes every other (the admin role)."""
+        return self._top
 
     def rank(self, name: str) -> int:
-        """The rank of a role, -1 for a role outside the hierarchy."""
+        """A role's place in `order` (after every role it includes), -1 for a role
+        outside the hierarchy.  In a graph two roles may rank apart and neither
+        include the other: ask `admits` or `implied`, not ranks, what a role grants."""
         return self._ranks.get(name, -1)
 
     def admits(self, held: Iterable[str], required: str) -> bool:
         """True when a holder of `held` roles satisfies a requirement of `required`."""
         held_set = set(held)
-        if required in held_set:
-            return True
-        need = self._ranks.get(required)
-        if need is None:
-            return False
-        return any(self._ranks.get(name, -1) >= need for name in held_set)
+        return required in held_set or any(
+            required in self._closure.get(name, ()) for name in held_set
+        )
+
+    def including(self, role: str) -> frozenset[str]:
+        """The other roles that include `role` (whose holders `admits` for it)."""
+        return frozenset(
+            name for name, below in self._closure.items() if role in below and name != role
+        )
 
     def highest(self, held: Iterable[str]) -> str | None:
-        """The highest-ranked role among `held` that the hierarchy knows, else None."""
+        """The held role that includes the most others (the latest in `order` among
+        equals), else None when the hierarchy knows none of `held`."""
         ranked = [name for name in held if name in self._ranks]
-        return max(ranked, key=self._ranks.__getitem__) if ranked else None
+        if not ranked:
+            return None
+        return max(ranked, key=lambda name: (len(self._closure[name]), self._ranks[name]))
 
     def implied(self, held: Iterable[str]) -> frozenset[str]:
-        """`held` plus every hierarchy role they rank above (admin implies operator...)."""
+        """`held` plus every role they include (admin implies operator...)."""
         roles = set(held)
-        top = max((self._ranks[name] for name in roles if name in self._ranks), default=-1)
-        roles.update(self.order[: top + 1])
+        for name in list(roles):
+            roles |= self._closure.get(name, frozenset())
         return frozenset(roles)
+
+    def describe(self) -> str:
+        """The hierarchy in a line: ``viewer < operator < admin`` for a chain, else
+        each role with what it includes."""
+        if not self.includes:
+            return " < ".join(self.order)
+        return "; ".join(
+            f"{role} includes {', '.join(below)}" for role, below in self.includes if below
+        )
+
+
+def _lowest_first(direct: Mapping[str, tuple[str, ...]]) -> tuple[str, ...]:
+    """The roles, each after every role it includes (ties by name), or a
+    `ValidationError` that names a cycle."""
+    done: dict[str, None] = {}
+    visiting: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in done:
+            return
+        if name in visiting:
+            cycle = [*visiting[visiting.index(name) :], name]
+            raise ValidationError(f"roles form a cycle: {' includes '.join(cycle)}")
+        visiting.append(name)
+        for below in direct[name]:
+            visit(below)
+        visiting.pop()
+        done[name] = None
+
+    for name in sorted(direct):
+        visit(name)
+    return tuple(done)
 
 
 def _normalize_role(name: str) -> str:

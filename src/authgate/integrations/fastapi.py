@@ -88,8 +88,8 @@ def current_identity(
     _credentials: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
 ) -> Identity:
     """The request's identity (anonymous when none).  Used with ``Security(...,
-    scopes=[...])`` it requires every scope: a role the identity holds or ranks above,
-    or a permission it is granted."""
+    scopes=[...])`` it requires every scope: a role the identity holds (itself or
+    through a role that includes it), or a permission it is granted."""
     identity: Identity = request.scope.get("user", ANONYMOUS)
     if security_scopes.scopes:
         check(_scopes_policy(security_scopes.scopes), identity)

@@ -140,7 +140,7 @@ class IsAuthenticated(Policy):
 
 @dataclass(frozen=True)
 class HasRole(Policy):
-    """One of the roles, or a role ranked above one of them."""
+    """One of the roles, or a role that includes one of them."""
 
     roles: tuple[str, ...]
     hierarchy: RoleHierarchy = field(default_factory=RoleHierarchy)
@@ -158,13 +158,8 @@ class HasRole(Policy):
         )
 
     def describe(self) -> str:
-        higher = {
-            name
-            for role in self.roles
-            for name in self.hierarchy.order
-            if self.hierarchy.rank(name) > self.hierarchy.rank(role) >= 0
-        }
-        names = sorted(set(self.roles) | higher, key=lambda n: (self.hierarchy.rank(n), n))
+        including = {name for role in self.roles for name in self.hierarchy.including(role)}
+        names = sorted(set(self.roles) | including, key=lambda n: (self.hierarchy.rank(n), n))
         return " or ".join(names) + " role"
 
 

@@ -45,10 +45,11 @@ def _grant_list(perms: object, owner: str) -> frozenset[str]:
 
 
 class RolePolicy:
-    """Which permissions each role and group grants, with the role order.
+    """Which permissions each role and group grants, with the roles' hierarchy.
 
-    Higher roles inherit what lower ones grant (admin gets operator's and viewer's).
-    Build it in code, from a dict, or from a TOML / YAML / JSON file::
+    A role gets what every role it includes grants (admin gets operator's and
+    viewer's).  Build it in code, from a dict, or from a TOML / YAML / JSON file, the
+    roles a chain (``order``, lowest first)::
 
         [roles]
         order = ["viewer", "operator", "admin"]
@@ -58,6 +59,13 @@ class RolePolicy:
         admin = ["*:*"]
         [groups]
         lab = ["plants:read"]
+
+    or a graph (``include``: the roles each includes)::
+
+        [roles.include]
+        admin = ["editor", "billing"]
+        editor = ["viewer"]
+        billing = ["viewer"]
     """
 
     def __init__(
@@ -91,9 +99,10 @@ class RolePolicy:
     def from_dict(
         cls, data: Mapping[str, Any], hierarchy: RoleHierarchy | None = None
     ) -> RolePolicy:
-        """From ``{"roles": {"order": [...], "permissions": {...}}, "groups": {...}}``;
-        ``roles`` may also map role names to permission lists directly.  Without an
-        ``order`` the roles rank as `hierarchy` (default: viewer, operator, admin)."""
+        """From ``{"roles": {"order": [...], "permissions": {...}}, "groups": {...}}``
+        (or ``"include": {role: [included, ...]}`` in place of ``order``); ``roles`` may
+        also map role names to permission lists directly.  Without an ``order`` or an
+        ``include`` the roles are `hierarchy`'s (default: viewer, operator, admin)."""
         unknown = sorted(str(key) for key in data if key not in ("roles", "groups"))
         if unknown:
             raise ConfigError(
@@ -103,14 +112,21 @@ class RolePolicy:
         if not isinstance(roles, Mapping):
             raise ConfigError("invalid role policy: 'roles' must be a table/mapping")
         order = roles.get("order")
+        include = roles.get("include")
         perms = roles.get("permissions")
         if perms is None:
-            perms = {k: v for k, v in roles.items() if k != "order"}
+            perms = {k: v for k, v in roles.items() if k not in ("order", "include")}
         try:
+            if order is not None and include is not None:
+                raise ValidationError(
+                    "give 'roles.order' (a chain) or 'roles.include' (a graph), not both"
+                )
             if order is not None and (isinstance(order, str) or not isinstance(order, list)):
                 raise ValidationError("'roles.order' must be a list of role names")
             if order:
                 hierarchy = RoleHierarchy(tuple(order))
+            if include is not None:
+                hierarchy = RoleHierarchy.graph(_table(include, "roles.include"))
             return cls(perms, hierarchy=hierarchy, groups=data.get("groups", {}))
         except ValidationError as err:
             raise ConfigError(f"invalid role policy: {err.detail}") from err
