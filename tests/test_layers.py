@@ -33,6 +33,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "permissions.grants",
             "permissions.roles",
             "permissions.policies",
+            "permissions.explain",
             "context",
             "registry",
             "decorators",

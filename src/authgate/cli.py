@@ -390,7 +390,7 @@ def keys_revoke(state: CliState, username: str, key_id: str) -> None:
 
 @main.group()
 def policy() -> None:
-    """Role policies: check a file before deploying it."""
+    """Role policies: check a file before deploying it; explain a decision."""
 
 
 @policy.command("check")
@@ -404,6 +404,20 @@ def policy_check(file: str) -> None:
     grants = sum(len(p) for p in loaded.role_permissions.values())
     groups = len(loaded.group_permissions)
     click.echo(f"{file}: ok (roles {order}; {grants} role grants, {groups} groups)")
+
+
+@policy.command("explain")
+@click.argument("username")
+@click.argument("permission")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+@pass_state
+def policy_explain(state: CliState, username: str, permission: str, as_json: bool) -> None:
+    """Say whether USERNAME holds PERMISSION (resource:action) and why: every grant with
+    its role, group or direct source; for a refusal, what would allow it.  Exit 0
+    either way (1 for an unknown user or a malformed permission)."""
+    with _user_errors():
+        explained = state.gate.explain(username, permission)
+    click.echo(json.dumps(explained.to_dict(), indent=2) if as_json else str(explained))
 
 
 @main.group()
