@@ -191,6 +191,14 @@ async def test_every_operation_answers_as_documented(api: Any) -> None:
         json={"permissions": ["streams/1:send"]},
     )
     assert granted.status_code == 200
+    explained = await call(
+        "GET", "/api/users/dana/permissions?permission=streams/1/topics/2:send", headers=admin
+    )
+    assert explained.status_code == 200 and explained.json()["allowed"] is True
+    assert explained.json()["matched"] == [{"grant": "streams/1:send", "via": "direct"}]
+    bad = await call("GET", "/api/users/dana/permissions?permission=nonsense", headers=admin)
+    assert bad.status_code == 400
+    assert (await call("GET", "/api/users/nobody/permissions", headers=admin)).status_code == 404
     reset = await call(
         "PUT", "/api/users/dana/password", headers=admin, json={"password": "dana password 2"}
     )

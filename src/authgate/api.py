@@ -27,6 +27,8 @@ routes.)
 ``DELETE /api/users/{username}``                  admin: 204 (never yourself or the last admin)
 ``PUT    /api/users/{username}/permissions``      admin: replace the direct grants
 ``PUT    /api/users/{username}/password``         admin: set the password, sessions end
+``GET    /api/users/{username}/permissions``      admin: grants and their sources; with
+                                                   ``?permission=`` whether it is held, why
 ================================================  =====================================
 """
 
@@ -53,6 +55,7 @@ from .errors import (
 )
 from .flows import Flow, call
 from .flows.apikeys import create_api_key, list_api_keys, require_account_right, revoke_api_key
+from .flows.identity import explain_user
 from .flows.login import change_password, login
 from .flows.scram import scram_step
 from .flows.sessions import SessionRules, logout, refresh, revoke_session
@@ -227,7 +230,12 @@ class HttpApi:
         self._param_routes: list[tuple[str, str, str, dict[str, Handler]]] = [
             (f"{auth}/sessions/", "session_id", "", {"DELETE": self._revoke_session}),
             (f"{auth}/keys/", "key_id", "", {"DELETE": self._revoke_key}),
-            (f"{users}/", "username", "/permissions", {"PUT": self._set_permissions}),
+            (
+                f"{users}/",
+                "username",
+                "/permissions",
+                {"GET": self._explain_permissions, "PUT": self._set_permissions},
+            ),
             (f"{users}/", "username", "/password", {"PUT": self._set_password}),
             (
                 f"{users}/",
@@ -579,6 +587,16 @@ class HttpApi:
         )
         yield from self._conditional(expected, flow)
         return ApiResponse.empty()
+
+    def _explain_permissions(self, request: ApiRequest, username: str) -> Flow[ApiResponse]:
+        """Every grant of a user with its source; with ``?permission=resource:action``,
+        whether they hold it, the grants that decide, and what would allow a refusal."""
+        self._admin(request)
+        permission = request.query.get("permission", "*:*")
+        if not isinstance(permission, str) or len(permission) > 512:
+            raise ValidationError("'permission' must be resource:action", field="permission")
+        explained = yield from explain_user(self.rules.policy, username, permission)
+        return ApiResponse.json(200, explained.to_dict())
 
     def _set_permissions(self, request: ApiRequest, username: str) -> Flow[ApiResponse]:
         """Replace a user's direct grants: global ones and per-resource ones such as

@@ -22,7 +22,6 @@ from .audit import AuditLog, configure_logging
 from .bootstrap import Bootstrap
 from .caches import IDENTITIES, LRU
 from .config import Settings
-from .errors import UserNotFound
 from .faces import AsyncFace, Steps, SyncFace, operation, returning
 from .flows import Flow, arun, call, run
 from .flows.apikeys import (
@@ -36,7 +35,7 @@ from .flows.apikeys import (
     require_account_right,
     revoke_api_key,
 )
-from .flows.identity import identity_from_claims, load_identity, quick_identity
+from .flows.identity import explain_user, identity_from_claims, load_identity, quick_identity
 from .flows.lockout import LockoutPolicy
 from .flows.login import change_password, login
 from .flows.sessions import SessionRules, logout, refresh, revoke_session, revoke_sessions
@@ -48,7 +47,7 @@ from .flows.users import update_user as _update_user
 from .identity import Client, Identity
 from .passwords import PasswordHasher
 from .permissions import RolePolicy
-from .permissions.explain import Explanation, explain
+from .permissions.explain import Explanation
 from .stores import AsyncStore, Session, Store, open_async_store, open_store
 from .tokens import KeyRing, TokenPair, TokenVerifier
 from .users import RoleHierarchy, User, normalize_username
@@ -269,16 +268,7 @@ class _Gate(Generic[S]):
         """Whether `username` holds `permission`, with every grant and its source (role,
         group, direct), those that cover it, and, if refused, what would allow it.
         `UserNotFound` for an unknown user; a malformed permission is a `ValidationError`."""
-        name = normalize_username(username)
-        user = yield from call(Store.get_user, name)
-        if user is None:
-            raise UserNotFound()
-        kept: dict[str, frozenset[str]] = {}
-        for group in sorted(user.groups - self.policy.group_permissions.keys()):
-            found = yield from call(Store.get_group, group)
-            if found is not None:
-                kept[group] = found.permissions
-        return explain(self.policy, user, permission, kept)
+        return explain_user(self.policy, username, permission)
 
     @operation
     def unlock(self, username: str) -> Flow[None]:

@@ -141,6 +141,19 @@ _OPERATIONS: dict[str, _Operation] = {
         conditional=True,
         missing="no such user",
     ),
+    "explain_permissions": _Operation(
+        "A user's grants with where each comes from (admin); with `permission`, whether "
+        "the user holds it, the grants that decide, and what would allow a refusal",
+        answer="Explanation",
+        missing="no such user",
+        query=(
+            (
+                "permission",
+                {"type": "string", "default": "*:*", "maxLength": 512},
+                "the permission to decide, `resource:action`",
+            ),
+        ),
+    ),
     "set_password": _Operation(
         "Set a user's password (admin); every session of theirs ends",
         ok=204,
@@ -166,7 +179,29 @@ _ACCOUNT: dict[str, Any] = {
     "last_name": {"type": "string"},
     "display_name": {"type": "string"},
 }
+_SOURCE: dict[str, Any] = {
+    "type": "object",
+    "required": ["grant", "via"],
+    "properties": {
+        "grant": {"type": "string"},
+        "via": {"type": "string", "enum": ["role", "group", "direct"]},
+        "name": {"type": "string", "description": "the role or group"},
+        "through": {"type": "string", "description": "the held role that includes it"},
+    },
+}
 _SCHEMAS: dict[str, dict[str, Any]] = {
+    "Explanation": {
+        "type": "object",
+        "required": ["username", "permission", "allowed", "matched", "would_allow", "grants"],
+        "properties": {
+            "username": {"type": "string"},
+            "permission": {"type": "string"},
+            "allowed": {"type": "boolean"},
+            "matched": {"type": "array", "items": _SOURCE},
+            "would_allow": _STRINGS,
+            "grants": {"type": "array", "items": _SOURCE},
+        },
+    },
     "Error": {
         "type": "object",
         "required": ["error", "detail"],

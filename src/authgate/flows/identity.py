@@ -8,13 +8,12 @@ from collections.abc import Mapping
 from datetime import datetime, timezone
 from typing import Any
 
-from ..errors import (
-    SessionRevoked,
-)
+from ..errors import SessionRevoked, UserNotFound
 from ..identity import Identity
 from ..permissions import RolePolicy
+from ..permissions.explain import Explanation, explain
 from ..stores.base import Session, Store
-from ..users import User
+from ..users import User, normalize_username
 from .ops import Flow, call
 from .sessions import LOGIN, SessionRules
 
@@ -72,6 +71,20 @@ def group_grants(policy: RolePolicy, groups: frozenset[str]) -> Flow[frozenset[s
             if group is not None:
                 grants |= group.permissions
     return frozenset(grants)
+
+
+def explain_user(policy: RolePolicy, username: str, permission: str) -> Flow[Explanation]:
+    """`explain` for the user of that name as the store has them, with the grants of
+    their groups kept in the store; `UserNotFound` for an unknown user."""
+    user = yield from call(Store.get_user, normalize_username(username))
+    if user is None:
+        raise UserNotFound()
+    kept: dict[str, frozenset[str]] = {}
+    for group in sorted(user.groups - policy.group_permissions.keys()):
+        found = yield from call(Store.get_group, group)
+        if found is not None:
+            kept[group] = found.permissions
+    return explain(policy, user, permission, kept)
 
 
 def _live(claims: Mapping[str, Any], session: Session | None, user: User | None) -> User:
