@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from authgate.cli import main
+from authgate.errors import SessionRevoked
 from authgate.stores import open_store
 
 CHEAP = {
@@ -296,3 +298,90 @@ def test_policy_check_validates_a_file_without_starting_anything(tmp_path: Path)
     done = CliRunner().invoke(main, ["policy", "check", str(bad)])
     assert done.exit_code == 1
     assert f"{bad}: invalid role policy: unknown role 'veiwer'" in done.output
+
+
+def _store_with_alice(tmp_path: Path) -> tuple[str, Any]:
+    from authgate.gate import Gate
+    from authgate.testing import cheap_hasher
+    from conftest import SECRET
+
+    url = f"sqlite:///{tmp_path / 'admin.db'}"
+    gate = Gate(store=url, hasher=cheap_hasher(), secret_key=SECRET)
+    gate.create_user("alice", "correct horse battery")
+    gate.create_user("bob", "correct horse battery")
+    return url, gate
+
+
+def test_an_admin_lists_and_ends_any_users_sessions(tmp_path: Path) -> None:
+    url, gate = _store_with_alice(tmp_path)
+    first, second, third = (gate.login("alice", "correct horse battery") for _ in range(3))
+    listed = authgate("--store", url, "sessions", "list", "alice", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert [s["id"] for s in json.loads(listed.stdout)] == [
+        first.session_id, second.session_id, third.session_id
+    ]  # fmt: skip
+    one = authgate("--store", url, "sessions", "revoke", "alice", first.session_id)
+    assert one.returncode == 0 and f"ended session {first.session_id}" in one.stdout
+    with pytest.raises(SessionRevoked):
+        gate.authenticate(first.access_token)
+    # Bob cannot be made to lose alice's session, nor anyone a session that is not there.
+    theirs = authgate("--store", url, "sessions", "revoke", "bob", second.session_id)
+    assert theirs.returncode == 1 and "bob has no session" in theirs.stderr
+    assert gate.authenticate(second.access_token).username == "alice"
+    rest = authgate("--store", url, "sessions", "revoke", "alice", "--all")
+    assert rest.returncode == 0 and "ended 2 sessions of alice" in rest.stdout
+    with pytest.raises(SessionRevoked):
+        gate.authenticate(third.access_token)
+    both = authgate("--store", url, "sessions", "revoke", "alice")
+    assert both.returncode == 2  # neither an id nor --all
+    gate.close()
+
+
+def test_groups_are_made_filled_emptied_and_deleted_from_the_cli(tmp_path: Path) -> None:
+    url, gate = _store_with_alice(tmp_path)
+    made = authgate("--store", url, "groups", "create", "ops", "reports:read", "logs:*")
+    assert made.returncode == 0 and "saved group ops (2 permissions)" in made.stdout
+    bad = authgate("--store", url, "groups", "create", "lab", "no-colon")
+    assert bad.returncode == 1 and "Traceback" not in bad.stderr
+    assert authgate("--store", url, "groups", "add", "ops", "alice", "bob").returncode == 0
+    listed = json.loads(authgate("--store", url, "groups", "list", "--json").stdout)
+    assert listed == [{"name": "ops", "permissions": "logs:* reports:read", "kept in": "store"}]
+    token = gate.login("alice", "correct horse battery").access_token
+    assert gate.authenticate(token).can("reports:read")
+    assert authgate("--store", url, "groups", "remove", "ops", "alice").returncode == 0
+    assert not gate.authenticate(gate.login("alice", "correct horse battery").access_token).can(
+        "reports:read"
+    )
+    bob = gate.store.get_user("bob")
+    assert bob is not None and bob.groups == {"ops"}
+    assert authgate("--store", url, "groups", "delete", "ops").returncode == 0
+    again = authgate("--store", url, "groups", "delete", "ops")
+    assert again.returncode == 1 and "no such group" in again.stderr
+    gate.close()
+
+
+def test_roles_list_and_show_a_graph(tmp_path: Path) -> None:
+    policy = tmp_path / "roles.toml"
+    policy.write_text(
+        '[roles.include]\nadmin = ["editor", "billing"]\neditor = ["viewer"]\n'
+        'billing = ["viewer"]\n[roles.permissions]\nviewer = ["items:read"]\n'
+        'editor = ["items:write"]\nbilling = ["invoices:read"]\nadmin = ["*:*"]\n'
+    )
+    url = f"sqlite:///{tmp_path / 'roles.db'}"
+    listed = authgate("--store", url, "roles", "list", AUTHGATE_POLICY_FILE=str(policy))
+    assert listed.returncode == 0, listed.stderr
+    rows = {
+        line.split()[0]: line.split(None, 1)[1].split() for line in listed.stdout.splitlines()[1:]
+    }
+    assert rows == {
+        "viewer": ["-"], "billing": ["viewer"], "editor": ["viewer"],
+        "admin": ["billing,", "editor", "yes"],
+    }  # fmt: skip
+    shown = authgate("--store", url, "roles", "show", "billing", AUTHGATE_POLICY_FILE=str(policy))
+    assert shown.returncode == 0, shown.stderr
+    assert "  includes: viewer\n" in shown.stdout
+    assert "  included by: admin\n" in shown.stdout
+    assert "  grants items:read (from viewer)\n" in shown.stdout
+    assert "  grants invoices:read\n" in shown.stdout
+    unknown = authgate("--store", url, "roles", "show", "root", AUTHGATE_POLICY_FILE=str(policy))
+    assert unknown.returncode == 1 and "unknown role" in unknown.stderr

@@ -21,6 +21,7 @@ from .errors import AuthGateError, StoreUnavailable, UserNotFound
 from .flows import Flow
 from .flows.apikeys import create_api_key, list_api_keys, revoke_api_key
 from .flows.identity import identity_from_user
+from .flows.sessions import revoke_session, revoke_sessions
 from .flows.users import bootstrap as bootstrap_flow
 from .flows.users import create_user as create_flow
 from .flows.users import delete_user as delete_flow
@@ -32,7 +33,7 @@ from .identity import Client, Identity
 from .permissions import RolePolicy
 from .stores import Store
 from .tokens import Key, KeyRing
-from .users import RoleHierarchy, User, normalize_username
+from .users import RoleHierarchy, User, normalize_group_name, normalize_username
 
 __all__ = ["CliState", "main"]
 
@@ -386,6 +387,164 @@ def keys_revoke(state: CliState, username: str, key_id: str) -> None:
     if not done:
         raise click.ClickException(f"{username} has no API key {key_id!r}")
     click.echo(f"revoked key {key_id}")
+
+
+@main.group()
+def sessions() -> None:
+    """Any user's login sessions: list them, end one or all."""
+
+
+@sessions.command("list")
+@click.argument("username")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@pass_state
+def sessions_list(state: CliState, username: str, as_json: bool) -> None:
+    """List a user's live login sessions, oldest first."""
+    with _user_errors():
+        found = state.gate.list_sessions(_existing(state, username).username)
+    if as_json:
+        click.echo(json.dumps([s.to_public_dict() for s in found], indent=2))
+        return
+    rows = [
+        (s.id, s.created_at.isoformat(timespec="seconds"),
+         s.last_seen.isoformat(timespec="seconds"), s.client_ip or "-", s.user_agent or "-")
+        for s in found
+    ]  # fmt: skip
+    _table(("ID", "CREATED", "LAST SEEN", "ADDRESS", "USER AGENT"), rows)
+
+
+@sessions.command("revoke")
+@click.argument("username")
+@click.argument("session_id", required=False)
+@click.option("--all", "every", is_flag=True, help="End every session of the user.")
+@pass_state
+def sessions_revoke(state: CliState, username: str, session_id: str | None, every: bool) -> None:
+    """End one of a user's sessions (SESSION_ID), or all of them (--all)."""
+    if bool(session_id) == every:
+        raise click.UsageError("name one SESSION_ID, or give --all")
+    with _user_errors():
+        owner = _existing(state, username).username
+        if every:
+            count = state.run(revoke_sessions(owner, Client()))
+            click.echo(f"ended {count} session{'s' if count != 1 else ''} of {owner}")
+            return
+        assert session_id is not None
+        done = state.run(revoke_session(owner, session_id, Client()))
+    if not done:
+        raise click.ClickException(f"{username} has no session {session_id!r}")
+    click.echo(f"ended session {session_id}")
+
+
+@main.group()
+def groups() -> None:
+    """Groups kept in the store: list, create, delete; add and remove members."""
+
+
+@groups.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@pass_state
+def groups_list(state: CliState, as_json: bool) -> None:
+    """List the groups kept in the store, and the policy's own."""
+    with _user_errors():
+        kept = state.gate.list_groups()
+    defined = state.policy.group_permissions
+    rows = [(g.name, " ".join(sorted(g.permissions)) or "-", "store") for g in kept]
+    rows += [(name, " ".join(sorted(p)) or "-", "policy") for name, p in sorted(defined.items())]
+    if as_json:
+        keys = ("name", "permissions", "kept in")
+        click.echo(json.dumps([dict(zip(keys, row, strict=True)) for row in rows], indent=2))
+        return
+    _table(("GROUP", "PERMISSIONS", "KEPT IN"), rows)
+
+
+@groups.command("create")
+@click.argument("name")
+@click.argument("permissions", nargs=-1)
+@click.option("--description", default="", help="What the group is for.")
+@pass_state
+def groups_create(
+    state: CliState, name: str, permissions: tuple[str, ...], description: str
+) -> None:
+    """Create (or replace) a group granting PERMISSIONS (resource:action ...)."""
+    with _user_errors():
+        saved = state.gate.save_group(name, list(permissions), description, actor=CLI)
+    click.echo(f"saved group {saved.name} ({len(saved.permissions)} permissions)")
+
+
+@groups.command("delete")
+@click.argument("name")
+@pass_state
+def groups_delete(state: CliState, name: str) -> None:
+    """Delete a group kept in the store."""
+    with _user_errors():
+        state.gate.delete_group(name, actor=CLI)
+    click.echo(f"deleted group {name}")
+
+
+def _members(state: CliState, name: str, usernames: tuple[str, ...], add: bool) -> None:
+    group = normalize_group_name(name)
+    with _user_errors():
+        for username in usernames:
+            user = _existing(state, username)
+            changed = user.groups | {group} if add else user.groups - {group}
+            if changed != user.groups:
+                _update(state, user.username, groups=sorted(changed))
+    click.echo(f"{'added to' if add else 'removed from'} {group}: {', '.join(usernames)}")
+
+
+@groups.command("add")
+@click.argument("name")
+@click.argument("usernames", nargs=-1, required=True)
+@pass_state
+def groups_add(state: CliState, name: str, usernames: tuple[str, ...]) -> None:
+    """Make users members of a group."""
+    _members(state, name, usernames, add=True)
+
+
+@groups.command("remove")
+@click.argument("name")
+@click.argument("usernames", nargs=-1, required=True)
+@pass_state
+def groups_remove(state: CliState, name: str, usernames: tuple[str, ...]) -> None:
+    """Take users out of a group."""
+    _members(state, name, usernames, add=False)
+
+
+@main.group()
+def roles() -> None:
+    """The deployment's roles: which include which, and what each grants."""
+
+
+@roles.command("list")
+@pass_state
+def roles_list(state: CliState) -> None:
+    """Every role, lowest first, with the roles it includes."""
+    hierarchy = state.policy.hierarchy
+    direct = dict(hierarchy.includes) if hierarchy.includes else {}
+    rows = []
+    for i, name in enumerate(hierarchy.order):
+        below = direct.get(name, ()) if direct else hierarchy.order[i - 1 : i]
+        rows.append((name, ", ".join(below) or "-", "yes" if name == hierarchy.top else ""))
+    _table(("ROLE", "INCLUDES", "TOP"), rows)
+
+
+@roles.command("show")
+@click.argument("role")
+@pass_state
+def roles_show(state: CliState, role: str) -> None:
+    """What a role grants (its own and through the roles it includes), and which
+    roles include it."""
+    hierarchy = state.policy.hierarchy
+    with _user_errors():
+        (name,) = hierarchy.known([role])
+    click.echo(f"role {name}")
+    click.echo(f"  includes: {', '.join(sorted(hierarchy.implied({name}) - {name})) or '-'}")
+    click.echo(f"  included by: {', '.join(sorted(hierarchy.including(name))) or '-'}")
+    for source in sorted(hierarchy.implied({name}), key=lambda r: (hierarchy.rank(r), r)):
+        grants = sorted(state.policy.role_permissions.get(source, ()))
+        via = "" if source == name else f" (from {source})"
+        for grant in grants:
+            click.echo(f"  grants {grant}{via}")
 
 
 @main.group()

@@ -41,7 +41,9 @@ from .flows.login import change_password, login
 from .flows.sessions import SessionRules, logout, refresh, revoke_session, revoke_sessions
 from .flows.users import bootstrap as _bootstrap
 from .flows.users import create_user as _create_user
+from .flows.users import delete_group as _delete_group
 from .flows.users import delete_user as _delete_user
+from .flows.users import save_group as _save_group
 from .flows.users import set_password as _set_password
 from .flows.users import update_user as _update_user
 from .identity import Client, Identity
@@ -50,7 +52,7 @@ from .permissions import RolePolicy
 from .permissions.explain import Explanation
 from .stores import AsyncStore, Session, Store, open_async_store, open_store
 from .tokens import KeyRing, TokenPair, TokenVerifier
-from .users import RoleHierarchy, User, normalize_username
+from .users import Group, RoleHierarchy, User, normalize_username
 
 __all__ = ["AsyncGate", "Client", "Gate", "TokenPair"]
 
@@ -269,6 +271,24 @@ class _Gate(Generic[S]):
         group, direct), those that cover it, and, if refused, what would allow it.
         `UserNotFound` for an unknown user; a malformed permission is a `ValidationError`."""
         return explain_user(self.policy, username, permission)
+
+    @operation
+    def list_groups(self) -> Flow[list[Group]]:
+        """The groups kept in the store (the policy's own are in ``policy``)."""
+        groups = yield from call(Store.list_groups)
+        return groups
+
+    @operation
+    def save_group(
+        self, name: str, permissions: list[str], description: str = "", *, actor: str = ""
+    ) -> Flow[Group]:
+        """Create or replace a group kept in the store."""
+        return _save_group(Group.new(name, permissions, description), actor)
+
+    @operation
+    def delete_group(self, name: str, *, actor: str = "") -> Flow[None]:
+        """Delete a group kept in the store; `NotFound` when there is none."""
+        return _delete_group(name, actor)
 
     @operation
     def unlock(self, username: str) -> Flow[None]:

@@ -18,9 +18,9 @@ from ..errors import (
     ValidationError,
     VersionConflict,
 )
-from ..permissions import RolePolicy
+from ..permissions import RolePolicy, parse_grant
 from ..stores.base import Store
-from ..users import RoleHierarchy, User, normalize_username
+from ..users import Group, RoleHierarchy, User, normalize_group_name, normalize_username
 from .ops import DeriveScram, Emit, Flow, Hash, call
 
 __all__ = [
@@ -384,3 +384,21 @@ def bootstrap(settings: Settings, roles: RoleHierarchy | None = None) -> Flow[Bo
             settings.guest_username, settings.guest_password, roles, settings.guest_role
         )
     return done
+
+
+def save_group(group: Group, actor: str = "") -> Flow[Group]:
+    """Create or replace a group kept in the store (its grants checked first)."""
+    for grant in group.permissions:
+        parse_grant(grant)
+    saved = yield from call(Store.put_group, group)
+    detail = f"permissions={','.join(sorted(group.permissions)) or '-'}"
+    yield Emit(AuditEvent("group_saved", "", actor=actor, detail=f"group={group.name} {detail}"))
+    return saved
+
+
+def delete_group(name: str, actor: str = "") -> Flow[None]:
+    """Delete a group kept in the store (`NotFound` when there is none); its members keep
+    the name in their groups, granting nothing until a group of that name exists again."""
+    group = normalize_group_name(name)
+    yield from call(Store.delete_group, group)
+    yield Emit(AuditEvent("group_deleted", "", actor=actor, detail=f"group={group}"))
