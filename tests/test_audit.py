@@ -70,6 +70,31 @@ def test_every_user_change_over_http_says_who_changed_what(
     assert PW not in text and "another pw 1" not in text and "$argon2" not in text
 
 
+def test_an_admin_ending_someone_elses_sessions_and_keys_is_the_actor(
+    gate: Gate, caplog: pytest.LogCaptureFixture
+) -> None:
+    gate.create_user("bob", PW)
+    first, second = gate.login("bob", PW), gate.login("bob", PW)
+    bob = gate.authenticate(second.access_token)
+    _, key = gate.create_api_key(bob, "ci")
+    caplog.set_level(logging.INFO, logger="authgate.audit")
+    assert api(gate, "DELETE", f"/api/users/bob/sessions/{first.session_id}") == 204
+    assert api(gate, "DELETE", f"/api/users/bob/sessions/{key.id}") == 404  # a key, not a login
+    assert api(gate, "DELETE", f"/api/users/bob/keys/{key.id}") == 204
+    assert api(gate, "DELETE", "/api/users/bob/sessions") == 200
+    assert api(gate, "GET", "/api/users/root/sessions", who="bob") == 403
+    seen = [
+        (e["event"], e["username"], e["actor"])
+        for e in events(caplog)
+        if e["username"] == "bob" and e["event"].endswith("revoked")
+    ]
+    assert seen == [
+        ("session_revoked", "bob", "root"),
+        ("api_key_revoked", "bob", "root"),
+        ("session_revoked", "bob", "root"),
+    ]
+
+
 def test_changes_from_python_and_the_cli_are_audited_too(
     gate: Gate, caplog: pytest.LogCaptureFixture, tmp_path: Any
 ) -> None:

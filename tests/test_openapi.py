@@ -199,6 +199,23 @@ async def test_every_operation_answers_as_documented(api: Any) -> None:
     bad = await call("GET", "/api/users/dana/permissions?permission=nonsense", headers=admin)
     assert bad.status_code == 400
     assert (await call("GET", "/api/users/nobody/permissions", headers=admin)).status_code == 404
+    # An admin's view of another user's sessions and keys.
+    dana_login = {"username": "dana", "password": "dana password 1"}
+    assert (await call("POST", "/auth/login", json=dana_login)).status_code == 200
+    listed = await call("GET", "/api/users/dana/sessions", headers=admin)
+    assert listed.status_code == 200 and len(listed.json()["items"]) == 1
+    sid = listed.json()["items"][0]["id"]
+    not_roots = await call("DELETE", f"/api/users/root/sessions/{sid}", headers=admin)
+    assert not_roots.status_code == 404
+    ended = await call("DELETE", f"/api/users/dana/sessions/{sid}", headers=admin)
+    assert ended.status_code == 204
+    assert (await call("POST", "/auth/login", json=dana_login)).status_code == 200
+    every = await call("DELETE", "/api/users/dana/sessions", headers=admin)
+    assert every.status_code == 200 and every.json() == {"revoked": 1}
+    assert (await call("GET", "/api/users/nobody/sessions", headers=admin)).status_code == 404
+    keys = await call("GET", "/api/users/dana/keys", headers=admin)
+    assert keys.status_code == 200 and keys.json() == {"items": []}
+    assert (await call("DELETE", "/api/users/dana/keys/nope", headers=admin)).status_code == 404
     reset = await call(
         "PUT", "/api/users/dana/password", headers=admin, json={"password": "dana password 2"}
     )

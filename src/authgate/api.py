@@ -27,6 +27,11 @@ routes.)
 ``DELETE /api/users/{username}``                  admin: 204 (never yourself or the last admin)
 ``PUT    /api/users/{username}/permissions``      admin: replace the direct grants
 ``PUT    /api/users/{username}/password``         admin: set the password, sessions end
+``GET    /api/users/{username}/sessions``         admin: the user's login sessions
+``DELETE /api/users/{username}/sessions``         admin: end them all (API keys stay)
+``DELETE /api/users/{username}/sessions/{session_id}`` admin: end one; 404 unless theirs
+``GET    /api/users/{username}/keys``             admin: the user's API keys
+``DELETE /api/users/{username}/keys/{key_id}``   admin: revoke one; 404 unless theirs
 ``GET    /api/users/{username}/permissions``      admin: grants and their sources; with
                                                    ``?permission=`` whether it is held, why
 ================================================  =====================================
@@ -58,7 +63,7 @@ from .flows.apikeys import create_api_key, list_api_keys, require_account_right,
 from .flows.identity import explain_user
 from .flows.login import change_password, login
 from .flows.scram import scram_step
-from .flows.sessions import SessionRules, logout, refresh, revoke_session
+from .flows.sessions import LOGIN, SessionRules, logout, refresh, revoke_session
 from .flows.users import create_user as create_user_flow
 from .flows.users import delete_user as delete_user_flow
 from .flows.users import set_password as set_password_flow
@@ -226,6 +231,13 @@ class HttpApi:
             f"{users}/": {"GET": self._list_users, "POST": self._create_user},
         }
         self._starts = (f"{auth}/", users)
+        # Routes with two path parameters, a user's and then one of theirs:
+        # (before the first, its name, the segment between, the second's name, methods).
+        self._pair_routes: list[tuple[str, str, str, str, dict[str, Handler]]] = [
+            (f"{users}/", "username", "sessions", "session_id",
+             {"DELETE": self._revoke_user_session}),
+            (f"{users}/", "username", "keys", "key_id", {"DELETE": self._revoke_user_key}),
+        ]  # fmt: skip
         # Routes with one path parameter: (before it, its name, after it, methods).
         self._param_routes: list[tuple[str, str, str, dict[str, Handler]]] = [
             (f"{auth}/sessions/", "session_id", "", {"DELETE": self._revoke_session}),
@@ -236,6 +248,13 @@ class HttpApi:
                 "/permissions",
                 {"GET": self._explain_permissions, "PUT": self._set_permissions},
             ),
+            (
+                f"{users}/",
+                "username",
+                "/sessions",
+                {"GET": self._user_sessions, "DELETE": self._revoke_user_sessions},
+            ),
+            (f"{users}/", "username", "/keys", {"GET": self._user_keys}),
             (f"{users}/", "username", "/password", {"PUT": self._set_password}),
             (
                 f"{users}/",
@@ -266,6 +285,10 @@ class HttpApi:
                 rest = rest.rstrip("/")
             if rest and "/" not in rest:
                 return candidates, unquote(rest)
+        for before, _, middle, _, candidates in self._pair_routes:
+            parts = path[len(before) :].split("/") if path.startswith(before) else []
+            if len(parts) == 3 and parts[1] == middle and parts[0] and parts[2]:
+                return candidates, f"{unquote(parts[0])}\x00{unquote(parts[2])}"
         return None
 
     def operations(self) -> list[tuple[str, str, str]]:
@@ -278,6 +301,9 @@ class HttpApi:
                 out += [(path, method, h.__name__.lstrip("_")) for method, h in methods.items()]
         for before, name, after, methods in self._param_routes:
             template = f"{before}{{{name}}}{after}"
+            out += [(template, method, h.__name__.lstrip("_")) for method, h in methods.items()]
+        for before, first, middle, second, methods in self._pair_routes:
+            template = f"{before}{{{first}}}/{middle}/{{{second}}}"
             out += [(template, method, h.__name__.lstrip("_")) for method, h in methods.items()]
         return out
 
@@ -597,6 +623,65 @@ class HttpApi:
             raise ValidationError("'permission' must be resource:action", field="permission")
         explained = yield from explain_user(self.rules.policy, username, permission)
         return ApiResponse.json(200, explained.to_dict())
+
+    def _user_of(self, request: ApiRequest, username: str) -> Flow[tuple[Identity, User]]:
+        """The admin asking and the user asked about (`UserNotFound`: 404)."""
+        actor = self._admin(request)
+        user = yield from call(Store.get_user, normalize_username(username))
+        if user is None:
+            raise UserNotFound()
+        return actor, user
+
+    def _user_sessions(self, request: ApiRequest, username: str) -> Flow[ApiResponse]:
+        """A user's live login sessions (admin)."""
+        actor, user = yield from self._user_of(request, username)
+        sessions = yield from call(Store.list_sessions, user.username)
+        items = [
+            {**s.to_public_dict(), "current": s.id == actor.session_id}
+            for s in sessions
+            if s.kind == LOGIN
+        ]
+        return ApiResponse.json(200, {"items": items})
+
+    def _revoke_user_sessions(self, request: ApiRequest, username: str) -> Flow[ApiResponse]:
+        """End every login session of a user (admin); their API keys stay."""
+        actor, user = yield from self._user_of(request, username)
+        sessions = yield from call(Store.list_sessions, user.username)
+        count = 0
+        for session in (s for s in sessions if s.kind == LOGIN):
+            done = yield from revoke_session(
+                user.username, session.id, request.client, actor=actor.username, kind=LOGIN
+            )
+            count += done
+        return ApiResponse.json(200, {"revoked": count})
+
+    def _revoke_user_session(self, request: ApiRequest, pair: str) -> Flow[ApiResponse]:
+        """End one login session of a user (admin); 404 unless it is theirs."""
+        username, _, session_id = pair.partition("\x00")
+        actor, user = yield from self._user_of(request, username)
+        done = yield from revoke_session(
+            user.username, session_id, request.client, actor=actor.username, kind=LOGIN
+        )
+        if not done:
+            raise NotFound("no such session")
+        return ApiResponse.empty()
+
+    def _user_keys(self, request: ApiRequest, username: str) -> Flow[ApiResponse]:
+        """A user's live API keys (admin; never the keys themselves)."""
+        _, user = yield from self._user_of(request, username)
+        keys = yield from list_api_keys(user.username)
+        return ApiResponse.json(200, {"items": [k.to_public_dict() for k in keys]})
+
+    def _revoke_user_key(self, request: ApiRequest, pair: str) -> Flow[ApiResponse]:
+        """Revoke one API key of a user (admin); 404 unless it is theirs."""
+        username, _, key_id = pair.partition("\x00")
+        actor, user = yield from self._user_of(request, username)
+        done = yield from revoke_api_key(
+            user.username, key_id, request.client, actor=actor.username
+        )
+        if not done:
+            raise NotFound("no such API key")
+        return ApiResponse.empty()
 
     def _set_permissions(self, request: ApiRequest, username: str) -> Flow[ApiResponse]:
         """Replace a user's direct grants: global ones and per-resource ones such as

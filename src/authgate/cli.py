@@ -21,7 +21,7 @@ from .errors import AuthGateError, StoreUnavailable, UserNotFound
 from .flows import Flow
 from .flows.apikeys import create_api_key, list_api_keys, revoke_api_key
 from .flows.identity import identity_from_user
-from .flows.sessions import revoke_session, revoke_sessions
+from .flows.sessions import LOGIN, revoke_session, revoke_sessions
 from .flows.users import bootstrap as bootstrap_flow
 from .flows.users import create_user as create_flow
 from .flows.users import delete_user as delete_flow
@@ -425,11 +425,11 @@ def sessions_revoke(state: CliState, username: str, session_id: str | None, ever
     with _user_errors():
         owner = _existing(state, username).username
         if every:
-            count = state.run(revoke_sessions(owner, Client()))
+            count = state.run(revoke_sessions(owner, Client(), actor=CLI))
             click.echo(f"ended {count} session{'s' if count != 1 else ''} of {owner}")
             return
         assert session_id is not None
-        done = state.run(revoke_session(owner, session_id, Client()))
+        done = state.run(revoke_session(owner, session_id, Client(), actor=CLI, kind=LOGIN))
     if not done:
         raise click.ClickException(f"{username} has no session {session_id!r}")
     click.echo(f"ended session {session_id}")

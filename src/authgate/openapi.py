@@ -15,6 +15,7 @@ app against the schemas here.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -154,6 +155,25 @@ _OPERATIONS: dict[str, _Operation] = {
             ),
         ),
     ),
+    "user_sessions": _Operation(
+        "A user's login sessions (admin)", answer="SessionList", missing="no such user"
+    ),
+    "revoke_user_sessions": _Operation(
+        "End every login session of a user (admin); their API keys stay",
+        answer="Revoked",
+        missing="no such user",
+    ),
+    "revoke_user_session": _Operation(
+        "End one login session of a user (admin)", ok=204, missing="no such user or session"
+    ),
+    "user_keys": _Operation(
+        "A user's API keys (admin; never the keys themselves)",
+        answer="ApiKeyList",
+        missing="no such user",
+    ),
+    "revoke_user_key": _Operation(
+        "Revoke one API key of a user (admin)", ok=204, missing="no such user or API key"
+    ),
     "set_password": _Operation(
         "Set a user's password (admin); every session of theirs ends",
         ok=204,
@@ -190,6 +210,11 @@ _SOURCE: dict[str, Any] = {
     },
 }
 _SCHEMAS: dict[str, dict[str, Any]] = {
+    "Revoked": {
+        "type": "object",
+        "required": ["revoked"],
+        "properties": {"revoked": {"type": "integer", "description": "sessions ended"}},
+    },
     "Explanation": {
         "type": "object",
         "required": ["username", "permission", "allowed", "matched", "would_allow", "grants"],
@@ -334,7 +359,7 @@ _RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "s
 _ETAG = {"ETag": {"schema": {"type": "string"}, "description": "for a later If-Match"}}
 
 
-def _operation(op: _Operation, name: str, parameter: str | None, scheme: str) -> dict[str, Any]:
+def _operation(op: _Operation, name: str, path_names: list[str], scheme: str) -> dict[str, Any]:
     ok: dict[str, Any] = {"description": "done" if op.ok == 204 else "OK"}
     if op.answer:
         ok["content"] = {"application/json": {"schema": {"$ref": f"{_REF}{op.answer}"}}}
@@ -365,11 +390,10 @@ def _operation(op: _Operation, name: str, parameter: str | None, scheme: str) ->
         "summary": op.summary,
         "responses": responses,
     }
-    parameters: list[dict[str, Any]] = []
-    if parameter:
-        parameters.append(
-            {"name": parameter, "in": "path", "required": True, "schema": {"type": "string"}}
-        )
+    parameters: list[dict[str, Any]] = [
+        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        for name in path_names
+    ]
     for query, schema, description in op.query:
         parameters.append(
             {"name": query, "in": "query", "schema": schema, "description": description}
@@ -403,8 +427,8 @@ def describe(api: HttpApi, *, scheme: str = "authgateBearer") -> dict[str, Any]:
     for template, method, name in api.operations():
         if name == "scram" and not api.scram_secret:
             continue  # answered 404 until SCRAM is configured
-        parameter = template.partition("{")[2].partition("}")[0] or None
-        described = _operation(_OPERATIONS[name], name, parameter, scheme)
+        names = re.findall(r"\{(\w+)\}", template)
+        described = _operation(_OPERATIONS[name], name, names, scheme)
         described["operationId"] = f"authgate_{name}"
         if described["operationId"] in taken:  # PUT, beside PATCH, of a user
             described["operationId"] += f"_{method.lower()}"

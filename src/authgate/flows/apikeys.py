@@ -219,11 +219,12 @@ def list_api_keys(username: str) -> Flow[list[ApiKey]]:
     return [ApiKey.from_session(s) for s in sessions if s.kind == _KIND]
 
 
-def revoke_api_key(username: str, key_id: str, client: Client) -> Flow[bool]:
-    """Revoke one of the user's keys; False when it is not theirs or gone."""
+def revoke_api_key(username: str, key_id: str, client: Client, actor: str = "") -> Flow[bool]:
+    """Revoke one of the user's keys; False when it is not theirs or gone; `actor`: the
+    admin doing it."""
     session = yield from call(Store.get_session, key_id)
     if session is None or session.username != username or session.kind != _KIND:
         return False
     done = yield from call(Store.revoke_session, key_id)
-    yield Emit(AuditEvent("api_key_revoked", username, key_id, client.ip))
+    yield Emit(AuditEvent("api_key_revoked", username, key_id, client.ip, actor=actor))
     return done

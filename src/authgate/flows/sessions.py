@@ -184,20 +184,26 @@ def logout(username: str, session_id: str, client: Client) -> Flow[bool]:
     return revoked
 
 
-def revoke_session(username: str, session_id: str, client: Client) -> Flow[bool]:
-    """Revoke one of `username`'s sessions (a session of someone else is not found)."""
+def revoke_session(
+    username: str, session_id: str, client: Client, actor: str = "", kind: str | None = None
+) -> Flow[bool]:
+    """Revoke one of `username`'s sessions (a session of someone else, or of another
+    `kind` when one is given, is not found); `actor`: the admin doing it."""
     session = yield from call(Store.get_session, session_id)
     if session is None or session.username != username:
         return False
+    if kind is not None and session.kind != kind:
+        return False
     revoked = yield from call(Store.revoke_session, session_id)
-    yield Emit(AuditEvent("session_revoked", username, session_id, client.ip))
+    yield Emit(AuditEvent("session_revoked", username, session_id, client.ip, actor=actor))
     return revoked
 
 
-def revoke_sessions(username: str, client: Client, keep: str | None = None) -> Flow[int]:
-    """Revoke every session of a user (but `keep`)."""
+def revoke_sessions(
+    username: str, client: Client, keep: str | None = None, actor: str = ""
+) -> Flow[int]:
+    """Revoke every session of a user (but `keep`); `actor`: the admin doing it."""
     count = yield from call(Store.revoke_user_sessions, username, keep)
-    yield Emit(
-        AuditEvent("sessions_revoked", username, keep or "", client.ip, f"{count} sessions revoked")
-    )
+    detail = f"{count} sessions revoked"
+    yield Emit(AuditEvent("sessions_revoked", username, keep or "", client.ip, detail, actor=actor))
     return count
