@@ -95,11 +95,18 @@ def _guarded(settings: RedisSettings, steps: _Steps[T]) -> _Steps[T]:
         raise StoreError(f"Redis refused an operation: {err}") from err
 
 
-def _unacknowledged(settings: RedisSettings, acked: Any) -> StoreUnavailable:
-    return StoreUnavailable(
-        f"a write reached {acked} of the {settings.wait} replicas asked for (wait=) within "
-        f"{settings.wait_timeout} s at {settings.where()}: it may not survive a failover"
-    )
+def _acknowledged(settings: RedisSettings, reply: Any, acked: Any) -> Any:
+    """A write's reply once its ``WAIT`` says enough replicas hold it; else the write's
+    own error, or `StoreUnavailable` (it may not survive a failover)."""
+    if isinstance(reply, Exception):
+        raise reply
+    if not isinstance(acked, int) or acked < settings.wait:
+        raise StoreUnavailable(
+            f"a write reached {acked} of the {settings.wait} replicas asked for (wait=) "
+            f"within {settings.wait_timeout} s at {settings.where()}: it may not survive "
+            "a failover"
+        )
+    return reply
 
 
 class RedisStore(_Redis[Any], SyncFace):
@@ -154,12 +161,7 @@ class RedisStore(_Redis[Any], SyncFace):
             pipe = self._client.pipeline(transaction=False)
             pipe.execute_command(*step.args)
             pipe.execute_command(*self._wait)
-            reply, acked = pipe.execute(raise_on_error=False)
-            if isinstance(reply, Exception):
-                raise reply
-            if not isinstance(acked, int) or acked < self.settings.wait:
-                raise _unacknowledged(self.settings, acked)
-            return reply
+            return _acknowledged(self.settings, *(pipe.execute(raise_on_error=False)))
         return self._command(*step.args)
 
     def _drive(self, steps: _Steps[T]) -> T:
@@ -236,12 +238,7 @@ class AsyncRedisStore(_Redis[Any], AsyncFace):
             pipe = self._client.pipeline(transaction=False)
             pipe.execute_command(*step.args)
             pipe.execute_command(*self._wait)
-            reply, acked = await pipe.execute(raise_on_error=False)
-            if isinstance(reply, Exception):
-                raise reply
-            if not isinstance(acked, int) or acked < self.settings.wait:
-                raise _unacknowledged(self.settings, acked)
-            return reply
+            return _acknowledged(self.settings, *(await pipe.execute(raise_on_error=False)))
         return await self._command(*step.args)
 
     async def _drive(self, steps: _Steps[T]) -> T:

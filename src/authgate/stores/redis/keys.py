@@ -63,6 +63,12 @@ class Keys:
         (an id that does not begin with its owner's tag)."""
         return f"{self.shard(self._named_tag(session_id)[:4])}sm:{session_id}"
 
+    def user_and_sessions(self, username: str) -> tuple[str, str]:
+        """`user` and `sessions_of` for `username`, hashing it once (the session check's
+        two keys)."""
+        tag = session_tag(username)
+        return f"{self.shard(tag[:4])}u:{username}", self.sessions(tag)
+
     def user(self, username: str) -> str:
         return f"{self.of_user(username)}u:{username}"
 

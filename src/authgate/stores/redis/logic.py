@@ -374,8 +374,8 @@ class _Redis(Generic[C]):
     def _session_user(
         self, session_id: str, username: str
     ) -> _Steps[tuple[Session | None, User | None]]:
-        home = self.keys.sessions_of(username)
-        row = yield from _lua(_GET_SESSION_USER, (home, self.keys.user(username)), (session_id,))
+        user_key, home = self.keys.user_and_sessions(username)
+        row = yield from _lua(_GET_SESSION_USER, (home, user_key), (session_id,))
         session = records.unpack_session(session_id, row[0]) if row[0] else None
         user = records.unpack_user(row[1]) if row[1] else None
         if session is None and self.keys.sessions_named_by(session_id) != home:
