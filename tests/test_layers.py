@@ -33,6 +33,8 @@ LAYERS: list[tuple[str, set[str]]] = [
             "permissions.grants",
             "permissions.roles",
             "permissions.policies",
+            "permissions.objects",
+            "permissions.sql",
             "permissions.explain",
             "context",
             "registry",

@@ -58,6 +58,9 @@ class Settings:
     superuser_password: str | None = field(default=None, repr=False)
     protect_root: bool = False
     require_if_match: bool = False
+    #: Answer 404, as for a missing object, when a caller may not see an object (the
+    #: object guards' default; each guard may say otherwise with ``hide=``).
+    hide_objects: bool = False
     log_format: str = "text"
     guest_username: str | None = None
     guest_password: str | None = field(default=None, repr=False)

@@ -14,9 +14,18 @@ from contextvars import ContextVar, Token
 
 from .identity import ANONYMOUS, Identity
 
-__all__ = ["as_identity", "current_identity", "reset_identity", "set_identity"]
+__all__ = [
+    "as_identity",
+    "current_identity",
+    "hiding_objects",
+    "reset_identity",
+    "reset_object_hiding",
+    "set_identity",
+    "set_object_hiding",
+]
 
 _current: ContextVar[Identity] = ContextVar("authgate.identity", default=ANONYMOUS)
+_hiding: ContextVar[bool] = ContextVar("authgate.hide_objects", default=False)
 
 
 def current_identity() -> Identity:
@@ -34,15 +43,38 @@ def reset_identity(token: Token[Identity]) -> None:
     _current.reset(token)
 
 
+def hiding_objects() -> bool:
+    """Whether an object the current caller may not see is answered as missing (404)
+    rather than forbidden (403): the ``hide_objects`` setting of the gate whose
+    middleware serves the request, unless a guard says otherwise."""
+    return _hiding.get()
+
+
+def set_object_hiding(hide: bool) -> Token[bool]:
+    """Set what `hiding_objects` answers in this context (the middlewares do, from
+    ``AUTHGATE_HIDE_OBJECTS``); pass the token to `reset_object_hiding`."""
+    return _hiding.set(hide)
+
+
+def reset_object_hiding(token: Token[bool]) -> None:
+    """Undo a `set_object_hiding`."""
+    _hiding.reset(token)
+
+
 @contextmanager
-def as_identity(identity: Identity) -> Iterator[Identity]:
+def as_identity(identity: Identity, *, hide_objects: bool | None = None) -> Iterator[Identity]:
     """Run a block as `identity` (a job, a CLI command, a test)::
 
     with as_identity(admin):
         create_invoice(...)
+
+    `hide_objects` sets `hiding_objects` for the block (unchanged when None).
     """
     token = _current.set(identity)
+    hiding = None if hide_objects is None else _hiding.set(hide_objects)
     try:
         yield identity
     finally:
+        if hiding is not None:
+            _hiding.reset(hiding)
         _current.reset(token)

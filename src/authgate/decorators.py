@@ -24,19 +24,21 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from .audit import record_denial
-from .context import current_identity
-from .errors import NotAuthenticated, PermissionDenied
+from .context import current_identity, hiding_objects
+from .errors import NotAuthenticated, NotFound, PermissionDenied
 from .identity import Identity
-from .permissions import HasPermission, HasRole, IsAuthenticated, Policy, check_object
+from .permissions import HasPermission, HasRole, IsAuthenticated, Policy
+from .permissions.objects import Answer, decide, decide_async, object_verdict
 from .users import RoleHierarchy
 
 __all__ = [
     "check",
     "check_object_permission",
+    "check_object_permission_async",
     "require",
     "require_auth",
     "require_object_permission",
@@ -119,27 +121,67 @@ def _call_loader(load: Callable[..., Any], fn: Callable[..., Any], args: Any, kw
     return load(**{name: value for name, value in bound.arguments.items() if name in wanted})
 
 
-def check_object_permission(
-    obj: Any, action: str, policy: Policy | None = None, identity: Identity | None = None
-) -> Identity:
-    """Raise unless `identity` (default: the current one) may do `action` on `obj`:
-    `policy` judged on the object, or the object's own hooks (`check_object`)."""
+def _object_check(
+    obj: Any,
+    action: str,
+    policy: Policy | None,
+    identity: Identity | None,
+    hide: bool | None,
+    missing: str | None,
+) -> Generator[Answer, bool, Identity]:
+    """The steps of `check_object_permission`, for the sync and the async driver."""
     who = identity if identity is not None else current_identity()
     if not who.is_authenticated:
         raise NotAuthenticated(f"authentication required to {action} this object")
+    if obj is not None and (yield from object_verdict(who, obj, action, policy)):
+        return who
+    hidden = hide if hide is not None else hiding_objects()
     if obj is None:
+        if hidden:
+            raise NotFound(missing or "no such object")
         raise PermissionDenied(f"{action} requires an existing object")
-    allowed = (
-        policy.allows(who) and policy.allows_object(who, obj)
-        if policy is not None
-        else check_object(who, obj, action)
+    what = policy.describe() if policy is not None else f"permission to {action} it"
+    kind = type(obj).__name__
+    record_denial(
+        who.username or "", f"{action}: {what}", f"{kind} {getattr(obj, 'id', '')}".strip()
     )
-    if not allowed:
-        what = policy.describe() if policy is not None else f"permission to {action} it"
-        resource = f"{type(obj).__name__} {getattr(obj, 'id', '')}".strip()
-        record_denial(who.username or "", f"{action}: {what}", resource)
-        raise PermissionDenied(f"{action} on this {type(obj).__name__} requires {what}")
-    return who
+    if hidden:  # answered as a missing one would be: nothing says it exists
+        raise NotFound(missing or f"no such {kind.lower()}")
+    raise PermissionDenied(f"{action} on this {kind} requires {what}")
+
+
+def check_object_permission(
+    obj: Any,
+    action: str,
+    policy: Policy | None = None,
+    identity: Identity | None = None,
+    *,
+    hide: bool | None = None,
+    missing: str | None = None,
+) -> Identity:
+    """Raise unless `identity` (default: the current one) may do `action` on `obj`:
+    `policy` judged on the object, or the object's own hooks (`check_object`).
+
+    A refusal is 403 (`PermissionDenied`), or 404 (`NotFound`, with `missing` as its
+    detail, default ``"no such <class>"``) when `hide` is true, or when `hide` is None
+    and the gate's ``hide_objects`` setting is on (`authgate.context.hiding_objects`):
+    make `missing` what your app answers for an object that does not exist, so the
+    two cannot be told apart.
+    """
+    return decide(_object_check(obj, action, policy, identity, hide, missing))
+
+
+async def check_object_permission_async(
+    obj: Any,
+    action: str,
+    policy: Policy | None = None,
+    identity: Identity | None = None,
+    *,
+    hide: bool | None = None,
+    missing: str | None = None,
+) -> Identity:
+    """`check_object_permission` for models whose hooks may be ``async def``."""
+    return await decide_async(_object_check(obj, action, policy, identity, hide, missing))
 
 
 def require_object_permission(
@@ -147,13 +189,16 @@ def require_object_permission(
     load: Callable[..., Any],
     *,
     policy: Policy | None = None,
+    hide: bool | None = None,
+    missing: str | None = None,
 ) -> Callable[[F], F]:
     """Load the object the call is about and check `action` on it before running.
 
     `load` receives those of the function's arguments it names (``item_id`` for
     ``def show(item_id)``) and may be async for async functions.  The check is the
-    object's hooks (`authgate.permissions.check_object`) or, when given, `policy`
-    (e.g. ``HasRole("admin") | IsOwner()``).
+    object's hooks (`authgate.permissions.check_object`; ``async def`` hooks on async
+    functions) or, when given, `policy` (e.g. ``HasRole("admin") | IsOwner()``).
+    `hide` and `missing` are `check_object_permission`'s: 404 instead of 403.
     """
 
     def decorate(fn: F) -> F:
@@ -166,7 +211,7 @@ def require_object_permission(
                 obj = _call_loader(load, fn, args, kwargs)
                 if inspect.isawaitable(obj):
                     obj = await obj
-                check_object_permission(obj, action, policy)
+                await check_object_permission_async(obj, action, policy, hide=hide, missing=missing)
                 return await fn(*args, **kwargs)
 
             return cast(F, guarded_async)
@@ -175,7 +220,8 @@ def require_object_permission(
         def guarded(*args: Any, **kwargs: Any) -> Any:
             if not current_identity().is_authenticated:
                 raise NotAuthenticated(f"authentication required to {action} this object")
-            check_object_permission(_call_loader(load, fn, args, kwargs), action, policy)
+            obj = _call_loader(load, fn, args, kwargs)
+            check_object_permission(obj, action, policy, hide=hide, missing=missing)
             return fn(*args, **kwargs)
 
         return cast(F, guarded)

@@ -27,7 +27,7 @@ from urllib.parse import parse_qsl
 
 from ..api import MAX_BODY, ApiMount, ApiRequest, too_large
 from ..audit import bind_audit_log, unbind_audit_log
-from ..context import reset_identity, set_identity
+from ..context import reset_identity, reset_object_hiding, set_identity, set_object_hiding
 from ..errors import AuthenticationError, AuthGateError, SessionRevoked
 from ..faces import answered
 from ..gate import AsyncGate
@@ -62,6 +62,7 @@ class AuthGateMiddleware:
         self.recheck_websockets = recheck_websockets
         self.websocket_recheck_seconds = websocket_recheck_seconds
         self._csrf_header = self.rules.csrf_header.encode("latin-1")
+        self._hide_objects = gate.settings.hide_objects
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -118,6 +119,8 @@ class AuthGateMiddleware:
         scope["user"] = identity
         scope["auth"] = identity
         context_token = set_identity(identity)
+        # Off is the context's default: nothing to set on the common path.
+        hiding_token = set_object_hiding(True) if self._hide_objects else None
         audit_token = bind_audit_log(self.gate.audit)
         try:
             if websocket:
@@ -149,6 +152,8 @@ class AuthGateMiddleware:
                 await self._send_error(send, err)
         finally:
             unbind_audit_log(audit_token)
+            if hiding_token is not None:
+                reset_object_hiding(hiding_token)
             reset_identity(context_token)
 
     async def _call_websocket(self, scope: Scope, receive: Receive, send: Send) -> None:

@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl
 
 from ..api import MAX_BODY, ApiMount, ApiRequest, too_large
 from ..audit import bind_audit_log
-from ..context import set_identity
+from ..context import set_identity, set_object_hiding
 from ..errors import AuthenticationError, AuthGateError
 from ..gate import Gate
 from ..http import ApiResponse, CredentialRules, error_response, not_found, read_credential
@@ -118,6 +118,7 @@ class AuthGateWSGIMiddleware:
         self.realm = realm
         self.rules = rules or CredentialRules()
         self._csrf_key = "HTTP_" + self.rules.csrf_header.upper().replace("-", "_")
+        self._hide_objects = gate.settings.hide_objects
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
@@ -148,6 +149,8 @@ class AuthGateWSGIMiddleware:
         context: Context,
     ) -> Iterable[bytes]:
         set_identity(identity)  # in the request's own context: nothing to reset
+        if self._hide_objects:
+            set_object_hiding(True)
         bind_audit_log(self.gate.audit)
         environ[ENVIRON_KEY] = identity
         if identity.is_authenticated:

@@ -1,9 +1,16 @@
 """Permissions: ``resource:action`` grants (`grants`), role policies (`roles`),
-composable guards and object hooks (`policies`)."""
+composable guards (`policies`), the models' hooks and filtered lists (`objects`)."""
 
 from __future__ import annotations
 
 from .grants import Grant, PermissionSet, parse_grant
+from .objects import (
+    ObjectHooks,
+    afilter_objects,
+    check_object,
+    check_object_async,
+    filter_objects,
+)
 from .policies import (
     AllowAll,
     DenyAll,
@@ -11,9 +18,7 @@ from .policies import (
     HasRole,
     IsAuthenticated,
     IsOwner,
-    ObjectHooks,
     Policy,
-    check_object,
 )
 from .roles import RolePolicy
 
@@ -29,6 +34,9 @@ __all__ = [
     "PermissionSet",
     "Policy",
     "RolePolicy",
+    "afilter_objects",
     "check_object",
+    "check_object_async",
+    "filter_objects",
     "parse_grant",
 ]

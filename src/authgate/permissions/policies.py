@@ -1,11 +1,11 @@
 """Composable guards (`Policy`, combined with ``&``, ``|``, ``~``) and the object-level
-hooks; a missing check denies, never grants."""
+rules; a missing check denies, never grants.  The models' own hooks are in `objects`."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 from ..identity import Identity
 from ..users import RoleHierarchy
@@ -18,9 +18,7 @@ __all__ = [
     "HasRole",
     "IsAuthenticated",
     "IsOwner",
-    "ObjectHooks",
     "Policy",
-    "check_object",
 ]
 
 
@@ -207,7 +205,9 @@ class IsOwner(Policy):
         if self.groups_attr is None:
             return False
         shared = _field(obj, self.groups_attr) or ()
-        return bool(identity.groups & set(shared))
+        if isinstance(shared, str):  # one group, not the set of its letters
+            shared = (shared,)
+        return not identity.groups.isdisjoint(shared)
 
     def describe(self) -> str:
         return "ownership of the object (or a group it is shared with)"
@@ -217,34 +217,3 @@ def _field(obj: object, name: str) -> Any:
     if isinstance(obj, Mapping):
         return obj.get(name)
     return getattr(obj, name, None)
-
-
-# -- object-level hooks ------------------------------------------------------------------
-
-
-@runtime_checkable
-class ObjectHooks(Protocol):
-    """What a model may define (the AMSDAL / Django REST framework hooks)."""
-
-    def has_object_permission(self, identity: Identity, action: str) -> bool: ...
-
-
-def check_object(identity: Identity, obj: object, action: str) -> bool:
-    """Decide `action` on `obj` for `identity`.
-
-    The class hook ``has_permission(cls, identity, action)`` and the object hook
-    ``has_object_permission(self, identity, action)`` must both allow when defined.
-    With neither, the permission ``<resource>:<action>`` decides, where the resource is
-    the class's ``__authgate_resource__`` or its lower-cased name.
-    """
-    cls = type(obj)
-    class_hook: Callable[[Identity, str], bool] | None = getattr(cls, "has_permission", None)
-    object_hook: Callable[[Identity, str], bool] | None = getattr(
-        obj, "has_object_permission", None
-    )
-    if class_hook is None and object_hook is None:
-        resource = getattr(cls, "__authgate_resource__", cls.__name__.lower())
-        return identity.can(f"{resource}:{action}")
-    if class_hook is not None and not class_hook(identity, action):
-        return False
-    return object_hook is None or bool(object_hook(identity, action))

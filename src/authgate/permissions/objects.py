@@ -1,0 +1,191 @@
+"""Decisions about objects: the models' own hooks (`check_object`) and lists filtered
+down to what an identity may see (`filter_objects`, `afilter_objects`).
+
+A model may define the class hook ``has_permission(cls, identity, action)`` and the
+object hook ``has_object_permission(self, identity, action)`` (the AMSDAL / Django REST
+framework hooks); both must allow when defined.  With neither, the permission
+``<resource>:<action>`` decides.  The decision is written once, as steps
+(`object_verdict`) that hand each hook's answer to a driver: the sync one takes plain
+booleans, the async one also awaits hooks written with ``async def``.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Awaitable,
+    Callable,
+    Generator,
+    Iterable,
+)
+from typing import Protocol, TypeVar, cast, runtime_checkable
+
+from ..identity import Identity
+from .policies import Policy
+
+__all__ = [
+    "ObjectHooks",
+    "afilter_objects",
+    "check_object",
+    "check_object_async",
+    "decide",
+    "decide_async",
+    "filter_objects",
+    "object_verdict",
+    "split_action",
+]
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+#: What `object_verdict` yields: a hook's answer, maybe still to be awaited.
+Answer = bool | Awaitable[bool]
+Verdict = Generator[Answer, bool, bool]
+
+
+@runtime_checkable
+class ObjectHooks(Protocol):
+    """What a model may define (the AMSDAL / Django REST framework hooks)."""
+
+    def has_object_permission(self, identity: Identity, action: str) -> bool: ...
+
+
+def split_action(action: str) -> tuple[str | None, str]:
+    """``"items:read"`` -> ``("items", "read")``; ``"read"`` -> ``(None, "read")``."""
+    resource, sep, verb = action.rpartition(":")
+    return (resource, verb) if sep else (None, action)
+
+
+def object_verdict(
+    identity: Identity, obj: object, action: str, policy: Policy | None = None
+) -> Verdict:
+    """The steps deciding `action` on `obj`: yields each hook's answer (a bool, or an
+    awaitable one from an ``async def`` hook) and receives it back as a bool.
+
+    `action` is ``"read"`` (the resource is the class's ``__authgate_resource__`` or its
+    lower-cased name) or ``"items:read"`` (the resource is given; hooks receive
+    ``"read"``).  A `policy`, when given, decides instead of the hooks: its class and
+    object checks together, as the guards judge it.
+    """
+    if policy is not None:
+        return policy.allows(identity) and policy.allows_object(identity, obj)
+    resource, verb = split_action(action)
+    cls = type(obj)
+    class_hook: Callable[[Identity, str], Answer] | None = getattr(cls, "has_permission", None)
+    object_hook: Callable[[Identity, str], Answer] | None = getattr(
+        obj, "has_object_permission", None
+    )
+    if class_hook is None and object_hook is None:
+        if resource is None:
+            resource = getattr(cls, "__authgate_resource__", cls.__name__.lower())
+        return identity.can(f"{resource}:{verb}")
+    if class_hook is not None and not (yield class_hook(identity, verb)):
+        return False
+    return object_hook is None or (yield object_hook(identity, verb))
+
+
+def decide(steps: Generator[Answer, bool, R]) -> R:
+    """Drive `object_verdict` (or steps built on it) with plain hooks."""
+    try:
+        answer = next(steps)
+        while True:
+            if inspect.isawaitable(answer):
+                if inspect.iscoroutine(answer):
+                    answer.close()
+                raise TypeError(
+                    "an async has_permission/has_object_permission hook needs the async "
+                    "driver: check_object_async, afilter_objects or AsyncGate.filter"
+                )
+            answer = steps.send(bool(answer))
+    except StopIteration as done:
+        return cast(R, done.value)
+
+
+async def decide_async(steps: Generator[Answer, bool, R]) -> R:
+    """Drive `object_verdict` (or steps built on it), awaiting the hooks written with
+    ``async def``."""
+    try:
+        answer = next(steps)
+        while True:
+            if inspect.isawaitable(answer):
+                answer = await answer
+            answer = steps.send(bool(answer))
+    except StopIteration as done:
+        return cast(R, done.value)
+
+
+def check_object(identity: Identity, obj: object, action: str) -> bool:
+    """Decide `action` on `obj` for `identity` by the model's hooks (or, with none,
+    the permission ``<resource>:<action>``)."""
+    return decide(object_verdict(identity, obj, action))
+
+
+async def check_object_async(identity: Identity, obj: object, action: str) -> bool:
+    """`check_object` for models whose hooks may be ``async def``."""
+    return await decide_async(object_verdict(identity, obj, action))
+
+
+class _Judge:
+    """Decides one filter call's objects; hook-less classes are decided once per class
+    (the answer is the identity's permission, the same for every instance)."""
+
+    __slots__ = ("_by_class", "action", "identity", "policy")
+
+    def __init__(self, identity: Identity, action: str, policy: Policy | None) -> None:
+        self.identity, self.action, self.policy = identity, action, policy
+        self._by_class: dict[type, bool] = {}
+
+    def steps(self, obj: object) -> Verdict | bool:
+        if self.policy is None:
+            cls = type(obj)
+            known = self._by_class.get(cls)
+            if known is not None:
+                return known
+            if not hasattr(cls, "has_permission") and not hasattr(obj, "has_object_permission"):
+                decided = decide(object_verdict(self.identity, obj, self.action))
+                self._by_class[cls] = decided
+                return decided
+        return object_verdict(self.identity, obj, self.action, self.policy)
+
+
+def filter_objects(
+    identity: Identity, action: str, objects: Iterable[T], *, policy: Policy | None = None
+) -> list[T]:
+    """The objects `identity` may do `action` on, in their order: each judged by its
+    model's hooks, or by `policy` (``HasRole("admin") | IsOwner()``) when given."""
+    judge = _Judge(identity, action, policy)
+    kept: list[T] = []
+    for obj in objects:
+        verdict = judge.steps(obj)
+        if verdict if isinstance(verdict, bool) else decide(verdict):
+            kept.append(obj)
+    return kept
+
+
+async def afilter_objects(
+    identity: Identity,
+    action: str,
+    objects: Iterable[T] | AsyncIterable[T],
+    *,
+    policy: Policy | None = None,
+) -> list[T]:
+    """`filter_objects` for async code: `objects` may be an async iterable (rows
+    streamed from a database) and the models' hooks may be ``async def``."""
+    judge = _Judge(identity, action, policy)
+    kept: list[T] = []
+    async for obj in _each(objects):
+        verdict = judge.steps(obj)
+        if verdict if isinstance(verdict, bool) else await decide_async(verdict):
+            kept.append(obj)
+    return kept
+
+
+async def _each(objects: Iterable[T] | AsyncIterable[T]) -> AsyncIterator[T]:
+    if isinstance(objects, AsyncIterable):
+        async for obj in objects:
+            yield obj
+    else:
+        for obj in objects:
+            yield obj

@@ -1,0 +1,142 @@
+"""A policy as a SQL condition, so a list endpoint loads only what the caller may see.
+
+`visible_rows(identity, policy, items)` turns the policy that guards one object
+(``HasRole("admin") | IsOwner()``) into a SQLAlchemy condition on the table (or mapped
+class) the objects come from: the same decision `authgate.permissions.filter_objects`
+makes in Python, made by the database::
+
+    from authgate.permissions.sql import Sharing, visible_rows
+
+    query = select(items).where(
+        visible_rows(identity, ITEM_ACCESS, items, sharing=Sharing(item_groups, "item_id"))
+    )
+
+The parts that depend only on the identity (roles, permissions) become constants,
+so an admin's query carries no condition at all; `IsOwner` becomes ``owner = :name``,
+or'ed with an ``EXISTS`` on the sharing table when the object may be shared with
+groups.  A policy of your own that decides per object translates itself with a
+``where(identity, rows)`` method (`Rows` says which table); any other is refused
+(`TypeError`) rather than guessed.  Needs SQLAlchemy (``authgate[sql]``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.sql.elements import ColumnElement
+
+from ..identity import Identity
+from .policies import IsOwner, Policy, _And, _Not, _Or
+
+__all__ = ["Rows", "Sharing", "visible_rows"]
+
+
+@dataclass(frozen=True)
+class Sharing:
+    """A table that shares objects with groups: one row per (object, group).
+
+    `key` names its column holding the object's primary key, `group` the column
+    holding the group's name.
+    """
+
+    table: sa.Table
+    key: str
+    group: str = "group_name"
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Where the objects live: a `sa.Table` (or a mapped class) and its sharing table."""
+
+    source: Any
+    sharing: Sharing | None = None
+
+    def column(self, name: str) -> ColumnElement[Any]:
+        """The column `name` of the objects' table (or the mapped class's attribute)."""
+        if isinstance(self.source, sa.FromClause):
+            try:
+                column: ColumnElement[Any] = self.source.c[name]
+            except KeyError:
+                raise TypeError(f"{self.source} has no column {name!r}") from None
+            return column
+        attribute = getattr(self.source, name, None)
+        if attribute is None:
+            raise TypeError(f"{self.source!r} has no column {name!r}")
+        return attribute  # type: ignore[no-any-return]
+
+    def primary_key(self) -> ColumnElement[Any]:
+        """The objects' primary key (a single column)."""
+        if isinstance(self.source, sa.FromClause):
+            keys: list[Any] = list(self.source.primary_key)
+        else:
+            keys = list(sa.inspect(self.source).primary_key)
+        if len(keys) != 1:
+            raise TypeError(f"sharing needs a single-column primary key on {self.source}")
+        first: ColumnElement[Any] = keys[0]
+        return first
+
+
+def visible_rows(
+    identity: Identity, policy: Policy, source: Any, *, sharing: Sharing | None = None
+) -> ColumnElement[bool]:
+    """The condition under which `policy` lets `identity` see a row of `source`: the
+    objects `filter_objects(identity, action, rows, policy=policy)` would keep."""
+    return _where(policy, identity, Rows(source, sharing))
+
+
+def _where(policy: Policy, identity: Identity, rows: Rows) -> ColumnElement[bool]:
+    # What each form stands for: policy.allows(identity) and policy.allows_object(...).
+    if isinstance(policy, _And):
+        return sa.and_(_where(policy.left, identity, rows), _where(policy.right, identity, rows))
+    if isinstance(policy, _Or):
+        return sa.or_(_where(policy.left, identity, rows), _where(policy.right, identity, rows))
+    if isinstance(policy, _Not):  # ~p allows an object exactly when p refuses the class
+        return _constant(not policy.inner.allows(identity))
+    if not policy.allows(identity):
+        return sa.false()
+    if isinstance(policy, IsOwner):
+        return _owned_or_shared(policy, identity, rows)
+    own = getattr(policy, "where", None)
+    if own is not None:
+        return own(identity, rows)  # type: ignore[no-any-return]
+    if type(policy).allows_object is Policy.allows_object:  # decides on the identity alone
+        return sa.true()
+    raise TypeError(
+        f"{type(policy).__name__} decides per object in Python only: give it a "
+        "where(identity, rows) method returning a SQLAlchemy condition, or filter the "
+        "loaded objects with filter_objects"
+    )
+
+
+def _constant(value: bool) -> ColumnElement[bool]:
+    return sa.true() if value else sa.false()
+
+
+def _owned_or_shared(policy: IsOwner, identity: Identity, rows: Rows) -> ColumnElement[bool]:
+    owned = rows.column(policy.owner_attr) == identity.username
+    if policy.groups_attr is None:
+        return owned
+    share = rows.sharing
+    if share is None:
+        # A column of one group name per row; a list of groups needs a sharing table.
+        try:
+            group = rows.column(policy.groups_attr)
+        except TypeError:
+            raise TypeError(
+                f"IsOwner shares objects with the groups in {policy.groups_attr!r}: pass "
+                "sharing=Sharing(table, key) naming the table that holds them, or use "
+                "IsOwner(groups_attr=None) for objects never shared"
+            ) from None
+        return sa.or_(owned, group.in_(sorted(identity.groups))) if identity.groups else owned
+    if not identity.groups:
+        return owned
+    shared = (
+        sa.select(sa.literal(1))
+        .select_from(share.table)
+        .where(share.table.c[share.key] == rows.primary_key())
+        .where(share.table.c[share.group].in_(sorted(identity.groups)))
+        .exists()
+    )
+    return sa.or_(owned, shared)
