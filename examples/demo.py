@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import sqlite3
 import threading
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -13,6 +11,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from authgate import (
     HasRole,
+    Identity,
     IsAuthenticated,
     IsOwner,
     NotFound,
@@ -20,6 +19,11 @@ from authgate import (
     RolePolicy,
     ValidationError,
 )
+from authgate.permissions import filter_objects
+
+#: What a missing item answers (404), and so what a hidden one answers too
+#: (``AUTHGATE_HIDE_OBJECTS=true``): the two cannot be told apart.
+MISSING = "no such item"
 
 #: operator and admin may create items; admin may do anything.
 POLICY = RolePolicy({"operator": ["items:create"], "admin": ["*:*"]})
@@ -32,8 +36,9 @@ PAGES: dict[str, tuple[Policy | None, str | None]] = {
     "/admin": (HasRole("admin"), "admins only"),
 }
 
-#: An item is readable by its owner and by admins.
-ITEM_ACCESS = HasRole("admin") | IsOwner()
+#: An item is readable by its owner and by admins (demo items are never shared with
+#: groups; `IsOwner()` alone would also admit the groups an item is shared with).
+ITEM_ACCESS = HasRole("admin") | IsOwner(groups_attr=None)
 
 
 @dataclass(frozen=True)
@@ -56,17 +61,11 @@ class Items:
         self._url = store_url
         self._lock = threading.Lock()
         self._memory: dict[int, Item] = {}
-        self._sqlite: str | None = None
         self._redis: Any = None
         self._table: tuple[Any, Any] | None = None
         scheme = store_url.partition(":")[0]
         if scheme == "sqlite":
-            self._sqlite = _sqlite_path(store_url) + "-items.db"
-            with self._connect() as db:
-                db.execute(
-                    "CREATE TABLE IF NOT EXISTS items "
-                    "(id INTEGER PRIMARY KEY AUTOINCREMENT, owner TEXT, title TEXT)"
-                )
+            self._table = _sqlite_items(_sqlite_path(store_url) + "-items.db")
         elif scheme.split("+")[0] in ("postgresql", "postgres", "mysql", "mariadb"):
             self._table = _sql_items(store_url)
         elif scheme.partition("+")[0] in ("redis", "rediss"):  # one server, cluster, Sentinel
@@ -81,20 +80,8 @@ class Items:
         """Items in the store ``AUTHGATE_STORE`` names."""
         return cls(os.environ.get("AUTHGATE_STORE", "sqlite:///authgate.db"))
 
-    def _connect(self) -> sqlite3.Connection:
-        assert self._sqlite is not None
-        # The rollback journal, not WAL: switching a fresh file to WAL fails at once when
-        # every worker does it together (authgate's store retries it; the demo need not).
-        return sqlite3.connect(self._sqlite, timeout=10, isolation_level=None)
-
     def create(self, owner: str, title: str) -> Item:
         """Store a new item."""
-        if self._sqlite is not None:
-            with contextlib.closing(self._connect()) as db:
-                cursor = db.execute(
-                    "INSERT INTO items (owner, title) VALUES (?, ?)", (owner, title)
-                )
-                return Item(int(cursor.lastrowid or 0), owner, title)
         if self._table is not None:
             engine, table = self._table
             with engine.begin() as conn:
@@ -112,13 +99,7 @@ class Items:
     def get(self, item_id: int) -> Item:
         """The item, or `NotFound` (404)."""
         item: Item | None = None
-        if self._sqlite is not None:
-            with contextlib.closing(self._connect()) as db:
-                row = db.execute(
-                    "SELECT owner, title FROM items WHERE id = ?", (item_id,)
-                ).fetchone()
-            item = Item(item_id, row[0], row[1]) if row else None
-        elif self._table is not None:
+        if self._table is not None:
             engine, table = self._table
             with engine.connect() as conn:
                 found = conn.execute(table.select().where(table.c.id == item_id)).first()
@@ -129,32 +110,78 @@ class Items:
         else:
             item = self._memory.get(item_id)
         if item is None:
-            raise NotFound("no such item")
+            raise NotFound(MISSING)
         return item
+
+    def readable_by(self, identity: Identity) -> list[Item]:
+        """The items `identity` may read, by id: in a SQL database the query asks for
+        those only (`visible_rows`: the rule `ITEM_ACCESS` as a condition), elsewhere
+        every item is loaded and filtered (`filter_objects`)."""
+        if self._table is not None:
+            import sqlalchemy as sa
+
+            from authgate.permissions.sql import visible_rows
+
+            engine, table = self._table
+            query = (
+                sa.select(table)
+                .where(visible_rows(identity, ITEM_ACCESS, table))
+                .order_by(table.c.id)
+            )
+            with engine.connect() as conn:
+                return [Item(row.id, row.owner, row.title) for row in conn.execute(query)]
+        if self._redis is not None:
+            raw = self._redis.hgetall(self._key)
+            every = [
+                Item(int(key), *json.loads(value)) for key, value in raw.items() if key.isdigit()
+            ]
+        else:
+            with self._lock:
+                every = list(self._memory.values())
+        every.sort(key=lambda item: item.id)
+        return filter_objects(identity, "read", every, policy=ITEM_ACCESS)
 
 
 def _sql_items(store_url: str) -> tuple[Any, Any]:
-    """An engine and the ``<prefix>demo_items`` table beside authgate's tables, made if
-    missing (every worker of a new deployment tries at once: one wins)."""
+    """An engine and the ``<prefix>demo_items`` table beside authgate's tables."""
     import sqlalchemy as sa
 
     from authgate.stores.sql import parse_sql_url
 
     settings = parse_sql_url(store_url)
     engine = sa.create_engine(settings.sync_url, pool_pre_ping=True)
+    return engine, _made(engine, f"{settings.prefix}demo_items", settings.schema)
+
+
+def _sqlite_items(path: str) -> tuple[Any, Any]:
+    """An engine and the ``items`` table of the SQLite file at `path`."""
+    import sqlalchemy as sa
+
+    # The rollback journal, not WAL: switching a fresh file to WAL fails at once when
+    # every worker does it together (authgate's store retries it; the demo need not).
+    engine = sa.create_engine(f"sqlite:///{path}", connect_args={"timeout": 10})
+    return engine, _made(engine, "items", None)
+
+
+def _made(engine: Any, name: str, schema: str | None) -> Any:
+    """The items table, made if missing (every worker of a new deployment tries at
+    once: one wins)."""
+    import sqlalchemy as sa
+
     table = sa.Table(
-        f"{settings.prefix}demo_items",
-        sa.MetaData(schema=settings.schema),
+        name,
+        sa.MetaData(schema=schema),
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
         sa.Column("owner", sa.String(64), nullable=False),
         sa.Column("title", sa.String(200), nullable=False),
+        sqlite_autoincrement=True,  # ids are never reused, as before
     )
     try:
         table.create(engine, checkfirst=True)
     except sa.exc.DatabaseError:  # another worker made it meanwhile
-        if not sa.inspect(engine).has_table(table.name, schema=settings.schema):
+        if not sa.inspect(engine).has_table(table.name, schema=schema):
             raise
-    return engine, table
+    return table
 
 
 def _sqlite_path(url: str) -> str:
@@ -191,5 +218,10 @@ def item_view(item: Item) -> dict[str, object]:
 def item_id(raw: str) -> int:
     """A path parameter as an item id; 404 for anything that is not one."""
     if not raw.isdigit() or len(raw) > 12:
-        raise NotFound("no such item")
+        raise NotFound(MISSING)
     return int(raw)
+
+
+def items_view(found: list[Item]) -> dict[str, object]:
+    """``GET /items``: the items the caller may read."""
+    return {"items": [asdict(item) for item in found], "served_by": os.getpid()}

@@ -19,7 +19,15 @@ from authgate.integrations.fastapi import (
     require_permission,
     require_role,
 )
-from examples.demo import ITEM_ACCESS, POLICY, Items, item_id, item_view, parse_title
+from examples.demo import (
+    ITEM_ACCESS,
+    POLICY,
+    Items,
+    item_id,
+    item_view,
+    items_view,
+    parse_title,
+)
 
 gate = AsyncGate.from_env(policy=POLICY)
 gate.ensure_superuser_now()
@@ -54,6 +62,11 @@ async def create_item(
 ) -> JSONResponse:
     item = items.create(me.username, parse_title(await request.body()))
     return JSONResponse(item_view(item), status_code=201)
+
+
+@app.get("/items")
+async def list_items(me: Identity = Depends(require_auth())) -> dict[str, Any]:
+    return items_view(items.readable_by(me))
 
 
 @app.get("/items/{id}")

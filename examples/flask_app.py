@@ -11,7 +11,7 @@ from flask import Flask, request
 
 from authgate import require_auth, require_object_permission, require_permission, require_role
 from authgate.integrations.flask import AuthGate, current_identity
-from examples.demo import ITEM_ACCESS, POLICY, Items, item_view, parse_title
+from examples.demo import ITEM_ACCESS, POLICY, Items, item_view, items_view, parse_title
 
 app = Flask(__name__)
 auth = AuthGate(app, policy=POLICY)
@@ -48,6 +48,12 @@ def admin() -> Any:
 def create_item() -> Any:
     item = items.create(current_identity.username, parse_title(request.get_data()))
     return item_view(item), 201
+
+
+@app.get("/items")
+@require_auth
+def list_items() -> Any:
+    return items_view(items.readable_by(current_identity))
 
 
 @app.get("/items/<int:item_id>")

@@ -10,7 +10,16 @@ from authgate.errors import NotFound
 from authgate.middleware.asgi import AuthGateApi
 from authgate.permissions import HasPermission, IsAuthenticated
 from authgate.types import Receive, Scope, Send
-from examples.demo import ITEM_ACCESS, PAGES, POLICY, Items, item_id, item_view, parse_title
+from examples.demo import (
+    ITEM_ACCESS,
+    PAGES,
+    POLICY,
+    Items,
+    item_id,
+    item_view,
+    items_view,
+    parse_title,
+)
 
 gate = AsyncGate.from_env(policy=POLICY)
 gate.ensure_superuser_now()
@@ -69,6 +78,9 @@ async def demo(scope: Scope, receive: Receive, send: Send) -> None:
         check(HasPermission("items:create"))
         title = parse_title(await _body(receive))
         await _json(send, 201, item_view(items.create(current_identity().username, title)))
+    elif path == "/items" and method == "GET":
+        who = check(IsAuthenticated())
+        await _json(send, 200, items_view(items.readable_by(who)))
     elif path.startswith("/items/") and method == "GET":
         check(IsAuthenticated())
         item = items.get(item_id(path[len("/items/") :]))

@@ -11,7 +11,16 @@ from authgate.errors import NotFound
 from authgate.middleware.wsgi import AuthGateWSGIApi
 from authgate.permissions import HasPermission, IsAuthenticated
 from authgate.types import StartResponse, WSGIEnviron
-from examples.demo import ITEM_ACCESS, PAGES, POLICY, Items, item_id, item_view, parse_title
+from examples.demo import (
+    ITEM_ACCESS,
+    PAGES,
+    POLICY,
+    Items,
+    item_id,
+    item_view,
+    items_view,
+    parse_title,
+)
 
 gate = Gate.from_env(policy=POLICY)
 gate.ensure_superuser()
@@ -47,6 +56,9 @@ def demo(environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]
             "201 Created",
             item_view(items.create(current_identity().username, title)),
         )
+    if path == "/items" and method == "GET":
+        who = check(IsAuthenticated())
+        return _json(start_response, "200 OK", items_view(items.readable_by(who)))
     if path.startswith("/items/") and method == "GET":
         check(IsAuthenticated())
         item = items.get(item_id(path[len("/items/") :]))

@@ -20,7 +20,15 @@ from authgate import (
     require_role,
 )
 from authgate.integrations.starlette import AuthGate
-from examples.demo import ITEM_ACCESS, POLICY, Items, item_id, item_view, parse_title
+from examples.demo import (
+    ITEM_ACCESS,
+    POLICY,
+    Items,
+    item_id,
+    item_view,
+    items_view,
+    parse_title,
+)
 
 gate = AsyncGate.from_env(policy=POLICY)
 gate.ensure_superuser_now()
@@ -53,6 +61,11 @@ async def create_item(request: Request) -> JSONResponse:
     return JSONResponse(item_view(item), status_code=201)
 
 
+@require_auth
+async def list_items(request: Request) -> JSONResponse:
+    return JSONResponse(items_view(items.readable_by(current_identity())))
+
+
 @require_object_permission(
     "read", load=lambda request: items.get(item_id(request.path_params["id"])), policy=ITEM_ACCESS
 )
@@ -74,6 +87,7 @@ app = Starlette(
         Route("/operator", operator),
         Route("/admin", admin),
         Route("/items", create_item, methods=["POST"]),
+        Route("/items", list_items, methods=["GET"]),
         Route("/items/{id}", show_item),
         WebSocketRoute("/ws", echo),
         *auth.routes,

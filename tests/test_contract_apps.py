@@ -57,6 +57,7 @@ class Case(NamedTuple):
     transport: str  # inprocess, http (gunicorn for WSGI apps, uvicorn for ASGI ones)
     workers: int = 1  # server worker processes (http only)
     hashing: str = "cheap"  # cheap: the test profile; default: authgate's argon2 defaults
+    hide: bool = False  # AUTHGATE_HIDE_OBJECTS: another's item answers 404, not 403
 
     @property
     def id(self) -> str:
@@ -65,6 +66,8 @@ class Case(NamedTuple):
             parts.append(f"w{self.workers}")
         if self.hashing == "default":
             parts.append("argon2")
+        if self.hide:
+            parts.append("hide")
         return "-".join(parts)
 
 
@@ -91,6 +94,14 @@ CASES = [
 #: Stores whose workers learn of a revocation from a feed (NOTIFY, pub/sub, a polled
 #: log): a request racing it may pass within `REVOCATION_DELAY`.
 FED_STORES = {"redis", "redis-cluster", "redis-sentinel", "postgres", "mariadb"}
+#: With ``AUTHGATE_HIDE_OBJECTS=true``: every app in process on SQLite, and over HTTP
+#: with two workers on PostgreSQL and on Redis (the list filtered by a query, and by
+#: `filter_objects` after loading).
+HIDING_CASES = [
+    *[Case(app, "sqlite", "inprocess", hide=True) for app in APPS],
+    Case("flask", "postgres", "http", workers=2, hide=True),
+    Case("fastapi", "redis", "http", workers=2, hide=True),
+]
 ASGI_CASES = [case for case in CASES if case.app in ASGI_APPS]
 HTTP_CASES = [case for case in CASES if case.transport == "http"]
 MULTI_WORKER_CASES = [case for case in CASES if case.workers > 1]
@@ -176,13 +187,14 @@ class Deployment:
         return username
 
 
-def _env(store_url: str, hashing: str = "cheap") -> dict[str, str]:
+def _env(store_url: str, hashing: str = "cheap", hide: bool = False) -> dict[str, str]:
     env = {
         "AUTHGATE_STORE": store_url,
         "AUTHGATE_SECRET_KEY": "contract-suite-secret-key-that-is-long-enough",
         "AUTHGATE_SUPERUSER_USERNAME": ADMIN,
         "AUTHGATE_SUPERUSER_PASSWORD": ADMIN_PW,
         "AUTHGATE_MAX_LOGIN_ATTEMPTS": "5",
+        "AUTHGATE_HIDE_OBJECTS": "true" if hide else "false",
     }
     if hashing == "cheap":
         env.update(
@@ -468,7 +480,9 @@ def pool(
                     url = topology.url(f"prefix=contract-{uuid.uuid4().hex}")
                 maker = _inprocess if case.transport == "inprocess" else _over_http
                 started[case] = stack.enter_context(
-                    contextmanager(maker)(case, _env(url, case.hashing), where / "server.log")
+                    contextmanager(maker)(
+                        case, _env(url, case.hashing, case.hide), where / "server.log"
+                    )
                 )
             return started[case]
 
@@ -479,6 +493,13 @@ def pool(
 
 @pytest.fixture(params=CASES, ids=[c.id for c in CASES])
 def deployed(request: pytest.FixtureRequest, pool: Callable[[Case], Deployment]) -> Deployment:
+    return pool(request.param)
+
+
+@pytest.fixture(params=HIDING_CASES, ids=[c.id for c in HIDING_CASES])
+def hiding_deployed(
+    request: pytest.FixtureRequest, pool: Callable[[Case], Deployment]
+) -> Deployment:
     return pool(request.param)
 
 
@@ -748,6 +769,55 @@ def test_item_read_back_by_owner_admin_and_others(
         assert {**mine.json, "served_by": 0} == {**m.json, "served_by": 0}
         assert deployed.call("GET", item, token=admin).status == 200
         assert deployed.call("GET", item, token=t_otto).status == 403
+
+
+def _listed(deployed: Deployment, token: str | None) -> list[int]:
+    reply = deployed.call("GET", "/items", token=token)
+    assert reply.status == 200, reply.text
+    return [item["id"] for item in reply.json["items"]]
+
+
+def test_the_item_list_holds_what_each_caller_may_read(deployed: Deployment) -> None:
+    olga, otto = deployed.make_user("operator"), deployed.make_user("operator")
+    t_olga, t_otto, admin = deployed.token(olga), deployed.token(otto), deployed.admin()
+    viewer = deployed.token(deployed.make_user("viewer"))
+    mine = [
+        deployed.call("POST", "/items", token=t_olga, body={"title": f"olga {n}"}).json["id"]
+        for n in range(3)
+    ]
+    his = [
+        deployed.call("POST", "/items", token=t_otto, body={"title": f"otto {n}"}).json["id"]
+        for n in range(2)
+    ]
+    assert _listed(deployed, t_olga) == sorted(mine)
+    assert _listed(deployed, t_otto) == sorted(his)
+    assert _listed(deployed, viewer) == []
+    everything = _listed(deployed, admin)  # the store may hold other tests' items too
+    assert set(mine + his) <= set(everything) and everything == sorted(everything)
+    listed = deployed.call("GET", "/items", token=t_olga).json["items"]
+    assert [item["owner"] for item in listed] == [olga] * 3
+    assert deployed.call("GET", "/items").status == 401
+
+
+def test_hidden_items_read_as_missing(hiding_deployed: Deployment) -> None:
+    """With hiding on, another's item is answered exactly as an id that does not exist:
+    same status, same body, same headers that matter; the owner and admin still see it."""
+    deployed = hiding_deployed
+    olga, otto = deployed.make_user("operator"), deployed.make_user("operator")
+    t_olga, t_otto, admin = deployed.token(olga), deployed.token(otto), deployed.admin()
+    made = deployed.call("POST", "/items", token=t_olga, body={"title": "olga's"}).json
+    hidden = deployed.call("GET", f"/items/{made['id']}", token=t_otto)
+    missing = deployed.call("GET", "/items/987654321", token=t_otto)
+    assert hidden.status == missing.status == 404
+    assert hidden.text == missing.text
+    assert hidden.json == {"error": "not_found", "detail": "no such item"}
+    assert hidden.headers.get("content-type") == missing.headers.get("content-type")
+    assert "www-authenticate" not in hidden.headers
+    assert deployed.call("GET", f"/items/{made['id']}", token=t_olga).status == 200
+    assert deployed.call("GET", f"/items/{made['id']}", token=admin).status == 200
+    assert deployed.call("GET", f"/items/{made['id']}").status == 401  # never a 404
+    assert made["id"] not in _listed(deployed, t_otto)
+    assert _listed(deployed, t_olga) == [made["id"]]
 
 
 def test_websocket(asgi_deployed: Deployment) -> None:
