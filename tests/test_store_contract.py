@@ -254,6 +254,40 @@ def test_counter_exact_under_50_concurrent_increments(store: Any) -> None:
     assert store.get_counter("hits") == 50
 
 
+def test_counter_gives_back_and_never_goes_below_zero(store: Any) -> None:
+    assert [store.incr("r", 60) for _ in range(3)] == [1, 2, 3]
+    assert store.incr("r", 60, -1) == 2
+    assert store.get_counter("r") == 2 and 55 < store.counter_ttl("r") <= 60  # same window
+    assert store.incr("r", 60) == 3
+    for _ in range(4):
+        store.incr("r", 60, -1)
+    assert store.get_counter("r") == 0
+    assert store.incr("r", 60) == 1  # counts up from zero again
+    assert store.incr("absent", 60, -1) == 0  # giving back to no counter makes none
+    assert store.get_counter("absent") == 0
+    assert store.incr("absent", 60) == 1
+
+
+def test_counter_exact_under_concurrent_takes_and_returns(store: Any) -> None:
+    for _ in range(50):
+        store.incr("mixed", 60)
+    if hasattr(store, "gather"):
+        store.gather(25, "incr", "mixed", 60, -1)
+        store.gather(25, "incr", "mixed", 60)
+        assert store.get_counter("mixed") == 50
+        return
+    barrier = threading.Barrier(10)
+
+    def five(by: int) -> None:
+        barrier.wait()
+        for _ in range(5):
+            store.incr("mixed", 60, by)
+
+    with ThreadPoolExecutor(10) as pool:
+        list(pool.map(five, [1, -1] * 5))
+    assert store.get_counter("mixed") == 50
+
+
 def test_counter_exact_under_increments_from_4_processes(persistent_url: str) -> None:
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(4, mp_context=ctx) as pool:

@@ -9,7 +9,7 @@ suite in ``tests/test_store_contract.py`` pins down:
 - `list_users` pages by username (keyset), so a page never repeats or skips a user
   that existed when the listing started, whatever is inserted meanwhile;
 - `incr` is atomic across threads, processes and hosts; the expiry is set by the
-  first increment of a window;
+  first increment of a window; a counter never goes below zero;
 - sessions past ``expires_at`` are gone: `get_session` returns None.
 """
 
@@ -100,8 +100,10 @@ class Store(Protocol):
         """Delete all of a user's sessions except `keep`; return how many went."""
 
     # counters
-    def incr(self, key: str, ttl_seconds: float) -> int:
-        """Atomically add one; a new counter expires `ttl_seconds` after its first hit."""
+    def incr(self, key: str, ttl_seconds: float, by: int = 1) -> int:
+        """Atomically add `by` (one; -1 gives a reservation back) and return the new
+        value, never below zero; a new counter expires `ttl_seconds` after its first
+        hit."""
 
     def get_counter(self, key: str) -> int:
         """The counter's value, 0 when absent or expired."""
@@ -147,7 +149,7 @@ class AsyncStore(Protocol):
     async def revoke_session(self, session_id: str) -> bool: ...
     async def list_sessions(self, username: str) -> list[Session]: ...
     async def revoke_user_sessions(self, username: str, keep: str | None = None) -> int: ...
-    async def incr(self, key: str, ttl_seconds: float) -> int: ...
+    async def incr(self, key: str, ttl_seconds: float, by: int = 1) -> int: ...
     async def get_counter(self, key: str) -> int: ...
     async def counter_ttl(self, key: str) -> float: ...
     async def expire_counter(self, key: str, ttl_seconds: float) -> bool: ...

@@ -286,16 +286,17 @@ class JSONFileStore:
 
     # -- counters -----------------------------------------------------------------------
 
-    def incr(self, key: str, ttl_seconds: float) -> int:
+    def incr(self, key: str, ttl_seconds: float, by: int = 1) -> int:
         now = time.time()
         with self._change("counters") as (counters,):
             value, expires = counters.get(key, (0, 0.0))
             if expires <= now:
                 value, expires = 0, now + ttl_seconds
-            counters[key] = (value + 1, expires)
+            value = max(0, int(value) + by)
+            counters[key] = (value, expires)
             for stale in [k for k, (_, exp) in counters.items() if exp <= now]:
                 del counters[stale]
-        return int(value) + 1
+        return value
 
     def get_counter(self, key: str) -> int:
         value, expires = self._read("counters").get(key, (0, 0.0))

@@ -179,15 +179,16 @@ class MemoryStore:
 
     # -- counters ---------------------------------------------------------------------
 
-    def incr(self, key: str, ttl_seconds: float) -> int:
+    def incr(self, key: str, ttl_seconds: float, by: int = 1) -> int:
         now = time.time()
         with self._lock:
             self._sweep()
             value, expires = self._counters.get(key, (0, 0.0))
             if expires <= now:
                 value, expires = 0, now + ttl_seconds
-            self._counters[key] = (value + 1, expires)
-            return value + 1
+            value = max(0, value + by)
+            self._counters[key] = (value, expires)
+            return value
 
     def get_counter(self, key: str) -> int:
         value, expires = self._counters.get(key, (0, 0.0))

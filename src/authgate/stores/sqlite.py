@@ -428,17 +428,18 @@ class SQLiteStore:
 
     # -- counters ---------------------------------------------------------------------
 
-    def incr(self, key: str, ttl_seconds: float) -> int:
+    def incr(self, key: str, ttl_seconds: float, by: int = 1) -> int:
         now = time.time()
         with self._write(invalidates=False) as db:
             row = db.execute(
-                "INSERT INTO counters (key, value, expires_at) VALUES (?, 1, ?) "
+                "INSERT INTO counters (key, value, expires_at) VALUES (?, MAX(?, 0), ?) "
                 "ON CONFLICT (key) DO UPDATE SET "
-                "value = CASE WHEN expires_at > ? THEN value + 1 ELSE 1 END, "
+                "value = CASE WHEN expires_at > ? THEN MAX(value + ?, 0) "
+                "ELSE excluded.value END, "
                 "expires_at = CASE WHEN expires_at > ? "
                 "THEN expires_at ELSE excluded.expires_at END "
                 "RETURNING value",
-                (key, now + ttl_seconds, now, now),
+                (key, by, now + ttl_seconds, now, by, now),
             ).fetchone()
             self._sweep(db)
         return int(row[0])

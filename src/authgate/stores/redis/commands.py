@@ -274,8 +274,13 @@ return n
 )
 
 _INCR = """
-local v = redis.call('INCR', KEYS[1])
-if v == 1 or redis.call('PTTL', KEYS[1]) < 0 then
+local fresh = redis.call('EXISTS', KEYS[1]) == 0
+local v = redis.call('INCRBY', KEYS[1], ARGV[2])
+if v < 0 then
+  v = 0
+  redis.call('SET', KEYS[1], 0, 'KEEPTTL')
+end
+if fresh or redis.call('PTTL', KEYS[1]) < 0 then
   redis.call('PEXPIRE', KEYS[1], ARGV[1])
 end
 return v

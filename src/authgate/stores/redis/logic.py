@@ -450,9 +450,9 @@ class _Redis(Generic[C]):
 
     # counters
 
-    def _incr(self, key: str, ttl_seconds: float) -> _Steps[int]:
+    def _incr(self, key: str, ttl_seconds: float, by: int = 1) -> _Steps[int]:
         ttl_ms = max(1, int(ttl_seconds * 1000))
-        value = yield from _lua(_INCR, (self.keys.counter(key),), (ttl_ms,))
+        value = yield from _lua(_INCR, (self.keys.counter(key),), (ttl_ms, int(by)))
         return int(value)
 
     incr = operation(_incr)

@@ -281,14 +281,18 @@ class _Statements:
         self.incr: sa.Executable
         self.put_group: sa.Executable
         fresh = c.c.expires_at > b("now")
+        # `by` is one, or -1 to give a reservation back; a counter never goes below zero.
+        by = b("by", type_=sa.Integer())
+        first = sa.func.greatest(by, 0)
+        added = sa.func.greatest(c.c.value + by, 0)
         if family == "postgresql":
             pg_counter = pg_dialect.insert(c).values(
-                key=b("key"), value=1, expires_at=b("expires_at")
+                key=b("key"), value=first, expires_at=b("expires_at")
             )
             self.incr = pg_counter.on_conflict_do_update(
                 index_elements=[c.c.key],
                 set_={
-                    "value": sa.case((fresh, c.c.value + 1), else_=1),
+                    "value": sa.case((fresh, added), else_=first),
                     "expires_at": sa.case(
                         (fresh, c.c.expires_at), else_=pg_counter.excluded.expires_at
                     ),
@@ -312,13 +316,13 @@ class _Statements:
             self.delete_sessions_of_returning = self.delete_sessions_of.returning(s.c.expires_at)
         else:
             my_counter = mysql_dialect.insert(c).values(
-                key=b("key"), value=1, expires_at=b("expires_at")
+                key=b("key"), value=first, expires_at=b("expires_at")
             )
             # MySQL assigns left to right, each assignment seeing the ones before it:
             # the value first, while expires_at still holds the old window.
             self.incr = my_counter.on_duplicate_key_update(
                 [
-                    ("value", sa.case((fresh, c.c.value + 1), else_=1)),
+                    ("value", sa.case((fresh, added), else_=first)),
                     (
                         "expires_at",
                         sa.case((fresh, c.c.expires_at), else_=my_counter.inserted.expires_at),
@@ -650,9 +654,14 @@ class _SQL:
 
     # -- counters ---------------------------------------------------------------------
 
-    def _incr(self, key: str, ttl_seconds: float) -> Steps[int]:
+    def _incr(self, key: str, ttl_seconds: float, by: int = 1) -> Steps[int]:
         now = utcnow()
-        params = {"key": key, "now": now, "expires_at": now + timedelta(seconds=ttl_seconds)}
+        params = {
+            "key": key,
+            "now": now,
+            "expires_at": now + timedelta(seconds=ttl_seconds),
+            "by": int(by),
+        }
         if self.family == "postgresql":
             done = yield from _run(self.q.incr, params)
             value = int(done.rows[0][0])
