@@ -83,6 +83,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "flows.sessions",
             "flows.login",
             "flows.identity",
+            "flows.objects",
             "flows.apikeys",
             "flows.scram",
         },

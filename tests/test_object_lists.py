@@ -169,6 +169,13 @@ def test_gate_filter_sync_and_async() -> None:
     assert gate.filter(BOB, "read", notes, policy=IsOwner()) == [Note(2, "bob")]
     agate = AsyncGate(store="memory://", secret_key=SECRET)
     assert asyncio.run(agate.filter(BOB, "read", notes, policy=IsOwner())) == [Note(2, "bob")]
+    docs: list[Any] = [AsyncDoc(1, "alice"), Doc(2, "alice"), AsyncDoc(3, "bob")]
+    kept = asyncio.run(agate.filter(ALICE, "docs:read", docs))  # async hooks awaited
+    assert [d.id for d in kept] == [1, 2]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(TypeError, match="async driver"):
+            gate.filter(ALICE, "docs:read", docs)
 
 
 # -- 404 instead of 403 ---------------------------------------------------------------------

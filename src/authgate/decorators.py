@@ -32,7 +32,7 @@ from .context import current_identity, hiding_objects
 from .errors import NotAuthenticated, NotFound, PermissionDenied
 from .identity import Identity
 from .permissions import HasPermission, HasRole, IsAuthenticated, Policy
-from .permissions.objects import Answer, decide, decide_async, object_verdict
+from .permissions.objects import Settle, decide, decide_async, object_verdict
 from .users import RoleHierarchy
 
 __all__ = [
@@ -128,7 +128,7 @@ def _object_check(
     identity: Identity | None,
     hide: bool | None,
     missing: str | None,
-) -> Generator[Answer, bool, Identity]:
+) -> Generator[Settle, bool, Identity]:
     """The steps of `check_object_permission`, for the sync and the async driver."""
     who = identity if identity is not None else current_identity()
     if not who.is_authenticated:

@@ -15,7 +15,7 @@ decide, and revocation waits for the access token to expire (``access_ttl``).
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, Generic, TypeVar
 
 from .audit import AuditLog, configure_logging
@@ -38,6 +38,7 @@ from .flows.apikeys import (
 from .flows.identity import explain_user, identity_from_claims, load_identity, quick_identity
 from .flows.lockout import LockoutPolicy
 from .flows.login import change_password, login
+from .flows.objects import visible_objects
 from .flows.sessions import SessionRules, logout, refresh, revoke_session, revoke_sessions
 from .flows.users import bootstrap as _bootstrap
 from .flows.users import create_user as _create_user
@@ -48,7 +49,7 @@ from .flows.users import set_password as _set_password
 from .flows.users import update_user as _update_user
 from .identity import Client, Identity
 from .passwords import PasswordHasher
-from .permissions import Policy, RolePolicy, afilter_objects, filter_objects
+from .permissions import Policy, RolePolicy
 from .permissions.explain import Explanation
 from .stores import AsyncStore, Session, Store, open_async_store, open_store
 from .tokens import KeyRing, TokenPair, TokenVerifier
@@ -291,6 +292,17 @@ class _Gate(Generic[S]):
         return _delete_group(name, actor)
 
     @operation
+    def filter(
+        self, identity: Identity, action: str, objects: Iterable[T], *, policy: Policy | None = None
+    ) -> Flow[list[T]]:
+        """The objects `identity` may do `action` (``"items:read"`` or ``"read"``) on, in
+        their order: judged by each model's hooks (``async def`` ones awaited on the
+        async face), or by `policy` when given.  For rows of a SQL table, filter in the
+        query instead (`authgate.permissions.sql.visible_rows`); for an async iterable,
+        `authgate.permissions.afilter_objects`."""
+        return visible_objects(identity, action, objects, policy)
+
+    @operation
     def unlock(self, username: str) -> Flow[None]:
         """Lift a login lock-out."""
         return self.rules.lockout.unlock(normalize_username(username))
@@ -358,15 +370,6 @@ class Gate(_Gate[Store], SyncFace):
 
     _drive = run
 
-    def filter(
-        self, identity: Identity, action: str, objects: Iterable[T], *, policy: Policy | None = None
-    ) -> list[T]:
-        """The objects `identity` may do `action` (``"items:read"`` or ``"read"``) on, in
-        their order: judged by each model's hooks, or by `policy` when given
-        (`authgate.permissions.filter_objects`).  For a SQL table, filter in the query
-        instead: `authgate.permissions.sql.visible_rows`."""
-        return filter_objects(identity, action, objects, policy=policy)
-
 
 class AsyncGate(_Gate[AsyncStore], AsyncFace):
     """The async face of `Gate` over an `AsyncStore`: the same operations, awaited;
@@ -380,18 +383,6 @@ class AsyncGate(_Gate[AsyncStore], AsyncFace):
         return await arun(flow, self.store, self.hasher, self.audit.emit)
 
     _drive = run
-
-    async def filter(
-        self,
-        identity: Identity,
-        action: str,
-        objects: Iterable[T] | AsyncIterable[T],
-        *,
-        policy: Policy | None = None,
-    ) -> list[T]:
-        """`Gate.filter`: `objects` may also be an async iterable and the models' hooks
-        ``async def`` (`authgate.permissions.afilter_objects`)."""
-        return await afilter_objects(identity, action, objects, policy=policy)
 
     def authentication(self, token: str) -> Steps[Identity]:
         """`authenticate` as steps, each store and cache read once: already done

@@ -20,8 +20,9 @@ from typing import Any, TypeVar
 from ..audit import AuditEvent
 from ..faces import adrive, drive
 from ..passwords import PasswordHasher
+from ..permissions.objects import refuse_to_wait
 from ..stores.base import AsyncStore, Store
-from .ops import Call, DeriveScram, DummyVerify, Emit, Flow, Hash, Op, Pause, Verify
+from .ops import Call, DeriveScram, DummyVerify, Emit, Flow, Hash, Op, Pause, Settle, Verify
 
 __all__ = ["Emitter", "arun", "hashing_pool", "run"]
 
@@ -95,6 +96,8 @@ def run(flow: Flow[T], store: Store, hasher: PasswordHasher, emit: Emitter = _dr
             return emit(op.event)
         if isinstance(op, Pause):
             return time.sleep(op.seconds)
+        if isinstance(op, Settle):
+            refuse_to_wait(op)
         return _cpu(op, hasher)
 
     return drive(flow, execute)
@@ -113,6 +116,8 @@ async def arun(
             return emit(op.event)
         if isinstance(op, Pause):
             return await asyncio.sleep(op.seconds)
+        if isinstance(op, Settle):
+            return await op.answer
         return await loop.run_in_executor(hashing_pool(), _cpu, op, hasher)
 
     return await adrive(flow, execute)

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from ..audit import AuditEvent
+from ..permissions.objects import Settle
 from ..stores.base import Store
 
 __all__ = [
@@ -27,6 +28,7 @@ __all__ = [
     "Hash",
     "Op",
     "Pause",
+    "Settle",
     "Verify",
     "call",
 ]
@@ -105,7 +107,8 @@ class Pause:
     seconds: float
 
 
-Op = Call | Hash | DeriveScram | Verify | DummyVerify | Emit | Pause
+#: `Settle` (an ``async def`` model hook's answer) comes from `authgate.permissions.objects`.
+Op = Call | Hash | DeriveScram | Verify | DummyVerify | Emit | Pause | Settle
 Flow = Generator[Op, Any, T]
 
 

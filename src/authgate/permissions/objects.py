@@ -5,8 +5,9 @@ A model may define the class hook ``has_permission(cls, identity, action)`` and 
 object hook ``has_object_permission(self, identity, action)`` (the AMSDAL / Django REST
 framework hooks); both must allow when defined.  With neither, the permission
 ``<resource>:<action>`` decides.  The decision is written once, as steps
-(`object_verdict`) that hand each hook's answer to a driver: the sync one takes plain
-booleans, the async one also awaits hooks written with ``async def``.
+(`object_verdict`) that yield a `Settle` for each answer still to be awaited (a hook
+written with ``async def``): the async drivers await it, the sync ones refuse it.  A
+Gate's flows yield the same `Settle`, so ``gate.filter`` is one definition too.
 """
 
 from __future__ import annotations
@@ -20,13 +21,16 @@ from collections.abc import (
     Generator,
     Iterable,
 )
-from typing import Protocol, TypeVar, cast, runtime_checkable
+from dataclasses import dataclass
+from typing import NoReturn, Protocol, TypeVar, cast, runtime_checkable
 
 from ..identity import Identity
 from .policies import Policy
 
 __all__ = [
+    "Judge",
     "ObjectHooks",
+    "Settle",
     "afilter_objects",
     "check_object",
     "check_object_async",
@@ -34,15 +38,22 @@ __all__ = [
     "decide_async",
     "filter_objects",
     "object_verdict",
+    "refuse_to_wait",
     "split_action",
 ]
 
 T = TypeVar("T")
 R = TypeVar("R")
 
-#: What `object_verdict` yields: a hook's answer, maybe still to be awaited.
-Answer = bool | Awaitable[bool]
-Verdict = Generator[Answer, bool, bool]
+
+@dataclass(frozen=True, slots=True)
+class Settle:
+    """A hook's answer still to be awaited (the hook is ``async def``)."""
+
+    answer: Awaitable[bool]
+
+
+Verdict = Generator[Settle, bool, bool]
 
 
 @runtime_checkable
@@ -73,45 +84,51 @@ def object_verdict(
         return policy.allows(identity) and policy.allows_object(identity, obj)
     resource, verb = split_action(action)
     cls = type(obj)
-    class_hook: Callable[[Identity, str], Answer] | None = getattr(cls, "has_permission", None)
-    object_hook: Callable[[Identity, str], Answer] | None = getattr(
+    class_hook: Callable[[Identity, str], object] | None = getattr(cls, "has_permission", None)
+    object_hook: Callable[[Identity, str], object] | None = getattr(
         obj, "has_object_permission", None
     )
     if class_hook is None and object_hook is None:
         if resource is None:
             resource = getattr(cls, "__authgate_resource__", cls.__name__.lower())
         return identity.can(f"{resource}:{verb}")
-    if class_hook is not None and not (yield class_hook(identity, verb)):
+    if class_hook is not None and not (yield from _answer(class_hook(identity, verb))):
         return False
-    return object_hook is None or (yield object_hook(identity, verb))
+    return object_hook is None or (yield from _answer(object_hook(identity, verb)))
 
 
-def decide(steps: Generator[Answer, bool, R]) -> R:
+def _answer(value: object) -> Verdict:
+    if inspect.isawaitable(value):
+        return bool((yield Settle(value)))
+    return bool(value)
+
+
+def refuse_to_wait(op: Settle) -> NoReturn:
+    """What a sync driver does with an answer to await: a `TypeError` that says where
+    to go (and the coroutine closed, so Python does not warn it was never awaited)."""
+    if inspect.iscoroutine(op.answer):
+        op.answer.close()
+    raise TypeError(
+        "an async has_permission/has_object_permission hook needs the async driver: "
+        "check_object_async, afilter_objects or AsyncGate.filter"
+    )
+
+
+def decide(steps: Generator[Settle, bool, R]) -> R:
     """Drive `object_verdict` (or steps built on it) with plain hooks."""
     try:
-        answer = next(steps)
-        while True:
-            if inspect.isawaitable(answer):
-                if inspect.iscoroutine(answer):
-                    answer.close()
-                raise TypeError(
-                    "an async has_permission/has_object_permission hook needs the async "
-                    "driver: check_object_async, afilter_objects or AsyncGate.filter"
-                )
-            answer = steps.send(bool(answer))
+        refuse_to_wait(next(steps))
     except StopIteration as done:
         return cast(R, done.value)
 
 
-async def decide_async(steps: Generator[Answer, bool, R]) -> R:
+async def decide_async(steps: Generator[Settle, bool, R]) -> R:
     """Drive `object_verdict` (or steps built on it), awaiting the hooks written with
     ``async def``."""
     try:
-        answer = next(steps)
+        op = next(steps)
         while True:
-            if inspect.isawaitable(answer):
-                answer = await answer
-            answer = steps.send(bool(answer))
+            op = steps.send(bool(await op.answer))
     except StopIteration as done:
         return cast(R, done.value)
 
@@ -127,9 +144,10 @@ async def check_object_async(identity: Identity, obj: object, action: str) -> bo
     return await decide_async(object_verdict(identity, obj, action))
 
 
-class _Judge:
-    """Decides one filter call's objects; hook-less classes are decided once per class
-    (the answer is the identity's permission, the same for every instance)."""
+class Judge:
+    """Decides one list's objects: `steps` gives a verdict, or the steps to one;
+    hook-less classes are decided once per class (the answer is the identity's
+    permission, the same for every instance)."""
 
     __slots__ = ("_by_class", "action", "identity", "policy")
 
@@ -155,7 +173,7 @@ def filter_objects(
 ) -> list[T]:
     """The objects `identity` may do `action` on, in their order: each judged by its
     model's hooks, or by `policy` (``HasRole("admin") | IsOwner()``) when given."""
-    judge = _Judge(identity, action, policy)
+    judge = Judge(identity, action, policy)
     kept: list[T] = []
     for obj in objects:
         verdict = judge.steps(obj)
@@ -173,7 +191,7 @@ async def afilter_objects(
 ) -> list[T]:
     """`filter_objects` for async code: `objects` may be an async iterable (rows
     streamed from a database) and the models' hooks may be ``async def``."""
-    judge = _Judge(identity, action, policy)
+    judge = Judge(identity, action, policy)
     kept: list[T] = []
     async for obj in _each(objects):
         verdict = judge.steps(obj)
