@@ -118,3 +118,34 @@ def open_at(url: str, start: float) -> str:
     store.create_user(User.new(f"u{time.time_ns()}"))
     store.close()
     return "ok"
+
+
+def spray_logins(url: str, secret: str, ip: str, usernames: list[str], limit: int) -> list[str]:
+    """Try a wrong password on each of `usernames` from address `ip`, 10 threads at a
+    time, with at most `limit` failures allowed per address; name each outcome."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from authgate.errors import AuthGateError
+    from authgate.gate import Gate
+    from authgate.identity import Client
+    from authgate.testing import cheap_hasher
+
+    gate = Gate(
+        store=open_store(url),
+        hasher=cheap_hasher(),
+        secret_key=secret,
+        max_failures_per_address=limit,
+    )
+
+    def attempt(username: str) -> str:
+        try:
+            gate.login(username, "wrong password", Client(ip))
+            return "success"
+        except AuthGateError as err:
+            return type(err).__name__
+
+    try:
+        with ThreadPoolExecutor(10) as pool:
+            return list(pool.map(attempt, usernames))
+    finally:
+        gate.close()

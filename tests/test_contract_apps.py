@@ -58,6 +58,7 @@ class Case(NamedTuple):
     workers: int = 1  # server worker processes (http only)
     hashing: str = "cheap"  # cheap: the test profile; default: authgate's argon2 defaults
     hide: bool = False  # AUTHGATE_HIDE_OBJECTS: another's item answers 404, not 403
+    throttle: int = 0  # AUTHGATE_MAX_FAILURES_PER_ADDRESS, when not the default
 
     @property
     def id(self) -> str:
@@ -68,6 +69,8 @@ class Case(NamedTuple):
             parts.append("argon2")
         if self.hide:
             parts.append("hide")
+        if self.throttle:
+            parts.append(f"throttle{self.throttle}")
         return "-".join(parts)
 
 
@@ -187,7 +190,9 @@ class Deployment:
         return username
 
 
-def _env(store_url: str, hashing: str = "cheap", hide: bool = False) -> dict[str, str]:
+def _env(
+    store_url: str, hashing: str = "cheap", hide: bool = False, throttle: int = 0
+) -> dict[str, str]:
     env = {
         "AUTHGATE_STORE": store_url,
         "AUTHGATE_SECRET_KEY": "contract-suite-secret-key-that-is-long-enough",
@@ -196,6 +201,8 @@ def _env(store_url: str, hashing: str = "cheap", hide: bool = False) -> dict[str
         "AUTHGATE_MAX_LOGIN_ATTEMPTS": "5",
         "AUTHGATE_HIDE_OBJECTS": "true" if hide else "false",
     }
+    if throttle:
+        env["AUTHGATE_MAX_FAILURES_PER_ADDRESS"] = str(throttle)
     if hashing == "cheap":
         env.update(
             AUTHGATE_ARGON2_TIME_COST="1",
@@ -481,7 +488,9 @@ def pool(
                 maker = _inprocess if case.transport == "inprocess" else _over_http
                 started[case] = stack.enter_context(
                     contextmanager(maker)(
-                        case, _env(url, case.hashing, case.hide), where / "server.log"
+                        case,
+                        _env(url, case.hashing, case.hide, case.throttle),
+                        where / "server.log",
                     )
                 )
             return started[case]
@@ -818,6 +827,50 @@ def test_hidden_items_read_as_missing(hiding_deployed: Deployment) -> None:
     assert deployed.call("GET", f"/items/{made['id']}").status == 401  # never a 404
     assert made["id"] not in _listed(deployed, t_otto)
     assert _listed(deployed, t_olga) == [made["id"]]
+
+
+#: A password spray over real HTTP, workers sharing the store: a WSGI and an ASGI server.
+THROTTLE_CASES = [
+    Case("flask", "postgres", "http", workers=2, throttle=20),
+    Case("fastapi", "redis", "http", workers=2, throttle=20),
+]
+
+
+@pytest.mark.parametrize("case", THROTTLE_CASES, ids=[c.id for c in THROTTLE_CASES])
+def test_a_password_spray_is_throttled_per_address_over_http(
+    case: Case, pool: Callable[[Case], Deployment]
+) -> None:
+    """200 failed logins over 50 accounts from 127.0.0.1, 20 at a time across the
+    workers: exactly the address's 20 are checked, the rest answered 429 with
+    Retry-After; from 127.0.0.2 the owner of a sprayed account logs in."""
+    deployed = pool(case)
+    assert deployed.base_url is not None
+    names = [deployed.make_user("viewer") for _ in range(50)]
+
+    def spray(n: int) -> httpx.Response:
+        body = {"username": names[n % 50], "password": "not the password"}
+        return sprayer.post("/auth/login", json=body)
+
+    with httpx.Client(base_url=deployed.base_url, timeout=30) as sprayer:
+        with ThreadPoolExecutor(20) as threads:
+            replies = list(threads.map(spray, range(200)))
+        statuses = sorted(r.status_code for r in replies)
+        assert statuses == [401] * 20 + [429] * 180, statuses
+        throttled = [r for r in replies if r.status_code == 429]
+        assert all(1 <= int(r.headers["retry-after"]) <= 300 for r in throttled)
+        assert {r.json()["error"] for r in throttled} == {"too_many_attempts"}
+        assert names[0] not in throttled[0].text  # says nothing about the account
+        own = sprayer.post("/auth/login", json={"username": names[0], "password": PW})
+        assert own.status_code == 429  # the address is throttled, whoever it names
+    elsewhere = httpx.HTTPTransport(local_address="127.0.0.2")
+    with httpx.Client(base_url=deployed.base_url, timeout=30, transport=elsewhere) as other:
+        reply = other.post("/auth/login", json={"username": names[0], "password": PW})
+        assert reply.status_code == 200, reply.text
+        for name in names[1:4]:  # no account was locked by the spray
+            assert (
+                other.post("/auth/login", json={"username": name, "password": PW}).status_code
+                == 200
+            )
 
 
 def test_websocket(asgi_deployed: Deployment) -> None:

@@ -80,6 +80,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "flows.drive",
             "flows.users",
             "flows.lockout",
+            "flows.throttle",
             "flows.sessions",
             "flows.login",
             "flows.identity",

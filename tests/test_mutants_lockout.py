@@ -46,19 +46,23 @@ def test_retry_after_is_the_lock_left_rounded_up_and_never_below_1_s(
 
 def test_the_failure_that_locks_records_who_from_where_and_for_how_long() -> None:
     policy = LockoutPolicy(max_attempts=3, lockout_seconds=600)
-    ops, _ = drive(policy.failed("alice", 3, client_ip="203.0.113.7"), {"expire_counter": True})
-    assert ops[0] == Call("incr", ("login-locked:alice", 600))
-    assert ops[1] == Call("expire_counter", ("login-failures:alice", 600))
-    assert len(ops) == 3
-    assert isinstance(ops[2], Emit)
-    event = ops[2].event
+    ops, _ = drive(
+        policy.failed("alice", client_ip="203.0.113.7"), {"incr": 3, "expire_counter": True}
+    )
+    assert ops[0] == Call("incr", ("login-failed:alice", 300))
+    assert ops[1] == Call("incr", ("login-locked:alice", 600))
+    assert ops[2] == Call("expire_counter", ("login-failures:alice", 600))
+    assert ops[3] == Call("expire_counter", ("login-failed:alice", 600))
+    assert len(ops) == 5
+    assert isinstance(ops[4], Emit)
+    event = ops[4].event
     assert (event.event, event.username, event.client_ip) == ("lockout", "alice", "203.0.113.7")
     assert "3 failed logins" in event.detail
     assert "600 s" in event.detail
 
 
 def test_a_lockout_without_a_client_ip_records_an_empty_one() -> None:
-    ops, _ = drive(LockoutPolicy(max_attempts=1).failed("alice", 1), {})
+    ops, _ = drive(LockoutPolicy(max_attempts=1).failed("alice"), {"incr": 1})
     assert isinstance(ops[-1], Emit)
     assert ops[-1].event.client_ip == ""
 
@@ -122,6 +126,23 @@ def test_unlocking_clears_the_lock_and_the_count() -> None:
     assert ops == [
         Call("reset_counter", ("login-locked:alice",)),
         Call("reset_counter", ("login-failures:alice",)),
+        Call("reset_counter", ("login-failed:alice",)),
+    ]
+
+
+def test_only_the_failure_that_reaches_the_limit_locks() -> None:
+    for count in (1, 4, 6):
+        ops, _ = drive(LockoutPolicy(max_attempts=5).failed("alice"), {"incr": count})
+        assert ops == [Call("incr", ("login-failed:alice", 300))], count
+    ops, _ = drive(LockoutPolicy(max_attempts=5).failed("alice"), {"incr": 5})
+    assert Call("incr", ("login-locked:alice", 300)) in ops
+
+
+def test_a_success_clears_both_counts() -> None:
+    ops, _ = drive(LockoutPolicy().succeeded("alice"), {})
+    assert ops == [
+        Call("reset_counter", ("login-failures:alice",)),
+        Call("reset_counter", ("login-failed:alice",)),
     ]
 
 

@@ -41,6 +41,7 @@ EVENTS = frozenset(
     {
         "login_success",
         "login_failure",
+        "throttled",
         "lockout",
         "logout",
         "refresh",

@@ -48,6 +48,12 @@ class Settings:
     lockout_seconds: int = 300
     lockout_window: int = 300
     max_sessions: int = 0
+    #: Failed credential checks (logins, refresh tokens, SCRAM proofs) one client
+    #: address may make per ``address_window`` seconds (0: no limit), and per address and
+    #: username (0: no limit); an IPv6 address counts by its /64.
+    max_failures_per_address: int = 50
+    max_failures_per_address_user: int = 0
+    address_window: int = 300
     session_touch_interval: int = 300
     session_limit_policy: str = "evict_oldest"
     stateless: bool = False
@@ -78,10 +84,22 @@ class Settings:
     flask_security_salt: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
-        for name in ("access_ttl", "refresh_ttl", "lockout_seconds", "lockout_window"):
+        for name in (
+            "access_ttl",
+            "refresh_ttl",
+            "lockout_seconds",
+            "lockout_window",
+            "address_window",
+        ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be a positive number of seconds")
-        for name in ("max_login_attempts", "max_sessions", "leeway"):
+        for name in (
+            "max_login_attempts",
+            "max_sessions",
+            "leeway",
+            "max_failures_per_address",
+            "max_failures_per_address_user",
+        ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must not be negative")
         if self.log_format not in ("text", "json", "none"):

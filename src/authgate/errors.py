@@ -38,6 +38,7 @@ __all__ = [
     "StoreError",
     "StoreUnavailable",
     "TokenNotYetValid",
+    "TooManyAttempts",
     "UnknownKey",
     "UserExists",
     "UserNotFound",
@@ -122,17 +123,26 @@ class BadCredentials(AuthenticationError):
     default_detail = "invalid username or password"
 
 
-class AccountLocked(AuthenticationError):
-    """Too many failed logins: try again after ``retry_after`` seconds (HTTP 429)."""
+class TooManyAttempts(AuthenticationError):
+    """Too many failed attempts from the client's address: try again after
+    ``retry_after`` seconds (HTTP 429 with ``Retry-After``)."""
 
     status = 429
-    code = "account_locked"
+    code = "too_many_attempts"
     bearer_error = None
-    default_detail = "too many failed login attempts"
+    default_detail = "too many failed attempts from this address"
 
     def __init__(self, retry_after: int, detail: str | None = None) -> None:
-        super().__init__(detail or f"too many failed login attempts; retry in {retry_after} s")
+        super().__init__(detail or f"{self.default_detail}; retry in {retry_after} s")
         self.retry_after = retry_after
+
+
+class AccountLocked(TooManyAttempts):
+    """Too many failed logins on the account: try again after ``retry_after`` seconds
+    (HTTP 429)."""
+
+    code = "account_locked"
+    default_detail = "too many failed login attempts"
 
 
 class InvalidToken(AuthenticationError):

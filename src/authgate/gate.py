@@ -40,6 +40,7 @@ from .flows.lockout import LockoutPolicy
 from .flows.login import change_password, login
 from .flows.objects import visible_objects
 from .flows.sessions import SessionRules, logout, refresh, revoke_session, revoke_sessions
+from .flows.throttle import ClientThrottle
 from .flows.users import bootstrap as _bootstrap
 from .flows.users import create_user as _create_user
 from .flows.users import delete_group as _delete_group
@@ -108,6 +109,9 @@ class _Gate(Generic[S]):
             verifier=self.verifier,
             hasher=self.hasher,
             lockout=LockoutPolicy(s.max_login_attempts, s.lockout_window, s.lockout_seconds),
+            throttle=ClientThrottle(
+                s.max_failures_per_address, s.max_failures_per_address_user, s.address_window
+            ),
             access_ttl=s.access_ttl,
             refresh_ttl=s.refresh_ttl,
             max_sessions=s.max_sessions,

@@ -19,13 +19,13 @@ from typing import Any
 
 from .caches import LRU, OUTAGE_REASONS
 from .errors import (
-    AccountLocked,
     AmbiguousCredentials,
     AuthenticationError,
     AuthGateError,
     MalformedToken,
     PermissionDenied,
     StoreUnavailable,
+    TooManyAttempts,
 )
 
 __all__ = [
@@ -297,7 +297,7 @@ def error_response(err: AuthGateError, realm: str = "authgate") -> ApiResponse:
     ``Retry-After``, others with their status."""
     body = json.dumps({"error": err.code, "detail": err.detail}).encode()
     headers = [("content-type", "application/json"), ("cache-control", "no-store")]
-    if isinstance(err, AccountLocked | StoreUnavailable):
+    if isinstance(err, TooManyAttempts | StoreUnavailable):
         headers.append(("retry-after", str(err.retry_after)))
         if isinstance(err, StoreUnavailable):
             left_out = _outages.admit(err.reason)

@@ -10,7 +10,19 @@ sessions, API keys and SCRAM in their own modules.
 from __future__ import annotations
 
 from .drive import Emitter, arun, hashing_pool, run
-from .ops import Call, DeriveScram, DummyVerify, Emit, Flow, Hash, Op, Pause, Verify, call
+from .ops import (
+    Call,
+    DeriveScram,
+    DummyVerify,
+    Emit,
+    Flow,
+    Hash,
+    Op,
+    Pause,
+    Settle,
+    Verify,
+    call,
+)
 
 __all__ = [
     "Call",
@@ -22,6 +34,7 @@ __all__ = [
     "Hash",
     "Op",
     "Pause",
+    "Settle",
     "Verify",
     "arun",
     "call",

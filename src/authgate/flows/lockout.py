@@ -4,8 +4,10 @@ Each attempt first *reserves* a guess with an atomic increment of the account's
 counter, before any password is checked; an attempt whose number is above
 ``max_attempts`` is not checked.  So however many processes try at once, at most
 ``max_attempts`` verifications happen per window until one of them succeeds: a success
-clears the counter.  The failure that reaches the limit sets the account's lock marker
-(and stretches the counter) for ``lockout_seconds``: that is the lock.
+clears the counter.  Failures are counted apart, once checked: the failure that brings
+them to ``max_attempts`` sets the account's lock marker (and stretches the counters) for
+``lockout_seconds``: that is the lock.  A correct login still in flight holds a
+reservation but is no failure, so it can never be what locks its own account.
 
 An attempt over the limit with no lock set is one of several logins in flight at once
 (a user's six tabs all logging in): it waits, up to `WAIT_SECONDS`, for the ones before
@@ -43,6 +45,10 @@ class LockoutPolicy:
         """The counter of `username`'s guesses since the last success."""
         return f"login-failures:{username}"
 
+    def failures_key(self, username: str) -> str:
+        """The counter of `username`'s checked and failed guesses since the last success."""
+        return f"login-failed:{username}"
+
     def lock_key(self, username: str) -> str:
         """The marker that is set while `username` is locked out."""
         return f"login-locked:{username}"
@@ -63,12 +69,17 @@ class LockoutPolicy:
             yield Pause(_WAIT_STEP)  # attempts in flight: a success frees the counter
             waited += _WAIT_STEP
 
-    def failed(self, username: str, taken: int, client_ip: str = "") -> Flow[None]:
-        """Record a failed guess; the one that reaches the limit locks the account."""
-        if not self.max_attempts or taken != self.max_attempts:
+    def failed(self, username: str, client_ip: str = "") -> Flow[None]:
+        """Record a failed guess; the one that brings the failures to the limit locks
+        the account."""
+        if not self.max_attempts:
+            return
+        failures = yield from call(Store.incr, self.failures_key(username), self.window)
+        if failures != self.max_attempts:
             return
         yield from call(Store.incr, self.lock_key(username), self.lockout_seconds)
         yield from call(Store.expire_counter, self.key(username), self.lockout_seconds)
+        yield from call(Store.expire_counter, self.failures_key(username), self.lockout_seconds)
         yield Emit(
             AuditEvent(
                 "lockout",
@@ -79,11 +90,13 @@ class LockoutPolicy:
         )
 
     def succeeded(self, username: str) -> Flow[None]:
-        """Clear the failure count after a good password."""
+        """Clear the counts after a good password."""
         if self.max_attempts:
             yield from call(Store.reset_counter, self.key(username))
+            yield from call(Store.reset_counter, self.failures_key(username))
 
     def unlock(self, username: str) -> Flow[None]:
         """Lift a lock-out (an admin action)."""
         yield from call(Store.reset_counter, self.lock_key(username))
         yield from call(Store.reset_counter, self.key(username))
+        yield from call(Store.reset_counter, self.failures_key(username))

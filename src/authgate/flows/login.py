@@ -37,6 +37,7 @@ def login(rules: SessionRules, username: str, password: str, client: Client) -> 
     try:
         name = normalize_username(username)
     except InvalidUsername:
+        yield from rules.throttle.reserve(client.ip)  # kept: a failure
         yield DummyVerify(password)
         yield Emit(
             AuditEvent(
@@ -44,7 +45,9 @@ def login(rules: SessionRules, username: str, password: str, client: Client) -> 
             )
         )
         raise BadCredentials() from None
-    taken = yield from rules.lockout.reserve(name)
+    # The address first: an address over its limit neither checks nor locks anything.
+    held = yield from rules.throttle.reserve(client.ip, name)
+    yield from rules.lockout.reserve(name)
     user = yield from call(Store.get_user, name)
     if user is None or not user.password_hash:
         yield DummyVerify(password)
@@ -52,10 +55,11 @@ def login(rules: SessionRules, username: str, password: str, client: Client) -> 
     else:
         ok = yield Verify(user.password_hash, password)
     if not ok or user is None or not user.enabled:
-        yield from rules.lockout.failed(name, taken, client.ip)
+        yield from rules.lockout.failed(name, client.ip)
         yield Emit(AuditEvent("login_failure", name, client_ip=client.ip))
         raise BadCredentials()
     yield from rules.lockout.succeeded(name)
+    yield from rules.throttle.passed(held)
     if rules.hasher.needs_rehash(user.password_hash) or not user.scram_credentials:
         user = yield from _rehash(user, password)
 

@@ -190,7 +190,8 @@ def _server_final(
         proof = base64.b64decode(proof_part, validate=True)
     except ValueError:
         raise ScramError("client-final has no valid proof") from None
-    taken = yield from rules.lockout.reserve(state.username)
+    held = yield from rules.throttle.reserve(client.ip, state.username)
+    yield from rules.lockout.reserve(state.username)
     user = yield from call(Store.get_user, state.username)
     creds = ScramCredentials.parse(user.scram_credentials) if user is not None else None
     auth_message = f"{state.data['bare']},{state.data['server_first']},{without_proof}"
@@ -200,7 +201,7 @@ def _server_final(
         client_key = bytes(a ^ b for a, b in zip(proof, signature, strict=True))
         valid = hmac.compare_digest(hashlib.sha256(client_key).digest(), creds.stored_key)
     if not valid or user is None or creds is None:
-        yield from rules.lockout.failed(state.username, taken, client.ip)
+        yield from rules.lockout.failed(state.username, client.ip)
         yield Emit(
             AuditEvent(
                 "login_failure", state.username, client_ip=client.ip, detail="SCRAM proof refused"
@@ -208,6 +209,7 @@ def _server_final(
         )
         raise BadCredentials()
     yield from rules.lockout.succeeded(state.username)
+    yield from rules.throttle.passed(held)
     pair: TokenPair = yield from open_session(rules, user, client, detail="SCRAM")
     server_signature = hmac.new(creds.server_key, auth_message.encode(), hashlib.sha256).digest()
     final = f"v={_b64(server_signature)}"

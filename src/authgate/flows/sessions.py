@@ -34,6 +34,7 @@ from ..tokens import TokenPair, TokenVerifier
 from ..users import User, new_session_id, utcnow
 from .lockout import LockoutPolicy
 from .ops import Emit, Flow, call
+from .throttle import ClientThrottle
 
 _REFRESH_SHAPE = re.compile(r"[0-9a-f]{32}\.[A-Za-z0-9_-]{43}")
 
@@ -49,6 +50,7 @@ class SessionRules:
     verifier: TokenVerifier
     hasher: PasswordHasher
     lockout: LockoutPolicy
+    throttle: ClientThrottle = field(default_factory=ClientThrottle)
     access_ttl: int = 900
     refresh_ttl: int = 1_209_600
     max_sessions: int = 0
@@ -143,7 +145,15 @@ def open_session(
 
 
 def refresh(rules: SessionRules, refresh_token: str, client: Client) -> Flow[TokenPair]:
-    """Spend a refresh token for a new pair; a spent token revokes its session."""
+    """Spend a refresh token for a new pair; a spent token revokes its session.  Each
+    refusal counts against the client's address (`ClientThrottle`)."""
+    held = yield from rules.throttle.reserve(client.ip)
+    pair = yield from _refresh(rules, refresh_token, client)
+    yield from rules.throttle.passed(held)
+    return pair
+
+
+def _refresh(rules: SessionRules, refresh_token: str, client: Client) -> Flow[TokenPair]:
     session_id, presented = parse_refresh_token(refresh_token)
     session = yield from call(Store.get_session, session_id)
     if session is None or session.kind != LOGIN:  # an API key or a handshake never refreshes
