@@ -49,6 +49,13 @@ def _python_blocks(page: str) -> list[str]:
     return blocks
 
 
+def test_the_authorization_pages_examples_run() -> None:
+    """docs/authorization.md: filtered lists, the query-side filter, hiding, throttling."""
+    namespace: dict[str, object] = {}
+    for block in _python_blocks("authorization.md"):
+        exec(compile(block, "docs/authorization.md", "exec"), namespace)  # noqa: S102
+
+
 def test_the_sql_store_pages_examples_run(postgres_base_url: str) -> None:
     """Every block of docs/sql-store.md, in order, in one namespace, on a real
     PostgreSQL (a database made for the page and dropped after)."""

@@ -58,7 +58,7 @@ class _Operation:
 
 _OPERATIONS: dict[str, _Operation] = {
     "login": _Operation(
-        "Log in with a username and password: a token pair (429 while locked out)",
+        "Log in with a username and password: a token pair (429 while locked out or throttled)",
         answer="TokenPair",
         body=_LOGIN,
         public=True,
@@ -380,7 +380,18 @@ def _operation(op: _Operation, name: str, path_names: list[str], scheme: str) ->
         responses["412"] = _error("If-Match names another version: read the user again")
         responses["428"] = _error("this server requires If-Match on user writes")
     if name == "login":
-        responses["429"] = {**_error("locked out after failed logins"), "headers": _RETRY_AFTER}
+        responses["429"] = {
+            **_error(
+                "too many failed attempts: on the account (account_locked) or from the "
+                "client's address (too_many_attempts)"
+            ),
+            "headers": _RETRY_AFTER,
+        }
+    elif name in ("refresh", "scram"):
+        responses["429"] = {
+            **_error("too many failed attempts from the client's address (too_many_attempts)"),
+            "headers": _RETRY_AFTER,
+        }
     responses["503"] = {
         **_error("the store cannot be reached; nothing was written"),
         "headers": _RETRY_AFTER,
