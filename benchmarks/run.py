@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import authenticate
+import authorization
 import memory
 import population
 import redis_scale
@@ -71,6 +72,8 @@ def main() -> None:
         population.MODEL,
         "",
         request_cost.run(sizes),
+        "",
+        authorization.run(authorization.QUICK if args.quick else authorization.FULL),
         "",
         authenticate.run(),
         "",
