@@ -12,7 +12,7 @@ whose ``g`` links say the same.  A group is a casbin role too, and a user's dire
 grant a casbin rule with the user as its subject.  Both systems answer every question
 before anything is timed, and the run stops at the first one they answer differently
 (`Disagreement`).  Reported: decisions (or lists, or queries) per second, the median of
-the rounds (`request_cost.measure`), and ratios; never a timed assertion.
+the rounds (`timing.measure`), and ratios; never a timed assertion.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from authgate.permissions.sql import Sharing, visible_rows
 
 if __package__:  # `python -m benchmarks.authorization`: the benchmarks import each other by name
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-from request_cost import measure
+from timing import measure
 
 ROOT = Path(__file__).resolve().parent
 DECISIONS_PER_SET = next(kind.bound for kind in KINDS if kind.name == "permission decisions")
@@ -350,7 +350,7 @@ def ask_casbin(enforcer: casbin.Enforcer, world: World, questions: list[Question
 
 
 def timed(fn: Callable[[], object], round_seconds: float) -> float:
-    """Median µs per call of `fn` over the rounds of `request_cost.measure`, each round
+    """Median µs per call of `fn` over the rounds of `timing.measure`, each round
     as many calls as last about `round_seconds`."""
     start = time.perf_counter()
     fn()

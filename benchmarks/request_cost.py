@@ -37,6 +37,7 @@ import jwt
 import redis
 import redis.asyncio
 import starlette
+import timing
 from databases import sql_databases
 from flask_jwt_extended import create_access_token
 from http_apps import (
@@ -74,19 +75,8 @@ WARM = 20_000
 SLICE = 10_000
 SIZES = (1_000, 10_000, 100_000)
 
-Samples = list[float]
-
-
-def measure(fn: Callable[[], object], number: int) -> Samples:
-    """µs per call, one figure per round (the permission benchmark)."""
-    fn()
-    samples = []
-    for _ in range(ROUNDS * 2 + 1):
-        start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        samples.append((time.perf_counter() - start) / number * 1e6)
-    return samples
+Samples = timing.Samples
+measure = timing.measure
 
 
 @dataclass

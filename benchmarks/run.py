@@ -25,6 +25,7 @@ import redis_scale
 import request_cost
 import revocation
 import throughput
+import timing
 
 ROOT = Path(__file__).resolve().parent
 
@@ -60,6 +61,7 @@ def main() -> None:
     if args.quick:
         sizes, trials = (1_000,), 100
         request_cost.WARM, request_cost.SLICE, request_cost.ROUNDS = 2_000, 1_000, 2
+        timing.ROUNDS = 2
         throughput.SECONDS, throughput.ROUNDS, throughput.WARM_SECONDS = 1, 1, 1
         throughput.LENGTH = 80_000
     started = time.monotonic()

@@ -78,12 +78,12 @@ def test_a_faster_row_runs_the_clocks_of_session_state_faster() -> None:
 
 
 # -- benchmarks/authorization.py: tiny sizes, the real code path -----------------------------
-# Each test imports the module itself: it needs the bench extra's casbin (and, through
-# request_cost's `measure`, Flask-JWT-Extended), which a plain `.[all,dev]` lacks.
+# Each test imports the module itself: it needs casbin, which the dev extra brings (the
+# bench extra too); a machine without it skips them.
 
 needs_peers = pytest.mark.skipif(
-    any(importlib.util.find_spec(m) is None for m in ("casbin", "flask_jwt_extended")),
-    reason="the benchmarks' peers are the bench extra: pip install -e '.[all,dev,bench]'",
+    importlib.util.find_spec("casbin") is None,
+    reason="the authorization benchmark's peer is pycasbin: pip install -e '.[all,dev]'",
 )
 
 

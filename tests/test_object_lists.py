@@ -26,6 +26,8 @@ from authgate.decorators import (
 from authgate.errors import NotAuthenticated, NotFound, PermissionDenied
 from authgate.identity import ANONYMOUS, Identity
 from authgate.permissions import (
+    AllowAll,
+    DenyAll,
     HasPermission,
     HasRole,
     IsAuthenticated,
@@ -176,6 +178,86 @@ def test_gate_filter_sync_and_async() -> None:
         warnings.simplefilter("error")
         with pytest.raises(TypeError, match="async driver"):
             gate.filter(ALICE, "docs:read", docs)
+
+
+LEAVES: list[Policy] = [
+    HasRole("admin"),
+    HasRole("viewer"),
+    HasPermission("items:read"),
+    IsAuthenticated(),
+    IsOwner(),
+    IsOwner(groups_attr=None),
+    AllowAll(),
+    DenyAll(),
+]
+policies = st.recursive(
+    st.sampled_from(LEAVES),
+    lambda inner: st.one_of(
+        st.builds(lambda a, b: a & b, inner, inner),
+        st.builds(lambda a, b: a | b, inner, inner),
+        st.builds(lambda a: ~a, inner),
+    ),
+    max_leaves=6,
+)
+people = st.one_of(
+    st.just(ANONYMOUS),
+    st.builds(
+        lambda name, roles, groups: who(name, tuple(roles), tuple(groups)),
+        st.sampled_from(["alice", "bob"]),
+        st.sets(st.sampled_from(["viewer", "admin"]), max_size=2),
+        st.sets(st.sampled_from(["team", "lab"]), max_size=2),
+    ),
+)
+notes = st.lists(
+    st.builds(
+        Note,
+        st.integers(0, 99),
+        st.sampled_from(["alice", "bob", "carol"]),
+        st.tuples() | st.tuples(st.sampled_from(["team", "lab"])),
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(policy=policies, identity=people, objects=notes)
+def test_a_filtered_list_is_each_object_judged_by_the_guard_definition(
+    policy: Policy, identity: Identity, objects: list[Note]
+) -> None:
+    """`filter_objects` decides the identity's part once per list; the answer must be
+    the one the guards give object by object."""
+    expected = [o for o in objects if policy.allows(identity) and policy.allows_object(identity, o)]
+    assert filter_objects(identity, "read", objects, policy=policy) == expected
+
+
+def test_hook_classes_are_judged_as_check_object_judges_each() -> None:
+    class Locked:
+        """A class hook that refuses everything but reading."""
+
+        @classmethod
+        def has_permission(cls, identity: Identity, action: str) -> bool:
+            return action == "read"
+
+    class Mine(Locked):
+        def __init__(self, owner: str) -> None:
+            self.owner = owner
+
+        def has_object_permission(self, identity: Identity, action: str) -> bool:
+            return identity.username == self.owner
+
+    class Loose:
+        """An instance hook, set per object."""
+
+        def __init__(self, allow: bool) -> None:
+            self.has_object_permission = lambda identity, action: allow
+
+    objects: list[Any] = [
+        Mine("alice"), Locked(), Mine("bob"), Note(1), Loose(True), Loose(False), Doc(2, "alice")
+    ]  # fmt: skip
+    for identity in (ALICE, BOB, ADMIN, ANONYMOUS):
+        for action in ("read", "write", "items:read", "note:read"):
+            expected = [o for o in objects if check_object(identity, o, action)]
+            assert filter_objects(identity, action, objects) == expected, (identity, action)
 
 
 # -- 404 instead of 403 ---------------------------------------------------------------------

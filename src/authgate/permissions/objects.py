@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import NoReturn, Protocol, TypeVar, cast, runtime_checkable
 
 from ..identity import Identity
-from .policies import Policy
+from .policies import Policy, _And, _Not, _Or
 
 __all__ = [
     "Judge",
@@ -37,6 +37,7 @@ __all__ = [
     "decide",
     "decide_async",
     "filter_objects",
+    "object_test",
     "object_verdict",
     "refuse_to_wait",
     "split_action",
@@ -144,28 +145,88 @@ async def check_object_async(identity: Identity, obj: object, action: str) -> bo
     return await decide_async(object_verdict(identity, obj, action))
 
 
-class Judge:
-    """Decides one list's objects: `steps` gives a verdict, or the steps to one;
-    hook-less classes are decided once per class (the answer is the identity's
-    permission, the same for every instance)."""
+def object_test(policy: Policy, identity: Identity) -> bool | Callable[[object], bool]:
+    """`policy` decided once for `identity`: a constant when the identity alone decides
+    (an admin, a refused role), else a test of one object.  The same decision as
+    ``policy.allows(identity) and policy.allows_object(identity, obj)``, with the
+    identity's part hoisted out of the loop (`authgate.permissions.sql` writes the same
+    reduction as SQL)."""
+    if isinstance(policy, _And | _Or):
+        left, right = object_test(policy.left, identity), object_test(policy.right, identity)
+        absorbing = isinstance(policy, _Or)  # True absorbs an "or", False an "and"
+        if left is absorbing or right is absorbing:
+            return absorbing
+        if isinstance(left, bool):
+            return right
+        if isinstance(right, bool):
+            return left
+        l_test, r_test = left, right
+        if absorbing:
+            return lambda obj: l_test(obj) or r_test(obj)
+        return lambda obj: l_test(obj) and r_test(obj)
+    if isinstance(policy, _Not):  # ~p allows an object exactly when p refuses the class
+        return not policy.inner.allows(identity)
+    if not policy.allows(identity):
+        return False
+    if type(policy).allows_object is Policy.allows_object:  # decides on the identity alone
+        return True
+    allows_object = policy.allows_object
+    return lambda obj: allows_object(identity, obj)
 
-    __slots__ = ("_by_class", "action", "identity", "policy")
+
+_ASK_EACH = object()  # a class whose instances' own hook decides
+
+
+class Judge:
+    """Decides one list's objects: `steps` gives a verdict, or the steps to one.  What
+    depends on the identity or the class alone is decided once: a policy's class-level
+    part (`object_test`), a class without hooks (the identity's permission), a class
+    hook's answer."""
+
+    __slots__ = ("_by_class", "_test", "action", "identity", "policy", "resource", "verb")
 
     def __init__(self, identity: Identity, action: str, policy: Policy | None) -> None:
         self.identity, self.action, self.policy = identity, action, policy
-        self._by_class: dict[type, bool] = {}
+        self.resource, self.verb = split_action(action)
+        self._test = object_test(policy, identity) if policy is not None else None
+        self._by_class: dict[type, object] = {}
 
     def steps(self, obj: object) -> Verdict | bool:
-        if self.policy is None:
-            cls = type(obj)
-            known = self._by_class.get(cls)
-            if known is not None:
-                return known
-            if not hasattr(cls, "has_permission") and not hasattr(obj, "has_object_permission"):
-                decided = decide(object_verdict(self.identity, obj, self.action))
-                self._by_class[cls] = decided
-                return decided
-        return object_verdict(self.identity, obj, self.action, self.policy)
+        test = self._test
+        if test is not None:
+            return test if isinstance(test, bool) else test(obj)
+        cls = type(obj)
+        plan = self._by_class.get(cls)
+        if plan is None:
+            plan = self._by_class[cls] = self._plan(cls, obj)
+        if plan is _ASK_EACH:
+            hook = getattr(obj, "has_object_permission", None)
+            if hook is None:  # an instance without the hook its class-mates have
+                return object_verdict(self.identity, obj, self.action)
+            answer = hook(self.identity, self.verb)
+            return _answer(answer) if inspect.isawaitable(answer) else bool(answer)
+        if isinstance(plan, bool):
+            return plan
+        return object_verdict(self.identity, obj, self.action)
+
+    def _plan(self, cls: type, obj: object) -> object:
+        """True or False for every instance of `cls`; `_ASK_EACH`; or None-like
+        (anything else): the whole verdict per object (an ``async def`` class hook)."""
+        class_hook = getattr(cls, "has_permission", None)
+        on_class = hasattr(cls, "has_object_permission")
+        if not on_class and hasattr(obj, "has_object_permission"):
+            return "steps"  # a hook set on instances: each judged whole
+        if class_hook is None and not on_class:
+            return decide(object_verdict(self.identity, obj, self.action))
+        if class_hook is not None:
+            answer = class_hook(self.identity, self.verb)
+            if inspect.isawaitable(answer):
+                if inspect.iscoroutine(answer):
+                    answer.close()
+                return "steps"
+            if not answer:
+                return False
+        return _ASK_EACH if on_class else True
 
 
 def filter_objects(

@@ -214,6 +214,6 @@ class IsOwner(Policy):
 
 
 def _field(obj: object, name: str) -> Any:
-    if isinstance(obj, Mapping):
+    if type(obj) is dict or isinstance(obj, Mapping):  # a plain dict skips the ABC check
         return obj.get(name)
     return getattr(obj, name, None)
