@@ -22,9 +22,11 @@ from .audit import AuditLog, configure_logging
 from .bootstrap import Bootstrap
 from .caches import IDENTITIES, LRU
 from .config import Settings
+from .errors import SessionRevoked
 from .faces import AsyncFace, Steps, SyncFace, operation, returning
 from .flows import Flow, arun, call, run
 from .flows.apikeys import (
+    ACCOUNT_RIGHTS,
     ApiKey,
     api_key_identity,
     create_api_key,
@@ -35,7 +37,12 @@ from .flows.apikeys import (
     require_account_right,
     revoke_api_key,
 )
-from .flows.identity import explain_user, identity_from_claims, load_identity, quick_identity
+from .flows.identity import (
+    explain_decision,
+    identity_from_claims,
+    load_identity,
+    quick_identity,
+)
 from .flows.lockout import LockoutPolicy
 from .flows.login import change_password, login
 from .flows.objects import visible_objects
@@ -271,11 +278,36 @@ class _Gate(Generic[S]):
         return revoke_sessions(normalize_username(username), client, keep)
 
     @operation
-    def explain(self, username: str, permission: str) -> Flow[Explanation]:
-        """Whether `username` holds `permission`, with every grant and its source (role,
-        group, direct), those that cover it, and, if refused, what would allow it.
-        `UserNotFound` for an unknown user; a malformed permission is a `ValidationError`."""
-        return explain_user(self.policy, username, permission)
+    def explain(
+        self,
+        who: str | Identity,
+        permission: str,
+        *,
+        obj: object | None = None,
+        policy: Policy | None = None,
+    ) -> Flow[Explanation]:
+        """Whether `who` (a username, or an identity: an API key's is narrowed by the
+        key's list) holds `permission`, with every grant and its source (role, group,
+        direct, API key), those that decide, and, if refused, what refused it and what
+        would allow it; the verdict is the identity's own decision.  With `obj`,
+        `permission` is an action (``"read"``, ``"items:read"``) decided on that object
+        by `policy` when given, else by the model's hooks (``async def`` ones awaited
+        on the async face), each recorded with its answer.  `UserNotFound` for an
+        unknown user; a malformed permission is a `ValidationError`."""
+        name, lists = "", None
+        if isinstance(who, Identity) and is_key_identity(who):
+            found = yield from call(Store.get_session, who.claims["api_key"])
+            if found is None or found.username != who.username:
+                raise SessionRevoked("the API key is unknown, revoked or expired")
+            key = ApiKey.from_session(found)
+            # A key listing nothing acts as its owner; account rights are not grants.
+            name = key.name or key.id
+            lists = frozenset(key.permissions) - ACCOUNT_RIGHTS if key.permissions else None
+        return (
+            yield from explain_decision(
+                self.policy, who, permission, obj, policy, key_name=name, key_lists=lists
+            )
+        )
 
     @operation
     def list_groups(self) -> Flow[list[Group]]:

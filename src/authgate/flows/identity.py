@@ -10,8 +10,15 @@ from typing import Any
 
 from ..errors import SessionRevoked, UserNotFound
 from ..identity import Identity
-from ..permissions import RolePolicy
-from ..permissions.explain import Explanation, explain
+from ..permissions import Policy, RolePolicy
+from ..permissions.explain import (
+    Explanation,
+    anonymous,
+    as_decided,
+    explain,
+    explain_object,
+    object_permission,
+)
 from ..stores.base import Session, Store
 from ..users import User, normalize_username
 from .ops import Flow, call
@@ -76,6 +83,52 @@ def group_grants(policy: RolePolicy, groups: frozenset[str]) -> Flow[frozenset[s
 def explain_user(policy: RolePolicy, username: str, permission: str) -> Flow[Explanation]:
     """`explain` for the user of that name as the store has them, with the grants of
     their groups kept in the store; `UserNotFound` for an unknown user."""
+    user, kept = yield from _user_and_groups(policy, username)
+    return explain(policy, user, permission, kept)
+
+
+def explain_decision(
+    policy: RolePolicy,
+    who: str | Identity,
+    permission: str,
+    obj: object | None = None,
+    judge: Policy | None = None,
+    *,
+    key_name: str = "",
+    key_lists: frozenset[str] | None = None,
+) -> Flow[Explanation]:
+    """`explain` for a username or an identity, its verdict the identity's own
+    decision (for an API key's identity, `key_name` and `key_lists` are its key's, as
+    `explain` takes them); with `obj`, the decision on that object (``permission`` is
+    then an action, ``"read"`` or ``"items:read"``): by `judge` when given, else the
+    model's hooks, as `check_object` decides."""
+    if judge is not None and obj is None:
+        raise TypeError("policy= judges an object: pass obj= as well")
+    asked = permission if obj is None else object_permission(obj, permission)
+    if isinstance(who, str):
+        user, kept = yield from _user_and_groups(policy, who)
+        told = explain(policy, user, asked, kept)
+        if obj is None:
+            return told
+        extra = frozenset().union(*kept.values())
+        identity = identity_from_user(policy, user, "", {}, extra)
+    elif not who.is_authenticated:
+        told, identity = anonymous(asked), who
+    else:
+        identity = who
+        user, kept = yield from _user_and_groups(policy, who.username)
+        told = as_decided(
+            explain(policy, user, asked, kept, key_name=key_name, key_lists=key_lists), who
+        )
+    if obj is None:
+        return told
+    return (yield from explain_object(told, identity, obj, permission, judge))
+
+
+def _user_and_groups(
+    policy: RolePolicy, username: str
+) -> Flow[tuple[User, dict[str, frozenset[str]]]]:
+    """The user and the grants of their groups kept in the store; `UserNotFound`."""
     user = yield from call(Store.get_user, normalize_username(username))
     if user is None:
         raise UserNotFound()
@@ -84,7 +137,7 @@ def explain_user(policy: RolePolicy, username: str, permission: str) -> Flow[Exp
         found = yield from call(Store.get_group, group)
         if found is not None:
             kept[group] = found.permissions
-    return explain(policy, user, permission, kept)
+    return user, kept
 
 
 def _live(claims: Mapping[str, Any], session: Session | None, user: User | None) -> User:
