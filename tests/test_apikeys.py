@@ -59,6 +59,24 @@ def test_a_key_narrows_and_never_widens(gate: Any) -> None:
         gate.create_api_key(owner, "", None)
 
 
+def test_a_key_holds_its_owners_stored_group_grants(gate: Any) -> None:
+    """Grants from a group kept in the store reach a key as they reach a login: a key
+    listing nothing acts as its owner, one listing such a grant holds it; leaving the
+    group takes it from both."""
+    gate.save_group("reporting", ["reports:read"])
+    gate.update_user("olga", groups=["reporting"])
+    owner = gate.authenticate(gate.login("olga", PW).access_token)
+    assert owner.can("reports:read")
+    everything, _ = gate.create_api_key(owner, "as me")
+    narrow, _ = gate.create_api_key(owner, "reports", ["reports:read"])
+    assert gate.authenticate(everything).can("reports:read")
+    assert gate.authenticate(narrow).can("reports:read")
+    assert not gate.authenticate(narrow).can("items:read")
+    gate.update_user("olga", groups=[])
+    assert not gate.authenticate(everything).can("reports:read")
+    assert not gate.authenticate(narrow).can("reports:read")
+
+
 def test_revoked_expired_and_ownerless_keys_are_refused(gate: Any) -> None:
     owner = gate.authenticate(gate.login("olga", PW).access_token)
     key, described = gate.create_api_key(owner, "one")

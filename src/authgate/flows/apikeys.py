@@ -34,7 +34,7 @@ from ..identity import Client, Identity
 from ..permissions import PermissionSet, parse_grant
 from ..stores.base import Session, Store
 from ..users import new_session_id, utcnow
-from .identity import identity_from_user
+from .identity import group_grants, identity_from_user
 from .ops import Emit, Flow, call
 from .sessions import SessionRules, secret_digest
 
@@ -205,7 +205,11 @@ def _key_identity(rules: SessionRules, session: Session) -> Flow[Identity]:
             "account": tuple(p for p in listed if p in ACCOUNT_RIGHTS),
         }
     )
-    owner = identity_from_user(rules.policy, user, session.id, claims)
+    # The owner as a login would see them: the grants of their groups kept in the store
+    # too, so a key listing nothing acts as its owner and a listed grant that comes
+    # from such a group is held.
+    extra = yield from group_grants(rules.policy, user.groups)
+    owner = identity_from_user(rules.policy, user, session.id, claims, extra)
     narrowed = [p for p in listed if p not in ACCOUNT_RIGHTS]
     if not listed:
         return owner

@@ -111,7 +111,7 @@ def refuse_to_wait(op: Settle) -> NoReturn:
         op.answer.close()
     raise TypeError(
         "an async has_permission/has_object_permission hook needs the async driver: "
-        "check_object_async, afilter_objects or AsyncGate.filter"
+        "check_object_async, afilter_objects, AsyncGate.filter or AsyncGate.explain"
     )
 
 
