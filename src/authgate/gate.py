@@ -22,16 +22,15 @@ from .audit import AuditLog, configure_logging
 from .bootstrap import Bootstrap
 from .caches import IDENTITIES, LRU
 from .config import Settings
-from .errors import SessionRevoked
 from .faces import AsyncFace, Steps, SyncFace, operation, returning
 from .flows import Flow, arun, call, run
 from .flows.apikeys import (
-    ACCOUNT_RIGHTS,
     ApiKey,
     api_key_identity,
     create_api_key,
     is_api_key,
     is_key_identity,
+    key_listing,
     list_api_keys,
     recheck_api_key,
     require_account_right,
@@ -294,15 +293,7 @@ class _Gate(Generic[S]):
         by `policy` when given, else by the model's hooks (``async def`` ones awaited
         on the async face), each recorded with its answer.  `UserNotFound` for an
         unknown user; a malformed permission is a `ValidationError`."""
-        name, lists = "", None
-        if isinstance(who, Identity) and is_key_identity(who):
-            found = yield from call(Store.get_session, who.claims["api_key"])
-            if found is None or found.username != who.username:
-                raise SessionRevoked("the API key is unknown, revoked or expired")
-            key = ApiKey.from_session(found)
-            # A key listing nothing acts as its owner; account rights are not grants.
-            name = key.name or key.id
-            lists = frozenset(key.permissions) - ACCOUNT_RIGHTS if key.permissions else None
+        name, lists = (yield from key_listing(who)) if isinstance(who, Identity) else ("", None)
         return (
             yield from explain_decision(
                 self.policy, who, permission, obj, policy, key_name=name, key_lists=lists

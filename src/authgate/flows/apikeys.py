@@ -45,6 +45,7 @@ __all__ = [
     "api_key_identity",
     "create_api_key",
     "is_key_identity",
+    "key_listing",
     "list_api_keys",
     "recheck_api_key",
     "require_account_right",
@@ -215,6 +216,20 @@ def _key_identity(rules: SessionRules, session: Session) -> Flow[Identity]:
         return owner
     held = PermissionSet(p for p in narrowed if owner.can(p))
     return dataclasses.replace(owner, roles=frozenset(), permissions=held.grants, grants=held)
+
+
+def key_listing(identity: Identity) -> Flow[tuple[str, frozenset[str] | None]]:
+    """For an API key's identity, the key's name and the grants it lists (None when it
+    lists none: it acts as its owner; account rights are not grants); ``("", None)`` for
+    any other identity.  `SessionRevoked` when the key is gone."""
+    if not is_key_identity(identity):
+        return "", None
+    found = yield from call(Store.get_session, identity.claims["api_key"])
+    if found is None or found.username != identity.username or found.kind != _KIND:
+        raise SessionRevoked("the API key is unknown, revoked or expired")
+    key = ApiKey.from_session(found)
+    lists = frozenset(key.permissions) - ACCOUNT_RIGHTS if key.permissions else None
+    return key.name or key.id, lists
 
 
 def list_api_keys(username: str) -> Flow[list[ApiKey]]:
