@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import uuid
 import warnings
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
@@ -254,10 +255,33 @@ def test_hook_classes_are_judged_as_check_object_judges_each() -> None:
     objects: list[Any] = [
         Mine("alice"), Locked(), Mine("bob"), Note(1), Loose(True), Loose(False), Doc(2, "alice")
     ]  # fmt: skip
+    hooked_note = Note(2)  # a frozen dataclass given a hook on this instance only
+    object.__setattr__(hooked_note, "has_object_permission", lambda identity, action: False)
+    objects.insert(0, Note(3))  # the first Note has no hook: the class's answer is cached
+    objects.append(hooked_note)
     for identity in (ALICE, BOB, ADMIN, ANONYMOUS):
         for action in ("read", "write", "items:read", "note:read"):
             expected = [o for o in objects if check_object(identity, o, action)]
-            assert filter_objects(identity, action, objects) == expected, (identity, action)
+            for order in (objects, objects[::-1]):  # the order never changes a verdict
+                kept = filter_objects(identity, action, order)
+                assert kept == [o for o in order if o in expected], (identity, action)
+
+
+def test_sql_refuses_or_obeys_an_owner_rule_with_a_condition_of_its_own() -> None:
+    """A subclass of IsOwner that narrows it must not be read as plain ownership."""
+
+    class PublishedOwner(IsOwner):
+        def allows_object(self, identity: Identity, obj: object) -> bool:
+            return super().allows_object(identity, obj) and bool(getattr(obj, "published", False))
+
+    with pytest.raises(TypeError, match="where"):
+        visible_rows(ALICE, PublishedOwner(groups_attr=None), ITEMS)
+
+    class TeamOwner(IsOwner):
+        def where(self, identity: Identity, rows: Rows) -> Any:
+            return rows.column("team") == "red"
+
+    assert str(visible_rows(ALICE, TeamOwner(), ITEMS)) == "items.team = :team_1"
 
 
 # -- 404 instead of 403 ---------------------------------------------------------------------
@@ -432,21 +456,43 @@ def test_the_sql_condition_keeps_exactly_what_filter_keeps(
     assert _visible_ids(sqlite_engine, identity, policy) == expected
 
 
-def test_the_sql_condition_on_postgresql(postgres_database: str) -> None:
+@pytest.mark.parametrize("database", ["postgres_database", "mariadb_database"])
+def test_the_sql_condition_on_a_database_server(
+    database: str, request: pytest.FixtureRequest
+) -> None:
+    """Real servers, with names that MySQL's default collations would confuse (case and
+    accents): the condition keeps what Python keeps, byte for byte."""
     from authgate.stores.sql import parse_sql_url
 
-    engine = sa.create_engine(parse_sql_url(postgres_database).sync_url)
+    url = parse_sql_url(request.getfixturevalue(database)).sync_url
+    engine = sa.create_engine(url)
     schema = sa.MetaData()
-    items = ITEMS.to_metadata(schema, name="lists_items")
+    suffix = uuid.uuid4().hex[:8]
+    items = sa.Table(
+        f"lists_items_{suffix}",
+        schema,
+        sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+        sa.Column("owner", sa.String(64), nullable=False),
+        mysql_charset="utf8mb4",
+    )
     groups = sa.Table(
-        "lists_item_groups",
+        f"lists_item_groups_{suffix}",
         schema,
         sa.Column("item_id", sa.Integer, sa.ForeignKey(items.c.id), primary_key=True),
         sa.Column("group_name", sa.String(64), primary_key=True),
+        mysql_charset="utf8mb4",
     )
     schema.create_all(engine)
     try:
-        made = [("alice", set()), ("bob", {"red"}), ("carol", {"blue", "red"}), ("carol", set())]
+        made = [
+            ("alice", set()),
+            ("bob", {"red"}),
+            ("carol", {"blue", "red"}),
+            ("carol", set()),
+            ("josé", {"Red"}),
+            ("JOSE", set()),
+            ("jose", set()),
+        ]
         rows = [Row(n + 1, o, tuple(sorted(g))) for n, (o, g) in enumerate(made)]
         with engine.begin() as db:
             db.execute(items.insert(), [{"id": r.id, "owner": r.owner} for r in rows])
@@ -454,16 +500,22 @@ def test_the_sql_condition_on_postgresql(postgres_database: str) -> None:
                 groups.insert(),
                 [{"item_id": r.id, "group_name": g} for r in rows for g in r.shared_with],
             )
-        for identity in (ANONYMOUS, ALICE, who("dave", groups=("red",)), ADMIN, BOB):
+        jose, red = who("jose"), who("dave", groups=("red",))
+        for identity in (ANONYMOUS, ALICE, red, ADMIN, BOB, jose):
             for policy in POLICIES.values():
                 query = sa.select(items.c.id).where(
                     visible_rows(identity, policy, items, sharing=Sharing(groups, "item_id"))
                 )
                 with engine.connect() as db:
                     found = sorted(db.scalars(query))
-                assert found == [
-                    r.id for r in filter_objects(identity, "read", rows, policy=policy)
-                ]
+                expected = [r.id for r in filter_objects(identity, "read", rows, policy=policy)]
+                assert found == expected, (identity.username, policy.describe())
+        # What the comparison of names must not confuse: "josé", "JOSE"; "Red" and "red".
+        owner_only = visible_rows(
+            who("jose", groups=("red",)), IsOwner(), items, sharing=Sharing(groups, "item_id")
+        )
+        with engine.connect() as db:
+            assert sorted(db.scalars(sa.select(items.c.id).where(owner_only))) == [2, 3, 7]
     finally:
         schema.drop_all(engine)
         engine.dispose()

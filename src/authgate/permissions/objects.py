@@ -73,8 +73,9 @@ def split_action(action: str) -> tuple[str | None, str]:
 def object_verdict(
     identity: Identity, obj: object, action: str, policy: Policy | None = None
 ) -> Verdict:
-    """The steps deciding `action` on `obj`: yields each hook's answer (a bool, or an
-    awaitable one from an ``async def`` hook) and receives it back as a bool.
+    """The steps deciding `action` on `obj`: asks the hooks in order and yields a
+    `Settle` for each answer still to be awaited (an ``async def`` hook), receiving it
+    back as a bool; plain answers never leave the steps.
 
     `action` is ``"read"`` (the resource is the class's ``__authgate_resource__`` or its
     lower-cased name) or ``"items:read"`` (the resource is given; hooks receive
@@ -175,6 +176,8 @@ def object_test(policy: Policy, identity: Identity) -> bool | Callable[[object],
 
 
 _ASK_EACH = object()  # a class whose instances' own hook decides
+_WHOLE = object()  # a class whose instances are each judged whole (an async class hook)
+_REFUSED = object()  # a class whose class hook refused: every instance refused
 
 
 class Judge:
@@ -192,13 +195,20 @@ class Judge:
         self._by_class: dict[type, object] = {}
 
     def steps(self, obj: object) -> Verdict | bool:
+        """`obj`'s verdict, or (an ``async def`` hook to await) the steps to it."""
         test = self._test
         if test is not None:
             return test if isinstance(test, bool) else test(obj)
         cls = type(obj)
         plan = self._by_class.get(cls)
         if plan is None:
-            plan = self._by_class[cls] = self._plan(cls, obj)
+            plan = self._by_class[cls] = self._plan(cls)
+        if plan is _REFUSED:
+            return False
+        if plan is not _ASK_EACH and hasattr(obj, "has_object_permission"):
+            # A hook set on this instance, not its class: judged whole, as check_object
+            # judges it (a class's cached answer never covers it).
+            return object_verdict(self.identity, obj, self.action)
         if plan is _ASK_EACH:
             hook = getattr(obj, "has_object_permission", None)
             if hook is None:  # an instance without the hook its class-mates have
@@ -207,25 +217,28 @@ class Judge:
             return _answer(answer) if inspect.isawaitable(answer) else bool(answer)
         if isinstance(plan, bool):
             return plan
-        return object_verdict(self.identity, obj, self.action)
+        return object_verdict(self.identity, obj, self.action)  # _WHOLE
 
-    def _plan(self, cls: type, obj: object) -> object:
-        """True or False for every instance of `cls`; `_ASK_EACH`; or None-like
-        (anything else): the whole verdict per object (an ``async def`` class hook)."""
+    def _plan(self, cls: type) -> object:
+        """What decides the instances of `cls`: `_REFUSED` (the class hook refused: all
+        of them); True or False for those that carry no hook of their own; `_ASK_EACH`
+        (the object hook, the class hook having allowed); or `_WHOLE`: each judged
+        whole (an ``async def`` class hook)."""
         class_hook = getattr(cls, "has_permission", None)
         on_class = hasattr(cls, "has_object_permission")
-        if not on_class and hasattr(obj, "has_object_permission"):
-            return "steps"  # a hook set on instances: each judged whole
         if class_hook is None and not on_class:
-            return decide(object_verdict(self.identity, obj, self.action))
+            resource = self.resource
+            if resource is None:
+                resource = getattr(cls, "__authgate_resource__", cls.__name__.lower())
+            return self.identity.can(f"{resource}:{self.verb}")
         if class_hook is not None:
             answer = class_hook(self.identity, self.verb)
             if inspect.isawaitable(answer):
                 if inspect.iscoroutine(answer):
                     answer.close()
-                return "steps"
+                return _WHOLE
             if not answer:
-                return False
+                return _REFUSED
         return _ASK_EACH if on_class else True
 
 

@@ -25,6 +25,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 
 from ..identity import Identity
@@ -96,11 +98,11 @@ def _where(policy: Policy, identity: Identity, rows: Rows) -> ColumnElement[bool
         return _constant(not policy.inner.allows(identity))
     if not policy.allows(identity):
         return sa.false()
-    if isinstance(policy, IsOwner):
-        return _owned_or_shared(policy, identity, rows)
     own = getattr(policy, "where", None)
-    if own is not None:
+    if own is not None:  # first: a subclass of IsOwner may add conditions of its own
         return own(identity, rows)  # type: ignore[no-any-return]
+    if isinstance(policy, IsOwner) and type(policy).allows_object is IsOwner.allows_object:
+        return _owned_or_shared(policy, identity, rows)
     if type(policy).allows_object is Policy.allows_object:  # decides on the identity alone
         return sa.true()
     raise TypeError(
@@ -110,12 +112,38 @@ def _where(policy: Policy, identity: Identity, rows: Rows) -> ColumnElement[bool
     )
 
 
+class _SameText(ColumnElement[bool]):
+    """``column IN (values)`` compared byte for byte, as Python compares names: MySQL's
+    and MariaDB's default collations ignore case and accents (``jose`` would match a
+    row owned by ``José``), so there the test is also made on the bytes (the plain one
+    stays, for the index)."""
+
+    type = sa.Boolean()
+    inherit_cache = False  # compiled per dialect below
+
+    def __init__(self, column: ColumnElement[Any], values: list[str]) -> None:
+        self.column, self.values = column, values
+
+
+@compiles(_SameText)
+def _same_text(element: _SameText, compiler: SQLCompiler, **kw: Any) -> str:
+    return compiler.process(element.column.in_(element.values), **kw)
+
+
+@compiles(_SameText, "mysql")
+@compiles(_SameText, "mariadb")
+def _same_bytes(element: _SameText, compiler: SQLCompiler, **kw: Any) -> str:
+    as_bytes = sa.cast(element.column, sa.LargeBinary)
+    exact = as_bytes.in_([sa.cast(sa.literal(v), sa.LargeBinary) for v in element.values])
+    return compiler.process(sa.and_(element.column.in_(element.values), exact), **kw)
+
+
 def _constant(value: bool) -> ColumnElement[bool]:
     return sa.true() if value else sa.false()
 
 
 def _owned_or_shared(policy: IsOwner, identity: Identity, rows: Rows) -> ColumnElement[bool]:
-    owned = rows.column(policy.owner_attr) == identity.username
+    owned = _SameText(rows.column(policy.owner_attr), [identity.username or ""])
     if policy.groups_attr is None:
         return owned
     share = rows.sharing
@@ -129,14 +157,16 @@ def _owned_or_shared(policy: IsOwner, identity: Identity, rows: Rows) -> ColumnE
                 "sharing=Sharing(table, key) naming the table that holds them, or use "
                 "IsOwner(groups_attr=None) for objects never shared"
             ) from None
-        return sa.or_(owned, group.in_(sorted(identity.groups))) if identity.groups else owned
+        if not identity.groups:
+            return owned
+        return sa.or_(owned, _SameText(group, sorted(identity.groups)))
     if not identity.groups:
         return owned
     # ``id IN (SELECT ...)``, not a correlated EXISTS: the same rows, and a database can
     # answer each side of the OR from its index (SQLite scanned the table for EXISTS).
     shared = rows.primary_key().in_(
         sa.select(share.table.c[share.key]).where(
-            share.table.c[share.group].in_(sorted(identity.groups))
+            _SameText(share.table.c[share.group], sorted(identity.groups))
         )
     )
     return sa.or_(owned, shared)
