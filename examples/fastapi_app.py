@@ -21,6 +21,7 @@ from authgate.integrations.fastapi import (
 )
 from examples.demo import (
     ITEM_ACCESS,
+    MISSING,
     POLICY,
     Items,
     item_id,
@@ -72,7 +73,7 @@ async def list_items(me: Identity = Depends(require_auth())) -> dict[str, Any]:
 @app.get("/items/{id}")
 async def show_item(id: str, me: Identity = Depends(require_auth())) -> dict[str, Any]:
     item = items.get(item_id(id))
-    check_object_permission(item, "read", ITEM_ACCESS, me)
+    check_object_permission(item, "read", ITEM_ACCESS, me, missing=MISSING)
     return item_view(item)
 
 

@@ -11,7 +11,7 @@ from flask import Flask, request
 
 from authgate import require_auth, require_object_permission, require_permission, require_role
 from authgate.integrations.flask import AuthGate, current_identity
-from examples.demo import ITEM_ACCESS, POLICY, Items, item_view, items_view, parse_title
+from examples.demo import ITEM_ACCESS, MISSING, POLICY, Items, item_view, items_view, parse_title
 
 app = Flask(__name__)
 auth = AuthGate(app, policy=POLICY)
@@ -57,6 +57,8 @@ def list_items() -> Any:
 
 
 @app.get("/items/<int:item_id>")
-@require_object_permission("read", load=lambda item_id: items.get(item_id), policy=ITEM_ACCESS)
+@require_object_permission(
+    "read", load=lambda item_id: items.get(item_id), policy=ITEM_ACCESS, missing=MISSING
+)
 def show_item(item_id: int) -> Any:
     return item_view(items.get(item_id))

@@ -12,6 +12,7 @@ from authgate.permissions import HasPermission, IsAuthenticated
 from authgate.types import Receive, Scope, Send
 from examples.demo import (
     ITEM_ACCESS,
+    MISSING,
     PAGES,
     POLICY,
     Items,
@@ -84,7 +85,7 @@ async def demo(scope: Scope, receive: Receive, send: Send) -> None:
     elif path.startswith("/items/") and method == "GET":
         check(IsAuthenticated())
         item = items.get(item_id(path[len("/items/") :]))
-        check_object_permission(item, "read", ITEM_ACCESS)
+        check_object_permission(item, "read", ITEM_ACCESS, missing=MISSING)
         await _json(send, 200, item_view(item))
     else:
         raise NotFound("no such route")

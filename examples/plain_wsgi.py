@@ -13,6 +13,7 @@ from authgate.permissions import HasPermission, IsAuthenticated
 from authgate.types import StartResponse, WSGIEnviron
 from examples.demo import (
     ITEM_ACCESS,
+    MISSING,
     PAGES,
     POLICY,
     Items,
@@ -62,7 +63,7 @@ def demo(environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]
     if path.startswith("/items/") and method == "GET":
         check(IsAuthenticated())
         item = items.get(item_id(path[len("/items/") :]))
-        check_object_permission(item, "read", ITEM_ACCESS)
+        check_object_permission(item, "read", ITEM_ACCESS, missing=MISSING)
         return _json(start_response, "200 OK", item_view(item))
     raise NotFound("no such route")
 

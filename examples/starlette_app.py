@@ -22,6 +22,7 @@ from authgate import (
 from authgate.integrations.starlette import AuthGate
 from examples.demo import (
     ITEM_ACCESS,
+    MISSING,
     POLICY,
     Items,
     item_id,
@@ -67,7 +68,10 @@ async def list_items(request: Request) -> JSONResponse:
 
 
 @require_object_permission(
-    "read", load=lambda request: items.get(item_id(request.path_params["id"])), policy=ITEM_ACCESS
+    "read",
+    load=lambda request: items.get(item_id(request.path_params["id"])),
+    policy=ITEM_ACCESS,
+    missing=MISSING,
 )
 async def show_item(request: Request) -> JSONResponse:
     return JSONResponse(item_view(items.get(item_id(request.path_params["id"]))))

@@ -538,3 +538,21 @@ def test_the_readmes_key_and_object_example_runs_and_says_what_is_shown() -> Non
     assert len(said) == 2
     for told in said:
         assert f"```text\n{told}\n```" in readme
+
+
+def test_a_disabled_account_is_explained_as_refused(tmp_path: Any) -> None:
+    """Its grants are listed, but it can do nothing: the verdict says so, with a note."""
+    from authgate.gate import Gate
+    from authgate.testing import cheap_hasher
+    from conftest import SECRET
+
+    gate = Gate(store="memory://", secret_key=SECRET, hasher=cheap_hasher())
+    gate.create_user("dora", "dora's password", roles=["admin"])
+    gate.create_user("root", "root's password", roles=["admin"])
+    assert gate.explain("dora", "items:read").allowed
+    gate.update_user("dora", enabled=False)
+    told = gate.explain("dora", "items:read")
+    assert not told.allowed and told.matched == ()
+    assert "disabled" in told.note and told.would_allow == ("enabling the account",)
+    assert told.grants  # what the account would hold is still shown
+    assert not gate.explain("dora", "read", obj={"owner": "dora"}).allowed

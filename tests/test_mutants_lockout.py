@@ -51,11 +51,12 @@ def test_the_failure_that_locks_records_who_from_where_and_for_how_long() -> Non
     )
     assert ops[0] == Call("incr", ("login-failed:alice", 300))
     assert ops[1] == Call("incr", ("login-locked:alice", 600))
-    assert ops[2] == Call("expire_counter", ("login-failures:alice", 600))
-    assert ops[3] == Call("expire_counter", ("login-failed:alice", 600))
-    assert len(ops) == 5
-    assert isinstance(ops[4], Emit)
-    event = ops[4].event
+    assert ops[2] == Call("incr", ("login-failures:alice", 600, 3))
+    assert ops[3] == Call("expire_counter", ("login-failures:alice", 600))
+    assert ops[4] == Call("expire_counter", ("login-failed:alice", 600))
+    assert len(ops) == 6
+    assert isinstance(ops[5], Emit)
+    event = ops[5].event
     assert (event.event, event.username, event.client_ip) == ("lockout", "alice", "203.0.113.7")
     assert "3 failed logins" in event.detail
     assert "600 s" in event.detail

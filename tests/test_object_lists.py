@@ -293,7 +293,7 @@ def test_a_refusal_is_403_unless_hidden_then_it_reads_as_missing() -> None:
         check_object_permission(theirs, "read", identity=BOB)
     with pytest.raises(NotFound) as hidden:
         check_object_permission(theirs, "read", identity=BOB, hide=True)
-    assert hidden.value.detail == "no such doc"
+    assert hidden.value.detail == "no such object"  # as for None: one answer
     with pytest.raises(NotFound) as named:
         check_object_permission(theirs, "read", identity=BOB, hide=True, missing="no such item")
     assert named.value.detail == "no such item"

@@ -15,15 +15,21 @@ import webtest
 
 from _workers import spray_logins
 from authgate.audit import AuditEvent
-from authgate.errors import AccountLocked, BadCredentials, SessionRevoked, TooManyAttempts
+from authgate.errors import (
+    AccountLocked,
+    BadCredentials,
+    SessionRevoked,
+    StoreUnavailable,
+    TooManyAttempts,
+)
 from authgate.flows import Call, Pause, Settle, Verify
 from authgate.flows.login import login
-from authgate.flows.throttle import ClientThrottle, client_network
+from authgate.flows.throttle import client_network
 from authgate.gate import Gate
 from authgate.http import error_response
 from authgate.identity import Client
 from authgate.middleware.wsgi import AuthGateWSGIApi, AuthGateWSGIMiddleware
-from authgate.stores import open_store
+from authgate.stores import MemoryStore, open_store
 from authgate.testing import cheap_hasher
 from conftest import SECRET
 from test_scram import PW as SCRAM_PW
@@ -125,6 +131,7 @@ def test_per_address_and_username_limit() -> None:
         max_login_attempts=0,  # no account lock-out: the pair limit keeps guessing slow
         max_failures_per_address=10,
         max_failures_per_address_user=2,
+        address_window=86_400,  # one window for the whole test
     )
     accounts(gate, 2)
     for _ in range(2):
@@ -136,7 +143,7 @@ def test_per_address_and_username_limit() -> None:
         gate.login("user01", "guess", SPRAYER)
     assert gate.login("user00", PW, NEIGHBOUR).access_token  # the owner, elsewhere
     # The refused attempt gave back the slot it took on the address: 3 failures counted.
-    assert gate.store.get_counter(ClientThrottle().key(SPRAYER.ip)) == 3
+    assert gate.store.get_counter(gate.rules.throttle.key(SPRAYER.ip)) == 3
 
 
 def test_a_throttled_attempt_checks_no_password_and_touches_no_account() -> None:
@@ -155,7 +162,7 @@ def test_a_throttled_attempt_checks_no_password_and_touches_no_account() -> None
 
     with pytest.raises(TooManyAttempts):
         _replay(login(gate.rules, "user00", PW, SPRAYER), answer)
-    assert [op.method for op in seen if isinstance(op, Call)] == ["incr", "counter_ttl"]
+    assert [op.method for op in seen if isinstance(op, Call)] == ["incr"]
     assert gate.store.get_counter("login-failures:user00") == 1  # only the first attempt's
 
 
@@ -253,10 +260,67 @@ def test_a_window_ends() -> None:
         ("fe80::1%eth0", "fe80::/64"),
         ("testclient", "testclient"),
         ("x" * 100, "x" * 64),
+        ("203.0.113.9:51234", "203.0.113.9"),  # a port, as some proxies forward it
+        ("[2001:db8:1:2::7]:443", "2001:db8:1:2::/64"),
+        ("[::ffff:192.0.2.1]:80", "192.0.2.1"),
     ],
 )
 def test_an_address_is_counted_by_its_network(ip: str, counted_as: str) -> None:
     assert client_network(ip) == counted_as
+
+
+def test_refusals_that_checked_nothing_give_their_slot_back() -> None:
+    """A locked account's refusals and a store outage are no failed checks: an office
+    retrying a locked account, or a store that blinked, does not throttle the address."""
+
+    class Blinking(MemoryStore):
+        down = False
+
+        def get_user(self, username: str) -> Any:
+            if self.down:
+                raise StoreUnavailable("the store blinked")
+            return super().get_user(username)
+
+    store = Blinking()
+    gate = Gate(
+        store=store,
+        hasher=cheap_hasher(),
+        secret_key=SECRET,
+        max_login_attempts=2,
+        max_failures_per_address=4,
+        address_window=86_400,
+    )
+    accounts(gate, 2)
+    for _ in range(2):
+        with pytest.raises(BadCredentials):
+            gate.login("user00", "wrong", SPRAYER)  # two failures: user00 locks
+    for _ in range(5):
+        with pytest.raises(AccountLocked):
+            gate.login("user00", PW, SPRAYER)
+    store.down = True
+    for _ in range(5):
+        with pytest.raises(StoreUnavailable):
+            gate.login("user01", PW, SPRAYER)
+    store.down = False
+    assert store.get_counter(gate.rules.throttle.key(SPRAYER.ip)) == 2  # the two failures
+    assert gate.login("user01", PW, SPRAYER).access_token
+
+
+def test_requests_from_no_address_share_one() -> None:
+    """A server that names no client (a Unix socket): its requests count as one address,
+    never as "not counted"."""
+    gate = Gate(
+        store="memory://", hasher=cheap_hasher(), secret_key=SECRET, max_failures_per_address=2
+    )
+    app = webtest.TestApp(AuthGateWSGIMiddleware(AuthGateWSGIApi(None, gate), gate))
+    body = {"username": "nobody", "password": "guess"}
+    statuses = [
+        app.post_json(
+            "/auth/login", body, extra_environ={"REMOTE_ADDR": ""}, expect_errors=True
+        ).status_int
+        for _ in range(4)
+    ]
+    assert statuses == [401, 401, 429, 429]
 
 
 def test_ipv6_hosts_of_one_network_share_a_limit() -> None:
@@ -309,6 +373,22 @@ def test_a_correct_login_in_flight_never_locks_its_own_account() -> None:
         _step(gate, owner, owner.send(verified), lambda op: False)
     assert done.value.value.access_token
     assert gate.login("user00", PW).access_token
+
+
+def test_a_lock_holds_when_the_reservations_window_started_afresh() -> None:
+    """The reservations' window ends before the failures' (it started a check earlier):
+    the failure that locks must still stop every attempt during the lock."""
+    gate = Gate(store="memory://", hasher=cheap_hasher(), secret_key=SECRET, max_login_attempts=5)
+    accounts(gate, 1)
+    for _ in range(4):
+        with pytest.raises(BadCredentials):
+            gate.login("user00", "wrong")
+    gate.store.reset_counter("login-failures:user00")  # as if its window had just ended
+    with pytest.raises(BadCredentials):
+        gate.login("user00", "wrong")  # the fifth failure: locks
+    for _ in range(3):
+        with pytest.raises(AccountLocked):
+            gate.login("user00", PW)
 
 
 def test_five_real_failures_still_lock() -> None:

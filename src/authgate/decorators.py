@@ -146,7 +146,7 @@ def _object_check(
         who.username or "", f"{action}: {what}", f"{kind} {getattr(obj, 'id', '')}".strip()
     )
     if hidden:  # answered as a missing one would be: nothing says it exists
-        raise NotFound(missing or f"no such {kind.lower()}")
+        raise NotFound(missing or "no such object")
     raise PermissionDenied(f"{action} on this {kind} requires {what}")
 
 
@@ -163,7 +163,7 @@ def check_object_permission(
     `policy` judged on the object, or the object's own hooks (`check_object`).
 
     A refusal is 403 (`PermissionDenied`), or 404 (`NotFound`, with `missing` as its
-    detail, default ``"no such <class>"``) when `hide` is true, or when `hide` is None
+    detail, default ``"no such object"``) when `hide` is true, or when `hide` is None
     and the gate's ``hide_objects`` setting is on (`authgate.context.hiding_objects`):
     make `missing` what your app answers for an object that does not exist, so the
     two cannot be told apart.

@@ -37,6 +37,7 @@ __all__ = [
     "parse_authorization",
     "parse_cookies",
     "read_credential",
+    "request_address",
 ]
 
 _log = logging.getLogger("authgate.store")
@@ -105,6 +106,18 @@ class CredentialRules:
     def __post_init__(self) -> None:
         origins = frozenset(o.rstrip("/").lower() for o in self.websocket_origins)
         object.__setattr__(self, "websocket_origins", origins)
+
+
+#: The address of a request whose server named none (a Unix socket, a test client):
+#: such requests share one address, so the limits per address still hold for them.
+UNKNOWN_ADDRESS = "unknown"
+
+
+def request_address(value: object) -> str:
+    """The client address a server handed over (``REMOTE_ADDR``, the ASGI ``client``),
+    or `UNKNOWN_ADDRESS`: never empty, which means "no request" (a call from Python)."""
+    text = str(value).strip() if value else ""
+    return text or UNKNOWN_ADDRESS
 
 
 def parse_authorization(value: str) -> str | None:

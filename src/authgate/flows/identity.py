@@ -15,6 +15,7 @@ from ..permissions.explain import (
     Explanation,
     anonymous,
     as_decided,
+    disabled,
     explain,
     explain_object,
     object_permission,
@@ -84,7 +85,8 @@ def explain_user(policy: RolePolicy, username: str, permission: str) -> Flow[Exp
     """`explain` for the user of that name as the store has them, with the grants of
     their groups kept in the store; `UserNotFound` for an unknown user."""
     user, kept = yield from _user_and_groups(policy, username)
-    return explain(policy, user, permission, kept)
+    told = explain(policy, user, permission, kept)
+    return told if user.enabled else disabled(told)
 
 
 def explain_decision(
@@ -108,6 +110,8 @@ def explain_decision(
     if isinstance(who, str):
         user, kept = yield from _user_and_groups(policy, who)
         told = explain(policy, user, asked, kept)
+        if not user.enabled:  # no object is asked about: nothing would let it act
+            return disabled(told)
         if obj is None:
             return told
         extra = frozenset().union(*kept.values())

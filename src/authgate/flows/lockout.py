@@ -69,6 +69,11 @@ class LockoutPolicy:
             yield Pause(_WAIT_STEP)  # attempts in flight: a success frees the counter
             waited += _WAIT_STEP
 
+    def give_back(self, username: str) -> Flow[None]:
+        """Return a reservation whose guess was never checked (the store failed)."""
+        if self.max_attempts:
+            yield from call(Store.incr, self.key(username), self.window, -1)
+
     def failed(self, username: str, client_ip: str = "") -> Flow[None]:
         """Record a failed guess; the one that brings the failures to the limit locks
         the account."""
@@ -78,6 +83,9 @@ class LockoutPolicy:
         if failures != self.max_attempts:
             return
         yield from call(Store.incr, self.lock_key(username), self.lockout_seconds)
+        # The reservations' window may have started afresh while this guess was checked:
+        # fill it, so that every attempt during the lock is over the limit and sees it.
+        yield from call(Store.incr, self.key(username), self.lockout_seconds, self.max_attempts)
         yield from call(Store.expire_counter, self.key(username), self.lockout_seconds)
         yield from call(Store.expire_counter, self.failures_key(username), self.lockout_seconds)
         yield Emit(

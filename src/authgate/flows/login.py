@@ -6,6 +6,8 @@ verification instead, and gets an argon2id hash at their first successful login.
 
 from __future__ import annotations
 
+import contextlib
+
 from ..audit import AuditEvent
 from ..errors import (
     BadCredentials,
@@ -47,8 +49,7 @@ def login(rules: SessionRules, username: str, password: str, client: Client) -> 
         raise BadCredentials() from None
     # The address first: an address over its limit neither checks nor locks anything.
     held = yield from rules.throttle.reserve(client.ip, name)
-    yield from rules.lockout.reserve(name)
-    user = yield from call(Store.get_user, name)
+    user = yield from rules.throttle.spared(held, take_guess(rules, name))
     if user is None or not user.password_hash:
         yield DummyVerify(password)
         ok = False
@@ -64,6 +65,19 @@ def login(rules: SessionRules, username: str, password: str, client: Client) -> 
         user = yield from _rehash(user, password)
 
     return (yield from open_session(rules, user, client))
+
+
+def take_guess(rules: SessionRules, username: str) -> Flow[User | None]:
+    """Reserve a password check on the account (the lock-out) and read the user; a store
+    that cannot be read gets the reservation back (best effort): nothing was checked."""
+    yield from rules.lockout.reserve(username)
+    try:
+        user = yield from call(Store.get_user, username)
+    except StoreError:
+        with contextlib.suppress(StoreError):
+            yield from rules.lockout.give_back(username)
+        raise
+    return user
 
 
 def _rehash(user: User, password: str) -> Flow[User]:

@@ -38,6 +38,7 @@ from ..passwords import ScramCredentials, derive_credentials
 from ..stores.base import Session, Store
 from ..tokens import TokenPair
 from ..users import new_session_id, normalize_username, utcnow
+from .login import take_guess
 from .ops import Emit, Flow, call
 from .sessions import SessionRules, open_session
 
@@ -191,8 +192,7 @@ def _server_final(
     except ValueError:
         raise ScramError("client-final has no valid proof") from None
     held = yield from rules.throttle.reserve(client.ip, state.username)
-    yield from rules.lockout.reserve(state.username)
-    user = yield from call(Store.get_user, state.username)
+    user = yield from rules.throttle.spared(held, take_guess(rules, state.username))
     creds = ScramCredentials.parse(user.scram_credentials) if user is not None else None
     auth_message = f"{state.data['bare']},{state.data['server_first']},{without_proof}"
     valid = False

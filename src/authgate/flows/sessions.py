@@ -148,7 +148,7 @@ def refresh(rules: SessionRules, refresh_token: str, client: Client) -> Flow[Tok
     """Spend a refresh token for a new pair; a spent token revokes its session.  Each
     refusal counts against the client's address (`ClientThrottle`)."""
     held = yield from rules.throttle.reserve(client.ip)
-    pair = yield from _refresh(rules, refresh_token, client)
+    pair = yield from rules.throttle.spared(held, _refresh(rules, refresh_token, client))
     yield from rules.throttle.passed(held)
     return pair
 

@@ -10,6 +10,11 @@ most ``per_address`` checks happen per window; an attempt over the limit is answ
 increment by -1), so only failures (and attempts in flight) count: an office behind
 one address logging in all morning is never throttled by its own good logins.
 
+Windows are aligned on the clock (``window`` seconds each, numbered in the counter's
+key): a slot is always given back to the window it was taken from, and ``Retry-After``
+is the time to the next window.  A refusal that checked nothing (the account locked,
+the store unreachable) gives its slot back too.
+
 Optionally, ``per_address_user`` bounds each (address, username) pair too: a way to keep
 guessing on one account slow without the account lock-out (which anyone may trigger)
 for deployments that turn that off.
@@ -20,24 +25,36 @@ counting single addresses would let it rotate through 2**64 of them.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import math
+import time
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ..audit import AuditEvent
-from ..errors import TooManyAttempts
+from ..errors import AccountLocked, StoreError, TooManyAttempts
 from ..stores.base import Store
 from .ops import Emit, Flow, call
+
+T = TypeVar("T")
 
 __all__ = ["ClientThrottle", "Reservation", "client_network"]
 
 
 def client_network(ip: str) -> str:
     """What one client is counted as: an IPv4 address, or an IPv6 address's /64
-    network (an IPv4-mapped IPv6 address counts as its IPv4 address); anything else
-    (a Unix socket's name, a test client's label) as itself, at most 64 characters."""
+    network (an IPv4-mapped IPv6 address counts as its IPv4 address), without a port
+    (``1.2.3.4:5678``, ``[2001:db8::1]:443``, as some proxies forward them) or a zone;
+    anything else (a Unix socket's name, a test client's label) as itself, at most 64
+    characters."""
+    text = ip.strip()
+    if text.startswith("["):
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
     try:
-        address = ipaddress.ip_address(ip.strip().split("%", 1)[0])
+        address = ipaddress.ip_address(text.partition("%")[0])
     except ValueError:
         return ip.strip()[:64]
     if isinstance(address, ipaddress.IPv6Address):
@@ -63,19 +80,22 @@ class ClientThrottle:
     per_address_user: int = 0
     window: int = 300
 
-    def key(self, ip: str, username: str = "") -> str:
-        """The counter of `ip`'s failures (with `username`: on that account)."""
-        network = client_network(ip)
-        return f"client-failures:{network}|{username}" if username else f"client-failures:{network}"
+    def key(self, ip: str, username: str = "", *, now: float | None = None) -> str:
+        """The counter of `ip`'s failures (with `username`: on that account) in the
+        window that holds `now` (default: the present)."""
+        window = int((time.time() if now is None else now) // self.window)
+        who = f"{client_network(ip)}|{username}" if username else client_network(ip)
+        return f"client-failures:{who}@{window}"
 
     def reserve(self, ip: str, username: str = "") -> Flow[Reservation]:
         """Take a slot for an attempt from `ip` (on `username`, when known), or raise
         `TooManyAttempts`; an attempt with no address (from Python) is not counted."""
         if not ip:
             return Reservation()
-        limits = [(self.key(ip), self.per_address)]
+        now = time.time()
+        limits = [(self.key(ip, now=now), self.per_address)]
         if username:
-            limits.append((self.key(ip, username), self.per_address_user))
+            limits.append((self.key(ip, username, now=now), self.per_address_user))
         taken: list[str] = []
         for key, limit in limits:
             if not limit:
@@ -84,7 +104,6 @@ class ClientThrottle:
             if count > limit:
                 for held in taken:  # refused unchecked: what it took elsewhere goes back
                     yield from call(Store.incr, held, self.window, -1)
-                ttl = yield from call(Store.counter_ttl, key)
                 if count == limit + 1:  # once per window, not on every refused attempt
                     yield Emit(
                         AuditEvent(
@@ -95,7 +114,7 @@ class ClientThrottle:
                             f"{self.window} s",
                         )
                     )
-                raise TooManyAttempts(max(1, math.ceil(ttl)))
+                raise TooManyAttempts(max(1, math.ceil(self.window - now % self.window)))
             taken.append(key)
         return Reservation(tuple(taken))
 
@@ -103,3 +122,14 @@ class ClientThrottle:
         """The attempt succeeded: give its slots back."""
         for key in reservation.keys:
             yield from call(Store.incr, key, self.window, -1)
+
+    def spared(self, reservation: Reservation, steps: Flow[T]) -> Flow[T]:
+        """Run `steps` (an attempt up to its credential check); when they end in a
+        refusal that checked no credential (a lock-out, a store outage), give the slots
+        back before passing it on: only failed checks count against an address."""
+        try:
+            return (yield from steps)
+        except (AccountLocked, StoreError):
+            with contextlib.suppress(StoreError):  # unreachable: kept until the window ends
+                yield from self.passed(reservation)
+            raise

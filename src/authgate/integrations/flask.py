@@ -32,7 +32,7 @@ from ..config import ENV_PREFIX, Settings
 from ..context import current_identity as _current_identity
 from ..errors import AuthGateError
 from ..gate import Gate
-from ..http import CredentialRules, error_response, not_found
+from ..http import CredentialRules, error_response, not_found, request_address
 from ..identity import ANONYMOUS, Client, Identity
 from ..middleware.wsgi import ENVIRON_KEY, AuthGateWSGIMiddleware
 from ..permissions import RolePolicy
@@ -105,7 +105,7 @@ def _api_blueprint(gate: Gate) -> Blueprint:
             identity=identity,
             body=request.get_data(cache=False),
             query=request.args.to_dict(),
-            client=Client(request.remote_addr or "", request.user_agent.string),
+            client=Client(request_address(request.remote_addr), request.user_agent.string),
             authorization=request.headers.get("Authorization", ""),
             if_match=request.headers.get("If-Match", ""),
         )

@@ -25,7 +25,7 @@ from starlette.websockets import WebSocket
 from ..api import ApiRequest, HttpApi
 from ..errors import AuthGateError
 from ..gate import AsyncGate
-from ..http import CredentialRules, error_response, not_found
+from ..http import CredentialRules, error_response, not_found, request_address
 from ..identity import ANONYMOUS, Client
 from ..middleware.asgi import AuthGateMiddleware
 
@@ -77,7 +77,10 @@ class AuthGate:
             identity=request.scope.get("user", ANONYMOUS),
             body=await request.body(),
             query=dict(request.query_params),
-            client=Client(client.host if client else "", request.headers.get("user-agent", "")),
+            client=Client(
+                request_address(client.host if client else None),
+                request.headers.get("user-agent", ""),
+            ),
             authorization=request.headers.get("authorization", ""),
             if_match=request.headers.get("if-match", ""),
         )

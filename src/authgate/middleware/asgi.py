@@ -31,7 +31,14 @@ from ..context import reset_identity, reset_object_hiding, set_identity, set_obj
 from ..errors import AuthenticationError, AuthGateError, SessionRevoked
 from ..faces import answered
 from ..gate import AsyncGate
-from ..http import ApiResponse, CredentialRules, error_response, not_found, read_credential
+from ..http import (
+    ApiResponse,
+    CredentialRules,
+    error_response,
+    not_found,
+    read_credential,
+    request_address,
+)
 from ..identity import ANONYMOUS, Client, Identity
 from ..types import ASGIApp, Message, Receive, Scope, Send
 
@@ -240,14 +247,14 @@ class AuthGateApi(ApiMount[ASGIApp, AsyncGate]):
             elif name == b"if-match":  # repeated: one list, as RFC 9110 combines them
                 text = value.decode("latin-1")
                 if_match = f"{if_match}, {text}" if if_match else text
-        client = scope.get("client") or ("", 0)
+        client = scope.get("client") or (None, 0)
         request = ApiRequest(
             method=scope["method"],
             path=path,
             identity=scope.get("user", ANONYMOUS),
             body=bytes(body),
             query=dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"))),
-            client=Client(str(client[0]), user_agent),
+            client=Client(request_address(client[0]), user_agent),
             authorization=authorization,
             if_match=if_match,
         )

@@ -17,7 +17,14 @@ from ..audit import bind_audit_log
 from ..context import set_identity, set_object_hiding
 from ..errors import AuthenticationError, AuthGateError
 from ..gate import Gate
-from ..http import ApiResponse, CredentialRules, error_response, not_found, read_credential
+from ..http import (
+    ApiResponse,
+    CredentialRules,
+    error_response,
+    not_found,
+    read_credential,
+    request_address,
+)
 from ..identity import ANONYMOUS, Client, Identity
 from ..types import StartResponse, WSGIApp, WSGIEnviron
 
@@ -204,7 +211,9 @@ class AuthGateWSGIApi(ApiMount[WSGIApp, Gate]):
             identity=environ.get(ENVIRON_KEY, ANONYMOUS),
             body=body,
             query=dict(parse_qsl(environ.get("QUERY_STRING", ""))),
-            client=Client(environ.get("REMOTE_ADDR", ""), environ.get("HTTP_USER_AGENT", "")),
+            client=Client(
+                request_address(environ.get("REMOTE_ADDR")), environ.get("HTTP_USER_AGENT", "")
+            ),
             authorization=environ.get("HTTP_AUTHORIZATION", ""),
             if_match=environ.get("HTTP_IF_MATCH", ""),
         )

@@ -226,6 +226,18 @@ def as_decided(told: Explanation, identity: Identity) -> Explanation:
     return dataclasses.replace(told, allowed=own, note=note)
 
 
+def disabled(told: Explanation) -> Explanation:
+    """`told` for a disabled account: whatever its grants say, it is refused (it cannot
+    log in, and its sessions and keys are refused)."""
+    return dataclasses.replace(
+        told,
+        allowed=False,
+        matched=(),
+        would_allow=("enabling the account",),
+        note="the account is disabled: it can do nothing until an admin enables it",
+    )
+
+
 def anonymous(permission: str) -> Explanation:
     """The explanation for an identity that is not authenticated: it holds nothing."""
     parse_grant(permission)
