@@ -60,7 +60,7 @@ from .errors import (
 )
 from .flows import Flow, call
 from .flows.apikeys import create_api_key, list_api_keys, require_account_right, revoke_api_key
-from .flows.identity import explain_user
+from .flows.identity import explain_decision
 from .flows.login import change_password, login
 from .flows.scram import scram_step
 from .flows.sessions import LOGIN, SessionRules, logout, refresh, revoke_session
@@ -621,7 +621,7 @@ class HttpApi:
         permission = request.query.get("permission", "*:*")
         if not isinstance(permission, str) or len(permission) > 512:
             raise ValidationError("'permission' must be resource:action", field="permission")
-        explained = yield from explain_user(self.rules.policy, username, permission)
+        explained = yield from explain_decision(self.rules.policy, username, permission)
         return ApiResponse.json(200, explained.to_dict())
 
     def _user_of(self, request: ApiRequest, username: str) -> Flow[tuple[Identity, User]]:

@@ -70,23 +70,21 @@ def identity_from_claims(policy: RolePolicy, claims: Mapping[str, Any]) -> Ident
     )
 
 
+def stored_groups(policy: RolePolicy, groups: frozenset[str]) -> Flow[dict[str, frozenset[str]]]:
+    """The grants of each of `groups` kept in the store (those the policy does not
+    define; a group that is nowhere is left out)."""
+    kept: dict[str, frozenset[str]] = {}
+    for name in sorted(groups - policy.group_permissions.keys()):
+        found = yield from call(Store.get_group, name)
+        if found is not None:
+            kept[name] = found.permissions
+    return kept
+
+
 def group_grants(policy: RolePolicy, groups: frozenset[str]) -> Flow[frozenset[str]]:
     """Grants of the user's groups kept in the store (those the policy does not define)."""
-    grants: set[str] = set()
-    for name in sorted(groups):
-        if name not in policy.group_permissions:
-            group = yield from call(Store.get_group, name)
-            if group is not None:
-                grants |= group.permissions
-    return frozenset(grants)
-
-
-def explain_user(policy: RolePolicy, username: str, permission: str) -> Flow[Explanation]:
-    """`explain` for the user of that name as the store has them, with the grants of
-    their groups kept in the store; `UserNotFound` for an unknown user."""
-    user, kept = yield from _user_and_groups(policy, username)
-    told = explain(policy, user, permission, kept)
-    return told if user.enabled else disabled(told)
+    kept = yield from stored_groups(policy, groups)
+    return frozenset().union(*kept.values())
 
 
 def explain_decision(
@@ -136,11 +134,7 @@ def _user_and_groups(
     user = yield from call(Store.get_user, normalize_username(username))
     if user is None:
         raise UserNotFound()
-    kept: dict[str, frozenset[str]] = {}
-    for group in sorted(user.groups - policy.group_permissions.keys()):
-        found = yield from call(Store.get_group, group)
-        if found is not None:
-            kept[group] = found.permissions
+    kept = yield from stored_groups(policy, user.groups)
     return user, kept
 
 

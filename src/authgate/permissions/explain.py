@@ -17,7 +17,7 @@ from typing import Any
 from ..identity import Identity
 from ..users import User
 from .grants import PermissionSet, parse_grant
-from .objects import Settle, _answer, object_verdict, split_action
+from .objects import Settle, object_verdict, split_action
 from .policies import Policy
 from .roles import RolePolicy
 
@@ -280,27 +280,17 @@ def explain_object(
             told, allowed=False, matched=(), refused_by=(source,), would_allow=meeting
         )
     verb = split_action(action)[1]
-    hooks = [
-        (hook, f"{cls.__name__}.{name}")
-        for hook, name in (
-            (getattr(cls, "has_permission", None), "has_permission"),
-            (getattr(obj, "has_object_permission", None), "has_object_permission"),
-        )
-        if hook is not None
-    ]
-    if not hooks:
-        allowed = yield from object_verdict(identity, obj, action)
+    asked: list[tuple[str, bool]] = []
+    allowed = yield from object_verdict(identity, obj, action, asked=asked)
+    if not asked:  # no hooks: the permission decided
         return told if allowed == told.allowed else as_decided(told, identity)
-    asked: list[Source] = []
-    for hook, name in hooks:
-        source = Source(verb, "object-hook", name)
-        if not (yield from _answer(hook(identity, verb))):
-            return dataclasses.replace(
-                told, allowed=False, matched=(), refused_by=(source,), would_allow=()
-            )
-        asked.append(source)
-    return dataclasses.replace(
-        told, allowed=True, matched=tuple(asked), refused_by=(), would_allow=()
+    sources = tuple(Source(verb, "object-hook", f"{cls.__name__}.{name}") for name, _ in asked)
+    if allowed:
+        return dataclasses.replace(
+            told, allowed=True, matched=sources, refused_by=(), would_allow=()
+        )
+    return dataclasses.replace(  # the last hook asked is the one that refused
+        told, allowed=False, matched=(), refused_by=sources[-1:], would_allow=()
     )
 
 

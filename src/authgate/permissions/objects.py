@@ -71,7 +71,12 @@ def split_action(action: str) -> tuple[str | None, str]:
 
 
 def object_verdict(
-    identity: Identity, obj: object, action: str, policy: Policy | None = None
+    identity: Identity,
+    obj: object,
+    action: str,
+    policy: Policy | None = None,
+    *,
+    asked: list[tuple[str, bool]] | None = None,
 ) -> Verdict:
     """The steps deciding `action` on `obj`: asks the hooks in order and yields a
     `Settle` for each answer still to be awaited (an ``async def`` hook), receiving it
@@ -80,7 +85,8 @@ def object_verdict(
     `action` is ``"read"`` (the resource is the class's ``__authgate_resource__`` or its
     lower-cased name) or ``"items:read"`` (the resource is given; hooks receive
     ``"read"``).  A `policy`, when given, decides instead of the hooks: its class and
-    object checks together, as the guards judge it.
+    object checks together, as the guards judge it.  `asked`, when given, receives each
+    hook asked and its answer, in order (`explain` shows them).
     """
     if policy is not None:
         return policy.allows(identity) and policy.allows_object(identity, obj)
@@ -94,9 +100,18 @@ def object_verdict(
         if resource is None:
             resource = getattr(cls, "__authgate_resource__", cls.__name__.lower())
         return identity.can(f"{resource}:{verb}")
-    if class_hook is not None and not (yield from _answer(class_hook(identity, verb))):
-        return False
-    return object_hook is None or (yield from _answer(object_hook(identity, verb)))
+    if class_hook is not None:
+        allowed = yield from _answer(class_hook(identity, verb))
+        if asked is not None:
+            asked.append(("has_permission", allowed))
+        if not allowed:
+            return False
+    if object_hook is None:
+        return True
+    allowed = yield from _answer(object_hook(identity, verb))
+    if asked is not None:
+        asked.append(("has_object_permission", allowed))
+    return allowed
 
 
 def _answer(value: object) -> Verdict:
