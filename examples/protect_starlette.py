@@ -14,7 +14,7 @@ from authgate.integrations.starlette import AuthGate
 
 @require_role("operator")
 async def reports(request: Request) -> JSONResponse:
-    return JSONResponse({"for": current_identity().username})
+    return JSONResponse({"for": current_identity.username})
 
 
 app = Starlette(routes=[Route("/reports", reports)])  # your existing app

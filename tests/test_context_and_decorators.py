@@ -204,3 +204,44 @@ def test_require_with_a_composed_policy() -> None:
         assert odd()
     with as_identity(OPERATOR), pytest.raises(PermissionDenied):
         odd()
+
+
+def test_one_current_identity_proxy_in_every_framework() -> None:
+    """`current_identity` reads the identity being served on each access, in any
+    framework (Flask and Starlette export the same object), in tasks and copied
+    threads; calling it gives the identity itself."""
+    import contextvars
+    import threading
+
+    from authgate import current_identity
+    from authgate.integrations.flask import current_identity as in_flask
+    from authgate.integrations.starlette import current_identity as in_starlette
+
+    assert in_flask is current_identity and in_starlette is current_identity
+    assert current_identity.username == "" and not current_identity.is_authenticated
+    alice = Identity(username="alice", is_authenticated=True, roles=frozenset({"viewer"}))
+    with as_identity(alice):
+        assert current_identity.username == "alice"
+        assert current_identity.has_role("viewer")
+        assert isinstance(current_identity, Identity)
+        assert type(current_identity()) is Identity and current_identity() is alice
+        assert current_identity == alice
+
+        async def in_a_task() -> str:
+            return current_identity.username
+
+        assert asyncio.run(in_a_task()) == "alice"
+        seen: list[str] = []
+        context = contextvars.copy_context()
+        worker = threading.Thread(
+            target=lambda: context.run(lambda: seen.append(current_identity.username))
+        )
+        worker.start()
+        worker.join()
+        assert seen == ["alice"]
+        plain: list[str] = []
+        worker = threading.Thread(target=lambda: plain.append(current_identity.username))
+        worker.start()
+        worker.join()
+        assert plain == [""]  # a plain new thread starts anonymous
+    assert current_identity.username == ""

@@ -1,9 +1,13 @@
-"""The current identity, carried in a contextvar.
+"""The current identity, carried in a contextvar, and `current_identity`, the proxy that
+reads it.
 
 The middlewares set it for each request; `as_identity` sets it for jobs, CLIs and
-tests.  It follows asyncio tasks (each task copies the context it was created in) and
-threads started with ``contextvars.copy_context().run``; a plain new thread starts
-anonymous, which is the safe default.
+tests.  ``current_identity.username`` reads the identity of the request being served,
+in every framework (the Flask and Starlette adapters export this same object), and
+``current_identity()`` returns the identity itself.  It follows asyncio tasks (each
+task copies the context it was created in) and threads started with
+``contextvars.copy_context().run``; a plain new thread starts anonymous, which is the
+safe default.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
+from typing import Any, cast
 
 from .identity import ANONYMOUS, Identity
 
@@ -28,9 +33,37 @@ _current: ContextVar[Identity] = ContextVar("authgate.identity", default=ANONYMO
 _hiding: ContextVar[bool] = ContextVar("authgate.hide_objects", default=False)
 
 
-def current_identity() -> Identity:
-    """The identity the current request or job acts as (anonymous when none)."""
-    return _current.get()
+class _CurrentIdentity:
+    """Stands for the identity the current request or job acts as (anonymous when
+    none): each attribute is read from it when asked, and calling the proxy returns it.
+    It passes for an `Identity` (``isinstance`` and type checkers agree), as Flask's
+    ``current_app`` passes for a ``Flask``."""
+
+    __slots__ = ()
+
+    def __call__(self) -> Identity:
+        return _current.get()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(_current.get(), name)
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return Identity
+
+    def __eq__(self, other: object) -> bool:
+        return _current.get() == other
+
+    def __hash__(self) -> int:
+        return hash(_current.get())
+
+    def __repr__(self) -> str:
+        return f"<current_identity {_current.get()!r}>"
+
+
+#: The identity of the request or job being served: ``current_identity.username``,
+#: ``current_identity.can("items:read")``; ``current_identity()`` is the identity itself.
+current_identity: Identity = cast(Identity, _CurrentIdentity())
 
 
 def set_identity(identity: Identity) -> Token[Identity]:

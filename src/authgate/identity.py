@@ -48,6 +48,11 @@ class Identity:
     user_version: int = 0
     grants: Grants = field(default=NO_GRANTS, compare=False, repr=False)
 
+    def __call__(self) -> Identity:
+        """The identity itself: so ``current_identity()`` (the proxy, called) and an
+        identity called alike give an `Identity`, for code written either way."""
+        return self
+
     def can(self, permission: str) -> bool:
         """True when the identity's effective grants cover ``resource:action``."""
         return self.is_authenticated and self.grants.allows(permission)

@@ -30,3 +30,13 @@ def use(gate: Gate, agate: AsyncGate) -> None:
     assert_type(pending, Coroutine[Any, Any, Identity])
     pending.close()
     assert_type(gate.store, Store)
+
+
+def read_the_current_identity() -> None:
+    """One proxy in every framework, typed as the identity it stands for."""
+    from authgate import current_identity
+    from authgate.integrations.flask import current_identity as in_flask
+
+    assert_type(current_identity.username, str)
+    assert_type(current_identity(), Identity)
+    assert_type(in_flask.can("items:read"), bool)

@@ -18,12 +18,11 @@
 from __future__ import annotations
 
 import os
-from typing import Any, cast
+from typing import Any
 
 import click
 from flask import Blueprint, Flask, Response, current_app, request
 from flask.cli import with_appcontext
-from werkzeug.local import LocalProxy
 
 from ..api import ApiRequest, HttpApi
 from ..cli import CliState
@@ -41,8 +40,9 @@ __all__ = ["AuthGate", "current_identity"]
 
 _API_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
-#: The identity of the current request (anonymous outside one).
-current_identity: Identity = cast(Identity, LocalProxy(_current_identity))
+#: The identity of the current request (anonymous outside one): the same proxy as
+#: `authgate.current_identity`, in every framework.
+current_identity: Identity = _current_identity
 
 
 class AuthGate:

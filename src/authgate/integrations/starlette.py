@@ -23,13 +23,14 @@ from starlette.routing import BaseRoute, Route
 from starlette.websockets import WebSocket
 
 from ..api import ApiRequest, HttpApi
+from ..context import current_identity
 from ..errors import AuthGateError
 from ..gate import AsyncGate
 from ..http import CredentialRules, error_response, not_found, request_address
 from ..identity import ANONYMOUS, Client
 from ..middleware.asgi import AuthGateMiddleware
 
-__all__ = ["AuthGate", "render_error"]
+__all__ = ["AuthGate", "current_identity", "render_error"]
 
 _API_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
