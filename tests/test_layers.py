@@ -91,7 +91,10 @@ LAYERS: list[tuple[str, set[str]]] = [
     ),
     ("gate: the one configured object, two faces", {"gate", "bootstrap"}),
     ("http: credentials, responses, the HTTP API", {"http", "api", "openapi"}),
-    ("middleware: pure ASGI and WSGI", {"middleware", "middleware.asgi", "middleware.wsgi"}),
+    (
+        "middleware: pure ASGI and WSGI",
+        {"middleware", "middleware.handlers", "middleware.asgi", "middleware.wsgi"},
+    ),
     (
         "entry points: the CLI, framework adapters, test helpers, the package",
         {

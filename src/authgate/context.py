@@ -17,20 +17,25 @@ from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from typing import Any, cast
 
+from .errors import AuthGateError
 from .identity import ANONYMOUS, Identity
 
 __all__ = [
     "as_identity",
     "current_identity",
     "hiding_objects",
+    "note_refusal",
     "reset_identity",
     "reset_object_hiding",
     "set_identity",
     "set_object_hiding",
+    "stop_watching",
+    "watch_refusals",
 ]
 
 _current: ContextVar[Identity] = ContextVar("authgate.identity", default=ANONYMOUS)
 _hiding: ContextVar[bool] = ContextVar("authgate.hide_objects", default=False)
+_refusals: ContextVar[list[AuthGateError] | None] = ContextVar("authgate.refusals", default=None)
 
 
 class _CurrentIdentity:
@@ -74,6 +79,29 @@ def set_identity(identity: Identity) -> Token[Identity]:
 def reset_identity(token: Token[Identity]) -> None:
     """Undo a `set_identity`."""
     _current.reset(token)
+
+
+def watch_refusals() -> tuple[list[AuthGateError], Token[list[AuthGateError] | None]]:
+    """Start noting, for the request being served, the authgate errors raised while it
+    runs (`note_refusal`); pass the token to `stop_watching`.  The list is shared by the
+    tasks and threads the request's context is copied into."""
+    refusals: list[AuthGateError] = []
+    return refusals, _refusals.set(refusals)
+
+
+def stop_watching(token: Token[list[AuthGateError] | None]) -> None:
+    """Undo a `watch_refusals`."""
+    _refusals.reset(token)
+
+
+def note_refusal(err: AuthGateError) -> AuthGateError:
+    """Note `err` for the middleware serving this request (if any), and return it: a
+    framework that turns the exception into a 500 of its own (Litestar, Quart, Falcon)
+    still gets authgate's answer on the wire."""
+    refusals = _refusals.get()
+    if refusals is not None:
+        refusals.append(err)
+    return err
 
 
 def hiding_objects() -> bool:

@@ -28,7 +28,7 @@ from collections.abc import Callable, Generator
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from .audit import record_denial
-from .context import current_identity, hiding_objects
+from .context import current_identity, hiding_objects, note_refusal
 from .errors import NotAuthenticated, NotFound, PermissionDenied
 from .identity import Identity
 from .permissions import HasPermission, HasRole, IsAuthenticated, Policy
@@ -58,10 +58,10 @@ def check(policy: Policy, identity: Identity | None = None) -> Identity:
         return who
     if not who.is_authenticated:
         if isinstance(policy, IsAuthenticated):
-            raise NotAuthenticated()  # "authentication required", said once
-        raise NotAuthenticated(f"authentication required: {policy.describe()}")
+            raise note_refusal(NotAuthenticated())  # "authentication required", said once
+        raise note_refusal(NotAuthenticated(f"authentication required: {policy.describe()}"))
     record_denial(who.username or "", policy.describe())
-    raise PermissionDenied(f"requires {policy.describe()}")
+    raise note_refusal(PermissionDenied(f"requires {policy.describe()}"))
 
 
 def _guard(policy: Policy) -> Callable[[F], F]:
@@ -132,22 +132,22 @@ def _object_check(
     """The steps of `check_object_permission`, for the sync and the async driver."""
     who = identity if identity is not None else current_identity()
     if not who.is_authenticated:
-        raise NotAuthenticated(f"authentication required to {action} this object")
+        raise note_refusal(NotAuthenticated(f"authentication required to {action} this object"))
     if obj is not None and (yield from object_verdict(who, obj, action, policy)):
         return who
     hidden = hide if hide is not None else hiding_objects()
     if obj is None:
         if hidden:
-            raise NotFound(missing or "no such object")
-        raise PermissionDenied(f"{action} requires an existing object")
+            raise note_refusal(NotFound(missing or "no such object"))
+        raise note_refusal(PermissionDenied(f"{action} requires an existing object"))
     what = policy.describe() if policy is not None else f"permission to {action} it"
     kind = type(obj).__name__
     record_denial(
         who.username or "", f"{action}: {what}", f"{kind} {getattr(obj, 'id', '')}".strip()
     )
     if hidden:  # answered as a missing one would be: nothing says it exists
-        raise NotFound(missing or "no such object")
-    raise PermissionDenied(f"{action} on this {kind} requires {what}")
+        raise note_refusal(NotFound(missing or "no such object"))
+    raise note_refusal(PermissionDenied(f"{action} on this {kind} requires {what}"))
 
 
 def check_object_permission(
@@ -207,7 +207,9 @@ def require_object_permission(
             @functools.wraps(fn)
             async def guarded_async(*args: Any, **kwargs: Any) -> Any:
                 if not current_identity().is_authenticated:
-                    raise NotAuthenticated(f"authentication required to {action} this object")
+                    raise note_refusal(
+                        NotAuthenticated(f"authentication required to {action} this object")
+                    )
                 obj = _call_loader(load, fn, args, kwargs)
                 if inspect.isawaitable(obj):
                     obj = await obj
@@ -219,7 +221,9 @@ def require_object_permission(
         @functools.wraps(fn)
         def guarded(*args: Any, **kwargs: Any) -> Any:
             if not current_identity().is_authenticated:
-                raise NotAuthenticated(f"authentication required to {action} this object")
+                raise note_refusal(
+                    NotAuthenticated(f"authentication required to {action} this object")
+                )
             obj = _call_loader(load, fn, args, kwargs)
             check_object_permission(obj, action, policy, hide=hide, missing=missing)
             return fn(*args, **kwargs)

@@ -22,6 +22,8 @@ from .audit import AuditLog, configure_logging
 from .bootstrap import Bootstrap
 from .caches import IDENTITIES, LRU
 from .config import Settings
+from .context import note_refusal
+from .errors import AuthGateError
 from .faces import AsyncFace, Steps, SyncFace, operation, returning
 from .flows import Flow, arun, call, run
 from .flows.apikeys import (
@@ -393,7 +395,11 @@ class Gate(_Gate[Store], SyncFace):
     def run(self, flow: Steps[T]) -> T:
         """Drive any flow (the HTTP API's answers, a flow of your own) against this
         gate's store, with its hasher and audit log."""
-        return run(flow, self.store, self.hasher, self.audit.emit)
+        try:
+            return run(flow, self.store, self.hasher, self.audit.emit)
+        except AuthGateError as err:
+            note_refusal(err)  # for a framework that answers it with a 500 of its own
+            raise
 
     _drive = run
 
@@ -407,7 +413,11 @@ class AsyncGate(_Gate[AsyncStore], AsyncFace):
     async def run(self, flow: Steps[T]) -> T:
         """Drive any flow (the HTTP API's answers, a flow of your own) against this
         gate's store, with its hasher and audit log; argon2 off the event loop."""
-        return await arun(flow, self.store, self.hasher, self.audit.emit)
+        try:
+            return await arun(flow, self.store, self.hasher, self.audit.emit)
+        except AuthGateError as err:
+            note_refusal(err)  # for a framework that answers it with a 500 of its own
+            raise
 
     _drive = run
 

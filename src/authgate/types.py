@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 __all__ = [
     "ASGIApp",
+    "AnyASGIApp",
+    "AnyWSGIApp",
     "Message",
     "Receive",
     "Scope",
@@ -21,6 +23,10 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+#: What the middlewares wrap: any framework's app, however precisely it types the ASGI
+#: (or WSGI) messages (Litestar, Quart, Falcon name their own).
+AnyASGIApp = Callable[[Any, Any, Any], Awaitable[Any]]
+AnyWSGIApp = Callable[[Any, Any], Iterable[bytes]]
 
 if TYPE_CHECKING:
     from _typeshed.wsgi import StartResponse

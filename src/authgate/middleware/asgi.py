@@ -27,7 +27,14 @@ from urllib.parse import parse_qsl
 
 from ..api import MAX_BODY, ApiMount, ApiRequest, too_large
 from ..audit import bind_audit_log, unbind_audit_log
-from ..context import reset_identity, reset_object_hiding, set_identity, set_object_hiding
+from ..context import (
+    reset_identity,
+    reset_object_hiding,
+    set_identity,
+    set_object_hiding,
+    stop_watching,
+    watch_refusals,
+)
 from ..errors import AuthenticationError, AuthGateError, SessionRevoked
 from ..faces import answered
 from ..gate import AsyncGate
@@ -40,7 +47,8 @@ from ..http import (
     request_address,
 )
 from ..identity import ANONYMOUS, Client, Identity
-from ..types import ASGIApp, Message, Receive, Scope, Send
+from ..types import AnyASGIApp, ASGIApp, Message, Receive, Scope, Send
+from .handlers import teach_error_handling
 
 __all__ = ["WS_SESSION_REVOKED", "AuthGateMiddleware"]
 
@@ -49,20 +57,31 @@ WS_SESSION_REVOKED = 4401
 _WS_POLICY_VIOLATION = 1008
 
 
+async def _sent() -> None:
+    """An awaitable for a message the middleware drops."""
+
+
 class AuthGateMiddleware:
-    """Authenticate every HTTP request and WebSocket handshake with an `AsyncGate`."""
+    """Authenticate every HTTP request and WebSocket handshake with an `AsyncGate`.
+
+    Any ASGI app, any framework: ``AuthGateMiddleware(app, gate, api=True)`` also serves
+    the HTTP API (``/auth/...``, ``/api/users/...``).  An authgate error that escapes the
+    app, or that the framework answered with a 500 of its own, is answered as authgate
+    answers it (401 with ``WWW-Authenticate``, 403, 429 with ``Retry-After``, JSON)."""
 
     def __init__(
         self,
-        app: ASGIApp,
+        app: AnyASGIApp,
         gate: AsyncGate,
         *,
+        api: bool = False,
         realm: str = "authgate",
         rules: CredentialRules | None = None,
         recheck_websockets: bool = True,
         websocket_recheck_seconds: float = 5.0,
     ) -> None:
-        self.app = app
+        teach_error_handling(app, realm)
+        self.app: ASGIApp = AuthGateApi(app, gate) if api else app
         self.gate = gate
         self.realm = realm
         self.rules = rules or CredentialRules()
@@ -129,6 +148,7 @@ class AuthGateMiddleware:
         # Off is the context's default: nothing to set on the common path.
         hiding_token = set_object_hiding(True) if self._hide_objects else None
         audit_token = bind_audit_log(self.gate.audit)
+        refusals, watch_token = watch_refusals()
         try:
             if websocket:
                 if not (identity.is_authenticated and self.recheck_websockets):
@@ -142,13 +162,20 @@ class AuthGateMiddleware:
                 finally:
                     await watch.stop()
                 return
-            started = False
+            started = replaced = False
 
             def tracking_send(message: Message) -> Awaitable[None]:
                 # Plain, handing back send's own awaitable: no coroutine of its own
                 # for every message.
-                nonlocal started
+                nonlocal started, replaced
+                if replaced:  # the body of the framework's own 500: dropped
+                    return _sent()
                 started = True
+                if refusals and message.get("status") == 500:
+                    # The framework answered authgate's refusal with a 500 of its own
+                    # (Litestar and Quart do): answer it as authgate would instead.
+                    replaced = True
+                    return self._send_error(send, refusals[-1])
                 return send(message)
 
             try:
@@ -158,6 +185,7 @@ class AuthGateMiddleware:
                     raise
                 await self._send_error(send, err)
         finally:
+            stop_watching(watch_token)
             unbind_audit_log(audit_token)
             if hiding_token is not None:
                 reset_object_hiding(hiding_token)

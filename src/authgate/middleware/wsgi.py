@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl
 
 from ..api import MAX_BODY, ApiMount, ApiRequest, too_large
 from ..audit import bind_audit_log
-from ..context import set_identity, set_object_hiding
+from ..context import set_identity, set_object_hiding, watch_refusals
 from ..errors import AuthenticationError, AuthGateError
 from ..gate import Gate
 from ..http import (
@@ -26,7 +26,8 @@ from ..http import (
     request_address,
 )
 from ..identity import ANONYMOUS, Client, Identity
-from ..types import StartResponse, WSGIApp, WSGIEnviron
+from ..types import AnyWSGIApp, StartResponse, WSGIApp, WSGIEnviron
+from .handlers import teach_error_handling
 
 __all__ = ["ENVIRON_KEY", "AuthGateWSGIMiddleware"]
 
@@ -110,17 +111,25 @@ class _Chain:
 
 
 class AuthGateWSGIMiddleware:
-    """Authenticate every request of a WSGI app with a sync `Gate`."""
+    """Authenticate every request of a WSGI app with a sync `Gate`.
+
+    Any WSGI app, any framework: ``AuthGateWSGIMiddleware(app, gate, api=True)`` also
+    serves the HTTP API (``/auth/...``, ``/api/users/...``).  An authgate error that
+    escapes the app, or that the framework answered with a 500 of its own, is answered
+    as authgate answers it (401 with ``WWW-Authenticate``, 403, 429 with
+    ``Retry-After``, JSON)."""
 
     def __init__(
         self,
-        app: WSGIApp,
+        app: AnyWSGIApp,
         gate: Gate,
         *,
+        api: bool = False,
         realm: str = "authgate",
         rules: CredentialRules | None = None,
     ) -> None:
-        self.app = app
+        teach_error_handling(app, realm)
+        self.app: WSGIApp = AuthGateWSGIApi(app, gate) if api else app
         self.gate = gate
         self.realm = realm
         self.rules = rules or CredentialRules()
@@ -159,14 +168,22 @@ class AuthGateWSGIMiddleware:
         if self._hide_objects:
             set_object_hiding(True)
         bind_audit_log(self.gate.audit)
+        refusals, _ = watch_refusals()  # the request's own context: nothing to reset
         environ[ENVIRON_KEY] = identity
         if identity.is_authenticated:
             environ["REMOTE_USER"] = identity.username
         started = False
+        replaced: list[bytes] | None = None
 
         def tracking_start(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
-            nonlocal started
+            nonlocal started, replaced
             started = True
+            if status[:3] == "500" and refusals:
+                # The framework answered authgate's refusal with a 500 of its own
+                # (Falcon does): answer it as authgate would instead.
+                response = error_response(refusals[-1], self.realm)
+                replaced = [response.body]
+                return _start(start_response, response, *exc)
             return start_response(status, headers, *exc)
 
         try:
@@ -174,12 +191,17 @@ class AuthGateWSGIMiddleware:
             if not started:
                 # A generator app calls start_response on its first step: take that
                 # step here, so a guard it trips still becomes a 401 / 403.
-                return _primed(result, context)
+                result = _primed(result, context)
         except AuthGateError as err:
             if started:
                 raise
             return self._error(start_response, err)
-        return _InContext(result, context)
+        if replaced is not None:
+            close = getattr(result, "close", None)
+            if close is not None:
+                context.run(close)
+            return replaced
+        return result if isinstance(result, _InContext | list) else _InContext(result, context)
 
     def _error(self, start_response: StartResponse, err: AuthGateError) -> list[bytes]:
         return _respond(start_response, error_response(err, self.realm))
@@ -223,6 +245,11 @@ class AuthGateWSGIApi(ApiMount[WSGIApp, Gate]):
 
 
 def _respond(start_response: StartResponse, response: ApiResponse) -> list[bytes]:
-    status = _STATUS.get(response.status, f"{response.status} Error")
-    start_response(status, [*response.headers, ("content-length", str(len(response.body)))])
+    _start(start_response, response)
     return [response.body]
+
+
+def _start(start_response: StartResponse, response: ApiResponse, *exc: Any) -> Any:
+    status = _STATUS.get(response.status, f"{response.status} Error")
+    headers = [*response.headers, ("content-length", str(len(response.body)))]
+    return start_response(status, headers, *exc)
