@@ -20,7 +20,6 @@ from redis.exceptions import (
     ClusterDownError,
     OutOfMemoryError,
     ReadOnlyError,
-    RedisClusterUnreachableError,
     RedisError,
     SlotNotCoveredError,
     TryAgainError,
@@ -35,6 +34,11 @@ from .commands import _Cmd, _Pause, _Steps
 from .layout import ensure_layout, layout_of
 from .logic import _Redis
 from .settings import CLUSTER, SENTINEL, RedisSettings, parse_redis_url
+
+try:  # redis-py 8.2 names a cluster out of reach; before, it said RedisClusterException
+    from redis.exceptions import RedisClusterUnreachableError as _ClusterUnreachable
+except ImportError:  # pragma: no cover - redis-py older than 8.2 (Python 3.10 gets 8.1)
+    from redis.exceptions import RedisClusterException as _ClusterUnreachable  # type: ignore[assignment]
 
 T = TypeVar("T")
 
@@ -68,7 +72,7 @@ _UNAVAILABLE = (
     ClusterDownError,
     TryAgainError,
     SlotNotCoveredError,
-    RedisClusterUnreachableError,
+    _ClusterUnreachable,
 )
 
 
