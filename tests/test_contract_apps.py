@@ -1,5 +1,5 @@
-"""One end-to-end contract, every example app: Flask, Starlette, FastAPI, plain WSGI and
-plain ASGI; in process (WebTest, httpx's ASGITransport) on memory, SQLite and Redis, and
+"""One end-to-end contract, every example app: Flask, Django, Starlette, FastAPI, plain
+WSGI and plain ASGI; in process (WebTest, httpx's ASGITransport) on memory, SQLite and Redis, and
 over real HTTP (gunicorn, uvicorn started here on free loopback ports) with real clients
 (httpx, websockets) on SQLite and Redis, with one and with several worker processes, with
 the cheap test hashing and with the default argon2 parameters.  Test ids name the app, the
@@ -42,6 +42,7 @@ PW = "user password 1"
 ASGI_APPS = {"starlette", "fastapi", "plain_asgi"}
 APPS = {
     "flask": "examples.flask_app",
+    "django": "examples.django_app.wsgi",
     "plain_wsgi": "examples.plain_wsgi",
     "starlette": "examples.starlette_app",
     "fastapi": "examples.fastapi_app",
@@ -234,8 +235,11 @@ def _inprocess(case: Case, env: dict[str, str], log: Path) -> Iterator[Deploymen
     saved = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     try:
-        sys.modules.pop(APPS[app_name], None)
-        module = importlib.import_module(APPS[app_name])
+        if app_name == "django":
+            module = _fresh_django_project()
+        else:
+            sys.modules.pop(APPS[app_name], None)
+            module = importlib.import_module(APPS[app_name])
     finally:
         for key, value in saved.items():
             if value is None:
@@ -272,6 +276,22 @@ def _inprocess(case: Case, env: dict[str, str], log: Path) -> Iterator[Deploymen
     yield Deployment(case, env["AUTHGATE_STORE"], send_asgi, websocket)
     loop.run_until_complete(aclient.aclose())
     loop.close()
+
+
+def _fresh_django_project() -> Any:
+    """The Django project anew, under the current environment: Django configures itself
+    once per process, so its settings stay, while the WSGI handler (so the middleware
+    and its gate), the URLs and the views (so the items) are made again, here, while
+    this case's ``AUTHGATE_*`` variables are set."""
+    import django.urls
+
+    for name in list(sys.modules):
+        if name.startswith("examples.django_app.") and name != "examples.django_app.settings":
+            del sys.modules[name]
+    django.urls.clear_url_caches()
+    module = importlib.import_module(APPS["django"])
+    django.urls.get_resolver().url_patterns  # noqa: B018 - imports the views now
+    return module
 
 
 class WebSocketRefused(Exception):

@@ -35,7 +35,7 @@ from .stores import Store
 from .tokens import Key, KeyRing
 from .users import RoleHierarchy, User, normalize_group_name, normalize_username
 
-__all__ = ["CliState", "main"]
+__all__ = ["CliState", "bound_group", "main"]
 
 T = TypeVar("T")
 #: The actor of the CLI's changes in audit events.
@@ -714,6 +714,32 @@ def bootstrap(state: CliState) -> None:
         "promoted": lambda name: f"made {name} an enabled admin with the given password",
     }
     click.echo(messages[done.action](done.username))
+
+
+def bound_group(
+    state: Callable[[], CliState],
+    *,
+    name: str = "authgate",
+    wrap: Callable[[Callable[..., None]], Callable[..., None]] = lambda callback: callback,
+) -> click.Group:
+    """The CLI's commands as a group run against `state` (a framework's own gate):
+    ``flask authgate ...``, ``manage.py authgate ...``.  `wrap` decorates the group's
+    callback (Flask's ``with_appcontext``)."""
+
+    @click.pass_context
+    def callback(ctx: click.Context) -> None:
+        ctx.obj = state()
+        ctx.call_on_close(ctx.obj.close)
+
+    group = click.Group(
+        name,
+        callback=wrap(callback),
+        help="authgate: users, roles, groups, API keys and sessions of this app's store.",
+        context_settings={"help_option_names": ["-h", "--help"]},
+    )
+    for command_name, command in main.commands.items():
+        group.add_command(command, command_name)
+    return group
 
 
 if __name__ == "__main__":  # pragma: no cover

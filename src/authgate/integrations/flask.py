@@ -25,8 +25,7 @@ from flask import Blueprint, Flask, Response, current_app, request
 from flask.cli import with_appcontext
 
 from ..api import ApiRequest, HttpApi
-from ..cli import CliState
-from ..cli import main as cli_main
+from ..cli import CliState, bound_group
 from ..config import ENV_PREFIX, Settings
 from ..context import current_identity as _current_identity
 from ..errors import AuthGateError
@@ -128,16 +127,9 @@ def _api_blueprint(gate: Gate) -> Blueprint:
 
 
 def _cli_group() -> click.Group:
-    @click.group("authgate")
-    @with_appcontext
-    @click.pass_context
-    def group(ctx: click.Context) -> None:
-        """authgate: users, roles and sessions of this app's store."""
-        state: AuthGate = current_app.extensions["authgate"]
-        assert state._gate is not None
-        ctx.obj = CliState(gate=state._gate)
-        ctx.call_on_close(ctx.obj.close)
+    def state() -> CliState:
+        extension: AuthGate = current_app.extensions["authgate"]
+        assert extension._gate is not None
+        return CliState(gate=extension._gate)
 
-    for name, command in cli_main.commands.items():
-        group.add_command(command, name)
-    return group
+    return bound_group(state, wrap=with_appcontext)

@@ -7,6 +7,7 @@ and the iterable's ``close()`` is always called.  Nothing is buffered.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Iterator
 from contextvars import Context, copy_context
 from typing import Any
@@ -29,7 +30,7 @@ from ..identity import ANONYMOUS, Client, Identity
 from ..types import AnyWSGIApp, StartResponse, WSGIApp, WSGIEnviron
 from .handlers import teach_error_handling
 
-__all__ = ["ENVIRON_KEY", "AuthGateWSGIMiddleware"]
+__all__ = ["ENVIRON_KEY", "AuthGateWSGIApi", "AuthGateWSGIMiddleware", "identify"]
 
 ENVIRON_KEY = "authgate.identity"
 
@@ -133,27 +134,13 @@ class AuthGateWSGIMiddleware:
         self.gate = gate
         self.realm = realm
         self.rules = rules or CredentialRules()
-        self._csrf_key = "HTTP_" + self.rules.csrf_header.upper().replace("-", "_")
         self._hide_objects = gate.settings.hide_objects
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
-        method = environ.get("REQUEST_METHOD", "GET")
         try:
-            token = read_credential(
-                authorization=environ.get("HTTP_AUTHORIZATION"),
-                cookie=environ.get("HTTP_COOKIE"),
-                csrf=environ.get(self._csrf_key),
-                method=method,
-                query=environ.get("QUERY_STRING", ""),
-                websocket=False,
-                rules=self.rules,
-            )
-            identity = ANONYMOUS if token is None else self.gate.authenticate(token)
+            identity = identify(self.gate, environ, self.rules)
         except AuthGateError as err:
-            if method == "OPTIONS" and isinstance(err, AuthenticationError):
-                identity = ANONYMOUS
-            else:
-                return self._error(start_response, err)
+            return self._error(start_response, err)
         context = copy_context()
         return context.run(self._call, environ, start_response, identity, context)
 
@@ -205,6 +192,34 @@ class AuthGateWSGIMiddleware:
 
     def _error(self, start_response: StartResponse, err: AuthGateError) -> list[bytes]:
         return _respond(start_response, error_response(err, self.realm))
+
+
+def identify(gate: Gate, environ: WSGIEnviron, rules: CredentialRules) -> Identity:
+    """The identity a request's credentials prove, from its WSGI environ (or Django's
+    ``request.META``, which is one): anonymous when there are none; raises the 401 when
+    they fail, except on a CORS preflight (``OPTIONS``), which passes as anonymous."""
+    method = environ.get("REQUEST_METHOD", "GET")
+    try:
+        token = read_credential(
+            authorization=environ.get("HTTP_AUTHORIZATION"),
+            cookie=environ.get("HTTP_COOKIE"),
+            csrf=environ.get(_environ_key(rules.csrf_header)),
+            method=method,
+            query=environ.get("QUERY_STRING", ""),
+            websocket=False,
+            rules=rules,
+        )
+        return ANONYMOUS if token is None else gate.authenticate(token)
+    except AuthenticationError:
+        if method == "OPTIONS":
+            return ANONYMOUS
+        raise
+
+
+@functools.lru_cache(maxsize=16)
+def _environ_key(header: str) -> str:
+    """Where WSGI puts a request header: ``x-csrf-token`` -> ``HTTP_X_CSRF_TOKEN``."""
+    return "HTTP_" + header.upper().replace("-", "_")
 
 
 class AuthGateWSGIApi(ApiMount[WSGIApp, Gate]):

@@ -1,0 +1,314 @@
+"""Django: a middleware, guards for function and class-based views, the HTTP API's URLs
+and ``manage.py authgate``.
+
+::
+
+    # settings.py
+    INSTALLED_APPS = [..., "authgate.integrations.django"]
+    MIDDLEWARE = [..., "authgate.integrations.django.AuthGateMiddleware"]
+    AUTHGATE_STORE = "sqlite:///authgate.db"   # any AUTHGATE_* setting; the environment too
+    AUTHGATE_POLICY = "myproject.auth.POLICY"   # optional: a RolePolicy, by dotted path
+    AUTHGATE_LOGIN_URL = "/login/"              # optional: where a page asks for a login
+    AUTHGATE_REALM = "my-api"                   # optional: WWW-Authenticate's realm
+
+    # urls.py
+    urlpatterns = [path("", include("authgate.integrations.django.urls")), ...]
+
+    # views.py
+    from authgate import current_identity, require_role
+
+    @require_role("admin")
+    def admin(request):
+        return JsonResponse({"hello": request.identity.username})
+
+Settings come from the environment's ``AUTHGATE_*`` variables, with ``AUTHGATE_*``
+names in ``settings.py`` on top (the same names, so one deployment can use either).
+The middleware sets ``request.identity`` (and `authgate.current_identity`), and
+answers authgate's errors as the HTTP API does: JSON, 401 with ``WWW-Authenticate``,
+403 with the reason, 429 with ``Retry-After``, 503 when the store is down.  With
+``AUTHGATE_LOGIN_URL`` set, a page request (one that asks for HTML) with no identity is
+redirected there instead, with ``?next=`` the page, when that is a path of this site.
+
+Views are sync (Django runs them in a thread under ASGI): the gate is the sync `Gate`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+from contextvars import copy_context
+from typing import Any, ClassVar
+from urllib.parse import quote
+
+from django.conf import settings as django_settings
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.utils.module_loading import import_string
+
+from ...audit import bind_audit_log
+from ...config import ENV_PREFIX, Settings
+from ...context import current_identity as _current_identity
+from ...context import set_identity, set_object_hiding
+from ...decorators import (
+    check,
+    check_object_permission,
+    require,
+    require_auth,
+    require_object_permission,
+    require_permission,
+    require_role,
+)
+from ...errors import AuthenticationError, AuthGateError
+from ...gate import Gate
+from ...http import ApiResponse, CredentialRules, error_response
+from ...identity import ANONYMOUS, Identity
+from ...middleware.wsgi import identify
+from ...permissions import HasPermission, HasRole, IsAuthenticated, Policy, RolePolicy
+
+__all__ = [
+    "AuthGateMiddleware",
+    "AuthRequiredMixin",
+    "IdentifiedRequest",
+    "ObjectPermissionRequiredMixin",
+    "PermissionRequiredMixin",
+    "PolicyRequiredMixin",
+    "RoleRequiredMixin",
+    "check",
+    "check_object_permission",
+    "current_identity",
+    "get_gate",
+    "realm",
+    "require",
+    "require_auth",
+    "require_object_permission",
+    "require_permission",
+    "require_role",
+    "to_response",
+]
+
+#: The identity of the current request (anonymous outside one): the same proxy as
+#: `authgate.current_identity`, in every framework.
+current_identity: Identity = _current_identity
+
+#: ``AUTHGATE_*`` names in ``settings.py`` that belong to this integration, not to
+#: `authgate.config.Settings`.
+_OWN_SETTINGS = {"AUTHGATE_POLICY", "AUTHGATE_LOGIN_URL", "AUTHGATE_REALM"}
+
+_gates: dict[tuple[Settings, str], Gate] = {}
+_gates_lock = threading.Lock()
+
+
+def get_gate() -> Gate:
+    """The `Gate` this project's settings describe: one per process, built on first use
+    (and anew if the settings change, as in a test's ``override_settings``)."""
+    settings = _settings()
+    policy_path = str(getattr(django_settings, "AUTHGATE_POLICY", "") or "")
+    key = (settings, policy_path)
+    gate = _gates.get(key)
+    if gate is None:
+        with _gates_lock:
+            gate = _gates.get(key)
+            if gate is None:
+                policy: RolePolicy | None = import_string(policy_path) if policy_path else None
+                gate = _gates[key] = Gate(settings, policy=policy)
+    return gate
+
+
+def realm() -> str:
+    """The realm of ``WWW-Authenticate`` (``AUTHGATE_REALM``, default ``authgate``)."""
+    return str(getattr(django_settings, "AUTHGATE_REALM", "") or "authgate")
+
+
+def _settings() -> Settings:
+    environ = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
+    for name in dir(django_settings):
+        if name.startswith(ENV_PREFIX) and name not in _OWN_SETTINGS:
+            environ[name] = _text(getattr(django_settings, name))
+    return Settings.from_env(environ)
+
+
+def _text(value: object) -> str:
+    """A ``settings.py`` value as the environment would spell it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | tuple | set | frozenset):
+        return ",".join(str(item) for item in value)
+    return "" if value is None else str(value)
+
+
+def to_response(answer: ApiResponse) -> HttpResponse:
+    """An authgate answer as a Django response."""
+    response = HttpResponse(answer.body, status=answer.status)
+    del response.headers["Content-Type"]  # Django's default is text/html
+    for name, value in answer.headers:
+        response.headers[name] = value
+    return response
+
+
+class IdentifiedRequest(HttpRequest):
+    """A request the middleware has seen, for type checkers: annotate a view's
+    ``request`` with it to read ``request.identity`` typed."""
+
+    identity: Identity
+    authgate: Gate
+
+
+class AuthGateMiddleware:
+    """Sets ``request.identity`` from the request's credentials (an access token or an
+    API key), and answers authgate's errors, raised by a credential or a guard, as JSON
+    (or, for a page with ``AUTHGATE_LOGIN_URL`` set, a redirect to the login page)."""
+
+    sync_capable = True
+    async_capable = False
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+        self.gate = get_gate()
+        self.rules = CredentialRules()
+        self._hide_objects = self.gate.settings.hide_objects
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        try:
+            identity = identify(self.gate, request.META, self.rules)
+        except AuthGateError as err:
+            return self.answer(request, err)
+        identified: IdentifiedRequest = request  # type: ignore[assignment]
+        identified.identity = identity
+        identified.authgate = self.gate
+        # The view runs in a copy of the thread's context: nothing set here outlives
+        # the request in a server's reused thread.
+        return copy_context().run(self._serve, request, identity)
+
+    def _serve(self, request: HttpRequest, identity: Identity) -> HttpResponse:
+        set_identity(identity)
+        set_object_hiding(self._hide_objects)
+        bind_audit_log(self.gate.audit)
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        """Answer an authgate error a view (or its guard) raised; leave others to Django."""
+        if isinstance(exception, AuthGateError):
+            return self.answer(request, exception)
+        return None
+
+    def answer(self, request: HttpRequest, err: AuthGateError) -> HttpResponse:
+        """The response to `err`: the login page for a page request with no identity
+        when ``AUTHGATE_LOGIN_URL`` is set, authgate's JSON answer otherwise."""
+        login_url = str(getattr(django_settings, "AUTHGATE_LOGIN_URL", "") or "")
+        if login_url and isinstance(err, AuthenticationError) and _wants_page(request):
+            return HttpResponseRedirect(_login_location(login_url, request))
+        return to_response(error_response(err, realm()))
+
+
+def _wants_page(request: HttpRequest) -> bool:
+    """A browser navigating: a GET or HEAD that prefers HTML to JSON, and carries no
+    credential of an API client (which gets its 401)."""
+    if request.method not in ("GET", "HEAD") or "HTTP_AUTHORIZATION" in request.META:
+        return False
+    return bool(request.accepts("text/html")) and _prefers(request, "text/html", "application/json")
+
+
+def _prefers(request: HttpRequest, first: str, other: str) -> bool:
+    accepted = request.accepted_types
+    for media in accepted:
+        if media.match(first):
+            return True
+        if media.match(other):
+            return False
+    return False
+
+
+def _login_location(login_url: str, request: HttpRequest) -> str:
+    """The login URL, with ``next`` the requested page when that is a path of this site
+    (never ``//host`` or a scheme: a login page that follows ``next`` must not be turned
+    into an open redirect)."""
+    here = request.get_full_path()
+    if not here.startswith("/") or not url_has_allowed_host_and_scheme(
+        here, allowed_hosts=None, require_https=False
+    ):
+        return login_url
+    separator = "&" if "?" in login_url else "?"
+    return f"{login_url}{separator}next={quote(here, safe='/')}"
+
+
+class PolicyRequiredMixin:
+    """For class-based views: `policy` must allow the request's identity before the view
+    dispatches (401 without one, 403 naming what was required otherwise)."""
+
+    policy: ClassVar[Policy | None] = None
+
+    def get_policy(self) -> Policy:
+        """The policy this view requires (override to decide per request)."""
+        if self.policy is None:
+            raise TypeError(f"{type(self).__name__} sets no policy")
+        return self.policy
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        """Check the policy, then dispatch as the view would."""
+        check(self.get_policy(), getattr(request, "identity", ANONYMOUS))
+        dispatch: Callable[..., HttpResponse] = super().dispatch  # type: ignore[misc]
+        return dispatch(request, *args, **kwargs)
+
+
+class AuthRequiredMixin(PolicyRequiredMixin):
+    """For class-based views: an authenticated identity (the mixin `require_auth`)."""
+
+    def get_policy(self) -> Policy:
+        """`IsAuthenticated`."""
+        return IsAuthenticated()
+
+
+class RoleRequiredMixin(PolicyRequiredMixin):
+    """For class-based views: one of ``role_required`` (or a role above it)."""
+
+    role_required: ClassVar[str | Sequence[str]] = ()
+
+    def get_policy(self) -> Policy:
+        """`HasRole` of ``role_required``."""
+        roles = _names(self.role_required, "role_required", self)
+        return HasRole(*roles)
+
+
+class PermissionRequiredMixin(PolicyRequiredMixin):
+    """For class-based views: every one of ``permission_required`` (Django's own name
+    for it, so a view moving from ``django.contrib.auth`` keeps its attribute)."""
+
+    permission_required: ClassVar[str | Sequence[str]] = ()
+
+    def get_policy(self) -> Policy:
+        """`HasPermission` of ``permission_required``."""
+        permissions = _names(self.permission_required, "permission_required", self)
+        return HasPermission(*permissions)
+
+
+def _names(value: str | Sequence[str], attribute: str, view: object) -> tuple[str, ...]:
+    names = (value,) if isinstance(value, str) else tuple(value)
+    if not names:
+        raise TypeError(f"{type(view).__name__} sets no {attribute}")
+    return names
+
+
+class ObjectPermissionRequiredMixin:
+    """For class-based views with ``get_object`` (``DetailView``, ``UpdateView``...):
+    the identity must be allowed `object_action` on the object, by `object_policy` or
+    the object's own hooks; 403, or 404 when objects are hidden
+    (``AUTHGATE_HIDE_OBJECTS``, or `hide_objects`)."""
+
+    object_action: ClassVar[str] = "read"
+    object_policy: ClassVar[Policy | None] = None
+    hide_objects: ClassVar[bool | None] = None
+
+    def get_object(self, *args: Any, **kwargs: Any) -> Any:
+        """The view's object, once the identity may act on it."""
+        get_object: Callable[..., Any] = super().get_object  # type: ignore[misc]
+        obj = get_object(*args, **kwargs)
+        request: HttpRequest = self.request  # type: ignore[attr-defined]
+        check_object_permission(
+            obj,
+            self.object_action,
+            self.object_policy,
+            getattr(request, "identity", ANONYMOUS),
+            hide=self.hide_objects,
+        )
+        return obj
