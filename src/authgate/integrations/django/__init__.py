@@ -202,19 +202,16 @@ class AuthGateMiddleware:
 
 
 def _wants_page(request: HttpRequest) -> bool:
-    """A browser navigating: a GET or HEAD that prefers HTML to JSON, and carries no
-    credential of an API client (which gets its 401)."""
+    """A browser navigating: a GET or HEAD that names HTML before JSON in ``Accept``
+    and carries no credential of an API client (which gets its 401).  No ``Accept``,
+    or only wildcards, is an API client."""
     if request.method not in ("GET", "HEAD") or "HTTP_AUTHORIZATION" in request.META:
         return False
-    return bool(request.accepts("text/html")) and _prefers(request, "text/html", "application/json")
-
-
-def _prefers(request: HttpRequest, first: str, other: str) -> bool:
-    accepted = request.accepted_types
-    for media in accepted:
-        if media.match(first):
+    for media in request.accepted_types:  # most preferred first
+        named = f"{media.main_type}/{media.sub_type}"
+        if named in ("text/html", "application/xhtml+xml"):
             return True
-        if media.match(other):
+        if named == "application/json":
             return False
     return False
 
@@ -245,8 +242,10 @@ class PolicyRequiredMixin:
         return self.policy
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        """Check the policy, then dispatch as the view would."""
-        check(self.get_policy(), getattr(request, "identity", ANONYMOUS))
+        """Check the policy, then dispatch as the view would.  A CORS preflight
+        (``OPTIONS``) passes, as it passes the middleware."""
+        if request.method != "OPTIONS":
+            check(self.get_policy(), getattr(request, "identity", ANONYMOUS))
         dispatch: Callable[..., HttpResponse] = super().dispatch  # type: ignore[misc]
         return dispatch(request, *args, **kwargs)
 

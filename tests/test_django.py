@@ -1,0 +1,505 @@
+"""The Django integration with Django's own test client, its ASGI handler, ``manage.py``
+(``authgate`` commands, and ``runserver``, which serves the project with its middleware).
+
+The end-to-end contract (every route, every role, every store, over gunicorn) runs on
+``examples/django_app`` in tests/test_contract_apps.py; here are what only Django has:
+the login redirect for pages, class-based views, URLs under a prefix, settings.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl
+
+import pytest
+
+pytest.importorskip("django")  # the core's tox env has no Django
+
+import django
+import httpx
+from django.http import HttpRequest, JsonResponse
+from django.test import Client, override_settings
+from django.urls import include, path
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views import View
+
+from authgate import current_identity, require_auth, require_role
+from authgate.context import hiding_objects
+from authgate.integrations import django as integration
+from authgate.integrations.django import (
+    AuthRequiredMixin,
+    IdentifiedRequest,
+    ObjectPermissionRequiredMixin,
+    PermissionRequiredMixin,
+    PolicyRequiredMixin,
+    RoleRequiredMixin,
+    get_gate,
+)
+from authgate.permissions import HasRole, IsOwner, RolePolicy
+from authgate.testing import free_port
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "examples.django_app.settings")
+django.setup()
+
+ROOT = Path(__file__).resolve().parent.parent
+SECRET = "django-suite-secret-key-that-is-long-enough-1"
+MANAGE = ROOT / "examples" / "django_app" / "manage.py"
+ADMIN, ADMIN_PW = "admin", "admin password 1"
+PW = "user password 1"
+POLICY = RolePolicy({"operator": ["reports:read"], "admin": ["*:*"]})
+
+
+# --- the views these tests mount (ROOT_URLCONF = this module) -------------------------
+
+
+@require_auth
+def me(request: IdentifiedRequest) -> JsonResponse:
+    return JsonResponse(
+        {
+            "request": request.identity.username,
+            "proxy": current_identity.username,
+            "hiding": hiding_objects(),
+        }
+    )
+
+
+@require_role("admin")
+def admin_page(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"page": "admin"})
+
+
+class Reports(PermissionRequiredMixin, View):
+    permission_required = "reports:read"
+
+    def get(self, request: HttpRequest) -> JsonResponse:
+        return JsonResponse({"page": "reports"})
+
+
+class Operators(RoleRequiredMixin, View):
+    role_required = ("operator",)
+
+    def get(self, request: HttpRequest) -> JsonResponse:
+        return JsonResponse({"page": "operators"})
+
+
+class Signed(AuthRequiredMixin, View):
+    def get(self, request: HttpRequest) -> JsonResponse:
+        return JsonResponse({"page": "signed in"})
+
+
+class Unset(PolicyRequiredMixin, View):
+    def get(self, request: HttpRequest) -> JsonResponse:
+        return JsonResponse({"page": "never"})
+
+
+class Note:
+    def __init__(self, owner: str) -> None:
+        self.owner = owner
+
+
+class NoteLoader(View):
+    """Loads the object, as a ``DetailView``'s ``SingleObjectMixin`` does."""
+
+    def get_object(self) -> Note:
+        return Note(owner="alice")
+
+
+class NoteView(ObjectPermissionRequiredMixin, NoteLoader):
+    object_action = "read"
+    object_policy = HasRole("admin") | IsOwner(groups_attr=None)
+
+    def get(self, request: HttpRequest) -> JsonResponse:
+        note = self.get_object()
+        return JsonResponse({"owner": note.owner})
+
+
+class HiddenNoteView(NoteView):
+    hide_objects = True
+
+
+urlpatterns = [
+    path("me", me),
+    path("admin", admin_page),
+    path("reports", Reports.as_view()),
+    path("operators", Operators.as_view()),
+    path("signed", Signed.as_view()),
+    path("unset", Unset.as_view()),
+    path("note", NoteView.as_view()),
+    path("hidden-note", HiddenNoteView.as_view()),
+    path("accounts/", include("authgate.integrations.django.urls")),
+]
+
+
+# --- fixtures -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    values = {
+        "AUTHGATE_STORE": f"sqlite:///{tmp_path / 'authgate.db'}",
+        "AUTHGATE_SECRET_KEY": SECRET,
+        "AUTHGATE_SUPERUSER_USERNAME": ADMIN,
+        "AUTHGATE_SUPERUSER_PASSWORD": ADMIN_PW,
+        "AUTHGATE_ARGON2_TIME_COST": "1",
+        "AUTHGATE_ARGON2_MEMORY_COST": "8",
+        "AUTHGATE_ARGON2_PARALLELISM": "1",
+        "AUTHGATE_LOG_FORMAT": "none",
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    return values
+
+
+@pytest.fixture
+def client(env: dict[str, str]) -> Iterator[Client]:
+    """Django's test client on this module's URLs, with the test policy."""
+    with override_settings(ROOT_URLCONF=__name__, AUTHGATE_POLICY=f"{__name__}.POLICY"):
+        gate = get_gate()
+        gate.ensure_superuser()
+        gate.create_user("alice", PW, roles=["viewer"])
+        gate.create_user("olga", PW, roles=["operator"])
+        yield Client()
+
+
+def _token(client: Client, username: str, password: str = PW) -> str:
+    reply = client.post(
+        "/accounts/auth/login",
+        {"username": username, "password": password},
+        content_type="application/json",
+    )
+    assert reply.status_code == 200, reply.content
+    return str(reply.json()["access_token"])
+
+
+def _bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+# --- the middleware -------------------------------------------------------------------
+
+
+def test_request_identity_and_the_proxy_name_the_caller(client: Client) -> None:
+    reply = client.get("/me", headers=_bearer(_token(client, "alice")))
+    assert reply.status_code == 200
+    assert reply.json() == {"request": "alice", "proxy": "alice", "hiding": False}
+    # Nothing of the request stays in the serving thread's context.
+    assert not current_identity.is_authenticated
+
+
+def test_no_credential_is_a_401_json_with_www_authenticate(client: Client) -> None:
+    reply = client.get("/me")
+    assert reply.status_code == 401
+    assert reply.headers["WWW-Authenticate"] == 'Bearer realm="authgate"'
+    assert reply.headers["Content-Type"] == "application/json"
+    assert reply.json() == {"error": "not_authenticated", "detail": "authentication required"}
+
+
+def test_a_bad_token_is_a_401_invalid_token_before_any_view(client: Client) -> None:
+    reply = client.get("/me", headers=_bearer("not.a.token"))
+    assert reply.status_code == 401
+    assert 'error="invalid_token"' in reply.headers["WWW-Authenticate"]
+    assert reply.json()["error"] == "invalid_token"
+
+
+def test_a_lower_role_is_a_403_naming_what_was_required(client: Client) -> None:
+    reply = client.get("/admin", headers=_bearer(_token(client, "alice")))
+    assert reply.status_code == 403
+    assert reply.json() == {"error": "forbidden", "detail": "requires admin role"}
+
+
+def test_the_realm_comes_from_settings(client: Client) -> None:
+    with override_settings(AUTHGATE_REALM="reports"):
+        reply = Client().get("/me")
+    assert reply.headers["WWW-Authenticate"] == 'Bearer realm="reports"'
+
+
+def test_a_preflight_with_a_bad_token_passes_as_anonymous(client: Client) -> None:
+    reply = client.options("/reports", headers=_bearer("garbage"))
+    assert reply.status_code == 200  # View.options answers; the guard is on get
+
+
+def test_objects_are_hidden_when_the_settings_say_so(
+    env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AUTHGATE_HIDE_OBJECTS", "true")
+    with override_settings(ROOT_URLCONF=__name__):
+        get_gate().create_user("alice", PW)
+        client = Client()
+        token = _token(client, "alice")
+        assert client.get("/me", headers=_bearer(token)).json()["hiding"] is True
+
+
+# --- page requests and the login URL ---------------------------------------------------
+
+HTML = {"Accept": "text/html,application/xhtml+xml,*/*;q=0.8"}
+
+
+def test_a_page_with_no_identity_is_sent_to_the_login_url_with_next(client: Client) -> None:
+    with override_settings(AUTHGATE_LOGIN_URL="/login/"):
+        reply = Client().get("/me?tab=2", headers=HTML)
+    assert reply.status_code == 302
+    assert reply.headers["Location"] == "/login/?next=/me%3Ftab%3D2"
+
+
+def test_the_login_redirect_is_only_for_pages(client: Client) -> None:
+    with override_settings(AUTHGATE_LOGIN_URL="/login/?from=app"):
+        fresh = Client()
+        # an API client: JSON first, a bearer credential, or a write
+        assert fresh.get("/me", headers={"Accept": "application/json"}).status_code == 401
+        assert fresh.get("/me").status_code == 401  # no Accept: not a browser
+        assert fresh.get("/me", headers={**HTML, **_bearer("x.y.z")}).status_code == 401
+        assert fresh.post("/me", headers=HTML).status_code == 401
+        # a page: redirected, the login URL's own query kept
+        reply = fresh.get("/me", headers=HTML)
+        assert reply.headers["Location"] == "/login/?from=app&next=/me"
+        # a refusal for a signed-in user stays a 403: a login would not help
+        token = _token(client, "alice")
+        assert fresh.get("/admin", headers={**HTML, **_bearer(token)}).status_code == 403
+
+
+@pytest.mark.parametrize(
+    "page", ["//evil.example/x", "/\\evil.example/x", "///evil.example", "/%2F%2Fevil.example"]
+)
+def test_next_never_points_off_site(page: str) -> None:
+    request = HttpRequest()
+    request.path = request.path_info = page
+    location = integration._login_location("/login/", request)
+    assert location.startswith("/login/")
+    _, _, query = location.partition("?")
+    for target in [value for key, value in parse_qsl(query) if key == "next"]:
+        # what a login page would redirect to once signed in: a path of this site
+        assert url_has_allowed_host_and_scheme(target, allowed_hosts={"testserver"})
+        assert target.startswith("/") and not target.startswith(("//", "/\\"))
+
+
+# --- class-based views ----------------------------------------------------------------
+
+
+def test_permission_and_role_mixins(client: Client) -> None:
+    alice, olga = _token(client, "alice"), _token(client, "olga")
+    assert client.get("/reports").status_code == 401
+    denied = client.get("/reports", headers=_bearer(alice))
+    assert denied.status_code == 403
+    assert denied.json()["detail"] == "requires reports:read permission"
+    assert client.get("/reports", headers=_bearer(olga)).json() == {"page": "reports"}
+    assert client.get("/operators", headers=_bearer(alice)).status_code == 403
+    assert client.get("/operators", headers=_bearer(olga)).status_code == 200
+    admin = _token(client, ADMIN, ADMIN_PW)
+    assert client.get("/operators", headers=_bearer(admin)).status_code == 200  # ranks above
+    assert client.get("/signed").status_code == 401
+    assert client.get("/signed", headers=_bearer(alice)).status_code == 200
+
+
+def test_a_mixin_with_nothing_required_refuses_to_serve(client: Client) -> None:
+    with pytest.raises(TypeError, match="Unset sets no policy"):
+        client.get("/unset", headers=_bearer(_token(client, "alice")))
+    with pytest.raises(TypeError, match="sets no permission_required"):
+        PermissionRequiredMixin().get_policy()
+
+
+def test_the_object_mixin_checks_the_loaded_object(client: Client) -> None:
+    assert client.get("/note", headers=_bearer(_token(client, "alice"))).json() == {
+        "owner": "alice"
+    }
+    admin = _token(client, ADMIN, ADMIN_PW)
+    assert client.get("/note", headers=_bearer(admin)).status_code == 200
+    olga = _token(client, "olga")
+    refused = client.get("/note", headers=_bearer(olga))
+    assert refused.status_code == 403
+    hidden = client.get("/hidden-note", headers=_bearer(olga))
+    assert hidden.status_code == 404
+    assert hidden.json()["error"] == "not_found"
+
+
+# --- the HTTP API's URLs --------------------------------------------------------------
+
+
+def test_the_api_answers_under_the_prefix_it_is_included_at(client: Client) -> None:
+    token = _token(client, "alice")
+    me = client.get("/accounts/auth/me", headers=_bearer(token))
+    assert me.status_code == 200
+    assert me.json()["username"] == "alice"
+    assert client.get("/auth/me", headers=_bearer(token)).status_code == 404  # not mounted there
+    logout = client.post("/accounts/auth/logout", headers=_bearer(token))
+    assert logout.status_code == 204
+    assert "Content-Type" not in logout.headers
+    assert client.get("/accounts/auth/me", headers=_bearer(token)).status_code == 401
+
+
+def test_the_api_needs_no_csrf_token_and_refuses_malformed_bodies(client: Client) -> None:
+    strict = Client(enforce_csrf_checks=True)
+    bad = strict.post("/accounts/auth/login", b"{", content_type="application/json")
+    assert bad.status_code == 400
+    assert bad.json()["error"] == "invalid_request"
+    admin = _token(client, ADMIN, ADMIN_PW)
+    made = strict.post(
+        "/accounts/api/users/",
+        {"username": "zed", "password": PW, "role": "viewer", "password_hash": "x"},
+        content_type="application/json",
+        headers=_bearer(admin),
+    )
+    assert made.status_code == 400  # unknown field: no mass assignment
+    assert get_gate().store.get_user("zed") is None
+
+
+def test_the_api_without_the_middleware_says_what_is_missing(client: Client) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    from authgate.integrations.django.urls import serve
+
+    with pytest.raises(ImproperlyConfigured, match="AuthGateMiddleware"):
+        serve(HttpRequest(), "auth/me")
+
+
+# --- settings -------------------------------------------------------------------------
+
+
+def test_settings_py_overrides_the_environment(env: dict[str, str]) -> None:
+    with override_settings(
+        AUTHGATE_MAX_LOGIN_ATTEMPTS=3,
+        AUTHGATE_HIDE_OBJECTS=True,
+        AUTHGATE_ROLES=["reader", "editor", "admin"],
+    ):
+        settings = get_gate().settings
+        assert settings.max_login_attempts == 3
+        assert settings.hide_objects is True
+        assert settings.roles == ("reader", "editor", "admin")
+        assert get_gate() is get_gate()  # one gate per configuration
+    assert get_gate().settings.hide_objects is False
+
+
+def test_a_weak_secret_in_settings_py_is_refused(env: dict[str, str]) -> None:
+    from authgate.errors import ConfigError
+
+    with override_settings(AUTHGATE_SECRET_KEY="secret"), pytest.raises(ConfigError):
+        get_gate()
+
+
+# --- Django's ASGI handler ------------------------------------------------------------
+
+
+def test_the_asgi_handler_runs_the_same_middleware(client: Client) -> None:
+    import examples.django_app.asgi as project
+
+    token = _token(client, "alice")
+    app: Any = project.app
+
+    async def calls() -> list[httpx.Response]:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as c:
+            return [await c.get("/me"), await c.get("/me", headers=_bearer(token))]
+
+    with override_settings(ROOT_URLCONF=__name__):
+        anonymous, alice = asyncio.run(calls())
+    assert anonymous.status_code == 401
+    assert anonymous.headers["www-authenticate"] == 'Bearer realm="authgate"'
+    assert alice.json() == {"request": "alice", "proxy": "alice", "hiding": False}
+
+
+# --- manage.py ------------------------------------------------------------------------
+
+
+def _manage(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
+    return subprocess.run(
+        [sys.executable, str(MANAGE), *args],
+        env={**inherited, **env, "DJANGO_SETTINGS_MODULE": "examples.django_app.settings"},
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
+
+
+def test_manage_py_authgate_runs_the_cli_on_the_projects_store(env: dict[str, str]) -> None:
+    made = _manage(
+        env,
+        "authgate",
+        "users",
+        "create",
+        "carol",
+        "--role",
+        "operator",
+        "--password-stdin",
+        stdin=PW + "\n",
+    )
+    assert made.returncode == 0, made.stderr
+    listed = _manage(env, "authgate", "users", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert "carol" in listed.stdout
+    with override_settings(ROOT_URLCONF=__name__):
+        user = get_gate().store.get_user("carol")
+    assert user is not None and user.roles == {"operator"}
+    # The project's own policy applies: an unknown role is refused, and says so.
+    refused = _manage(
+        env, "authgate", "users", "create", "dave", "--role", "wizard", "--no-password"
+    )
+    assert refused.returncode != 0
+    assert "wizard" in refused.stderr
+    helped = _manage(env, "authgate", "--help")
+    assert helped.returncode == 0 and "users" in helped.stdout
+
+
+def test_call_command_runs_the_same_commands(
+    env: dict[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    from django.core.management import CommandError, call_command
+
+    with override_settings(ROOT_URLCONF=__name__):
+        get_gate().ensure_superuser()
+        call_command("authgate", "users", "list")
+        assert ADMIN in capsys.readouterr().out
+        with pytest.raises(CommandError):
+            call_command("authgate", "users", "show", "nobody")
+
+
+def test_runserver_serves_through_the_middleware(env: dict[str, str]) -> None:
+    """``manage.py runserver`` (which no WSGI wrapper would see) answers as gunicorn does."""
+    port = free_port()
+    inherited = {k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")}
+    server = subprocess.Popen(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "django_app" / "manage.py"),
+            "runserver",
+            "--noreload",
+            f"127.0.0.1:{port}",
+        ],
+        env={**inherited, **env},
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        reply = _poll(f"http://127.0.0.1:{port}/protected")
+        assert reply.status_code == 401
+        assert reply.headers["www-authenticate"] == 'Bearer realm="authgate"'
+        assert reply.json()["error"] == "not_authenticated"
+        login = httpx.post(
+            f"http://127.0.0.1:{port}/auth/login", json={"username": ADMIN, "password": ADMIN_PW}
+        )
+        token = login.json()["access_token"]
+        me = httpx.get(f"http://127.0.0.1:{port}/protected", headers=_bearer(token))
+        assert me.json() == {"message": f"hello, {ADMIN}"}
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _poll(url: str) -> httpx.Response:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            return httpx.get(url, timeout=5)
+        except httpx.TransportError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
