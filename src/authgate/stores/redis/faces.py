@@ -235,6 +235,11 @@ class AsyncRedisStore(_Redis[Any], AsyncFace):
             await asyncio.sleep(step.seconds)
             return None
         assert type(step) is _Cmd
+        if self.settings.topology == CLUSTER:
+            # Learn the slots before sending (under the client's lock; at once when known):
+            # redis-py 8.1, sent many commands at once before it knows them, drops
+            # connections that others are reading ("Connection closed by server").
+            await self._client.initialize()
         if step.route and self.settings.topology == CLUSTER:
             node = self._client.get_node_from_key(step.route)
             return await node.execute_command(*step.args)
