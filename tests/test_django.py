@@ -24,7 +24,7 @@ pytest.importorskip("django")  # the core's tox env has no Django
 
 import django
 import httpx
-from django.http import HttpRequest, JsonResponse
+from django.http import Http404, HttpRequest, HttpResponse, JsonResponse, StreamingHttpResponse
 from django.test import Client, override_settings
 from django.urls import include, path
 from django.utils.http import url_has_allowed_host_and_scheme
@@ -32,6 +32,7 @@ from django.views import View
 
 from authgate import current_identity, require_auth, require_role
 from authgate.context import hiding_objects
+from authgate.errors import StoreUnavailable
 from authgate.integrations import django as integration
 from authgate.integrations.django import (
     AuthRequiredMixin,
@@ -105,9 +106,12 @@ class Note:
 
 
 class NoteLoader(View):
-    """Loads the object, as a ``DetailView``'s ``SingleObjectMixin`` does."""
+    """Loads the object, as a ``DetailView``'s ``SingleObjectMixin`` does (``?id=2``
+    names none: Django's ``Http404``)."""
 
     def get_object(self) -> Note:
+        if self.request.GET.get("id") == "2":
+            raise Http404()
         return Note(owner="alice")
 
 
@@ -124,6 +128,26 @@ class HiddenNoteView(NoteView):
     hide_objects = True
 
 
+class Described(AuthRequiredMixin, View):
+    """A view with an ``options`` of its own, which says more than the methods."""
+
+    def options(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        return JsonResponse({"fields": ["secret"]})
+
+
+@require_auth
+def stream(request: HttpRequest) -> StreamingHttpResponse:
+    def chunks() -> Iterator[bytes]:
+        yield b"for "
+        yield current_identity.username.encode()
+
+    return StreamingHttpResponse(chunks())
+
+
+def store_down(request: HttpRequest) -> JsonResponse:
+    raise StoreUnavailable("the store is down", retry_after=7)
+
+
 urlpatterns = [
     path("me", me),
     path("admin", admin_page),
@@ -133,7 +157,11 @@ urlpatterns = [
     path("unset", Unset.as_view()),
     path("note", NoteView.as_view()),
     path("hidden-note", HiddenNoteView.as_view()),
+    path("described", Described.as_view()),
+    path("stream", stream),
+    path("store-down", store_down),
     path("accounts/", include("authgate.integrations.django.urls")),
+    path("accounts/auth/", admin_page, name="authgate-auth"),
 ]
 
 
@@ -220,9 +248,71 @@ def test_the_realm_comes_from_settings(client: Client) -> None:
     assert reply.headers["WWW-Authenticate"] == 'Bearer realm="reports"'
 
 
-def test_a_preflight_with_a_bad_token_passes_as_anonymous(client: Client) -> None:
-    reply = client.options("/reports", headers=_bearer("garbage"))
-    assert reply.status_code == 200  # View.options answers; the guard is on get
+PREFLIGHT = {"Origin": "https://app.example", "Access-Control-Request-Method": "GET"}
+
+
+def test_a_cors_preflight_passes_the_mixin_guards(client: Client) -> None:
+    reply = client.options("/reports", headers={**PREFLIGHT, **_bearer("garbage")})
+    assert reply.status_code == 200  # Django's View.options: the allowed methods only
+    assert reply.content == b""
+
+
+def test_an_options_that_is_no_preflight_or_is_the_views_own_is_guarded(
+    client: Client,
+) -> None:
+    assert client.options("/reports").status_code == 401
+    assert client.options("/described", headers=PREFLIGHT).status_code == 401
+    token = _token(client, "alice")
+    assert client.options("/described", headers=_bearer(token)).json() == {"fields": ["secret"]}
+
+
+def test_head_is_guarded_as_get(client: Client) -> None:
+    assert client.head("/reports").status_code == 401
+    assert client.head("/reports", headers=_bearer(_token(client, "alice"))).status_code == 403
+    assert client.head("/me").status_code == 401
+
+
+def test_a_streamed_body_is_produced_with_the_identity(client: Client) -> None:
+    reply = client.get("/stream", headers=_bearer(_token(client, "alice")))
+    assert reply.status_code == 200
+    assert b"".join(reply.streaming_content) == b"for alice"  # type: ignore[attr-defined]
+
+
+def test_a_mixin_listed_after_the_view_is_refused() -> None:
+    with pytest.raises(TypeError, match="put the mixin first"):
+
+        class Wrong(View, AuthRequiredMixin):  # type: ignore[misc] # View.dispatch skips the guard
+            pass
+
+    with pytest.raises(TypeError, match="put the mixin first"):
+
+        class WrongObject(NoteLoader, ObjectPermissionRequiredMixin):
+            pass
+
+
+def test_a_guard_refusal_in_a_view_is_audited(client: Client) -> None:
+    events: list[Any] = []
+    get_gate().audit.subscribe(events.append)
+    client.get("/admin", headers=_bearer(_token(client, "alice")))
+    denied = [e for e in events if e.event == "permission_denied"]
+    assert denied and denied[-1].username == "alice"
+
+
+def test_failures_count_against_the_callers_address(env: dict[str, str]) -> None:
+    with override_settings(ROOT_URLCONF=__name__, AUTHGATE_MAX_FAILURES_PER_ADDRESS=3):
+        gate = get_gate()
+        gate.create_user("alice", PW)
+        client = Client()
+        wrong = {"username": "alice", "password": "not it"}
+
+        def attempt(address: str) -> int:
+            reply = client.post(
+                "/accounts/auth/login", wrong, content_type="application/json", REMOTE_ADDR=address
+            )
+            return reply.status_code
+
+        assert [attempt("192.0.2.1") for _ in range(4)] == [401, 401, 401, 429]
+        assert attempt("192.0.2.9") == 401  # another address: its own count
 
 
 def test_objects_are_hidden_when_the_settings_say_so(
@@ -246,6 +336,38 @@ def test_a_page_with_no_identity_is_sent_to_the_login_url_with_next(client: Clie
         reply = Client().get("/me?tab=2", headers=HTML)
     assert reply.status_code == 302
     assert reply.headers["Location"] == "/login/?next=/me%3Ftab%3D2"
+
+
+def test_the_login_redirect_follows_the_browsers_preference(client: Client) -> None:
+    with override_settings(AUTHGATE_LOGIN_URL="/login/"):
+        fresh = Client()
+        for accept, status in [
+            ("application/json, text/html", 401),
+            ("text/html;q=0.1, application/json", 401),  # in header order on Django < 5.2
+            ("text/html;q=0", 401),
+            ("text/html;q=0.9, application/json;q=0.5", 302),
+            ("*/*", 401),
+        ]:
+            reply = fresh.get("/me", headers={"Accept": accept})
+            assert reply.status_code == status, accept
+            assert "Accept" in reply.headers["Vary"]
+        head = fresh.head("/me", headers=HTML)
+        assert head.status_code == 302
+        assert head.headers["Cache-Control"] == "no-store"
+
+
+def test_only_a_missing_identity_is_sent_to_log_in(client: Client) -> None:
+    with override_settings(AUTHGATE_LOGIN_URL="/login/"):
+        down = Client().get("/store-down", headers=HTML)
+    assert down.status_code == 503  # a login would not help: the store is down
+    assert down.headers["Retry-After"] == "7"
+
+
+def test_the_login_url_may_be_a_url_name(client: Client) -> None:
+    with override_settings(AUTHGATE_LOGIN_URL="authgate-auth"):
+        reply = Client().get("/me", headers=HTML)
+    assert reply.status_code == 302
+    assert reply.headers["Location"].startswith("/accounts/")
 
 
 def test_the_login_redirect_is_only_for_pages(client: Client) -> None:
@@ -305,17 +427,23 @@ def test_a_mixin_with_nothing_required_refuses_to_serve(client: Client) -> None:
 
 
 def test_the_object_mixin_checks_the_loaded_object(client: Client) -> None:
-    assert client.get("/note", headers=_bearer(_token(client, "alice"))).json() == {
-        "owner": "alice"
-    }
+    alice = _bearer(_token(client, "alice"))
+    assert client.get("/note", headers=alice).json() == {"owner": "alice"}
     admin = _token(client, ADMIN, ADMIN_PW)
     assert client.get("/note", headers=_bearer(admin)).status_code == 200
-    olga = _token(client, "olga")
-    refused = client.get("/note", headers=_bearer(olga))
+    olga = _bearer(_token(client, "olga"))
+    refused = client.get("/note", headers=olga)
     assert refused.status_code == 403
-    hidden = client.get("/hidden-note", headers=_bearer(olga))
-    assert hidden.status_code == 404
-    assert hidden.json()["error"] == "not_found"
+    assert "requires" in refused.json()["detail"]
+
+
+def test_a_hidden_object_answers_as_a_missing_one(client: Client) -> None:
+    olga = _bearer(_token(client, "olga"))
+    hidden = client.get("/hidden-note", headers=olga)
+    missing = client.get("/hidden-note?id=2", headers=olga)
+    assert hidden.status_code == missing.status_code == 404
+    assert hidden.content == missing.content
+    assert hidden.headers["Content-Type"] == missing.headers["Content-Type"]
 
 
 # --- the HTTP API's URLs --------------------------------------------------------------
@@ -334,7 +462,19 @@ def test_the_api_answers_under_the_prefix_it_is_included_at(client: Client) -> N
 
 
 def test_the_api_needs_no_csrf_token_and_refuses_malformed_bodies(client: Client) -> None:
+    with override_settings(MIDDLEWARE=[*MIDDLEWARE_WITH_CSRF]):
+        _csrf_exempt_api(client)
+
+
+MIDDLEWARE_WITH_CSRF = [
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "authgate.integrations.django.AuthGateMiddleware",
+]
+
+
+def _csrf_exempt_api(client: Client) -> None:
     strict = Client(enforce_csrf_checks=True)
+    assert strict.post("/me").status_code == 403  # Django's CSRF check is on
     bad = strict.post("/accounts/auth/login", b"{", content_type="application/json")
     assert bad.status_code == 400
     assert bad.json()["error"] == "invalid_request"
@@ -347,6 +487,28 @@ def test_the_api_needs_no_csrf_token_and_refuses_malformed_bodies(client: Client
     )
     assert made.status_code == 400  # unknown field: no mass assignment
     assert get_gate().store.get_user("zed") is None
+
+
+def test_the_api_bounds_the_body_it_reads(client: Client) -> None:
+    from django.test import RequestFactory
+
+    from authgate.api import too_large
+    from authgate.integrations.django.urls import serve
+
+    refused = too_large()
+    big = b'{"username": "' + b"a" * 70_000 + b'"}'
+    reply = client.post("/accounts/auth/login", big, content_type="application/json")
+    assert (reply.status_code, reply.content) == (refused.status, refused.body)
+    for length in ("-1", "abc"):
+        odd = client.post(
+            "/accounts/auth/login", b"{}", content_type="application/json", CONTENT_LENGTH=length
+        )
+        assert (odd.status_code, odd.content) == (refused.status, refused.body), length
+    # no Content-Length (a chunked body): read up to the bound, then refused
+    request = RequestFactory().post("/accounts/auth/login", big, content_type="application/json")
+    del request.META["CONTENT_LENGTH"]
+    request.authgate = get_gate()  # type: ignore[attr-defined]
+    assert serve(request, "auth/login").content == refused.body
 
 
 def test_the_api_without_the_middleware_says_what_is_missing(client: Client) -> None:
@@ -373,6 +535,56 @@ def test_settings_py_overrides_the_environment(env: dict[str, str]) -> None:
         assert settings.roles == ("reader", "editor", "admin")
         assert get_gate() is get_gate()  # one gate per configuration
     assert get_gate().settings.hide_objects is False
+
+
+def test_settings_py_refuses_typos_and_odd_values(env: dict[str, str]) -> None:
+    from django.core.exceptions import ImproperlyConfigured
+
+    with (
+        override_settings(AUTHGATE_SECRT_KEY="x"),
+        pytest.raises(
+            ImproperlyConfigured,
+            match="AUTHGATE_SECRT_KEY is not an authgate setting; did you mean",
+        ),
+    ):
+        get_gate()
+    with (
+        override_settings(AUTHGATE_ROLES={"a": 1}),
+        pytest.raises(ImproperlyConfigured, match="AUTHGATE_ROLES must be"),
+    ):
+        get_gate()
+    with override_settings(AUTHGATE_SECRET_KEY=SECRET.encode() + b"-bytes"):
+        assert get_gate().settings.secret_key == SECRET + "-bytes"
+    with override_settings(AUTHGATE_POLICY=POLICY):  # the object itself, not its path
+        assert get_gate().policy is POLICY
+    with (
+        override_settings(AUTHGATE_POLICY=f"{__name__}.ADMIN"),
+        pytest.raises(ImproperlyConfigured, match="must be a RolePolicy"),
+    ):
+        get_gate()
+
+
+def test_a_gate_per_policy(env: dict[str, str]) -> None:
+    with override_settings(AUTHGATE_POLICY=f"{__name__}.POLICY"):
+        with_policy = get_gate()
+    assert get_gate() is not with_policy
+    assert with_policy.policy is POLICY
+
+
+def test_the_realm_reaches_the_apis_answers_too(client: Client) -> None:
+    with override_settings(AUTHGATE_REALM="reports"):
+        reply = Client().get("/accounts/auth/me")
+    assert reply.status_code == 401
+    assert reply.headers["WWW-Authenticate"] == 'Bearer realm="reports"'
+
+
+def test_the_system_check_names_a_missing_middleware() -> None:
+    from authgate.integrations.django.apps import check_middleware
+
+    assert check_middleware() == []
+    with override_settings(MIDDLEWARE=["django.middleware.common.CommonMiddleware"]):
+        errors = check_middleware()
+    assert [e.id for e in errors] == ["authgate.E001"]
 
 
 def test_a_weak_secret_in_settings_py_is_refused(env: dict[str, str]) -> None:
@@ -442,23 +654,36 @@ def test_manage_py_authgate_runs_the_cli_on_the_projects_store(env: dict[str, st
     refused = _manage(
         env, "authgate", "users", "create", "dave", "--role", "wizard", "--no-password"
     )
-    assert refused.returncode != 0
-    assert "wizard" in refused.stderr
+    assert refused.returncode == 1
+    assert "wizard" in refused.stderr and "Traceback" not in refused.stderr
+    assert refused.stderr.startswith("Error: ")
+    missing = _manage(env, "authgate", "users", "show", "nobody")
+    assert missing.returncode == 1 and "Traceback" not in missing.stderr
+    usage = _manage(env, "authgate", "users", "frobnicate")
+    assert usage.returncode == 2 and "Traceback" not in usage.stderr
+    # Django's own --settings is Django's, not a click option
+    settings = _manage(env, "authgate", "--settings=examples.django_app.settings", "users", "list")
+    assert settings.returncode == 0, settings.stderr
+    # no secret key: said in one line
+    unset = _manage({**env, "AUTHGATE_SECRET_KEY": ""}, "authgate", "users", "list")
+    assert unset.returncode == 1 and "Traceback" not in unset.stderr
+    assert "AUTHGATE_SECRET_KEY" in unset.stderr
     helped = _manage(env, "authgate", "--help")
     assert helped.returncode == 0 and "users" in helped.stdout
 
 
-def test_call_command_runs_the_same_commands(
-    env: dict[str, str], capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_call_command_runs_the_same_commands(env: dict[str, str]) -> None:
+    from io import StringIO
+
     from django.core.management import CommandError, call_command
 
     with override_settings(ROOT_URLCONF=__name__):
         get_gate().ensure_superuser()
-        call_command("authgate", "users", "list")
-        assert ADMIN in capsys.readouterr().out
-        with pytest.raises(CommandError):
-            call_command("authgate", "users", "show", "nobody")
+        out = StringIO()
+        call_command("authgate", "users", "list", stdout=out)
+        assert ADMIN in out.getvalue()
+        with pytest.raises(CommandError, match="nobody"):
+            call_command("authgate", "users", "show", "nobody", stderr=StringIO())
 
 
 def test_runserver_serves_through_the_middleware(env: dict[str, str]) -> None:

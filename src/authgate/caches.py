@@ -20,6 +20,7 @@ kind                      bound     holds
 ``parsed grants``         4,096     grant string -> parsed `Grant`
 ``session checks``        50,000    session id -> (session, user) (`SessionCache`, per store)
 ``outage reasons``        256       503 reason -> last logged (`http`'s log throttle)
+``configured gates``      8         (settings, policy) -> `Gate` (Django's `get_gate`)
 ========================  ========  =====================================================
 
 Sizes: a verified token's claims and an identity take about a kilobyte each, so the
@@ -63,6 +64,7 @@ PERMISSION_DECISIONS = Kind("permission decisions", 1_024)
 PARSED_GRANTS = Kind("parsed grants", 4_096)
 SESSION_CHECKS = Kind("session checks", 50_000)
 OUTAGE_REASONS = Kind("outage reasons", 256)
+CONFIGURED_GATES = Kind("configured gates", 8)
 
 KINDS = (
     VERIFIED_TOKENS,
@@ -73,6 +75,7 @@ KINDS = (
     PARSED_GRANTS,
     SESSION_CHECKS,
     OUTAGE_REASONS,
+    CONFIGURED_GATES,
 )
 
 

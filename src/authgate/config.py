@@ -7,9 +7,10 @@ Each setting ``name`` is read from ``AUTHGATE_<NAME>`` in the environment and fr
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -130,6 +131,33 @@ class Settings:
         return cls(**values)
 
     @classmethod
+    def from_config(
+        cls,
+        config: Mapping[str, object],
+        environ: Mapping[str, str] | None = None,
+        *,
+        own: Collection[str] = (),
+    ) -> Settings:
+        """Settings from the environment, with the ``AUTHGATE_*`` entries of a
+        framework's configuration on top (Flask's ``app.config``, Django's
+        ``settings.py``).  A value is a string, number, boolean, UTF-8 bytes or a list
+        of strings (for a list setting); None leaves the environment's value.  An
+        ``AUTHGATE_*`` name authgate does not know (a typo) or a value of another type
+        is a `ConfigError` naming the setting, never its value.  `own` names the
+        entries the framework's integration reads itself."""
+        env = dict(os.environ if environ is None else environ)
+        known = {ENV_PREFIX + f.name.upper() for f in fields(cls)}
+        for name, value in config.items():
+            if not name.startswith(ENV_PREFIX) or name in own or value is None:
+                continue
+            if name not in known:
+                close = difflib.get_close_matches(name, known | set(own), n=1)
+                hint = f"; did you mean {close[0]}?" if close else ""
+                raise ConfigError(f"{name} is not an authgate setting{hint}")
+            env[name] = _config_text(name, value)
+        return cls.from_env(env)
+
+    @classmethod
     def from_toml(cls, path: str | Path, **overrides: Any) -> Settings:
         """Settings from a TOML file (top level or an ``[authgate]`` table)."""
         try:
@@ -167,6 +195,27 @@ class Settings:
                 normalize="NFKD" if self.flask_security_salt else None,
             ),
         )
+
+
+def _config_text(name: str, value: object) -> str:
+    """A configuration value as the environment would spell it."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, str | int | float):
+        return str(value)
+    if isinstance(value, bytes):
+        try:
+            return value.decode()
+        except UnicodeDecodeError:
+            raise ConfigError(f"{name} is bytes that are not UTF-8 text") from None
+    if isinstance(value, list | tuple) and all(  # ordered: a role list ranks its roles
+        isinstance(item, str) and "," not in item for item in value
+    ):
+        return ",".join(value)
+    raise ConfigError(
+        f"{name} must be a string, a number, a boolean or a list of strings without "
+        f"commas, not {type(value).__name__}"
+    )
 
 
 def _parse(name: str, kind: Any, raw: str) -> Any:

@@ -17,7 +17,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import click
@@ -26,7 +25,7 @@ from flask.cli import with_appcontext
 
 from ..api import ApiRequest, HttpApi
 from ..cli import CliState, bound_group
-from ..config import ENV_PREFIX, Settings
+from ..config import Settings
 from ..context import current_identity as _current_identity
 from ..errors import AuthGateError
 from ..gate import Gate
@@ -74,9 +73,7 @@ class AuthGate:
     def init_app(self, app: Flask) -> None:
         """Configure `app`: ``AUTHGATE_*`` keys of ``app.config`` override the environment."""
         if self._gate is None:
-            environ = dict(os.environ)
-            environ.update({k: str(v) for k, v in app.config.items() if k.startswith(ENV_PREFIX)})
-            self._gate = Gate(Settings.from_env(environ), policy=self.policy)
+            self._gate = Gate(Settings.from_config(app.config), policy=self.policy)
         gate = self._gate
         app.extensions["authgate"] = self
         wrapped: Any = app  # Flask's documented idiom replaces the wsgi_app method

@@ -50,7 +50,7 @@ _STATUS = {
 }
 
 
-class _InContext:
+class InContext:
     """A response iterable whose items are produced inside the request's context."""
 
     __slots__ = ("_context", "_inner", "_iterator")
@@ -60,7 +60,7 @@ class _InContext:
         self._context = context
         self._iterator = iter(inner)
 
-    def __iter__(self) -> _InContext:
+    def __iter__(self) -> InContext:
         return self
 
     def __next__(self) -> bytes:
@@ -86,7 +86,7 @@ def _primed(result: Iterable[bytes], context: Context) -> Iterable[bytes]:
         if close is not None:
             close()
         raise
-    return _InContext(_Chain(first, iterator, result), context)
+    return InContext(_Chain(first, iterator, result), context)
 
 
 class _Chain:
@@ -188,7 +188,7 @@ class AuthGateWSGIMiddleware:
             if close is not None:
                 context.run(close)
             return replaced
-        return result if isinstance(result, _InContext | list) else _InContext(result, context)
+        return result if isinstance(result, InContext | list) else InContext(result, context)
 
     def _error(self, start_response: StartResponse, err: AuthGateError) -> list[bytes]:
         return _respond(start_response, error_response(err, self.realm))

@@ -7,8 +7,8 @@ and ``manage.py authgate``.
     INSTALLED_APPS = [..., "authgate.integrations.django"]
     MIDDLEWARE = [..., "authgate.integrations.django.AuthGateMiddleware"]
     AUTHGATE_STORE = "sqlite:///authgate.db"   # any AUTHGATE_* setting; the environment too
-    AUTHGATE_POLICY = "myproject.auth.POLICY"   # optional: a RolePolicy, by dotted path
-    AUTHGATE_LOGIN_URL = "/login/"              # optional: where a page asks for a login
+    AUTHGATE_POLICY = "myproject.auth.POLICY"   # optional: a RolePolicy, or its dotted path
+    AUTHGATE_LOGIN_URL = "login"                # optional: a URL or URL name, for pages
     AUTHGATE_REALM = "my-api"                   # optional: WWW-Authenticate's realm
 
     # urls.py
@@ -22,12 +22,14 @@ and ``manage.py authgate``.
         return JsonResponse({"hello": request.identity.username})
 
 Settings come from the environment's ``AUTHGATE_*`` variables, with ``AUTHGATE_*``
-names in ``settings.py`` on top (the same names, so one deployment can use either).
-The middleware sets ``request.identity`` (and `authgate.current_identity`), and
-answers authgate's errors as the HTTP API does: JSON, 401 with ``WWW-Authenticate``,
-403 with the reason, 429 with ``Retry-After``, 503 when the store is down.  With
-``AUTHGATE_LOGIN_URL`` set, a page request (one that asks for HTML) with no identity is
-redirected there instead, with ``?next=`` the page, when that is a path of this site.
+names in ``settings.py`` on top (the same names, so one deployment can use either; a
+name authgate does not know is refused, so a typo cannot pass unnoticed).  The
+middleware sets ``request.identity`` (and `authgate.current_identity`, also while a
+streamed response is produced), and answers authgate's errors as the HTTP API does:
+JSON, 401 with ``WWW-Authenticate``, 403 with the reason, 429 with ``Retry-After``, 503
+when the store is down.  With ``AUTHGATE_LOGIN_URL`` set, a page request (a GET that
+prefers HTML to JSON) with no identity is redirected there instead, with ``?next=`` the
+page, when that is a path of this site.
 
 Views are sync (Django runs them in a thread under ASGI): the gate is the sync `Gate`.
 """
@@ -36,18 +38,22 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextvars import copy_context
 from typing import Any, ClassVar
 from urllib.parse import quote
 
 from django.conf import settings as django_settings
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.core.exceptions import ImproperlyConfigured
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import resolve_url
+from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.module_loading import import_string
 
-from ...audit import bind_audit_log
-from ...config import ENV_PREFIX, Settings
+from ...audit import AuditLog, bind_audit_log
+from ...caches import CONFIGURED_GATES, LRU
+from ...config import Settings
 from ...context import current_identity as _current_identity
 from ...context import set_identity, set_object_hiding
 from ...decorators import (
@@ -59,11 +65,11 @@ from ...decorators import (
     require_permission,
     require_role,
 )
-from ...errors import AuthenticationError, AuthGateError
+from ...errors import AuthenticationError, AuthGateError, ConfigError, NotFound
 from ...gate import Gate
 from ...http import ApiResponse, CredentialRules, error_response
 from ...identity import ANONYMOUS, Identity
-from ...middleware.wsgi import identify
+from ...middleware.wsgi import InContext, identify
 from ...permissions import HasPermission, HasRole, IsAuthenticated, Policy, RolePolicy
 
 __all__ = [
@@ -91,50 +97,60 @@ __all__ = [
 #: `authgate.current_identity`, in every framework.
 current_identity: Identity = _current_identity
 
-#: ``AUTHGATE_*`` names in ``settings.py`` that belong to this integration, not to
-#: `authgate.config.Settings`.
-_OWN_SETTINGS = {"AUTHGATE_POLICY", "AUTHGATE_LOGIN_URL", "AUTHGATE_REALM"}
+#: ``AUTHGATE_*`` names this integration reads itself (``settings.py``, else the
+#: environment), not `authgate.config.Settings`.
+_OWN_SETTINGS = ("AUTHGATE_POLICY", "AUTHGATE_LOGIN_URL", "AUTHGATE_REALM")
 
-_gates: dict[tuple[Settings, str], Gate] = {}
+#: One gate per configuration (a test's ``override_settings`` makes another); a gate
+#: pushed out is not closed, since a middleware may still serve with it.
+_gates: LRU[tuple[Settings, RolePolicy | None], Gate] = LRU(CONFIGURED_GATES)
 _gates_lock = threading.Lock()
 
 
 def get_gate() -> Gate:
     """The `Gate` this project's settings describe: one per process, built on first use
     (and anew if the settings change, as in a test's ``override_settings``)."""
-    settings = _settings()
-    policy_path = str(getattr(django_settings, "AUTHGATE_POLICY", "") or "")
-    key = (settings, policy_path)
+    try:
+        settings = Settings.from_config(_settings_py(), own=_OWN_SETTINGS)
+    except ConfigError as err:
+        raise ImproperlyConfigured(str(err)) from err
+    policy = _policy()  # before the lock: importing it may ask for the gate too
+    key = (settings, policy)
     gate = _gates.get(key)
     if gate is None:
         with _gates_lock:
             gate = _gates.get(key)
             if gate is None:
-                policy: RolePolicy | None = import_string(policy_path) if policy_path else None
-                gate = _gates[key] = Gate(settings, policy=policy)
+                gate = Gate(settings, policy=policy)
+                _gates.put(key, gate)
     return gate
+
+
+def _settings_py() -> dict[str, object]:
+    names = [name for name in dir(django_settings) if name.startswith("AUTHGATE_")]
+    return {name: getattr(django_settings, name, None) for name in names}
+
+
+def _own(name: str) -> object:
+    """One of this integration's settings: ``settings.py``, else the environment."""
+    value = getattr(django_settings, name, None)
+    return value if value is not None else os.environ.get(name) or None
+
+
+def _policy() -> RolePolicy | None:
+    value = _own("AUTHGATE_POLICY")
+    if isinstance(value, str):
+        value = import_string(value)
+    if value is not None and not isinstance(value, RolePolicy):
+        raise ImproperlyConfigured(
+            f"AUTHGATE_POLICY must be a RolePolicy or its dotted path, not {type(value).__name__}"
+        )
+    return value
 
 
 def realm() -> str:
     """The realm of ``WWW-Authenticate`` (``AUTHGATE_REALM``, default ``authgate``)."""
-    return str(getattr(django_settings, "AUTHGATE_REALM", "") or "authgate")
-
-
-def _settings() -> Settings:
-    environ = {k: v for k, v in os.environ.items() if k.startswith(ENV_PREFIX)}
-    for name in dir(django_settings):
-        if name.startswith(ENV_PREFIX) and name not in _OWN_SETTINGS:
-            environ[name] = _text(getattr(django_settings, name))
-    return Settings.from_env(environ)
-
-
-def _text(value: object) -> str:
-    """A ``settings.py`` value as the environment would spell it."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, list | tuple | set | frozenset):
-        return ",".join(str(item) for item in value)
-    return "" if value is None else str(value)
+    return str(_own("AUTHGATE_REALM") or "authgate")
 
 
 def to_response(answer: ApiResponse) -> HttpResponse:
@@ -184,7 +200,15 @@ class AuthGateMiddleware:
         set_identity(identity)
         set_object_hiding(self._hide_objects)
         bind_audit_log(self.gate.audit)
-        return self.get_response(request)
+        response = self.get_response(request)
+        if response.streaming:  # produced after this returns: in the same context
+            streamed: Any = response
+            streamed.streaming_content = (
+                _produced_as(streamed, identity, self._hide_objects, self.gate.audit)
+                if getattr(streamed, "is_async", False)
+                else InContext(streamed.streaming_content, copy_context())
+            )
+        return response
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         """Answer an authgate error a view (or its guard) raised; leave others to Django."""
@@ -195,25 +219,59 @@ class AuthGateMiddleware:
     def answer(self, request: HttpRequest, err: AuthGateError) -> HttpResponse:
         """The response to `err`: the login page for a page request with no identity
         when ``AUTHGATE_LOGIN_URL`` is set, authgate's JSON answer otherwise."""
-        login_url = str(getattr(django_settings, "AUTHGATE_LOGIN_URL", "") or "")
-        if login_url and isinstance(err, AuthenticationError) and _wants_page(request):
-            return HttpResponseRedirect(_login_location(login_url, request))
-        return to_response(error_response(err, realm()))
+        login_url = _own("AUTHGATE_LOGIN_URL")
+        if not login_url:
+            return to_response(error_response(err, realm()))
+        response: HttpResponse
+        if isinstance(err, AuthenticationError) and _wants_page(request):
+            location = _login_location(resolve_url(str(login_url)), request)
+            response = HttpResponseRedirect(location)
+            response.headers["Cache-Control"] = "no-store"
+        else:
+            response = to_response(error_response(err, realm()))
+        patch_vary_headers(response, ["Accept"])  # a 302 or a 401, by Accept
+        return response
+
+
+async def _produced_as(
+    response: Any, identity: Identity, hide: bool, audit: AuditLog
+) -> AsyncIterator[bytes]:
+    """An async streamed body, produced with the request's identity.  Django's ASGI
+    handler iterates it in the request's own task, so what is set here stays there."""
+    set_identity(identity)
+    set_object_hiding(hide)
+    bind_audit_log(audit)
+    async for chunk in response.streaming_content:
+        yield chunk
 
 
 def _wants_page(request: HttpRequest) -> bool:
-    """A browser navigating: a GET or HEAD that names HTML before JSON in ``Accept``
-    and carries no credential of an API client (which gets its 401).  No ``Accept``,
-    or only wildcards, is an API client."""
+    """A browser navigating: a GET or HEAD whose ``Accept`` prefers HTML to JSON, with
+    no credential of an API client (which gets its 401).  No ``Accept``, or only
+    wildcards, is an API client."""
     if request.method not in ("GET", "HEAD") or "HTTP_AUTHORIZATION" in request.META:
         return False
-    for media in request.accepted_types:  # most preferred first
-        named = f"{media.main_type}/{media.sub_type}"
-        if named in ("text/html", "application/xhtml+xml"):
-            return True
-        if named == "application/json":
-            return False
-    return False
+    html = json = 0.0
+    for part in str(request.META.get("HTTP_ACCEPT", "")).split(","):
+        media, _, params = part.partition(";")
+        media = media.strip().lower()
+        quality = _quality(params)
+        if media in ("text/html", "application/xhtml+xml"):
+            html = max(html, quality)
+        elif media == "application/json":
+            json = max(json, quality)
+    return html > json
+
+
+def _quality(params: str) -> float:
+    for param in params.split(";"):
+        key, _, value = param.partition("=")
+        if key.strip().lower() == "q":
+            try:
+                return min(max(float(value), 0.0), 1.0)
+            except ValueError:
+                return 0.0
+    return 1.0
 
 
 def _login_location(login_url: str, request: HttpRequest) -> str:
@@ -229,11 +287,41 @@ def _login_location(login_url: str, request: HttpRequest) -> str:
     return f"{login_url}{separator}next={quote(here, safe='/')}"
 
 
+def _preflight(view: object, request: HttpRequest) -> bool:
+    """A CORS preflight the view answers with Django's own ``options`` (which tells
+    the allowed methods, nothing else)."""
+    from django.views import View
+
+    return (
+        request.method == "OPTIONS"
+        and "HTTP_ACCESS_CONTROL_REQUEST_METHOD" in request.META
+        and getattr(type(view), "options", None) is View.options
+    )
+
+
+def _before_the_view(cls: type, mixin: type) -> None:
+    """Refuse a class that lists the mixin after Django's ``View``: ``View.dispatch``
+    calls no ``super()``, so the guard would never run."""
+    from django.views import View
+
+    order = cls.__mro__
+    if View in order and order.index(View) < order.index(mixin):
+        raise TypeError(
+            f"{cls.__name__} lists {mixin.__name__} after View, which would skip it: "
+            f"put the mixin first, as in class {cls.__name__}({mixin.__name__}, View)"
+        )
+
+
 class PolicyRequiredMixin:
     """For class-based views: `policy` must allow the request's identity before the view
-    dispatches (401 without one, 403 naming what was required otherwise)."""
+    dispatches (401 without one, 403 naming what was required otherwise).  List it
+    before ``View`` (a class that does not is refused)."""
 
     policy: ClassVar[Policy | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _before_the_view(cls, PolicyRequiredMixin)
 
     def get_policy(self) -> Policy:
         """The policy this view requires (override to decide per request)."""
@@ -242,9 +330,10 @@ class PolicyRequiredMixin:
         return self.policy
 
     def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        """Check the policy, then dispatch as the view would.  A CORS preflight
-        (``OPTIONS``) passes, as it passes the middleware."""
-        if request.method != "OPTIONS":
+        """Check the policy, then dispatch as the view would.  A CORS preflight (an
+        ``OPTIONS`` with ``Access-Control-Request-Method``) answered by Django's own
+        ``options`` passes."""
+        if not _preflight(self, request):
             check(self.get_policy(), getattr(request, "identity", ANONYMOUS))
         dispatch: Callable[..., HttpResponse] = super().dispatch  # type: ignore[misc]
         return dispatch(request, *args, **kwargs)
@@ -291,23 +380,30 @@ def _names(value: str | Sequence[str], attribute: str, view: object) -> tuple[st
 class ObjectPermissionRequiredMixin:
     """For class-based views with ``get_object`` (``DetailView``, ``UpdateView``...):
     the identity must be allowed `object_action` on the object, by `object_policy` or
-    the object's own hooks; 403, or 404 when objects are hidden
-    (``AUTHGATE_HIDE_OBJECTS``, or `hide_objects`)."""
+    the object's own hooks; 403, or, when objects are hidden (``AUTHGATE_HIDE_OBJECTS``,
+    or `hide_objects`), Django's ``Http404``, as for a missing object."""
 
     object_action: ClassVar[str] = "read"
     object_policy: ClassVar[Policy | None] = None
     hide_objects: ClassVar[bool | None] = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _before_the_view(cls, ObjectPermissionRequiredMixin)
 
     def get_object(self, *args: Any, **kwargs: Any) -> Any:
         """The view's object, once the identity may act on it."""
         get_object: Callable[..., Any] = super().get_object  # type: ignore[misc]
         obj = get_object(*args, **kwargs)
         request: HttpRequest = self.request  # type: ignore[attr-defined]
-        check_object_permission(
-            obj,
-            self.object_action,
-            self.object_policy,
-            getattr(request, "identity", ANONYMOUS),
-            hide=self.hide_objects,
-        )
+        try:
+            check_object_permission(
+                obj,
+                self.object_action,
+                self.object_policy,
+                getattr(request, "identity", ANONYMOUS),
+                hide=self.hide_objects,
+            )
+        except NotFound:  # answered as the view answers a missing object
+            raise Http404() from None
         return obj

@@ -37,22 +37,27 @@ def serve(request: HttpRequest, path: str) -> HttpResponse:
             '"authgate.integrations.django.AuthGateMiddleware" to MIDDLEWARE'
         )
     api = _apis.get(gate)
-    if api is None:
+    if api is None or api.realm != realm():
         api = _apis[gate] = HttpApi.for_gate(gate, realm=realm())
+    meta = request.META
     try:
-        length = int(request.META.get("CONTENT_LENGTH") or 0)
+        length = int(meta.get("CONTENT_LENGTH") or 0)
     except ValueError:
         length = -1
     if length < 0 or length > MAX_BODY:
         return to_response(too_large())
-    meta = request.META
+    # Read here, within authgate's bound, not through request.body (bounded by
+    # DATA_UPLOAD_MAX_MEMORY_SIZE, which a project may lift, and refused in HTML).
+    body = request.read(MAX_BODY + 1)
+    if len(body) > MAX_BODY:  # a body with no Content-Length (chunked)
+        return to_response(too_large())
     answer = gate.run(
         api.answer(
             ApiRequest(
                 method=request.method or "GET",
                 path="/" + path,
                 identity=getattr(request, "identity", ANONYMOUS),
-                body=request.body,
+                body=body,
                 query=request.GET.dict(),
                 client=Client(
                     request_address(meta.get("REMOTE_ADDR")), meta.get("HTTP_USER_AGENT", "")
