@@ -66,9 +66,9 @@ class _CurrentIdentity:
         return f"<current_identity {_current.get()!r}>"
 
 
-#: The identity of the request or job being served: ``current_identity.username``,
-#: ``current_identity.can("items:read")``; ``current_identity()`` is the identity itself.
 current_identity: Identity = cast(Identity, _CurrentIdentity())
+"""The identity of the request or job being served: ``current_identity.username``,
+``current_identity.can("items:read")``; ``current_identity()`` is the identity itself."""
 
 
 def set_identity(identity: Identity) -> Token[Identity]:

@@ -94,6 +94,7 @@ class Identity:
 
 
 ANONYMOUS = Identity()
+"""Nobody: the identity of a request that presented no credential."""
 
 
 @dataclass(frozen=True, slots=True)

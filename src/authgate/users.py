@@ -301,6 +301,7 @@ def normalize_roles(roles: Iterable[str]) -> frozenset[str]:
 
 
 DEFAULT_ROLES = RoleHierarchy()
+"""The default role order, lowest first: viewer < operator < admin."""
 
 
 def _normalize_permissions(perms: Iterable[str]) -> frozenset[str]:
