@@ -43,8 +43,8 @@ PW = "correct horse battery"
 
 
 def _gate(store: str = "memory://") -> Gate:
-    """The README's example: edith, an editor in the policy group lab and the stored
-    group ops, with a direct grant of notes:*."""
+    """The example of docs/permissions.md: edith, an editor in the policy group lab and
+    the stored group ops, with a direct grant of notes:*."""
     policy = RolePolicy(
         GRANTS, hierarchy=RoleHierarchy.graph(GRAPH), groups={"lab": ["plants:read"]}
     )
@@ -104,9 +104,9 @@ def test_unknown_users_and_malformed_permissions_are_refused() -> None:
     gate.close()
 
 
-def test_the_readme_shows_what_explain_says() -> None:
+def test_the_permissions_page_shows_what_explain_says() -> None:
     gate = _gate()
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "permissions.md").read_text()
     for permission in ("items:read", "invoices:read"):
         assert f"```text\n{gate.explain('edith', permission)}\n```" in readme
     gate.close()
@@ -530,11 +530,11 @@ def test_a_users_explanation_keeps_its_shape() -> None:
     gate.close()
 
 
-def test_the_readmes_key_and_object_example_runs_and_says_what_is_shown() -> None:
-    readme = (ROOT / "README.md").read_text()
+def test_the_permissions_pages_key_and_object_example_runs_and_says_what_is_shown() -> None:
+    readme = (ROOT / "docs" / "permissions.md").read_text()
     block = next(b for b in re.findall(r"```python\n(.*?)```", readme, re.S) if "obj=" in b)
     said: list[str] = []
-    exec(compile(block, "README.md", "exec"), {"print": said.append})  # noqa: S102 - our docs
+    exec(compile(block, "docs/permissions.md", "exec"), {"print": said.append})  # noqa: S102
     assert len(said) == 2
     for told in said:
         assert f"```text\n{told}\n```" in readme
