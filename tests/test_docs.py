@@ -63,7 +63,16 @@ PAGES = sorted(p.relative_to(ROOT).as_posix() for p in DOCS.rglob("*.md"))
 TESTS_TEXT = "\n".join(p.read_text() for p in (ROOT / "tests").rglob("*.py"))
 
 #: Frameworks a page may use; without one installed, the page is skipped.
-FRAMEWORKS = ("flask", "starlette", "fastapi", "django", "litestar", "quart", "falcon")
+FRAMEWORKS = (
+    "flask",
+    "starlette",
+    "fastapi",
+    "django",
+    "rest_framework",
+    "litestar",
+    "quart",
+    "falcon",
+)
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>```+|~~~+)[ \t]*(?P<info>[^\n]*)$")
 _TITLE = re.compile(r'title="(?P<title>[^"]*)"')
