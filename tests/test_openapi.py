@@ -1,7 +1,10 @@
 """authgate's routes in FastAPI's OpenAPI document: a valid OpenAPI 3.1 document, and
 every answer of a live app (every operation, success and refusal) matches it: its
 status is documented, its body validates against the schema, its documented headers
-(ETag, Retry-After) are there, and a request body the schema refuses is refused."""
+(ETag, Retry-After, WWW-Authenticate) are there, and a request body the schema refuses
+is refused.  The OAuth2 password grant (``POST /auth/token``) logs in as Swagger UI's
+"Authorize" sends it, and is the login of ``POST /auth/login``.  (``.ci/openapi-fuzz``
+runs Schemathesis against the FastAPI example.)"""
 
 from __future__ import annotations
 
@@ -19,7 +22,12 @@ from referencing.jsonschema import DRAFT202012
 from authgate import AsyncGate, Identity
 from authgate.api import HttpApi
 from authgate.errors import StoreUnavailable
-from authgate.integrations.fastapi import AuthGate, require_auth
+from authgate.integrations.fastapi import (
+    AuthGate,
+    error_responses,
+    require_auth,
+    require_role,
+)
 from authgate.testing import cheap_hasher
 
 SECRET = "Gq8vR2mT7xK4pL9sW3nB6yH1cF5jD0zA"
@@ -31,9 +39,14 @@ def _app(**settings: Any) -> tuple[FastAPI, AsyncGate]:
     app = FastAPI(title="openapi test")
     AuthGate(gate).install(app)
 
-    @app.get("/mine")
+    @app.get("/mine", responses=error_responses())
     async def mine(me: Identity = Depends(require_auth())) -> dict[str, str]:
         return {"username": me.username}
+
+    @app.get("/staff", dependencies=[Depends(require_role("operator"))],
+             responses=error_responses(403))  # fmt: skip
+    async def staff() -> dict[str, str]:
+        return {"message": "staff only"}
 
     return app, gate
 
@@ -65,7 +78,7 @@ class Checked:
 
     async def __call__(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         response = await self.client.request(method, path, **kwargs)
-        if not path.startswith(("/auth", "/api/users")):
+        if not path.startswith(("/auth", "/api/users", "/mine", "/staff")):
             return response
         operation = self._operation(method, path.partition("?")[0])
         documented = operation["responses"].get(str(response.status_code))
@@ -117,17 +130,25 @@ async def test_the_document_is_valid_openapi_with_authgates_routes(api: Any) -> 
     described = {(t, m.upper()) for t, ops in document["paths"].items() for m in ops}
     answered = {(t, m) for t, m, _ in HttpApi.for_gate(gate).operations()}
     assert answered <= described and "/mine" in document["paths"]
-    # One bearer scheme for the app's own routes and authgate's: one "Authorize" button.
-    assert list(document["components"]["securitySchemes"]) == ["HTTPBearer"]
-    assert document["paths"]["/mine"]["get"]["security"] == [{"HTTPBearer": []}]
+    # The same two schemes for the app's own routes and authgate's, either one enough: a
+    # token pasted, or the OAuth2 password flow that logs in at authgate's token URL.
+    schemes = document["components"]["securitySchemes"]
+    assert sorted(schemes) == ["HTTPBearer", "OAuth2PasswordBearer"]
+    assert schemes["HTTPBearer"]["scheme"] == "bearer"
+    assert schemes["OAuth2PasswordBearer"]["flows"] == {
+        "password": {"tokenUrl": "/auth/token", "scopes": {}}
+    }
+    either: list[dict[str, list[str]]] = [{"HTTPBearer": []}, {"OAuth2PasswordBearer": []}]
+    assert document["paths"]["/mine"]["get"]["security"] == either
     patch = document["paths"]["/api/users/{username}"]["patch"]
-    assert patch["security"] == [{"HTTPBearer": []}]
+    assert patch["security"] == either
     assert {"If-Match", "username"} <= {p["name"] for p in patch["parameters"]}
     assert {"200", "412", "428"} <= set(patch["responses"])
     assert (
         "ETag" in document["paths"]["/api/users/{username}"]["get"]["responses"]["200"]["headers"]
     )
     assert "security" not in document["paths"]["/auth/login"]["post"]
+    assert "security" not in document["paths"]["/auth/token"]["post"]
     ids = [op["operationId"] for ops in document["paths"].values() for op in ops.values()]
     assert len(ids) == len(set(ids))
 
@@ -145,8 +166,11 @@ async def test_every_operation_answers_as_documented(api: Any) -> None:
     admin = {"Authorization": f"Bearer {fresh.json()['access_token']}"}
     spent = await call("POST", "/auth/refresh", json={"refresh_token": pair["refresh_token"]})
     assert spent.status_code == 401
-    again = await call("POST", "/auth/login", json={"username": "root", "password": ADMIN_PW})
+    form = {"grant_type": "password", "username": "root", "password": ADMIN_PW}
+    again = await call("POST", "/auth/token", data=form)
     admin = {"Authorization": f"Bearer {again.json()['access_token']}"}
+    refused = await call("POST", "/auth/token", data={**form, "grant_type": "client_credentials"})
+    assert refused.status_code == 400
 
     sessions = await call("GET", "/auth/sessions", headers=admin)
     assert sessions.status_code == 200 and sessions.json()["items"]
@@ -281,8 +305,8 @@ async def test_a_body_the_schema_refuses_is_refused(api: Any, operation: Any) ->
     call, _, _ = api
     template, method, _ = operation
     schema = call.document["paths"][template][method.lower()].get("requestBody")
-    if schema is None:
-        return  # takes no body
+    if schema is None or "application/json" not in schema["content"]:
+        return  # takes no JSON body (the token endpoint's form has a test of its own)
     body_schema = schema["content"]["application/json"]["schema"]
     assert body_schema["additionalProperties"] is False
     login = await call("POST", "/auth/login", json={"username": "root", "password": ADMIN_PW})
@@ -301,7 +325,8 @@ async def test_a_body_the_schema_refuses_is_refused(api: Any, operation: Any) ->
         )
         assert missing.status_code == 400 and name in missing.json()["detail"]
     for name, spec in body_schema["properties"].items():
-        wrong = {"string": 7, "boolean": "yes", "integer": "60", "array": "a"}[spec["type"]]
+        kind = _kind(spec)
+        wrong = {"string": 7, "boolean": "yes", "integer": "60", "array": "a"}[kind]
         refused = await call(method, path, headers=admin, json={**valid, name: wrong})
         assert refused.status_code == 400 and name in refused.json()["detail"], name
         longest = spec.get("maxLength") or spec.get("items", {}).get("maxLength")
@@ -309,9 +334,16 @@ async def test_a_body_the_schema_refuses_is_refused(api: Any, operation: Any) ->
             value = "x" * (longest + 1)
             long = await call(
                 method, path, headers=admin,
-                json={**valid, name: value if spec["type"] == "string" else [value]},
+                json={**valid, name: value if kind == "string" else [value]},
             )  # fmt: skip
             assert long.status_code == 400 and f"at most {longest}" in long.json()["detail"]
+
+
+def _kind(spec: dict[str, Any]) -> str:
+    """The JSON type of a documented field (an optional one may also be null)."""
+    kinds = spec["type"] if isinstance(spec["type"], list) else [spec["type"]]
+    (kind,) = [k for k in kinds if k != "null"]
+    return str(kind)
 
 
 def test_the_api_modules_route_table_lists_every_route() -> None:
@@ -319,3 +351,269 @@ def test_the_api_modules_route_table_lists_every_route() -> None:
 
     documented = set(re.findall(r"``([A-Z]+)\s+(/\S+)``", authgate.api.__doc__ or ""))
     assert documented == {(m, t) for t, m, _ in _API.operations()}
+
+
+# -- the OAuth2 password grant: POST /auth/token -------------------------------------------
+
+# What Swagger UI's Authorize sends, its client credentials left blank: a form, blank
+# fields included, and the client's id and secret as Basic credentials.
+SWAGGER = {
+    "Accept": "application/json, text/plain, */*",
+    "Content-Type": "application/x-www-form-urlencoded",
+    "Authorization": "Basic Og==",
+}
+
+
+async def test_the_token_endpoint_logs_in_as_swagger_ui_sends_it(api: Any) -> None:
+    call, _, _ = api
+    body = f"grant_type=password&scope=&username=root&password={ADMIN_PW.replace(' ', '+')}"
+    answer = await call("POST", "/auth/token", content=body, headers=SWAGGER)
+    assert answer.status_code == 200, answer.text
+    pair = answer.json()
+    assert pair["token_type"] == "bearer" and pair["expires_in"] > 0 and pair["refresh_token"]
+    assert answer.headers["cache-control"] == "no-store"  # RFC 6749, section 5.1
+    token = {"Authorization": f"Bearer {pair['access_token']}"}
+    me = await call("GET", "/auth/me", headers=token)
+    assert me.status_code == 200 and me.json()["username"] == "root"
+    # The client fields, filled in or in the body, change nothing: there are no clients.
+    filled = {"client_id": "swagger", "client_secret": "s3cret", "scope": "anything at all"}
+    form = {"grant_type": "password", "username": "ROOT", "password": ADMIN_PW, **filled}
+    assert (await call("POST", "/auth/token", data=form)).status_code == 200
+    renewed = await call("POST", "/auth/refresh", json={"refresh_token": pair["refresh_token"]})
+    assert renewed.status_code == 200
+
+
+async def test_a_wrong_password_on_the_form_is_the_same_401_as_on_json(api: Any) -> None:
+    call, _, _ = api
+    answers = [
+        await call("POST", "/auth/login", json={"username": who, "password": "wrong one"})
+        for who in ("root", "nobody")
+    ]
+    answers += [
+        await call(
+            "POST", "/auth/token",
+            data={"grant_type": "password", "username": who, "password": "wrong one"},
+        )
+        for who in ("root", "nobody")
+    ]  # fmt: skip
+    assert {a.status_code for a in answers} == {401}
+    assert len({a.content for a in answers}) == 1
+    assert len({a.headers["www-authenticate"] for a in answers}) == 1
+
+
+async def test_failures_on_either_login_route_count_toward_one_lock_out(api: Any) -> None:
+    call, gate, _ = api
+    form = {"grant_type": "password", "username": "root", "password": "wrong one"}
+    for _ in range(3):
+        assert (await call("POST", "/auth/token", data=form)).status_code == 401
+    for _ in range(2):
+        wrong = await call("POST", "/auth/login", json={"username": "root", "password": "no"})
+        assert wrong.status_code == 401
+    locked = await call("POST", "/auth/token", data={**form, "password": ADMIN_PW})
+    assert locked.status_code == 429 and locked.json()["error"] == "account_locked"
+    assert int(locked.headers["retry-after"]) > 0
+    json_login = await call("POST", "/auth/login", json={"username": "root", "password": ADMIN_PW})
+    assert json_login.status_code == 429
+    await gate.unlock("root")
+    assert (await call("POST", "/auth/token", data={**form, "password": ADMIN_PW})).is_success
+
+
+async def test_a_grant_other_than_password_is_refused_oauth2_style(api: Any) -> None:
+    call, _, _ = api
+    for grant in ("client_credentials", "authorization_code", "refresh_token", "PASSWORD"):
+        form = {"grant_type": grant, "username": "root", "password": ADMIN_PW}
+        refused = await call("POST", "/auth/token", data=form)
+        assert refused.status_code == 400
+        assert refused.json()["error"] == "unsupported_grant_type", grant
+
+
+@pytest.mark.parametrize(
+    ("body", "detail"),
+    [
+        ("", "'grant_type' is required"),
+        ("grant_type=password&username=root", "'password' is required"),
+        ("grant_type=password&username=&password=x", "'username' is required"),  # blank: unsent
+        ("grant_type=password&username=root&password=x&username=root", "given twice"),
+        ("grant_type=password&username=root&password=x&role=admin", "unknown field 'role'"),
+        ("grant_type=password&username=root&password", "form-encoded"),
+        ("grant_type=password&&username=root&password=x", "form-encoded"),
+        ("grant_type=password&username=%ff&password=x", "form-encoded"),  # not UTF-8
+        ('{"username": "root", "password": "x"}', "form-encoded"),  # JSON is /auth/login's
+        ("grant_type=password&username=root&password=" + "x" * 4097, "at most 4096"),
+        ("grant_type=password&username=root&password=x&" + "a" * 70_000, "larger than"),
+    ],
+    ids=[
+        "empty", "no password", "blank username", "twice", "unknown field", "no equals sign",
+        "empty pair", "not utf-8", "json", "password too long", "too large",
+    ],
+)  # fmt: skip
+async def test_a_malformed_token_request_is_a_400(api: Any, body: str, detail: str) -> None:
+    call, _, _ = api
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    refused = await call("POST", "/auth/token", content=body, headers=headers)
+    assert refused.status_code == 400, refused.text
+    assert refused.json()["error"] == "invalid_request" and detail in refused.json()["detail"]
+
+
+async def test_the_token_request_is_documented_as_a_form(api: Any) -> None:
+    checked, _, _ = api
+    operation = checked.document["paths"]["/auth/token"]["post"]
+    form = operation["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"]
+    assert form["required"] == ["grant_type", "username", "password"]
+    assert form["properties"]["grant_type"]["enum"] == ["password"]
+    assert form["additionalProperties"] is False
+    assert set(form["properties"]) == {
+        "grant_type", "username", "password", "scope", "client_id", "client_secret"
+    }  # fmt: skip
+    valid = {"grant_type": "password", "username": "root", "password": ADMIN_PW}
+    assert not checked.schema_errors(form, valid)
+    assert checked.schema_errors(form, {**valid, "grant_type": "client_credentials"})
+    assert checked.schema_errors(form, {**valid, "username": ""})
+    assert operation["responses"]["200"]["links"]["Refresh"]["operationId"] == "authgate_refresh"
+
+
+# -- every status, every operation ---------------------------------------------------------
+
+
+async def test_every_operation_lists_every_status_it_can_answer(api: Any) -> None:
+    """What each operation may answer besides its success: a malformed request or
+    credential, a bad credential, the store down (any request, its credential checked
+    first); the rest as the endpoint can refuse."""
+    checked, gate, _ = api
+    document = checked.document
+    for template, method, name in HttpApi.for_gate(gate).operations():
+        operation = document["paths"][template][method.lower()]
+        statuses = set(operation["responses"])
+        assert {"400", "401", "503"} <= statuses, name
+        public = name in ("login", "token", "refresh", "scram")
+        assert ("403" in statuses) is not public, name
+        assert ("404" in statuses) is ("{" in template), name
+        assert ("429" in statuses) is public, name
+        conditional = any(p["name"] == "If-Match" for p in operation.get("parameters", []))
+        assert ("412" in statuses) is ("428" in statuses) is conditional, name
+        for status, answer in operation["responses"].items():
+            if status >= "400":
+                assert answer["content"]["application/json"]["schema"] == {
+                    "$ref": "#/components/schemas/Error"
+                }, (name, status)
+        assert "Retry-After" in operation["responses"]["503"]["headers"]
+        assert "WWW-Authenticate" in operation["responses"]["401"]["headers"]
+        if public:
+            assert "Retry-After" in operation["responses"]["429"]["headers"]
+    for name in ("login", "token", "create_user", "update_user", "delete_user", "set_password"):
+        assert any(
+            "409" in op["responses"]
+            for ops in document["paths"].values()
+            for op in ops.values()
+            if op["operationId"] == f"authgate_{name}"
+        ), name
+
+
+async def test_an_apps_own_routes_are_documented_the_same_way(api: Any) -> None:
+    checked, _, _ = api
+    mine = checked.document["paths"]["/mine"]["get"]["responses"]
+    staff = checked.document["paths"]["/staff"]["get"]["responses"]
+    authgates = checked.document["paths"]["/auth/me"]["get"]["responses"]
+    assert {"400", "401", "503"} <= set(mine) and "403" not in mine
+    assert {"400", "401", "403", "503"} <= set(staff)
+    for status in ("401", "403"):
+        assert staff[status] == authgates[status]
+    assert (await checked("GET", "/mine")).status_code == 401
+    token = await checked(
+        "POST", "/auth/login", json={"username": "root", "password": ADMIN_PW}
+    )  # root is an admin: admitted as an operator too
+    auth = {"Authorization": f"Bearer {token.json()['access_token']}"}
+    assert (await checked("GET", "/staff", headers=auth)).status_code == 200
+    assert (
+        await checked("GET", "/staff", headers={"Authorization": "Bearer nope"})
+    ).status_code == 401
+
+
+def test_error_responses_add_the_statuses_asked_for() -> None:
+    answers = error_responses(404, 409, public=True)
+    assert list(answers) == ["400", "401", "404", "409", "503"]
+    assert "valid one, or none" in answers["401"]["description"]
+    with pytest.raises(ValueError, match="no refusal is described for 418"):
+        error_responses(418)
+
+
+# -- what the fuzzer found -----------------------------------------------------------------
+
+
+async def test_a_405_says_which_methods_the_path_takes(api: Any) -> None:
+    call, _, _ = api
+    for method, path, allowed in [
+        ("PUT", "/auth/login", "POST"),
+        ("OPTIONS", "/auth/sessions/abc", "DELETE"),
+        ("POST", "/api/users/bob", "GET, PATCH, PUT, DELETE"),
+    ]:
+        answer = await call.client.request(method, path)
+        assert answer.status_code == 405, (method, path)
+        assert answer.headers["allow"] == allowed
+        assert answer.json()["error"] == "method_not_allowed"
+
+
+async def test_a_path_with_a_newline_is_answered_by_the_api(api: Any) -> None:
+    call, _, _ = api
+    answer = await call.client.get("/api/users/a%0Ab/keys")
+    assert answer.status_code == 401 and answer.json()["error"] == "not_authenticated"
+
+
+async def test_a_grant_refused_by_set_permissions_is_refused_on_create_and_update(
+    api: Any,
+) -> None:
+    """The users API stored grants that the permission checks refuse, after which every
+    request of that user was a 400."""
+    call, _, _ = api
+    login = await call("POST", "/auth/login", json={"username": "root", "password": ADMIN_PW})
+    admin = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    user = {"username": "erin", "password": "erin password 1"}
+    for grant in ("a b:c", "docs/../bob:read", "docs/%2e%2e:read", "docs//x:read"):
+        made = await call(
+            "POST", "/api/users/", headers=admin, json={**user, "permissions": [grant]}
+        )
+        assert made.status_code == 400 and "permission" in made.json()["detail"], grant
+    assert (await call("POST", "/api/users/", headers=admin, json=user)).status_code == 201
+    patched = await call(
+        "PATCH", "/api/users/erin", headers=admin, json={"permissions": ["docs/./x:read"]}
+    )
+    assert patched.status_code == 400
+    erin = await call("POST", "/auth/login", json=user)
+    assert (
+        await call(
+            "GET", "/mine", headers={"Authorization": f"Bearer {erin.json()['access_token']}"}
+        )
+    ).status_code == 200
+
+
+async def test_an_integral_number_is_an_integer(api: Any) -> None:
+    """JSON Schema's integer is a number with no fraction: 3600.0 is one."""
+    call, _, _ = api
+    login = await call("POST", "/auth/login", json={"username": "root", "password": ADMIN_PW})
+    admin = {"Authorization": f"Bearer {login.json()['access_token']}"}
+    made = await call(
+        "POST", "/auth/keys", headers=admin, json={"name": "ci", "expires_in": 3600.0}
+    )
+    assert made.status_code == 201
+    fraction = await call(
+        "POST", "/auth/keys", headers=admin, json={"name": "ci", "expires_in": 3600.5}
+    )
+    assert fraction.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("value", "server"),
+    [("alice", True), ("Alice.B-1@x+y", True), ("josé", True), ("ab", False), ("a b c", False),
+     ("a/b/c", False), ("x" * 65, False), ("l·l", False), ("under_score", True)],
+)  # fmt: skip
+def test_the_documented_username_is_the_one_the_api_takes(value: str, server: bool) -> None:
+    from authgate.openapi import _NAME
+    from authgate.users import normalize_username
+
+    assert bool(re.fullmatch(_NAME["pattern"], value)) is server
+    try:
+        normalize_username(value)
+    except ValueError:
+        assert not server
+    else:
+        assert server

@@ -9,6 +9,7 @@ routes.)
 
 ================================================  =====================================
 ``POST   /auth/login``                            anyone: a token pair (401, 429)
+``POST   /auth/token``                            anyone: the same, as an OAuth2 password grant
 ``POST   /auth/refresh``                          anyone: a new pair for a refresh token
 ``POST   /auth/logout``                           authenticated: 204, the session ends
 ``GET    /auth/me``                               authenticated: who am I
@@ -42,7 +43,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
-from urllib.parse import unquote
+from urllib.parse import parse_qsl, unquote
 
 from . import documents
 from .audit import AuditLog, bind_audit_log, record_denial, unbind_audit_log
@@ -119,6 +120,34 @@ def _parse_body(raw: bytes, fields: Mapping[str, _Field]) -> dict[str, Any]:
         raise ValidationError("the request body is not valid JSON") from None
     if not isinstance(data, dict):
         raise ValidationError("the request body must be a JSON object")
+    return _checked(data, fields)
+
+
+def _parse_form(raw: bytes, fields: Mapping[str, _Field]) -> dict[str, Any]:
+    """An ``application/x-www-form-urlencoded`` body (an OAuth2 token request) holding
+    only known fields, each at most once, else a 400.  A field sent without a value is
+    one not sent (RFC 6749, section 3.1)."""
+    if len(raw) > MAX_BODY:
+        raise ValidationError(f"the request body is larger than {MAX_BODY} bytes")
+    try:
+        pairs = parse_qsl(
+            raw.decode(), keep_blank_values=True, strict_parsing=True, errors="strict"
+        )
+    except ValueError:  # UnicodeDecodeError too
+        raise ValidationError(
+            "the request body must be form-encoded (application/x-www-form-urlencoded)"
+        ) from None
+    data: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in data:
+            raise ValidationError(f"field {name!r} is given twice", field=name)
+        if value:
+            data[name] = value
+    return _checked(data, fields)
+
+
+def _checked(data: dict[str, Any], fields: Mapping[str, _Field]) -> dict[str, Any]:
+    """`data` when it holds only `fields`, each of its kind (None: not given)."""
     for name in data:
         if name not in fields:
             raise ValidationError(f"unknown field {name!r}", field=name)
@@ -134,6 +163,8 @@ def _parse_body(raw: bytes, fields: Mapping[str, _Field]) -> dict[str, Any]:
         elif spec.kind == _BOOL:
             ok = isinstance(value, bool)
         elif spec.kind == _INT:
+            if isinstance(value, float) and value.is_integer():
+                value = data[name] = int(value)  # 60.0 is JSON's 60
             ok = isinstance(value, int) and not isinstance(value, bool)
         else:
             ok = (
@@ -150,6 +181,15 @@ def _parse_body(raw: bytes, fields: Mapping[str, _Field]) -> dict[str, Any]:
 
 
 _LOGIN = {"username": _Field(_STR, True), "password": _Field(_STR, True, 4096)}
+# RFC 6749's password grant; authgate registers no clients and a token holds its user's
+# rights, so `scope` and the client fields (Swagger UI may send them) are ignored.
+_TOKEN = {
+    "grant_type": _Field(_STR, True, 64),
+    **_LOGIN,
+    "scope": _Field(_STR, max_length=1024),
+    "client_id": _Field(_STR),
+    "client_secret": _Field(_STR, max_length=4096),
+}
 _REFRESH = {"refresh_token": _Field(_STR, True, 512)}
 _PASSWORD = {"current_password": _Field(_STR, True, 4096), "new_password": _Field(_STR, True, 4096)}
 _PROFILE = {
@@ -173,6 +213,17 @@ _UPDATE = {"password": _Field(_STR, False, 4096), "status": _Field(_STR), **_PRO
 _PERMISSIONS = {"permissions": _Field(_LIST, True)}
 _KEY = {"name": _Field(_STR, True, 100), "permissions": _Field(_LIST), "expires_in": _Field(_INT)}
 _NEW_PASSWORD = {"password": _Field(_STR, True, 4096)}
+
+
+def _checked_grants(body: dict[str, Any]) -> dict[str, Any]:
+    """`body`, once each of its ``permissions`` is a grant `parse_grant` takes: one it
+    refuses would be stored and then refuse every request of the user (400)."""
+    for permission in body.get("permissions", ()):
+        try:
+            parse_grant(permission)
+        except ValidationError as err:
+            raise ValidationError(err.detail, field="permissions") from None
+    return body
 
 
 def etag(user: User) -> str:
@@ -220,6 +271,7 @@ class HttpApi:
         auth, users = self.auth_prefix, self.users_prefix
         self._routes: dict[str, dict[str, Handler]] = {
             f"{auth}/login": {"POST": self._login},
+            f"{auth}/token": {"POST": self._token},
             f"{auth}/refresh": {"POST": self._refresh},
             f"{auth}/logout": {"POST": self._logout},
             f"{auth}/me": {"GET": self._me},
@@ -339,7 +391,9 @@ class HttpApi:
         if found is None:
             return None
         methods, arg = found
-        handler = methods.get(request.method, self._not_allowed)
+        handler = methods.get(request.method)
+        if handler is None:
+            return _now(_not_allowed(request.method, methods))
         return self._guarded(handler, request, arg)
 
     def _guarded(self, handler: Handler, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
@@ -354,14 +408,6 @@ class HttpApi:
                 unbind_audit_log(bound)
 
     # -- helpers --------------------------------------------------------------------------
-
-    def _not_allowed(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
-        return _now(
-            ApiResponse.json(
-                405,
-                {"error": "method_not_allowed", "detail": f"{request.method} is not allowed here"},
-            )
-        )
 
     @staticmethod
     def _authenticated(request: ApiRequest, right: str | None = None) -> Identity:
@@ -404,7 +450,20 @@ class HttpApi:
     # -- /auth ---------------------------------------------------------------------------
 
     def _login(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
-        body = _parse_body(request.body, _LOGIN)
+        return self._logged_in(request, _parse_body(request.body, _LOGIN))
+
+    def _token(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
+        """RFC 6749's password grant (section 4.3), what OAuth2 clients such as Swagger
+        UI's "Authorize" send: the login of ``/auth/login`` from a form."""
+        body = _parse_form(request.body, _TOKEN)
+        if body["grant_type"] != "password":
+            detail = "grant_type must be 'password': the only grant this endpoint serves"
+            return _now(
+                ApiResponse.json(400, {"error": "unsupported_grant_type", "detail": detail})
+            )
+        return self._logged_in(request, body)
+
+    def _logged_in(self, request: ApiRequest, body: dict[str, Any]) -> Flow[ApiResponse]:
         pair: TokenPair = yield from login(
             self.rules, body["username"], body["password"], request.client
         )
@@ -503,7 +562,7 @@ class HttpApi:
 
     def _create_user(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
         actor = self._admin(request)
-        body = _parse_body(request.body, _CREATE)
+        body = _checked_grants(_parse_body(request.body, _CREATE))
         roles = self._roles_from(body, actor) or []
         username = body.pop("username")
         password = body.pop("password", None)
@@ -564,7 +623,7 @@ class HttpApi:
 
     def _update_user(self, request: ApiRequest, username: str) -> Flow[ApiResponse]:
         actor = self._admin(request)
-        body = _parse_body(request.body, _UPDATE)
+        body = _checked_grants(_parse_body(request.body, _UPDATE))
         name = normalize_username(username)
         roles = self._roles_from(body, actor)
         if roles is not None:
@@ -687,12 +746,7 @@ class HttpApi:
         """Replace a user's direct grants: global ones and per-resource ones such as
         ``streams/1:send`` or ``streams/1/topics/7:read`` (Iggy's levels)."""
         actor = self._admin(request)
-        body = _parse_body(request.body, _PERMISSIONS)
-        for permission in body["permissions"]:
-            try:
-                parse_grant(permission)
-            except ValidationError as err:
-                raise ValidationError(err.detail, field="permissions") from None
+        body = _checked_grants(_parse_body(request.body, _PERMISSIONS))
         expected = yield from self._expected_version(request, username)
         flow = update_user_flow(
             normalize_username(username),
@@ -732,6 +786,14 @@ class ApiMount(Generic[A, G]):
         self.app: A | None = app
         self.gate: G = gate
         self.api = api or HttpApi.for_gate(gate)
+
+
+def _not_allowed(method: str, methods: Mapping[str, Handler]) -> ApiResponse:
+    """405, with the ``Allow`` header RFC 9110 asks for."""
+    detail = f"{method} is not allowed here"
+    response = ApiResponse.json(405, {"error": "method_not_allowed", "detail": detail})
+    response.headers.append(("allow", ", ".join(methods)))
+    return response
 
 
 def too_large() -> ApiResponse:

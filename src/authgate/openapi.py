@@ -6,11 +6,17 @@
     doc = describe(HttpApi.for_gate(gate))  # {"paths": {...}, "components": {...}}
 
 The FastAPI adapter merges it into ``app.openapi()`` (``/docs`` then lists authgate's
-routes, with ``If-Match`` on the user writes); any other framework can serve it or merge
-it into its own document.  The routes come from `HttpApi.operations` and the request
-bodies from the specs the endpoints validate with, so the description cannot list a
-route the API does not answer; ``tests/test_openapi.py`` checks every answer of a live
-app against the schemas here.
+routes, with ``If-Match`` on the user writes, and its "Authorize" logs in with a username
+and password through the OAuth2 password grant of ``POST /auth/token``); any other
+framework can serve it or merge it into its own document.  The routes come from
+`HttpApi.operations` and the request bodies from the specs the endpoints validate with,
+so the description cannot list a route the API does not answer.  Each operation lists
+every status it can answer, and a body's schema says what the endpoint checks (the
+username alphabet, the password policy, the roles, the grammar of a grant), so a request
+the schema accepts is not refused as malformed; ``tests/test_openapi.py`` checks every
+answer of a live app against the schemas here, and ``.ci/openapi-fuzz`` runs
+Schemathesis against the FastAPI example.  `error_responses` describes an app's own
+routes' refusals the same way.
 """
 
 from __future__ import annotations
@@ -32,14 +38,41 @@ from .api import (
     _PERMISSIONS,
     _REFRESH,
     _STR,
+    _TOKEN,
     _UPDATE,
     HttpApi,
     _Field,
 )
+from .users import USERNAME_MAX, USERNAME_MIN
 
-__all__ = ["describe", "merge"]
+__all__ = ["describe", "error_responses", "merge", "oauth2_flow"]
 
 _REF = "#/components/schemas/"
+
+# What the API checks beyond a field's kind, in patterns that read alike in ECMA-262,
+# Python and Rust (hence whitespace spelt out: `str.isspace`, which the API uses).
+_SPACE = r"\u0009-\u000d\u001c-\u0020\u0085\u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+# A path segment of a grant's resource: not `.` or `..`, even percent-encoded.
+_SEGMENT = rf"(?!(?:\.|%2[eE]){{1,2}}(?:/|:[^:]*$))[^/\\{_SPACE}]+"
+_GRANT: dict[str, Any] = {
+    "type": "string",
+    "pattern": rf"^{_SEGMENT}(?:/{_SEGMENT})*:[^:{_SPACE}]+$",
+    "description": "a grant, `resource:action`: no whitespace, `/` between non-empty "
+    "segments of the resource, none of them `.` or `..`, `*` a wildcard",
+}
+# A username or group name: what remains after NFKC normalisation and case folding must
+# be 3 to 64 letters, digits or `._-@+` (`str.isalnum`, which Python's `\w` and Rust's
+# match, `_` aside; JavaScript reads `\w` as ASCII, stricter, refusing no name the API
+# would take).  A few compatibility characters, such as `½` or `İ`, normalise to a
+# character that is neither, and are refused.
+_NAME: dict[str, Any] = {
+    "type": "string",
+    "pattern": rf"^[\w.@+-]{{{USERNAME_MIN},{USERNAME_MAX}}}$",
+    "description": "letters and digits of any script, `.`, `_`, `-`, `@` and `+`; "
+    "compared after NFKC normalisation and case folding (`Alice` is `alice`)",
+}
+# What an API key's `expires_in` may be (`authgate.flows.apikeys` checks it).
+_KEY_LIFETIME = {"minimum": 60, "maximum": 10 * 365 * 86400}
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,13 +81,96 @@ class _Operation:
     ok: int = 200
     answer: str | None = None  # the schema of the success body
     body: Mapping[str, _Field] | None = None
+    form: bool = False  # the body is form-encoded (an OAuth2 token request)
+    checked: frozenset[str] = frozenset()  # body fields checked beyond their kind
+    rules: tuple[dict[str, Any], ...] = ()  # what the body's fields must satisfy together
     public: bool = False  # no credential needed
     conditional: bool = False  # takes If-Match (412, 428)
     etag: bool = False  # answers with the user's ETag
     missing: str | None = None  # what a 404 means
     conflict: str | None = None  # what a 409 means
+    throttled: str | None = None  # what a 429 means
+    links: Mapping[str, dict[str, Any]] | None = None  # what the answer leads to
     query: tuple[tuple[str, dict[str, Any], str], ...] = ()
 
+
+# Body rules are written so that a field sent as null counts as one not sent, as the
+# API reads it.
+_GIVEN_PASSWORD = {"required": ["password"], "properties": {"password": {"type": "string"}}}
+_PASSWORDLESS = {"required": ["passwordless"], "properties": {"passwordless": {"const": True}}}
+_ONE_ROLE_FIELD = {
+    "not": {
+        "required": ["role", "roles"],
+        "properties": {"role": {"type": "string"}, "roles": {"type": "array"}},
+    }
+}
+_STATUS_AGREES = {
+    "not": {
+        "anyOf": [
+            {
+                "required": ["status", "enabled"],
+                "properties": {"status": {"const": status}, "enabled": {"const": enabled}},
+            }
+            for status, enabled in (("active", False), ("inactive", True))
+        ]
+    }
+}
+_THROTTLED = "too many failed attempts from the client's address (too_many_attempts)"
+_LOCKED = (
+    "too many failed attempts: on the account (account_locked) or from the client's "
+    "address (too_many_attempts)"
+)
+_SESSION_LIMIT = "the user has every session allowed (AUTHGATE_SESSION_LIMIT_POLICY=refuse)"
+_RACE = "the user changed meanwhile: read it again and retry"
+_PROFILE = frozenset({"password", "role", "roles", "groups", "permissions"})
+
+
+def _link(
+    operation: str,
+    parameters: Mapping[str, str] | None = None,
+    body: Mapping[str, str] | None = None,
+) -> dict[str, Any]:
+    """A link to authgate's `operation`, its `parameters` and `body` fields given by
+    runtime expressions (``$response.body#/id``)."""
+    link: dict[str, Any] = {"operationId": f"authgate_{operation}"}
+    if parameters:
+        link["parameters"] = dict(parameters)
+    if body:
+        link["requestBody"] = dict(body)
+    return link
+
+
+_USER_TARGETS = {
+    "GetUser": "get_user",
+    "UpdateUser": "update_user",
+    "DeleteUser": "delete_user",
+    "SetPermissions": "set_permissions",
+    "ExplainPermissions": "explain_permissions",
+    "SetPassword": "set_password",
+    "UserSessions": "user_sessions",
+    "RevokeUserSessions": "revoke_user_sessions",
+    "UserKeys": "user_keys",
+}
+_CONDITIONAL = {"UpdateUser", "DeleteUser", "SetPermissions", "SetPassword"}
+_THE_USER = {"username": "$response.body#/username"}
+# A new user leads to what concerns them, and to their login with the password given.
+_NEW_USER_LINKS = {
+    **{name: _link(operation, _THE_USER) for name, operation in _USER_TARGETS.items()},
+    "Login": _link("login", body={**_THE_USER, "password": "$request.body#/password"}),
+}
+# A user read leads to the same, the writes conditional on the ETag it answered.
+_USER_LINKS = {
+    name: _link(
+        operation,
+        {**_THE_USER, "header.If-Match": "$response.header.ETag"}
+        if name in _CONDITIONAL
+        else _THE_USER,
+    )
+    for name, operation in _USER_TARGETS.items()
+}
+_PAIR_LINKS = {"Refresh": _link("refresh", body={"refresh_token": "$response.body#/refresh_token"})}
+_FIRST = "$response.body#/items/0/id"
+_OF_THE_USER = "$request.path.username"
 
 _OPERATIONS: dict[str, _Operation] = {
     "login": _Operation(
@@ -62,6 +178,23 @@ _OPERATIONS: dict[str, _Operation] = {
         answer="TokenPair",
         body=_LOGIN,
         public=True,
+        conflict=_SESSION_LIMIT,
+        throttled=_LOCKED,
+        links=_PAIR_LINKS,
+    ),
+    "token": _Operation(
+        "The same login as an OAuth2 password grant (RFC 6749, section 4.3), what "
+        "Swagger UI's Authorize sends: a form, `grant_type=password&username=...&"
+        "password=...`; `scope`, `client_id` and `client_secret` are ignored (a token "
+        "holds its user's own rights)",
+        answer="TokenPair",
+        body=_TOKEN,
+        form=True,
+        checked=frozenset({"grant_type"}),
+        public=True,
+        conflict=_SESSION_LIMIT,
+        throttled=_LOCKED,
+        links=_PAIR_LINKS,
     ),
     "refresh": _Operation(
         "Trade a refresh token for a new pair; the old one is spent, and spending it "
@@ -69,6 +202,8 @@ _OPERATIONS: dict[str, _Operation] = {
         answer="TokenPair",
         body=_REFRESH,
         public=True,
+        throttled=_THROTTLED,
+        links=_PAIR_LINKS,
     ),
     "logout": _Operation("End the current session", ok=204),
     "me": _Operation("Who the credential belongs to", answer="Me"),
@@ -76,21 +211,35 @@ _OPERATIONS: dict[str, _Operation] = {
         "Change my password (needs the current one); my other sessions end",
         ok=204,
         body=_PASSWORD,
+        checked=frozenset({"new_password"}),
+        conflict=_RACE,
     ),
-    "sessions": _Operation("My login sessions", answer="SessionList"),
+    "sessions": _Operation(
+        "My login sessions",
+        answer="SessionList",
+        links={"RevokeSession": _link("revoke_session", {"session_id": _FIRST})},
+    ),
     "revoke_session": _Operation("End one of my sessions", ok=204, missing="no such session"),
-    "list_keys": _Operation("My API keys (never the keys themselves)", answer="ApiKeyList"),
+    "list_keys": _Operation(
+        "My API keys (never the keys themselves)",
+        answer="ApiKeyList",
+        links={"RevokeKey": _link("revoke_key", {"key_id": _FIRST})},
+    ),
     "create_key": _Operation(
         "Create an API key, narrowed to `permissions` (the key is shown once)",
         ok=201,
         answer="NewApiKey",
         body=_KEY,
+        checked=frozenset({"name", "permissions", "expires_in"}),
+        links={"RevokeKey": _link("revoke_key", {"key_id": "$response.body#/id"})},
     ),
     "revoke_key": _Operation("Revoke one of my API keys", ok=204, missing="no such API key"),
     "scram": _Operation(
         "SCRAM-SHA-256 login (RFC 7804): one handshake step per request, in the "
         "Authorization header; 401 with WWW-Authenticate asks for the next one",
         public=True,
+        conflict=_SESSION_LIMIT,
+        throttled=_LOCKED,
     ),
     "list_users": _Operation(
         "A page of users (admin)",
@@ -109,28 +258,36 @@ _OPERATIONS: dict[str, _Operation] = {
         ok=201,
         answer="User",
         body=_CREATE,
+        checked=_PROFILE | {"username"},
+        rules=({"oneOf": [_GIVEN_PASSWORD, _PASSWORDLESS]}, _ONE_ROLE_FIELD),
         conflict="the username is taken",
+        links=_NEW_USER_LINKS,
     ),
     "get_user": _Operation(
         "One user (admin), with its ETag for a later If-Match",
         answer="User",
         etag=True,
         missing="no such user",
+        links=_USER_LINKS,
     ),
     "update_user": _Operation(
         "Change a user's fields (admin); send If-Match with the ETag read for a "
         "read-modify-write that loses no other admin's edit",
         answer="User",
         body=_UPDATE,
+        checked=_PROFILE | {"status"},
+        rules=(_ONE_ROLE_FIELD, _STATUS_AGREES),
         etag=True,
-        conflict="it would leave no enabled admin, or touch a protected user",
+        conflict="it would leave no enabled admin, disable yourself or touch a protected "
+        f"user; or {_RACE}",
         conditional=True,
         missing="no such user",
     ),
     "delete_user": _Operation(
         "Delete a user and their sessions (admin); never yourself or the last admin",
         ok=204,
-        conflict="it would leave no enabled admin, or delete yourself or a protected user",
+        conflict="it would leave no enabled admin, or delete yourself or a protected user; "
+        f"or {_RACE}",
         conditional=True,
         missing="no such user",
     ),
@@ -138,8 +295,10 @@ _OPERATIONS: dict[str, _Operation] = {
         "Replace a user's grants (admin): global ones and per resource (`streams/1:send`)",
         answer="User",
         body=_PERMISSIONS,
+        checked=frozenset({"permissions"}),
         etag=True,
         conditional=True,
+        conflict=_RACE,
         missing="no such user",
     ),
     "explain_permissions": _Operation(
@@ -150,13 +309,20 @@ _OPERATIONS: dict[str, _Operation] = {
         query=(
             (
                 "permission",
-                {"type": "string", "default": "*:*", "maxLength": 512},
+                {**_GRANT, "default": "*:*", "maxLength": 512},
                 "the permission to decide, `resource:action`",
             ),
         ),
     ),
     "user_sessions": _Operation(
-        "A user's login sessions (admin)", answer="SessionList", missing="no such user"
+        "A user's login sessions (admin)",
+        answer="SessionList",
+        missing="no such user",
+        links={
+            "RevokeUserSession": _link(
+                "revoke_user_session", {"username": _OF_THE_USER, "session_id": _FIRST}
+            )
+        },
     ),
     "revoke_user_sessions": _Operation(
         "End every login session of a user (admin); their API keys stay",
@@ -170,6 +336,9 @@ _OPERATIONS: dict[str, _Operation] = {
         "A user's API keys (admin; never the keys themselves)",
         answer="ApiKeyList",
         missing="no such user",
+        links={
+            "RevokeUserKey": _link("revoke_user_key", {"username": _OF_THE_USER, "key_id": _FIRST})
+        },
     ),
     "revoke_user_key": _Operation(
         "Revoke one API key of a user (admin)", ok=204, missing="no such user or API key"
@@ -178,8 +347,10 @@ _OPERATIONS: dict[str, _Operation] = {
         "Set a user's password (admin); every session of theirs ends",
         ok=204,
         body=_NEW_PASSWORD,
+        checked=frozenset({"password"}),
         etag=True,
         conditional=True,
+        conflict=_RACE,
         missing="no such user",
     ),
 }
@@ -330,48 +501,135 @@ _KINDS: dict[str, dict[str, Any]] = {
 }
 
 
-def _body_schema(fields: Mapping[str, _Field]) -> dict[str, Any]:
-    """The JSON Schema of a body the endpoint validates with `fields` (closed: an
-    unknown field is a 400)."""
-    properties = {}
-    for name, spec in fields.items():
-        schema = dict(_KINDS[spec.kind])
-        if spec.kind == _STR:
-            schema["maxLength"] = spec.max_length
-        elif spec.kind == _LIST:
-            schema["items"] = {"type": "string", "maxLength": spec.max_length}
-        properties[name] = schema
-    schema = {"type": "object", "properties": properties, "additionalProperties": False}
-    required = [name for name, spec in fields.items() if spec.required]
-    if required:
-        schema["required"] = required
-    return schema
-
-
-def _error(description: str) -> dict[str, Any]:
+def _checks(api: HttpApi) -> dict[str, dict[str, Any]]:
+    """What the endpoints check of a body field beyond its kind, by field name (for
+    the operations that list the field in `_Operation.checked`)."""
+    policy = api.rules.hasher.policy
+    new_password = {
+        "type": "string",
+        "minLength": policy.min_length,
+        "pattern": "^[^\\u0000]*$",
+        "description": f"at least {policy.min_length} characters, at most "
+        f"{policy.max_bytes} bytes of UTF-8, no NUL",
+    }
+    role = {"type": "string", "enum": list(api.roles.order)}
     return {
-        "description": description,
-        "content": {"application/json": {"schema": {"$ref": f"{_REF}Error"}}},
+        "username": _NAME,
+        "password": new_password,
+        "new_password": new_password,
+        "role": role,
+        "roles": {"type": "array", "items": role},
+        "groups": {"type": "array", "items": _NAME},
+        "permissions": {"type": "array", "items": _GRANT},
+        "status": {"type": "string", "enum": ["active", "inactive"]},
+        "grant_type": {"type": "string", "enum": ["password"]},
+        "name": {"type": "string", "minLength": 1},
+        "expires_in": {"type": "integer", **_KEY_LIFETIME},
     }
 
 
-_RETRY_AFTER = {"Retry-After": {"schema": {"type": "integer"}, "description": "seconds"}}
-_ETAG = {"ETag": {"schema": {"type": "string"}, "description": "for a later If-Match"}}
+def _body_schema(op: _Operation, checks: Mapping[str, dict[str, Any]]) -> dict[str, Any]:
+    """The JSON Schema of a body the endpoint validates with `op.body` (closed: an
+    unknown field is a 400; an optional one may be null, read as not sent)."""
+    assert op.body is not None
+    properties = {}
+    for name, spec in op.body.items():
+        schema = dict(_KINDS[spec.kind])
+        if name in op.checked:
+            schema.update(checks[name])
+        if spec.kind == _STR:
+            schema["maxLength"] = spec.max_length
+            if op.form and spec.required:
+                schema["minLength"] = 1  # a blank form field is one not sent
+        elif spec.kind == _LIST:
+            schema["items"] = {**schema["items"], "maxLength": spec.max_length}
+        if not spec.required and not op.form:
+            schema["type"] = [schema["type"], "null"]
+            if "enum" in schema:
+                schema["enum"] = [*schema["enum"], None]
+        properties[name] = schema
+    body: dict[str, Any] = {
+        "type": "object",
+        "properties": properties,
+        "additionalProperties": False,
+    }
+    required = [name for name, spec in op.body.items() if spec.required]
+    if required:
+        body["required"] = required
+    if op.rules:
+        body["allOf"] = list(op.rules)
+    return body
 
 
-def _operation(op: _Operation, name: str, path_names: list[str], scheme: str) -> dict[str, Any]:
+def _error(description: str, headers: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    answer: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": f"{_REF}Error"}}},
+    }
+    if headers:
+        answer["headers"] = dict(headers)
+    return answer
+
+
+def _header(description: str) -> dict[str, Any]:
+    return {"required": True, "schema": {"type": "string"}, "description": description}
+
+
+_RETRY_AFTER = {
+    "Retry-After": {
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[0-9]+$"},
+        "description": "seconds to wait",
+    }
+}
+_CHALLENGE = {"WWW-Authenticate": _header("`Bearer realm=...`, with `error=` for a bad token")}
+_ETAG = {"ETag": _header("for a later If-Match")}
+
+#: What each refusal means, for any route (`error_responses`).
+_REFUSALS: dict[int, str] = {
+    400: "a malformed request, body or credential; nothing was done",
+    401: "no valid credential (WWW-Authenticate says why)",
+    403: "the credential lacks the role or right",
+    404: "not found",
+    409: "the request conflicts with the current state",
+    503: "the store cannot be reached; nothing was done",
+}
+
+
+def error_responses(*statuses: int, public: bool = False) -> dict[int | str, dict[str, Any]]:
+    """The OpenAPI ``responses`` for a route's refusals, with authgate's error body
+    (``{"error", "detail"}``): 400, 401 and 503, which any request may get (a malformed
+    or stale credential is refused before the route runs, and checking one reads the
+    store), then each of `statuses` (403, 404, 409).  `public`: the route needs no
+    credential, so a 401 only refuses a bad one presented."""
+    answers: dict[int | str, dict[str, Any]] = {}
+    for status in sorted({400, 401, 503, *statuses}):
+        if status not in _REFUSALS:
+            raise ValueError(f"no refusal is described for {status}: use one of {list(_REFUSALS)}")
+        description = _REFUSALS[status]
+        if status == 401 and public:
+            description = "the credential presented is not valid: send a valid one, or none"
+        headers = {401: _CHALLENGE, 503: _RETRY_AFTER}.get(status)
+        answers[str(status)] = _error(description, headers)
+    return answers
+
+
+def _operation(
+    op: _Operation,
+    path_names: list[str],
+    schemes: tuple[str, ...],
+    checks: Mapping[str, dict[str, Any]],
+) -> dict[str, Any]:
     ok: dict[str, Any] = {"description": "done" if op.ok == 204 else "OK"}
     if op.answer:
         ok["content"] = {"application/json": {"schema": {"$ref": f"{_REF}{op.answer}"}}}
     if op.etag:
         ok["headers"] = _ETAG
-    responses: dict[str, Any] = {str(op.ok): ok}
-    responses["400"] = _error("a malformed request, body or credential; nothing was written")
-    responses["401"] = _error(
-        "wrong credentials" if op.public else "no valid credential (WWW-Authenticate says why)"
-    )
-    if not op.public:
-        responses["403"] = _error("the credential lacks the role or right")
+    if op.links:
+        ok["links"] = dict(op.links)
+    responses = {str(op.ok): ok, **error_responses(*(() if op.public else (403,)))}
+    if op.public:
+        responses["401"]["description"] = "wrong credentials, or a bad credential presented"
     if op.missing:
         responses["404"] = _error(op.missing)
     if op.conflict:
@@ -379,30 +637,20 @@ def _operation(op: _Operation, name: str, path_names: list[str], scheme: str) ->
     if op.conditional:
         responses["412"] = _error("If-Match names another version: read the user again")
         responses["428"] = _error("this server requires If-Match on user writes")
-    if name == "login":
-        responses["429"] = {
-            **_error(
-                "too many failed attempts: on the account (account_locked) or from the "
-                "client's address (too_many_attempts)"
-            ),
-            "headers": _RETRY_AFTER,
-        }
-    elif name in ("refresh", "scram"):
-        responses["429"] = {
-            **_error("too many failed attempts from the client's address (too_many_attempts)"),
-            "headers": _RETRY_AFTER,
-        }
-    responses["503"] = {
-        **_error("the store cannot be reached; nothing was written"),
-        "headers": _RETRY_AFTER,
-    }
+    if op.throttled:
+        responses["429"] = _error(op.throttled, _RETRY_AFTER)
     out: dict[str, Any] = {
         "tags": ["authgate"],
         "summary": op.summary,
-        "responses": responses,
+        "responses": dict(sorted(responses.items())),
     }
     parameters: list[dict[str, Any]] = [
-        {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": _NAME if name == "username" else {"type": "string"},
+        }
         for name in path_names
     ]
     for query, schema, description in op.query:
@@ -421,25 +669,33 @@ def _operation(op: _Operation, name: str, path_names: list[str], scheme: str) ->
     if parameters:
         out["parameters"] = parameters
     if op.body is not None:
-        out["requestBody"] = {
-            "required": True,
-            "content": {"application/json": {"schema": _body_schema(op.body)}},
-        }
+        media = "application/x-www-form-urlencoded" if op.form else "application/json"
+        schema = _body_schema(op, checks)
+        out["requestBody"] = {"required": True, "content": {media: {"schema": schema}}}
     if not op.public:
-        out["security"] = [{scheme: []}]
+        out["security"] = [{name: []} for name in schemes]  # any one of them
     return out
 
 
-def describe(api: HttpApi, *, scheme: str = "authgateBearer") -> dict[str, Any]:
-    """The ``paths`` and ``components`` of an OpenAPI 3.1 document for `api`; its
-    operations require the bearer security scheme named `scheme` (also declared)."""
+def describe(
+    api: HttpApi,
+    *,
+    scheme: str = "authgateBearer",
+    oauth2_scheme: str = "authgateOAuth2",
+) -> dict[str, Any]:
+    """The ``paths`` and ``components`` of an OpenAPI 3.1 document for `api`.  Its
+    operations take either of two security schemes, both declared: `scheme`, a bearer
+    token (an access token or API key), and `oauth2_scheme`, the OAuth2 password flow
+    whose token URL is the API's ``POST /auth/token`` (how Swagger UI's Authorize logs
+    in with a username and password)."""
     paths: dict[str, dict[str, Any]] = {}
     taken: set[str] = set()
+    checks = _checks(api)
     for template, method, name in api.operations():
         if name == "scram" and not api.scram_secret:
             continue  # answered 404 until SCRAM is configured
         names = re.findall(r"\{(\w+)\}", template)
-        described = _operation(_OPERATIONS[name], name, names, scheme)
+        described = _operation(_OPERATIONS[name], names, (scheme, oauth2_scheme), checks)
         described["operationId"] = f"authgate_{name}"
         if described["operationId"] in taken:  # PUT, beside PATCH, of a user
             described["operationId"] += f"_{method.lower()}"
@@ -454,18 +710,36 @@ def describe(api: HttpApi, *, scheme: str = "authgateBearer") -> dict[str, Any]:
                     "type": "http",
                     "scheme": "bearer",
                     "description": "an authgate access token or API key",
-                }
+                },
+                oauth2_scheme: oauth2_flow(api),
             },
         },
     }
 
 
-def merge(document: dict[str, Any], api: HttpApi, *, scheme: str = "authgateBearer") -> None:
+def oauth2_flow(api: HttpApi) -> dict[str, Any]:
+    """The OAuth2 security scheme whose password flow logs in at `api`'s token
+    endpoint (its scopes: none, a token holds its user's own rights)."""
+    return {
+        "type": "oauth2",
+        "description": f"log in with a username and password (POST {api.auth_prefix}/token)",
+        "flows": {"password": {"tokenUrl": f"{api.auth_prefix}/token", "scopes": {}}},
+    }
+
+
+def merge(
+    document: dict[str, Any],
+    api: HttpApi,
+    *,
+    scheme: str = "authgateBearer",
+    oauth2_scheme: str = "authgateOAuth2",
+) -> None:
     """Add `api`'s operations and schemas to an existing OpenAPI `document`, in place;
-    a scheme of that name the document already declares is kept."""
-    described = describe(api, scheme=scheme)
+    a scheme of either name the document already declares is kept."""
+    described = describe(api, scheme=scheme, oauth2_scheme=oauth2_scheme)
     document.setdefault("paths", {}).update(described["paths"])
     components = document.setdefault("components", {})
     components.setdefault("schemas", {}).update(described["components"]["schemas"])
     schemes = components.setdefault("securitySchemes", {})
-    schemes.setdefault(scheme, described["components"]["securitySchemes"][scheme])
+    for name, declared in described["components"]["securitySchemes"].items():
+        schemes.setdefault(name, declared)

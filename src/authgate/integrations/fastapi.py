@@ -1,4 +1,4 @@
-"""FastAPI: dependencies, and a bearer security scheme for the OpenAPI document.
+"""FastAPI: dependencies, and the security schemes and refusals for the OpenAPI document.
 
 ::
 
@@ -9,30 +9,43 @@
     app = FastAPI()
     AuthGate(AsyncGate.from_env()).install(app)
 
-    @app.get("/admin", dependencies=[Depends(require_role("admin"))])
+    @app.get("/admin", dependencies=[Depends(require_role("admin"))],
+             responses=error_responses(403))
     async def admin(me: Identity = Depends(current_identity)): ...
 
     @app.get("/reports")
     async def reports(me: Identity = Security(current_identity, scopes=["reports:read"])): ...
 
-Every dependency declares the ``HTTPBearer`` scheme, so ``/docs`` shows the
-"Authorize" button and sends the token it is given.  `AuthGate.install` also adds
-authgate's own routes (``/auth/...``, ``/api/users/...``) to ``app.openapi()``, under
-the same scheme, with ``If-Match`` on the user writes (`authgate.openapi`).
+Every dependency declares two security schemes, either of which a request may use:
+``HTTPBearer`` (paste a token or API key) and ``OAuth2PasswordBearer``, whose password
+flow logs in at ``POST /auth/token``: ``/docs``'s "Authorize" takes a username and
+password.  `AuthGate.install` also adds authgate's own routes (``/auth/...``,
+``/api/users/...``) to ``app.openapi()``, under the same schemes, with every status
+each can answer and ``If-Match`` on the user writes (`authgate.openapi`);
+`error_responses` documents an app's own routes' refusals the same way.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI, Request, Security
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer, SecurityScopes
+from fastapi.security import (
+    HTTPAuthorizationCredentials,
+    HTTPBearer,
+    OAuth2PasswordBearer,
+    SecurityScopes,
+)
+from starlette.routing import Route
 
 from ..api import HttpApi
 from ..decorators import check
+from ..gate import AsyncGate
+from ..http import CredentialRules
 from ..identity import ANONYMOUS, Identity
-from ..openapi import merge
+from ..openapi import error_responses, merge, oauth2_flow
 from ..permissions import HasPermission, HasRole, IsAuthenticated, Policy
 from .starlette import AuthGate as _StarletteAuthGate
 
@@ -40,20 +53,39 @@ __all__ = [
     "AuthGate",
     "bearer_scheme",
     "current_identity",
+    "error_responses",
     "include_in_openapi",
+    "oauth2_scheme",
     "require",
     "require_auth",
     "require_permission",
     "require_role",
 ]
 
-#: The OpenAPI security scheme (``auto_error=False``: the middleware decides).
+#: The OpenAPI security schemes (``auto_error=False``: the middleware decides): a
+#: bearer token, or one the OAuth2 password flow logs in for (its token URL is the
+#: API's, set by `include_in_openapi`).
 bearer_scheme = HTTPBearer(auto_error=False, description="An authgate access token")
+oauth2_scheme = OAuth2PasswordBearer(
+    "/auth/token", auto_error=False, description="Log in with a username and password"
+)
+_OAUTH2 = oauth2_scheme.scheme_name
 
 
 class AuthGate(_StarletteAuthGate):
     """The Starlette `AuthGate`, whose `install` also describes authgate's routes in
     the app's OpenAPI document."""
+
+    def __init__(self, gate: AsyncGate, *, rules: CredentialRules | None = None) -> None:
+        super().__init__(gate, rules=rules)
+        # Every request for the API's paths reaches the API, which answers it as in any
+        # framework: OPTIONS too (Starlette's own 405 would list in `Allow` every method
+        # the routes take, not the path's) and a path with a newline (Starlette's
+        # `{rest:path}` stops at one: a 404 with FastAPI's body).
+        for route in self.routes:
+            if isinstance(route, Route) and route.methods is not None:
+                route.methods.add("OPTIONS")
+                route.path_regex = re.compile(route.path_regex.pattern, re.DOTALL)
 
     def install(self, app: Any) -> None:
         """Add the middleware, routes and handler, and the routes to ``app.openapi()``."""
@@ -64,17 +96,18 @@ class AuthGate(_StarletteAuthGate):
 
 def include_in_openapi(app: FastAPI, api: HttpApi) -> None:
     """Make ``app.openapi()`` (and ``/docs``) list `api`'s operations, secured by the
-    same bearer scheme as the dependencies here."""
+    same schemes as the dependencies here."""
     build = app.openapi
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:  # FastAPI builds the document once, then caches it
             document = build()
-            merge(document, api, scheme=bearer_scheme.scheme_name)
+            merge(document, api, scheme=bearer_scheme.scheme_name, oauth2_scheme=_OAUTH2)
             schemes = document["components"]["securitySchemes"]
             schemes[bearer_scheme.scheme_name] = bearer_scheme.model.model_dump(
                 mode="json", by_alias=True, exclude_none=True
             )
+            schemes[_OAUTH2] = oauth2_flow(api)  # the token URL under the API's prefix
             app.openapi_schema = document
         return app.openapi_schema
 
@@ -86,6 +119,7 @@ def current_identity(
     request: Request,
     security_scopes: SecurityScopes,
     _credentials: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
+    _token: str | None = Security(oauth2_scheme),
 ) -> Identity:
     """The request's identity (anonymous when none).  Used with ``Security(...,
     scopes=[...])`` it requires every scope: a role the identity holds (itself or
@@ -109,6 +143,7 @@ def require(policy: Policy) -> Callable[..., Identity]:
     def dependency(
         request: Request,
         _credentials: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
+        _token: str | None = Security(oauth2_scheme),
     ) -> Identity:
         return check(policy, request.scope.get("user", ANONYMOUS))
 
