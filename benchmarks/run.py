@@ -52,9 +52,6 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "RESULTS.md")
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument(
-        "--readme", action="store_true", help="also put the results in README.md's Performance"
-    )
     args = parser.parse_args()
     sizes: tuple[int, ...] = request_cost.SIZES
     trials = 1000
@@ -91,23 +88,7 @@ def main() -> None:
     sections += ["", f"The whole run took {minutes:.0f} minutes."]
     text = "\n".join(sections) + "\n"
     args.out.write_text(text)
-    if args.readme:
-        into_readme(text)
     sys.stdout.write(text)
-
-
-def into_readme(results: str) -> None:
-    """Replace what README.md holds between its benchmark markers with `results`
-    (without its title: its sections fall under the README's Performance)."""
-    readme = ROOT.parent / "README.md"
-    text = readme.read_text()
-    start, end = "<!-- benchmarks -->\n", "<!-- /benchmarks -->"
-    before, _, rest = text.partition(start)
-    _, marker, after = rest.partition(end)
-    if not marker:
-        raise SystemExit("README.md has no <!-- benchmarks --> block")
-    body = results.split("\n", 1)[1].strip()  # without the title
-    readme.write_text(f"{before}{start}{body}\n{end}{after}")
 
 
 if __name__ == "__main__":

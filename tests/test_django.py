@@ -128,6 +128,32 @@ class HiddenNoteView(NoteView):
     hide_objects = True
 
 
+class OwnLoaderView(ObjectPermissionRequiredMixin, View):
+    """Loads the object itself, never calling the mixin's get_object."""
+
+    object_policy = HasRole("admin") | IsOwner(groups_attr=None)
+
+    def get_object(self) -> Note:
+        return Note(owner="alice")
+
+    def get(self, request: HttpRequest) -> JsonResponse:
+        return JsonResponse({"owner": self.get_object().owner})
+
+
+class CallsSuperView(NoteView):
+    """Overrides get_object and calls super(): checked once, not twice."""
+
+    calls = 0
+
+    def get_object(self) -> Note:
+        note: Note = super().get_object()
+        return note
+
+    def _check_object(self, obj: object) -> None:
+        CallsSuperView.calls += 1
+        super()._check_object(obj)
+
+
 class Described(AuthRequiredMixin, View):
     """A view with an ``options`` of its own, which says more than the methods."""
 
@@ -157,6 +183,8 @@ urlpatterns = [
     path("unset", Unset.as_view()),
     path("note", NoteView.as_view()),
     path("hidden-note", HiddenNoteView.as_view()),
+    path("own-loader", OwnLoaderView.as_view()),
+    path("calls-super", CallsSuperView.as_view()),
     path("described", Described.as_view()),
     path("stream", stream),
     path("store-down", store_down),
@@ -435,6 +463,15 @@ def test_the_object_mixin_checks_the_loaded_object(client: Client) -> None:
     refused = client.get("/note", headers=olga)
     assert refused.status_code == 403
     assert "requires" in refused.json()["detail"]
+
+
+def test_a_views_own_get_object_is_checked_too(client: Client) -> None:
+    assert client.get("/own-loader", headers=_bearer(_token(client, "olga"))).status_code == 403
+    assert client.get("/own-loader", headers=_bearer(_token(client, "alice"))).status_code == 200
+    CallsSuperView.calls = 0
+    assert client.get("/calls-super", headers=_bearer(_token(client, "olga"))).status_code == 403
+    assert client.get("/calls-super", headers=_bearer(_token(client, "alice"))).status_code == 200
+    assert CallsSuperView.calls == 2  # once per request
 
 
 def test_a_hidden_object_answers_as_a_missing_one(client: Client) -> None:

@@ -210,6 +210,8 @@ class IsOwner(Policy):
         return not identity.groups.isdisjoint(shared)
 
     def describe(self) -> str:
+        if self.groups_attr is None:
+            return "ownership of the object"
         return "ownership of the object (or a group it is shared with)"
 
 

@@ -36,6 +36,7 @@ Views are sync (Django runs them in a thread under ASGI): the gate is the sync `
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -390,11 +391,27 @@ class ObjectPermissionRequiredMixin:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         _before_the_view(cls, ObjectPermissionRequiredMixin)
+        own = cls.__dict__.get("get_object")
+        if own is not None:
+            # A view's own get_object comes before the mixin's and may never call it:
+            # check what it returns too (once: a super() call has checked already).
+            @functools.wraps(own)
+            def get_object(self: ObjectPermissionRequiredMixin, *args: Any, **kwargs: Any) -> Any:
+                obj = own(self, *args, **kwargs)
+                if self.__dict__.get("_authgate_checked", _UNCHECKED) is not obj:
+                    self._check_object(obj)
+                return obj
+
+            cls.get_object = get_object  # type: ignore[method-assign]
 
     def get_object(self, *args: Any, **kwargs: Any) -> Any:
         """The view's object, once the identity may act on it."""
         get_object: Callable[..., Any] = super().get_object  # type: ignore[misc]
         obj = get_object(*args, **kwargs)
+        self._check_object(obj)
+        return obj
+
+    def _check_object(self, obj: Any) -> None:
         request: HttpRequest = self.request  # type: ignore[attr-defined]
         try:
             check_object_permission(
@@ -406,4 +423,8 @@ class ObjectPermissionRequiredMixin:
             )
         except NotFound:  # answered as the view answers a missing object
             raise Http404() from None
-        return obj
+        self.__dict__["_authgate_checked"] = obj
+
+
+#: No object checked yet (None is an object a loader may return).
+_UNCHECKED = object()

@@ -42,7 +42,6 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.views import exception_handler as drf_exception_handler
 
 from ...errors import AuthGateError
 from ...http import error_response
@@ -170,5 +169,9 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         answer = error_response(exc, realm())
         headers = {k: v for k, v in answer.headers if k.lower() != "content-type"}
         return Response(json.loads(answer.body), status=answer.status, headers=headers)
+    # Imported here: rest_framework.views reads DEFAULT_AUTHENTICATION_CLASSES, which
+    # names this module, when it is first imported.
+    from rest_framework.views import exception_handler as drf_exception_handler
+
     handled: Response | None = drf_exception_handler(exc, context)
     return handled
