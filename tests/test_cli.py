@@ -385,3 +385,16 @@ def test_roles_list_and_show_a_graph(tmp_path: Path) -> None:
     assert "  grants invoices:read\n" in shown.stdout
     unknown = authgate("--store", url, "roles", "show", "root", AUTHGATE_POLICY_FILE=str(policy))
     assert unknown.returncode == 1 and "unknown role" in unknown.stderr
+
+
+def test_a_key_may_be_narrowed_to_a_grant_of_a_stored_group(cli: Any) -> None:
+    """The CLI judges a key's grants as the gate does: a stored group's grant is the
+    user's, so the key may carry it; a grant the user lacks is still refused."""
+    made = cli("users", "create", "vic", "--role", "viewer", "--no-password")
+    assert made.exit_code == 0, made.output
+    assert cli("groups", "create", "ops", "reports:read").exit_code == 0
+    assert cli("groups", "add", "ops", "vic").exit_code == 0
+    key = cli("keys", "create", "vic", "--name", "reader", "--permission", "reports:read")
+    assert key.exit_code == 0, key.output
+    refused = cli("keys", "create", "vic", "--name", "writer", "--permission", "reports:write")
+    assert refused.exit_code == 1

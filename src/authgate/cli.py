@@ -20,7 +20,7 @@ from .config import Settings
 from .errors import AuthGateError, StoreUnavailable, UserNotFound
 from .flows import Flow
 from .flows.apikeys import create_api_key, list_api_keys, revoke_api_key
-from .flows.identity import identity_from_user
+from .flows.identity import group_grants, identity_from_user
 from .flows.sessions import LOGIN, revoke_session, revoke_sessions
 from .flows.users import bootstrap as bootstrap_flow
 from .flows.users import create_user as create_flow
@@ -321,8 +321,11 @@ def keys() -> None:
 
 
 def _owner(state: CliState, username: str) -> Identity:
+    """The user as a login would make them: with the grants of their stored groups too,
+    so a key may be narrowed to any of them (as `Gate.create_api_key` allows)."""
     user = _existing(state, username)
-    return identity_from_user(state.policy, user, "", {"sub": user.username})
+    extra = state.run(group_grants(state.policy, user.groups))
+    return identity_from_user(state.policy, user, "", {"sub": user.username}, extra)
 
 
 @keys.command("create")
