@@ -208,7 +208,7 @@ _OPERATIONS: dict[str, _Operation] = {
     "logout": _Operation("End the current session", ok=204),
     "me": _Operation("Who the credential belongs to", answer="Me"),
     "change_password": _Operation(
-        "Change my password (needs the current one); my other sessions end",
+        "Change my password (needs the current one); my other sessions and my API keys end",
         ok=204,
         body=_PASSWORD,
         checked=frozenset({"new_password"}),
@@ -344,7 +344,7 @@ _OPERATIONS: dict[str, _Operation] = {
         "Revoke one API key of a user (admin)", ok=204, missing="no such user or API key"
     ),
     "set_password": _Operation(
-        "Set a user's password (admin); every session of theirs ends",
+        "Set a user's password (admin); every session and API key of theirs ends",
         ok=204,
         body=_NEW_PASSWORD,
         checked=frozenset({"password"}),
