@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import Depends, FastAPI
+from hypothesis import given
+from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from referencing import Registry, Resource
@@ -21,7 +23,7 @@ from referencing.jsonschema import DRAFT202012
 
 from authgate import AsyncGate, Identity
 from authgate.api import HttpApi
-from authgate.errors import StoreUnavailable
+from authgate.errors import StoreUnavailable, ValidationError
 from authgate.integrations.fastapi import (
     AuthGate,
     error_responses,
@@ -524,9 +526,8 @@ async def test_an_apps_own_routes_are_documented_the_same_way(api: Any) -> None:
     )  # root is an admin: admitted as an operator too
     auth = {"Authorization": f"Bearer {token.json()['access_token']}"}
     assert (await checked("GET", "/staff", headers=auth)).status_code == 200
-    assert (
-        await checked("GET", "/staff", headers={"Authorization": "Bearer nope"})
-    ).status_code == 401
+    bad = {"Authorization": "Bearer nope"}
+    assert (await checked("GET", "/staff", headers=bad)).status_code == 401
 
 
 def test_error_responses_add_the_statuses_asked_for() -> None:
@@ -579,11 +580,8 @@ async def test_a_grant_refused_by_set_permissions_is_refused_on_create_and_updat
     )
     assert patched.status_code == 400
     erin = await call("POST", "/auth/login", json=user)
-    assert (
-        await call(
-            "GET", "/mine", headers={"Authorization": f"Bearer {erin.json()['access_token']}"}
-        )
-    ).status_code == 200
+    as_erin = {"Authorization": f"Bearer {erin.json()['access_token']}"}
+    assert (await call("GET", "/mine", headers=as_erin)).status_code == 200
 
 
 async def test_an_integral_number_is_an_integer(api: Any) -> None:
@@ -617,3 +615,22 @@ def test_the_documented_username_is_the_one_the_api_takes(value: str, server: bo
         assert not server
     else:
         assert server
+
+
+# Characters that decide whether a grant is one: separators, dots plain and
+# percent-encoded, whitespace ASCII and not, a backslash, the wildcard.
+_GRANT_PARTS = st.sampled_from(["a", "b", ".", "/", ":", "%2e", "%2E", "%", " ", "\t", "\\",
+                                "\u00a0", "\u3000", "\x1c", "*", "-", "_", "é"])  # fmt: skip
+
+
+@given(st.lists(_GRANT_PARTS, max_size=12).map("".join))
+def test_the_documented_grant_is_the_one_the_api_takes(text: str) -> None:
+    from authgate.openapi import _GRANT
+    from authgate.permissions import parse_grant
+
+    try:
+        parse_grant(text)
+    except ValidationError:
+        assert not re.fullmatch(_GRANT["pattern"], text)
+    else:
+        assert re.fullmatch(_GRANT["pattern"], text)
