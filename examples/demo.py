@@ -216,8 +216,9 @@ def item_view(item: Item) -> dict[str, object]:
 
 
 def item_id(raw: str) -> int:
-    """A path parameter as an item id; 404 for anything that is not one."""
-    if not raw.isdigit() or len(raw) > 12:
+    """A path parameter as an item id; 404 for anything that is not one (ASCII digits
+    only: ``"²".isdigit()`` is true, and ``int("١٢")`` is 12)."""
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 12:
         raise NotFound(MISSING)
     return int(raw)
 

@@ -98,7 +98,7 @@ print(client.get("/docs").status_code)
 """
     result = run_python("-c", script)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.splitlines() == ["bearer", "['HTTPBearer']", "200"]
+    assert result.stdout.splitlines() == ["bearer", "['HTTPBearer', 'OAuth2PasswordBearer']", "200"]
 
 
 SEED_EXAMPLES = {
@@ -176,3 +176,14 @@ def test_moving_from_examples(
     assert result.returncode == 0, result.stderr
     shown = [line for line in result.stdout.splitlines() if not line.startswith("20")]
     assert shown == MOVING_EXAMPLES[name]
+
+
+@pytest.mark.parametrize("raw", ["²", "١٢", "12 ", "-1", "", "1" * 13])
+def test_an_item_id_is_ascii_digits_or_a_404(raw: str) -> None:
+    from examples.demo import item_id
+
+    from authgate.errors import NotFound
+
+    with pytest.raises(NotFound):
+        item_id(raw)
+    assert item_id("12") == 12
