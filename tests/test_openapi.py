@@ -560,6 +560,23 @@ async def test_a_path_with_a_newline_is_answered_by_the_api(api: Any) -> None:
     assert answer.status_code == 401 and answer.json()["error"] == "not_authenticated"
 
 
+async def test_a_plain_starlette_app_answers_those_as_fastapi_does() -> None:
+    from starlette.applications import Starlette
+
+    from authgate.integrations.starlette import AuthGate as StarletteAuthGate
+
+    gate = AsyncGate(store="memory://", secret_key=SECRET)
+    app = Starlette()
+    StarletteAuthGate(gate).install(app)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+        answer = await client.request("OPTIONS", "/auth/sessions/abc")
+        assert answer.status_code == 405 and answer.headers["allow"] == "DELETE"
+        newline = await client.get("/api/users/a%0Ab/keys")
+        assert newline.status_code == 401 and newline.json()["error"] == "not_authenticated"
+    await gate.close()
+
+
 async def test_a_grant_refused_by_set_permissions_is_refused_on_create_and_update(
     api: Any,
 ) -> None:

@@ -27,7 +27,6 @@ each can answer and ``If-Match`` on the user writes (`authgate.openapi`);
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from typing import Any
 
@@ -38,12 +37,9 @@ from fastapi.security import (
     OAuth2PasswordBearer,
     SecurityScopes,
 )
-from starlette.routing import Route
 
 from ..api import HttpApi
 from ..decorators import check
-from ..gate import AsyncGate
-from ..http import CredentialRules
 from ..identity import ANONYMOUS, Identity
 from ..openapi import error_responses, merge, oauth2_flow
 from ..permissions import HasPermission, HasRole, IsAuthenticated, Policy
@@ -75,17 +71,6 @@ _OAUTH2 = oauth2_scheme.scheme_name
 class AuthGate(_StarletteAuthGate):
     """The Starlette `AuthGate`, whose `install` also describes authgate's routes in
     the app's OpenAPI document."""
-
-    def __init__(self, gate: AsyncGate, *, rules: CredentialRules | None = None) -> None:
-        super().__init__(gate, rules=rules)
-        # Every request for the API's paths reaches the API, which answers it as in any
-        # framework: OPTIONS too (Starlette's own 405 would list in `Allow` every method
-        # the routes take, not the path's) and a path with a newline (Starlette's
-        # `{rest:path}` stops at one: a 404 with FastAPI's body).
-        for route in self.routes:
-            if isinstance(route, Route) and route.methods is not None:
-                route.methods.add("OPTIONS")
-                route.path_regex = re.compile(route.path_regex.pattern, re.DOTALL)
 
     def install(self, app: Any) -> None:
         """Add the middleware, routes and handler, and the routes to ``app.openapi()``."""

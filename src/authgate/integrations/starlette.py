@@ -14,6 +14,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from starlette.middleware import Middleware
@@ -32,7 +33,7 @@ from ..middleware.asgi import AuthGateMiddleware
 
 __all__ = ["AuthGate", "current_identity", "render_error"]
 
-_API_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+_API_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 
 async def render_error(conn: HTTPConnection, exc: Exception) -> Response | None:
@@ -61,6 +62,13 @@ class AuthGate:
             Route(api.users_prefix, self._serve, methods=_API_METHODS),
             Route(f"{api.users_prefix}/{{rest:path}}", self._serve, methods=_API_METHODS),
         ]
+        # Every request for the API's paths reaches the API, which answers it as in any
+        # framework: OPTIONS too (Starlette's own 405 would list in `Allow` every method
+        # the routes take, not the path's) and a path with a newline (Starlette's
+        # `{rest:path}` stops at one: a 404 of Starlette's own).
+        for route in self.routes:
+            if isinstance(route, Route):
+                route.path_regex = re.compile(route.path_regex.pattern, re.DOTALL)
 
     def install(self, app: Any) -> None:
         """Add the middleware, routes and handler to an existing Starlette/FastAPI app."""
