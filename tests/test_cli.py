@@ -398,3 +398,25 @@ def test_a_key_may_be_narrowed_to_a_grant_of_a_stored_group(cli: Any) -> None:
     assert key.exit_code == 0, key.output
     refused = cli("keys", "create", "vic", "--name", "writer", "--permission", "reports:write")
     assert refused.exit_code == 1
+
+
+def test_a_grant_the_checks_would_refuse_is_never_stored(cli: Any) -> None:
+    """Stored, such a grant would make every request of its user a 400: the CLI and
+    Python refuse it as the HTTP API does."""
+    from authgate import Gate
+    from authgate.errors import ValidationError
+
+    made = cli("users", "create", "vic", "--no-password", "--permission", "docs/../x:read")
+    assert made.exit_code == 1
+    gate = Gate(store=cli.url, secret_key="cli-suite-secret-key-long-enough-for-it")
+    try:
+        assert gate.store.get_user("vic") is None
+        with pytest.raises(ValidationError):
+            gate.create_user("vic", "vic password 1", permissions=["docs/../x:read"])
+        gate.create_user("vic", "vic password 1", permissions=["docs:read"])
+        with pytest.raises(ValidationError):
+            gate.update_user("vic", permissions=["docs:read", "docs/./x:write"])
+        user = gate.store.get_user("vic")
+        assert user is not None and user.permissions == {"docs:read"}
+    finally:
+        gate.close()

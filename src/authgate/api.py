@@ -72,7 +72,6 @@ from .flows.users import update_user as update_user_flow
 from .gate import AsyncGate, Gate
 from .http import ApiResponse, error_response
 from .identity import Client, Identity
-from .permissions import parse_grant
 from .stores.base import Store
 from .tokens import TokenPair
 from .users import RoleHierarchy, User, normalize_username
@@ -213,17 +212,6 @@ _UPDATE = {"password": _Field(_STR, False, 4096), "status": _Field(_STR), **_PRO
 _PERMISSIONS = {"permissions": _Field(_LIST, True)}
 _KEY = {"name": _Field(_STR, True, 100), "permissions": _Field(_LIST), "expires_in": _Field(_INT)}
 _NEW_PASSWORD = {"password": _Field(_STR, True, 4096)}
-
-
-def _checked_grants(body: dict[str, Any]) -> dict[str, Any]:
-    """`body`, once each of its ``permissions`` is a grant `parse_grant` takes: one it
-    refuses would be stored and then refuse every request of the user (400)."""
-    for permission in body.get("permissions", ()):
-        try:
-            parse_grant(permission)
-        except ValidationError as err:
-            raise ValidationError(err.detail, field="permissions") from None
-    return body
 
 
 def etag(user: User) -> str:
@@ -562,7 +550,7 @@ class HttpApi:
 
     def _create_user(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
         actor = self._admin(request)
-        body = _checked_grants(_parse_body(request.body, _CREATE))
+        body = _parse_body(request.body, _CREATE)
         roles = self._roles_from(body, actor) or []
         username = body.pop("username")
         password = body.pop("password", None)
@@ -623,7 +611,7 @@ class HttpApi:
 
     def _update_user(self, request: ApiRequest, username: str) -> Flow[ApiResponse]:
         actor = self._admin(request)
-        body = _checked_grants(_parse_body(request.body, _UPDATE))
+        body = _parse_body(request.body, _UPDATE)
         name = normalize_username(username)
         roles = self._roles_from(body, actor)
         if roles is not None:
@@ -746,7 +734,7 @@ class HttpApi:
         """Replace a user's direct grants: global ones and per-resource ones such as
         ``streams/1:send`` or ``streams/1/topics/7:read`` (Iggy's levels)."""
         actor = self._admin(request)
-        body = _checked_grants(_parse_body(request.body, _PERMISSIONS))
+        body = _parse_body(request.body, _PERMISSIONS)
         expected = yield from self._expected_version(request, username)
         flow = update_user_flow(
             normalize_username(username),

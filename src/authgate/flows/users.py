@@ -108,6 +108,7 @@ def create_user(
         raise ValidationError("give a password or ask for passwordless, not both", field="password")
     if roles_order is not None:
         roles = roles_order.known(roles)
+    _check_grants(fields.get("permissions"))
     user = User.new(username, roles=roles, **fields)  # validate before the costly hash
     if password is not None:
         secrets_ = yield from password_fields(password)
@@ -199,6 +200,7 @@ def update_user(
         raise ValidationError("use set_password to change a password", field="password")
     if changes.get("roles") is not None:
         changes["roles"] = roles_order.known(changes["roles"])
+    _check_grants(changes.get("permissions"))
     user = yield from _get(username)
     if expected_version is not None and user.version != expected_version:
         raise VersionConflict()
@@ -384,6 +386,18 @@ def bootstrap(settings: Settings, roles: RoleHierarchy | None = None) -> Flow[Bo
             settings.guest_username, settings.guest_password, roles, settings.guest_role
         )
     return done
+
+
+def _check_grants(grants: Iterable[str] | None) -> None:
+    """Refuse a grant the permission checks would refuse: stored, it would make every
+    request of its user a 400 (the HTTP API, the CLI and Python all write through here)."""
+    if grants is None or isinstance(grants, str):
+        return  # None: unchanged; one string: the record's own check names it
+    for grant in grants:
+        try:
+            parse_grant(grant)
+        except ValidationError as err:
+            raise ValidationError(err.detail, field="permissions") from None
 
 
 def save_group(group: Group, actor: str = "") -> Flow[Group]:
