@@ -110,7 +110,7 @@ async def create_item(
     return ServedItem.model_validate(item_view(item))
 
 
-@app.options("/items", include_in_schema=False, status_code=204)
+@app.options("/items", include_in_schema=False, status_code=204, response_model=None)
 async def item_methods(response: Response) -> None:
     # Starlette's 405 would name the methods of one of the two routes only.
     response.headers["Allow"] = "GET, POST"
