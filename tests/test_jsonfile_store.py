@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 from pathlib import Path
@@ -48,6 +49,16 @@ def test_a_crash_during_a_write_leaves_the_old_file_whole(
     assert [p.name for p in (tmp_path / "db").iterdir() if p.suffix == ".tmp"] == []
     assert store.get_user("bob") is None
     assert store.get_user("alice") is not None
+
+
+def test_a_user_written_before_email_verified_reads_as_unverified(tmp_path: Path) -> None:
+    store = JSONFileStore(tmp_path / "db")
+    made = store.create_user(User.new("alice", email="a@example.com", email_verified=True))
+    file = tmp_path / "db" / "users.json"
+    users = json.loads(file.read_text())
+    del users["alice"]["email_verified"]
+    file.write_text(json.dumps(users))
+    assert store.get_user("alice") == dataclasses.replace(made, email_verified=False)
 
 
 def test_a_corrupt_file_is_a_clear_store_error(tmp_path: Path) -> None:

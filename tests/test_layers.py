@@ -67,6 +67,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "stores.sql.migrations.versions.0001_initial",
             "stores.sql.migrations.versions.0002_change_log",
             "stores.sql.migrations.versions.0003_user_extras",
+            "stores.sql.migrations.versions.0004_email_verified",
             "stores.sql.usertable",
             "stores.sql.faces",
             "static",

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import json
 from datetime import datetime, timedelta, timezone
 
 from hypothesis import given
@@ -74,3 +75,11 @@ def test_a_user_keeps_its_id_and_version_first_for_the_scripts(user_id: str, ver
     first, second, _ = packed.split("|", 2)
     assert (records.unescape(first), int(second)) == (user_id, version)
     assert records.unpack_user(packed) == user
+
+
+def test_a_user_written_before_email_verified_unpacks_as_unverified() -> None:
+    user = User.new("alice", email="a@example.com", email_verified=True)
+    record = json.loads(records.pack_user(user).split("|", 2)[-1])
+    del record["email_verified"]
+    old = f"{records.escape(user.id)}|{user.version}|{json.dumps(record)}"
+    assert records.unpack_user(old) == dataclasses.replace(user, email_verified=False)

@@ -77,6 +77,20 @@ def test_update_with_stale_version_conflicts_and_writes_nothing(store: Any) -> N
     assert now.version == original.version + 1
 
 
+def test_email_verified_round_trips_and_a_new_email_resets_it(store: Any) -> None:
+    made = store.create_user(User.new("vera", email="v@example.com", email_verified=True))
+    assert store.get_user("vera").email_verified is True
+    assert store.get_user_by_id(made.id).email_verified is True
+    unverified = store.update_user(made.changed(email_verified=False), made.version)
+    assert store.get_user("vera").email_verified is False
+    verified = store.update_user(unverified.changed(email_verified=True), unverified.version)
+    assert store.get_user("vera").email_verified is True
+    store.update_user(verified.changed(email="new@example.com"), verified.version)
+    now = store.get_user("vera")
+    assert (now.email, now.email_verified) == ("new@example.com", False)
+    assert [u.email_verified for u in store.list_users().items] == [False]
+
+
 def test_update_of_missing_user_is_not_found(store: Any) -> None:
     ghost = User.new("ghost")
     with pytest.raises(UserNotFound):

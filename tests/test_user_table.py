@@ -4,6 +4,7 @@ MariaDB."""
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ from authgate.errors import BadCredentials, ConfigError, UserExists, VersionConf
 from authgate.gate import Gate
 from authgate.stores.sql import SQLStore, UserTable, parse_sql_url
 from authgate.stores.sql.faces import migration_engine
+from authgate.stores.sql.schema import Tables
 from authgate.testing import cheap_hasher
 from conftest import SECRET
 
@@ -79,6 +81,11 @@ def _fastapi_user(db: Database, table: sa.Table, email: str, password: str, **fl
     with db.engine.begin() as conn:
         conn.execute(table.insert().values(row))
     return str(new_id)
+
+
+def _extras(db: Database) -> sa.Table:
+    """authgate's ``user_extras`` table beside the app's."""
+    return Tables.build(parse_sql_url(db.url).prefix).user_extras
 
 
 def _gate(db: Database, users: UserTable) -> Gate:
@@ -150,6 +157,48 @@ def test_changes_through_authgate_land_in_the_apps_columns(db_fastapi: Any) -> N
     assert (again.roles, again.enabled, again.version) == ({"admin", "operator"}, False, 2)
     with pytest.raises(VersionConflict):
         gate.store.update_user(again.changed(roles=["viewer"]), 1)
+
+
+def test_email_verified_without_a_column_is_false_then_kept_in_authgates_extras(
+    db_fastapi: Any,
+) -> None:
+    db, table, gate, ids = db_fastapi
+    bob = gate.store.get_user("bob@example.com")
+    assert bob is not None and bob.email_verified is False  # is_verified is not mapped
+    gate.store.update_user(bob.changed(email_verified=True), bob.version)
+    again = gate.store.get_user("bob@example.com")
+    assert again is not None and again.email_verified is True
+    extras = _extras(db)
+    with db.engine.connect() as conn:
+        kept = conn.execute(
+            sa.select(extras.c.email_verified).where(extras.c.user_id == ids["bob"])
+        ).scalar_one()
+        row = conn.execute(sa.select(table).where(table.c.email == "bob@example.com")).one()
+    assert kept is True
+    assert row.is_verified is True  # the app's own flag, untouched (it was true already)
+
+
+def test_email_verified_mapped_to_a_column_reads_and_writes_it(db_fastapi: Any) -> None:
+    db, table, _, ids = db_fastapi
+    spec = dataclasses.replace(UserTable.fastapi_users(table.name), email_verified="is_verified")
+    gate = _gate(db, spec)
+    new = gate.store.get_user("new@example.com")
+    bob = gate.store.get_user("bob@example.com")
+    assert new is not None and bob is not None
+    assert (new.email_verified, bob.email_verified) == (False, True)
+    gate.store.update_user(new.changed(email_verified=True), new.version)
+    gate.store.update_user(bob.changed(email_verified=False), bob.version)
+    extras = _extras(db)
+    with db.engine.connect() as conn:
+        flags = dict(conn.execute(sa.select(table.c.email, table.c.is_verified)).all())
+        kept = conn.execute(
+            sa.select(extras.c.email_verified).where(extras.c.user_id == ids["bob"])
+        ).scalar_one()
+    assert (flags["new@example.com"], flags["bob@example.com"]) == (True, False)
+    assert kept is None  # the app's column holds it
+    verified = gate.store.get_user("new@example.com")
+    assert verified is not None and verified.email_verified is True
+    gate.close()
 
 
 def test_users_created_through_authgate_are_rows_the_app_can_read(db_fastapi: Any) -> None:

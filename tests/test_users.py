@@ -82,6 +82,26 @@ def test_changed_bumps_version_and_validates() -> None:
         user.enabled = False  # type: ignore[misc]
 
 
+def test_a_new_email_is_unverified_unless_the_change_says_otherwise() -> None:
+    user = User.new("alice", email="a@example.com", email_verified=True)
+    assert user.to_public_dict()["email_verified"] is True
+    assert user.changed(display_name="Alice").email_verified is True
+    assert user.changed(email="a@example.com").email_verified is True  # the same address
+    assert user.changed(email="b@example.com").email_verified is False
+    assert user.changed(email="b@example.com", email_verified=True).email_verified is True
+    assert user.changed(email_verified=False).email_verified is False
+    assert User.new("bob").email_verified is False
+
+
+@pytest.mark.parametrize("value", [1, 0, "true", "false", None])
+def test_email_verified_must_be_a_real_bool(value: object) -> None:
+    with pytest.raises(ValidationError, match="email_verified") as info:
+        User.new("alice", email_verified=value)  # type: ignore[arg-type]
+    assert info.value.field == "email_verified"
+    with pytest.raises(ValidationError, match="email_verified"):
+        User.new("alice").changed(email_verified=value)
+
+
 def test_role_hierarchy_orders_and_admits() -> None:
     roles = DEFAULT_ROLES
     assert roles["admin"] > roles["operator"] > roles["viewer"]

@@ -332,6 +332,8 @@ class User:
     permissions: frozenset[str] = frozenset()
     enabled: bool = True
     email: str = ""
+    #: Has the user shown they receive mail at ``email``?  A new address is not.
+    email_verified: bool = False
     first_name: str = ""
     last_name: str = ""
     display_name: str = ""
@@ -351,6 +353,7 @@ class User:
         permissions: Iterable[str] = (),
         enabled: bool = True,
         email: str = "",
+        email_verified: bool = False,
         first_name: str = "",
         last_name: str = "",
         display_name: str = "",
@@ -365,6 +368,7 @@ class User:
             permissions=_normalize_permissions(permissions),
             enabled=bool(enabled),
             email=_text(email, "email", 320),
+            email_verified=_flag(email_verified, "email_verified"),
             first_name=_text(first_name, "first_name", 128),
             last_name=_text(last_name, "last_name", 128),
             display_name=_text(display_name, "display_name", 256),
@@ -373,7 +377,11 @@ class User:
         )
 
     def changed(self, **changes: Any) -> User:
-        """A copy with `changes` applied (validated), ``version`` bumped, ``updated_at`` now."""
+        """A copy with `changes` applied (validated), ``version`` bumped, ``updated_at`` now.
+
+        A new ``email`` is unverified: ``email_verified`` becomes False unless `changes`
+        sets it too.
+        """
         if "username" in changes or "id" in changes or "version" in changes:
             raise ValidationError("username, id and version cannot be changed")
         if "roles" in changes:
@@ -389,6 +397,10 @@ class User:
                 changes[name] = _text(changes[name], name, limit)
         if "display_name" in changes:
             changes["display_name"] = _text(changes["display_name"], "display_name", 256)
+        if "email_verified" in changes:
+            changes["email_verified"] = _flag(changes["email_verified"], "email_verified")
+        elif "email" in changes and changes["email"] != self.email:
+            changes["email_verified"] = False
         return dataclasses.replace(self, version=self.version + 1, updated_at=utcnow(), **changes)
 
     @property
@@ -406,6 +418,7 @@ class User:
             "permissions": sorted(self.permissions),
             "enabled": self.enabled,
             "email": self.email,
+            "email_verified": self.email_verified,
             "first_name": self.first_name,
             "last_name": self.last_name,
             "display_name": self.display_name,
@@ -444,6 +457,13 @@ def _text(value: object, name: str, limit: int) -> str:
         raise ValidationError(f"{name} must be a string", field=name)
     if len(value) > limit:
         raise ValidationError(f"{name} must be at most {limit} characters", field=name)
+    return value
+
+
+def _flag(value: object, name: str) -> bool:
+    # Only a real bool: bool("false") is True, and 1 or None would pass for one silently.
+    if not isinstance(value, bool):
+        raise ValidationError(f"{name} must be true or false", field=name)
     return value
 
 

@@ -40,6 +40,7 @@ _FIELDS = (
     "password_hash",
     "enabled",
     "email",
+    "email_verified",
     "first_name",
     "last_name",
     "display_name",
@@ -87,6 +88,8 @@ class UserTable:
     verified: str | None = None
     require_verified: bool = False
     email: str | None = None
+    #: A boolean column: has the user shown they receive mail at ``email``?
+    email_verified: str | None = None
     first_name: str | None = None
     last_name: str | None = None
     display_name: str | None = None
@@ -344,6 +347,7 @@ class MappedUsers:
                 permissions=frozenset(row["x_permissions"] or ()),
                 enabled=enabled,
                 email=pick("email", "") or "",
+                email_verified=bool(pick("email_verified", False)),
                 first_name=pick("first_name", "") or "",
                 last_name=pick("last_name", "") or "",
                 display_name=pick("display_name", "") or "",
