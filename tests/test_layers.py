@@ -27,6 +27,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "passwords",
             "password_formats",
             "config",
+            "mail",
             "audit",
             "tokens",
             "permissions",

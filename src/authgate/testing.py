@@ -1,36 +1,52 @@
 """Helpers for tests, authgate's own and its users': real Redis (one server, a Cluster,
 or a primary with replicas behind Sentinel), PostgreSQL and MariaDB servers started on
-free loopback ports, scratch databases on any PostgreSQL or MySQL server, and a cheap
-argon2 profile so test suites do not spend 100 ms per hash.
+free loopback ports, scratch databases on any PostgreSQL or MySQL server, a cheap
+argon2 profile so test suites do not spend 100 ms per hash, and an SMTP server that
+catches the mail a test sends.
 """
 
 from __future__ import annotations
 
 import contextlib
+import datetime
+import email.policy
 import functools
+import hmac
 import importlib.util
+import ipaddress
+import logging
 import os
 import re
 import secrets
 import shutil
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from email.message import EmailMessage
+from email.parser import BytesParser
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 from .passwords import Argon2Params, PasswordHasher
 
 if TYPE_CHECKING:
     import sqlalchemy as sa
+    from aiosmtpd.controller import Controller
+    from aiosmtpd.smtp import SMTP, AuthResult, Envelope
+    from aiosmtpd.smtp import Session as SmtpSession
 
 __all__ = [
+    "CaughtMail",
     "ClusterSet",
+    "MailCatcher",
     "SentinelSet",
     "cheap_hasher",
     "env_mysql_url",
@@ -1011,3 +1027,319 @@ def _mysql_greets(port: int) -> bool:
             return sock.recv(5)[4:5] == b"\x0a"
     except OSError:
         return False
+
+
+# -- mail ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class CaughtMail:
+    """One mail a `MailCatcher` received: the message, its SMTP envelope, and how it came
+    (over TLS or not, logged in as whom)."""
+
+    message: EmailMessage
+    mail_from: str
+    recipients: tuple[str, ...]
+    tls: bool
+    login: str | None
+
+
+class MailCatcher:
+    """A real SMTP server on a free loopback port that keeps every mail it receives: for
+    tests of code that sends mail (aiosmtpd, from ``authgate[dev]``).
+
+    Plain by default; ``starttls=True`` offers STARTTLS, ``implicit_tls=True`` speaks TLS
+    from the first byte (as smtps:// on port 465 does), both with a certificate made for
+    127.0.0.1 by a throwaway authority that `client_context` trusts.  Given a `username`
+    and `password` it refuses mail from a client that has not logged in with them, and
+    offers AUTH only once the connection is TLS (on plaintext when it has no TLS at all,
+    as a local relay may).
+
+    Use it as a context manager, or call `stop`::
+
+        with MailCatcher() as catcher:
+            send_mail_to(catcher.url)
+            mail = catcher.wait_for("alice@example.com")
+            [link] = catcher.links(mail)
+    """
+
+    host = "127.0.0.1"
+
+    def __init__(
+        self,
+        *,
+        starttls: bool = False,
+        implicit_tls: bool = False,
+        username: str | None = None,
+        password: str | None = None,
+        port: int | None = None,
+    ) -> None:
+        try:
+            from aiosmtpd.controller import Controller
+        except ImportError as err:
+            raise ImportError(
+                "MailCatcher needs aiosmtpd: pip install 'authgate[dev]' (or aiosmtpd)"
+            ) from err
+        if starttls and implicit_tls:
+            raise ValueError("MailCatcher: choose starttls=True or implicit_tls=True, not both")
+        if (username is None) != (password is None):
+            raise ValueError("MailCatcher: give both a username and a password, or neither")
+        self.port = port if port is not None else free_port()
+        self.starttls = starttls
+        self.implicit_tls = implicit_tls
+        self.username = username
+        self._password = password
+        self._caught: list[CaughtMail] = []
+        self._taken: set[int] = set()
+        self._arrived = threading.Condition()
+        self._certs = Path(tempfile.mkdtemp(prefix="authgate-mail-"))
+        server_context: ssl.SSLContext | None = None
+        self.client_context: ssl.SSLContext | None = None
+        if starttls or implicit_tls:
+            server_context, self.client_context = _tls_pair(self._certs)
+        tls_options: dict[str, Any] = {}
+        if implicit_tls:
+            # aiosmtpd counts only STARTTLS as TLS, so AUTH is allowed here by hand.
+            tls_options = {"ssl_context": server_context, "auth_require_tls": False}
+        elif starttls:
+            tls_options = {"tls_context": server_context, "auth_require_tls": True}
+        else:
+            tls_options = {"auth_require_tls": False}
+        _quiet_aiosmtpd()
+        self._controller: Controller | None = Controller(
+            _CatcherHandler(self),
+            hostname=self.host,
+            port=self.port,
+            server_hostname="authgate-mail-catcher",
+            authenticator=self._authenticate if username is not None else None,
+            **tls_options,
+        )
+        try:
+            self._controller.start()
+        except BaseException:
+            shutil.rmtree(self._certs, ignore_errors=True)
+            raise
+
+    @property
+    def url(self) -> str:
+        """An ``open_mailer`` URL for this catcher (plain ones only: a TLS catcher's
+        certificate is trusted by `client_context`, which a URL cannot carry)."""
+        scheme = "smtps" if self.implicit_tls else "smtp"
+        query = "" if self.starttls or self.implicit_tls else "?starttls=false"
+        login = ""
+        if self.username is not None and self._password is not None:
+            login = f"{quote(self.username, safe='')}:{quote(self._password, safe='')}@"
+        return f"{scheme}://{login}{self.host}:{self.port}{query}"
+
+    @property
+    def caught(self) -> list[CaughtMail]:
+        """Every mail received so far, oldest first, with its envelope."""
+        with self._arrived:
+            return list(self._caught)
+
+    @property
+    def messages(self) -> list[EmailMessage]:
+        """Every message received so far, oldest first."""
+        return [mail.message for mail in self.caught]
+
+    def wait_for(self, to: str, timeout: float = 10.0) -> EmailMessage:
+        """The oldest mail to `to` (an envelope recipient) not returned before, waiting
+        up to `timeout` seconds for it; TimeoutError when none comes."""
+        found: list[EmailMessage] = []
+
+        def arrived() -> bool:
+            for index, mail in enumerate(self._caught):
+                wanted = any(r.casefold() == to.casefold() for r in mail.recipients)
+                if wanted and index not in self._taken:
+                    self._taken.add(index)
+                    found.append(mail.message)
+                    return True
+            return False
+
+        with self._arrived:
+            if self._arrived.wait_for(arrived, timeout):
+                return found[0]
+            seen = sorted({r for mail in self._caught for r in mail.recipients})
+        raise TimeoutError(
+            f"no mail to {to} reached the catcher within {timeout} s; it received mail "
+            f"for {', '.join(seen) or 'nobody'}"
+        )
+
+    @staticmethod
+    def links(message: EmailMessage) -> list[str]:
+        """The http(s) URLs in the message's plain-text part, in order."""
+        body = message.get_body(preferencelist=("plain",))
+        if not isinstance(body, EmailMessage):
+            return []
+        text = str(body.get_content())
+        return [link.rstrip(".,;:!?") for link in _LINK.findall(text)]
+
+    def stop(self) -> None:
+        """Stop the server and remove its certificates; safe to call twice."""
+        if self._controller is not None:
+            controller, self._controller = self._controller, None
+            controller.stop()
+        shutil.rmtree(self._certs, ignore_errors=True)
+
+    def __enter__(self) -> MailCatcher:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        mode = "implicit TLS" if self.implicit_tls else "STARTTLS" if self.starttls else "plain"
+        return f"MailCatcher({self.host}:{self.port}, {mode}, {len(self._caught)} caught)"
+
+    def _keep(self, mail: CaughtMail) -> None:
+        with self._arrived:
+            self._caught.append(mail)
+            self._arrived.notify_all()
+
+    def _authenticate(
+        self, server: SMTP, session: SmtpSession, envelope: Envelope, mechanism: str, data: Any
+    ) -> AuthResult:
+        from aiosmtpd.smtp import AuthResult, LoginPassword
+
+        accepted = (
+            isinstance(data, LoginPassword)
+            and self.username is not None
+            and self._password is not None
+            and hmac.compare_digest(data.login, self.username.encode())
+            and hmac.compare_digest(data.password, self._password.encode())
+        )
+        if not accepted:  # handled=False: aiosmtpd answers 535 itself
+            return AuthResult(success=False, handled=False)
+        return AuthResult(success=True, auth_data=self.username)
+
+
+def _quiet_aiosmtpd() -> None:
+    """Drop the warning aiosmtpd 1.4 logs on every successful AUTH, about an attribute
+    it sets itself (``Session.login_data is deprecated``): noise in every test's log."""
+    log = logging.getLogger("mail.log")
+    if not any(isinstance(f, _LoginDataNoise) for f in log.filters):
+        log.addFilter(_LoginDataNoise())
+
+
+class _LoginDataNoise(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith("Session.login_data is deprecated")
+
+
+#: A URL in a mail's text: up to the first blank, quote or angle bracket.
+_LINK = re.compile(r"https?://[^\s<>\"')\]]+")
+
+
+class _CatcherHandler:
+    """aiosmtpd's handler for a `MailCatcher`: refuse mail before login when a login is
+    required, keep every message that arrives."""
+
+    def __init__(self, catcher: MailCatcher) -> None:
+        self.catcher = catcher
+
+    async def handle_MAIL(
+        self,
+        server: SMTP,
+        session: SmtpSession,
+        envelope: Envelope,
+        address: str,
+        mail_options: list[str],
+    ) -> str:
+        if self.catcher.username is not None and not session.authenticated:
+            return "530 5.7.0 Authentication required"
+        envelope.mail_from = address
+        envelope.mail_options.extend(mail_options)
+        return "250 OK"
+
+    async def handle_DATA(self, server: SMTP, session: SmtpSession, envelope: Envelope) -> str:
+        # The wire's CRLF line ends, as Python's own text has them: "\n".
+        content = (envelope.original_content or b"").replace(b"\r\n", b"\n")
+        message = BytesParser(policy=email.policy.default).parsebytes(content)
+        assert isinstance(message, EmailMessage)
+        self.catcher._keep(
+            CaughtMail(
+                message=message,
+                mail_from=envelope.mail_from or "",
+                recipients=tuple(envelope.rcpt_tos),
+                tls=self.catcher.implicit_tls or session.ssl is not None,
+                login=session.auth_data if isinstance(session.auth_data, str) else None,
+            )
+        )
+        return "250 Message accepted for delivery"
+
+
+def _tls_pair(directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """A server context with a certificate for 127.0.0.1 and localhost, signed by a
+    throwaway authority, and a client context that trusts only that authority."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "authgate test authority")])
+    ca_ski = x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(ca_ski, critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ca_ski),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    cert_path, key_path = directory / "server.pem", directory / "server.key"
+    cert_path.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    key_path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    server.load_cert_chain(cert_path, key_path)
+    client = ssl.create_default_context(cadata=ca.public_bytes(serialization.Encoding.PEM).decode())
+    return server, client
