@@ -72,6 +72,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "stores.sql.usertable",
             "stores.sql.faces",
             "static",
+            "browser",
         },
     ),
     (
@@ -89,6 +90,8 @@ LAYERS: list[tuple[str, set[str]]] = [
             "flows.objects",
             "flows.apikeys",
             "flows.scram",
+            "flows.browser",
+            "flows.accounts",
         },
     ),
     ("gate: the one configured object, two faces", {"gate", "bootstrap"}),

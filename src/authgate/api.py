@@ -20,6 +20,13 @@ routes.)
 ``POST   /auth/keys``                             authenticated: 201 a new API key
 ``DELETE /auth/keys/{key_id}``                    authenticated: 204, or 404
 ``GET    /auth/scram``                            anyone: a step of the SCRAM handshake
+``GET    /auth/csrf``                             anyone: this browser's CSRF token
+``POST   /auth/session``                          anyone: a browser login, a session cookie
+``POST   /auth/password/forgot``                  anyone: 202, a reset link is mailed
+``POST   /auth/password/reset``                   anyone: 204, the password is reset
+``POST   /auth/email/resend``                     anyone: 202, a verification link is mailed
+``POST   /auth/email/verify``                     anyone: 204, the address is confirmed
+``POST   /auth/signup``                           anyone: 201 the user (202 to confirm)
 ``POST   /api/users/``                            admin: 201 the user
 ``GET    /api/users/``                            admin: a page of users
 ``GET    /api/users/{username}``                  admin: one user
@@ -43,24 +50,37 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl, unquote, urlencode
 
 from . import documents
 from .audit import AuditLog, bind_audit_log, record_denial, unbind_audit_log
+from .browser import BrowserRules, is_form, safe_next
 from .errors import (
     AuthGateError,
+    CsrfFailed,
     LastAdminError,
     NotAuthenticated,
     NotFound,
     PermissionDenied,
     PreconditionFailed,
     PreconditionRequired,
+    UnsupportedMediaType,
     UserNotFound,
     ValidationError,
     VersionConflict,
 )
 from .flows import Flow, call
+from .flows.accounts import (
+    AccountRules,
+    SignUp,
+    request_password_reset,
+    request_verification,
+    reset_password,
+    sign_up,
+    verify_email,
+)
 from .flows.apikeys import create_api_key, list_api_keys, require_account_right, revoke_api_key
+from .flows.browser import BrowserSession, browser_login
 from .flows.identity import explain_decision
 from .flows.login import change_password, login
 from .flows.scram import scram_step
@@ -95,6 +115,9 @@ class ApiRequest:
     client: Client = field(default_factory=Client)
     authorization: str = ""
     if_match: str = ""
+    #: Every request header, names in lower case (repeated ones joined with ", ",
+    #: cookies with "; "): what browser logins read (cookies, content type, CSRF).
+    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 # -- body validation ----------------------------------------------------------------------
@@ -201,6 +224,7 @@ _PROFILE = {
     "first_name": _Field(_STR, max_length=128),
     "last_name": _Field(_STR, max_length=128),
     "display_name": _Field(_STR),
+    "email_verified": _Field(_BOOL),
 }
 _CREATE = {
     "username": _Field(_STR, True),
@@ -212,6 +236,21 @@ _UPDATE = {"password": _Field(_STR, False, 4096), "status": _Field(_STR), **_PRO
 _PERMISSIONS = {"permissions": _Field(_LIST, True)}
 _KEY = {"name": _Field(_STR, True, 100), "permissions": _Field(_LIST), "expires_in": _Field(_INT)}
 _NEW_PASSWORD = {"password": _Field(_STR, True, 4096)}
+# What browser forms add to a body: the CSRF token, where to go after and on failure.
+_FORM_EXTRAS = {"csrf_token": _Field(_STR), "next": _Field(_STR, max_length=2048),
+                "back": _Field(_STR, max_length=2048)}  # fmt: skip
+_SESSION = {**_LOGIN, "remember": _Field(_BOOL)}
+_FORGOT = {"username": _Field(_STR, max_length=320), "email": _Field(_STR, max_length=320)}
+_RESET = {"token": _Field(_STR, True, 4096), "new_password": _Field(_STR, True, 4096)}
+_VERIFY = {"token": _Field(_STR, True, 4096)}
+_SIGNUP = {
+    "username": _Field(_STR, True, 320),
+    "password": _Field(_STR, True, 4096),
+    "email": _Field(_STR, max_length=320),
+    "first_name": _Field(_STR, max_length=128),
+    "last_name": _Field(_STR, max_length=128),
+    "display_name": _Field(_STR),
+}
 
 
 def etag(user: User) -> str:
@@ -246,8 +285,12 @@ class HttpApi:
         scram_secret: bytes = b"",
         require_if_match: bool = False,
         audit: AuditLog | None = None,
+        browser: BrowserRules | None = None,
+        accounts: AccountRules | None = None,
     ) -> None:
         self.rules = rules
+        self.browser = browser
+        self.accounts = accounts
         self.audit = audit
         self.require_if_match = require_if_match
         self.scram_secret = scram_secret
@@ -267,6 +310,13 @@ class HttpApi:
             f"{auth}/sessions": {"GET": self._sessions},
             f"{auth}/keys": {"GET": self._list_keys, "POST": self._create_key},
             f"{auth}/scram": {"GET": self._scram},
+            f"{auth}/csrf": {"GET": self._csrf},
+            f"{auth}/session": {"POST": self._browser_login},
+            f"{auth}/password/forgot": {"POST": self._forgot},
+            f"{auth}/password/reset": {"POST": self._reset},
+            f"{auth}/email/resend": {"POST": self._resend},
+            f"{auth}/email/verify": {"POST": self._verify},
+            f"{auth}/signup": {"POST": self._signup},
             users: {"GET": self._list_users, "POST": self._create_user},
             f"{users}/": {"GET": self._list_users, "POST": self._create_user},
         }
@@ -363,6 +413,8 @@ class HttpApi:
             scram_secret=gate.ring.secret_material(),
             require_if_match=gate.settings.require_if_match,
             audit=gate.audit,
+            browser=gate.browser if gate.settings.cookie_sessions else None,
+            accounts=gate.accounts,
             **options,
         )
 
@@ -463,9 +515,195 @@ class HttpApi:
         return ApiResponse.json(200, pair.to_dict())
 
     def _logout(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
-        who = self._authenticated(request)
-        yield from logout(who.username, who.session_id, request.client)
-        return ApiResponse.empty()
+        browser = self.browser
+        session, _ = browser.cookies(request.headers.get("cookie")) if browser else (None, None)
+        form = browser is not None and is_form(request.headers.get("content-type", ""))
+        if browser is None or not (session or form):  # an API client's logout
+            who = self._authenticated(request)
+            yield from logout(who.username, who.session_id, request.client)
+            return ApiResponse.empty()
+        # A browser's: its cookies go whatever the session's state (the middleware
+        # treats a stale one as none, and checked the CSRF token of a live one).
+        who = request.identity
+        if who.is_authenticated:
+            yield from logout(who.username, who.session_id, request.client)
+        data = _parse_form(request.body, _FORM_EXTRAS) if form else {}
+        if form and not who.is_authenticated:
+            self._check_csrf(request, data.get("csrf_token"), browser)
+        cookies = [browser.clear_session(), browser.set_nonce(browser.new_nonce())]
+        target = browser.login_url or browser.home_url
+        return _browser_answer(ApiResponse.empty(), form, data, target, cookies)
+
+    # -- browsers: cookie sessions and self-service accounts ------------------------------
+
+    def _browser_rules(self) -> BrowserRules:
+        if self.browser is None:
+            raise NotFound("browser sessions are not enabled (AUTHGATE_COOKIE_SESSIONS)")
+        return self.browser
+
+    def _check_csrf(
+        self, request: ApiRequest, presented: str | None, browser: BrowserRules
+    ) -> None:
+        """A form's (or script's) CSRF token must be bound to this browser: to its
+        session cookie, or before a login to its CSRF cookie."""
+        session, nonce = browser.cookies(request.headers.get("cookie"))
+        token = presented or request.headers.get(browser.csrf_header)
+        if not browser.csrf_ok(token, (session, nonce)):
+            raise CsrfFailed()
+
+    def _browser_body(
+        self, request: ApiRequest, fields: Mapping[str, _Field]
+    ) -> tuple[dict[str, Any], bool]:
+        """The body of a browser endpoint and whether it came from a form.  A form
+        (which any site can post) must carry this browser's CSRF token; anything else
+        must be JSON (which another site cannot send without the browser asking this
+        one first)."""
+        content_type = request.headers.get("content-type", "")
+        media = content_type.split(";", 1)[0].strip().lower()
+        if media == "application/x-www-form-urlencoded":
+            browser = self.browser
+            strings = {k: _Field(_STR, f.required, f.max_length) for k, f in fields.items()}
+            data = _parse_form(request.body, {**strings, **_FORM_EXTRAS})
+            if browser is not None:
+                self._check_csrf(request, data.pop("csrf_token", None), browser)
+            for name, spec in fields.items():
+                if spec.kind == _BOOL and name in data:
+                    data[name] = data[name].lower() in ("on", "true", "1", "yes")
+            return data, True
+        if media != "application/json" and not media.endswith("+json"):
+            raise UnsupportedMediaType()
+        return _parse_body(request.body, fields), False
+
+    def _browser_flow(
+        self,
+        request: ApiRequest,
+        fields: Mapping[str, _Field],
+        act: Callable[[dict[str, Any], bool], Flow[tuple[ApiResponse, list[str]]]],
+        success: str,
+    ) -> Flow[ApiResponse]:
+        """Run a browser endpoint: JSON in and out, or a form answered with a redirect
+        (``303``) to its ``next`` page on success and back to its ``back`` page with
+        ``?error=<code>`` when refused."""
+        data, form = self._browser_body(request, fields)
+        try:
+            answer, cookies = yield from act(data, form)
+        except AuthGateError as err:
+            if not form or err.status >= 500 or isinstance(err, CsrfFailed):
+                raise
+            back = safe_next(data.get("back")) or self._fallback()
+            query = {"error": err.code}
+            if safe_next(data.get("next")):
+                query["next"] = data["next"]
+            separator = "&" if "?" in back else "?"
+            return _redirect(f"{back}{separator}{urlencode(query)}", [])
+        return _browser_answer(answer, form, data, success, cookies)
+
+    def _fallback(self) -> str:
+        browser = self.browser
+        return (browser.login_url or browser.home_url) if browser else "/"
+
+    def _csrf(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
+        browser = self._browser_rules()
+        session, nonce = browser.cookies(request.headers.get("cookie"))
+        cookies = []
+        if session is None or not request.identity.is_authenticated:
+            session = None
+            if nonce is None:
+                nonce = browser.new_nonce()
+                cookies.append(browser.set_nonce(nonce))
+        token = browser.csrf_token(session or nonce or "")
+        body = {"csrf_token": token, "header": browser.csrf_header, "field": browser.csrf_field}
+        response = yield from _now(ApiResponse.json(200, body))
+        response.headers.extend(("set-cookie", c) for c in cookies)
+        return response
+
+    def _browser_login(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
+        browser = self._browser_rules()
+
+        def act(data: dict[str, Any], form: bool) -> Flow[tuple[ApiResponse, list[str]]]:
+            remember = bool(data.get("remember", False))
+            ttl = browser.remember_ttl if remember else browser.session_ttl
+            opened: BrowserSession = yield from browser_login(
+                self.rules, data["username"], data["password"], request.client,
+                ttl=ttl, remember=remember,
+            )  # fmt: skip
+            session = opened.session
+            view = {
+                "username": session.username,
+                "session_id": session.id,
+                "expires_at": session.expires_at.isoformat(),
+                "remember": remember,
+                "csrf_token": browser.csrf_token(opened.cookie),
+            }
+            # A new session and a new CSRF binding: nothing from before the login
+            # (a cookie an attacker planted included) survives it.
+            cookies = [
+                browser.set_session(opened.cookie, remember),
+                browser.set_nonce(browser.new_nonce()),
+            ]
+            return ApiResponse.json(200, view), cookies
+
+        return self._browser_flow(request, _SESSION, act, browser.home_url)
+
+    def _accounts(self) -> AccountRules:
+        if self.accounts is None:
+            raise NotFound("self-service accounts are not configured")
+        return self.accounts
+
+    def _forgot(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
+        accounts = self._accounts()
+
+        def act(data: dict[str, Any], form: bool) -> Flow[tuple[ApiResponse, list[str]]]:
+            login = _one_login(data)
+            yield from request_password_reset(accounts, login, request.client)
+            return _accepted("reset"), []
+
+        return self._browser_flow(request, _FORGOT, act, self._fallback())
+
+    def _reset(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
+        accounts = self._accounts()
+
+        def act(data: dict[str, Any], form: bool) -> Flow[tuple[ApiResponse, list[str]]]:
+            yield from reset_password(accounts, data["token"], data["new_password"], request.client)
+            browser = self.browser
+            # The browser doing the reset had its session ended with the others.
+            cookies = [browser.clear_session()] if browser is not None else []
+            return ApiResponse.empty(), cookies
+
+        return self._browser_flow(request, _RESET, act, self._fallback())
+
+    def _resend(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
+        accounts = self._accounts()
+
+        def act(data: dict[str, Any], form: bool) -> Flow[tuple[ApiResponse, list[str]]]:
+            login = _one_login(data)
+            yield from request_verification(accounts, login, request.client)
+            return _accepted("verify"), []
+
+        return self._browser_flow(request, _FORGOT, act, self._fallback())
+
+    def _verify(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
+        accounts = self._accounts()
+
+        def act(data: dict[str, Any], form: bool) -> Flow[tuple[ApiResponse, list[str]]]:
+            yield from verify_email(accounts, data["token"], request.client)
+            return ApiResponse.empty(), []
+
+        return self._browser_flow(request, _VERIFY, act, self._fallback())
+
+    def _signup(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
+        accounts = self._accounts()
+        if not accounts.signup:
+            raise NotFound("sign-up is not enabled")
+
+        def act(data: dict[str, Any], form: bool) -> Flow[tuple[ApiResponse, list[str]]]:
+            username, password = data.pop("username"), data.pop("password")
+            done: SignUp = yield from sign_up(accounts, username, password, request.client, data)
+            if done.user is None:
+                return _accepted("signup"), []
+            return ApiResponse.json(201, self._user_view(done.user)), []
+
+        return self._browser_flow(request, _SIGNUP, act, self._fallback())
 
     def _me(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
         who = self._authenticated(request)
@@ -774,6 +1012,42 @@ class ApiMount(Generic[A, G]):
         self.app: A | None = app
         self.gate: G = gate
         self.api = api or HttpApi.for_gate(gate)
+
+
+_ACCEPTED = {
+    "reset": "if an account has that name and an email address, a reset link is on its way",
+    "verify": "if that account has an unconfirmed email address, a link is on its way",
+    "signup": "check your mail: the link in it confirms your address",
+}
+
+
+def _accepted(what: str) -> ApiResponse:
+    """202: the request is taken, and says nothing of whether the account exists."""
+    return ApiResponse.json(202, {"detail": _ACCEPTED[what]})
+
+
+def _one_login(data: Mapping[str, Any]) -> str:
+    """The account a reset or resend request names, by ``username`` or ``email``."""
+    login = data.get("username", data.get("email"))
+    if not login:
+        raise ValidationError("give the account's 'username' (or 'email')", field="username")
+    return str(login)
+
+
+def _redirect(location: str, cookies: list[str]) -> ApiResponse:
+    headers = [("location", location), ("cache-control", "no-store")]
+    headers.extend(("set-cookie", cookie) for cookie in cookies)
+    return ApiResponse(303, b"", headers)
+
+
+def _browser_answer(
+    answer: ApiResponse, form: bool, data: Mapping[str, Any], default: str, cookies: list[str]
+) -> ApiResponse:
+    """`answer` with `cookies` set; for a form, a redirect to its safe ``next`` page."""
+    if form:
+        return _redirect(safe_next(data.get("next")) or default, cookies)
+    headers = [*answer.headers, *(("set-cookie", cookie) for cookie in cookies)]
+    return ApiResponse(answer.status, answer.body, headers)
 
 
 def _not_allowed(method: str, methods: Mapping[str, Handler]) -> ApiResponse:

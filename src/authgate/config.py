@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+import re
 import sys
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field, fields
@@ -27,6 +28,7 @@ else:  # pragma: no cover
 __all__ = ["ENV_PREFIX", "Settings"]
 
 ENV_PREFIX = "AUTHGATE_"
+_COOKIE_NAME = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,65 @@ class Settings:
     #: HMAC (its default); passwords are then also tried NFKD-normalised, as it did.
     flask_security_salt: str | None = field(default=None, repr=False)
 
+    # -- browsers (docs/browser.md) ---------------------------------------------------
+    #: Serve browser logins: ``POST /auth/session`` answers with a session cookie, the
+    #: middlewares read it (with a CSRF check on unsafe methods) and page requests
+    #: without a session are sent to ``login_url``.
+    cookie_sessions: bool = False
+    #: The session and CSRF cookies' names; ``__Host-`` is put in front when the
+    #: cookies are ``Secure``, have no ``Domain`` and the path ``/`` (so no subdomain
+    #: and no other path can set or shadow them).
+    cookie_name: str = "authgate_session"
+    csrf_cookie_name: str = "authgate_csrf"
+    cookie_secure: bool = True
+    cookie_samesite: str = "lax"
+    cookie_domain: str | None = None
+    cookie_path: str = "/"
+    #: The request header and the form field that carry the CSRF token.
+    csrf_header: str = "x-csrf-token"
+    csrf_field: str = "csrf_token"
+    #: How long a browser session lasts without "remember me" (its cookie ends with
+    #: the browser), and with it (a persistent cookie on the same revocable session).
+    browser_session_ttl: int = 43_200
+    remember_ttl: int = 2_592_000
+    #: Where a page request without a session is redirected, with ``?next=`` the page.
+    login_url: str | None = None
+    #: Where a browser goes after logging in and out when its form names no ``next``.
+    home_url: str = "/"
+
+    # -- self-service accounts ---------------------------------------------------------
+    #: The site's own address, the start of every link mailed (``https://app.example``):
+    #: never taken from a request's ``Host``, which a client chooses.
+    public_url: str | None = None
+    #: ``smtp://user:password@host:587``, ``smtps://...``, ``console://`` (development:
+    #: mails are printed) or ``memory://`` (tests); None: nothing is mailed, and the
+    #: flows that need mail are off.
+    mail_url: str | None = field(default=None, repr=False)
+    mail_from: str = "authgate@localhost"
+    #: A directory of message templates overriding the built-in ones (docs/mail.md).
+    mail_templates: str | None = None
+    #: The pages the mailed links open (paths under ``public_url``); each receives
+    #: ``?token=``.
+    reset_url: str = "/reset-password"
+    verify_url: str = "/verify-email"
+    reset_ttl: int = 3600
+    verify_ttl: int = 86_400
+    #: Requests for reset or verification mail one address, and one account, may make
+    #: per ``mail_window`` seconds; past the account's, the answer stays the same and
+    #: nothing is sent.
+    max_mail_requests_per_address: int = 20
+    max_mail_requests_per_account: int = 3
+    mail_window: int = 3600
+    #: Self-registration (``POST /auth/signup``): off unless turned on.
+    signup: bool = False
+    #: The role a signed-up user gets (None: the lowest role); nobody chooses their own.
+    signup_role: str | None = None
+    #: Refuse logins until the user has confirmed their email address.
+    require_verified_email: bool = False
+    #: Usernames are email addresses: the username is the (normalised) address, so the
+    #: address is unique, and the email field is kept equal to it.
+    email_login: bool = False
+
     def __post_init__(self) -> None:
         for name in (
             "access_ttl",
@@ -107,6 +168,35 @@ class Settings:
             raise ConfigError("log_format must be 'text', 'json' or 'none'")
         if self.session_limit_policy not in ("evict_oldest", "refuse"):
             raise ConfigError("session_limit_policy must be 'evict_oldest' or 'refuse'")
+        for name in (
+            "browser_session_ttl",
+            "remember_ttl",
+            "reset_ttl",
+            "verify_ttl",
+            "mail_window",
+        ):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name} must be a positive number of seconds")
+        for name in ("max_mail_requests_per_address", "max_mail_requests_per_account"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name} must not be negative")
+        if self.cookie_samesite not in ("lax", "strict", "none"):
+            raise ConfigError("cookie_samesite must be 'lax', 'strict' or 'none'")
+        if self.cookie_samesite == "none" and not self.cookie_secure:
+            raise ConfigError("cookie_samesite 'none' needs cookie_secure: browsers refuse it")
+        for name in ("cookie_name", "csrf_cookie_name"):
+            if not _COOKIE_NAME.fullmatch(getattr(self, name)):
+                raise ConfigError(f"{name} must be letters, digits, '_' or '-'")
+        if self.cookie_name == self.csrf_cookie_name:
+            raise ConfigError("cookie_name and csrf_cookie_name must differ")
+        if not self.cookie_path.startswith("/"):
+            raise ConfigError("cookie_path must start with '/'")
+        for name in ("login_url", "home_url", "reset_url", "verify_url"):
+            value = getattr(self, name)
+            if value is not None and not value.startswith("/") and "://" not in value:
+                raise ConfigError(f"{name} must be a path ('/login') or an absolute URL")
+        if self.public_url is not None and not self.public_url.startswith(("https://", "http://")):
+            raise ConfigError("public_url must be the site's http(s) address")
         if self.password_min_length < 1 or self.password_max_bytes < self.password_min_length:
             raise ConfigError("password_min_length must be >= 1 and <= password_max_bytes")
 

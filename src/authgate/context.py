@@ -17,18 +17,22 @@ from contextlib import contextmanager
 from contextvars import ContextVar, Token
 from typing import Any, cast
 
+from .browser import BrowserVisit
 from .errors import AuthGateError
 from .identity import ANONYMOUS, Identity
 
 __all__ = [
     "as_identity",
+    "csrf_token",
     "current_identity",
     "hiding_objects",
     "note_refusal",
     "reset_identity",
     "reset_object_hiding",
+    "reset_visit",
     "set_identity",
     "set_object_hiding",
+    "set_visit",
     "stop_watching",
     "watch_refusals",
 ]
@@ -36,6 +40,7 @@ __all__ = [
 _current: ContextVar[Identity] = ContextVar("authgate.identity", default=ANONYMOUS)
 _hiding: ContextVar[bool] = ContextVar("authgate.hide_objects", default=False)
 _refusals: ContextVar[list[AuthGateError] | None] = ContextVar("authgate.refusals", default=None)
+_visit: ContextVar[BrowserVisit | None] = ContextVar("authgate.browser_visit", default=None)
 
 
 class _CurrentIdentity:
@@ -139,3 +144,27 @@ def as_identity(identity: Identity, *, hide_objects: bool | None = None) -> Iter
         if hiding is not None:
             _hiding.reset(hiding)
         _current.reset(token)
+
+
+def set_visit(visit: BrowserVisit | None) -> Token[BrowserVisit | None]:
+    """Make `visit` the current request's browser state (the middlewares do this)."""
+    return _visit.set(visit)
+
+
+def reset_visit(token: Token[BrowserVisit | None]) -> None:
+    """Undo `set_visit`."""
+    _visit.reset(token)
+
+
+def csrf_token() -> str:
+    """The CSRF token for the page being rendered, to put in its forms
+    (``<input type="hidden" name="csrf_token" value="...">``) or a ``<meta>`` tag for
+    its scripts: bound to the browser's session, or before a login to a cookie set on
+    this response.  Needs ``cookie_sessions`` on and authgate's middleware in front."""
+    visit = _visit.get()
+    if visit is None:
+        raise RuntimeError(
+            "csrf_token() has no browser request to answer for: turn on cookie sessions "
+            "(AUTHGATE_COOKIE_SESSIONS=true) and serve the page behind authgate's middleware"
+        )
+    return visit.csrf_token()

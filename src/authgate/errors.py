@@ -19,6 +19,8 @@ __all__ = [
     "BadCredentials",
     "ConfigError",
     "Conflict",
+    "CsrfFailed",
+    "EmailNotVerified",
     "ExpiredToken",
     "InvalidPassword",
     "InvalidSignature",
@@ -40,6 +42,7 @@ __all__ = [
     "TokenNotYetValid",
     "TooManyAttempts",
     "UnknownKey",
+    "UnsupportedMediaType",
     "UserExists",
     "UserNotFound",
     "ValidationError",
@@ -80,6 +83,14 @@ class PreconditionRequired(ValidationError):
     status = 428
     code = "precondition_required"
     default_detail = "send If-Match with the user's ETag (from GET) to change it"
+
+
+class UnsupportedMediaType(ValidationError):
+    """A body of a type the endpoint does not read (HTTP 415)."""
+
+    status = 415
+    code = "unsupported_media_type"
+    default_detail = "send the body as application/json or as a form"
 
 
 class InvalidUsername(ValidationError):
@@ -218,6 +229,22 @@ class AuthorizationError(AuthGateError):
 
 class PermissionDenied(AuthorizationError):
     """A guard refused: the message says what was required."""
+
+
+class CsrfFailed(PermissionDenied):
+    """An unsafe request authenticated by a cookie came without the CSRF token of its
+    session (a form posted from another site, or a token of another session)."""
+
+    code = "csrf_failed"
+    default_detail = "the CSRF token is missing or does not belong to this session"
+
+
+class EmailNotVerified(AuthorizationError):
+    """The password was right, but the account's email address is not confirmed yet
+    (only someone who knows the password learns this)."""
+
+    code = "email_not_verified"
+    default_detail = "confirm your email address first: follow the link we mailed you"
 
 
 # -- store ------------------------------------------------------------------------------

@@ -20,12 +20,25 @@ from typing import Any, Generic, TypeVar
 
 from .audit import AuditLog, configure_logging
 from .bootstrap import Bootstrap
+from .browser import BrowserRules, is_session_cookie
 from .caches import IDENTITIES, LRU
 from .config import Settings
 from .context import note_refusal
-from .errors import AuthGateError
+from .errors import AuthGateError, ConfigError
 from .faces import AsyncFace, Steps, SyncFace, operation, returning
 from .flows import Flow, arun, call, run
+from .flows.accounts import (
+    RESET,
+    VERIFY,
+    AccountRules,
+    AccountTokens,
+    SignUp,
+    request_password_reset,
+    request_verification,
+    reset_password,
+    sign_up,
+    verify_email,
+)
 from .flows.apikeys import (
     ApiKey,
     api_key_identity,
@@ -38,6 +51,7 @@ from .flows.apikeys import (
     require_account_right,
     revoke_api_key,
 )
+from .flows.browser import BrowserSession, browser_identity, browser_login
 from .flows.identity import (
     explain_decision,
     identity_from_claims,
@@ -57,6 +71,7 @@ from .flows.users import save_group as _save_group
 from .flows.users import set_password as _set_password
 from .flows.users import update_user as _update_user
 from .identity import Client, Identity
+from .mail import MailTemplates, Outbox, open_mailer
 from .passwords import PasswordHasher
 from .permissions import Policy, RolePolicy
 from .permissions.explain import Explanation
@@ -65,6 +80,25 @@ from .tokens import KeyRing, TokenPair, TokenVerifier
 from .users import Group, RoleHierarchy, User, normalize_username
 
 __all__ = ["AsyncGate", "Client", "Gate", "TokenPair"]
+
+
+def _outbox(settings: Settings) -> Outbox | None:
+    """The outbox the settings describe; mail needs the site's public address, for
+    the links it carries."""
+    if settings.mail_url is None:
+        if settings.require_verified_email:
+            raise ConfigError(
+                "require_verified_email needs mail: set AUTHGATE_MAIL_URL (smtp://... , "
+                "or console:// while developing) and AUTHGATE_PUBLIC_URL"
+            )
+        return None
+    if not settings.public_url:
+        raise ConfigError(
+            "AUTHGATE_MAIL_URL is set but AUTHGATE_PUBLIC_URL is not: mailed links start "
+            "with the site's public address (https://app.example.com), never a request's Host"
+        )
+    return Outbox(open_mailer(settings.mail_url, settings.mail_from))
+
 
 _NOWHERE = Client()
 S = TypeVar("S", Store, AsyncStore)
@@ -86,6 +120,7 @@ class _Gate(Generic[S]):
         audit: AuditLog | None = None,
         ring: KeyRing | None = None,
         policy: RolePolicy | None = None,
+        outbox: Outbox | None = None,
         **overrides: Any,
     ) -> None:
         if isinstance(store, str):
@@ -126,6 +161,27 @@ class _Gate(Generic[S]):
             evict_oldest=s.session_limit_policy == "evict_oldest",
             touch_interval=s.session_touch_interval,
             policy=self.policy,
+            require_verified_email=s.require_verified_email,
+        )
+        self.browser = BrowserRules.from_settings(s, self.ring.secret_material())
+        self.outbox = outbox if outbox is not None else _outbox(s)
+        self.accounts = AccountRules(
+            sessions=self.rules,
+            tokens=AccountTokens(self.verifier, {RESET: s.reset_ttl, VERIFY: s.verify_ttl}),
+            roles=self.roles,
+            outbox=self.outbox,
+            templates=MailTemplates(directory=s.mail_templates),
+            public_url=s.public_url or "",
+            reset_url=s.reset_url,
+            verify_url=s.verify_url,
+            site=s.issuer,
+            max_per_address=s.max_mail_requests_per_address,
+            max_per_account=s.max_mail_requests_per_account,
+            window=s.mail_window,
+            signup=s.signup,
+            signup_role=s.signup_role,
+            require_verified_email=s.require_verified_email,
+            email_login=s.email_login,
         )
         self.protected = s.protected_usernames
         self.store = store if store is not None else self._open(self.settings.store)
@@ -196,6 +252,8 @@ class _Gate(Generic[S]):
     def _authentication(self, token: str) -> Flow[Identity]:
         if is_api_key(token):
             return api_key_identity(self.rules, token)
+        if is_session_cookie(token):
+            return browser_identity(self.rules, token)
         claims, identity = self._quick(token)
         if identity is not None:
             return returning(identity)
@@ -215,6 +273,46 @@ class _Gate(Generic[S]):
     def login(self, username: str, password: str, client: Client = _NOWHERE) -> Flow[TokenPair]:
         """Check credentials and open a session; `BadCredentials` or `AccountLocked`."""
         return login(self.rules, username, password, client)
+
+    @operation
+    def browser_login(
+        self, username: str, password: str, client: Client = _NOWHERE, *, remember: bool = False
+    ) -> Flow[BrowserSession]:
+        """Check credentials and open a browser session: its cookie's value, set with
+        ``gate.browser.set_session``.  The same checks and answers as `login`."""
+        ttl = self.browser.remember_ttl if remember else self.browser.session_ttl
+        return browser_login(self.rules, username, password, client, ttl=ttl, remember=remember)
+
+    @operation
+    def request_password_reset(self, login: str, client: Client = _NOWHERE) -> Flow[None]:
+        """Mail a password reset link to the account named `login`, if there is one:
+        nothing tells the caller whether there was."""
+        return request_password_reset(self.accounts, login, client)
+
+    @operation
+    def reset_password(
+        self, token: str, new_password: str, client: Client = _NOWHERE
+    ) -> Flow[User]:
+        """Set a new password with a mailed reset link's token; every session ends.
+        `InvalidLink` for a token that is malformed, expired, superseded or used."""
+        return reset_password(self.accounts, token, new_password, client)
+
+    @operation
+    def request_verification(self, login: str, client: Client = _NOWHERE) -> Flow[None]:
+        """Mail a link confirming the email address of the account named `login`."""
+        return request_verification(self.accounts, login, client)
+
+    @operation
+    def verify_email(self, token: str, client: Client = _NOWHERE) -> Flow[User]:
+        """Confirm an email address with a mailed verification link's token."""
+        return verify_email(self.accounts, token, client)
+
+    @operation
+    def sign_up(
+        self, /, username: str, password: str, client: Client = _NOWHERE, **profile: Any
+    ) -> Flow[SignUp]:
+        """Register an account (when ``signup`` is on) with the sign-up role."""
+        return sign_up(self.accounts, username, password, client, profile)
 
     @operation
     def refresh(self, refresh_token: str, client: Client = _NOWHERE) -> Flow[TokenPair]:
@@ -431,7 +529,7 @@ class AsyncGate(_Gate[AsyncStore], AsyncFace):
         """The identity when it can be decided without I/O (stateless mode, or a cached
         session check), None when `authenticate` must be awaited; `InvalidToken` for a
         bad token.  The ASGI middleware's fast path."""
-        if is_api_key(token):
+        if is_api_key(token) or is_session_cookie(token):
             return None
         return self._quick(token)[1]
 

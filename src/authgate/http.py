@@ -13,15 +13,17 @@ import re
 import string
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .browser import BrowserRules, BrowserVisit, is_form, parse_cookies, wants_page
 from .caches import LRU, OUTAGE_REASONS
 from .errors import (
     AmbiguousCredentials,
     AuthenticationError,
     AuthGateError,
+    CsrfFailed,
     MalformedToken,
     PermissionDenied,
     StoreUnavailable,
@@ -31,12 +33,14 @@ from .errors import (
 __all__ = [
     "SAFE_METHODS",
     "ApiResponse",
+    "BrowserVisit",
     "CredentialRules",
     "error_response",
     "not_found",
     "parse_authorization",
     "parse_cookies",
     "read_credential",
+    "refusal",
     "request_address",
 ]
 
@@ -102,10 +106,43 @@ class CredentialRules:
     csrf_header: str = "x-csrf-token"
     query_param: str = "token"
     websocket_origins: frozenset[str] = frozenset()
+    #: Browser sessions (`for_gate` of a gate with ``cookie_sessions`` on): the cookie
+    #: holds a session cookie, and its CSRF token is the signed one of that session.
+    browser: BrowserRules | None = None
 
     def __post_init__(self) -> None:
         origins = frozenset(o.rstrip("/").lower() for o in self.websocket_origins)
         object.__setattr__(self, "websocket_origins", origins)
+        object.__setattr__(self, "csrf_header", self.csrf_header.lower())
+
+    @classmethod
+    def for_gate(cls, gate: Any, **options: Any) -> CredentialRules:
+        """The rules of a gate's settings: its browser sessions' cookies when
+        ``cookie_sessions`` is on, none otherwise; `options` override."""
+        browser: BrowserRules = gate.browser
+        if not gate.settings.cookie_sessions:
+            return cls(**options)
+        defaults = {
+            "cookie_name": browser.session_cookie,
+            "csrf_cookie": browser.csrf_cookie,
+            "csrf_header": browser.csrf_header,
+            "browser": browser,
+        }
+        return cls(**{**defaults, **options})
+
+    def wants_form_token(
+        self, method: str, cookie: str | None, csrf: str | None, content_type: str
+    ) -> bool:
+        """Must the middleware read a form body for its CSRF field: an unsafe request
+        from a browser, with a session cookie and a form, and no CSRF header?"""
+        return (
+            self.browser is not None
+            and csrf is None
+            and method not in SAFE_METHODS
+            and bool(cookie)
+            and self.browser.session_cookie in (cookie or "")
+            and is_form(content_type)
+        )
 
 
 #: The address of a request whose server named none (a Unix socket, a test client):
@@ -166,22 +203,6 @@ def _parse_authorization(value: str) -> str | None:
     return rest
 
 
-def parse_cookies(header: str, *, unique: Iterable[str] = ()) -> dict[str, str]:
-    """Cookie pairs from a ``Cookie`` header (first occurrence wins); a cookie named in
-    `unique` that comes twice is `AmbiguousCredentials` (which of the two a browser
-    sends first depends on paths and domains an attacker may set cookies for)."""
-    cookies: dict[str, str] = {}
-    for part in header.split(";"):
-        name, sep, value = part.strip().partition("=")
-        if not (sep and name):
-            continue
-        if name not in cookies:
-            cookies[name] = value.strip().strip('"')
-        elif name in unique:
-            raise AmbiguousCredentials(f"the {name} cookie is sent more than once")
-    return cookies
-
-
 def _query_value(query: str, name: str) -> str | None:
     from urllib.parse import parse_qsl
 
@@ -224,6 +245,12 @@ def read_credential(
         if token:
             if websocket:
                 _check_origin(origin, host, rules)
+            elif method not in SAFE_METHODS and rules.browser is not None:
+                if not rules.browser.csrf_ok(csrf, (token,)):
+                    raise CsrfFailed(
+                        "CSRF check failed: send this session's CSRF token in the "
+                        f"{rules.csrf_header} header or the {rules.browser.csrf_field} field"
+                    )
             elif method not in SAFE_METHODS:
                 expected = cookies.get(rules.csrf_cookie, "")
                 if not (expected and csrf and _same(expected, csrf)):
@@ -323,3 +350,33 @@ def error_response(err: AuthGateError, realm: str = "authgate") -> ApiResponse:
             challenge += f', error="{err.bearer_error}", error_description="{_quote(err.detail)}"'
         headers.append(("www-authenticate", challenge))
     return ApiResponse(err.status, body, headers)
+
+
+def refusal(
+    err: AuthGateError,
+    realm: str = "authgate",
+    browser: BrowserRules | None = None,
+    *,
+    method: str = "GET",
+    accept: str = "",
+    authorization: bool = False,
+    target: str = "/",
+) -> ApiResponse:
+    """The answer to a refusal, for a browser too: a page request (`wants_page`)
+    without a session, when a login URL is configured, is redirected to it with
+    ``next`` (`target`, the page's path and query, when it is a path of this site);
+    everything else gets `error_response`.  Either varies with ``Accept``."""
+    if browser is None:
+        return error_response(err, realm)
+    if (
+        isinstance(err, AuthenticationError)
+        and err.status == 401
+        and wants_page(method, accept, authorization)
+    ):
+        location = browser.login_location(target)
+        if location is not None:
+            headers = [("location", location), ("cache-control", "no-store"), ("vary", "Accept")]
+            return ApiResponse(302, b"", headers)
+    response = error_response(err, realm)
+    response.headers.append(("vary", "Accept"))
+    return response

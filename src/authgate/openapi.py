@@ -23,12 +23,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from .api import (
     _BOOL,
     _CREATE,
+    _FORGOT,
+    _FORM_EXTRAS,
     _INT,
     _KEY,
     _LIST,
@@ -37,9 +39,13 @@ from .api import (
     _PASSWORD,
     _PERMISSIONS,
     _REFRESH,
+    _RESET,
+    _SESSION,
+    _SIGNUP,
     _STR,
     _TOKEN,
     _UPDATE,
+    _VERIFY,
     HttpApi,
     _Field,
 )
@@ -92,6 +98,8 @@ class _Operation:
     throttled: str | None = None  # what a 429 means
     links: Mapping[str, dict[str, Any]] | None = None  # what the answer leads to
     query: tuple[tuple[str, dict[str, Any], str], ...] = ()
+    browser: bool = False  # JSON, or a form (with its CSRF token) answered by a 303
+    accepted: str | None = None  # what a 202 means (the body says nothing more)
 
 
 # Body rules are written so that a field sent as null counts as one not sent, as the
@@ -172,7 +180,73 @@ _PAIR_LINKS = {"Refresh": _link("refresh", body={"refresh_token": "$response.bod
 _FIRST = "$response.body#/items/0/id"
 _OF_THE_USER = "$request.path.username"
 
+_MAILED = "a mailed link's token: invalid, expired, superseded or used (invalid_link)"
 _OPERATIONS: dict[str, _Operation] = {
+    "csrf": _Operation(
+        "The CSRF token for this browser (bound to its session cookie, or before a "
+        "login to a CSRF cookie set now): send it in the header or form field named",
+        answer="Csrf",
+        public=True,
+    ),
+    "browser_login": _Operation(
+        "Log in a browser: a session cookie (HttpOnly, Secure, SameSite) and a new CSRF "
+        "binding; JSON answers the session, a form (with the CSRF token) a 303 to `next`",
+        answer="BrowserSession",
+        body=_SESSION,
+        browser=True,
+        public=True,
+        conflict=_SESSION_LIMIT,
+        throttled=_LOCKED,
+    ),
+    "forgot": _Operation(
+        "Mail a password reset link to the account named (`username`, or `email` where "
+        "addresses are login names); the same answer whether or not there is one",
+        ok=202,
+        answer="Accepted",
+        body=_FORGOT,
+        browser=True,
+        public=True,
+        throttled="too many requests for mail from the client's address",
+    ),
+    "reset": _Operation(
+        "Set a new password with a reset link's token: every session of the user ends",
+        ok=204,
+        body=_RESET,
+        checked=frozenset({"new_password"}),
+        browser=True,
+        public=True,
+        accepted=_MAILED,
+    ),
+    "resend": _Operation(
+        "Mail a link confirming the email address of the account named; the same answer "
+        "whether or not there is one",
+        ok=202,
+        answer="Accepted",
+        body=_FORGOT,
+        browser=True,
+        public=True,
+        throttled="too many requests for mail from the client's address",
+    ),
+    "verify": _Operation(
+        "Confirm an email address with a verification link's token",
+        ok=204,
+        body=_VERIFY,
+        browser=True,
+        public=True,
+        accepted=_MAILED,
+    ),
+    "signup": _Operation(
+        "Register an account with the sign-up role (no role of one's choosing); 202 "
+        "when addresses must be confirmed first (a taken name answers the same)",
+        ok=201,
+        answer="User",
+        body=_SIGNUP,
+        checked=frozenset({"password"}),
+        browser=True,
+        public=True,
+        conflict="the username is taken",
+        throttled="too many requests for mail from the client's address",
+    ),
     "login": _Operation(
         "Log in with a username and password: a token pair (429 while locked out or throttled)",
         answer="TokenPair",
@@ -369,6 +443,7 @@ _ACCOUNT: dict[str, Any] = {
     "first_name": {"type": "string"},
     "last_name": {"type": "string"},
     "display_name": {"type": "string"},
+    "email_verified": {"type": "boolean"},
 }
 _SOURCE: dict[str, Any] = {
     "type": "object",
@@ -397,6 +472,31 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
             "would_allow": _STRINGS,
             "grants": {"type": "array", "items": _SOURCE},
         },
+    },
+    "Csrf": {
+        "type": "object",
+        "required": ["csrf_token", "header", "field"],
+        "properties": {
+            "csrf_token": {"type": "string"},
+            "header": {"type": "string", "description": "the request header to send it in"},
+            "field": {"type": "string", "description": "the form field to send it in"},
+        },
+    },
+    "BrowserSession": {
+        "type": "object",
+        "required": ["username", "session_id", "expires_at", "remember", "csrf_token"],
+        "properties": {
+            "username": {"type": "string"},
+            "session_id": {"type": "string"},
+            "expires_at": _WHEN,
+            "remember": {"type": "boolean"},
+            "csrf_token": {"type": "string", "description": "this session's CSRF token"},
+        },
+    },
+    "Accepted": {
+        "type": "object",
+        "required": ["detail"],
+        "properties": {"detail": {"type": "string"}},
     },
     "Error": {
         "type": "object",
@@ -639,6 +739,16 @@ def _operation(
         responses["428"] = _error("this server requires If-Match on user writes")
     if op.throttled:
         responses["429"] = _error(op.throttled, _RETRY_AFTER)
+    if op.accepted:
+        responses["400"] = _error(f"a malformed body, or {op.accepted}")
+    if op.browser:
+        responses["303"] = {
+            "description": "a form's answer: to its `next` page, or on a refusal back to "
+            "its `back` page with `?error=<code>`",
+            "headers": {"Location": _header("a path of this site")},
+        }
+        responses["403"] = _error("a form without this browser's CSRF token (csrf_failed)")
+        responses["415"] = _error("a body neither JSON nor a form")
     out: dict[str, Any] = {
         "tags": ["authgate"],
         "summary": op.summary,
@@ -668,7 +778,16 @@ def _operation(
         )
     if parameters:
         out["parameters"] = parameters
-    if op.body is not None:
+    if op.body is not None and op.browser:
+        as_form = replace(op, body={**op.body, **_FORM_EXTRAS}, form=True)
+        out["requestBody"] = {
+            "required": True,
+            "content": {
+                "application/json": {"schema": _body_schema(op, checks)},
+                "application/x-www-form-urlencoded": {"schema": _body_schema(as_form, checks)},
+            },
+        }
+    elif op.body is not None:
         media = "application/x-www-form-urlencoded" if op.form else "application/json"
         schema = _body_schema(op, checks)
         out["requestBody"] = {"required": True, "content": {media: {"schema": schema}}}
@@ -692,8 +811,8 @@ def describe(
     taken: set[str] = set()
     checks = _checks(api)
     for template, method, name in api.operations():
-        if name == "scram" and not api.scram_secret:
-            continue  # answered 404 until SCRAM is configured
+        if not _served(api, name):
+            continue  # answered 404 until it is configured
         names = re.findall(r"\{(\w+)\}", template)
         described = _operation(_OPERATIONS[name], names, (scheme, oauth2_scheme), checks)
         described["operationId"] = f"authgate_{name}"
@@ -715,6 +834,20 @@ def describe(
             },
         },
     }
+
+
+def _served(api: HttpApi, name: str) -> bool:
+    """Does `api` answer operation `name` (rather than a 404 until configured)?"""
+    if name == "scram":
+        return bool(api.scram_secret)
+    if name in ("csrf", "browser_login"):
+        return api.browser is not None
+    accounts = api.accounts
+    if name in ("forgot", "reset", "resend", "verify"):
+        return accounts is not None and accounts.mails
+    if name == "signup":
+        return accounts is not None and accounts.signup
+    return True
 
 
 def oauth2_flow(api: HttpApi) -> dict[str, Any]:

@@ -28,7 +28,13 @@ def _text_or_nothing(value: object) -> str:
 
 
 def login(rules: SessionRules, username: str, password: str, client: Client) -> Flow[TokenPair]:
-    """Check a username and password and open a session.
+    """Check a username and password and open a session (see `check_password`)."""
+    user = yield from check_password(rules, username, password, client)
+    return (yield from open_session(rules, user, client))
+
+
+def check_password(rules: SessionRules, username: str, password: str, client: Client) -> Flow[User]:
+    """The user a username and password prove, before any session is opened.
 
     Unknown users, invalid usernames, wrong passwords and disabled accounts all take the
     same path (one argon2 verification) and end in the same `BadCredentials`; so does a
@@ -63,8 +69,7 @@ def login(rules: SessionRules, username: str, password: str, client: Client) -> 
     yield from rules.throttle.passed(held)
     if rules.hasher.needs_rehash(user.password_hash) or not user.scram_credentials:
         user = yield from _rehash(user, password)
-
-    return (yield from open_session(rules, user, client))
+    return user
 
 
 def take_guess(rules: SessionRules, username: str) -> Flow[User | None]:

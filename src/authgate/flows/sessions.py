@@ -22,6 +22,7 @@ from datetime import timedelta
 
 from ..audit import AuditEvent
 from ..errors import (
+    EmailNotVerified,
     MalformedToken,
     SessionLimitReached,
     SessionRevoked,
@@ -57,6 +58,7 @@ class SessionRules:
     evict_oldest: bool = True
     touch_interval: int = 300
     policy: RolePolicy = field(default_factory=lambda: RolePolicy({"admin": ["*:*"]}))
+    require_verified_email: bool = False
 
 
 def secret_digest(kind: str, secret: str) -> str:
@@ -105,7 +107,37 @@ def open_session(
 ) -> Flow[TokenPair]:
     """Open a session for a user who just proved who they are (password or SCRAM):
     apply the session limit, store the session, return the token pair."""
+    secret = secrets.token_urlsafe(32)
+    session_id = yield from start_session(
+        rules,
+        user,
+        client,
+        ttl=rules.refresh_ttl,
+        secret_hash=secret_digest(LOGIN, secret),
+        detail=detail,
+    )
+    return _pair(rules, user, session_id, f"{session_id}.{secret}")
+
+
+def start_session(
+    rules: SessionRules,
+    user: User,
+    client: Client,
+    *,
+    ttl: int,
+    secret_hash: str,
+    data: dict[str, str] | None = None,
+    detail: str = "",
+) -> Flow[str]:
+    """Store a new login session of `user` lasting `ttl` seconds, whose credential's
+    hash is `secret_hash`, after the checks every login passes (a confirmed email when
+    the deployment requires one, the session limit); returns the session's id."""
     name = user.username
+    if rules.require_verified_email and not user.email_verified:
+        yield Emit(
+            AuditEvent("login_failure", name, client_ip=client.ip, detail="email not verified")
+        )
+        raise EmailNotVerified()
     if rules.max_sessions:
         listed = yield from call(Store.list_sessions, name)
         current = [s for s in listed if s.kind == LOGIN]
@@ -127,21 +159,21 @@ def open_session(
                 )
 
     session_id = new_session_id(name)
-    refresh_token, refresh_hash = new_refresh_token(session_id)
     now = utcnow()
     session = Session(
         id=session_id,
         username=name,
-        expires_at=now + timedelta(seconds=rules.refresh_ttl),
+        expires_at=now + timedelta(seconds=ttl),
         created_at=now,
         last_seen=now,
         client_ip=client.ip[:64],
         user_agent=client.user_agent[:256],
-        refresh_hash=refresh_hash,
+        refresh_hash=secret_hash,
+        data=data or {},
     )
     yield from call(Store.create_session, session)
     yield Emit(AuditEvent("login_success", name, session_id, client.ip, detail))
-    return _pair(rules, user, session_id, refresh_token)
+    return session_id
 
 
 def refresh(rules: SessionRules, refresh_token: str, client: Client) -> Flow[TokenPair]:

@@ -26,15 +26,21 @@ from flask.cli import with_appcontext
 from ..api import ApiRequest, HttpApi
 from ..cli import CliState, bound_group
 from ..config import Settings
+from ..context import csrf_token
 from ..context import current_identity as _current_identity
 from ..errors import AuthGateError
 from ..gate import Gate
-from ..http import CredentialRules, error_response, not_found, request_address
+from ..http import CredentialRules, not_found, request_address
 from ..identity import ANONYMOUS, Client, Identity
-from ..middleware.wsgi import ENVIRON_KEY, AuthGateWSGIMiddleware
+from ..middleware.wsgi import (
+    ENVIRON_KEY,
+    AuthGateWSGIMiddleware,
+    environ_headers,
+    environ_refusal,
+)
 from ..permissions import RolePolicy
 
-__all__ = ["AuthGate", "current_identity"]
+__all__ = ["AuthGate", "csrf_token", "current_identity"]
 
 _API_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
@@ -77,15 +83,19 @@ class AuthGate:
         gate = self._gate
         app.extensions["authgate"] = self
         wrapped: Any = app  # Flask's documented idiom replaces the wsgi_app method
-        wrapped.wsgi_app = AuthGateWSGIMiddleware(app.wsgi_app, gate, rules=self.rules)
-        app.register_error_handler(AuthGateError, _render_error)
+        middleware = AuthGateWSGIMiddleware(app.wsgi_app, gate, rules=self.rules)
+        wrapped.wsgi_app = middleware
+        browser = middleware.rules.browser
+
+        def render_error(err: AuthGateError) -> Response:
+            rendered = environ_refusal(request.environ, err, "authgate", browser)
+            return Response(rendered.body, rendered.status, headers=rendered.headers)
+
+        app.register_error_handler(AuthGateError, render_error)
+        if browser is not None:
+            app.jinja_env.globals.setdefault("csrf_token", csrf_token)
         app.register_blueprint(_api_blueprint(gate), url_prefix=self.url_prefix or None)
         app.cli.add_command(_cli_group(), "authgate")
-
-
-def _render_error(err: AuthGateError) -> Response:
-    rendered = error_response(err)
-    return Response(rendered.body, rendered.status, headers=rendered.headers)
 
 
 def _api_blueprint(gate: Gate) -> Blueprint:
@@ -104,6 +114,7 @@ def _api_blueprint(gate: Gate) -> Blueprint:
             client=Client(request_address(request.remote_addr), request.user_agent.string),
             authorization=request.headers.get("Authorization", ""),
             if_match=request.headers.get("If-Match", ""),
+            headers=environ_headers(request.environ),
         )
         response = gate.run(api.answer(api_request)) or not_found()
         answer = Response(response.body, response.status, headers=response.headers)

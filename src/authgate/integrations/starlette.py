@@ -24,14 +24,14 @@ from starlette.routing import BaseRoute, Route
 from starlette.websockets import WebSocket
 
 from ..api import ApiRequest, HttpApi
-from ..context import current_identity
+from ..context import csrf_token, current_identity
 from ..errors import AuthGateError
 from ..gate import AsyncGate
-from ..http import CredentialRules, error_response, not_found, request_address
+from ..http import ApiResponse, CredentialRules, error_response, not_found, refusal, request_address
 from ..identity import ANONYMOUS, Client
-from ..middleware.asgi import AuthGateMiddleware
+from ..middleware.asgi import AuthGateMiddleware, scope_headers
 
-__all__ = ["AuthGate", "current_identity", "render_error"]
+__all__ = ["AuthGate", "csrf_token", "current_identity", "render_error", "to_response"]
 
 _API_METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
@@ -43,8 +43,18 @@ async def render_error(conn: HTTPConnection, exc: Exception) -> Response | None:
     if isinstance(conn, WebSocket):
         await conn.close(code=1008)
         return None
-    rendered = error_response(exc)
-    return Response(rendered.body, rendered.status, headers=dict(rendered.headers))
+    return to_response(error_response(exc))
+
+
+def to_response(answer: ApiResponse) -> Response:
+    """An authgate answer as a Starlette response (every header kept: a login sets two
+    cookies)."""
+    response = Response(answer.body, answer.status)
+    response.raw_headers = [
+        (name.lower().encode("latin-1"), value.encode("latin-1"))
+        for name, value in [*answer.headers, ("content-length", str(len(answer.body)))]
+    ]
+    return response
 
 
 class AuthGate:
@@ -54,8 +64,9 @@ class AuthGate:
     def __init__(self, gate: AsyncGate, *, rules: CredentialRules | None = None) -> None:
         self.gate = gate
         self.rules = rules
+        self.browser = (rules or CredentialRules.for_gate(gate)).browser
         self.middleware = [Middleware(AuthGateMiddleware, gate=gate, rules=rules)]
-        self.exception_handlers: dict[Any, Any] = {AuthGateError: render_error}
+        self.exception_handlers: dict[Any, Any] = {AuthGateError: self.render_error}
         self.api = api = HttpApi.for_gate(gate)
         self.routes: list[BaseRoute] = [
             Route(f"{api.auth_prefix}/{{rest:path}}", self._serve, methods=_API_METHODS),
@@ -70,9 +81,29 @@ class AuthGate:
             if isinstance(route, Route):
                 route.path_regex = re.compile(route.path_regex.pattern, re.DOTALL)
 
+    async def render_error(self, conn: HTTPConnection, exc: Exception) -> Response | None:
+        """`render_error`, and for a browser's page request without a session, a
+        redirect to the login page (when one is configured)."""
+        if self.browser is None or isinstance(conn, WebSocket):
+            return await render_error(conn, exc)
+        assert isinstance(exc, AuthGateError)
+        request = conn.scope
+        query = request.get("query_string", b"").decode("latin-1")
+        path = request.get("path", "/")
+        rendered = refusal(
+            exc,
+            "authgate",
+            self.browser,
+            method=request.get("method", "GET"),
+            accept=conn.headers.get("accept", ""),
+            authorization="authorization" in conn.headers,
+            target=f"{path}?{query}" if query else path,
+        )
+        return to_response(rendered)
+
     def install(self, app: Any) -> None:
         """Add the middleware, routes and handler to an existing Starlette/FastAPI app."""
-        app.add_exception_handler(AuthGateError, render_error)
+        app.add_exception_handler(AuthGateError, self.render_error)
         app.router.routes.extend(self.routes)
         app.add_middleware(AuthGateMiddleware, gate=self.gate, rules=self.rules)
 
@@ -92,6 +123,7 @@ class AuthGate:
             ),
             authorization=request.headers.get("authorization", ""),
             if_match=request.headers.get("if-match", ""),
+            headers=scope_headers(request.scope),
         )
         response = await self.gate.run(self.api.answer(api_request)) or not_found()
-        return Response(response.body, response.status, headers=dict(response.headers))
+        return to_response(response)

@@ -27,11 +27,14 @@ from urllib.parse import parse_qsl
 
 from ..api import MAX_BODY, ApiMount, ApiRequest, too_large
 from ..audit import bind_audit_log, unbind_audit_log
+from ..browser import MAX_FORM, BrowserVisit, form_field, is_session_cookie
 from ..context import (
     reset_identity,
     reset_object_hiding,
+    reset_visit,
     set_identity,
     set_object_hiding,
+    set_visit,
     stop_watching,
     watch_refusals,
 )
@@ -44,13 +47,17 @@ from ..http import (
     error_response,
     not_found,
     read_credential,
+    refusal,
     request_address,
 )
 from ..identity import ANONYMOUS, Client, Identity
 from ..types import AnyASGIApp, ASGIApp, Message, Receive, Scope, Send
 from .handlers import teach_error_handling
 
-__all__ = ["WS_SESSION_REVOKED", "AuthGateMiddleware"]
+__all__ = ["VISIT_KEY", "WS_SESSION_REVOKED", "AuthGateMiddleware", "scope_headers"]
+
+#: Where a browser request's `BrowserVisit` goes in the scope.
+VISIT_KEY = "authgate.browser"
 
 #: Close code for a WebSocket whose session died while it was open.
 WS_SESSION_REVOKED = 4401
@@ -84,7 +91,7 @@ class AuthGateMiddleware:
         self.app: ASGIApp = AuthGateApi(app, gate) if api else app
         self.gate = gate
         self.realm = realm
-        self.rules = rules or CredentialRules()
+        self.rules = rules or CredentialRules.for_gate(gate)
         self.recheck_websockets = recheck_websockets
         self.websocket_recheck_seconds = websocket_recheck_seconds
         self._csrf_header = self.rules.csrf_header.encode("latin-1")
@@ -98,7 +105,7 @@ class AuthGateMiddleware:
         websocket = kind == "websocket"
         method = "GET" if websocket else scope["method"]
         authorization = cookie = csrf = origin = None
-        host = ""
+        host = content_type = accept = ""
         csrf_header = self._csrf_header
         for name, value in scope["headers"]:
             if name == b"authorization":  # twice: joined as WSGI servers do, then refused
@@ -113,6 +120,17 @@ class AuthGateMiddleware:
                 origin = value.decode("latin-1")
             elif websocket and name == b"host":
                 host = value.decode("latin-1")
+            elif name == b"content-type":
+                content_type = value.decode("latin-1")
+            elif name == b"accept":
+                accept = value.decode("latin-1")
+        browser = self.rules.browser
+        if browser is not None and self.rules.wants_form_token(method, cookie, csrf, content_type):
+            body, receive = await _read_form(receive)
+            if body is not None:
+                csrf = form_field(body, content_type, browser.csrf_field)
+        token: str | None = None
+        visit: BrowserVisit | None = None
         try:
             token = read_credential(
                 authorization=authorization,
@@ -133,14 +151,30 @@ class AuthGateMiddleware:
                 known = answered(steps)
                 identity = known if known is not None else await self.gate.run(steps)
         except AuthGateError as err:
-            if method == "OPTIONS" and isinstance(err, AuthenticationError):
+            if (
+                browser is not None
+                and token is not None
+                and is_session_cookie(token)
+                and isinstance(err, AuthenticationError)
+            ):
+                identity = ANONYMOUS  # a session that ended: the browser is anonymous
+                visit = BrowserVisit(browser, *browser.cookies(cookie), stale=True)
+            elif method == "OPTIONS" and isinstance(err, AuthenticationError):
                 identity = ANONYMOUS
             elif websocket:
                 await self._refuse_websocket(scope, receive, send, err)
                 return
             else:
-                await self._send_error(send, err)
+                await self._send_error(send, err, scope, accept, authorization)
                 return
+        if browser is not None and visit is None:
+            visit = BrowserVisit(browser, *browser.cookies(cookie))
+        visit_token = None
+        if visit is not None:
+            scope[VISIT_KEY] = visit
+            visit_token = set_visit(visit)
+            if not websocket:
+                send = _setting_cookies(send, visit)
 
         scope["user"] = identity
         scope["auth"] = identity
@@ -175,7 +209,7 @@ class AuthGateMiddleware:
                     # The framework answered authgate's refusal with a 500 of its own
                     # (Litestar and Quart do): answer it as authgate would instead.
                     replaced = True
-                    return self._send_error(send, refusals[-1])
+                    return self._send_error(send, refusals[-1], scope, accept, authorization)
                 return send(message)
 
             try:
@@ -183,8 +217,10 @@ class AuthGateMiddleware:
             except AuthGateError as err:
                 if started:
                     raise
-                await self._send_error(send, err)
+                await self._send_error(send, err, scope, accept, authorization)
         finally:
+            if visit_token is not None:
+                reset_visit(visit_token)
             stop_watching(watch_token)
             unbind_audit_log(audit_token)
             if hiding_token is not None:
@@ -214,8 +250,30 @@ class AuthGateMiddleware:
                 return
             await self._refuse_websocket(scope, receive, send, err, connected=True)
 
-    async def _send_error(self, send: Send, err: AuthGateError) -> None:
-        await _send_response(send, error_response(err, self.realm))
+    async def _send_error(
+        self,
+        send: Send,
+        err: AuthGateError,
+        scope: Scope | None = None,
+        accept: str = "",
+        authorization: str | None = None,
+    ) -> None:
+        browser = self.rules.browser
+        if browser is None or scope is None:
+            await _send_response(send, error_response(err, self.realm))
+            return
+        query = scope.get("query_string", b"").decode("latin-1")
+        path = scope.get("path", "/")  # the full path: it includes root_path
+        answer = refusal(
+            err,
+            self.realm,
+            browser,
+            method=scope.get("method", "GET"),
+            accept=accept,
+            authorization=authorization is not None,
+            target=f"{path}?{query}" if query else path,
+        )
+        await _send_response(send, answer)
 
     async def _refuse_websocket(
         self,
@@ -234,6 +292,50 @@ class AuthGateMiddleware:
             await _send_response(send, error_response(err, self.realm), "websocket.http")
             return
         await send({"type": "websocket.close", "code": _WS_POLICY_VIOLATION})
+
+
+async def _read_form(receive: Receive) -> tuple[bytes | None, Receive]:
+    """A form body, for its CSRF field, and a `receive` that hands it to the app as
+    it came.  None for a body over `MAX_FORM` (then no field is read) or a client gone."""
+    messages: list[Message] = []
+    size = 0
+    body: bytes | None = b""
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":
+            body = None
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_FORM:
+            body = None
+            break
+        body += chunk
+        if not message.get("more_body", False):
+            break
+    pending = iter(messages)
+
+    async def replay() -> Message:
+        for message in pending:
+            return message
+        return await receive()
+
+    return body, replay
+
+
+def _setting_cookies(send: Send, visit: BrowserVisit) -> Send:
+    """`send`, adding the cookies `visit` holds when the response starts (a CSRF
+    binding made while the page rendered, a stale session cookie cleared)."""
+
+    def sending(message: Message) -> Awaitable[None]:
+        if message["type"] == "http.response.start" and visit.set_cookies:
+            headers = list(message.get("headers", ()))
+            headers.extend((b"set-cookie", c.encode("latin-1")) for c in visit.set_cookies)
+            message = {**message, "headers": headers}
+        return send(message)
+
+    return sending
 
 
 class AuthGateApi(ApiMount[ASGIApp, AsyncGate]):
@@ -266,15 +368,10 @@ class AuthGateApi(ApiMount[ASGIApp, AsyncGate]):
                 return
             if not message.get("more_body", False):
                 break
-        user_agent = authorization = if_match = ""
-        for name, value in scope.get("headers", ()):
-            if name == b"user-agent":
-                user_agent = value.decode("latin-1")
-            elif name == b"authorization":
-                authorization = value.decode("latin-1")
-            elif name == b"if-match":  # repeated: one list, as RFC 9110 combines them
-                text = value.decode("latin-1")
-                if_match = f"{if_match}, {text}" if if_match else text
+        headers = scope_headers(scope)
+        user_agent = headers.get("user-agent", "")
+        authorization = headers.get("authorization", "")
+        if_match = headers.get("if-match", "")
         client = scope.get("client") or (None, 0)
         request = ApiRequest(
             method=scope["method"],
@@ -285,10 +382,23 @@ class AuthGateApi(ApiMount[ASGIApp, AsyncGate]):
             client=Client(request_address(client[0]), user_agent),
             authorization=authorization,
             if_match=if_match,
+            headers=headers,
         )
         response = await self.gate.run(self.api.answer(request))
         assert response is not None
         await _send_response(send, response)
+
+
+def scope_headers(scope: Scope) -> dict[str, str]:
+    """An ASGI scope's request headers, names in lower case; a repeated header's values
+    joined as RFC 9110 combines them (cookies with "; ")."""
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in scope.get("headers", ()):
+        name, value = raw_name.decode("latin-1").lower(), raw_value.decode("latin-1")
+        if name in headers:
+            value = f"{headers[name]}{'; ' if name == 'cookie' else ', '}{value}"
+        headers[name] = value
+    return headers
 
 
 class _SocketWatch:

@@ -8,14 +8,16 @@ and the iterable's ``close()`` is always called.  Nothing is buffered.
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterable, Iterator
+import io
+from collections.abc import Callable, Iterable, Iterator
 from contextvars import Context, copy_context
 from typing import Any
 from urllib.parse import parse_qsl
 
 from ..api import MAX_BODY, ApiMount, ApiRequest, too_large
 from ..audit import bind_audit_log
-from ..context import set_identity, set_object_hiding, watch_refusals
+from ..browser import MAX_FORM, BrowserRules, BrowserVisit, form_field, is_session_cookie
+from ..context import set_identity, set_object_hiding, set_visit, watch_refusals
 from ..errors import AuthenticationError, AuthGateError
 from ..gate import Gate
 from ..http import (
@@ -24,26 +26,43 @@ from ..http import (
     error_response,
     not_found,
     read_credential,
+    refusal,
     request_address,
 )
 from ..identity import ANONYMOUS, Client, Identity
 from ..types import AnyWSGIApp, StartResponse, WSGIApp, WSGIEnviron
 from .handlers import teach_error_handling
 
-__all__ = ["ENVIRON_KEY", "AuthGateWSGIApi", "AuthGateWSGIMiddleware", "identify"]
+__all__ = [
+    "ENVIRON_KEY",
+    "VISIT_KEY",
+    "AuthGateWSGIApi",
+    "AuthGateWSGIMiddleware",
+    "environ_refusal",
+    "identify",
+    "identify_visit",
+]
 
 ENVIRON_KEY = "authgate.identity"
+#: Where a browser request's `BrowserVisit` goes in the environ.
+VISIT_KEY = "authgate.browser"
 
 _STATUS = {
     200: "200 OK",
     201: "201 Created",
+    202: "202 Accepted",
     204: "204 No Content",
+    302: "302 Found",
+    303: "303 See Other",
     400: "400 Bad Request",
     401: "401 Unauthorized",
     403: "403 Forbidden",
     404: "404 Not Found",
     405: "405 Method Not Allowed",
     409: "409 Conflict",
+    412: "412 Precondition Failed",
+    415: "415 Unsupported Media Type",
+    428: "428 Precondition Required",
     429: "429 Too Many Requests",
     500: "500 Internal Server Error",
     503: "503 Service Unavailable",
@@ -133,16 +152,16 @@ class AuthGateWSGIMiddleware:
         self.app: WSGIApp = AuthGateWSGIApi(app, gate) if api else app
         self.gate = gate
         self.realm = realm
-        self.rules = rules or CredentialRules()
+        self.rules = rules or CredentialRules.for_gate(gate)
         self._hide_objects = gate.settings.hide_objects
 
     def __call__(self, environ: WSGIEnviron, start_response: StartResponse) -> Iterable[bytes]:
         try:
-            identity = identify(self.gate, environ, self.rules)
+            identity, visit = identify_visit(self.gate, environ, self.rules)
         except AuthGateError as err:
-            return self._error(start_response, err)
+            return self._error(environ, start_response, err)
         context = copy_context()
-        return context.run(self._call, environ, start_response, identity, context)
+        return context.run(self._call, environ, start_response, identity, context, visit)
 
     def _call(
         self,
@@ -150,10 +169,14 @@ class AuthGateWSGIMiddleware:
         start_response: StartResponse,
         identity: Identity,
         context: Context,
+        visit: BrowserVisit | None,
     ) -> Iterable[bytes]:
         set_identity(identity)  # in the request's own context: nothing to reset
         if self._hide_objects:
             set_object_hiding(True)
+        if visit is not None:
+            set_visit(visit)
+            environ[VISIT_KEY] = visit
         bind_audit_log(self.gate.audit)
         refusals, _ = watch_refusals()  # the request's own context: nothing to reset
         environ[ENVIRON_KEY] = identity
@@ -168,9 +191,11 @@ class AuthGateWSGIMiddleware:
             if status[:3] == "500" and refusals:
                 # The framework answered authgate's refusal with a 500 of its own
                 # (Falcon does): answer it as authgate would instead.
-                response = error_response(refusals[-1], self.realm)
+                response = self._refusal(environ, refusals[-1])
                 replaced = [response.body]
                 return _start(start_response, response, *exc)
+            if visit is not None and visit.set_cookies:
+                headers = [*headers, *(("set-cookie", c) for c in visit.set_cookies)]
             return start_response(status, headers, *exc)
 
         try:
@@ -182,7 +207,7 @@ class AuthGateWSGIMiddleware:
         except AuthGateError as err:
             if started:
                 raise
-            return self._error(start_response, err)
+            return self._error(environ, start_response, err)
         if replaced is not None:
             close = getattr(result, "close", None)
             if close is not None:
@@ -190,30 +215,94 @@ class AuthGateWSGIMiddleware:
             return replaced
         return result if isinstance(result, InContext | list) else InContext(result, context)
 
-    def _error(self, start_response: StartResponse, err: AuthGateError) -> list[bytes]:
-        return _respond(start_response, error_response(err, self.realm))
+    def _refusal(self, environ: WSGIEnviron, err: AuthGateError) -> ApiResponse:
+        return environ_refusal(environ, err, self.realm, self.rules.browser)
+
+    def _error(
+        self, environ: WSGIEnviron, start_response: StartResponse, err: AuthGateError
+    ) -> list[bytes]:
+        return _respond(start_response, self._refusal(environ, err))
+
+
+def environ_refusal(
+    environ: WSGIEnviron, err: AuthGateError, realm: str, browser: BrowserRules | None
+) -> ApiResponse:
+    """`authgate.http.refusal` for the request of a WSGI environ (or Django's META)."""
+    if browser is None:
+        return error_response(err, realm)
+    query = environ.get("QUERY_STRING", "")
+    path = environ.get("SCRIPT_NAME", "") + environ.get("PATH_INFO", "/")
+    return refusal(
+        err,
+        realm,
+        browser,
+        method=environ.get("REQUEST_METHOD", "GET"),
+        accept=environ.get("HTTP_ACCEPT", ""),
+        authorization="HTTP_AUTHORIZATION" in environ,
+        target=f"{path}?{query}" if query else path,
+    )
 
 
 def identify(gate: Gate, environ: WSGIEnviron, rules: CredentialRules) -> Identity:
     """The identity a request's credentials prove, from its WSGI environ (or Django's
     ``request.META``, which is one): anonymous when there are none; raises the 401 when
     they fail, except on a CORS preflight (``OPTIONS``), which passes as anonymous."""
+    return identify_visit(gate, environ, rules)[0]
+
+
+def identify_visit(
+    gate: Gate,
+    environ: WSGIEnviron,
+    rules: CredentialRules,
+    form_token: Callable[[], str | None] | None = None,
+) -> tuple[Identity, BrowserVisit | None]:
+    """`identify`, and for a browser (``rules.browser``) what it brought: a stale
+    session cookie counts as none (and is cleared), and a form's CSRF field is read
+    when no header carries the token (`form_token`: how; by default from
+    ``wsgi.input``, which is then put back for the app)."""
     method = environ.get("REQUEST_METHOD", "GET")
+    browser = rules.browser
+    cookie = environ.get("HTTP_COOKIE")
+    csrf = environ.get(_environ_key(rules.csrf_header))
+    if rules.wants_form_token(method, cookie, csrf, environ.get("CONTENT_TYPE", "")):
+        csrf = form_token() if form_token is not None else _form_token(environ, rules)
+    token: str | None = None
     try:
         token = read_credential(
             authorization=environ.get("HTTP_AUTHORIZATION"),
-            cookie=environ.get("HTTP_COOKIE"),
-            csrf=environ.get(_environ_key(rules.csrf_header)),
+            cookie=cookie,
+            csrf=csrf,
             method=method,
             query=environ.get("QUERY_STRING", ""),
             websocket=False,
             rules=rules,
         )
-        return ANONYMOUS if token is None else gate.authenticate(token)
+        identity = ANONYMOUS if token is None else gate.authenticate(token)
     except AuthenticationError:
+        if browser is not None and token is not None and is_session_cookie(token):
+            session, nonce = browser.cookies(cookie)
+            return ANONYMOUS, BrowserVisit(browser, session, nonce, stale=True)
         if method == "OPTIONS":
-            return ANONYMOUS
+            return ANONYMOUS, None
         raise
+    if browser is None:
+        return identity, None
+    session, nonce = browser.cookies(cookie)
+    return identity, BrowserVisit(browser, session, nonce)
+
+
+def _form_token(environ: WSGIEnviron, rules: CredentialRules) -> str | None:
+    """The CSRF field of a form body, read from ``wsgi.input`` and put back."""
+    assert rules.browser is not None
+    try:
+        length = int(environ.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return None
+    if length <= 0 or length > MAX_FORM:
+        return None
+    body = environ["wsgi.input"].read(length)
+    environ["wsgi.input"] = io.BytesIO(body)
+    return form_field(body, environ.get("CONTENT_TYPE", ""), rules.browser.csrf_field)
 
 
 @functools.lru_cache(maxsize=16)
@@ -253,10 +342,24 @@ class AuthGateWSGIApi(ApiMount[WSGIApp, Gate]):
             ),
             authorization=environ.get("HTTP_AUTHORIZATION", ""),
             if_match=environ.get("HTTP_IF_MATCH", ""),
+            headers=environ_headers(environ),
         )
         response = self.gate.run(self.api.answer(request))
         assert response is not None
         return _respond(start_response, response)
+
+
+def environ_headers(environ: WSGIEnviron) -> dict[str, str]:
+    """A WSGI environ's request headers, names in lower case."""
+    headers = {
+        key[5:].lower().replace("_", "-"): value
+        for key, value in environ.items()
+        if key.startswith("HTTP_") and isinstance(value, str)
+    }
+    for key in ("CONTENT_TYPE", "CONTENT_LENGTH"):
+        if environ.get(key):
+            headers[key.lower().replace("_", "-")] = environ[key]
+    return headers
 
 
 def _respond(start_response: StartResponse, response: ApiResponse) -> list[bytes]:

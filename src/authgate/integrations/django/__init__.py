@@ -41,22 +41,22 @@ import os
 import threading
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextvars import copy_context
+from dataclasses import replace
 from typing import Any, ClassVar
-from urllib.parse import quote
 
 from django.conf import settings as django_settings
 from django.core.exceptions import ImproperlyConfigured
-from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import resolve_url
 from django.utils.cache import patch_vary_headers
-from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.module_loading import import_string
 
 from ...audit import AuditLog, bind_audit_log
+from ...browser import BrowserRules, BrowserVisit, form_field
 from ...caches import CONFIGURED_GATES, LRU
 from ...config import Settings
 from ...context import current_identity as _current_identity
-from ...context import set_identity, set_object_hiding
+from ...context import set_identity, set_object_hiding, set_visit
 from ...decorators import (
     check,
     check_object_permission,
@@ -66,11 +66,11 @@ from ...decorators import (
     require_permission,
     require_role,
 )
-from ...errors import AuthenticationError, AuthGateError, ConfigError, NotFound
+from ...errors import AuthGateError, ConfigError, NotFound
 from ...gate import Gate
 from ...http import ApiResponse, CredentialRules, error_response
 from ...identity import ANONYMOUS, Identity
-from ...middleware.wsgi import InContext, identify
+from ...middleware.wsgi import InContext, environ_refusal, identify_visit
 from ...permissions import HasPermission, HasRole, IsAuthenticated, Policy, RolePolicy
 
 __all__ = [
@@ -158,9 +158,21 @@ def to_response(answer: ApiResponse) -> HttpResponse:
     """An authgate answer as a Django response."""
     response = HttpResponse(answer.body, status=answer.status)
     del response.headers["Content-Type"]  # Django's default is text/html
+    cookies = []
     for name, value in answer.headers:
-        response.headers[name] = value
+        if name.lower() == "set-cookie":
+            cookies.append(value)
+        else:
+            response.headers[name] = value
+    set_cookies(response, cookies)
     return response
+
+
+def set_cookies(response: HttpResponse, cookies: list[str]) -> None:
+    """Set authgate's cookies (``Set-Cookie`` values) on a Django response, through
+    Django's own cookie jar, which sends one header per cookie."""
+    for cookie in cookies:
+        response.cookies.load(cookie)
 
 
 class IdentifiedRequest(HttpRequest):
@@ -182,12 +194,19 @@ class AuthGateMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
         self.gate = get_gate()
-        self.rules = CredentialRules()
+        self.rules = CredentialRules.for_gate(self.gate)
         self._hide_objects = self.gate.settings.hide_objects
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
+        browser = self.rules.browser
+
+        def form_token() -> str | None:  # Django keeps the body it read for the view
+            assert browser is not None
+            content_type = str(request.META.get("CONTENT_TYPE", ""))
+            return form_field(request.body, content_type, browser.csrf_field)
+
         try:
-            identity = identify(self.gate, request.META, self.rules)
+            identity, visit = identify_visit(self.gate, request.META, self.rules, form_token)
         except AuthGateError as err:
             return self.answer(request, err)
         identified: IdentifiedRequest = request  # type: ignore[assignment]
@@ -195,11 +214,17 @@ class AuthGateMiddleware:
         identified.authgate = self.gate
         # The view runs in a copy of the thread's context: nothing set here outlives
         # the request in a server's reused thread.
-        return copy_context().run(self._serve, request, identity)
+        response = copy_context().run(self._serve, request, identity, visit)
+        if visit is not None:
+            set_cookies(response, visit.set_cookies)
+        return response
 
-    def _serve(self, request: HttpRequest, identity: Identity) -> HttpResponse:
+    def _serve(
+        self, request: HttpRequest, identity: Identity, visit: BrowserVisit | None
+    ) -> HttpResponse:
         set_identity(identity)
         set_object_hiding(self._hide_objects)
+        set_visit(visit)
         bind_audit_log(self.gate.audit)
         response = self.get_response(request)
         if response.streaming:  # produced after this returns: in the same context
@@ -220,16 +245,14 @@ class AuthGateMiddleware:
     def answer(self, request: HttpRequest, err: AuthGateError) -> HttpResponse:
         """The response to `err`: the login page for a page request with no identity
         when ``AUTHGATE_LOGIN_URL`` is set, authgate's JSON answer otherwise."""
-        login_url = _own("AUTHGATE_LOGIN_URL")
-        if not login_url:
+        login_url = _own("AUTHGATE_LOGIN_URL") or self.gate.settings.login_url
+        browser = self.rules.browser
+        if not login_url and browser is None:
             return to_response(error_response(err, realm()))
-        response: HttpResponse
-        if isinstance(err, AuthenticationError) and _wants_page(request):
-            location = _login_location(resolve_url(str(login_url)), request)
-            response = HttpResponseRedirect(location)
-            response.headers["Cache-Control"] = "no-store"
-        else:
-            response = to_response(error_response(err, realm()))
+        # A URL name ("login") becomes its URL; the core decides the rest.
+        target = resolve_url(str(login_url)) if login_url else None
+        rules = replace(browser or BrowserRules(), login_url=target)
+        response = to_response(environ_refusal(request.META, err, realm(), rules))
         patch_vary_headers(response, ["Accept"])  # a 302 or a 401, by Accept
         return response
 
@@ -244,48 +267,6 @@ async def _produced_as(
     bind_audit_log(audit)
     async for chunk in response.streaming_content:
         yield chunk
-
-
-def _wants_page(request: HttpRequest) -> bool:
-    """A browser navigating: a GET or HEAD whose ``Accept`` prefers HTML to JSON, with
-    no credential of an API client (which gets its 401).  No ``Accept``, or only
-    wildcards, is an API client."""
-    if request.method not in ("GET", "HEAD") or "HTTP_AUTHORIZATION" in request.META:
-        return False
-    html = json = 0.0
-    for part in str(request.META.get("HTTP_ACCEPT", "")).split(","):
-        media, _, params = part.partition(";")
-        media = media.strip().lower()
-        quality = _quality(params)
-        if media in ("text/html", "application/xhtml+xml"):
-            html = max(html, quality)
-        elif media == "application/json":
-            json = max(json, quality)
-    return html > json
-
-
-def _quality(params: str) -> float:
-    for param in params.split(";"):
-        key, _, value = param.partition("=")
-        if key.strip().lower() == "q":
-            try:
-                return min(max(float(value), 0.0), 1.0)
-            except ValueError:
-                return 0.0
-    return 1.0
-
-
-def _login_location(login_url: str, request: HttpRequest) -> str:
-    """The login URL, with ``next`` the requested page when that is a path of this site
-    (never ``//host`` or a scheme: a login page that follows ``next`` must not be turned
-    into an open redirect)."""
-    here = request.get_full_path()
-    if not here.startswith("/") or not url_has_allowed_host_and_scheme(
-        here, allowed_hosts=None, require_https=False
-    ):
-        return login_url
-    separator = "&" if "?" in login_url else "?"
-    return f"{login_url}{separator}next={quote(here, safe='/')}"
 
 
 def _preflight(view: object, request: HttpRequest) -> bool:

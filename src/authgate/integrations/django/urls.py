@@ -20,6 +20,7 @@ from ...api import MAX_BODY, ApiRequest, HttpApi, too_large
 from ...gate import Gate
 from ...http import not_found, request_address
 from ...identity import ANONYMOUS, Client
+from ...middleware.wsgi import environ_headers
 from . import realm, to_response
 
 __all__ = ["serve", "urlpatterns"]
@@ -47,8 +48,10 @@ def serve(request: HttpRequest, path: str) -> HttpResponse:
     if length < 0 or length > MAX_BODY:
         return to_response(too_large())
     # Read here, within authgate's bound, not through request.body (bounded by
-    # DATA_UPLOAD_MAX_MEMORY_SIZE, which a project may lift, and refused in HTML).
-    body = request.read(MAX_BODY + 1)
+    # DATA_UPLOAD_MAX_MEMORY_SIZE, which a project may lift, and refused in HTML),
+    # unless the middleware read it already, for a form's CSRF field.
+    read: bytes | None = getattr(request, "_body", None)
+    body = read if read is not None else request.read(MAX_BODY + 1)
     if len(body) > MAX_BODY:  # a body with no Content-Length (chunked)
         return to_response(too_large())
     answer = gate.run(
@@ -64,6 +67,7 @@ def serve(request: HttpRequest, path: str) -> HttpResponse:
                 ),
                 authorization=meta.get("HTTP_AUTHORIZATION", ""),
                 if_match=meta.get("HTTP_IF_MATCH", ""),
+                headers=environ_headers(meta),
             )
         )
     )
