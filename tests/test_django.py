@@ -170,6 +170,16 @@ def stream(request: HttpRequest) -> StreamingHttpResponse:
     return StreamingHttpResponse(chunks())
 
 
+NOTES: list[str] = []
+
+
+@require_auth
+def notes(request: HttpRequest) -> JsonResponse:
+    """An app's own form handler: reached only with the session's CSRF token."""
+    NOTES.append(str(request.POST.get("text", "")))
+    return JsonResponse({"notes": NOTES})
+
+
 def store_down(request: HttpRequest) -> JsonResponse:
     raise StoreUnavailable("the store is down", retry_after=7)
 
@@ -188,6 +198,7 @@ urlpatterns = [
     path("described", Described.as_view()),
     path("stream", stream),
     path("store-down", store_down),
+    path("notes", notes),
     path("accounts/", include("authgate.integrations.django.urls")),
     path("accounts/auth/", admin_page, name="authgate-auth"),
 ]
@@ -763,3 +774,71 @@ def _poll(url: str) -> httpx.Response:
             if time.monotonic() > deadline:
                 raise
             time.sleep(0.1)
+
+
+# --- browser sessions -----------------------------------------------------------------
+
+
+@pytest.fixture
+def browser(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Client]:
+    """Django's test client with cookie sessions on and a login page to go to."""
+    monkeypatch.setenv("AUTHGATE_COOKIE_SESSIONS", "true")
+    NOTES.clear()
+    with override_settings(
+        ROOT_URLCONF=__name__, AUTHGATE_POLICY=f"{__name__}.POLICY", AUTHGATE_LOGIN_URL="/login/"
+    ):
+        gate = get_gate()
+        gate.ensure_superuser()
+        gate.create_user("alice", PW, roles=["viewer"])
+        yield Client()
+
+
+def test_a_browser_logs_in_with_a_cookie_and_posts_with_its_token(browser: Client) -> None:
+    reply = browser.post(
+        "/accounts/auth/session",
+        {"username": "alice", "password": PW},
+        content_type="application/json",
+    )
+    assert reply.status_code == 200, reply.content
+    set_cookies = reply.cookies
+    session = set_cookies["__Host-authgate_session"]
+    assert session["httponly"] and session["secure"] and session["samesite"] == "Lax"
+    assert "__Host-authgate_csrf" in set_cookies  # two cookies, two headers
+    token = reply.json()["csrf_token"]
+    assert browser.get("/me").json()["request"] == "alice"
+    refused = browser.post("/notes", {"text": "forged"})  # multipart, as a form posts
+    assert refused.status_code == 403 and refused.json()["error"] == "csrf_failed"
+    assert NOTES == []
+    done = browser.post("/notes", {"text": "mine", "csrf_token": token})
+    assert done.status_code == 200 and NOTES == ["mine"]
+    form = browser.post(
+        "/notes",
+        "text=urlencoded&csrf_token=" + token,
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert form.status_code == 200 and NOTES == ["mine", "urlencoded"]
+    out = browser.post("/accounts/auth/logout", {"csrf_token": token, "next": "/signed"})
+    assert out.status_code == 303 and out.headers["Location"] == "/signed"
+    assert str(out.cookies["__Host-authgate_session"]["max-age"]) == "0"
+    assert browser.get("/me", headers=HTML).status_code == 302
+
+
+def test_a_django_page_without_a_session_goes_to_the_login_page(browser: Client) -> None:
+    reply = browser.get("/me?x=1", headers=HTML)
+    assert reply.status_code == 302 and reply.headers["Location"] == "/login/?next=/me%3Fx%3D1"
+    assert browser.get("/me").status_code == 401
+
+
+def test_a_django_login_form_needs_the_pre_login_token(browser: Client) -> None:
+    form = {"username": "alice", "password": PW, "next": "/me"}
+    assert browser.post("/accounts/auth/session", form).status_code == 403  # multipart too
+    urlencoded = "username=alice&password=" + PW.replace(" ", "+") + "&next=/me"
+    kind = "application/x-www-form-urlencoded"
+    refused = browser.post("/accounts/auth/session", urlencoded, content_type=kind)
+    assert refused.status_code == 403
+    token = browser.get("/accounts/auth/csrf").json()["csrf_token"]
+    done = browser.post(
+        "/accounts/auth/session", f"{urlencoded}&csrf_token={token}", content_type=kind
+    )
+    assert done.status_code == 303 and done.headers["Location"] == "/me"
+    assert browser.get("/me").json()["request"] == "alice"

@@ -54,7 +54,7 @@ from urllib.parse import parse_qsl, unquote, urlencode
 
 from . import documents
 from .audit import AuditLog, bind_audit_log, record_denial, unbind_audit_log
-from .browser import BrowserRules, is_form, safe_next
+from .browser import BrowserRules, form_pairs, is_form, safe_next
 from .errors import (
     AuthGateError,
     CsrfFailed,
@@ -123,6 +123,7 @@ class ApiRequest:
 # -- body validation ----------------------------------------------------------------------
 
 _STR, _BOOL, _LIST, _INT = "a string", "true or false", "a list of strings", "an integer"
+_URLENCODED = "application/x-www-form-urlencoded"
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,16 +146,22 @@ def _parse_body(raw: bytes, fields: Mapping[str, _Field]) -> dict[str, Any]:
     return _checked(data, fields)
 
 
-def _parse_form(raw: bytes, fields: Mapping[str, _Field]) -> dict[str, Any]:
-    """An ``application/x-www-form-urlencoded`` body (an OAuth2 token request) holding
-    only known fields, each at most once, else a 400.  A field sent without a value is
-    one not sent (RFC 6749, section 3.1)."""
+def _parse_form(
+    raw: bytes, fields: Mapping[str, _Field], content_type: str = _URLENCODED
+) -> dict[str, Any]:
+    """A form body (an OAuth2 token request: ``application/x-www-form-urlencoded``; a
+    browser's form: that or ``multipart/form-data``) holding only known fields, each at
+    most once, else a 400.  A field sent without a value is one not sent (RFC 6749,
+    section 3.1)."""
     if len(raw) > MAX_BODY:
         raise ValidationError(f"the request body is larger than {MAX_BODY} bytes")
     try:
-        pairs = parse_qsl(
-            raw.decode(), keep_blank_values=True, strict_parsing=True, errors="strict"
-        )
+        if content_type == _URLENCODED:
+            pairs = parse_qsl(
+                raw.decode(), keep_blank_values=True, strict_parsing=True, errors="strict"
+            )
+        else:
+            pairs = form_pairs(raw, content_type)
     except ValueError:  # UnicodeDecodeError too
         raise ValidationError(
             "the request body must be form-encoded (application/x-www-form-urlencoded)"
@@ -527,7 +534,10 @@ class HttpApi:
         who = request.identity
         if who.is_authenticated:
             yield from logout(who.username, who.session_id, request.client)
-        data = _parse_form(request.body, _FORM_EXTRAS) if form else {}
+        content_type = request.headers.get("content-type", "")
+        media = content_type.split(";", 1)[0].strip().lower()
+        kind = _URLENCODED if media == _URLENCODED else content_type
+        data = _parse_form(request.body, _FORM_EXTRAS, kind) if form else {}
         if form and not who.is_authenticated:
             self._check_csrf(request, data.get("csrf_token"), browser)
         cookies = [browser.clear_session(), browser.set_nonce(browser.new_nonce())]
@@ -560,10 +570,11 @@ class HttpApi:
         one first)."""
         content_type = request.headers.get("content-type", "")
         media = content_type.split(";", 1)[0].strip().lower()
-        if media == "application/x-www-form-urlencoded":
+        if is_form(content_type):
             browser = self.browser
             strings = {k: _Field(_STR, f.required, f.max_length) for k, f in fields.items()}
-            data = _parse_form(request.body, {**strings, **_FORM_EXTRAS})
+            kind = _URLENCODED if media == _URLENCODED else content_type
+            data = _parse_form(request.body, {**strings, **_FORM_EXTRAS}, kind)
             if browser is not None:
                 self._check_csrf(request, data.pop("csrf_token", None), browser)
             for name, spec in fields.items():

@@ -38,6 +38,7 @@ __all__ = [
     "BrowserRules",
     "BrowserVisit",
     "form_field",
+    "form_pairs",
     "is_form",
     "is_session_cookie",
     "parse_cookies",
@@ -275,28 +276,30 @@ def is_form(content_type: str) -> bool:
 def form_field(body: bytes, content_type: str, name: str) -> str | None:
     """The first value of field `name` in a form body (urlencoded or multipart), or
     None; a body that does not parse has no fields."""
+    try:
+        pairs = form_pairs(body, content_type)
+    except ValueError:
+        return None
+    return next((value for key, value in pairs if key == name), None)
+
+
+def form_pairs(body: bytes, content_type: str) -> list[tuple[str, str]]:
+    """The fields of a form body, urlencoded or multipart, in order (a file's part is
+    skipped); `ValueError` for a body that is not a form of that type."""
     media = content_type.split(";", 1)[0].strip().lower()
     if media == _FORM:
-        try:
-            text = body.decode()
-        except UnicodeDecodeError:
-            return None
-        for key, value in parse_qsl(text, keep_blank_values=True):
-            if key == name:
-                return value
-        return None
+        return parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=bool(body))
     if media != _MULTIPART:
-        return None
+        raise ValueError("not a form")
     head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1", "replace")
     message = BytesParser(policy=HTTP).parsebytes(head + body)
-    if not message.is_multipart():
-        return None
+    if not message.is_multipart() or message.defects:
+        raise ValueError("the multipart body does not parse")
+    pairs = []
     for part in message.iter_parts():
-        if part.get_param("name", header="content-disposition") == name:
-            payload = part.get_payload(decode=True)
-            if isinstance(payload, bytes) and not part.get_filename():
-                try:
-                    return payload.decode()
-                except UnicodeDecodeError:
-                    return None
-    return None
+        name = part.get_param("name", header="content-disposition")
+        payload = part.get_payload(decode=True)
+        if not isinstance(name, str) or part.get_filename() or not isinstance(payload, bytes):
+            continue
+        pairs.append((name, payload.decode()))
+    return pairs

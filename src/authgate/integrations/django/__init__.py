@@ -112,7 +112,10 @@ def get_gate() -> Gate:
     """The `Gate` this project's settings describe: one per process, built on first use
     (and anew if the settings change, as in a test's ``override_settings``)."""
     try:
-        settings = Settings.from_config(_settings_py(), own=_OWN_SETTINGS)
+        # The integration's own names are read by it alone, from the environment too
+        # (AUTHGATE_LOGIN_URL may be a URL name, which Django resolves).
+        environ = {k: v for k, v in os.environ.items() if k not in _OWN_SETTINGS}
+        settings = Settings.from_config(_settings_py(), environ, own=_OWN_SETTINGS)
     except ConfigError as err:
         raise ImproperlyConfigured(str(err)) from err
     policy = _policy()  # before the lock: importing it may ask for the gate too
