@@ -113,7 +113,7 @@ def test_browser_sessions_csrf_and_reset_across_workers(site: tuple[str, MailCat
                 "password": "old password 1",
                 "role": "operator",
                 "email": "alice@example.com",
-            },  # fmt: skip
+            },
             headers=bearer,
         )
         assert made.status_code == 201, made.text
