@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import accounts
 import authenticate
 import authorization
 import memory
@@ -75,6 +76,8 @@ def main() -> None:
         authorization.run(authorization.QUICK if args.quick else authorization.FULL),
         "",
         authenticate.run(),
+        "",
+        accounts.run(),
         "",
         memory.run(),
         "",

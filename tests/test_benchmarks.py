@@ -148,3 +148,15 @@ def test_the_authorization_benchmark_stops_when_the_two_policies_differ(
     identities = [authorization.identity_of(policy, member) for member in world.members]
     with pytest.raises(authorization.Disagreement, match=answers):
         authorization.agree(world, identities, files.enforcer())
+
+
+def test_the_reset_request_timing_benchmark_runs_small(monkeypatch: pytest.MonkeyPatch) -> None:
+    import accounts
+
+    monkeypatch.setattr(accounts, "USERS", 200)
+    monkeypatch.setattr(accounts, "PER_ROUND", 10)
+    monkeypatch.setattr(accounts, "ROUNDS", 2)
+    table = accounts.run()
+    assert "| name | µs per request | ratio |" in table
+    for kind in accounts.KINDS:
+        assert f"| {kind} |" in table

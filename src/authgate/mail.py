@@ -13,15 +13,16 @@ message, the recipient's domain and the class of the error, nothing more.
 
 from __future__ import annotations
 
+import collections
 import html
 import ipaddress
 import logging
 import os
-import queue
 import smtplib
 import string
 import sys
 import threading
+import time
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -293,8 +294,6 @@ class MemorySender:
 
 # -- the outbox -----------------------------------------------------------------------------
 
-_STOP: Final = object()
-
 
 def _domain(address: str) -> str:
     """The recipient's domain, for a log line: what may be told of a recipient.  Only
@@ -317,7 +316,10 @@ class _Line:
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
-        self.queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        # (when due, the mail): appended by `submit` without waking the worker
+        self.waiting: collections.deque[tuple[float, MailMessage]] = collections.deque()
+        self.wake = threading.Event()  # set by `flush` and `close` (and with no hold)
+        self.hurry = False  # `flush` asks for everything now, due or not
         self.lock = threading.Lock()
         self.idle = threading.Condition(self.lock)
         self.pending = 0  # queued or being delivered, under `lock`
@@ -337,13 +339,28 @@ class Outbox:
     At most `maxsize` mails wait; one more is dropped with a log line, and `submit` still
     returns as usual, so a caller behaves the same whatever happened to the mail.
 
+    A mail waits `hold` seconds before the thread takes it, and `submit` never wakes the
+    thread (it looks for due mail every quarter of a second): the work of delivering a
+    mail, which contends for the interpreter with the request that queued it, never
+    overlaps that request, so an answer takes the same time whether it queued a mail or
+    not (``benchmarks/accounts.py`` measures it).  `flush` delivers at once.
+
     The thread starts with the first `submit`.  In a forked child (a pre-forking server's
     worker) the outbox starts a thread of its own and leaves the mails queued before the
     fork to the parent, which delivers them: nothing is sent twice.  Call `close` at
     shutdown: mails still queued when the process exits are lost.
     """
 
-    __slots__ = ("__weakref__", "_closed", "_line", "_sender", "backoff", "maxsize", "retries")
+    __slots__ = (
+        "__weakref__",
+        "_closed",
+        "_line",
+        "_sender",
+        "backoff",
+        "hold",
+        "maxsize",
+        "retries",
+    )
 
     def __init__(
         self,
@@ -352,12 +369,16 @@ class Outbox:
         retries: int = 3,
         backoff: float = 0.5,
         maxsize: int = 1000,
+        hold: float = 1.0,
     ) -> None:
-        if retries < 0 or backoff < 0 or maxsize < 1:
-            raise ValueError("Outbox needs retries >= 0, backoff >= 0 (seconds) and maxsize >= 1")
+        if retries < 0 or backoff < 0 or maxsize < 1 or hold < 0:
+            raise ValueError(
+                "Outbox needs retries >= 0, backoff >= 0, hold >= 0 (seconds) and maxsize >= 1"
+            )
         self._sender = sender
         self.retries = retries
         self.backoff = backoff
+        self.hold = hold
         self.maxsize = maxsize
         self._closed = False
         self._line = _Line(os.getpid())
@@ -393,7 +414,9 @@ class Outbox:
                     _domain(message.to),
                 )
                 return
-            line.queue.put(message)
+            line.waiting.append((time.monotonic() + self.hold, message))
+            if not self.hold:
+                line.wake.set()
         except Exception as err:  # a caller's request must not fail for its mail
             _log.error(
                 "mail outbox could not take a %s mail (%s)", _kind(message), type(err).__name__
@@ -403,8 +426,13 @@ class Outbox:
         """Wait up to `timeout` seconds until every submitted mail is delivered or given
         up on; whether that happened in time."""
         line = self._running_line() if self._line.pending else self._line
-        with line.idle:
-            return line.idle.wait_for(lambda: line.pending == 0, timeout)
+        line.hurry = True
+        line.wake.set()
+        try:
+            with line.idle:
+                return line.idle.wait_for(lambda: line.pending == 0, timeout)
+        finally:
+            line.hurry = False
 
     def close(self, timeout: float = 5.0) -> bool:
         """Deliver what is queued (waiting up to `timeout` seconds), then stop the
@@ -418,7 +446,7 @@ class Outbox:
         with line.lock:
             thread, line.thread = line.thread, None
         if thread is not None:
-            line.queue.put(_STOP)
+            line.wake.set()
             thread.join(timeout)
         return done
 
@@ -442,16 +470,19 @@ class Outbox:
 
     def _work(self, line: _Line) -> None:
         while True:
-            item = line.queue.get()
-            if item is _STOP:
+            line.wake.wait(min(self.hold, 0.25) or 1.0)
+            line.wake.clear()
+            now = time.monotonic()
+            while line.waiting and (line.hurry or line.stop.is_set() or line.waiting[0][0] <= now):
+                _, message = line.waiting.popleft()
+                try:
+                    self._deliver(message, line.stop)
+                finally:
+                    with line.idle:
+                        line.pending -= 1
+                        line.idle.notify_all()
+            if line.stop.is_set():
                 return
-            try:
-                if isinstance(item, MailMessage):
-                    self._deliver(item, line.stop)
-            finally:
-                with line.idle:
-                    line.pending -= 1
-                    line.idle.notify_all()
 
     def _deliver(self, message: MailMessage, stop: threading.Event) -> None:
         attempts = self.retries + 1
