@@ -5,14 +5,15 @@ SQLite store of 10,000 users, for four kinds of name: an account with an address
 is queued), one without, a name nobody has, and one no account can have.  Each request
 names an account not named before (as a prober's would: no counter of it exists yet)
 and the per-address limit is off.  Rounds interleave the kinds; the table gives the
-median µs per request and the ratio to the account with an address.  Run: ``python benchmarks/accounts.py``.
+median µs per request and the ratio to the account with an address.
+Run: ``python benchmarks/accounts.py``.
 """
 
 from __future__ import annotations
 
 import io
-import secrets
 import json
+import secrets
 import statistics
 import sys
 import tempfile
