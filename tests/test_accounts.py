@@ -145,6 +145,63 @@ def test_a_link_is_refused_after_the_password_changed(gate: Gate, mail: Mail) ->
     gate.login("alice", "changed password 2")
 
 
+def test_a_link_of_a_deleted_user_does_not_work_for_a_new_one_of_the_same_name(
+    gate: Gate, mail: Mail
+) -> None:
+    gate.request_password_reset("alice", HERE)
+    token = mail.token("alice@example.com")
+    gate.delete_user("alice")
+    gate.create_user("alice", "someone else 1", email="alice@example.com")
+    with pytest.raises(InvalidLink):
+        gate.reset_password(token, "taken over 2", HERE)
+    gate.login("alice", "someone else 1")
+
+
+def test_one_link_used_twice_at_once_resets_once(tmp_path: Any, mail: Mail) -> None:
+    import threading
+
+    gate = _gate(mail, store=f"sqlite:///{tmp_path / 'race.db'}")
+    gate.request_password_reset("alice", HERE)
+    token = mail.token("alice@example.com")
+    barrier = threading.Barrier(4)
+    outcomes: list[str] = []
+
+    def use(password: str) -> None:
+        other = Gate(
+            hasher=cheap_hasher(),
+            store=f"sqlite:///{tmp_path / 'race.db'}",
+            secret_key=SECRET,
+            public_url=PUBLIC,
+            outbox=Outbox(MemorySender()),
+            mail_url="memory://",
+        )
+        barrier.wait()
+        try:
+            other.reset_password(token, password, HERE)
+            outcomes.append(password)
+        except InvalidLink:
+            outcomes.append("refused")
+
+    threads = [threading.Thread(target=use, args=(f"racer password {i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    winners = [o for o in outcomes if o != "refused"]
+    assert len(winners) == 1 and outcomes.count("refused") == 3
+    gate.login("alice", winners[0])
+
+
+def test_a_disabled_account_gets_no_link_and_its_old_links_die(gate: Gate, mail: Mail) -> None:
+    gate.request_password_reset("alice", HERE)
+    token = mail.token("alice@example.com")
+    gate.update_user("alice", enabled=False)
+    gate.request_password_reset("alice", HERE)
+    assert [m.kind for m in mail.sent()] == ["password_reset"]  # the one from before
+    with pytest.raises(InvalidLink):
+        gate.reset_password(token, "new password 2", HERE)
+
+
 def test_a_weak_new_password_is_refused_and_spends_nothing(gate: Gate, mail: Mail) -> None:
     gate.request_password_reset("alice", HERE)
     token = mail.token("alice@example.com")
