@@ -502,3 +502,68 @@ def test_mail_goes_out_over_real_smtp(tmp_path: Any) -> None:
         gate.outbox.close(5)
     store = open_store("memory://")
     store.close()
+
+
+# -- what the security review of the first version found -----------------------------------
+
+
+def test_requests_that_mail_nothing_do_not_spend_the_link_in_the_mailbox(mail: Mail) -> None:
+    gate = _gate(mail, max_mail_requests_per_account=1)
+    gate.request_password_reset("alice", HERE)
+    token = mail.token("alice@example.com")
+    for _ in range(3):  # someone else asks again and again: past the limit, nothing goes
+        gate.request_password_reset("alice", Client("198.51.100.66"))
+    assert len(mail.sent()) == 1
+    gate.reset_password(token, "new password 2", HERE)
+
+
+def test_a_user_without_an_address_is_not_held_to_verification(mail: Mail) -> None:
+    gate = _gate(mail, require_verified_email=True)
+    gate.login("bob", "bobs password 1")  # no address to confirm (a seeded admin, say)
+    with pytest.raises(EmailNotVerified):
+        gate.login("alice", "old password 1")
+
+
+def test_sign_up_needs_a_named_role_when_several_are_lowest(mail: Mail) -> None:
+    from authgate.permissions import RolePolicy
+    from authgate.users import RoleHierarchy
+
+    graph = RoleHierarchy.graph({"admin": ["auditor", "viewer"]})
+    policy = RolePolicy({"admin": ["*:*"]}, hierarchy=graph)
+    with pytest.raises(ConfigError, match="AUTHGATE_SIGNUP_ROLE"):
+        Gate(store="memory://", secret_key=SECRET, signup=True, policy=policy)
+    gate = Gate(
+        store="memory://",
+        secret_key=SECRET,
+        signup=True,
+        signup_role="viewer",
+        policy=policy,
+        hasher=cheap_hasher(),
+    )
+    assert gate.sign_up("carol", "carols password").user.roles == {"viewer"}  # type: ignore[union-attr]
+    with pytest.raises(ConfigError, match="includes admin"):
+        Gate(store="memory://", secret_key=SECRET, signup=True, signup_role="admin")
+    with pytest.raises(ConfigError):
+        Gate(store="memory://", secret_key=SECRET, signup=True, roles=("admin",))
+
+
+def test_sign_ups_count_against_the_addresss_limit(mail: Mail) -> None:
+    gate = _gate(mail, signup=True, max_mail_requests_per_address=2)
+    gate.sign_up("carol", "carols password", HERE)
+    gate.sign_up("dave", "daves password", HERE)
+    with pytest.raises(TooManyAttempts):
+        gate.sign_up("erin", "erins password", HERE)
+    assert gate.store.get_user("erin") is None
+
+
+def test_a_sign_up_form_goes_where_it_says(mail: Mail) -> None:
+    gate = _gate(mail, signup=True, cookie_sessions=True, login_url="/login")
+    with _http(gate) as client:
+        token = client.get("/auth/csrf").json()["csrf_token"]
+        form = {"username": "carol", "password": "carols password", "csrf_token": token,
+                "next": "/welcome", "back": "/signup"}  # fmt: skip
+        made = client.post("/auth/signup", data=form)
+        assert made.status_code == 303 and made.headers["location"] == "/welcome"
+        taken = client.post("/auth/signup", data=form)
+        assert taken.status_code == 303
+        assert taken.headers["location"] == "/signup?error=user_exists&next=%2Fwelcome"

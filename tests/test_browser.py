@@ -412,3 +412,117 @@ def test_cookie_sessions_off_serves_no_cookie_login() -> None:
         reply = client.post("/auth/session", json={"username": "a", "password": "b"})
         assert reply.status_code == 404
         assert client.get("/auth/csrf").status_code == 404
+
+
+# -- what the security review of the first version found -----------------------------------
+
+
+def test_a_new_login_over_a_dead_cookie_keeps_its_new_cookie(browser: Browser) -> None:
+    """The clearing of a dead session cookie must not come after the new one (browsers
+    apply Set-Cookie in order), and a dead cookie needs no CSRF token: it authenticates
+    nothing."""
+    browser.login()
+    session = browser.get("/auth/sessions").json()["items"][0]["id"]
+    assert browser.admin.revoke_session("alice", session)
+    reply = browser.client.post(
+        "/auth/session", json={"username": "alice", "password": "correct horse 1"}
+    )
+    assert reply.status_code == 200, reply.text
+    set_cookies = reply.headers.get_list("set-cookie")
+    sessions = [c for c in set_cookies if c.startswith("__Host-authgate_session=")]
+    assert len(sessions) == 1 and "Max-Age=0" not in sessions[0]
+    assert browser.get("/page").json()["user"] == "alice"
+
+
+def test_a_logged_in_browser_logging_in_again_ends_its_old_session(browser: Browser) -> None:
+    browser.login()
+    first = browser.get("/auth/sessions").json()["items"][0]["id"]
+    browser.login("bob", "correct horse 2")
+    assert [s.id for s in browser.admin.list_sessions("alice")] == []
+    assert first not in [s.id for s in browser.admin.list_sessions("bob")]
+
+
+def test_a_session_cookie_is_never_a_header_and_a_token_never_the_cookie(
+    browser: Browser,
+) -> None:
+    reply = browser.login()
+    cookie = browser.cookies.get("__Host-authgate_session")
+    browser.cookies.clear()
+    header = browser.get("/page", headers={"authorization": f"Bearer {cookie}"})
+    assert header.status_code == 401
+    pair = browser.post("/auth/login", json={"username": "alice", "password": "correct horse 1"})
+    access = pair.json()["access_token"]
+    slot = browser.get("/public", headers={"cookie": f"__Host-authgate_session={access}"})
+    assert slot.status_code == 200 and slot.json()["user"] == ""  # not a credential
+    assert reply.status_code == 200
+
+
+def test_csrf_tokens_are_masked_afresh_and_all_verify(browser: Browser, notes: Notes) -> None:
+    browser.login()
+    tokens = {browser.get("/page").json()["csrf"] for _ in range(3)}
+    assert len(tokens) == 3  # no two pages carry the same bytes (BREACH)
+    for i, token in enumerate(sorted(tokens)):
+        assert browser.post("/notes", data={"n": str(i), "csrf_token": token}).status_code == 200
+    assert len(notes.items) == 3
+
+
+def test_a_large_upload_with_the_token_first_passes_and_reaches_the_app_whole(
+    browser: Browser, notes: Notes
+) -> None:
+    token = browser.login().json()["csrf_token"]
+    blob = b"x" * (300 * 1024)  # past the head the middleware reads
+    reply = browser.post("/notes", data={"csrf_token": token}, files={"f": ("f.bin", blob)})
+    assert reply.status_code == 200
+    assert len(notes.items[0][1]) > len(blob)  # the app read every byte
+    late = browser.post("/notes", files={"f": ("f.bin", blob)}, data={"z_csrf": "x"})
+    assert late.status_code == 403
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"--B\r\nContent-Type: multipart/mixed; boundary=C\r\n\r\n" + b"--C\r\n" * 20000,
+        b"--B\r\n\r\n\r\n" * 8000,
+        b"--B" + b"\r\n" * 30000,
+        b"\xff\xfe" * 30000,
+    ],
+)
+def test_hostile_form_bodies_are_a_missing_token_not_an_error(
+    browser: Browser, notes: Notes, body: bytes
+) -> None:
+    browser.login()
+    reply = browser.post(
+        "/notes", content=body, headers={"content-type": "multipart/form-data; boundary=B"}
+    )
+    assert reply.status_code == 403 and notes.items == []
+
+
+def test_a_next_outside_ascii_is_encoded_not_a_500(browser: Browser) -> None:
+    token = browser.get("/auth/csrf").json()["csrf_token"]
+    form = {
+        "username": "alice",
+        "password": "correct horse 1",
+        "csrf_token": token,
+        "next": "/caf\u00e9?q=\u2028x",
+    }
+    reply = browser.post("/auth/session", data=form)
+    assert reply.status_code == 303
+    assert reply.headers["location"] == "/caf%C3%A9?q=%E2%80%A8x"
+
+
+def test_forms_are_refused_when_cookie_sessions_are_off() -> None:
+    from authgate.mail import MemorySender, Outbox
+
+    gate = Gate(
+        hasher=cheap_hasher(),
+        store="memory://",
+        secret_key=SECRET,
+        public_url="https://app.example",
+        mail_url="memory://",
+        outbox=Outbox(MemorySender()),
+    )
+    app = AuthGateWSGIMiddleware(_wsgi_app(Notes()), gate, api=True)
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url=BASE) as client:
+        reply = client.post("/auth/password/forgot", data={"username": "alice"})
+        assert reply.status_code == 415  # another site could post it: no CSRF check here
+        assert client.post("/auth/password/forgot", json={"username": "a"}).status_code == 202

@@ -55,9 +55,14 @@ def store_answers(**answers: Any) -> Answer:
     the call's arguments); counters count from zero; CPU work and events as a driver
     would, with a password verification that never matches unless said."""
     counters: dict[str, int] = {}
+    written: dict[str, User] = {}  # users written since: what a store reads back
 
     def answer(op: Op) -> Any:
         if isinstance(op, Call):
+            if op.method == "get_user" and op.args and op.args[0] in written:
+                return written[op.args[0]]
+            if op.method in ("update_user", "create_user"):
+                written[op.args[0].username] = op.args[0]
             if op.method in answers:
                 found = answers[op.method]
                 return found(*op.args) if callable(found) else found
@@ -100,6 +105,27 @@ def test_the_lockout_slot_is_reserved_before_the_user_is_read(rules: SessionRule
     assert not isinstance(result, AuthGateError)
     assert ops[0] == Call("incr", ("login-failures:alice", rules.lockout.window))
     assert calls(ops).index("incr") < calls(ops).index("get_user")
+
+
+def test_a_login_racing_a_password_reset_does_not_survive_it(rules: SessionRules) -> None:
+    """The password matched the user as they were; a reset (or a change, or disabling)
+    that ended every session while the login was being checked ends this one too."""
+    hasher = cheap_hasher()
+    before = User.new(
+        "alice",
+        password_hash=hasher.hash("alice password"),
+        scram_credentials=hasher.derive_scram("alice password"),
+    )
+    after = before.changed(password_hash=hasher.hash("reset meanwhile"))
+    reads = iter([before, after])
+    ops, result = step(
+        login(rules, "alice", "alice password", NOWHERE),
+        store_answers(get_user=lambda name: next(reads), verify=True),
+    )
+    assert isinstance(result, SessionRevoked)
+    created = [op for op in ops if isinstance(op, Call) and op.method == "create_session"]
+    (session,) = [op.args[0] for op in created]
+    assert Call("revoke_session", (session.id,)) in ops
 
 
 def test_a_locked_account_is_refused_before_its_password_is_looked_at(

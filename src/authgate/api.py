@@ -54,7 +54,7 @@ from urllib.parse import parse_qsl, unquote, urlencode
 
 from . import documents
 from .audit import AuditLog, bind_audit_log, record_denial, unbind_audit_log
-from .browser import BrowserRules, form_pairs, is_form, safe_next
+from .browser import MAX_FIELDS, BrowserRules, form_pairs, is_form, safe_next
 from .errors import (
     AuthGateError,
     CsrfFailed,
@@ -158,7 +158,11 @@ def _parse_form(
     try:
         if content_type == _URLENCODED:
             pairs = parse_qsl(
-                raw.decode(), keep_blank_values=True, strict_parsing=True, errors="strict"
+                raw.decode(),
+                keep_blank_values=True,
+                strict_parsing=True,
+                errors="strict",
+                max_num_fields=MAX_FIELDS,
             )
         else:
             pairs = form_pairs(raw, content_type)
@@ -572,11 +576,15 @@ class HttpApi:
         media = content_type.split(";", 1)[0].strip().lower()
         if is_form(content_type):
             browser = self.browser
+            if browser is None:  # no CSRF check can be made: another site could post it
+                raise UnsupportedMediaType(
+                    "forms are taken only with cookie sessions on (their CSRF check): "
+                    "send application/json"
+                )
             strings = {k: _Field(_STR, f.required, f.max_length) for k, f in fields.items()}
             kind = _URLENCODED if media == _URLENCODED else content_type
             data = _parse_form(request.body, {**strings, **_FORM_EXTRAS}, kind)
-            if browser is not None:
-                self._check_csrf(request, data.pop("csrf_token", None), browser)
+            self._check_csrf(request, data.pop("csrf_token", None), browser)
             for name, spec in fields.items():
                 if spec.kind == _BOOL and name in data:
                     data[name] = data[name].lower() in ("on", "true", "1", "yes")
@@ -632,6 +640,10 @@ class HttpApi:
         browser = self._browser_rules()
 
         def act(data: dict[str, Any], form: bool) -> Flow[tuple[ApiResponse, list[str]]]:
+            before = request.identity
+            if before.is_authenticated and before.claims.get("cookie"):
+                # The browser's session so far ends: one browser, one session.
+                yield from logout(before.username, before.session_id, request.client)
             remember = bool(data.get("remember", False))
             ttl = browser.remember_ttl if remember else browser.session_ttl
             opened: BrowserSession = yield from browser_login(
@@ -708,8 +720,12 @@ class HttpApi:
             raise NotFound("sign-up is not enabled")
 
         def act(data: dict[str, Any], form: bool) -> Flow[tuple[ApiResponse, list[str]]]:
-            username, password = data.pop("username"), data.pop("password")
-            done: SignUp = yield from sign_up(accounts, username, password, request.client, data)
+            profile = {
+                k: v for k, v in data.items() if k not in ("username", "password", *_FORM_EXTRAS)
+            }
+            done: SignUp = yield from sign_up(
+                accounts, data["username"], data["password"], request.client, profile
+            )
             if done.user is None:
                 return _accepted("signup"), []
             return ApiResponse.json(201, self._user_view(done.user)), []

@@ -20,11 +20,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from email.parser import BytesParser
-from email.policy import HTTP
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, quote, urlsplit
 
@@ -48,9 +47,16 @@ __all__ = [
 
 #: The start of a browser session's cookie value.
 SESSION_PREFIX = "ags_"
-#: The largest form body the middlewares read to find a CSRF field.
-MAX_FORM = 1024 * 1024
+#: How much of a form body the middlewares read to find the CSRF field (put it first in
+#: a form that uploads files).
+MAX_FORM = 64 * 1024
+#: Fields and parts of a form authgate reads at most (to find the CSRF field, or the
+#: few fields of its own endpoints).
+MAX_FIELDS = 64
+#: A masked CSRF token: 32 bytes of pad and 32 of masked HMAC, base64url.
+_TOKEN_LENGTH = 86
 _FORM = "application/x-www-form-urlencoded"
+_PRINTABLE = "".join(chr(c) for c in range(0x21, 0x7F))
 _MULTIPART = "multipart/form-data"
 
 
@@ -147,21 +153,32 @@ class BrowserRules:
 
     # -- CSRF -------------------------------------------------------------------------
 
+    def _secret(self, binding: str) -> bytes:
+        return hmac.new(self.key, b"csrf\x00" + binding.encode(), hashlib.sha256).digest()
+
     def csrf_token(self, binding: str) -> str:
-        """The CSRF token bound to a session cookie (or a pre-login nonce)."""
-        digest = hmac.new(self.key, b"csrf\x00" + binding.encode(), hashlib.sha256).digest()
-        return base64.urlsafe_b64encode(digest).rstrip(b"=").decode()
+        """A CSRF token bound to a session cookie (or a pre-login nonce): the binding's
+        HMAC, masked with a fresh random pad, so that no two pages carry the same
+        bytes (a compressed page cannot leak it, BREACH) while every one verifies."""
+        pad = secrets.token_bytes(32)
+        masked = bytes(a ^ b for a, b in zip(pad, self._secret(binding), strict=True))
+        return base64.urlsafe_b64encode(pad + masked).rstrip(b"=").decode()
 
     def csrf_ok(self, presented: str | None, bindings: Iterable[str | None]) -> bool:
-        """Does `presented` equal the token of one of `bindings` (compared in constant
-        time; an absent binding matches nothing)?"""
-        if not presented or len(presented) > 128:
+        """Is `presented` a token (`csrf_token`) of one of `bindings`?  Compared in
+        constant time; an absent binding matches nothing, a malformed token none."""
+        if not presented or len(presented) != _TOKEN_LENGTH:
             return False
-        given = presented.encode("utf-8", "surrogatepass")
+        try:
+            raw = base64.urlsafe_b64decode(presented + "=" * (-len(presented) % 4))
+        except ValueError:  # binascii.Error, and non-ASCII text
+            return False
+        pad, masked = raw[:32], raw[32:]
+        secret = bytes(a ^ b for a, b in zip(pad, masked, strict=True))
         ok = False
         for binding in bindings:
             if binding:
-                ok |= hmac.compare_digest(self.csrf_token(binding).encode(), given)
+                ok |= hmac.compare_digest(self._secret(binding), secret)
         return ok
 
     # -- redirects --------------------------------------------------------------------
@@ -210,6 +227,16 @@ class BrowserVisit:
         self.nonce = nonce
         self.set_cookies: list[str] = [rules.clear_session()] if stale and session else []
 
+    def unset(self, headers: Iterable[tuple[str, str]]) -> list[str]:
+        """The cookies to set on a response with `headers`, but those it sets itself
+        (a login's new session cookie must not be cleared after it)."""
+        named = {
+            value.split("=", 1)[0].strip()
+            for name, value in headers
+            if name.lower() == "set-cookie"
+        }
+        return [c for c in self.set_cookies if c.split("=", 1)[0] not in named]
+
     def csrf_token(self) -> str:
         """The CSRF token of this browser: bound to its session, or before a login to
         its CSRF cookie (made now, and set on the response, if it has none)."""
@@ -234,7 +261,8 @@ def safe_next(target: object) -> str | None:
     parts = urlsplit(target)
     if parts.scheme or parts.netloc:
         return None
-    return target
+    # A Location header is ASCII: anything else (a space, é, U+2028) percent-encoded.
+    return quote(target, safe=_PRINTABLE)
 
 
 def wants_page(method: str, accept: str, authorization: bool) -> bool:
@@ -274,32 +302,80 @@ def is_form(content_type: str) -> bool:
 
 
 def form_field(body: bytes, content_type: str, name: str) -> str | None:
-    """The first value of field `name` in a form body (urlencoded or multipart), or
-    None; a body that does not parse has no fields."""
+    """The first value of field `name` in (the first bytes of) a form body, urlencoded
+    or multipart, or None.  Linear in the body, whatever it holds; a body that does not
+    parse has no fields."""
     try:
-        pairs = form_pairs(body, content_type)
-    except ValueError:
+        pairs = form_pairs(body, content_type, partial=True)
+    except Exception:  # a hostile body is a missing field, never an error
         return None
     return next((value for key, value in pairs if key == name), None)
 
 
-def form_pairs(body: bytes, content_type: str) -> list[tuple[str, str]]:
+def form_pairs(body: bytes, content_type: str, *, partial: bool = False) -> list[tuple[str, str]]:
     """The fields of a form body, urlencoded or multipart, in order (a file's part is
-    skipped); `ValueError` for a body that is not a form of that type."""
-    media = content_type.split(";", 1)[0].strip().lower()
+    skipped), at most `MAX_FIELDS` of them; `ValueError` for a body that is not a form
+    of that type or has more fields.  `partial`: the body may be cut short (the head of
+    a larger one): what is complete is read, the rest left out."""
+    media, _, params = content_type.partition(";")
+    media = media.strip().lower()
     if media == _FORM:
-        return parse_qsl(body.decode(), keep_blank_values=True, strict_parsing=bool(body))
+        if not partial:
+            text = body.decode()
+            return parse_qsl(
+                text, keep_blank_values=True, strict_parsing=bool(text), max_num_fields=MAX_FIELDS
+            )
+        text = body.decode("utf-8", "replace")
+        if len(body) >= MAX_FORM:
+            text = text.rpartition("&")[0]  # the last field may be cut short
+        return parse_qsl(text, keep_blank_values=True)[:MAX_FIELDS]
     if media != _MULTIPART:
         raise ValueError("not a form")
-    head = f"Content-Type: {content_type}\r\nMIME-Version: 1.0\r\n\r\n".encode("latin-1", "replace")
-    message = BytesParser(policy=HTTP).parsebytes(head + body)
-    if not message.is_multipart() or message.defects:
-        raise ValueError("the multipart body does not parse")
-    pairs = []
-    for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
-        payload = part.get_payload(decode=True)
-        if not isinstance(name, str) or part.get_filename() or not isinstance(payload, bytes):
-            continue
-        pairs.append((name, payload.decode()))
-    return pairs
+    boundary = _boundary(params)
+    return _multipart(body, boundary, partial)
+
+
+_BOUNDARY = re.compile(
+    r'(?:^|;)\s*boundary=("?)([0-9A-Za-z\'()+_,\-./:=? ]{1,70})\1\s*(?:;|$)', re.I
+)
+_DISPOSITION = re.compile(rb"^content-disposition:[^\r\n]*$", re.I | re.M)
+_NAME = re.compile(rb';\s*name="([^"\r\n]*)"', re.I)
+_FILENAME = re.compile(rb";\s*filename\*?=", re.I)
+
+
+def _boundary(params: str) -> bytes:
+    match = _BOUNDARY.search(params)
+    if match is None:
+        raise ValueError("a multipart body needs a boundary")
+    return match.group(2).encode("ascii")
+
+
+def _multipart(body: bytes, boundary: bytes, partial: bool) -> list[tuple[str, str]]:
+    """The non-file fields of a ``multipart/form-data`` body, found with `bytes.find`
+    alone (linear, no recursion: nested multiparts are not looked into)."""
+    delimiter = b"--" + boundary
+    pairs: list[tuple[str, str]] = []
+    start = body.find(delimiter)
+    if start < 0:
+        raise ValueError("no multipart part")
+    position = start + len(delimiter)
+    while len(pairs) < MAX_FIELDS:
+        if body.startswith(b"--", position):
+            return pairs  # the closing delimiter
+        head_end = body.find(b"\r\n\r\n", position)
+        end = body.find(b"\r\n" + delimiter, position)
+        if head_end < 0 or end < 0 or head_end > end:
+            if partial:
+                return pairs
+            raise ValueError("a multipart part is cut short")
+        headers = body[position:head_end]
+        disposition = _DISPOSITION.search(headers)
+        if disposition is not None and _FILENAME.search(disposition.group()) is None:
+            name = _NAME.search(disposition.group())
+            if name is not None:
+                value = body[head_end + 4 : end]
+                pairs.append((name.group(1).decode("utf-8"), value.decode("utf-8")))
+        position = end + 2 + len(delimiter)
+    if partial:
+        return pairs
+    raise ValueError(f"a form of more than {MAX_FIELDS} fields")

@@ -37,6 +37,7 @@ from .flows.accounts import (
     request_verification,
     reset_password,
     sign_up,
+    signup_role,
     verify_email,
 )
 from .flows.apikeys import (
@@ -179,7 +180,7 @@ class _Gate(Generic[S]):
             max_per_account=s.max_mail_requests_per_account,
             window=s.mail_window,
             signup=s.signup,
-            signup_role=s.signup_role,
+            signup_role=signup_role(self.roles, s.signup_role) if s.signup else s.signup_role,
             require_verified_email=s.require_verified_email,
             email_login=s.email_login,
         )

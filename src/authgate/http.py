@@ -17,7 +17,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from .browser import BrowserRules, BrowserVisit, is_form, parse_cookies, wants_page
+from .browser import (
+    BrowserRules,
+    BrowserVisit,
+    is_form,
+    is_session_cookie,
+    parse_cookies,
+    wants_page,
+)
 from .caches import LRU, OUTAGE_REASONS
 from .errors import (
     AmbiguousCredentials,
@@ -35,6 +42,7 @@ __all__ = [
     "ApiResponse",
     "BrowserVisit",
     "CredentialRules",
+    "check_csrf",
     "error_response",
     "not_found",
     "parse_authorization",
@@ -131,16 +139,16 @@ class CredentialRules:
         return cls(**{**defaults, **options})
 
     def wants_form_token(
-        self, method: str, cookie: str | None, csrf: str | None, content_type: str
+        self, method: str, token: str | None, csrf: str | None, content_type: str
     ) -> bool:
         """Must the middleware read a form body for its CSRF field: an unsafe request
-        from a browser, with a session cookie and a form, and no CSRF header?"""
+        that a live browser session authenticated, with a form and no CSRF header?"""
         return (
             self.browser is not None
             and csrf is None
+            and token is not None
             and method not in SAFE_METHODS
-            and bool(cookie)
-            and self.browser.session_cookie in (cookie or "")
+            and is_session_cookie(token)
             and is_form(content_type)
         )
 
@@ -227,14 +235,20 @@ def read_credential(
     """The token a request presents, or None for an anonymous request.
 
     Order: the ``Authorization`` header, then the session cookie (if configured, with
-    its CSRF check: `csrf` is the value of ``rules.csrf_header``; on a WebSocket
+    its CSRF check: `csrf` is the value of ``rules.csrf_header``; a browser session's
+    is `check_csrf`'s, once the session is known to be live; on a WebSocket
     handshake, the ``Origin`` check instead: `origin` is that header's value and
     `host` the ``Host`` header's), then ``?token=`` on WebSocket handshakes.
     """
     header_token = None if authorization is None else parse_authorization(authorization)
+    browser = rules.browser
+    if browser is not None and header_token is not None and is_session_cookie(header_token):
+        raise MalformedToken("a browser session is sent as its cookie, never in a header")
     if rules.cookie_name and cookie:
         cookies = parse_cookies(cookie, unique=(rules.cookie_name, rules.csrf_cookie))
         token = cookies.get(rules.cookie_name)
+        if token and browser is not None and not is_session_cookie(token):
+            token = None  # not a browser session: no credential (and never a token)
         if token and header_token is not None:
             if not _same(token, header_token):
                 raise AmbiguousCredentials(
@@ -245,12 +259,8 @@ def read_credential(
         if token:
             if websocket:
                 _check_origin(origin, host, rules)
-            elif method not in SAFE_METHODS and rules.browser is not None:
-                if not rules.browser.csrf_ok(csrf, (token,)):
-                    raise CsrfFailed(
-                        "CSRF check failed: send this session's CSRF token in the "
-                        f"{rules.csrf_header} header or the {rules.browser.csrf_field} field"
-                    )
+            elif browser is not None:
+                pass  # checked once the session is known to be live: `check_csrf`
             elif method not in SAFE_METHODS:
                 expected = cookies.get(rules.csrf_cookie, "")
                 if not (expected and csrf and _same(expected, csrf)):
@@ -268,6 +278,21 @@ def read_credential(
                 raise MalformedToken("the token query parameter is empty or too long")
             return token
     return None
+
+
+def check_csrf(rules: CredentialRules, method: str, token: str, csrf: str | None) -> None:
+    """Refuse (`CsrfFailed`) an unsafe request that a live browser session's cookie
+    authenticated without that session's CSRF token (`csrf`: the header's value, or
+    the form field's).  A cookie whose session has ended authenticates nothing, and
+    needs no token: the request goes on anonymous."""
+    browser = rules.browser
+    if browser is None or method in SAFE_METHODS or not is_session_cookie(token):
+        return
+    if not browser.csrf_ok(csrf, (token,)):
+        raise CsrfFailed(
+            "CSRF check failed: send this session's CSRF token in the "
+            f"{rules.csrf_header} header or the {browser.csrf_field} field"
+        )
 
 
 def _same(a: str, b: str) -> bool:

@@ -23,6 +23,7 @@ from typing import Any
 
 from ..audit import AuditEvent
 from ..errors import (
+    ConfigError,
     InvalidToken,
     InvalidUsername,
     NotFound,
@@ -32,7 +33,7 @@ from ..errors import (
     ValidationError,
 )
 from ..identity import Client
-from ..mail import MailTemplates, Outbox
+from ..mail import MailMessage, MailTemplates, Outbox
 from ..stores.base import Store
 from ..tokens import TokenVerifier
 from ..users import RoleHierarchy, User, normalize_username
@@ -50,6 +51,7 @@ __all__ = [
     "request_verification",
     "reset_password",
     "sign_up",
+    "signup_role",
     "verify_email",
 ]
 
@@ -157,21 +159,25 @@ class AccountRules:
         separator = "&" if "?" in path else "?"
         return f"{self.public_url.rstrip('/')}{path}{separator}token={token}"
 
-    def mail(self, kind: str, user: User, **values: str) -> None:
-        """Hand a message to the outbox (which never blocks: delivery is its thread's)."""
-        if self.outbox is None or not user.email:
-            return
+    def message(self, kind: str, user: User, **values: str) -> MailMessage:
+        """The `kind` mail to `user`, rendered (also for a stand-in that is never sent:
+        the work of a request must not tell whether it mailed)."""
         minutes = str(self.tokens.ttls.get(RESET if kind != "verify_email" else VERIFY, 0) // 60)
-        message = self.templates.render(
+        return self.templates.render(
             kind,
-            user.email,
+            user.email or "nobody@invalid",
             username=user.username,
-            email=user.email,
+            email=user.email or "nobody@invalid",
             site=self.site,
             minutes=minutes,
             **values,
         )
-        self.outbox.submit(message)
+
+    def mail(self, kind: str, user: User, **values: str) -> None:
+        """Hand the `kind` mail to `user` to the outbox (which never blocks: delivery
+        is its thread's), when the user has an address."""
+        if self.outbox is not None and user.email:
+            self.outbox.submit(self.message(kind, user, **values))
 
 
 def _issue_key(purpose: str, username: str) -> str:
@@ -193,15 +199,14 @@ def _counted(rules: AccountRules, client: Client, username: str) -> Flow[bool]:
     return asked <= rules.max_per_account
 
 
-def _new_link(rules: AccountRules, purpose: str, name: str, user: User | None) -> Flow[str]:
-    """Issue the next token of `purpose` for `name` (made and thrown away when there is
-    no such user, so both cases take the same operations)."""
+def _new_link(rules: AccountRules, purpose: str, name: str, user: User) -> Flow[str]:
+    """Issue the next token of `purpose` for `user` on `name`'s issue counter (made on
+    a throwaway counter, and thrown away, when nothing is sent: the same operations)."""
     key = _issue_key(purpose, name)
     ttl = rules.tokens.ttls[purpose]
     issued = yield from call(Store.incr, key, ttl)
     yield from call(Store.expire_counter, key, ttl)  # the newest link lives its full time
-    stand_in = user if user is not None else User(username=name, id="-")
-    return rules.tokens.issue(purpose, stand_in, issued)
+    return rules.tokens.issue(purpose, user, issued)
 
 
 def _lookup(login: object) -> str | None:
@@ -243,14 +248,18 @@ def _request_link(
     name = _lookup(login) or "-"
     user = yield from call(Store.get_user, name)
     wanted = yield from _counted(rules, client, name)
-    token = yield from _new_link(rules, purpose, name, user)
     sent = wanted and user is not None and bool(user.email) and eligible(user)
+    # Only a link that is mailed supersedes the earlier ones: requests that mail
+    # nothing (past the account's limit) cannot spend the link in someone's mailbox.
+    recipient = user if sent and user is not None else User(username=name, id="-")
+    token = yield from _new_link(rules, purpose, name if sent else "-", recipient)
+    kind, page = _MAILS[purpose]
+    message = rules.message(kind, recipient, link=rules.link(getattr(rules, page), token))
     yield Emit(
         AuditEvent(event, name, client_ip=client.ip, detail="mailed" if sent else "nothing sent")
     )
-    if sent and user is not None:
-        kind, page = _MAILS[purpose]
-        rules.mail(kind, user, link=rules.link(getattr(rules, page), token))
+    if sent and rules.outbox is not None:
+        rules.outbox.submit(message)
 
 
 _MAILS = {RESET: ("password_reset", "reset_url"), VERIFY: ("verify_email", "verify_url")}
@@ -332,6 +341,28 @@ class SignUp:
 _SIGNUP_FIELDS = ("email", "first_name", "last_name", "display_name")
 
 
+def signup_role(roles: RoleHierarchy, configured: str | None) -> str:
+    """The role a signed-up user gets: `configured`, else the one lowest role; never
+    one that includes the top role.  A `ConfigError` when there is no such role (a
+    role graph with several lowest roles must name one)."""
+    if configured:
+        (role,) = roles.known([configured])
+    else:
+        lowest = [name for name in roles.order if roles.implied([name]) == {name}]
+        if len(lowest) != 1:
+            raise ConfigError(
+                f"sign-up needs AUTHGATE_SIGNUP_ROLE: the roles {', '.join(lowest)} are all "
+                "lowest, and authgate will not pick one"
+            )
+        (role,) = lowest
+    if roles.top in roles.implied([role]):
+        raise ConfigError(
+            f"sign-up would give {role}, which includes {roles.top}: set AUTHGATE_SIGNUP_ROLE "
+            "to a role below it"
+        )
+    return role
+
+
 def sign_up(
     rules: AccountRules,
     username: object,
@@ -365,11 +396,10 @@ def sign_up(
             raise ValidationError("a valid email address is required", field="email")
         fields["email"] = address.strip()
     rules.sessions.hasher.policy.check(password)
-    role = rules.signup_role or rules.roles.order[0]
-    (role,) = rules.roles.known([role])
+    role = signup_role(rules.roles, rules.signup_role)
     verify = rules.require_verified_email and rules.mails
-    if verify:
-        wanted = yield from _counted(rules, client, normalize_username(username))
+    # Sign-ups count against the address's limit (each costs a hash), mailed or not.
+    wanted = yield from _counted(rules, client, normalize_username(username))
     try:
         user = yield from create_user(
             username,
@@ -383,7 +413,7 @@ def sign_up(
         if not rules.require_verified_email:
             raise
         existing = yield from call(Store.get_user, normalize_username(username))
-        yield from _new_link(rules, VERIFY, "-", None)  # the same operations as below
+        yield from _new_link(rules, VERIFY, "-", User(username="-", id="-"))  # as below
         yield Emit(
             AuditEvent(
                 "signup_refused",

@@ -133,7 +133,7 @@ def start_session(
     hash is `secret_hash`, after the checks every login passes (a confirmed email when
     the deployment requires one, the session limit); returns the session's id."""
     name = user.username
-    if rules.require_verified_email and not user.email_verified:
+    if rules.require_verified_email and user.email and not user.email_verified:
         yield Emit(
             AuditEvent("login_failure", name, client_ip=client.ip, detail="email not verified")
         )
@@ -172,6 +172,21 @@ def start_session(
         data=data or {},
     )
     yield from call(Store.create_session, session)
+    # A password reset, a password change or disabling the user that ended every
+    # session while this login was being checked must end this one too: it was
+    # decided on the user as they were (one read, for an argon2-priced login).
+    now_user = yield from call(Store.get_user, name)
+    if (
+        now_user is None
+        or not now_user.enabled
+        or now_user.id != user.id
+        or now_user.password_hash != user.password_hash
+    ):
+        yield from call(Store.revoke_session, session_id)
+        yield Emit(
+            AuditEvent("login_failure", name, session_id, client.ip, "the user changed meanwhile")
+        )
+        raise SessionRevoked("the account changed during the login: log in again")
     yield Emit(AuditEvent("login_success", name, session_id, client.ip, detail))
     return session_id
 

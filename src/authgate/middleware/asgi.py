@@ -44,6 +44,7 @@ from ..gate import AsyncGate
 from ..http import (
     ApiResponse,
     CredentialRules,
+    check_csrf,
     error_response,
     not_found,
     read_credential,
@@ -125,10 +126,6 @@ class AuthGateMiddleware:
             elif name == b"accept":
                 accept = value.decode("latin-1")
         browser = self.rules.browser
-        if browser is not None and self.rules.wants_form_token(method, cookie, csrf, content_type):
-            body, receive = await _read_form(receive)
-            if body is not None:
-                csrf = form_field(body, content_type, browser.csrf_field)
         token: str | None = None
         visit: BrowserVisit | None = None
         try:
@@ -150,6 +147,11 @@ class AuthGateMiddleware:
                 steps = self.gate.authentication(token)
                 known = answered(steps)
                 identity = known if known is not None else await self.gate.run(steps)
+                if browser is not None:  # a live session: its CSRF token, now
+                    if self.rules.wants_form_token(method, token, csrf, content_type):
+                        head, receive = await _read_form(receive)
+                        csrf = form_field(head, content_type, browser.csrf_field)
+                    check_csrf(self.rules, method, token, csrf)
         except AuthGateError as err:
             if (
                 browser is not None
@@ -294,24 +296,17 @@ class AuthGateMiddleware:
         await send({"type": "websocket.close", "code": _WS_POLICY_VIOLATION})
 
 
-async def _read_form(receive: Receive) -> tuple[bytes | None, Receive]:
-    """A form body, for its CSRF field, and a `receive` that hands it to the app as
-    it came.  None for a body over `MAX_FORM` (then no field is read) or a client gone."""
+async def _read_form(receive: Receive) -> tuple[bytes, Receive]:
+    """The first `MAX_FORM` bytes of a form body, for its CSRF field, and a `receive`
+    that hands the app the whole body as it came (what was read, then the rest)."""
     messages: list[Message] = []
-    size = 0
-    body: bytes | None = b""
-    while True:
+    head = bytearray()
+    while len(head) < MAX_FORM:
         message = await receive()
         messages.append(message)
         if message["type"] != "http.request":
-            body = None
-            break
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_FORM:
-            body = None
-            break
-        body += chunk
+            break  # the client left: the app learns it from the replay
+        head += message.get("body", b"")
         if not message.get("more_body", False):
             break
     pending = iter(messages)
@@ -321,7 +316,7 @@ async def _read_form(receive: Receive) -> tuple[bytes | None, Receive]:
             return message
         return await receive()
 
-    return body, replay
+    return bytes(head[:MAX_FORM]), replay
 
 
 def _setting_cookies(send: Send, visit: BrowserVisit) -> Send:
@@ -331,7 +326,8 @@ def _setting_cookies(send: Send, visit: BrowserVisit) -> Send:
     def sending(message: Message) -> Awaitable[None]:
         if message["type"] == "http.response.start" and visit.set_cookies:
             headers = list(message.get("headers", ()))
-            headers.extend((b"set-cookie", c.encode("latin-1")) for c in visit.set_cookies)
+            named = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in headers]
+            headers.extend((b"set-cookie", c.encode("latin-1")) for c in visit.unset(named))
             message = {**message, "headers": headers}
         return send(message)
 

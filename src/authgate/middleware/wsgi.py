@@ -23,6 +23,7 @@ from ..gate import Gate
 from ..http import (
     ApiResponse,
     CredentialRules,
+    check_csrf,
     error_response,
     not_found,
     read_credential,
@@ -195,7 +196,7 @@ class AuthGateWSGIMiddleware:
                 replaced = [response.body]
                 return _start(start_response, response, *exc)
             if visit is not None and visit.set_cookies:
-                headers = [*headers, *(("set-cookie", c) for c in visit.set_cookies)]
+                headers = [*headers, *(("set-cookie", c) for c in visit.unset(headers))]
             return start_response(status, headers, *exc)
 
         try:
@@ -264,8 +265,6 @@ def identify_visit(
     browser = rules.browser
     cookie = environ.get("HTTP_COOKIE")
     csrf = environ.get(_environ_key(rules.csrf_header))
-    if rules.wants_form_token(method, cookie, csrf, environ.get("CONTENT_TYPE", "")):
-        csrf = form_token() if form_token is not None else _form_token(environ, rules)
     token: str | None = None
     try:
         token = read_credential(
@@ -287,22 +286,57 @@ def identify_visit(
         raise
     if browser is None:
         return identity, None
+    if token is not None:
+        if rules.wants_form_token(method, token, csrf, environ.get("CONTENT_TYPE", "")):
+            csrf = form_token() if form_token is not None else _form_token(environ, rules)
+        check_csrf(rules, method, token, csrf)
     session, nonce = browser.cookies(cookie)
     return identity, BrowserVisit(browser, session, nonce)
 
 
 def _form_token(environ: WSGIEnviron, rules: CredentialRules) -> str | None:
-    """The CSRF field of a form body, read from ``wsgi.input`` and put back."""
+    """The CSRF field of a form body, looked for in its first `MAX_FORM` bytes; the
+    body is put back whole for the app."""
     assert rules.browser is not None
     try:
         length = int(environ.get("CONTENT_LENGTH") or 0)
     except ValueError:
         return None
-    if length <= 0 or length > MAX_FORM:
-        return None
-    body = environ["wsgi.input"].read(length)
-    environ["wsgi.input"] = io.BytesIO(body)
-    return form_field(body, environ.get("CONTENT_TYPE", ""), rules.browser.csrf_field)
+    if length <= 0:
+        return None  # no length (chunked): only the header can carry the token
+    source = environ["wsgi.input"]
+    head = source.read(min(length, MAX_FORM))
+    environ["wsgi.input"] = (
+        io.BytesIO(head)
+        if length <= MAX_FORM
+        else io.BufferedReader(_Replayed(head, source, length - len(head)))
+    )
+    return form_field(head, environ.get("CONTENT_TYPE", ""), rules.browser.csrf_field)
+
+
+class _Replayed(io.RawIOBase):
+    """A body's head, already read, then the rest of it from the server's input."""
+
+    def __init__(self, head: bytes, rest: Any, remaining: int) -> None:
+        self._head = memoryview(head)
+        self._rest = rest
+        self._remaining = remaining
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        if self._head:
+            n = min(len(buffer), len(self._head))
+            buffer[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        if self._remaining <= 0:
+            return 0
+        data = self._rest.read(min(len(buffer), self._remaining))
+        self._remaining -= len(data)
+        buffer[: len(data)] = data
+        return len(data)
 
 
 @functools.lru_cache(maxsize=16)

@@ -52,7 +52,7 @@ from django.utils.cache import patch_vary_headers
 from django.utils.module_loading import import_string
 
 from ...audit import AuditLog, bind_audit_log
-from ...browser import BrowserRules, BrowserVisit, form_field
+from ...browser import MAX_FORM, BrowserRules, BrowserVisit, form_field
 from ...caches import CONFIGURED_GATES, LRU
 from ...config import Settings
 from ...context import current_identity as _current_identity
@@ -175,7 +175,8 @@ def set_cookies(response: HttpResponse, cookies: list[str]) -> None:
     """Set authgate's cookies (``Set-Cookie`` values) on a Django response, through
     Django's own cookie jar, which sends one header per cookie."""
     for cookie in cookies:
-        response.cookies.load(cookie)
+        if cookie.split("=", 1)[0] not in response.cookies:  # the answer's own wins
+            response.cookies.load(cookie)
 
 
 class IdentifiedRequest(HttpRequest):
@@ -203,10 +204,18 @@ class AuthGateMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         browser = self.rules.browser
 
-        def form_token() -> str | None:  # Django keeps the body it read for the view
+        def form_token() -> str | None:
+            """Django keeps what it read for the view: a small body whole, a large one
+            (a form with files) parsed by Django's own bounded form parser."""
             assert browser is not None
             content_type = str(request.META.get("CONTENT_TYPE", ""))
-            return form_field(request.body, content_type, browser.csrf_field)
+            try:
+                if int(request.META.get("CONTENT_LENGTH") or 0) <= MAX_FORM:
+                    return form_field(request.body, content_type, browser.csrf_field)
+                value = request.POST.get(browser.csrf_field)
+            except Exception:  # a body Django refuses (too large, malformed): no token
+                return None
+            return value if isinstance(value, str) else None
 
         try:
             identity, visit = identify_visit(self.gate, request.META, self.rules, form_token)
