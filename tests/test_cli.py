@@ -147,6 +147,25 @@ def test_short_password_is_refused_and_nothing_written(cli: Any) -> None:
     assert "dave" not in cli("users", "list").output
 
 
+def test_set_email_and_verify_email(cli: Any) -> None:
+    assert cli("users", "create", "erin", "--password-stdin", stdin="erin pass 1\n").exit_code == 0
+    none = cli("users", "verify-email", "erin")
+    assert none.exit_code == 1 and "no email address" in none.output
+    unconfirmed = cli("users", "set-email", "erin", "erin@example.com")
+    assert unconfirmed.exit_code == 0 and "not confirmed yet" in unconfirmed.output
+    store = open_store(cli.url)
+    user = store.get_user("erin")
+    assert user is not None and user.email == "erin@example.com" and not user.email_verified
+    confirmed = cli("users", "verify-email", "erin")
+    assert confirmed.exit_code == 0, confirmed.output
+    user = store.get_user("erin")
+    assert user is not None and user.email_verified
+    assert cli("users", "set-email", "erin", "new@example.com", "--verified").exit_code == 0
+    user = store.get_user("erin")
+    assert user is not None and user.email == "new@example.com" and user.email_verified
+    store.close()
+
+
 def test_role_enable_disable_passwd_delete_and_last_admin_guard(cli: Any) -> None:
     assert (
         cli(

@@ -288,6 +288,34 @@ def users_disable(state: CliState, username: str) -> None:
     click.echo(f"{user.username}: disabled")
 
 
+@users.command("set-email")
+@click.argument("username")
+@click.argument("address")
+@click.option(
+    "--verified", is_flag=True, help="Mark the address confirmed (you checked it yourself)."
+)
+@pass_state
+def users_set_email(state: CliState, username: str, address: str, verified: bool) -> None:
+    """Set a user's email address: unconfirmed until they follow a verification link,
+    or with --verified."""
+    user = _update(state, username, email=address, email_verified=verified)
+    state_word = "confirmed" if user.email_verified else "not confirmed yet"
+    click.echo(f"{user.username}: email {user.email or '-'} ({state_word})")
+
+
+@users.command("verify-email")
+@click.argument("username")
+@pass_state
+def users_verify_email(state: CliState, username: str) -> None:
+    """Mark a user's email address confirmed (for accounts made before
+    AUTHGATE_REQUIRE_VERIFIED_EMAIL was turned on, say)."""
+    with _user_errors():
+        if not _existing(state, username).email:
+            raise click.ClickException(f"{username!r} has no email address: set-email first")
+    user = _update(state, username, email_verified=True)
+    click.echo(f"{user.username}: email {user.email} confirmed")
+
+
 @users.command("passwd")
 @click.argument("username")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
