@@ -1,0 +1,114 @@
+"""A server-rendered site on Flask and Jinja2: log in with a form, a protected page of
+notes with a form protected from cross-site posts, "forgot password", reset and email
+verification pages.  ``python -m examples.pages_flask`` serves it on
+http://127.0.0.1:8002 (``python -m examples`` starts it with the others); in production,
+``gunicorn examples.pages_flask:app``.
+
+authgate serves the forms' targets (``/auth/session``, ``/auth/logout``,
+``/auth/password/...``, ``/auth/email/...``, ``/auth/signup``) and the redirects; the app
+only renders pages.  ``examples/pages_starlette.py`` is the same site on Starlette, with
+the same templates (``examples/templates/pages/``).
+
+Configured only from ``AUTHGATE_*`` variables; seeds the admin from
+``AUTHGATE_SUPERUSER_*``.  What a browser site needs is on unless set otherwise: cookie
+sessions, the login page, sign-up, and mail printed to the terminal (``console://``)
+with links to this site.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from flask import Flask, abort, redirect, render_template, request
+
+from authgate import current_identity, require_auth
+from authgate.integrations.flask import AuthGate
+from examples.demo import Items
+
+PORT = int(os.environ.get("PORT", "8002"))
+for name, value in {
+    "AUTHGATE_COOKIE_SESSIONS": "true",
+    "AUTHGATE_LOGIN_URL": "/login",
+    "AUTHGATE_SIGNUP": "true",
+    "AUTHGATE_MAIL_URL": "console://",
+    "AUTHGATE_PUBLIC_URL": f"http://127.0.0.1:{PORT}",
+}.items():
+    os.environ.setdefault(name, value)
+
+app = Flask(__name__, template_folder=str(Path(__file__).parent / "templates"))
+auth = AuthGate(app)  # its csrf_token() is a Jinja2 global already
+with app.app_context():
+    settings = auth.gate.settings
+    auth.gate.ensure_superuser()
+#: The notes are the demo's items (examples/demo.py), kept beside authgate's store: an
+#: item made through the API demo is a note here, and the other way round.
+notes = Items.from_env()
+
+
+def page(name: str, **context: Any) -> str:
+    """Render ``pages/<name>.html`` with what every page shows."""
+    return render_template(
+        f"pages/{name}.html",
+        identity=current_identity(),
+        query=request.args.to_dict(),
+        signup=settings.signup,
+        min_password=settings.password_min_length,
+        framework="Flask",
+        **context,
+    )
+
+
+@app.get("/")
+def home() -> str:
+    return page("home")
+
+
+@app.get("/login")
+def login() -> str:
+    return page("login")
+
+
+@app.get("/notes")
+@require_auth
+def show_notes() -> str:
+    return page("notes", notes=notes.readable_by(current_identity()))
+
+
+@app.post("/notes")
+@require_auth  # authgate's middleware checked the form's CSRF token before this runs
+def add_note() -> Any:
+    text = request.form.get("text", "").strip()
+    if not 1 <= len(text) <= 200:
+        return redirect("/notes?error=note_invalid", 303)
+    notes.create(current_identity.username, text)
+    return redirect("/notes", 303)
+
+
+@app.get("/forgot-password")
+def forgot_password() -> str:
+    return page("forgot")
+
+
+@app.get("/reset-password")
+def reset_password() -> str:
+    return page("reset")
+
+
+@app.get("/verify-email")
+def verify_email() -> str:
+    return page("verify")
+
+
+@app.get("/signup")
+def signup() -> str:
+    if not settings.signup:
+        abort(404)
+    return page("signup")
+
+
+if __name__ == "__main__":
+    from werkzeug.serving import run_simple
+
+    run_simple("127.0.0.1", PORT, app, threaded=True)

@@ -1,0 +1,132 @@
+"""A server-rendered site on Starlette and Jinja2: log in with a form, a protected page of
+notes with a form protected from cross-site posts, "forgot password", reset and email
+verification pages.  ``python -m examples.pages_starlette`` serves it on
+http://127.0.0.1:8001 (``python -m examples`` starts it with the others); in production,
+``uvicorn examples.pages_starlette:app``.
+
+authgate serves the forms' targets (``/auth/session``, ``/auth/logout``,
+``/auth/password/...``, ``/auth/email/...``, ``/auth/signup``) and the redirects; the app
+only renders pages.  ``examples/pages_flask.py`` is the same site on Flask, with the
+same templates (``examples/templates/pages/``).
+
+Configured only from ``AUTHGATE_*`` variables; seeds the admin from
+``AUTHGATE_SUPERUSER_*``.  What a browser site needs is on unless set otherwise: cookie
+sessions, the login page, sign-up, and mail printed to the terminal (``console://``)
+with links to this site.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import Route
+from starlette.templating import Jinja2Templates
+
+from authgate import AsyncGate, current_identity, require_auth
+from authgate.integrations.starlette import AuthGate, csrf_token
+from examples.demo import Items
+
+PORT = int(os.environ.get("PORT", "8001"))
+for name, value in {
+    "AUTHGATE_COOKIE_SESSIONS": "true",
+    "AUTHGATE_LOGIN_URL": "/login",
+    "AUTHGATE_SIGNUP": "true",
+    "AUTHGATE_MAIL_URL": "console://",
+    "AUTHGATE_PUBLIC_URL": f"http://127.0.0.1:{PORT}",
+}.items():
+    os.environ.setdefault(name, value)
+
+gate = AsyncGate.from_env()
+gate.ensure_superuser_now()
+settings = gate.settings
+auth = AuthGate(gate)
+templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+templates.env.globals["csrf_token"] = csrf_token
+#: The notes are the demo's items (examples/demo.py), kept beside authgate's store: an
+#: item made through the API demo is a note here, and the other way round.
+notes = Items.from_env()
+
+
+def page(request: Request, name: str, **context: Any) -> Response:
+    """Render ``pages/<name>.html`` with what every page shows."""
+    return templates.TemplateResponse(
+        request,
+        f"pages/{name}.html",
+        {
+            "identity": current_identity(),
+            "query": dict(request.query_params),
+            "signup": settings.signup,
+            "min_password": settings.password_min_length,
+            "framework": "Starlette",
+            **context,
+        },
+    )
+
+
+async def home(request: Request) -> Response:
+    return page(request, "home")
+
+
+async def login(request: Request) -> Response:
+    return page(request, "login")
+
+
+@require_auth
+async def show_notes(request: Request) -> Response:
+    return page(request, "notes", notes=notes.readable_by(current_identity()))
+
+
+@require_auth  # authgate's middleware checked the form's CSRF token before this runs
+async def add_note(request: Request) -> Response:
+    text = (await request.form()).get("text")
+    text = text.strip() if isinstance(text, str) else ""
+    if not 1 <= len(text) <= 200:
+        return RedirectResponse("/notes?error=note_invalid", 303)
+    notes.create(current_identity.username, text)
+    return RedirectResponse("/notes", 303)
+
+
+async def forgot_password(request: Request) -> Response:
+    return page(request, "forgot")
+
+
+async def reset_password(request: Request) -> Response:
+    return page(request, "reset")
+
+
+async def verify_email(request: Request) -> Response:
+    return page(request, "verify")
+
+
+async def signup(request: Request) -> Response:
+    if not settings.signup:
+        raise HTTPException(404)
+    return page(request, "signup")
+
+
+app = Starlette(
+    routes=[
+        Route("/", home),
+        Route("/login", login),
+        Route("/notes", show_notes, methods=["GET"]),
+        Route("/notes", add_note, methods=["POST"]),
+        Route("/forgot-password", forgot_password),
+        Route("/reset-password", reset_password),
+        Route("/verify-email", verify_email),
+        Route("/signup", signup),
+        *auth.routes,
+    ],
+    middleware=auth.middleware,
+    exception_handlers=auth.exception_handlers,
+)
+
+if __name__ == "__main__":
+    import uvicorn
+
+    uvicorn.run(app, host="127.0.0.1", port=PORT)
