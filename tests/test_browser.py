@@ -307,9 +307,13 @@ def test_a_json_body_posted_as_text_cannot_log_in(browser: Browser) -> None:
 
 def test_login_form_needs_the_pre_login_csrf_token(browser: Browser) -> None:
     form = {"username": "alice", "password": "correct horse 1"}
-    reply = browser.post("/auth/session", data=form)
-    assert reply.status_code == 403 and reply.json()["error"] == "csrf_failed"
+    reply = browser.post("/auth/session", data={**form, "next": "/page"})
+    # Refused, nothing done: back to the login page, which renders a fresh token.
+    assert reply.status_code == 303
+    assert reply.headers["location"] == "/login?error=csrf_failed&next=%2Fpage"
     assert "__Host-authgate_session" not in browser.set_cookies(reply)
+    other = browser.post("/auth/session", data={**form, "csrf_token": "x" * 86})
+    assert other.headers["location"] == "/login?error=csrf_failed"
     token = browser.get("/login", headers=HTML).json()["csrf"]
     reply = browser.post("/auth/session", data={**form, "csrf_token": token, "next": "/page"})
     assert reply.status_code == 303 and reply.headers["location"] == "/page"

@@ -396,7 +396,12 @@ def test_a_browser_logs_in_posts_a_form_and_logs_out_and_other_sites_cannot_post
     first_pw, new_pw = "alice first password", "alice second password"
     driver.get(site.url + "/signup")
     fill_and_submit(driver, "/auth/signup", username="alice", email=email, password=first_pw)
-    assert at(driver, site) == ("/login", {})  # the form names no `next`: see signup.html
+    assert at(driver, site) == ("/login", {"signed_up": ["1"]})
+    driver.get(site.url + "/signup")  # a taken name: back to the form, which says so
+    fill_and_submit(driver, "/auth/signup", username="alice", email=email, password=first_pw)
+    path, query = at(driver, site)
+    assert (path, query["error"]) == ("/signup", ["user_exists"])
+    assert "That username is taken" in text(driver)
     driver.get(site.url + "/verify-email")
     fill_and_submit(driver, "/auth/email/resend", username="alice")
     assert at(driver, site) == ("/verify-email", {"sent": ["1"]})

@@ -831,11 +831,12 @@ def test_a_django_page_without_a_session_goes_to_the_login_page(browser: Client)
 
 def test_a_django_login_form_needs_the_pre_login_token(browser: Client) -> None:
     form = {"username": "alice", "password": PW, "next": "/me"}
-    assert browser.post("/accounts/auth/session", form).status_code == 403  # multipart too
+    assert browser.post("/accounts/auth/session", form).status_code == 303  # multipart too
     urlencoded = "username=alice&password=" + PW.replace(" ", "+") + "&next=/me"
     kind = "application/x-www-form-urlencoded"
     refused = browser.post("/accounts/auth/session", urlencoded, content_type=kind)
-    assert refused.status_code == 403
+    assert refused.status_code == 303 and "error=csrf_failed" in refused.headers["Location"]
+    assert "__Host-authgate_session" not in refused.cookies
     token = browser.get("/accounts/auth/csrf").json()["csrf_token"]
     done = browser.post(
         "/accounts/auth/session", f"{urlencoded}&csrf_token={token}", content_type=kind

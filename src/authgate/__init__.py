@@ -5,7 +5,7 @@ from __future__ import annotations
 from .audit import AuditEvent, AuditLog
 from .bootstrap import aensure_superuser, ensure_superuser
 from .config import Settings
-from .context import as_identity, current_identity
+from .context import as_identity, csrf_token, current_identity
 from .decorators import (
     require,
     require_auth,
@@ -137,6 +137,7 @@ __all__ = [
     "aensure_superuser",
     "as_identity",
     "check_object",
+    "csrf_token",
     "current_identity",
     "ensure_superuser",
     "normalize_username",

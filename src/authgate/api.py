@@ -584,7 +584,10 @@ class HttpApi:
             strings = {k: _Field(_STR, f.required, f.max_length) for k, f in fields.items()}
             kind = _URLENCODED if media == _URLENCODED else content_type
             data = _parse_form(request.body, {**strings, **_FORM_EXTRAS}, kind)
-            self._check_csrf(request, data.pop("csrf_token", None), browser)
+            try:
+                self._check_csrf(request, data.pop("csrf_token", None), browser)
+            except CsrfFailed as refused:
+                raise _FormRefused(data, refused) from None
             for name, spec in fields.items():
                 if spec.kind == _BOOL and name in data:
                     data[name] = data[name].lower() in ("on", "true", "1", "yes")
@@ -603,19 +606,28 @@ class HttpApi:
         """Run a browser endpoint: JSON in and out, or a form answered with a redirect
         (``303``) to its ``next`` page on success and back to its ``back`` page with
         ``?error=<code>`` when refused."""
-        data, form = self._browser_body(request, fields)
+        try:
+            data, form = self._browser_body(request, fields)
+        except _FormRefused as refused:
+            # Nothing was done: back to the form, which renders a fresh token (a page
+            # that outlived its CSRF binding, a login in another tab).
+            return self._back(refused.data, refused.error)
         try:
             answer, cookies = yield from act(data, form)
         except AuthGateError as err:
-            if not form or err.status >= 500 or isinstance(err, CsrfFailed):
+            if not form or err.status >= 500:
                 raise
-            back = safe_next(data.get("back")) or self._fallback()
-            query = {"error": err.code}
-            if safe_next(data.get("next")):
-                query["next"] = data["next"]
-            separator = "&" if "?" in back else "?"
-            return _redirect(f"{back}{separator}{urlencode(query)}", [])
+            return self._back(data, err)
         return _browser_answer(answer, form, data, success, cookies)
+
+    def _back(self, data: Mapping[str, Any], err: AuthGateError) -> ApiResponse:
+        """A refused form sent back to its ``back`` page with ``?error=<code>``."""
+        back = safe_next(data.get("back")) or self._fallback()
+        query = {"error": err.code}
+        if safe_next(data.get("next")):
+            query["next"] = data["next"]
+        separator = "&" if "?" in back else "?"
+        return _redirect(f"{back}{separator}{urlencode(query)}", [])
 
     def _fallback(self) -> str:
         browser = self.browser
@@ -687,10 +699,13 @@ class HttpApi:
         accounts = self._accounts()
 
         def act(data: dict[str, Any], form: bool) -> Flow[tuple[ApiResponse, list[str]]]:
-            yield from reset_password(accounts, data["token"], data["new_password"], request.client)
-            browser = self.browser
-            # The browser doing the reset had its session ended with the others.
-            cookies = [browser.clear_session()] if browser is not None else []
+            user = yield from reset_password(
+                accounts, data["token"], data["new_password"], request.client
+            )
+            browser, who = self.browser, request.identity
+            # A browser logged in as that user had its session ended with the others.
+            mine = browser is not None and who.is_authenticated and who.username == user.username
+            cookies = [browser.clear_session()] if browser is not None and mine else []
             return ApiResponse.empty(), cookies
 
         return self._browser_flow(request, _RESET, act, self._fallback())
@@ -1039,6 +1054,15 @@ class ApiMount(Generic[A, G]):
         self.app: A | None = app
         self.gate: G = gate
         self.api = api or HttpApi.for_gate(gate)
+
+
+class _FormRefused(Exception):
+    """A form whose CSRF token is not this browser's: what it held, and why."""
+
+    def __init__(self, data: dict[str, Any], error: AuthGateError) -> None:
+        super().__init__(error.detail)
+        self.data = data
+        self.error = error
 
 
 _ACCEPTED = {

@@ -184,16 +184,19 @@ def _issue_key(purpose: str, username: str) -> str:
     return f"account-link:{purpose}:{username}"
 
 
-def _counted(rules: AccountRules, client: Client, username: str) -> Flow[bool]:
+def _counted(
+    rules: AccountRules, client: Client, username: str, *, account: bool = True
+) -> Flow[bool]:
     """Count a request for a mail: `TooManyAttempts` past the address's limit (which
-    says nothing about the account), False past the account's (nothing is sent)."""
+    says nothing about the account), False past the account's (nothing is sent);
+    without `account`, the address's limit alone (a sign-up that mails nothing)."""
     if rules.max_per_address:
         seen = yield from call(Store.incr, f"account-mail:addr:{client.ip}", rules.window)
         if seen > rules.max_per_address:
             raise TooManyAttempts(
                 rules.window, "too many requests for mail from this address: try again later"
             )
-    if not rules.max_per_account:
+    if not (account and rules.max_per_account):
         return True
     asked = yield from call(Store.incr, f"account-mail:user:{username}", rules.window)
     return asked <= rules.max_per_account
@@ -399,7 +402,7 @@ def sign_up(
     role = signup_role(rules.roles, rules.signup_role)
     verify = rules.require_verified_email and rules.mails
     # Sign-ups count against the address's limit (each costs a hash), mailed or not.
-    wanted = yield from _counted(rules, client, normalize_username(username))
+    wanted = yield from _counted(rules, client, normalize_username(username), account=verify)
     try:
         user = yield from create_user(
             username,
