@@ -590,7 +590,7 @@ class HttpApi:
                 raise _FormRefused(data, refused) from None
             for name, spec in fields.items():
                 if spec.kind == _BOOL and name in data:
-                    data[name] = data[name].lower() in ("on", "true", "1", "yes")
+                    data[name] = _checkbox(name, data[name])
             return data, True
         if media != "application/json" and not media.endswith("+json"):
             raise UnsupportedMediaType()
@@ -1056,6 +1056,17 @@ class ApiMount(Generic[A, G]):
         self.api = api or HttpApi.for_gate(gate)
 
 
+def _checkbox(name: str, value: str) -> bool:
+    """A form's boolean: a checked box sends ``on`` (or its ``value``), an unchecked
+    one nothing."""
+    word = value.lower()
+    if word in ("on", "true", "1", "yes"):
+        return True
+    if word in ("off", "false", "0", "no"):
+        return False
+    raise ValidationError(f"field {name!r} must be on or off", field=name)
+
+
 class _FormRefused(Exception):
     """A form whose CSRF token is not this browser's: what it held, and why."""
 
@@ -1079,7 +1090,7 @@ def _accepted(what: str) -> ApiResponse:
 
 def _one_login(data: Mapping[str, Any]) -> str:
     """The account a reset or resend request names, by ``username`` or ``email``."""
-    login = data.get("username", data.get("email"))
+    login = data.get("username") or data.get("email")
     if not login:
         raise ValidationError("give the account's 'username' (or 'email')", field="username")
     return str(login)

@@ -181,6 +181,14 @@ _FIRST = "$response.body#/items/0/id"
 _OF_THE_USER = "$request.path.username"
 
 _MAILED = "a mailed link's token: invalid, expired, superseded or used (invalid_link)"
+# The account a forgot or resend request names: its username, or its email where
+# addresses are login names; one of them, not empty.
+_ONE_LOGIN = {
+    "anyOf": [
+        {"required": [name], "properties": {name: {"type": "string", "minLength": 1}}}
+        for name in ("username", "email")
+    ]
+}
 _OPERATIONS: dict[str, _Operation] = {
     "csrf": _Operation(
         "The CSRF token for this browser (bound to its session cookie, or before a "
@@ -204,6 +212,7 @@ _OPERATIONS: dict[str, _Operation] = {
         ok=202,
         answer="Accepted",
         body=_FORGOT,
+        rules=(_ONE_LOGIN,),
         browser=True,
         public=True,
         throttled="too many requests for mail from the client's address",
@@ -223,6 +232,7 @@ _OPERATIONS: dict[str, _Operation] = {
         ok=202,
         answer="Accepted",
         body=_FORGOT,
+        rules=(_ONE_LOGIN,),
         browser=True,
         public=True,
         throttled="too many requests for mail from the client's address",
@@ -241,7 +251,7 @@ _OPERATIONS: dict[str, _Operation] = {
         ok=201,
         answer="User",
         body=_SIGNUP,
-        checked=frozenset({"password"}),
+        checked=frozenset({"username", "password", "email"}),
         browser=True,
         public=True,
         conflict="the username is taken",
@@ -625,6 +635,11 @@ def _checks(api: HttpApi) -> dict[str, dict[str, Any]]:
         "grant_type": {"type": "string", "enum": ["password"]},
         "name": {"type": "string", "minLength": 1},
         "expires_in": {"type": "integer", **_KEY_LIFETIME},
+        # What sign-up takes for an address (none, or local@domain.tld).
+        "email": {
+            "type": "string",
+            "pattern": rf"^(|[^@{_SPACE}]{{1,64}}@[^@.{_SPACE}]+(\.[^@.{_SPACE}]+)+)$",
+        },
     }
 
 

@@ -71,10 +71,10 @@ def normalize_email(value: object) -> str:
     """An email address as authgate keeps it where it is a login name: NFKC and
     case-folded like every username (so two spellings are one account), checked for
     the shape ``local@domain.tld``."""
-    if not isinstance(value, str) or not _EMAIL.fullmatch(value.strip()):
+    if not isinstance(value, str) or not _EMAIL.fullmatch(value):
         raise ValidationError("a valid email address is required", field="email")
     try:
-        return normalize_username(value.strip())
+        return normalize_username(value)
     except InvalidUsername:
         raise ValidationError(
             "this email address cannot be a login name: use letters, digits and . _ - + @",
@@ -395,9 +395,8 @@ def sign_up(
         username, fields["email"] = email, email
     elif rules.require_verified_email or fields.get("email"):
         address = fields.get("email")
-        if not isinstance(address, str) or not _EMAIL.fullmatch(address.strip()):
+        if not isinstance(address, str) or not _EMAIL.fullmatch(address):
             raise ValidationError("a valid email address is required", field="email")
-        fields["email"] = address.strip()
     rules.sessions.hasher.policy.check(password)
     role = signup_role(rules.roles, rules.signup_role)
     verify = rules.require_verified_email and rules.mails
