@@ -73,6 +73,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "stores.sql.faces",
             "static",
             "browser",
+            "factors",
         },
     ),
     (
