@@ -452,7 +452,9 @@ def test_a_login_is_audited_with_how_it_was_proved() -> None:
     flow = sessions.open_session(_rules(), user, Client("192.0.2.47"), detail="SCRAM")
     op = next(flow)  # create_session
     assert isinstance(op, Call)
-    event = flow.send(op.args[0])
+    reread = flow.send(op.args[0])  # the user read again: unchanged during the login
+    assert isinstance(reread, Call) and reread.method == "get_user"
+    event = flow.send(user)
     assert isinstance(event, Emit)
     assert (event.event.event, event.event.detail) == ("login_success", "SCRAM")
 
