@@ -439,3 +439,27 @@ def test_a_grant_the_checks_would_refuse_is_never_stored(cli: Any) -> None:
         assert user is not None and user.permissions == {"docs:read"}
     finally:
         gate.close()
+
+
+def test_mfa_status_and_reset(cli: Any) -> None:
+    import pyotp
+
+    from authgate import Gate
+    from authgate.errors import SecondFactorRequired
+    from authgate.testing import cheap_hasher
+
+    assert cli("users", "create", "erin", "--password-stdin", stdin="erin pass 1\n").exit_code == 0
+    gate = Gate(
+        store=cli.url, secret_key="cli-mfa-secret-Pq4Wr7Ty0Ui3Op6As9Df2Gh5", hasher=cheap_hasher()
+    )
+    me = gate.authenticate(gate.login("erin", "erin pass 1").access_token)
+    gate.confirm_totp(me, pyotp.TOTP(gate.begin_totp(me).secret).now())
+    with pytest.raises(SecondFactorRequired):
+        gate.login("erin", "erin pass 1")
+    shown = cli("mfa", "status", "erin")
+    assert shown.exit_code == 0 and '"totp": true' in shown.output
+    done = cli("mfa", "reset", "erin")
+    assert done.exit_code == 0 and "second factors removed" in done.output
+    gate.login("erin", "erin pass 1")
+    assert cli("mfa", "reset", "nobody").exit_code == 1
+    gate.close()

@@ -12,6 +12,7 @@ import re
 from typing import Any
 
 import httpx
+import pyotp
 import pytest
 from fastapi import Depends, FastAPI
 from hypothesis import given
@@ -261,6 +262,40 @@ async def test_every_operation_answers_as_documented(api: Any) -> None:
         json={"current_password": "dana password 2", "new_password": "dana password 3"},
     )
     assert changed.status_code == 204
+    # Second factors: dana enrols TOTP, then logs in in two steps.
+    relogin = {"username": "dana", "password": "dana password 3"}
+    viewer = {
+        "Authorization": "Bearer "
+        + (await call("POST", "/auth/login", json=relogin)).json()["access_token"]
+    }
+    status = await call("GET", "/auth/mfa", headers=viewer)
+    assert status.status_code == 200 and status.json()["totp"] is False
+    begun = await call("POST", "/auth/mfa/totp", headers=viewer, json={})
+    assert begun.status_code == 201
+    totp = pyotp.TOTP(begun.json()["secret"])
+    wrong = await call("POST", "/auth/mfa/totp/confirm", headers=viewer, json={"code": "000000"})
+    assert wrong.status_code == 401
+    confirmed = await call(
+        "POST", "/auth/mfa/totp/confirm", headers=viewer, json={"code": totp.now()}
+    )
+    assert confirmed.status_code == 200 and len(confirmed.json()["recovery_codes"]) == 10
+    again_begun = await call("POST", "/auth/mfa/totp", headers=viewer, json={})
+    assert again_begun.status_code == 409
+    first_step = await call("POST", "/auth/login", json=relogin)
+    assert first_step.status_code == 403 and first_step.json()["error"] == "mfa_required"
+    challenge = first_step.json()["mfa_token"]
+    recovery = confirmed.json()["recovery_codes"][0]
+    bad_code = await call("POST", "/auth/mfa", json={"mfa_token": challenge, "code": "x" * 12})
+    assert bad_code.status_code == 401
+    second_step = await call("POST", "/auth/mfa", json={"mfa_token": challenge, "code": recovery})
+    assert second_step.status_code == 200 and second_step.json()["access_token"]
+    no_code = await call("POST", "/auth/mfa/recovery", headers=viewer, json={"code": "123"})
+    assert no_code.status_code == 401
+    assert (await call("DELETE", "/api/users/dana/mfa", headers=admin)).status_code == 204
+    assert (await call("DELETE", "/api/users/nobody/mfa", headers=admin)).status_code == 404
+    assert (
+        await call("POST", "/auth/mfa/recovery", headers=viewer, json={"code": "1"})
+    ).status_code == 404
     assert (await call("POST", "/auth/logout", headers=viewer)).status_code == 204
     assert (await call("DELETE", "/api/users/root", headers=admin)).status_code == 409
     assert (await call("DELETE", "/api/users/dana", headers=admin)).status_code == 204
@@ -480,6 +515,11 @@ async def test_the_token_request_is_documented_as_a_form(api: Any) -> None:
 # -- every status, every operation ---------------------------------------------------------
 
 
+#: Operations without a path parameter that can still answer 404 or 429.
+_MISSING = {"mfa_confirm", "mfa_recovery"}
+_THROTTLED = {"mfa_confirm", "mfa_recovery"}
+
+
 async def test_every_operation_lists_every_status_it_can_answer(api: Any) -> None:
     """What each operation may answer besides its success: a malformed request or
     credential, a bad credential, the store down (any request, its credential checked
@@ -493,10 +533,11 @@ async def test_every_operation_lists_every_status_it_can_answer(api: Any) -> Non
         operation = document["paths"][template][method.lower()]
         statuses = set(operation["responses"])
         assert {"400", "401", "503"} <= statuses, name
-        public = name in ("login", "token", "refresh", "scram")
-        assert ("403" in statuses) is not public, name
-        assert ("404" in statuses) is ("{" in template), name
-        assert ("429" in statuses) is public, name
+        public = name in ("login", "token", "refresh", "scram", "mfa_complete")
+        asks_a_factor = name in ("login", "token")  # 403 mfa_required
+        assert ("403" in statuses) is (not public or asks_a_factor), name
+        assert ("404" in statuses) is ("{" in template or name in _MISSING), name
+        assert ("429" in statuses) is (public or name in _THROTTLED), name
         conditional = any(p["name"] == "If-Match" for p in operation.get("parameters", []))
         assert ("412" in statuses) is ("428" in statuses) is conditional, name
         for status, answer in operation["responses"].items():

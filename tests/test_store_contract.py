@@ -91,6 +91,18 @@ def test_email_verified_round_trips_and_a_new_email_resets_it(store: Any) -> Non
     assert [u.email_verified for u in store.list_users().items] == [False]
 
 
+def test_second_factors_round_trip_and_a_new_user_has_none(store: Any) -> None:
+    made = store.create_user(User.new("fay"))
+    assert store.get_user("fay").factors == ""
+    document = '{"recovery": ["ab12"], "totp": {"sealed": "v1.x", "confirmed": true}}'
+    enrolled = store.update_user(made.changed(factors=document), made.version)
+    assert store.get_user("fay").factors == document
+    assert store.get_user_by_id(made.id).factors == document
+    assert "v1.x" not in repr(store.get_user("fay"))
+    store.update_user(enrolled.changed(factors=""), enrolled.version)
+    assert store.get_user("fay").factors == ""
+
+
 def test_update_of_missing_user_is_not_found(store: Any) -> None:
     ghost = User.new("ghost")
     with pytest.raises(UserNotFound):

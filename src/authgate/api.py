@@ -27,6 +27,12 @@ routes.)
 ``POST   /auth/email/resend``                     anyone: 202, a verification link is mailed
 ``POST   /auth/email/verify``                     anyone: 204, the address is confirmed
 ``POST   /auth/signup``                           anyone: 201 the user (202 to confirm)
+``GET    /auth/mfa``                              authenticated: my second factors
+``POST   /auth/mfa``                              anyone: a login's second step
+``POST   /auth/mfa/totp``                         authenticated: 201 a TOTP enrolment
+``POST   /auth/mfa/totp/confirm``                 authenticated: its first code, the recovery codes
+``POST   /auth/mfa/recovery``                     authenticated: new recovery codes
+``DELETE /api/users/{username}/mfa``              admin: 204, the user's second factors end
 ``POST   /api/users/``                            admin: 201 the user
 ``GET    /api/users/``                            admin: a page of users
 ``GET    /api/users/{username}``                  admin: one user
@@ -80,11 +86,22 @@ from .flows.accounts import (
     verify_email,
 )
 from .flows.apikeys import create_api_key, list_api_keys, require_account_right, revoke_api_key
-from .flows.browser import BrowserSession, browser_login
+from .flows.browser import BrowserSession, browser_login, open_browser_session
 from .flows.identity import explain_decision
 from .flows.login import change_password, login
+from .flows.mfa import (
+    ENROL,
+    MfaRules,
+    begin_totp,
+    complete_login,
+    confirm_totp,
+    mfa_status,
+    read_challenge,
+    regenerate_recovery,
+    reset_factors,
+)
 from .flows.scram import scram_step
-from .flows.sessions import LOGIN, SessionRules, logout, refresh, revoke_session
+from .flows.sessions import LOGIN, SessionRules, logout, open_session, refresh, revoke_session
 from .flows.users import create_user as create_user_flow
 from .flows.users import delete_user as delete_user_flow
 from .flows.users import set_password as set_password_flow
@@ -251,6 +268,10 @@ _NEW_PASSWORD = {"password": _Field(_STR, True, 4096)}
 _FORM_EXTRAS = {"csrf_token": _Field(_STR), "next": _Field(_STR, max_length=2048),
                 "back": _Field(_STR, max_length=2048)}  # fmt: skip
 _SESSION = {**_LOGIN, "remember": _Field(_BOOL)}
+_MFA_STEP = {"mfa_token": _Field(_STR, True, 4096), "code": _Field(_STR, True, 64)}
+_MFA_BEGIN = {"mfa_token": _Field(_STR, False, 4096)}
+_MFA_CONFIRM = {"mfa_token": _Field(_STR, False, 4096), "code": _Field(_STR, True, 64)}
+_MFA_CODE = {"code": _Field(_STR, True, 64)}
 _FORGOT = {"username": _Field(_STR, max_length=320), "email": _Field(_STR, max_length=320)}
 _RESET = {"token": _Field(_STR, True, 4096), "new_password": _Field(_STR, True, 4096)}
 _VERIFY = {"token": _Field(_STR, True, 4096)}
@@ -298,10 +319,12 @@ class HttpApi:
         audit: AuditLog | None = None,
         browser: BrowserRules | None = None,
         accounts: AccountRules | None = None,
+        mfa: MfaRules | None = None,
     ) -> None:
         self.rules = rules
         self.browser = browser
         self.accounts = accounts
+        self.mfa = mfa
         self.audit = audit
         self.require_if_match = require_if_match
         self.scram_secret = scram_secret
@@ -328,6 +351,10 @@ class HttpApi:
             f"{auth}/email/resend": {"POST": self._resend},
             f"{auth}/email/verify": {"POST": self._verify},
             f"{auth}/signup": {"POST": self._signup},
+            f"{auth}/mfa": {"GET": self._mfa_status, "POST": self._mfa_complete},
+            f"{auth}/mfa/totp": {"POST": self._mfa_begin},
+            f"{auth}/mfa/totp/confirm": {"POST": self._mfa_confirm},
+            f"{auth}/mfa/recovery": {"POST": self._mfa_recovery},
             users: {"GET": self._list_users, "POST": self._create_user},
             f"{users}/": {"GET": self._list_users, "POST": self._create_user},
         }
@@ -357,6 +384,7 @@ class HttpApi:
             ),
             (f"{users}/", "username", "/keys", {"GET": self._user_keys}),
             (f"{users}/", "username", "/password", {"PUT": self._set_password}),
+            (f"{users}/", "username", "/mfa", {"DELETE": self._reset_mfa}),
             (
                 f"{users}/",
                 "username",
@@ -426,6 +454,7 @@ class HttpApi:
             audit=gate.audit,
             browser=gate.browser if gate.settings.cookie_sessions else None,
             accounts=gate.accounts,
+            mfa=gate.mfa,
             **options,
         )
 
@@ -516,7 +545,7 @@ class HttpApi:
 
     def _logged_in(self, request: ApiRequest, body: dict[str, Any]) -> Flow[ApiResponse]:
         pair: TokenPair = yield from login(
-            self.rules, body["username"], body["password"], request.client
+            self.rules, body["username"], body["password"], request.client, self.mfa
         )
         return ApiResponse.json(200, pair.to_dict())
 
@@ -660,25 +689,99 @@ class HttpApi:
             ttl = browser.remember_ttl if remember else browser.session_ttl
             opened: BrowserSession = yield from browser_login(
                 self.rules, data["username"], data["password"], request.client,
-                ttl=ttl, remember=remember,
+                ttl=ttl, remember=remember, mfa=self.mfa,
             )  # fmt: skip
-            session = opened.session
-            view = {
-                "username": session.username,
-                "session_id": session.id,
-                "expires_at": session.expires_at.isoformat(),
-                "remember": remember,
-                "csrf_token": browser.csrf_token(opened.cookie),
-            }
-            # A new session and a new CSRF binding: nothing from before the login
-            # (a cookie an attacker planted included) survives it.
-            cookies = [
-                browser.set_session(opened.cookie, remember),
-                browser.set_nonce(browser.new_nonce()),
-            ]
-            return ApiResponse.json(200, view), cookies
+            return _browser_session_answer(browser, opened)
 
         return self._browser_flow(request, _SESSION, act, browser.home_url)
+
+    # -- second factors -----------------------------------------------------------------
+
+    def _mfa_rules(self) -> MfaRules:
+        if self.mfa is None:
+            raise NotFound("second factors are not configured")
+        return self.mfa
+
+    def _mfa_complete(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
+        mfa = self._mfa_rules()
+        body = _parse_body(request.body, _MFA_STEP)
+        user, via = yield from complete_login(
+            mfa, self.rules, body["mfa_token"], body["code"], request.client
+        )
+        return (yield from self._opened(user, via, request))
+
+    def _opened(self, user: User, via: Mapping[str, Any], request: ApiRequest) -> Flow[ApiResponse]:
+        """The session a login was for, once its second step is done."""
+        browser = self.browser
+        if via.get("kind") == "browser" and browser is not None:
+            remember = bool(via.get("remember"))
+            ttl = browser.remember_ttl if remember else browser.session_ttl
+            opened: BrowserSession = yield from open_browser_session(
+                self.rules, user, request.client, ttl=ttl, remember=remember
+            )
+            answer, cookies = _browser_session_answer(browser, opened)
+            return _browser_answer(answer, False, {}, "", cookies)
+        pair: TokenPair = yield from open_session(self.rules, user, request.client, "second factor")
+        return ApiResponse.json(200, pair.to_dict())
+
+    def _enrolling(
+        self, request: ApiRequest, body: Mapping[str, Any]
+    ) -> Flow[tuple[str, Mapping[str, Any] | None]]:
+        """Who enrols: the caller, or the user of an enrolment challenge (a role of
+        theirs requires a factor they do not have yet), with what their login was for."""
+        mfa = self._mfa_rules()
+        token = body.get("mfa_token")
+        if token is None:
+            who = self._authenticated(request, "account:mfa")
+            return who.username, None
+        user, via = yield from read_challenge(mfa, token, ENROL)
+        return user.username, via
+
+    def _mfa_begin(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
+        mfa = self._mfa_rules()
+        body = _parse_body(request.body or b"{}", _MFA_BEGIN)
+        username, _ = yield from self._enrolling(request, body)
+        enrolment = yield from begin_totp(mfa, username, request.client)
+        return ApiResponse.json(201, enrolment.to_dict())
+
+    def _mfa_confirm(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
+        mfa = self._mfa_rules()
+        body = _parse_body(request.body, _MFA_CONFIRM)
+        username, via = yield from self._enrolling(request, body)
+        user, codes = yield from confirm_totp(
+            mfa, self.rules, username, body["code"], request.client
+        )
+        if via is None:
+            return ApiResponse.json(200, {"recovery_codes": codes})
+        # Enrolled during a login: the session it was for opens now.
+        opened = yield from self._opened(user, via, request)
+        data = {**(opened.data() or {}), "recovery_codes": codes}
+        cookies = [(k, v) for k, v in opened.headers if k == "set-cookie"]
+        answer = ApiResponse.json(opened.status, data)
+        answer.headers.extend(cookies)
+        return answer
+
+    def _mfa_recovery(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
+        mfa = self._mfa_rules()
+        who = self._authenticated(request, "account:mfa")
+        body = _parse_body(request.body, _MFA_CODE)
+        codes = yield from regenerate_recovery(
+            mfa, self.rules, who.username, body["code"], request.client
+        )
+        return ApiResponse.json(200, {"recovery_codes": codes})
+
+    def _mfa_status(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
+        who = self._authenticated(request, "account:mfa")
+        user = yield from call(Store.get_user, who.username)
+        if user is None:
+            raise NotAuthenticated()
+        return ApiResponse.json(200, mfa_status(self.mfa, self.rules, user))
+
+    def _reset_mfa(self, request: ApiRequest, username: str) -> Flow[ApiResponse]:
+        actor = self._admin(request)
+        name = normalize_username(username)
+        yield from reset_factors(name, actor.username, request.client)
+        return ApiResponse.empty()
 
     def _accounts(self) -> AccountRules:
         if self.accounts is None:
@@ -1086,6 +1189,27 @@ _ACCEPTED = {
 def _accepted(what: str) -> ApiResponse:
     """202: the request is taken, and says nothing of whether the account exists."""
     return ApiResponse.json(202, {"detail": _ACCEPTED[what]})
+
+
+def _browser_session_answer(
+    browser: BrowserRules, opened: BrowserSession
+) -> tuple[ApiResponse, list[str]]:
+    """The answer to a browser login: the session (never its cookie's value) and its
+    CSRF token; and the cookies to set, a new session cookie and a new CSRF binding:
+    nothing from before the login (a cookie an attacker planted included) survives it."""
+    session = opened.session
+    view = {
+        "username": session.username,
+        "session_id": session.id,
+        "expires_at": session.expires_at.isoformat(),
+        "remember": opened.remember,
+        "csrf_token": browser.csrf_token(opened.cookie),
+    }
+    cookies = [
+        browser.set_session(opened.cookie, opened.remember),
+        browser.set_nonce(browser.new_nonce()),
+    ]
+    return ApiResponse.json(200, view), cookies
 
 
 def _one_login(data: Mapping[str, Any]) -> str:

@@ -21,6 +21,7 @@ from .errors import AuthGateError, StoreUnavailable, UserNotFound
 from .flows import Flow
 from .flows.apikeys import create_api_key, list_api_keys, revoke_api_key
 from .flows.identity import group_grants, identity_from_user
+from .flows.mfa import mfa_status, reset_factors
 from .flows.sessions import LOGIN, revoke_session, revoke_sessions
 from .flows.users import bootstrap as bootstrap_flow
 from .flows.users import create_user as create_flow
@@ -464,6 +465,34 @@ def sessions_revoke(state: CliState, username: str, session_id: str | None, ever
     if not done:
         raise click.ClickException(f"{username} has no session {session_id!r}")
     click.echo(f"ended session {session_id}")
+
+
+@main.group()
+def mfa() -> None:
+    """Users' second factors: what they have, and an admin's reset."""
+
+
+@mfa.command("status")
+@click.argument("username")
+@pass_state
+def mfa_status_command(state: CliState, username: str) -> None:
+    """What second factors a user has (never a secret)."""
+    with _user_errors():
+        user = _existing(state, username)
+    status = mfa_status(None, state.gate.rules, user)
+    click.echo(json.dumps(status, indent=2))
+
+
+@mfa.command("reset")
+@click.argument("username")
+@pass_state
+def mfa_reset(state: CliState, username: str) -> None:
+    """Remove a user's second factors: they log in with the password alone, and enrol
+    again when a role of theirs requires it."""
+    with _user_errors():
+        name = _existing(state, username).username
+        state.run(reset_factors(name, CLI, Client()))
+    click.echo(f"{name}: second factors removed")
 
 
 @main.group()

@@ -145,6 +145,13 @@ class Settings:
     #: address is unique, and the email field is kept equal to it.
     email_login: bool = False
 
+    # -- second factors (docs/mfa.md) -------------------------------------------------
+    #: Roles whose holders (and holders of roles including them) must have a second
+    #: factor: their login asks them to enrol one.
+    mfa_roles: tuple[str, ...] = ()
+    #: Seconds the challenge of a login's second step lasts.
+    mfa_challenge_ttl: int = 300
+
     def __post_init__(self) -> None:
         for name in (
             "access_ttl",
@@ -174,6 +181,7 @@ class Settings:
             "reset_ttl",
             "verify_ttl",
             "mail_window",
+            "mfa_challenge_ttl",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be a positive number of seconds")

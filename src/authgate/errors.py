@@ -35,6 +35,7 @@ __all__ = [
     "PreconditionFailed",
     "PreconditionRequired",
     "ProtectedUser",
+    "SecondFactorRequired",
     "SessionLimitReached",
     "SessionRevoked",
     "StoreError",
@@ -60,6 +61,10 @@ class AuthGateError(Exception):
     def __init__(self, detail: str | None = None) -> None:
         self.detail = detail if detail is not None else self.default_detail
         super().__init__(self.detail)
+
+    def extra(self) -> dict[str, object]:
+        """Fields the error's JSON body carries besides ``error`` and ``detail``."""
+        return {}
 
 
 # -- 400 --------------------------------------------------------------------------------
@@ -237,6 +242,29 @@ class CsrfFailed(PermissionDenied):
 
     code = "csrf_failed"
     default_detail = "the CSRF token is missing or does not belong to this session"
+
+
+class SecondFactorRequired(AuthorizationError):
+    """The password was right; the login needs its second step (a TOTP code or a
+    recovery code, or enrolling a factor the user's role requires) with `challenge`
+    (HTTP 403 ``mfa_required``, the challenge in the body)."""
+
+    code = "mfa_required"
+    default_detail = "a second factor is required: send the challenge with a code to /auth/mfa"
+
+    def __init__(self, challenge: str, methods: list[str], expires_in: int) -> None:
+        detail = (
+            self.default_detail
+            if "totp" in methods
+            else "your role requires a second factor: enrol one with this challenge"
+        )
+        super().__init__(detail)
+        self.challenge = challenge
+        self.methods = methods
+        self.expires_in = expires_in
+
+    def extra(self) -> dict[str, object]:
+        return {"mfa_token": self.challenge, "methods": self.methods, "expires_in": self.expires_in}
 
 
 class EmailNotVerified(AuthorizationError):

@@ -26,6 +26,7 @@ from .config import Settings
 from .context import note_refusal
 from .errors import AuthGateError, ConfigError
 from .faces import AsyncFace, Steps, SyncFace, operation, returning
+from .factors import SecretBox
 from .flows import Flow, arun, call, run
 from .flows.accounts import (
     RESET,
@@ -52,7 +53,12 @@ from .flows.apikeys import (
     require_account_right,
     revoke_api_key,
 )
-from .flows.browser import BrowserSession, browser_identity, browser_login
+from .flows.browser import (
+    BrowserSession,
+    browser_identity,
+    browser_login,
+    open_browser_session,
+)
 from .flows.identity import (
     explain_decision,
     identity_from_claims,
@@ -61,8 +67,24 @@ from .flows.identity import (
 )
 from .flows.lockout import LockoutPolicy
 from .flows.login import change_password, login
+from .flows.mfa import (
+    MfaRules,
+    TotpEnrolment,
+    begin_totp,
+    complete_login,
+    confirm_totp,
+    regenerate_recovery,
+    reset_factors,
+)
 from .flows.objects import visible_objects
-from .flows.sessions import SessionRules, logout, refresh, revoke_session, revoke_sessions
+from .flows.sessions import (
+    SessionRules,
+    logout,
+    open_session,
+    refresh,
+    revoke_session,
+    revoke_sessions,
+)
 from .flows.throttle import ClientThrottle
 from .flows.users import bootstrap as _bootstrap
 from .flows.users import create_user as _create_user
@@ -163,6 +185,19 @@ class _Gate(Generic[S]):
             touch_interval=s.session_touch_interval,
             policy=self.policy,
             require_verified_email=s.require_verified_email,
+            mfa_roles=frozenset(self.roles.known(s.mfa_roles)),
+        )
+        self.mfa = MfaRules(
+            box=SecretBox(self.ring.secret_materials() or [self.ring.secret_material()]),
+            challenges=TokenVerifier(
+                self.ring,
+                issuer=s.issuer,
+                audience=f"{s.audience}#mfa",
+                typ="authgate-mfa+jwt",
+                cache_size=64,
+            ),
+            challenge_ttl=s.mfa_challenge_ttl,
+            issuer=s.issuer,
         )
         self.browser = BrowserRules.from_settings(s, self.ring.secret_material())
         self.outbox = outbox if outbox is not None else _outbox(s)
@@ -272,8 +307,73 @@ class _Gate(Generic[S]):
 
     @operation
     def login(self, username: str, password: str, client: Client = _NOWHERE) -> Flow[TokenPair]:
-        """Check credentials and open a session; `BadCredentials` or `AccountLocked`."""
-        return login(self.rules, username, password, client)
+        """Check credentials and open a session; `BadCredentials` or `AccountLocked`,
+        and for a user with a second factor `SecondFactorRequired`, whose challenge
+        `complete_login` takes with a code."""
+        return login(self.rules, username, password, client, self.mfa)
+
+    @operation
+    def complete_login(
+        self, challenge: str, code: str, client: Client = _NOWHERE
+    ) -> Flow[TokenPair | BrowserSession]:
+        """The second step of a login: the challenge of `SecondFactorRequired` and a
+        TOTP or recovery code; opens the session the login was for (a token pair, or a
+        browser session).  A wrong code is `BadCredentials` and counts toward the
+        lock-out."""
+        return self._second_step(challenge, code, client)
+
+    def _second_step(
+        self, challenge: str, code: str, client: Client
+    ) -> Flow[TokenPair | BrowserSession]:
+        user, via = yield from complete_login(self.mfa, self.rules, challenge, code, client)
+        return (yield from self._open_for(user, via, client))
+
+    def _open_for(
+        self, user: User, via: dict[str, Any], client: Client
+    ) -> Flow[TokenPair | BrowserSession]:
+        """Open the session a login was for (`via`: what its challenge says)."""
+        if via.get("kind") == "browser":
+            remember = bool(via.get("remember"))
+            ttl = self.browser.remember_ttl if remember else self.browser.session_ttl
+            opened: BrowserSession = yield from open_browser_session(
+                self.rules, user, client, ttl=ttl, remember=remember
+            )
+            return opened
+        pair: TokenPair = yield from open_session(self.rules, user, client, "second factor")
+        return pair
+
+    @operation
+    def begin_totp(self, identity: Identity, client: Client = _NOWHERE) -> Flow[TotpEnrolment]:
+        """Start enrolling a TOTP authenticator for `identity`: its secret, URI and QR
+        code (show them once); `confirm_totp` activates it."""
+        require_account_right(identity, "account:mfa")
+        return begin_totp(self.mfa, identity.username, client)
+
+    @operation
+    def confirm_totp(
+        self, identity: Identity, code: str, client: Client = _NOWHERE
+    ) -> Flow[list[str]]:
+        """Activate the enrolment with a first code: the new recovery codes (show them
+        once)."""
+        require_account_right(identity, "account:mfa")
+        return self._confirmed(identity.username, code, client)
+
+    def _confirmed(self, username: str, code: str, client: Client) -> Flow[list[str]]:
+        _, codes = yield from confirm_totp(self.mfa, self.rules, username, code, client)
+        return codes
+
+    @operation
+    def regenerate_recovery_codes(
+        self, identity: Identity, code: str, client: Client = _NOWHERE
+    ) -> Flow[list[str]]:
+        """A new set of recovery codes for a current TOTP code (the old set is void)."""
+        require_account_right(identity, "account:mfa")
+        return regenerate_recovery(self.mfa, self.rules, identity.username, code, client)
+
+    @operation
+    def reset_mfa(self, username: str, *, actor: str = "", client: Client = _NOWHERE) -> Flow[User]:
+        """Remove a user's second factors (an admin's reset)."""
+        return reset_factors(normalize_username(username), actor, client)
 
     @operation
     def browser_login(
@@ -282,7 +382,9 @@ class _Gate(Generic[S]):
         """Check credentials and open a browser session: its cookie's value, set with
         ``gate.browser.set_session``.  The same checks and answers as `login`."""
         ttl = self.browser.remember_ttl if remember else self.browser.session_ttl
-        return browser_login(self.rules, username, password, client, ttl=ttl, remember=remember)
+        return browser_login(
+            self.rules, username, password, client, ttl=ttl, remember=remember, mfa=self.mfa
+        )
 
     @operation
     def request_password_reset(self, login: str, client: Client = _NOWHERE) -> Flow[None]:

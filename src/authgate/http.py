@@ -360,7 +360,7 @@ def _quote(text: str) -> str:
 def error_response(err: AuthGateError, realm: str = "authgate") -> ApiResponse:
     """Render any authgate error: 401 with an RFC 6750 ``WWW-Authenticate``, 429 with
     ``Retry-After``, others with their status."""
-    body = json.dumps({"error": err.code, "detail": err.detail}).encode()
+    body = json.dumps({"error": err.code, "detail": err.detail, **err.extra()}).encode()
     headers = [("content-type", "application/json"), ("cache-control", "no-store")]
     if isinstance(err, TooManyAttempts | StoreUnavailable):
         headers.append(("retry-after", str(err.retry_after)))

@@ -35,6 +35,10 @@ from .api import (
     _KEY,
     _LIST,
     _LOGIN,
+    _MFA_BEGIN,
+    _MFA_CODE,
+    _MFA_CONFIRM,
+    _MFA_STEP,
     _NEW_PASSWORD,
     _PASSWORD,
     _PERMISSIONS,
@@ -99,6 +103,7 @@ class _Operation:
     links: Mapping[str, dict[str, Any]] | None = None  # what the answer leads to
     query: tuple[tuple[str, dict[str, Any], str], ...] = ()
     browser: bool = False  # JSON, or a form (with its CSRF token) answered by a 303
+    second_factor: bool = False  # a login: 403 mfa_required asks for its second step
     accepted: str | None = None  # what a 202 means (the body says nothing more)
 
 
@@ -203,6 +208,7 @@ _OPERATIONS: dict[str, _Operation] = {
         body=_SESSION,
         browser=True,
         public=True,
+        second_factor=True,
         conflict=_SESSION_LIMIT,
         throttled=_LOCKED,
     ),
@@ -262,6 +268,7 @@ _OPERATIONS: dict[str, _Operation] = {
         answer="TokenPair",
         body=_LOGIN,
         public=True,
+        second_factor=True,
         conflict=_SESSION_LIMIT,
         throttled=_LOCKED,
         links=_PAIR_LINKS,
@@ -276,6 +283,7 @@ _OPERATIONS: dict[str, _Operation] = {
         form=True,
         checked=frozenset({"grant_type"}),
         public=True,
+        second_factor=True,
         conflict=_SESSION_LIMIT,
         throttled=_LOCKED,
         links=_PAIR_LINKS,
@@ -324,6 +332,45 @@ _OPERATIONS: dict[str, _Operation] = {
         public=True,
         conflict=_SESSION_LIMIT,
         throttled=_LOCKED,
+    ),
+    "mfa_complete": _Operation(
+        "A login's second step: the `mfa_token` of its 403 `mfa_required` and a TOTP code "
+        "or a recovery code; opens the session the login was for (a token pair, or a "
+        "browser's cookie session).  A wrong code counts toward the lock-out",
+        answer="TokenPair",
+        body=_MFA_STEP,
+        public=True,
+        throttled=_LOCKED,
+    ),
+    "mfa_status": _Operation("My second factors (never a secret)", answer="MfaStatus"),
+    "mfa_begin": _Operation(
+        "Begin enrolling a TOTP authenticator (as myself, or with the `mfa_token` of a login "
+        "whose role requires a factor): its secret, `otpauth://` URI and QR code (SVG)",
+        ok=201,
+        answer="TotpEnrolment",
+        body=_MFA_BEGIN,
+        conflict="a TOTP authenticator is enrolled already",
+    ),
+    "mfa_confirm": _Operation(
+        "Activate the enrolment with a first code: the recovery codes, shown once (and, "
+        "enrolling during a login, its session)",
+        answer="RecoveryCodes",
+        body=_MFA_CONFIRM,
+        missing="no enrolment waits for its first code",
+        throttled=_LOCKED,
+    ),
+    "mfa_recovery": _Operation(
+        "A new set of recovery codes for a current TOTP code (the old set is void)",
+        answer="RecoveryCodes",
+        body=_MFA_CODE,
+        missing="no TOTP authenticator is enrolled",
+        throttled=_LOCKED,
+    ),
+    "reset_mfa": _Operation(
+        "Remove a user's second factors (admin): they log in with the password alone, and "
+        "enrol again when a role of theirs requires it",
+        ok=204,
+        missing="no such user",
     ),
     "list_users": _Operation(
         "A page of users (admin)",
@@ -482,6 +529,30 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
             "would_allow": _STRINGS,
             "grants": {"type": "array", "items": _SOURCE},
         },
+    },
+    "MfaStatus": {
+        "type": "object",
+        "required": ["totp", "totp_pending", "recovery_codes_left", "required"],
+        "properties": {
+            "totp": {"type": "boolean", "description": "an authenticator is active"},
+            "totp_pending": {"type": "boolean", "description": "one waits for its first code"},
+            "recovery_codes_left": {"type": "integer"},
+            "required": {"type": "boolean", "description": "a role of mine requires one"},
+        },
+    },
+    "TotpEnrolment": {
+        "type": "object",
+        "required": ["secret", "uri", "qr_svg"],
+        "properties": {
+            "secret": {"type": "string", "description": "base32, shown this once"},
+            "uri": {"type": "string", "description": "otpauth://totp/..."},
+            "qr_svg": {"type": "string", "description": "the URI as a QR code, SVG"},
+        },
+    },
+    "RecoveryCodes": {
+        "type": "object",
+        "required": ["recovery_codes"],
+        "properties": {"recovery_codes": {**_STRINGS, "description": "shown this once"}},
     },
     "Csrf": {
         "type": "object",
@@ -756,6 +827,11 @@ def _operation(
         responses["429"] = _error(op.throttled, _RETRY_AFTER)
     if op.accepted:
         responses["400"] = _error(f"a malformed body, or {op.accepted}")
+    if op.second_factor:
+        responses["403"] = _error(
+            "the password was right, and a second factor is required (mfa_required): the "
+            "body's `mfa_token` goes to POST /auth/mfa with a code"
+        )
     if op.browser:
         responses["303"] = {
             "description": "a form's answer: to its `next` page, or on a refusal back to "

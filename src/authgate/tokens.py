@@ -306,17 +306,12 @@ class KeyRing:
     def secret_material(self) -> bytes:
         """Secret bytes for server-side derivations (never published): the HMAC secret,
         or the private key's DER encoding."""
-        key = self.current
-        if isinstance(key.signing_key, bytes):
-            return key.signing_key
-        from cryptography.hazmat.primitives import serialization
+        return _material(self.current.signing_key)
 
-        der: bytes = key.signing_key.private_bytes(
-            serialization.Encoding.DER,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        return hashlib.sha256(b"authgate-secret:" + der).digest()
+    def secret_materials(self) -> list[bytes]:
+        """`secret_material` of every key of the ring that holds a secret, the current
+        one first: what the current one seals, older ones still open after a rotation."""
+        return [_material(key.signing_key) for key in self.keys if key.signing_key is not None]
 
     def jwks(self) -> dict[str, list[dict[str, Any]]]:
         """The public keys as a JWKS document (empty for HMAC rings: secrets stay secret)."""
@@ -349,6 +344,19 @@ _WEAK_WORDS = tuple(
     )
 )  # fmt: skip
 MIN_SECRET_BITS = 80
+
+
+def _material(signing_key: Any) -> bytes:
+    if isinstance(signing_key, bytes):
+        return signing_key
+    from cryptography.hazmat.primitives import serialization
+
+    der: bytes = signing_key.private_bytes(
+        serialization.Encoding.DER,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+    return hashlib.sha256(b"authgate-secret:" + der).digest()
 
 
 def secret_weakness(raw: bytes) -> str | None:

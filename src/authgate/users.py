@@ -342,6 +342,9 @@ class User:
     version: int = 1
     password_hash: str = field(default="", repr=False)
     scram_credentials: str = field(default="", repr=False)
+    #: The user's second factors (`authgate.factors.Factors`, JSON; their secrets
+    #: sealed): never serialised into any API answer or log.
+    factors: str = field(default="", repr=False)
 
     @classmethod
     def new(
@@ -359,6 +362,7 @@ class User:
         display_name: str = "",
         password_hash: str = "",
         scram_credentials: str = "",
+        factors: str = "",
     ) -> User:
         """Build a validated, normalised new user (version 1, fresh id and timestamps)."""
         return cls(
@@ -374,6 +378,7 @@ class User:
             display_name=_text(display_name, "display_name", 256),
             password_hash=password_hash,
             scram_credentials=scram_credentials,
+            factors=factors,
         )
 
     def changed(self, **changes: Any) -> User:

@@ -58,7 +58,7 @@ _SHAPE = re.compile(r"agk_([0-9a-f]{32})_([A-Za-z0-9_-]{43})")
 _NO_EXPIRY = timedelta(days=365 * 100)
 
 #: What a key must list to manage its own account (a user holds these implicitly).
-ACCOUNT_RIGHTS = frozenset({"account:keys", "account:password", "account:sessions"})
+ACCOUNT_RIGHTS = frozenset({"account:keys", "account:mfa", "account:password", "account:sessions"})
 
 
 @dataclass(frozen=True, slots=True)

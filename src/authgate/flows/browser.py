@@ -23,7 +23,8 @@ from ..identity import Client, Identity
 from ..stores.base import Session, Store
 from ..users import User
 from .identity import group_grants, identity_from_user
-from .login import check_password
+from .login import check_password, second_step
+from .mfa import MfaRules
 from .ops import Flow, call
 from .sessions import LOGIN, SessionRules, secret_digest, start_session
 
@@ -71,10 +72,14 @@ def browser_login(
     *,
     ttl: int,
     remember: bool,
+    mfa: MfaRules | None = None,
 ) -> Flow[BrowserSession]:
     """Check a username and password (the same checks, lock-out and answers as a token
-    login) and open a browser session."""
-    user = yield from check_password(rules, username, password, client)
+    login) and open a browser session; a user with a second factor gets
+    `SecondFactorRequired` instead."""
+    user = yield from check_password(rules, username, password, client, mfa)
+    via = {"kind": "browser", "remember": remember}
+    yield from second_step(rules, mfa, user, client, via)
     return (yield from open_browser_session(rules, user, client, ttl=ttl, remember=remember))
 
 

@@ -7,6 +7,7 @@ verification instead, and gets an argon2id hash at their first successful login.
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 from ..audit import AuditEvent
 from ..errors import (
@@ -18,6 +19,7 @@ from ..identity import Client
 from ..stores.base import Store
 from ..tokens import TokenPair
 from ..users import User, normalize_username
+from .mfa import MfaRules, challenge_for, pending
 from .ops import DummyVerify, Emit, Flow, Verify, call
 from .sessions import SessionRules, open_session
 from .users import password_fields
@@ -27,13 +29,46 @@ def _text_or_nothing(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 
-def login(rules: SessionRules, username: str, password: str, client: Client) -> Flow[TokenPair]:
-    """Check a username and password and open a session (see `check_password`)."""
-    user = yield from check_password(rules, username, password, client)
+def login(
+    rules: SessionRules,
+    username: str,
+    password: str,
+    client: Client,
+    mfa: MfaRules | None = None,
+) -> Flow[TokenPair]:
+    """Check a username and password and open a session (see `check_password`); a user
+    with a second factor gets `SecondFactorRequired` instead (`authgate.flows.mfa`)."""
+    user = yield from check_password(rules, username, password, client, mfa)
+    yield from second_step(rules, mfa, user, client, {"kind": "token"})
     return (yield from open_session(rules, user, client))
 
 
-def check_password(rules: SessionRules, username: str, password: str, client: Client) -> Flow[User]:
+def second_step(
+    rules: SessionRules, mfa: MfaRules | None, user: User, client: Client, via: dict[str, Any]
+) -> Flow[None]:
+    """Raise `SecondFactorRequired` (with the challenge) when `user`'s login needs a
+    second step; nothing otherwise."""
+    purpose = pending(mfa, rules, user)
+    if purpose is None or mfa is None:
+        return
+    yield Emit(
+        AuditEvent(
+            "login_second_step",
+            user.username,
+            client_ip=client.ip,
+            detail=f"password ok; {purpose}",
+        )
+    )
+    raise challenge_for(mfa, user, purpose, via)
+
+
+def check_password(
+    rules: SessionRules,
+    username: str,
+    password: str,
+    client: Client,
+    mfa: MfaRules | None = None,
+) -> Flow[User]:
     """The user a username and password prove, before any session is opened.
 
     Unknown users, invalid usernames, wrong passwords and disabled accounts all take the
@@ -65,7 +100,10 @@ def check_password(rules: SessionRules, username: str, password: str, client: Cl
         yield from rules.lockout.failed(name, client.ip)
         yield Emit(AuditEvent("login_failure", name, client_ip=client.ip))
         raise BadCredentials()
-    yield from rules.lockout.succeeded(name)
+    if pending(mfa, rules, user) is None:
+        yield from rules.lockout.succeeded(name)
+    else:  # the login is not done: wrong codes to come must count with earlier failures
+        yield from rules.lockout.give_back(name)
     yield from rules.throttle.passed(held)
     if rules.hasher.needs_rehash(user.password_hash) or not user.scram_credentials:
         user = yield from _rehash(user, password)

@@ -39,6 +39,7 @@ from ..stores.base import Session, Store
 from ..tokens import TokenPair
 from ..users import new_session_id, normalize_username, utcnow
 from .login import take_guess
+from .mfa import pending
 from .ops import Emit, Flow, call
 from .sessions import SessionRules, open_session
 
@@ -208,6 +209,9 @@ def _server_final(
             )
         )
         raise BadCredentials()
+    # SCRAM has no room for a second step: an account with (or due) a second factor
+    # logs in at /auth/login, never here.
+    pending(None, rules, user)
     yield from rules.lockout.succeeded(state.username)
     yield from rules.throttle.passed(held)
     pair: TokenPair = yield from open_session(rules, user, client, detail="SCRAM")

@@ -59,6 +59,8 @@ class SessionRules:
     touch_interval: int = 300
     policy: RolePolicy = field(default_factory=lambda: RolePolicy({"admin": ["*:*"]}))
     require_verified_email: bool = False
+    #: Roles whose holders must log in with a second factor (`authgate.flows.mfa`).
+    mfa_roles: frozenset[str] = frozenset()
 
 
 def secret_digest(kind: str, secret: str) -> str:

@@ -43,6 +43,7 @@ def user_to_json(user: User) -> str:
             "version": user.version,
             "password_hash": user.password_hash,
             "scram": user.scram_credentials,
+            "factors": user.factors,
         },
         separators=(",", ":"),
     )
@@ -69,6 +70,7 @@ def user_from_json(raw: str | bytes) -> User:
             version=int(data["version"]),
             password_hash=data["password_hash"],
             scram_credentials=data.get("scram", ""),
+            factors=data.get("factors", ""),
         )
     except (ValueError, KeyError, TypeError) as err:
         raise StoreError("a stored user record is corrupt") from err

@@ -205,6 +205,7 @@ class SessionCache:
             permissions=self._shared(user.permissions),
             password_hash="",
             scram_credentials="",
+            factors="",
         )
 
     def _shared(self, names: frozenset[str]) -> frozenset[str]:

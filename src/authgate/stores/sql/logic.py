@@ -115,6 +115,7 @@ def _user_values(user: User) -> dict[str, Any]:
         "updated_at": user.updated_at,
         "password_hash": user.password_hash,
         "scram_credentials": user.scram_credentials,
+        "factors": user.factors,
     }
 
 
@@ -137,6 +138,7 @@ def _user_from(row: Mapping[Any, Any], prefix: str = "") -> User:
             version=int(row[prefix + "version"]),
             password_hash=row[prefix + "password_hash"],
             scram_credentials=row[prefix + "scram_credentials"],
+            factors=row[prefix + "factors"] or "",
         )
     except (KeyError, TypeError, ValueError) as err:
         raise StoreError("a stored user record is corrupt") from err

@@ -105,6 +105,7 @@ class Tables:
             sa.Column("updated_at", UTCDateTime, nullable=False),
             sa.Column("password_hash", sa.Text, nullable=False),
             sa.Column("scram_credentials", sa.Text, nullable=False),
+            sa.Column("factors", sa.Text),  # NULL: none (written before 0005)
             sa.UniqueConstraint("username", name=f"{p}users_username_key"),
         )
         groups = sa.Table(
@@ -171,6 +172,7 @@ class Tables:
             sa.Column("password_hash", sa.Text),
             sa.Column("enabled", sa.Boolean),
             sa.Column("scram_credentials", sa.Text, nullable=False),
+            sa.Column("factors", sa.Text),  # NULL: none (written before 0005)
         )
         return cls(
             md, users, groups, sessions, counters, changes, epoch, user_extras, prefix, schema

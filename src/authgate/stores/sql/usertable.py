@@ -356,6 +356,7 @@ class MappedUsers:
                 version=int(row["x_version"] or 1),
                 password_hash=pick("password_hash", "") or "",
                 scram_credentials=row["x_scram_credentials"] or "",
+                factors=row["x_factors"] or "",
             )
         except (TypeError, ValueError) as err:
             raise StoreError("a stored user record is corrupt") from err
@@ -435,6 +436,7 @@ class MappedUsers:
             "permissions": sorted(user.permissions),
             **kept,
             "scram_credentials": user.scram_credentials,
+            "factors": user.factors,
         }
 
     def _set_joined(
