@@ -104,6 +104,7 @@ class _Operation:
     query: tuple[tuple[str, dict[str, Any], str], ...] = ()
     browser: bool = False  # JSON, or a form (with its CSRF token) answered by a 303
     second_factor: bool = False  # a login: 403 mfa_required asks for its second step
+    optional_body: bool = False  # the body may be left out altogether
     accepted: str | None = None  # what a 202 means (the body says nothing more)
 
 
@@ -349,6 +350,7 @@ _OPERATIONS: dict[str, _Operation] = {
         ok=201,
         answer="TotpEnrolment",
         body=_MFA_BEGIN,
+        optional_body=True,
         conflict="a TOTP authenticator is enrolled already",
     ),
     "mfa_confirm": _Operation(
@@ -881,7 +883,10 @@ def _operation(
     elif op.body is not None:
         media = "application/x-www-form-urlencoded" if op.form else "application/json"
         schema = _body_schema(op, checks)
-        out["requestBody"] = {"required": True, "content": {media: {"schema": schema}}}
+        out["requestBody"] = {
+            "required": not op.optional_body,
+            "content": {media: {"schema": schema}},
+        }
     if not op.public:
         out["security"] = [{name: []} for name in schemes]  # any one of them
     return out
