@@ -31,6 +31,7 @@ PORT = int(os.environ.get("PORT", "8002"))
 for name, value in {
     "AUTHGATE_COOKIE_SESSIONS": "true",
     "AUTHGATE_LOGIN_URL": "/login",
+    "AUTHGATE_MFA_URL": "/login/second-factor",
     "AUTHGATE_SIGNUP": "true",
     "AUTHGATE_MAIL_URL": "console://",
     "AUTHGATE_PUBLIC_URL": f"http://127.0.0.1:{PORT}",
@@ -84,6 +85,11 @@ def add_note() -> Any:
         return redirect("/notes?error=note_invalid", 303)
     notes.create(current_identity.username, text)
     return redirect("/notes", 303)
+
+
+@app.get("/login/second-factor")
+def second_factor() -> str:
+    return page("second_factor")
 
 
 @app.get("/forgot-password")

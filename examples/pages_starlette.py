@@ -36,6 +36,7 @@ PORT = int(os.environ.get("PORT", "8001"))
 for name, value in {
     "AUTHGATE_COOKIE_SESSIONS": "true",
     "AUTHGATE_LOGIN_URL": "/login",
+    "AUTHGATE_MFA_URL": "/login/second-factor",
     "AUTHGATE_SIGNUP": "true",
     "AUTHGATE_MAIL_URL": "console://",
     "AUTHGATE_PUBLIC_URL": f"http://127.0.0.1:{PORT}",
@@ -92,6 +93,10 @@ async def add_note(request: Request) -> Response:
     return RedirectResponse("/notes", 303)
 
 
+async def second_factor(request: Request) -> Response:
+    return page(request, "second_factor")
+
+
 async def forgot_password(request: Request) -> Response:
     return page(request, "forgot")
 
@@ -116,6 +121,7 @@ app = Starlette(
         Route("/login", login),
         Route("/notes", show_notes, methods=["GET"]),
         Route("/notes", add_note, methods=["POST"]),
+        Route("/login/second-factor", second_factor),
         Route("/forgot-password", forgot_password),
         Route("/reset-password", reset_password),
         Route("/verify-email", verify_email),

@@ -257,3 +257,34 @@ def test_an_enrolment_challenge_dies_with_a_new_password(events: list[AuditEvent
         refused = client.post("/auth/mfa/totp", json={"mfa_token": asked.value.challenge})
     assert refused.status_code == 401
     assert gate.store.get_user("root").factors == ""  # type: ignore[union-attr]
+
+
+def test_a_form_login_goes_to_the_second_step_page_with_the_challenge_in_a_cookie(
+    events: list[AuditEvent],
+) -> None:
+    gate = _gate(events, cookie_sessions=True, login_url="/login", mfa_url="/login/code")
+    _, codes = _enrol(gate)
+    app = AuthGateWSGIMiddleware(_nothing, gate, api=True)
+    with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="https://t") as client:
+        token = client.get("/auth/csrf").json()["csrf_token"]
+        form = {"username": "alice", "password": PW, "csrf_token": token, "next": "/notes"}
+        first = client.post("/auth/session", data=form)
+        assert first.status_code == 303
+        assert first.headers["location"] == "/login/code?next=%2Fnotes"
+        set_cookies = first.headers.get_list("set-cookie")
+        assert len(set_cookies) == 1 and set_cookies[0].startswith("__Host-authgate_mfa=")
+        assert "HttpOnly" in set_cookies[0] and "Max-Age=300" in set_cookies[0]
+        assert client.get("/auth/me").status_code == 401  # no session yet
+        step = {"csrf_token": token, "next": "/notes", "back": "/login/code"}
+        wrong = client.post("/auth/mfa", data={**step, "code": "12345678901x"})
+        assert wrong.status_code == 303
+        assert wrong.headers["location"] == "/login/code?error=invalid_credentials&next=%2Fnotes"
+        forged = client.post("/auth/mfa", data={**step, "code": codes[0], "csrf_token": "x" * 86})
+        assert forged.headers["location"].startswith("/login/code?error=csrf_failed")
+        done = client.post("/auth/mfa", data={**step, "code": codes[0]})
+        assert done.status_code == 303 and done.headers["location"] == "/notes"
+        names = [c.split("=")[0] for c in done.headers.get_list("set-cookie")]
+        assert names == ["__Host-authgate_session", "__Host-authgate_csrf", "__Host-authgate_mfa"]
+        assert client.get("/auth/me").json()["username"] == "alice"
+        again = client.post("/auth/mfa", data={**step, "code": codes[1]})
+        assert again.status_code == 403  # a live session now: the old token is not its own

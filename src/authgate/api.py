@@ -70,6 +70,7 @@ from .errors import (
     PermissionDenied,
     PreconditionFailed,
     PreconditionRequired,
+    SecondFactorRequired,
     UnsupportedMediaType,
     UserNotFound,
     ValidationError,
@@ -268,7 +269,8 @@ _NEW_PASSWORD = {"password": _Field(_STR, True, 4096)}
 _FORM_EXTRAS = {"csrf_token": _Field(_STR), "next": _Field(_STR, max_length=2048),
                 "back": _Field(_STR, max_length=2048)}  # fmt: skip
 _SESSION = {**_LOGIN, "remember": _Field(_BOOL)}
-_MFA_STEP = {"mfa_token": _Field(_STR, True, 4096), "code": _Field(_STR, True, 64)}
+# The challenge is required in JSON (a form's comes in the cookie its login set).
+_MFA_STEP = {"mfa_token": _Field(_STR, False, 4096), "code": _Field(_STR, True, 64)}
 _MFA_BEGIN = {"mfa_token": _Field(_STR, False, 4096)}
 _MFA_CONFIRM = {"mfa_token": _Field(_STR, False, 4096), "code": _Field(_STR, True, 64)}
 _MFA_CODE = {"code": _Field(_STR, True, 64)}
@@ -643,6 +645,17 @@ class HttpApi:
             return self._back(refused.data, refused.error)
         try:
             answer, cookies = yield from act(data, form)
+        except SecondFactorRequired as asked:
+            browser = self.browser
+            if not (form and browser is not None and browser.mfa_url and "totp" in asked.methods):
+                if not form:
+                    raise
+                return self._back(data, asked)
+            # The second step's page, the challenge in a cookie (never in a URL).
+            target = browser.mfa_url
+            if safe_next(data.get("next")):
+                target += ("&" if "?" in target else "?") + urlencode({"next": data["next"]})
+            return _redirect(target, [browser.set_mfa(asked.challenge, asked.expires_in)])
         except AuthGateError as err:
             if not form or err.status >= 500:
                 raise
@@ -704,14 +717,35 @@ class HttpApi:
 
     def _mfa_complete(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
         mfa = self._mfa_rules()
-        body = _parse_body(request.body, _MFA_STEP)
-        user, via = yield from complete_login(
-            mfa, self.rules, body["mfa_token"], body["code"], request.client
-        )
-        return (yield from self._opened(user, via, request))
+        browser = self.browser
+
+        def act(data: dict[str, Any], form: bool) -> Flow[tuple[ApiResponse, list[str]]]:
+            # A form's challenge comes in the cookie its login set; JSON sends it.
+            challenge = data.get("mfa_token")
+            if challenge is None and browser is not None:
+                challenge = browser.mfa_challenge(request.headers.get("cookie"))
+            if challenge is None:
+                raise ValidationError("field 'mfa_token' is required", field="mfa_token")
+            user, via = yield from complete_login(
+                mfa, self.rules, challenge, data["code"], request.client
+            )
+            answer, cookies = yield from self._opened_parts(user, via, request)
+            if browser is not None and browser.mfa_challenge(request.headers.get("cookie")):
+                cookies.append(browser.clear_mfa())
+            return answer, cookies
+
+        home = browser.home_url if browser is not None else "/"
+        return self._browser_flow(request, _MFA_STEP, act, home)
 
     def _opened(self, user: User, via: Mapping[str, Any], request: ApiRequest) -> Flow[ApiResponse]:
         """The session a login was for, once its second step is done."""
+        answer, cookies = yield from self._opened_parts(user, via, request)
+        return _browser_answer(answer, False, {}, "", cookies)
+
+    def _opened_parts(
+        self, user: User, via: Mapping[str, Any], request: ApiRequest
+    ) -> Flow[tuple[ApiResponse, list[str]]]:
+        """The answer opening the session a login was for, and its cookies."""
         browser = self.browser
         if via.get("kind") == "browser" and browser is not None:
             remember = bool(via.get("remember"))
@@ -719,10 +753,9 @@ class HttpApi:
             opened: BrowserSession = yield from open_browser_session(
                 self.rules, user, request.client, ttl=ttl, remember=remember
             )
-            answer, cookies = _browser_session_answer(browser, opened)
-            return _browser_answer(answer, False, {}, "", cookies)
+            return _browser_session_answer(browser, opened)
         pair: TokenPair = yield from open_session(self.rules, user, request.client, "second factor")
-        return ApiResponse.json(200, pair.to_dict())
+        return ApiResponse.json(200, pair.to_dict()), []
 
     def _enrolling(
         self, request: ApiRequest, body: Mapping[str, Any]

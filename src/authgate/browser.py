@@ -82,6 +82,8 @@ class BrowserRules:
     remember_ttl: int = 2_592_000
     login_url: str | None = None
     home_url: str = "/"
+    mfa_cookie: str = "__Host-authgate_mfa"
+    mfa_url: str | None = None
     key: bytes = field(default=b"", repr=False)
 
     @classmethod
@@ -104,6 +106,8 @@ class BrowserRules:
             remember_ttl=settings.remember_ttl,
             login_url=settings.login_url,
             home_url=settings.home_url,
+            mfa_cookie=prefix + "authgate_mfa",
+            mfa_url=settings.mfa_url,
             key=hmac.new(secret, b"authgate-csrf-key-v1", hashlib.sha256).digest(),
         )
 
@@ -137,6 +141,21 @@ class BrowserRules:
         """The ``Set-Cookie`` value of the pre-login CSRF binding (HttpOnly: scripts
         ask ``GET /auth/csrf`` for the token)."""
         return self._cookie(self.csrf_cookie, nonce, None, True)
+
+    def set_mfa(self, challenge: str, ttl: int) -> str:
+        """The ``Set-Cookie`` value carrying a form login's second-step challenge to the
+        page that asks for the code (HttpOnly: no script reads it)."""
+        return self._cookie(self.mfa_cookie, challenge, ttl, True)
+
+    def clear_mfa(self) -> str:
+        """The ``Set-Cookie`` value that drops the second-step challenge."""
+        return self._cookie(self.mfa_cookie, "", 0, True)
+
+    def mfa_challenge(self, header: str | None) -> str | None:
+        """The second-step challenge a ``Cookie`` header carries, if any."""
+        if not header:
+            return None
+        return parse_cookies(header, unique=(self.mfa_cookie,)).get(self.mfa_cookie) or None
 
     @staticmethod
     def new_nonce() -> str:

@@ -151,6 +151,9 @@ class Settings:
     mfa_roles: tuple[str, ...] = ()
     #: Seconds the challenge of a login's second step lasts.
     mfa_challenge_ttl: int = 300
+    #: The page where a browser's form login goes for its second step (the challenge
+    #: in a cookie); None: such a login goes back with ``?error=mfa_required``.
+    mfa_url: str | None = None
 
     def __post_init__(self) -> None:
         for name in (
@@ -199,7 +202,7 @@ class Settings:
             raise ConfigError("cookie_name and csrf_cookie_name must differ")
         if not self.cookie_path.startswith("/"):
             raise ConfigError("cookie_path must start with '/'")
-        for name in ("login_url", "home_url", "reset_url", "verify_url"):
+        for name in ("login_url", "home_url", "reset_url", "verify_url", "mfa_url"):
             value = getattr(self, name)
             if value is not None and not value.startswith("/") and "://" not in value:
                 raise ConfigError(f"{name} must be a path ('/login') or an absolute URL")

@@ -340,6 +340,8 @@ _OPERATIONS: dict[str, _Operation] = {
         "browser's cookie session).  A wrong code counts toward the lock-out",
         answer="TokenPair",
         body=_MFA_STEP,
+        rules=({"required": ["mfa_token"]},),  # JSON; a form's is in its login's cookie
+        browser=True,
         public=True,
         throttled=_LOCKED,
     ),
@@ -872,7 +874,9 @@ def _operation(
     if parameters:
         out["parameters"] = parameters
     if op.body is not None and op.browser:
-        as_form = replace(op, body={**op.body, **_FORM_EXTRAS}, form=True)
+        # A form is answered with a redirect, refusals included: what the JSON body
+        # must satisfy together (`rules`) a form is sent back for.
+        as_form = replace(op, body={**op.body, **_FORM_EXTRAS}, form=True, rules=())
         out["requestBody"] = {
             "required": True,
             "content": {
