@@ -340,7 +340,8 @@ _OPERATIONS: dict[str, _Operation] = {
         "browser's cookie session).  A wrong code counts toward the lock-out",
         answer="TokenPair",
         body=_MFA_STEP,
-        rules=({"required": ["mfa_token"]},),  # JSON; a form's is in its login's cookie
+        # JSON names it (not null); a form's is in the cookie its login set.
+        rules=({"required": ["mfa_token"], "properties": {"mfa_token": {"type": "string"}}},),
         browser=True,
         public=True,
         throttled=_LOCKED,
