@@ -75,6 +75,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "static",
             "browser",
             "factors",
+            "passkeys",
         },
     ),
     (
@@ -95,6 +96,8 @@ LAYERS: list[tuple[str, set[str]]] = [
             "flows.browser",
             "flows.accounts",
             "flows.mfa",
+            "flows.passkeys",
+            "flows.stepup",
         },
     ),
     ("gate: the one configured object, two faces", {"gate", "bootstrap"}),

@@ -32,14 +32,20 @@ from authgate.integrations.fastapi import (
     require_role,
 )
 from authgate.openapi import _served
-from authgate.testing import cheap_hasher
+from authgate.testing import SoftAuthenticator, cheap_hasher
 
 SECRET = "Gq8vR2mT7xK4pL9sW3nB6yH1cF5jD0zA"
 ADMIN_PW = "openapi admin password"
 
 
+#: Passkeys on, for a relying party the test client's pages are of.
+PASSKEYS: dict[str, Any] = {"passkey_rp_id": "testserver", "passkey_origins": ("http://testserver",)}
+
+
 def _app(**settings: Any) -> tuple[FastAPI, AsyncGate]:
-    gate = AsyncGate(store="memory://", secret_key=SECRET, hasher=cheap_hasher(), **settings)
+    gate = AsyncGate(
+        store="memory://", secret_key=SECRET, hasher=cheap_hasher(), **{**PASSKEYS, **settings}
+    )
     app = FastAPI(title="openapi test")
     AuthGate(gate).install(app)
 
@@ -289,6 +295,47 @@ async def test_every_operation_answers_as_documented(api: Any) -> None:
     assert bad_code.status_code == 401
     second_step = await call("POST", "/auth/mfa", json={"mfa_token": challenge, "code": recovery})
     assert second_step.status_code == 200 and second_step.json()["access_token"]
+    # Step-up: dana proves it again (a recovery code: she has a factor), then adds a
+    # passkey, logs in with it alone and as a second step, and removes it.
+    how = await call("GET", "/auth/reauth", headers=viewer)
+    assert how.status_code == 200 and how.json()["methods"] == ["totp", "recovery_code"]
+    renewed = await call(
+        "POST", "/auth/reauth", headers=viewer, json={"code": confirmed.json()["recovery_codes"][1]}
+    )
+    assert renewed.status_code == 200
+    viewer = {"Authorization": f"Bearer {renewed.json()['access_token']}"}
+    device = SoftAuthenticator("http://testserver")
+    creating = await call("POST", "/auth/passkeys/options", headers=viewer, json={})
+    assert creating.status_code == 200
+    added = await call(
+        "POST", "/auth/passkeys", headers=viewer,
+        json={"passkey_token": creating.json()["passkey_token"],
+              "credential": device.create(creating.json()), "name": "laptop"},
+    )  # fmt: skip
+    assert added.status_code == 201 and "recovery_codes" not in added.json()
+    passkey_id = added.json()["passkey"]["id"]
+    listed_keys = await call("GET", "/auth/passkeys", headers=viewer)
+    assert [k["name"] for k in listed_keys.json()["passkeys"]] == ["laptop"]
+    getting = await call("POST", "/auth/passkeys/login/options", json={})
+    assert getting.status_code == 200
+    alone = await call(
+        "POST", "/auth/passkeys/login",
+        json={"passkey_token": getting.json()["passkey_token"],
+              "credential": device.get(getting.json())},
+    )  # fmt: skip
+    assert alone.status_code == 200 and alone.json()["access_token"]
+    asked = (await call("POST", "/auth/login", json=relogin)).json()
+    assert "passkey" in asked["methods"]
+    again = await call("POST", "/auth/mfa/passkey", json={"mfa_token": asked["mfa_token"]})
+    assert again.status_code == 200 and again.json()["publicKey"] == asked["passkey"]["publicKey"]
+    by_key = await call(
+        "POST",
+        "/auth/mfa",
+        json={"mfa_token": asked["mfa_token"], "passkey": device.get(asked["passkey"])},
+    )
+    assert by_key.status_code == 200
+    assert (await call("DELETE", f"/auth/passkeys/{passkey_id}", headers=viewer)).status_code == 204
+    assert (await call("DELETE", f"/auth/passkeys/{passkey_id}", headers=viewer)).status_code == 404
     no_code = await call("POST", "/auth/mfa/recovery", headers=viewer, json={"code": "123"})
     assert no_code.status_code == 401
     assert (await call("DELETE", "/api/users/dana/mfa", headers=admin)).status_code == 204
@@ -333,7 +380,7 @@ async def test_a_required_if_match_and_an_outage_answer_as_documented() -> None:
     await gate.close()
 
 
-_API = HttpApi.for_gate(AsyncGate(store="memory://", secret_key=SECRET))
+_API = HttpApi.for_gate(AsyncGate(store="memory://", secret_key=SECRET, **PASSKEYS))
 
 
 @pytest.mark.parametrize("operation", sorted(
@@ -353,7 +400,9 @@ async def test_a_body_the_schema_refuses_is_refused(api: Any, operation: Any) ->
     admin = {"Authorization": f"Bearer {login.json()['access_token']}"}
     path = template.replace("{username}", "root")
     valid = {
-        name: {"string": "x1y2z3", "boolean": True, "integer": 60, "array": []}[spec["type"]]
+        name: {"string": "x1y2z3", "boolean": True, "integer": 60, "array": [], "object": {}}[
+            spec["type"]
+        ]
         for name, spec in body_schema["properties"].items()
         if name in body_schema.get("required", [])
     }
@@ -366,7 +415,7 @@ async def test_a_body_the_schema_refuses_is_refused(api: Any, operation: Any) ->
         assert missing.status_code == 400 and name in missing.json()["detail"]
     for name, spec in body_schema["properties"].items():
         kind = _kind(spec)
-        wrong = {"string": 7, "boolean": "yes", "integer": "60", "array": "a"}[kind]
+        wrong = {"string": 7, "boolean": "yes", "integer": "60", "array": "a", "object": "{}"}[kind]
         refused = await call(method, path, headers=admin, json={**valid, name: wrong})
         assert refused.status_code == 400 and name in refused.json()["detail"], name
         longest = spec.get("maxLength") or spec.get("items", {}).get("maxLength")
@@ -516,8 +565,11 @@ async def test_the_token_request_is_documented_as_a_form(api: Any) -> None:
 
 
 #: Operations without a path parameter that can still answer 404 or 429.
-_MISSING = {"mfa_confirm", "mfa_recovery"}
-_THROTTLED = {"mfa_confirm", "mfa_recovery"}
+_MISSING = {"mfa_confirm", "mfa_recovery", "mfa_passkey_options"}
+_THROTTLED = {"mfa_confirm", "mfa_recovery", "reauth"}
+#: Public operations that check no secret, so nothing to throttle: they hand out options.
+_UNTHROTTLED = {"mfa_passkey_options", "passkey_login_options"}
+_PUBLIC = {"login", "token", "refresh", "scram", "mfa_complete", *_UNTHROTTLED, "passkey_login"}
 
 
 async def test_every_operation_lists_every_status_it_can_answer(api: Any) -> None:
@@ -533,12 +585,13 @@ async def test_every_operation_lists_every_status_it_can_answer(api: Any) -> Non
         operation = document["paths"][template][method.lower()]
         statuses = set(operation["responses"])
         assert {"400", "401", "503"} <= statuses, name
-        public = name in ("login", "token", "refresh", "scram", "mfa_complete")
-        # 403: mfa_required from a login, a form's CSRF from the second step's
-        asks_a_factor = name in ("login", "token", "mfa_complete")
+        public = name in _PUBLIC
+        # 403: mfa_required from a login, a form's CSRF from a browser endpoint's
+        asks_a_factor = name in ("login", "token") or "303" in statuses
         assert ("403" in statuses) is (not public or asks_a_factor), name
         assert ("404" in statuses) is ("{" in template or name in _MISSING), name
-        assert ("429" in statuses) is (public or name in _THROTTLED), name
+        throttled = (public and name not in _UNTHROTTLED) or name in _THROTTLED
+        assert ("429" in statuses) is throttled, name
         conditional = any(p["name"] == "If-Match" for p in operation.get("parameters", []))
         assert ("412" in statuses) is ("428" in statuses) is conditional, name
         for status, answer in operation["responses"].items():
@@ -548,7 +601,7 @@ async def test_every_operation_lists_every_status_it_can_answer(api: Any) -> Non
                 }, (name, status)
         assert "Retry-After" in operation["responses"]["503"]["headers"]
         assert "WWW-Authenticate" in operation["responses"]["401"]["headers"]
-        if public:
+        if throttled:
             assert "Retry-After" in operation["responses"]["429"]["headers"]
     for name in ("login", "token", "create_user", "update_user", "delete_user", "set_password"):
         assert any(

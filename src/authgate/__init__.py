@@ -7,8 +7,10 @@ from .bootstrap import aensure_superuser, ensure_superuser
 from .config import Settings
 from .context import as_identity, csrf_token, current_identity
 from .decorators import (
+    check_fresh,
     require,
     require_auth,
+    require_fresh,
     require_object_permission,
     require_permission,
     require_role,
@@ -37,6 +39,7 @@ from .errors import (
     SecondFactorRequired,
     SessionLimitReached,
     SessionRevoked,
+    StepUpRequired,
     StoreError,
     StoreUnavailable,
     TokenNotYetValid,
@@ -127,6 +130,7 @@ __all__ = [
     "SessionLimitReached",
     "SessionRevoked",
     "Settings",
+    "StepUpRequired",
     "Store",
     "StoreError",
     "StoreUnavailable",
@@ -142,6 +146,7 @@ __all__ = [
     "VersionConflict",
     "aensure_superuser",
     "as_identity",
+    "check_fresh",
     "check_object",
     "csrf_token",
     "current_identity",
@@ -151,6 +156,7 @@ __all__ = [
     "open_store",
     "require",
     "require_auth",
+    "require_fresh",
     "require_object_permission",
     "require_permission",
     "require_role",

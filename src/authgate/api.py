@@ -32,6 +32,15 @@ routes.)
 ``POST   /auth/mfa/totp``                         authenticated: 201 a TOTP enrolment
 ``POST   /auth/mfa/totp/confirm``                 authenticated: its first code, the recovery codes
 ``POST   /auth/mfa/recovery``                     authenticated: new recovery codes
+``POST   /auth/mfa/passkey``                      anyone: a second step's passkey options
+``GET    /auth/reauth``                           authenticated: how to prove it's you again
+``POST   /auth/reauth``                           authenticated: a new session proven now
+``GET    /auth/passkeys``                         authenticated: my passkeys
+``POST   /auth/passkeys/options``                 authenticated (recent): options to add one
+``POST   /auth/passkeys``                         authenticated: 201, the passkey is added
+``DELETE /auth/passkeys/{passkey_id}``            authenticated (recent): 204, it is removed
+``POST   /auth/passkeys/login/options``           anyone: options of a login by passkey
+``POST   /auth/passkeys/login``                   anyone: a login by passkey alone
 ``DELETE /api/users/{username}/mfa``              admin: 204, the user's second factors end
 ``POST   /api/users/``                            admin: 201 the user
 ``GET    /api/users/``                            admin: a page of users
@@ -53,6 +62,7 @@ routes.)
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
@@ -61,6 +71,7 @@ from urllib.parse import parse_qsl, unquote, urlencode
 from . import documents
 from .audit import AuditLog, bind_audit_log, record_denial, unbind_audit_log
 from .browser import MAX_FIELDS, BrowserRules, form_pairs, is_form, safe_next
+from .decorators import check_fresh
 from .errors import (
     AuthGateError,
     CsrfFailed,
@@ -76,6 +87,7 @@ from .errors import (
     ValidationError,
     VersionConflict,
 )
+from .factors import Factors
 from .flows import Flow, call
 from .flows.accounts import (
     AccountRules,
@@ -87,12 +99,13 @@ from .flows.accounts import (
     verify_email,
 )
 from .flows.apikeys import create_api_key, list_api_keys, require_account_right, revoke_api_key
-from .flows.browser import BrowserSession, browser_login, open_browser_session
+from .flows.browser import BrowserSession, browser_login, open_for
 from .flows.identity import explain_decision
 from .flows.login import change_password, login
 from .flows.mfa import (
     ENROL,
     MfaRules,
+    amr_of,
     begin_totp,
     complete_login,
     confirm_totp,
@@ -101,8 +114,20 @@ from .flows.mfa import (
     regenerate_recovery,
     reset_factors,
 )
+from .flows.mfa import (
+    LOGIN as LOGIN_STEP,
+)
+from .flows.passkeys import (
+    begin_registration,
+    finish_registration,
+    passkey_list,
+    passkey_login,
+    remove_passkey,
+    via_of,
+)
 from .flows.scram import scram_step
-from .flows.sessions import LOGIN, SessionRules, logout, open_session, refresh, revoke_session
+from .flows.sessions import LOGIN, SessionRules, logout, refresh, revoke_session
+from .flows.stepup import reauth_options, reauthenticate
 from .flows.users import create_user as create_user_flow
 from .flows.users import delete_user as delete_user_flow
 from .flows.users import set_password as set_password_flow
@@ -110,6 +135,8 @@ from .flows.users import update_user as update_user_flow
 from .gate import AsyncGate, Gate
 from .http import ApiResponse, error_response
 from .identity import Client, Identity
+from .passkeys import LOGIN as PASSKEY_LOGIN
+from .passkeys import MAX_CREDENTIAL, PasskeyRules
 from .stores.base import Store
 from .tokens import TokenPair
 from .users import RoleHierarchy, User, normalize_username
@@ -141,6 +168,7 @@ class ApiRequest:
 # -- body validation ----------------------------------------------------------------------
 
 _STR, _BOOL, _LIST, _INT = "a string", "true or false", "a list of strings", "an integer"
+_OBJ = "an object"
 _URLENCODED = "application/x-www-form-urlencoded"
 
 
@@ -213,6 +241,8 @@ def _checked(data: dict[str, Any], fields: Mapping[str, _Field]) -> dict[str, An
             ok = isinstance(value, str) and len(value) <= spec.max_length
         elif spec.kind == _BOOL:
             ok = isinstance(value, bool)
+        elif spec.kind == _OBJ:
+            ok = isinstance(value, dict)
         elif spec.kind == _INT:
             if isinstance(value, float) and value.is_integer():
                 value = data[name] = int(value)  # 60.0 is JSON's 60
@@ -270,7 +300,30 @@ _FORM_EXTRAS = {"csrf_token": _Field(_STR), "next": _Field(_STR, max_length=2048
                 "back": _Field(_STR, max_length=2048)}  # fmt: skip
 _SESSION = {**_LOGIN, "remember": _Field(_BOOL)}
 # The challenge is required in JSON (a form's comes in the cookie its login set).
-_MFA_STEP = {"mfa_token": _Field(_STR, False, 4096), "code": _Field(_STR, True, 64)}
+# A passkey's answer is ``PublicKeyCredential.toJSON()``: an object (a string in a form).
+_CREDENTIAL = _Field(_OBJ, False, MAX_CREDENTIAL)
+_MFA_STEP = {
+    "mfa_token": _Field(_STR, False, 4096),
+    "code": _Field(_STR, False, 64),
+    "passkey": _CREDENTIAL,
+}
+_REAUTH = {
+    "password": _Field(_STR, False, 4096),
+    "code": _Field(_STR, False, 64),
+    "passkey": _CREDENTIAL,
+    "passkey_token": _Field(_STR, False, 4096),
+}
+_PASSKEY_ADD = {
+    "passkey_token": _Field(_STR, True, 4096),
+    "credential": _Field(_OBJ, True, MAX_CREDENTIAL),
+    "name": _Field(_STR, False, 64),
+    "mfa_token": _Field(_STR, False, 4096),
+}
+_PASSKEY_OPTIONS = {"session": _Field(_STR, False, 16), "remember": _Field(_BOOL)}
+_PASSKEY_LOGIN = {
+    "passkey_token": _Field(_STR, True, 4096),
+    "credential": _Field(_OBJ, True, MAX_CREDENTIAL),
+}
 _MFA_BEGIN = {"mfa_token": _Field(_STR, False, 4096)}
 _MFA_CONFIRM = {"mfa_token": _Field(_STR, False, 4096), "code": _Field(_STR, True, 64)}
 _MFA_CODE = {"code": _Field(_STR, True, 64)}
@@ -357,6 +410,12 @@ class HttpApi:
             f"{auth}/mfa/totp": {"POST": self._mfa_begin},
             f"{auth}/mfa/totp/confirm": {"POST": self._mfa_confirm},
             f"{auth}/mfa/recovery": {"POST": self._mfa_recovery},
+            f"{auth}/mfa/passkey": {"POST": self._mfa_passkey_options},
+            f"{auth}/reauth": {"GET": self._reauth_options, "POST": self._reauth},
+            f"{auth}/passkeys": {"GET": self._passkey_list, "POST": self._passkey_add},
+            f"{auth}/passkeys/options": {"POST": self._passkey_begin},
+            f"{auth}/passkeys/login/options": {"POST": self._passkey_login_options},
+            f"{auth}/passkeys/login": {"POST": self._passkey_login},
             users: {"GET": self._list_users, "POST": self._create_user},
             f"{users}/": {"GET": self._list_users, "POST": self._create_user},
         }
@@ -372,6 +431,7 @@ class HttpApi:
         self._param_routes: list[tuple[str, str, str, dict[str, Handler]]] = [
             (f"{auth}/sessions/", "session_id", "", {"DELETE": self._revoke_session}),
             (f"{auth}/keys/", "key_id", "", {"DELETE": self._revoke_key}),
+            (f"{auth}/passkeys/", "passkey_id", "", {"DELETE": self._passkey_remove}),
             (
                 f"{users}/",
                 "username",
@@ -726,8 +786,10 @@ class HttpApi:
                 challenge = browser.mfa_challenge(request.headers.get("cookie"))
             if challenge is None:
                 raise ValidationError("field 'mfa_token' is required", field="mfa_token")
+            if (data.get("code") is None) == (data.get("passkey") is None):
+                raise ValidationError("send a 'code', or a 'passkey' answer", field="code")
             user, via = yield from complete_login(
-                mfa, self.rules, challenge, data["code"], request.client
+                mfa, self.rules, challenge, data.get("code"), request.client, data.get("passkey")
             )
             answer, cookies = yield from self._opened_parts(user, via, request)
             if browser is not None and browser.mfa_challenge(request.headers.get("cookie")):
@@ -746,26 +808,24 @@ class HttpApi:
         self, user: User, via: Mapping[str, Any], request: ApiRequest
     ) -> Flow[tuple[ApiResponse, list[str]]]:
         """The answer opening the session a login was for, and its cookies."""
-        browser = self.browser
-        if via.get("kind") == "browser" and browser is not None:
-            remember = bool(via.get("remember"))
-            ttl = browser.remember_ttl if remember else browser.session_ttl
-            opened: BrowserSession = yield from open_browser_session(
-                self.rules, user, request.client, ttl=ttl, remember=remember
-            )
-            return _browser_session_answer(browser, opened)
-        pair: TokenPair = yield from open_session(self.rules, user, request.client, "second factor")
-        return ApiResponse.json(200, pair.to_dict()), []
+        amr = via.get("amr") or amr_of("totp")
+        opened = yield from open_for(
+            self.rules, self.browser, user, via, request.client, amr, "second factor"
+        )
+        return self._session_answer(opened)
 
     def _enrolling(
-        self, request: ApiRequest, body: Mapping[str, Any]
+        self, request: ApiRequest, body: Mapping[str, Any], *, fresh: bool = False
     ) -> Flow[tuple[str, Mapping[str, Any] | None]]:
-        """Who enrols: the caller, or the user of an enrolment challenge (a role of
-        theirs requires a factor they do not have yet), with what their login was for."""
+        """Who enrols: the caller (`fresh`: one who proved it within ``step_up_ttl``),
+        or the user of an enrolment challenge (a role of theirs requires a factor they
+        do not have yet), with what their login was for."""
         mfa = self._mfa_rules()
         token = body.get("mfa_token")
         if token is None:
             who = self._authenticated(request, "account:mfa")
+            if fresh:
+                check_fresh(mfa.step_up_ttl, who)
             return who.username, None
         user, via = yield from read_challenge(mfa, token, ENROL)
         return user.username, via
@@ -773,7 +833,7 @@ class HttpApi:
     def _mfa_begin(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
         mfa = self._mfa_rules()
         body = _parse_body(request.body or b"{}", _MFA_BEGIN)
-        username, _ = yield from self._enrolling(request, body)
+        username, _ = yield from self._enrolling(request, body, fresh=True)
         enrolment = yield from begin_totp(mfa, username, request.client)
         return ApiResponse.json(201, enrolment.to_dict())
 
@@ -786,13 +846,130 @@ class HttpApi:
         )
         if via is None:
             return ApiResponse.json(200, {"recovery_codes": codes})
-        # Enrolled during a login: the session it was for opens now.
+        return (yield from self._enrolled(user, via, request, {"recovery_codes": codes}))
+
+    def _enrolled(
+        self, user: User, via: Mapping[str, Any], request: ApiRequest, shown: dict[str, Any]
+    ) -> Flow[ApiResponse]:
+        """Enrolled during a login: the session it was for opens now, its answer with
+        what the enrolment shows once."""
         opened = yield from self._opened(user, via, request)
-        data = {**(opened.data() or {}), "recovery_codes": codes}
+        data = {**(opened.data() or {}), **shown}
         cookies = [(k, v) for k, v in opened.headers if k == "set-cookie"]
         answer = ApiResponse.json(opened.status, data)
         answer.headers.extend(cookies)
         return answer
+
+    def _mfa_passkey_options(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
+        """The options of ``navigator.credentials.get()`` for a login's second step (the
+        challenge in the body, or in the cookie a form login set)."""
+        mfa = self._mfa_rules()
+        body = _parse_body(request.body or b"{}", _MFA_BEGIN)
+        challenge = body.get("mfa_token")
+        if challenge is None and self.browser is not None:
+            challenge = self.browser.mfa_challenge(request.headers.get("cookie"))
+        user, via = yield from read_challenge(mfa, challenge, LOGIN_STEP)
+        keys = Factors.load(user.factors).passkeys
+        wac = via.get("wac")
+        if mfa.passkeys is None or not keys or not isinstance(wac, str):
+            raise NotFound("this login has no passkey to use")
+        options = mfa.passkeys.authentication(
+            "", user, keys, {}, challenge=base64.urlsafe_b64decode(wac)
+        )
+        return ApiResponse.json(200, options)
+
+    # -- step-up and passkeys -----------------------------------------------------------
+
+    def _reauth_options(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
+        who = self._authenticated(request)
+        return ApiResponse.json(200, (yield from reauth_options(self.mfa, who)))
+
+    def _reauth(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
+        def act(data: dict[str, Any], form: bool) -> Flow[tuple[ApiResponse, list[str]]]:
+            who = self._authenticated(request)
+            opened = yield from reauthenticate(
+                self.rules, self.mfa, self.browser, who, data, request.client
+            )
+            return self._session_answer(opened)
+
+        return self._browser_flow(request, _REAUTH, act, self._fallback())
+
+    def _session_answer(self, opened: TokenPair | BrowserSession) -> tuple[ApiResponse, list[str]]:
+        if isinstance(opened, BrowserSession) and self.browser is not None:
+            return _browser_session_answer(self.browser, opened)
+        assert isinstance(opened, TokenPair)
+        return ApiResponse.json(200, opened.to_dict()), []
+
+    def _passkey_rules(self) -> PasskeyRules:
+        passkeys = self._mfa_rules().passkeys
+        if passkeys is None:
+            raise NotFound("passkeys are not configured")
+        return passkeys
+
+    def _passkey_begin(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
+        passkeys = self._passkey_rules()
+        body = _parse_body(request.body or b"{}", _MFA_BEGIN)
+        username, _ = yield from self._enrolling(request, body, fresh=True)
+        return ApiResponse.json(200, (yield from begin_registration(passkeys, username)))
+
+    def _passkey_add(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
+        passkeys = self._passkey_rules()
+        body = _parse_body(request.body, _PASSKEY_ADD)
+        username, via = yield from self._enrolling(request, body)
+        user, key, codes = yield from finish_registration(
+            passkeys, username, body["passkey_token"], body["credential"], body.get("name"),
+            request.client,
+        )  # fmt: skip
+        shown: dict[str, Any] = {"passkey": key.to_public_dict()}
+        if codes:
+            shown["recovery_codes"] = codes
+        if via is None:
+            return ApiResponse.json(201, shown)
+        return (yield from self._enrolled(user, {**via, "amr": amr_of("passkey")}, request, shown))
+
+    def _passkey_list(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
+        who = self._authenticated(request, "account:mfa")
+        user = yield from call(Store.get_user, who.username)
+        if user is None or user.id != who.user_id:
+            raise NotAuthenticated()
+        return ApiResponse.json(200, {"passkeys": passkey_list(user)})
+
+    def _passkey_remove(self, request: ApiRequest, passkey_id: str) -> Flow[ApiResponse]:
+        mfa = self._mfa_rules()
+        who = self._authenticated(request, "account:mfa")
+        check_fresh(mfa.step_up_ttl, who)
+        yield from remove_passkey(who.username, passkey_id, request.client)
+        return ApiResponse.empty()
+
+    def _passkey_login_options(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
+        passkeys = self._passkey_rules()
+        body = _parse_body(request.body or b"{}", _PASSKEY_OPTIONS)
+        if body.get("session", "token") not in ("token", "cookie"):
+            raise ValidationError("'session' is 'token' or 'cookie'", field="session")
+        if body.get("session") == "cookie" and self.browser is None:
+            raise ValidationError("cookie sessions are off", field="session")
+        via = via_of(body, self.browser is not None)
+        options = passkeys.authentication(PASSKEY_LOGIN, None, (), via)
+        return (yield from _now(ApiResponse.json(200, options)))
+
+    def _passkey_login(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
+        passkeys = self._passkey_rules()
+
+        def act(data: dict[str, Any], form: bool) -> Flow[tuple[ApiResponse, list[str]]]:
+            user, via = yield from passkey_login(
+                passkeys, self.rules, data["passkey_token"], data["credential"], request.client
+            )
+            before = request.identity
+            if (
+                via.get("kind") == "browser"
+                and before.is_authenticated
+                and before.claims.get("cookie")
+            ):
+                # The browser's session so far ends: one browser, one session.
+                yield from logout(before.username, before.session_id, request.client)
+            return (yield from self._opened_parts(user, via, request))
+
+        return self._browser_flow(request, _PASSKEY_LOGIN, act, self._fallback())
 
     def _mfa_recovery(self, request: ApiRequest, arg: str) -> Flow[ApiResponse]:
         mfa = self._mfa_rules()

@@ -154,6 +154,16 @@ class Settings:
     #: The page where a browser's form login goes for its second step (the challenge
     #: in a cookie); None: such a login goes back with ``?error=mfa_required``.
     mfa_url: str | None = None
+    #: How recent (seconds) a login or ``POST /auth/reauth`` must be to add or remove a
+    #: second factor or passkey (what `require_fresh` asks of authgate's own endpoints).
+    step_up_ttl: int = 600
+    #: Passkeys (WebAuthn, docs/mfa.md): the relying party's id, the site's domain
+    #: (``example.com``); None turns passkeys off.
+    passkey_rp_id: str | None = None
+    #: The name authenticators show for the site (default: ``issuer``).
+    passkey_rp_name: str | None = None
+    #: The origins whose pages run passkey ceremonies (default: ``https://<rp id>``).
+    passkey_origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in (
@@ -185,6 +195,7 @@ class Settings:
             "verify_ttl",
             "mail_window",
             "mfa_challenge_ttl",
+            "step_up_ttl",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be a positive number of seconds")
@@ -208,6 +219,13 @@ class Settings:
                 raise ConfigError(f"{name} must be a path ('/login') or an absolute URL")
         if self.public_url is not None and not self.public_url.startswith(("https://", "http://")):
             raise ConfigError("public_url must be the site's http(s) address")
+        for origin in self.passkey_origins:
+            if not origin.startswith(("https://", "http://")) or origin.count("/") != 2:
+                raise ConfigError(
+                    f"passkey_origins: {origin!r} is not an origin (https://example.com[:port])"
+                )
+        if self.passkey_origins and not self.passkey_rp_id:
+            raise ConfigError("passkey_origins is set but passkey_rp_id is not")
         if self.password_min_length < 1 or self.password_max_bytes < self.password_min_length:
             raise ConfigError("password_min_length must be >= 1 and <= password_max_bytes")
 

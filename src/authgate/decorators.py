@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import functools
 import inspect
+import time
 from collections.abc import Callable, Generator
 from typing import Any, ParamSpec, TypeVar, cast, overload
 
 from .audit import record_denial
 from .context import current_identity, hiding_objects, note_refusal
-from .errors import NotAuthenticated, NotFound, PermissionDenied
+from .errors import NotAuthenticated, NotFound, PermissionDenied, StepUpRequired
 from .identity import Identity
 from .permissions import HasPermission, HasRole, IsAuthenticated, Policy
 from .permissions.objects import Settle, decide, decide_async, object_verdict
@@ -37,10 +38,12 @@ from .users import RoleHierarchy
 
 __all__ = [
     "check",
+    "check_fresh",
     "check_object_permission",
     "check_object_permission_async",
     "require",
     "require_auth",
+    "require_fresh",
     "require_object_permission",
     "require_permission",
     "require_role",
@@ -64,27 +67,65 @@ def check(policy: Policy, identity: Identity | None = None) -> Identity:
     raise note_refusal(PermissionDenied(f"requires {policy.describe()}"))
 
 
-def _guard(policy: Policy) -> Callable[[F], F]:
+def check_fresh(max_age: int, identity: Identity | None = None) -> Identity:
+    """Raise unless `identity` (default: the current one) proved who they are within
+    the last `max_age` seconds (the ``auth_time`` of its login, a password, a second
+    factor or a passkey): `NotAuthenticated` without one, `StepUpRequired` (401
+    ``insufficient_user_authentication``, RFC 9470) when it is older.  An API key never
+    passes: it proves no person's presence.  Returns the identity."""
+    if max_age < 0:
+        raise ValueError("max_age must be zero or more seconds")
+    who = identity if identity is not None else current_identity()
+    if not who.is_authenticated:
+        raise note_refusal(NotAuthenticated("authentication required: a recent login"))
+    auth_time = who.claims.get("auth_time")
+    if (
+        type(auth_time) is not int  # bool is not a time; an API key has none
+        or not 0 <= time.time() - auth_time <= max_age
+    ):
+        record_denial(who.username, f"a login within {max_age} s")
+        raise note_refusal(StepUpRequired(max_age))
+    return who
+
+
+def _wrap(checking: Callable[[], object], policy: Policy | None) -> Callable[[F], F]:
     def decorate(fn: F) -> F:
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
             async def guarded_async(*args: Any, **kwargs: Any) -> Any:
-                check(policy)
+                checking()
                 return await fn(*args, **kwargs)
 
-            guarded_async.__dict__["__authgate_policy__"] = policy
+            if policy is not None:
+                guarded_async.__dict__["__authgate_policy__"] = policy
             return cast(F, guarded_async)
 
         @functools.wraps(fn)
         def guarded(*args: Any, **kwargs: Any) -> Any:
-            check(policy)
+            checking()
             return fn(*args, **kwargs)
 
-        guarded.__dict__["__authgate_policy__"] = policy
+        if policy is not None:
+            guarded.__dict__["__authgate_policy__"] = policy
         return cast(F, guarded)
 
     return decorate
+
+
+def _guard(policy: Policy) -> Callable[[F], F]:
+    return _wrap(lambda: check(policy), policy)
+
+
+def require_fresh(max_age: int = 300) -> Callable[[F], F]:
+    """Require a login (or ``POST /auth/reauth``) within the last `max_age` seconds, for
+    operations an old or stolen session must not reach: changing a second factor,
+    deleting the account, moving money.  A refusal is 401
+    ``insufficient_user_authentication`` with ``max_age``; a page request goes to the
+    login page, whose login is recent.  Stack it under `require_role` and the like."""
+    if max_age < 0:
+        raise ValueError("max_age must be zero or more seconds")
+    return _wrap(lambda: check_fresh(max_age), None)
 
 
 @overload

@@ -38,6 +38,7 @@ __all__ = [
     "SecondFactorRequired",
     "SessionLimitReached",
     "SessionRevoked",
+    "StepUpRequired",
     "StoreError",
     "StoreUnavailable",
     "TokenNotYetValid",
@@ -65,6 +66,10 @@ class AuthGateError(Exception):
     def extra(self) -> dict[str, object]:
         """Fields the error's JSON body carries besides ``error`` and ``detail``."""
         return {}
+
+    def challenge_params(self) -> str:
+        """Auth-params a 401's ``WWW-Authenticate`` adds after ``error_description``."""
+        return ""
 
 
 # -- 400 --------------------------------------------------------------------------------
@@ -221,6 +226,29 @@ class SessionRevoked(InvalidToken):
     default_detail = "the session is no longer valid"
 
 
+class StepUpRequired(AuthenticationError):
+    """The identity is real but its proof is too old for this operation: prove it again
+    (``POST /auth/reauth``, or log in again) within `max_age` seconds of the request
+    (HTTP 401 ``insufficient_user_authentication``, RFC 9470)."""
+
+    code = "insufficient_user_authentication"
+    bearer_error = "insufficient_user_authentication"
+    default_detail = "a more recent authentication is required: prove it's you again"
+
+    def __init__(self, max_age: int, detail: str | None = None) -> None:
+        super().__init__(
+            detail
+            or f"{self.default_detail} (within {max_age} s: POST /auth/reauth or log in again)"
+        )
+        self.max_age = max_age
+
+    def extra(self) -> dict[str, object]:
+        return {"max_age": self.max_age}
+
+    def challenge_params(self) -> str:
+        return f', max_age="{self.max_age}"'
+
+
 # -- 403 --------------------------------------------------------------------------------
 
 
@@ -245,26 +273,41 @@ class CsrfFailed(PermissionDenied):
 
 
 class SecondFactorRequired(AuthorizationError):
-    """The password was right; the login needs its second step (a TOTP code or a
-    recovery code, or enrolling a factor the user's role requires) with `challenge`
-    (HTTP 403 ``mfa_required``, the challenge in the body)."""
+    """The password was right; the login needs its second step (a TOTP code, a
+    recovery code or a passkey, or enrolling a factor the user's role requires) with
+    `challenge` (HTTP 403 ``mfa_required``, the challenge in the body; for a user with
+    passkeys, the options of ``navigator.credentials.get()`` in ``passkey``)."""
 
     code = "mfa_required"
     default_detail = "a second factor is required: send the challenge with a code to /auth/mfa"
 
-    def __init__(self, challenge: str, methods: list[str], expires_in: int) -> None:
+    def __init__(
+        self,
+        challenge: str,
+        methods: list[str],
+        expires_in: int,
+        passkey: dict[str, object] | None = None,
+    ) -> None:
         detail = (
-            self.default_detail
-            if "totp" in methods
-            else "your role requires a second factor: enrol one with this challenge"
+            "your role requires a second factor: enrol one with this challenge"
+            if any(m.startswith("enrol_") for m in methods)
+            else self.default_detail
         )
         super().__init__(detail)
         self.challenge = challenge
         self.methods = methods
         self.expires_in = expires_in
+        self.passkey = passkey
 
     def extra(self) -> dict[str, object]:
-        return {"mfa_token": self.challenge, "methods": self.methods, "expires_in": self.expires_in}
+        body: dict[str, object] = {
+            "mfa_token": self.challenge,
+            "methods": self.methods,
+            "expires_in": self.expires_in,
+        }
+        if self.passkey is not None:
+            body["passkey"] = self.passkey
+        return body
 
 
 class EmailNotVerified(AuthorizationError):

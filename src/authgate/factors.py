@@ -9,6 +9,8 @@ A user's factors are one JSON document in `User.factors`, opaque to the stores:
   The time step of the last accepted code is kept too: a code is accepted once.
 - recovery codes are shown once and kept as SHA-256 hashes (each has 60 random bits, too
   many to guess, so a fast hash is enough); each works once.
+- passkeys (WebAuthn credentials) are kept as their id and public key, which are no
+  secrets, with the authenticator's signature counter (`authgate.flows.passkeys`).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from .errors import ConfigError, ValidationError
 __all__ = [
     "RECOVERY_CODES",
     "Factors",
+    "Passkey",
     "SecretBox",
     "TotpFactor",
     "new_recovery_codes",
@@ -164,16 +167,51 @@ def recovery_hash(code: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
+class Passkey:
+    """A registered WebAuthn credential: its id and COSE public key (base64url), the
+    signature counter last seen, and what the user and the authenticator said of it."""
+
+    id: str
+    public_key: str = field(repr=False)
+    sign_count: int = 0
+    name: str = ""
+    transports: tuple[str, ...] = ()
+    backed_up: bool = False
+    aaguid: str = ""
+    created_at: float = 0.0
+    last_used_at: float = 0.0
+
+    def to_public_dict(self) -> dict[str, Any]:
+        """What ``GET /auth/passkeys`` shows of it (no key)."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "created_at": self.created_at,
+            "last_used_at": self.last_used_at or None,
+            "backed_up": self.backed_up,
+            "transports": list(self.transports),
+        }
+
+
+@dataclass(frozen=True, slots=True)
 class Factors:
     """A user's second factors, as `User.factors` keeps them (JSON)."""
 
     totp: TotpFactor | None = None
     recovery: tuple[str, ...] = ()
+    passkeys: tuple[Passkey, ...] = ()
 
     @property
     def active(self) -> bool:
         """Does logging in need a second step?"""
-        return self.totp is not None and self.totp.confirmed
+        return (self.totp is not None and self.totp.confirmed) or bool(self.passkeys)
+
+    def passkey(self, credential_id: str) -> Passkey | None:
+        """The passkey of id `credential_id`, if it is one of these."""
+        for key in self.passkeys:
+            if hmac.compare_digest(key.id, credential_id):
+                return key
+        return None
 
     @classmethod
     def load(cls, text: str) -> Factors:
@@ -186,6 +224,10 @@ class Factors:
             return cls(
                 totp=TotpFactor(**totp) if totp else None,
                 recovery=tuple(data.get("recovery", ())),
+                passkeys=tuple(
+                    Passkey(**{**key, "transports": tuple(key.get("transports", ()))})
+                    for key in data.get("passkeys", ())
+                ),
             )
         except (ValueError, TypeError, AttributeError) as err:
             raise ValidationError("the user's second factors are unreadable") from err
@@ -203,6 +245,21 @@ class Factors:
             }
         if self.recovery:
             data["recovery"] = list(self.recovery)
+        if self.passkeys:
+            data["passkeys"] = [
+                {
+                    "id": key.id,
+                    "public_key": key.public_key,
+                    "sign_count": key.sign_count,
+                    "name": key.name,
+                    "transports": list(key.transports),
+                    "backed_up": key.backed_up,
+                    "aaguid": key.aaguid,
+                    "created_at": key.created_at,
+                    "last_used_at": key.last_used_at,
+                }
+                for key in self.passkeys
+            ]
         return json.dumps(data, sort_keys=True) if data else ""
 
     def with_recovery(self, codes: Iterable[str]) -> Factors:

@@ -24,9 +24,10 @@ from .browser import BrowserRules, is_session_cookie
 from .caches import IDENTITIES, LRU
 from .config import Settings
 from .context import note_refusal
+from .decorators import check_fresh
 from .errors import AuthGateError, ConfigError
 from .faces import AsyncFace, Steps, SyncFace, operation, returning
-from .factors import SecretBox
+from .factors import Passkey, SecretBox
 from .flows import Flow, arun, call, run
 from .flows.accounts import (
     RESET,
@@ -57,7 +58,7 @@ from .flows.browser import (
     BrowserSession,
     browser_identity,
     browser_login,
-    open_browser_session,
+    open_for,
 )
 from .flows.identity import (
     explain_decision,
@@ -77,14 +78,22 @@ from .flows.mfa import (
     reset_factors,
 )
 from .flows.objects import visible_objects
+from .flows.passkeys import (
+    begin_registration,
+    finish_registration,
+    passkey_list,
+    passkey_login,
+    remove_passkey,
+)
 from .flows.sessions import (
     SessionRules,
     logout,
-    open_session,
     refresh,
     revoke_session,
     revoke_sessions,
 )
+from .flows.stepup import reauth_options, reauthenticate
+from .flows.stepup import signed_in as signed_in_user
 from .flows.throttle import ClientThrottle
 from .flows.users import bootstrap as _bootstrap
 from .flows.users import create_user as _create_user
@@ -95,6 +104,8 @@ from .flows.users import set_password as _set_password
 from .flows.users import update_user as _update_user
 from .identity import Client, Identity
 from .mail import MailTemplates, Outbox, open_mailer
+from .passkeys import LOGIN as PASSKEY_LOGIN
+from .passkeys import PasskeyRules
 from .passwords import PasswordHasher
 from .permissions import Policy, RolePolicy
 from .permissions.explain import Explanation
@@ -103,6 +114,26 @@ from .tokens import KeyRing, TokenPair, TokenVerifier
 from .users import Group, RoleHierarchy, User, normalize_username
 
 __all__ = ["AsyncGate", "Client", "Gate", "TokenPair"]
+
+
+def _passkey_rules(settings: Settings, ring: KeyRing) -> PasskeyRules | None:
+    """The relying party the settings describe, when passkeys are on."""
+    rp_id = settings.passkey_rp_id
+    if rp_id is None:
+        return None
+    return PasskeyRules(
+        rp_id=rp_id,
+        rp_name=settings.passkey_rp_name or settings.issuer,
+        origins=settings.passkey_origins or (f"https://{rp_id}",),
+        ceremonies=TokenVerifier(
+            ring,
+            issuer=settings.issuer,
+            audience=f"{settings.audience}#passkey",
+            typ="authgate-passkey+jwt",
+            cache_size=64,
+        ),
+        ttl=settings.mfa_challenge_ttl,
+    )
 
 
 def _outbox(settings: Settings) -> Outbox | None:
@@ -198,6 +229,8 @@ class _Gate(Generic[S]):
             ),
             challenge_ttl=s.mfa_challenge_ttl,
             issuer=s.issuer,
+            passkeys=_passkey_rules(s, self.ring),
+            step_up_ttl=s.step_up_ttl,
         )
         self.browser = BrowserRules.from_settings(s, self.ring.secret_material())
         self.outbox = outbox if outbox is not None else _outbox(s)
@@ -314,39 +347,38 @@ class _Gate(Generic[S]):
 
     @operation
     def complete_login(
-        self, challenge: str, code: str, client: Client = _NOWHERE
+        self,
+        challenge: str,
+        code: str | None = None,
+        client: Client = _NOWHERE,
+        *,
+        passkey: Mapping[str, Any] | str | None = None,
     ) -> Flow[TokenPair | BrowserSession]:
         """The second step of a login: the challenge of `SecondFactorRequired` and a
-        TOTP or recovery code; opens the session the login was for (a token pair, or a
-        browser session).  A wrong code is `BadCredentials` and counts toward the
-        lock-out."""
-        return self._second_step(challenge, code, client)
+        TOTP or recovery code, or a passkey's answer (``PublicKeyCredential.toJSON()``)
+        to the options it carried; opens the session the login was for (a token pair,
+        or a browser session).  A wrong code or passkey is `BadCredentials` and counts
+        toward the lock-out."""
+        return self._second_step(challenge, code, client, passkey)
 
     def _second_step(
-        self, challenge: str, code: str, client: Client
+        self, challenge: str, code: str | None, client: Client, passkey: object
     ) -> Flow[TokenPair | BrowserSession]:
-        user, via = yield from complete_login(self.mfa, self.rules, challenge, code, client)
-        return (yield from self._open_for(user, via, client))
-
-    def _open_for(
-        self, user: User, via: dict[str, Any], client: Client
-    ) -> Flow[TokenPair | BrowserSession]:
-        """Open the session a login was for (`via`: what its challenge says)."""
-        if via.get("kind") == "browser":
-            remember = bool(via.get("remember"))
-            ttl = self.browser.remember_ttl if remember else self.browser.session_ttl
-            opened: BrowserSession = yield from open_browser_session(
-                self.rules, user, client, ttl=ttl, remember=remember
+        user, via = yield from complete_login(
+            self.mfa, self.rules, challenge, code, client, passkey
+        )
+        return (
+            yield from open_for(
+                self.rules, self.browser, user, via, client, via["amr"], "second factor"
             )
-            return opened
-        pair: TokenPair = yield from open_session(self.rules, user, client, "second factor")
-        return pair
+        )
 
     @operation
     def begin_totp(self, identity: Identity, client: Client = _NOWHERE) -> Flow[TotpEnrolment]:
         """Start enrolling a TOTP authenticator for `identity`: its secret, URI and QR
         code (show them once); `confirm_totp` activates it."""
         require_account_right(identity, "account:mfa")
+        check_fresh(self.mfa.step_up_ttl, identity)
         return begin_totp(self.mfa, identity.username, client)
 
     @operation
@@ -374,6 +406,112 @@ class _Gate(Generic[S]):
     def reset_mfa(self, username: str, *, actor: str = "", client: Client = _NOWHERE) -> Flow[User]:
         """Remove a user's second factors (an admin's reset)."""
         return reset_factors(normalize_username(username), actor, client)
+
+    # -- step-up and passkeys -------------------------------------------------------------
+
+    @operation
+    def reauth_options(self, identity: Identity) -> Flow[dict[str, Any]]:
+        """What `identity` can prove itself with again (``methods``), and for a user
+        with passkeys the options of ``navigator.credentials.get()`` (``passkey``)."""
+        return reauth_options(self.mfa, identity)
+
+    @operation
+    def reauthenticate(
+        self,
+        identity: Identity,
+        *,
+        password: str | None = None,
+        code: str | None = None,
+        passkey: Mapping[str, Any] | str | None = None,
+        passkey_token: str | None = None,
+        client: Client = _NOWHERE,
+    ) -> Flow[TokenPair | BrowserSession]:
+        """Prove again who `identity` is (the password, or with a second factor a code
+        or a passkey), for `require_fresh`: a new session of the same kind, whose
+        ``auth_time`` is now; the old one ends.  Wrong proofs count toward the
+        lock-out."""
+        proof = {"password": password, "code": code, "passkey": passkey}
+        proof["passkey_token"] = passkey_token
+        return reauthenticate(self.rules, self.mfa, self.browser, identity, proof, client)
+
+    def _passkeys(self) -> PasskeyRules:
+        if self.mfa.passkeys is None:
+            raise ConfigError("passkeys are off: set AUTHGATE_PASSKEY_RP_ID (docs/mfa.md)")
+        return self.mfa.passkeys
+
+    @operation
+    def begin_passkey(self, identity: Identity) -> Flow[dict[str, Any]]:
+        """The options of ``navigator.credentials.create()`` adding a passkey to
+        `identity`'s account, and their token (a login within ``step_up_ttl``)."""
+        require_account_right(identity, "account:mfa")
+        check_fresh(self.mfa.step_up_ttl, identity)
+        return begin_registration(self._passkeys(), identity.username)
+
+    @operation
+    def add_passkey(
+        self,
+        identity: Identity,
+        passkey_token: str,
+        credential: Mapping[str, Any] | str,
+        name: str | None = None,
+        client: Client = _NOWHERE,
+    ) -> Flow[tuple[Passkey, list[str]]]:
+        """Add the passkey of a registration's answer: it, and new recovery codes when
+        the account had none (show them once)."""
+        require_account_right(identity, "account:mfa")
+        return self._added(identity.username, passkey_token, credential, name, client)
+
+    def _added(
+        self, username: str, token: str, credential: object, name: object, client: Client
+    ) -> Flow[tuple[Passkey, list[str]]]:
+        _, key, codes = yield from finish_registration(
+            self._passkeys(), username, token, credential, name, client
+        )
+        return key, codes
+
+    @operation
+    def passkey_login_options(
+        self, *, browser: bool = False, remember: bool = False
+    ) -> Flow[dict[str, Any]]:
+        """The options of ``navigator.credentials.get()`` for a login by passkey alone,
+        and their token; `browser` logins open a browser session."""
+        via = {"kind": "browser", "remember": remember} if browser else {"kind": "token"}
+        return returning(self._passkeys().authentication(PASSKEY_LOGIN, None, (), via))
+
+    @operation
+    def passkey_login(
+        self, passkey_token: str, credential: Mapping[str, Any] | str, client: Client = _NOWHERE
+    ) -> Flow[TokenPair | BrowserSession]:
+        """A login by passkey alone: the session its options were for."""
+        return self._passkey_login(passkey_token, credential, client)
+
+    def _passkey_login(
+        self, token: str, credential: object, client: Client
+    ) -> Flow[TokenPair | BrowserSession]:
+        user, via = yield from passkey_login(
+            self._passkeys(), self.rules, token, credential, client
+        )
+        return (
+            yield from open_for(self.rules, self.browser, user, via, client, via["amr"], "passkey")
+        )
+
+    @operation
+    def passkeys(self, identity: Identity) -> Flow[list[dict[str, Any]]]:
+        """`identity`'s passkeys (no key material)."""
+        return self._passkey_list(identity)
+
+    def _passkey_list(self, identity: Identity) -> Flow[list[dict[str, Any]]]:
+        user = yield from signed_in_user(identity)
+        return passkey_list(user)
+
+    @operation
+    def remove_passkey(
+        self, identity: Identity, credential_id: str, client: Client = _NOWHERE
+    ) -> Flow[User]:
+        """Remove one of `identity`'s passkeys (a login within ``step_up_ttl``)."""
+        require_account_right(identity, "account:mfa")
+        check_fresh(self.mfa.step_up_ttl, identity)
+        return remove_passkey(identity.username, credential_id, client)
 
     @operation
     def browser_login(

@@ -373,6 +373,7 @@ def error_response(err: AuthGateError, realm: str = "authgate") -> ApiResponse:
         challenge = f'Bearer realm="{_quote(realm)}"'
         if err.bearer_error:
             challenge += f', error="{err.bearer_error}", error_description="{_quote(err.detail)}"'
+            challenge += err.challenge_params()
         headers.append(("www-authenticate", challenge))
     return ApiResponse(err.status, body, headers)
 

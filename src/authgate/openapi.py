@@ -40,8 +40,13 @@ from .api import (
     _MFA_CONFIRM,
     _MFA_STEP,
     _NEW_PASSWORD,
+    _OBJ,
+    _PASSKEY_ADD,
+    _PASSKEY_LOGIN,
+    _PASSKEY_OPTIONS,
     _PASSWORD,
     _PERMISSIONS,
+    _REAUTH,
     _REFRESH,
     _RESET,
     _SESSION,
@@ -335,13 +340,85 @@ _OPERATIONS: dict[str, _Operation] = {
         throttled=_LOCKED,
     ),
     "mfa_complete": _Operation(
-        "A login's second step: the `mfa_token` of its 403 `mfa_required` and a TOTP code "
-        "or a recovery code; opens the session the login was for (a token pair, or a "
-        "browser's cookie session).  A wrong code counts toward the lock-out",
+        "A login's second step: the `mfa_token` of its 403 `mfa_required` and a TOTP code, "
+        "a recovery code, or a passkey's answer to the options it carried; opens the "
+        "session the login was for (a token pair, or a browser's cookie session).  A "
+        "wrong code or passkey counts toward the lock-out",
         answer="TokenPair",
         body=_MFA_STEP,
-        # JSON names it (not null); a form's is in the cookie its login set.
-        rules=({"required": ["mfa_token"], "properties": {"mfa_token": {"type": "string"}}},),
+        # JSON names it (not null); a form's is in the cookie its login set.  One proof.
+        rules=(
+            {"required": ["mfa_token"], "properties": {"mfa_token": {"type": "string"}}},
+            {
+                "oneOf": [
+                    {"required": ["code"], "properties": {"code": {"type": "string"}}},
+                    {"required": ["passkey"], "properties": {"passkey": {"type": "object"}}},
+                ]
+            },
+        ),
+        browser=True,
+        public=True,
+        throttled=_LOCKED,
+    ),
+    "mfa_passkey_options": _Operation(
+        "The options of `navigator.credentials.get()` for a login's second step by passkey "
+        "(its `mfa_token` in the body, or in the cookie a form login set)",
+        answer="PasskeyOptions",
+        body=_MFA_BEGIN,
+        optional_body=True,
+        public=True,
+        missing="the login's user has no passkey",
+    ),
+    "reauth_options": _Operation(
+        "How I can prove it's me again (`methods`), how recent a proof authgate's own "
+        "endpoints ask (`max_age`), and for a user with passkeys their options",
+        answer="ReauthOptions",
+    ),
+    "reauth": _Operation(
+        "Prove it's me again (the password, or with a second factor a code or a passkey): "
+        "a new session of the same kind whose login time is now; the old one ends.  What "
+        "`require_fresh` and 401 `insufficient_user_authentication` ask for",
+        answer="TokenPair",
+        body=_REAUTH,
+        browser=True,
+        throttled=_LOCKED,
+    ),
+    "passkey_list": _Operation("My passkeys (no key material)", answer="PasskeyList"),
+    "passkey_begin": _Operation(
+        "The options of `navigator.credentials.create()` adding a passkey to my account "
+        "(a login within AUTHGATE_STEP_UP_TTL), or with the `mfa_token` of a login whose "
+        "role requires a factor",
+        answer="PasskeyOptions",
+        body=_MFA_BEGIN,
+        optional_body=True,
+        conflict="the account has every passkey allowed",
+    ),
+    "passkey_add": _Operation(
+        "Add the passkey a registration's answer creates: it, the recovery codes when the "
+        "account had none (shown once), and enrolling during a login, its session",
+        ok=201,
+        answer="NewPasskey",
+        body=_PASSKEY_ADD,
+        conflict="this passkey is registered already",
+    ),
+    "passkey_remove": _Operation(
+        "Remove one of my passkeys (a login within AUTHGATE_STEP_UP_TTL)",
+        ok=204,
+        missing="no such passkey",
+    ),
+    "passkey_login_options": _Operation(
+        "The options of `navigator.credentials.get()` for a login by passkey alone, and "
+        "their token; `session: cookie` asks for a browser session",
+        answer="PasskeyOptions",
+        body=_PASSKEY_OPTIONS,
+        optional_body=True,
+        public=True,
+    ),
+    "passkey_login": _Operation(
+        "A login by passkey alone (it verifies its user: a PIN or a biometric): the token "
+        "pair, or the browser session its options asked for",
+        answer="TokenPair",
+        body=_PASSKEY_LOGIN,
         browser=True,
         public=True,
         throttled=_LOCKED,
@@ -537,11 +614,12 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "MfaStatus": {
         "type": "object",
-        "required": ["totp", "totp_pending", "recovery_codes_left", "required"],
+        "required": ["totp", "totp_pending", "recovery_codes_left", "passkeys", "required"],
         "properties": {
             "totp": {"type": "boolean", "description": "an authenticator is active"},
             "totp_pending": {"type": "boolean", "description": "one waits for its first code"},
             "recovery_codes_left": {"type": "integer"},
+            "passkeys": {"type": "integer", "description": "how many passkeys I have"},
             "required": {"type": "boolean", "description": "a role of mine requires one"},
         },
     },
@@ -552,6 +630,58 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
             "secret": {"type": "string", "description": "base32, shown this once"},
             "uri": {"type": "string", "description": "otpauth://totp/..."},
             "qr_svg": {"type": "string", "description": "the URI as a QR code, SVG"},
+        },
+    },
+    "PasskeyOptions": {
+        "type": "object",
+        "required": ["publicKey"],
+        "properties": {
+            "publicKey": {
+                "type": "object",
+                "description": "the `publicKey` of `navigator.credentials.create()` or `.get()`"
+                " (binary fields base64url)",
+            },
+            "passkey_token": {
+                "type": "string",
+                "description": "send it back with the answer (a second step's needs none)",
+            },
+        },
+    },
+    "Passkey": {
+        "type": "object",
+        "required": ["id", "name", "created_at", "backed_up", "transports"],
+        "properties": {
+            "id": {"type": "string", "description": "the credential id, base64url"},
+            "name": {"type": "string"},
+            "created_at": {"type": "number", "description": "seconds since the epoch"},
+            "last_used_at": {"type": ["number", "null"]},
+            "backed_up": {"type": "boolean", "description": "synced to a cloud account"},
+            "transports": _STRINGS,
+        },
+    },
+    "PasskeyList": {
+        "type": "object",
+        "required": ["passkeys"],
+        "properties": {"passkeys": {"type": "array", "items": {"$ref": f"{_REF}Passkey"}}},
+    },
+    "NewPasskey": {
+        "type": "object",
+        "required": ["passkey"],
+        "properties": {
+            "passkey": {"$ref": f"{_REF}Passkey"},
+            "recovery_codes": {**_STRINGS, "description": "shown this once"},
+        },
+    },
+    "ReauthOptions": {
+        "type": "object",
+        "required": ["methods", "max_age"],
+        "properties": {
+            "methods": {
+                "type": "array",
+                "items": {"enum": ["password", "totp", "recovery_code", "passkey"]},
+            },
+            "max_age": {"type": ["integer", "null"], "description": "seconds"},
+            "passkey": {"$ref": f"{_REF}PasskeyOptions"},
         },
     },
     "RecoveryCodes": {
@@ -681,6 +811,7 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
 
 _KINDS: dict[str, dict[str, Any]] = {
     _STR: {"type": "string"},
+    _OBJ: {"type": "object", "description": "as `PublicKeyCredential.toJSON()` gives it"},
     _BOOL: {"type": "boolean"},
     _INT: {"type": "integer"},
     _LIST: {"type": "array", "items": {"type": "string"}, "maxItems": 256},
@@ -726,6 +857,8 @@ def _body_schema(op: _Operation, checks: Mapping[str, dict[str, Any]]) -> dict[s
     properties = {}
     for name, spec in op.body.items():
         schema = dict(_KINDS[spec.kind])
+        if spec.kind == _OBJ and op.form:  # a form sends the object as JSON text
+            schema = {"type": "string", "description": "JSON, as `PublicKeyCredential.toJSON()`"}
         if name in op.checked:
             schema.update(checks[name])
         if spec.kind == _STR:
@@ -948,6 +1081,8 @@ def _served(api: HttpApi, name: str) -> bool:
         return accounts is not None and accounts.mails
     if name == "signup":
         return accounts is not None and accounts.signup
+    if name.startswith("passkey") or name == "mfa_passkey_options":
+        return api.mfa is not None and api.mfa.passkeys is not None
     return True
 
 

@@ -7,13 +7,16 @@ catches the mail a test sends.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import datetime
 import email.policy
 import functools
+import hashlib
 import hmac
 import importlib.util
 import ipaddress
+import json
 import logging
 import os
 import re
@@ -27,7 +30,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -48,6 +51,7 @@ __all__ = [
     "ClusterSet",
     "MailCatcher",
     "SentinelSet",
+    "SoftAuthenticator",
     "cheap_hasher",
     "env_mysql_url",
     "env_postgres_url",
@@ -1343,3 +1347,152 @@ def _tls_pair(directory: Path) -> tuple[ssl.SSLContext, ssl.SSLContext]:
     server.load_cert_chain(cert_path, key_path)
     client = ssl.create_default_context(cadata=ca.public_bytes(serialization.Encoding.PEM).decode())
     return server, client
+
+
+# -- passkeys ------------------------------------------------------------------------------
+
+
+@dataclass
+class _SoftCredential:
+    private_key: Any
+    rp_id: str
+    user_handle: bytes
+    sign_count: int
+
+
+class SoftAuthenticator:
+    """A WebAuthn authenticator in software, for tests of passkey logins without a
+    browser: real P-256 keys (ES256), real signatures over real authenticator data, in
+    the JSON shape ``PublicKeyCredential.toJSON()`` gives.  `create` answers the options
+    of ``navigator.credentials.create()``; `get` those of ``navigator.credentials.get()``
+    (from one of the ``allowCredentials``, or any passkey it holds for the relying party
+    when the list is empty, as a discoverable credential is found).
+
+    ``counts=False`` is an authenticator that keeps no signature counter (it signs 0,
+    as synced passkeys do); `user_verified` says whether it checks a PIN or biometric.
+    """
+
+    def __init__(self, origin: str, *, counts: bool = True, user_verified: bool = True) -> None:
+        self.origin = origin
+        self.counts = counts
+        self.user_verified = user_verified
+        self.credentials: dict[bytes, _SoftCredential] = {}
+
+    @staticmethod
+    def _options(options: Mapping[str, Any]) -> Mapping[str, Any]:
+        inner: Mapping[str, Any] = options.get("publicKey", options)
+        return inner
+
+    def _client_data(self, kind: str, challenge: str, origin: str | None) -> bytes:
+        return json.dumps(
+            {"type": kind, "challenge": challenge, "origin": origin or self.origin},
+            separators=(",", ":"),
+        ).encode()
+
+    def _flags(self, attested: bool) -> int:
+        return 0x01 | (0x04 if self.user_verified else 0) | (0x40 if attested else 0)
+
+    def create(self, options: Mapping[str, Any], *, origin: str | None = None) -> dict[str, Any]:
+        """A new credential for the options of ``navigator.credentials.create()``."""
+        import cbor2
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        public = self._options(options)
+        rp_id = public["rp"]["id"]
+        key = ec.generate_private_key(ec.SECP256R1())
+        credential_id = secrets.token_bytes(32)
+        numbers = key.public_key().public_numbers()
+        cose = cbor2.dumps(
+            {
+                1: 2,
+                3: -7,
+                -1: 1,
+                -2: numbers.x.to_bytes(32, "big"),
+                -3: numbers.y.to_bytes(32, "big"),
+            }
+        )
+        auth_data = (
+            hashlib.sha256(rp_id.encode()).digest()
+            + bytes([self._flags(True)])
+            + (0).to_bytes(4, "big")
+            + bytes(16)  # the AAGUID: none
+            + len(credential_id).to_bytes(2, "big")
+            + credential_id
+            + cose
+        )
+        attestation = cbor2.dumps({"fmt": "none", "attStmt": {}, "authData": auth_data})
+        self.credentials[credential_id] = _SoftCredential(
+            key, rp_id, _unb64url(public["user"]["id"]), 0
+        )
+        client_data = self._client_data("webauthn.create", public["challenge"], origin)
+        return {
+            "id": _b64url(credential_id),
+            "rawId": _b64url(credential_id),
+            "type": "public-key",
+            "response": {
+                "clientDataJSON": _b64url(client_data),
+                "attestationObject": _b64url(attestation),
+                "transports": ["internal"],
+            },
+            "clientExtensionResults": {},
+            "authenticatorAttachment": "platform",
+        }
+
+    def get(
+        self,
+        options: Mapping[str, Any],
+        *,
+        origin: str | None = None,
+        credential_id: str | None = None,
+    ) -> dict[str, Any]:
+        """An assertion for the options of ``navigator.credentials.get()``."""
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+
+        public = self._options(options)
+        rp_id = public.get("rpId", "")
+        allowed = [_unb64url(c["id"]) for c in public.get("allowCredentials", [])]
+        if credential_id is not None:
+            chosen = _unb64url(credential_id)
+        else:
+            mine = [
+                cid
+                for cid, held in self.credentials.items()
+                if held.rp_id == rp_id and (not allowed or cid in allowed)
+            ]
+            if not mine:
+                raise LookupError("this authenticator holds no passkey for these options")
+            chosen = mine[0]
+        held = self.credentials[chosen]
+        if self.counts:
+            held.sign_count += 1
+        auth_data = (
+            hashlib.sha256(rp_id.encode()).digest()
+            + bytes([self._flags(False)])
+            + held.sign_count.to_bytes(4, "big")
+        )
+        client_data = self._client_data("webauthn.get", public["challenge"], origin)
+        signature = held.private_key.sign(
+            auth_data + hashlib.sha256(client_data).digest(), ec.ECDSA(hashes.SHA256())
+        )
+        return {
+            "id": _b64url(chosen),
+            "rawId": _b64url(chosen),
+            "type": "public-key",
+            "response": {
+                "clientDataJSON": _b64url(client_data),
+                "authenticatorData": _b64url(auth_data),
+                "signature": _b64url(signature),
+                "userHandle": _b64url(held.user_handle),
+            },
+            "clientExtensionResults": {},
+            "authenticatorAttachment": "platform",
+        }
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _unb64url(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))

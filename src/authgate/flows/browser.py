@@ -14,21 +14,39 @@ import hmac
 import re
 import secrets
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
-from ..browser import SESSION_PREFIX
+from ..browser import SESSION_PREFIX, BrowserRules
 from ..errors import MalformedToken, SessionRevoked
 from ..identity import Client, Identity
 from ..stores.base import Session, Store
+from ..tokens import TokenPair
 from ..users import User
 from .identity import group_grants, identity_from_user
 from .login import check_password, second_step
 from .mfa import MfaRules
 from .ops import Flow, call
-from .sessions import LOGIN, SessionRules, secret_digest, start_session
+from .sessions import (
+    AMR,
+    LOGIN,
+    PASSWORD,
+    SessionRules,
+    open_session,
+    secret_digest,
+    session_proof,
+    start_session,
+)
 
-__all__ = ["BrowserSession", "browser_identity", "browser_login", "open_browser_session"]
+__all__ = [
+    "BrowserSession",
+    "browser_identity",
+    "browser_login",
+    "open_browser_session",
+    "open_for",
+]
 
 _COOKIE = "cookie"  # the hash domain of a session cookie's secret
 _SHAPE = re.compile(SESSION_PREFIX + r"([0-9a-f]{32})_([A-Za-z0-9_-]{43})")
@@ -45,9 +63,16 @@ class BrowserSession:
 
 
 def open_browser_session(
-    rules: SessionRules, user: User, client: Client, *, ttl: int, remember: bool
+    rules: SessionRules,
+    user: User,
+    client: Client,
+    *,
+    ttl: int,
+    remember: bool,
+    amr: Sequence[str] = (PASSWORD,),
+    detail: str = "",
 ) -> Flow[BrowserSession]:
-    """Open a browser session for a user who just proved who they are."""
+    """Open a browser session for a user who just proved who they are (how: `amr`)."""
     secret = secrets.token_urlsafe(32)
     session_id = yield from start_session(
         rules,
@@ -55,8 +80,8 @@ def open_browser_session(
         client,
         ttl=ttl,
         secret_hash=secret_digest(_COOKIE, secret),
-        data={"browser": "remembered" if remember else "session"},
-        detail="browser" + (", remembered" if remember else ""),
+        data={"browser": "remembered" if remember else "session", AMR: " ".join(amr)},
+        detail=", ".join(filter(None, ["browser", "remembered" if remember else "", detail])),
     )
     session = yield from call(Store.get_session, session_id)
     if session is None:  # gone at once: another login evicted it under the limit
@@ -104,14 +129,45 @@ def browser_identity(rules: SessionRules, cookie: str) -> Flow[Identity]:
     now = time.time()
     if now - session.last_seen.timestamp() >= rules.touch_interval:
         yield from call(Store.touch_session, session.id, datetime.fromtimestamp(now, timezone.utc))
+    auth_time, amr = session_proof(session)
     claims = {
         "sub": user.username,
         "uid": user.id,
         "sid": session.id,
         "ver": user.version,
         "exp": int(session.expires_at.timestamp()),
-        "amr": ["pwd"],
+        "auth_time": auth_time,
+        "amr": amr,
         "cookie": True,
+        "remembered": session.data.get("browser") == "remembered",
     }
     extra = yield from group_grants(rules.policy, user.groups)
     return identity_from_user(rules.policy, user, session.id, claims, extra)
+
+
+def open_for(
+    rules: SessionRules,
+    browser: BrowserRules | None,
+    user: User,
+    via: Mapping[str, Any],
+    client: Client,
+    amr: Sequence[str],
+    detail: str,
+) -> Flow[TokenPair | BrowserSession]:
+    """Open the session a login was for, once it is proven: a browser session when
+    `via` says so (``{"kind": "browser", "remember": ...}``) and browser sessions are on
+    (`browser`), a token pair otherwise."""
+    if via.get("kind") == "browser" and browser is not None:
+        remember = bool(via.get("remember"))
+        opened: BrowserSession = yield from open_browser_session(
+            rules,
+            user,
+            client,
+            ttl=browser.remember_ttl if remember else browser.session_ttl,
+            remember=remember,
+            amr=amr,
+            detail=detail,
+        )
+        return opened
+    pair: TokenPair = yield from open_session(rules, user, client, detail, amr)
+    return pair

@@ -18,8 +18,10 @@ the session.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import secrets
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
@@ -35,6 +37,7 @@ from ..errors import (
     SecondFactorRequired,
     StoreError,
     UserNotFound,
+    ValidationError,
 )
 from ..factors import (
     Factors,
@@ -46,11 +49,13 @@ from ..factors import (
     qr_svg,
 )
 from ..identity import Client
+from ..passkeys import PasskeyRules
 from ..stores.base import Store
 from ..tokens import TokenVerifier
 from ..users import User
 from .ops import Emit, Flow, call
-from .sessions import SessionRules
+from .passkeys import prove_passkey
+from .sessions import PASSWORD, SessionRules
 
 __all__ = [
     "ENROL",
@@ -62,6 +67,7 @@ __all__ = [
     "complete_login",
     "confirm_totp",
     "mfa_status",
+    "prove_factor",
     "read_challenge",
     "regenerate_recovery",
     "reset_factors",
@@ -79,6 +85,10 @@ class MfaRules:
     challenges: TokenVerifier
     challenge_ttl: int = 300
     issuer: str = "authgate"
+    #: Passkeys, when the relying party is configured (``AUTHGATE_PASSKEY_RP_ID``).
+    passkeys: PasskeyRules | None = None
+    #: How recent a proof adding or removing a factor needs (`authgate.check_fresh`).
+    step_up_ttl: int = 600
 
 
 def required(sessions: SessionRules, user: User) -> bool:
@@ -113,10 +123,12 @@ def password_mark(user: User) -> str:
 def challenge_for(
     mfa: MfaRules, user: User, purpose: str, via: Mapping[str, Any]
 ) -> SecondFactorRequired:
-    """The refusal that asks for the second step: its challenge, and the methods that
-    complete it.  `via` says what the login was for (``{"kind": "token"}`` or
-    ``{"kind": "browser", "remember": True}``)."""
-    claims = {
+    """The refusal that asks for the second step: its challenge, the methods that
+    complete it, and for a user with passkeys the options of ``navigator.credentials.
+    get()`` (whose WebAuthn challenge the login's challenge carries).  `via` says what
+    the login was for (``{"kind": "token"}`` or ``{"kind": "browser", "remember":
+    True}``)."""
+    claims: dict[str, Any] = {
         "sub": user.username,
         "uid": user.id,
         "sid": purpose,
@@ -127,16 +139,34 @@ def challenge_for(
         "groups": [],
         "perms": [],
     }
+    factors = Factors.load(user.factors)
+    passkey = None
+    if purpose == LOGIN:
+        methods = []
+        if factors.totp is not None and factors.totp.confirmed:
+            methods.append("totp")
+        if factors.recovery:
+            methods.append("recovery_code")
+        if factors.passkeys and mfa.passkeys is not None:
+            methods.append("passkey")
+            webauthn_challenge = secrets.token_bytes(32)
+            claims["wac"] = base64.urlsafe_b64encode(webauthn_challenge).decode()
+            passkey = mfa.passkeys.authentication(
+                "", user, factors.passkeys, {}, challenge=webauthn_challenge
+            )
+    else:
+        methods = ["enrol_totp"] + (["enrol_passkey"] if mfa.passkeys is not None else [])
     token = mfa.challenges.issue(claims, mfa.challenge_ttl)
-    methods = ["totp", "recovery_code"] if purpose == LOGIN else ["enrol_totp"]
-    return SecondFactorRequired(token, methods, mfa.challenge_ttl)
+    return SecondFactorRequired(token, methods, mfa.challenge_ttl, passkey)
 
 
 def read_challenge(
     mfa: MfaRules, challenge: object, purpose: str
 ) -> Flow[tuple[User, dict[str, Any]]]:
     """The user a challenge of `purpose` was issued for, as they still are, and what the
-    login was for; `InvalidToken` otherwise (expired, used, of another purpose)."""
+    login was for (with ``"wac"``, the WebAuthn challenge of a passkey's answer, when
+    the user had passkeys); `InvalidToken` otherwise (expired, used, of another
+    purpose)."""
     if not isinstance(challenge, str) or not challenge or len(challenge) > 4096:
         raise InvalidToken("the second-factor challenge is missing or malformed")
     claims = mfa.challenges.verify(challenge)
@@ -156,18 +186,49 @@ def read_challenge(
         or (purpose == ENROL and Factors.load(user.factors).active)
     ):
         raise InvalidToken("the challenge is used or out of date: log in again")
-    via = claims.get("via")
-    return user, dict(via) if isinstance(via, Mapping) else {"kind": "token"}
+    via = dict(claims["via"]) if isinstance(claims.get("via"), Mapping) else {"kind": "token"}
+    if isinstance(claims.get("wac"), str):
+        via["wac"] = claims["wac"]
+    return user, via
 
 
 def complete_login(
-    mfa: MfaRules, sessions: SessionRules, challenge: object, code: object, client: Client
+    mfa: MfaRules,
+    sessions: SessionRules,
+    challenge: object,
+    code: object,
+    client: Client,
+    credential: object = None,
 ) -> Flow[tuple[User, dict[str, Any]]]:
     """The second step of a login: a TOTP code or a recovery code for the challenge's
-    user.  Returns the user as now stored (the code spent) and what the login was for;
-    the caller opens that session.  A wrong code is `BadCredentials` and counts toward
-    the lock-out; a locked account is `AccountLocked`."""
+    user, or a passkey's answer (`credential`) to the challenge's WebAuthn challenge.
+    Returns the user as now stored (the code or challenge spent) and what the login was
+    for, with how it was proven (``"amr"``); the caller opens that session.  A wrong
+    code or passkey is `BadCredentials` and counts toward the lock-out; a locked
+    account is `AccountLocked`."""
     user, via = yield from read_challenge(mfa, challenge, LOGIN)
+    wac = via.pop("wac", None)
+    if credential is None:
+        saved, method = yield from prove_factor(mfa, sessions, user, code, client)
+    elif mfa.passkeys is None or not isinstance(wac, str):
+        raise ValidationError("this login takes no passkey: send a code", field="credential")
+    else:
+        challenge_bytes = base64.urlsafe_b64decode(wac)
+        saved = yield from prove_passkey(
+            mfa.passkeys, sessions, user, challenge_bytes, credential, client
+        )
+        method = "passkey"
+    return saved, {**via, "amr": amr_of(method)}
+
+
+def prove_factor(
+    mfa: MfaRules, sessions: SessionRules, user: User, code: object, client: Client
+) -> Flow[tuple[User, str]]:
+    """Spend a TOTP code or a recovery code of `user` (read just before): the user as
+    now stored, and which it was (``"totp"``, ``"recovery_code"``).  The write makes
+    the user's version move on, so whatever was bound to the old one (a login's
+    challenge) is spent too.  A wrong code is `BadCredentials` and counts toward the
+    lock-out; a locked account is `AccountLocked`."""
     name = user.username
     yield from sessions.lockout.reserve(name)
     factors = Factors.load(user.factors)
@@ -201,7 +262,12 @@ def complete_login(
     yield from sessions.lockout.succeeded(name)
     left = f", {len(changed.recovery)} recovery codes left" if method == "recovery_code" else ""
     yield Emit(AuditEvent("mfa_success", name, client_ip=client.ip, detail=method + left))
-    return saved, via
+    return saved, method
+
+
+def amr_of(method: str) -> list[str]:
+    """How a login proven by a password and `method` is named (RFC 8176 ``amr``)."""
+    return [PASSWORD, "hwk" if method == "passkey" else "otp", "mfa"]
 
 
 def _accepted(
@@ -316,6 +382,7 @@ def mfa_status(mfa: MfaRules | None, sessions: SessionRules, user: User) -> dict
         "totp": bool(totp and totp.confirmed),
         "totp_pending": bool(totp and not totp.confirmed),
         "recovery_codes_left": len(factors.recovery),
+        "passkeys": len(factors.passkeys),
         "required": required(sessions, user),
     }
 

@@ -17,6 +17,8 @@ import hashlib
 import hmac
 import re
 import secrets
+import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 
@@ -42,6 +44,9 @@ _REFRESH_SHAPE = re.compile(r"[0-9a-f]{32}\.[A-Za-z0-9_-]{43}")
 
 #: The kind of session a password or SCRAM login opens (the only kind that refreshes).
 LOGIN = "login"
+#: Where a session keeps how its user proved who they are (``amr``, space-separated).
+AMR = "amr"
+PASSWORD = "pwd"
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,7 +88,10 @@ def parse_refresh_token(token: object) -> tuple[str, str]:
     return session_id, secret_digest(LOGIN, secret)
 
 
-def _access_token(rules: SessionRules, user: User, session_id: str) -> str:
+def _access_token(
+    rules: SessionRules, user: User, session_id: str, proof: tuple[int, list[str]]
+) -> str:
+    auth_time, amr = proof
     return rules.verifier.issue(
         {
             "sub": user.username,
@@ -93,22 +101,44 @@ def _access_token(rules: SessionRules, user: User, session_id: str) -> str:
             "roles": sorted(user.roles),
             "groups": sorted(user.groups),
             "perms": sorted(user.permissions),
+            "auth_time": auth_time,
+            "amr": amr,
         },
         rules.access_ttl,
     )
 
 
-def _pair(rules: SessionRules, user: User, session_id: str, refresh_token: str) -> TokenPair:
+def _pair(
+    rules: SessionRules,
+    user: User,
+    session_id: str,
+    refresh_token: str,
+    proof: tuple[int, list[str]],
+) -> TokenPair:
     return TokenPair(
-        _access_token(rules, user, session_id), refresh_token, rules.access_ttl, session_id
+        _access_token(rules, user, session_id, proof),
+        refresh_token,
+        rules.access_ttl,
+        session_id,
     )
 
 
+def session_proof(session: Session) -> tuple[int, list[str]]:
+    """When and how the user of `session` last proved who they are (the OIDC claims
+    ``auth_time`` and ``amr``): its login, since a new proof opens a new session."""
+    return int(session.created_at.timestamp()), session.data.get(AMR, PASSWORD).split()
+
+
 def open_session(
-    rules: SessionRules, user: User, client: Client, detail: str = ""
+    rules: SessionRules,
+    user: User,
+    client: Client,
+    detail: str = "",
+    amr: Sequence[str] = (PASSWORD,),
 ) -> Flow[TokenPair]:
-    """Open a session for a user who just proved who they are (password or SCRAM):
-    apply the session limit, store the session, return the token pair."""
+    """Open a session for a user who just proved who they are (password, SCRAM, a
+    second factor, a passkey: `amr`, RFC 8176's names): apply the session limit, store
+    the session, return the token pair."""
     secret = secrets.token_urlsafe(32)
     session_id = yield from start_session(
         rules,
@@ -116,9 +146,11 @@ def open_session(
         client,
         ttl=rules.refresh_ttl,
         secret_hash=secret_digest(LOGIN, secret),
+        data={AMR: " ".join(amr)},
         detail=detail,
     )
-    return _pair(rules, user, session_id, f"{session_id}.{secret}")
+    proof = (int(time.time()), list(amr))
+    return _pair(rules, user, session_id, f"{session_id}.{secret}", proof)
 
 
 def start_session(
@@ -219,7 +251,7 @@ def _refresh(rules: SessionRules, refresh_token: str, client: Client) -> Flow[To
     if not swapped:  # another request spent the same token a moment ago
         yield from _reuse(session, client)
     yield Emit(AuditEvent("refresh", user.username, session_id, client.ip))
-    return _pair(rules, user, session_id, new_token)
+    return _pair(rules, user, session_id, new_token, session_proof(session))
 
 
 def _reuse(session: Session, client: Client) -> Flow[None]:

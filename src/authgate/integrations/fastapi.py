@@ -39,7 +39,7 @@ from fastapi.security import (
 )
 
 from ..api import HttpApi
-from ..decorators import check
+from ..decorators import check, check_fresh
 from ..identity import ANONYMOUS, Identity
 from ..openapi import error_responses, merge, oauth2_flow
 from ..permissions import HasPermission, HasRole, IsAuthenticated, Policy
@@ -54,6 +54,7 @@ __all__ = [
     "oauth2_scheme",
     "require",
     "require_auth",
+    "require_fresh",
     "require_permission",
     "require_role",
 ]
@@ -148,3 +149,19 @@ def require_role(*roles: str) -> Callable[..., Identity]:
 def require_permission(*permissions: str) -> Callable[..., Identity]:
     """A dependency that requires every one of `permissions`."""
     return require(HasPermission(*permissions))
+
+
+def require_fresh(max_age: int = 300) -> Callable[..., Identity]:
+    """A dependency that requires a login (or ``POST /auth/reauth``) within the last
+    `max_age` seconds (`authgate.check_fresh`); returns the identity."""
+    if max_age < 0:
+        raise ValueError("max_age must be zero or more seconds")
+
+    def dependency(
+        request: Request,
+        _credentials: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
+        _token: str | None = Security(oauth2_scheme),
+    ) -> Identity:
+        return check_fresh(max_age, request.scope.get("user", ANONYMOUS))
+
+    return dependency

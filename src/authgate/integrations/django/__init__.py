@@ -59,9 +59,11 @@ from ...context import current_identity as _current_identity
 from ...context import set_identity, set_object_hiding, set_visit
 from ...decorators import (
     check,
+    check_fresh,
     check_object_permission,
     require,
     require_auth,
+    require_fresh,
     require_object_permission,
     require_permission,
     require_role,
@@ -76,18 +78,21 @@ from ...permissions import HasPermission, HasRole, IsAuthenticated, Policy, Role
 __all__ = [
     "AuthGateMiddleware",
     "AuthRequiredMixin",
+    "FreshLoginRequiredMixin",
     "IdentifiedRequest",
     "ObjectPermissionRequiredMixin",
     "PermissionRequiredMixin",
     "PolicyRequiredMixin",
     "RoleRequiredMixin",
     "check",
+    "check_fresh",
     "check_object_permission",
     "current_identity",
     "get_gate",
     "realm",
     "require",
     "require_auth",
+    "require_fresh",
     "require_object_permission",
     "require_permission",
     "require_role",
@@ -362,6 +367,27 @@ class PermissionRequiredMixin(PolicyRequiredMixin):
         """`HasPermission` of ``permission_required``."""
         permissions = _names(self.permission_required, "permission_required", self)
         return HasPermission(*permissions)
+
+
+class FreshLoginRequiredMixin:
+    """For class-based views: a login (or ``POST /auth/reauth``) within the last
+    ``max_age`` seconds (the mixin `require_fresh`); 401
+    ``insufficient_user_authentication`` otherwise.  List it before ``View``, and before
+    or after the other mixins."""
+
+    max_age: ClassVar[int] = 300
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _before_the_view(cls, FreshLoginRequiredMixin)
+
+    def dispatch(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        """Check the login's age, then dispatch as the view would (a CORS preflight
+        passes)."""
+        if not _preflight(self, request):
+            check_fresh(self.max_age, getattr(request, "identity", ANONYMOUS))
+        dispatch: Callable[..., HttpResponse] = super().dispatch  # type: ignore[misc]
+        return dispatch(request, *args, **kwargs)
 
 
 def _names(value: str | Sequence[str], attribute: str, view: object) -> tuple[str, ...]:
