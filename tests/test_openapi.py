@@ -39,7 +39,10 @@ ADMIN_PW = "openapi admin password"
 
 
 #: Passkeys on, for a relying party the test client's pages are of.
-PASSKEYS: dict[str, Any] = {"passkey_rp_id": "testserver", "passkey_origins": ("http://testserver",)}
+PASSKEYS: dict[str, Any] = {
+    "passkey_rp_id": "testserver",
+    "passkey_origins": ("http://testserver",),
+}
 
 
 def _app(**settings: Any) -> tuple[FastAPI, AsyncGate]:
