@@ -30,12 +30,13 @@ from django.urls import include, path
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views import View
 
-from authgate import current_identity, require_auth, require_role
+from authgate import current_identity, require_auth, require_fresh, require_role
 from authgate.browser import BrowserRules
 from authgate.context import hiding_objects
 from authgate.errors import StoreUnavailable
 from authgate.integrations.django import (
     AuthRequiredMixin,
+    FreshLoginRequiredMixin,
     IdentifiedRequest,
     ObjectPermissionRequiredMixin,
     PermissionRequiredMixin,
@@ -180,6 +181,18 @@ def notes(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"notes": NOTES})
 
 
+@require_fresh(300)
+def transfer(request: HttpRequest) -> JsonResponse:
+    return JsonResponse({"moved": current_identity.username})
+
+
+class Transfer(FreshLoginRequiredMixin, AuthRequiredMixin, View):
+    max_age = 300
+
+    def get(self, request: HttpRequest) -> JsonResponse:
+        return JsonResponse({"moved": current_identity.username})
+
+
 def store_down(request: HttpRequest) -> JsonResponse:
     raise StoreUnavailable("the store is down", retry_after=7)
 
@@ -198,6 +211,8 @@ urlpatterns = [
     path("described", Described.as_view()),
     path("stream", stream),
     path("store-down", store_down),
+    path("transfer", transfer),
+    path("transfer-view", Transfer.as_view()),
     path("notes", notes),
     path("accounts/", include("authgate.integrations.django.urls")),
     path("accounts/auth/", admin_page, name="authgate-auth"),
@@ -279,6 +294,29 @@ def test_a_lower_role_is_a_403_naming_what_was_required(client: Client) -> None:
     reply = client.get("/admin", headers=_bearer(_token(client, "alice")))
     assert reply.status_code == 403
     assert reply.json() == {"error": "forbidden", "detail": "requires admin role"}
+
+
+class _Later:
+    """The clock `check_fresh` reads, an hour on."""
+
+    @staticmethod
+    def time() -> float:
+        return time.time() + 3600
+
+
+def test_an_old_login_is_asked_to_prove_it_again(
+    client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    alice = _bearer(_token(client, "alice"))
+    for view in ("/transfer", "/transfer-view"):
+        assert client.get(view, headers=alice).json() == {"moved": "alice"}
+        assert client.get(view).status_code == 401
+    monkeypatch.setattr("authgate.decorators.time", _Later)
+    for view in ("/transfer", "/transfer-view"):
+        old = client.get(view, headers=alice)
+        assert old.status_code == 401, view
+        assert old.json()["error"] == "insufficient_user_authentication"
+        assert old.headers["WWW-Authenticate"].endswith(', max_age="300"')
 
 
 def test_the_realm_comes_from_settings(client: Client) -> None:
