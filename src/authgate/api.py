@@ -707,7 +707,7 @@ class HttpApi:
             answer, cookies = yield from act(data, form)
         except SecondFactorRequired as asked:
             browser = self.browser
-            if not (form and browser is not None and browser.mfa_url and "totp" in asked.methods):
+            if not (form and browser is not None and browser.mfa_url and not asked.enrolling):
                 if not form:
                     raise
                 return self._back(data, asked)

@@ -56,10 +56,30 @@ EVENTS = frozenset(
         "user_deleted",
         "password_reset",
         "permission_denied",
+        "login_second_step",
+        "mfa_enrolment_started",
+        "mfa_enrolled",
+        "mfa_success",
+        "mfa_failure",
+        "mfa_recovery_regenerated",
+        "mfa_removed",
+        "mfa_reset",
+        "reauthenticated",
     }
 )
 # Everyday successes; every other event is a WARNING.
-_INFO = frozenset({"login_success", "logout", "refresh", "user_created", "user_updated"})
+_INFO = frozenset(
+    {
+        "login_success",
+        "logout",
+        "refresh",
+        "user_created",
+        "user_updated",
+        "login_second_step",
+        "mfa_success",
+        "reauthenticated",
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)

@@ -293,6 +293,8 @@ class SecondFactorRequired(AuthorizationError):
             if any(m.startswith("enrol_") for m in methods)
             else self.default_detail
         )
+        #: Is the challenge for enrolling a factor (rather than using one)?
+        self.enrolling = detail != self.default_detail
         super().__init__(detail)
         self.challenge = challenge
         self.methods = methods

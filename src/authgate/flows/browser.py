@@ -137,7 +137,7 @@ def browser_identity(rules: SessionRules, cookie: str) -> Flow[Identity]:
         "ver": user.version,
         "exp": int(session.expires_at.timestamp()),
         "auth_time": auth_time,
-        "amr": amr,
+        "amr": tuple(amr),  # as a token's claims are read: frozen
         "cookie": True,
         "remembered": session.data.get("browser") == "remembered",
     }
