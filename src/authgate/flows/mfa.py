@@ -324,19 +324,12 @@ def confirm_totp(
     factors = Factors.load(user.factors)
     if factors.totp is None or factors.totp.confirmed:
         raise NotFound("no TOTP enrolment is waiting for its first code: begin one")
-    yield from sessions.lockout.reserve(user.username)
-    step = factors.totp.verify(mfa.box, user.id, code)
-    if not step:
-        yield from sessions.lockout.failed(user.username, client.ip)
-        yield Emit(
-            AuditEvent("mfa_failure", user.username, client_ip=client.ip, detail="enrolment")
-        )
-        raise BadCredentials("the code is wrong: check the authenticator's clock and retry")
+    wrong = "the code is wrong: check the authenticator's clock and retry"
+    step = yield from _totp_step(mfa, sessions, user, factors.totp, code, client, wrong)
     codes = new_recovery_codes()
     confirmed = replace(factors.totp, confirmed=True, last_step=step)
     changed = replace(factors, totp=confirmed).with_recovery(codes)
-    saved = yield from call(Store.update_user, user.changed(factors=changed.dump()), user.version)
-    yield from sessions.lockout.succeeded(user.username)
+    saved = yield from _save(sessions, user, changed)
     yield Emit(AuditEvent("mfa_enrolled", user.username, client_ip=client.ip, detail="totp"))
     return saved, codes
 
@@ -349,20 +342,40 @@ def regenerate_recovery(
     factors = Factors.load(user.factors)
     if factors.totp is None or not factors.totp.confirmed:
         raise NotFound("no TOTP authenticator is enrolled")
-    yield from sessions.lockout.reserve(user.username)
-    step = factors.totp.verify(mfa.box, user.id, code)
-    if not step:
-        yield from sessions.lockout.failed(user.username, client.ip)
-        yield Emit(
-            AuditEvent("mfa_failure", user.username, client_ip=client.ip, detail="recovery codes")
-        )
-        raise BadCredentials("the code is wrong or already used")
+    wrong = "the code is wrong or already used"
+    step = yield from _totp_step(mfa, sessions, user, factors.totp, code, client, wrong)
     codes = new_recovery_codes()
     used = replace(factors, totp=replace(factors.totp, last_step=step)).with_recovery(codes)
-    yield from call(Store.update_user, user.changed(factors=used.dump()), user.version)
-    yield from sessions.lockout.succeeded(user.username)
+    yield from _save(sessions, user, used)
     yield Emit(AuditEvent("mfa_recovery_regenerated", user.username, client_ip=client.ip))
     return codes
+
+
+def _totp_step(
+    mfa: MfaRules,
+    sessions: SessionRules,
+    user: User,
+    totp: TotpFactor,
+    code: object,
+    client: Client,
+    wrong: str,
+) -> Flow[int]:
+    """The time step of a valid code of `totp`, a guess reserved on the account's
+    lock-out first; a wrong code counts, is audited and is `BadCredentials` (`wrong`)."""
+    yield from sessions.lockout.reserve(user.username)
+    step = totp.verify(mfa.box, user.id, code)
+    if not step:
+        yield from sessions.lockout.failed(user.username, client.ip)
+        yield Emit(AuditEvent("mfa_failure", user.username, client_ip=client.ip, detail=wrong))
+        raise BadCredentials(wrong)
+    return step
+
+
+def _save(sessions: SessionRules, user: User, factors: Factors) -> Flow[User]:
+    """Store the user's new factors, then clear the lock-out count the code reserved."""
+    saved = yield from call(Store.update_user, user.changed(factors=factors.dump()), user.version)
+    yield from sessions.lockout.succeeded(user.username)
+    return saved
 
 
 def reset_factors(username: str, actor: str, client: Client) -> Flow[User]:
