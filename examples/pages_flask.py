@@ -1,18 +1,21 @@
-"""A server-rendered site on Flask and Jinja2: log in with a form, a protected page of
-notes with a form protected from cross-site posts, "forgot password", reset and email
-verification pages.  ``python -m examples.pages_flask`` serves it on
-http://127.0.0.1:8002 (``python -m examples`` starts it with the others); in production,
-``gunicorn examples.pages_flask:app``.
+"""A server-rendered site on Flask and Jinja2: log in with a form or a passkey, a
+protected page of notes with a form protected from cross-site posts, "forgot password",
+reset and email verification pages, and the account's security page (an authenticator
+app, passkeys) with its "prove it's you again" page.  ``python -m examples.pages_flask``
+serves it on http://localhost:8002 (``python -m examples`` starts it with the others); in
+production, ``gunicorn examples.pages_flask:app``.
 
-authgate serves the forms' targets (``/auth/session``, ``/auth/logout``,
-``/auth/password/...``, ``/auth/email/...``, ``/auth/signup``) and the redirects; the app
-only renders pages.  ``examples/pages_starlette.py`` is the same site on Starlette, with
-the same templates (``examples/templates/pages/``).
+authgate serves the forms' targets (``/auth/session``, ``/auth/logout``, ``/auth/mfa``,
+``/auth/reauth``, ``/auth/password/...``, ``/auth/email/...``, ``/auth/signup``), the
+redirects and the JSON the pages' script calls (``examples/static/account.js``); the
+app only renders pages.  ``examples/pages_starlette.py`` is the same site on Starlette,
+with the same templates (``examples/templates/pages/``) and script.
 
 Configured only from ``AUTHGATE_*`` variables; seeds the admin from
 ``AUTHGATE_SUPERUSER_*``.  What a browser site needs is on unless set otherwise: cookie
-sessions, the login page, sign-up, and mail printed to the terminal (``console://``)
-with links to this site.
+sessions, the login page, sign-up, mail printed to the terminal (``console://``) with
+links to this site, and passkeys for http://localhost:<PORT> (a passkey belongs to a
+domain: they do not work from http://127.0.0.1).
 """
 
 from __future__ import annotations
@@ -34,11 +37,16 @@ for name, value in {
     "AUTHGATE_MFA_URL": "/login/second-factor",
     "AUTHGATE_SIGNUP": "true",
     "AUTHGATE_MAIL_URL": "console://",
-    "AUTHGATE_PUBLIC_URL": f"http://127.0.0.1:{PORT}",
+    # localhost, not 127.0.0.1: a passkey belongs to a domain (its relying party),
+    # never to an IP address, and browsers treat http://localhost as secure.
+    "AUTHGATE_PUBLIC_URL": f"http://localhost:{PORT}",
+    "AUTHGATE_PASSKEY_RP_ID": "localhost",
+    "AUTHGATE_PASSKEY_ORIGINS": f"http://localhost:{PORT}",
 }.items():
     os.environ.setdefault(name, value)
 
-app = Flask(__name__, template_folder=str(Path(__file__).parent / "templates"))
+HERE = Path(__file__).parent
+app = Flask(__name__, template_folder=str(HERE / "templates"), static_folder=str(HERE / "static"))
 auth = AuthGate(app)  # its csrf_token() is a Jinja2 global already
 with app.app_context():
     settings = auth.gate.settings
@@ -56,6 +64,7 @@ def page(name: str, **context: Any) -> str:
         query=request.args.to_dict(),
         signup=settings.signup,
         min_password=settings.password_min_length,
+        passkeys=settings.passkey_rp_id is not None,
         framework="Flask",
         **context,
     )
@@ -90,6 +99,19 @@ def add_note() -> Any:
 @app.get("/login/second-factor")
 def second_factor() -> str:
     return page("second_factor")
+
+
+@app.get("/account/security")
+@require_auth
+def security() -> str:
+    return page("security")
+
+
+@app.get("/reauth")
+@require_auth
+def reauth() -> str:
+    # What this account proves itself with: its password, or its second factor.
+    return page("reauth", methods=auth.gate.reauth_options(current_identity())["methods"])
 
 
 @app.get("/forgot-password")

@@ -1,18 +1,21 @@
-"""A server-rendered site on Starlette and Jinja2: log in with a form, a protected page of
-notes with a form protected from cross-site posts, "forgot password", reset and email
-verification pages.  ``python -m examples.pages_starlette`` serves it on
-http://127.0.0.1:8001 (``python -m examples`` starts it with the others); in production,
-``uvicorn examples.pages_starlette:app``.
+"""A server-rendered site on Starlette and Jinja2: log in with a form or a passkey, a
+protected page of notes with a form protected from cross-site posts, "forgot password",
+reset and email verification pages, and the account's security page (an authenticator
+app, passkeys) with its "prove it's you again" page.  ``python -m
+examples.pages_starlette`` serves it on http://localhost:8001 (``python -m examples``
+starts it with the others); in production, ``uvicorn examples.pages_starlette:app``.
 
-authgate serves the forms' targets (``/auth/session``, ``/auth/logout``,
-``/auth/password/...``, ``/auth/email/...``, ``/auth/signup``) and the redirects; the app
-only renders pages.  ``examples/pages_flask.py`` is the same site on Flask, with the
-same templates (``examples/templates/pages/``).
+authgate serves the forms' targets (``/auth/session``, ``/auth/logout``, ``/auth/mfa``,
+``/auth/reauth``, ``/auth/password/...``, ``/auth/email/...``, ``/auth/signup``), the
+redirects and the JSON the pages' script calls (``examples/static/account.js``); the
+app only renders pages.  ``examples/pages_flask.py`` is the same site on Flask, with the
+same templates (``examples/templates/pages/``) and script.
 
 Configured only from ``AUTHGATE_*`` variables; seeds the admin from
 ``AUTHGATE_SUPERUSER_*``.  What a browser site needs is on unless set otherwise: cookie
-sessions, the login page, sign-up, and mail printed to the terminal (``console://``)
-with links to this site.
+sessions, the login page, sign-up, mail printed to the terminal (``console://``) with
+links to this site, and passkeys for http://localhost:<PORT> (a passkey belongs to a
+domain: they do not work from http://127.0.0.1).
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
-from starlette.routing import Route
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 
 from authgate import AsyncGate, current_identity, require_auth
@@ -39,7 +43,11 @@ for name, value in {
     "AUTHGATE_MFA_URL": "/login/second-factor",
     "AUTHGATE_SIGNUP": "true",
     "AUTHGATE_MAIL_URL": "console://",
-    "AUTHGATE_PUBLIC_URL": f"http://127.0.0.1:{PORT}",
+    # localhost, not 127.0.0.1: a passkey belongs to a domain (its relying party),
+    # never to an IP address, and browsers treat http://localhost as secure.
+    "AUTHGATE_PUBLIC_URL": f"http://localhost:{PORT}",
+    "AUTHGATE_PASSKEY_RP_ID": "localhost",
+    "AUTHGATE_PASSKEY_ORIGINS": f"http://localhost:{PORT}",
 }.items():
     os.environ.setdefault(name, value)
 
@@ -47,7 +55,8 @@ gate = AsyncGate.from_env()
 gate.ensure_superuser_now()
 settings = gate.settings
 auth = AuthGate(gate)
-templates = Jinja2Templates(directory=Path(__file__).parent / "templates")
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
 templates.env.globals["csrf_token"] = csrf_token
 #: The notes are the demo's items (examples/demo.py), kept beside authgate's store: an
 #: item made through the API demo is a note here, and the other way round.
@@ -64,6 +73,7 @@ def page(request: Request, name: str, **context: Any) -> Response:
             "query": dict(request.query_params),
             "signup": settings.signup,
             "min_password": settings.password_min_length,
+            "passkeys": settings.passkey_rp_id is not None,
             "framework": "Starlette",
             **context,
         },
@@ -97,6 +107,18 @@ async def second_factor(request: Request) -> Response:
     return page(request, "second_factor")
 
 
+@require_auth
+async def security(request: Request) -> Response:
+    return page(request, "security")
+
+
+@require_auth
+async def reauth(request: Request) -> Response:
+    # What this account proves itself with: its password, or its second factor.
+    options = await gate.reauth_options(current_identity())
+    return page(request, "reauth", methods=options["methods"])
+
+
 async def forgot_password(request: Request) -> Response:
     return page(request, "forgot")
 
@@ -122,10 +144,13 @@ app = Starlette(
         Route("/notes", show_notes, methods=["GET"]),
         Route("/notes", add_note, methods=["POST"]),
         Route("/login/second-factor", second_factor),
+        Route("/account/security", security),
+        Route("/reauth", reauth),
         Route("/forgot-password", forgot_password),
         Route("/reset-password", reset_password),
         Route("/verify-email", verify_email),
         Route("/signup", signup),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
         *auth.routes,
     ],
     middleware=auth.middleware,

@@ -9,6 +9,13 @@ a form posted from another origin refused, the mailed links followed.  Chromium 
 http://127.0.0.1 as a secure context, so it accepts the ``Secure`` ``__Host-`` cookies
 there without TLS (the test checks that it does).
 
+The second factors are set up and used as a person does, through the pages' script
+(``examples/static/account.js``): an authenticator app (its codes computed here with
+pyotp from the key the page shows), and passkeys held by Chromium's virtual
+authenticator (WebAuthn's test API, through Selenium).  A passkey belongs to a domain,
+never to an IP address, so those tests open the sites at http://localhost:<port> (the
+examples' default relying party, for the ``PORT`` the fixture gives them).
+
 Skipped where Chromium, chromedriver or Selenium is missing, except under ``CI``, where
 that is a failure.  With ``AUTHGATE_SCREENSHOTS=<directory>`` the login and reset pages
 are saved there (docs/images/ holds the ones the docs show).
@@ -30,13 +37,14 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx
+import pyotp
 import pytest
 
 from authgate.testing import MailCatcher, free_port
@@ -50,6 +58,7 @@ try:
     from selenium.common.exceptions import WebDriverException
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
+    from selenium.webdriver.common.virtual_authenticator import VirtualAuthenticatorOptions
     from selenium.webdriver.remote.webdriver import WebDriver
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -121,11 +130,21 @@ def _command(framework: str, port: int) -> list[str]:
             "--threads", "8", "--log-level", "warning", "examples.pages_flask:app"]  # fmt: skip
 
 
+@pytest.fixture
+def site_env() -> dict[str, str]:
+    """What a test adds to its site's environment: none, unless the test parametrizes
+    ``site_env`` itself (pytest then uses its values instead of this fixture's)."""
+    return {}
+
+
 @pytest.fixture(params=["starlette", "flask"])
-def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Site]:
+def site(
+    request: pytest.FixtureRequest, tmp_path: Path, site_env: dict[str, str]
+) -> Iterator[Site]:
     """The example site of one framework, started (not yet ready: the browser starts
-    meanwhile).  Only the store, key, admin, cheap hashing, mail and address are set
-    here; the rest is the example's own defaults."""
+    meanwhile).  Only the store, key, admin, cheap hashing, mail, address and port are
+    set here (and the test's `site_env`); the rest is the example's own defaults, its
+    passkeys for http://localhost:<port> among them."""
     require_browser()
     framework = str(request.param)
     port = free_port()
@@ -141,6 +160,8 @@ def site(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Site]:
             "AUTHGATE_ARGON2_PARALLELISM": "1",
             "AUTHGATE_PUBLIC_URL": f"http://127.0.0.1:{port}",
             "AUTHGATE_MAIL_URL": catcher.url,
+            "PORT": str(port),
+            **site_env,
         }
         log = tmp_path / "server.log"
         with open(log, "wb") as sink:  # a file, not a pipe: a chatty server never blocks
@@ -232,10 +253,17 @@ def wait(driver: WebDriver, until: Callable[[WebDriver], Any]) -> None:
 
 def fill_and_submit(driver: WebDriver, action: str, **fields: str | bool) -> None:
     """Fill the page's form posting to `action` (checkboxes ticked or not), press its
-    button, and wait until the browser has left the page and followed the redirects.
-    The fields are set by one script rather than typed key by key: what is under test
-    is what the form sends, and each WebDriver command costs a round trip."""
-    form = driver.find_element(By.CSS_SELECTOR, f"form[action='{action}']")
+    button, and wait until the browser has left the page and followed the redirects."""
+    submit(driver, f"form[action='{action}']", **fields)
+    wait(driver, on_a_new_page)
+
+
+def submit(driver: WebDriver, form_selector: str, **fields: str | bool) -> None:
+    """Fill the form at `form_selector` and press its button, without waiting (the
+    pages' script handles some forms without leaving the page).  The fields are set by
+    one script rather than typed key by key: what is under test is what the form sends,
+    and each WebDriver command costs a round trip."""
+    form = driver.find_element(By.CSS_SELECTOR, form_selector)
     driver.execute_script(
         """const [form, values] = arguments;
         for (const [name, value] of Object.entries(values)) {
@@ -246,8 +274,14 @@ def fill_and_submit(driver: WebDriver, action: str, **fields: str | bool) -> Non
         form,
         fields,
     )
-    form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
-    wait(driver, on_a_new_page)
+    form.find_element(By.CSS_SELECTOR, "[type=submit]").click()
+
+
+def press(driver: WebDriver, selector: str) -> None:
+    """Press the button at `selector` (one the pages' script handles), without waiting;
+    `on_a_new_page` tells when the script has sent the browser to another page."""
+    driver.execute_script("window.leftBehind = true")
+    driver.find_element(By.CSS_SELECTOR, selector).click()
 
 
 def on_a_new_page(driver: WebDriver) -> bool:
@@ -301,6 +335,105 @@ def link_to(site: Site, to: str, path: str) -> str:
     found = [link for link in MailCatcher.links(mail) if link.startswith(site.url + path)]
     assert found, MailCatcher.links(mail)
     return found[0]
+
+
+def on_localhost(site: Site) -> Site:
+    """The site at http://localhost:<port>, where its passkeys work (a relying party is
+    a domain, never an IP address).  The browser keeps its cookies apart from
+    127.0.0.1's: another host."""
+    return replace(site, url=site.url.replace("://127.0.0.1:", "://localhost:"))
+
+
+def add_authenticator(driver: WebDriver) -> None:
+    """Give the browser a platform authenticator (as a laptop's fingerprint reader,
+    through WebAuthn's test API): it keeps discoverable passkeys and verifies its user
+    at each use."""
+    driver.add_virtual_authenticator(
+        VirtualAuthenticatorOptions(
+            protocol=VirtualAuthenticatorOptions.Protocol.CTAP2,
+            transport=VirtualAuthenticatorOptions.Transport.INTERNAL,
+            has_resident_key=True,
+            has_user_verification=True,
+            is_user_verified=True,
+        )
+    )
+
+
+def log_in(driver: WebDriver, site: Site, username: str, password: str) -> None:
+    """Log in with the login page's form."""
+    driver.get(site.url + "/login")
+    fill_and_submit(driver, "/auth/session", username=username, password=password)
+
+
+def log_out(driver: WebDriver, site: Site) -> None:
+    """Log out with the header's button."""
+    fill_and_submit(driver, "/auth/logout")
+    assert at(driver, site) == ("/login", {"logged_out": ["1"]})
+    assert SESSION_COOKIE not in cookies(driver)
+
+
+def open_security(driver: WebDriver, site: Site) -> None:
+    """Open the account's security page and wait until its script has filled it."""
+    driver.get(site.url + "/account/security")
+    assert at(driver, site) == ("/account/security", {})
+    wait(driver, lambda d: text_of(d, "#factor-status") != "Loading…")
+
+
+def text_of(driver: WebDriver, selector: str) -> str:
+    return str(driver.find_element(By.CSS_SELECTOR, selector).text)
+
+
+def shown(driver: WebDriver, selector: str) -> bool:
+    """Is the element at `selector` there and visible?"""
+    found = driver.find_elements(By.CSS_SELECTOR, selector)
+    return bool(found) and bool(found[0].is_displayed())
+
+
+def script_message(driver: WebDriver) -> str:
+    """What the pages' script last told the person (empty when nothing)."""
+    return text_of(driver, "#script-message")
+
+
+def passkey_names(driver: WebDriver) -> list[str]:
+    """The passkeys the security page lists, by name."""
+    items = driver.find_elements(By.CSS_SELECTOR, "#passkey-list li strong")
+    return [str(item.text) for item in items]
+
+
+def recovery_codes(driver: WebDriver) -> list[str]:
+    return [str(li.text) for li in driver.find_elements(By.CSS_SELECTOR, "#recovery-codes li")]
+
+
+def answered(driver: WebDriver, path: str) -> bool:
+    """Has the page's script had its answer from `path` (Resource Timing)?"""
+    return bool(
+        driver.execute_script(
+            """return performance.getEntriesByType("resource").some((entry) =>
+                new URL(entry.name).pathname === arguments[0] && entry.responseEnd > 0)""",
+            path,
+        )
+    )
+
+
+def next_code(totp: pyotp.TOTP) -> str:
+    """The app's code of the next time step: never one already used (each code works
+    once, and the server takes one step either side of now)."""
+    return str(totp.at(time.time(), counter_offset=1))
+
+
+def enrol_totp(site: Site, username: str, password: str) -> pyotp.TOTP:
+    """Set up an authenticator app for `username` through the JSON API, as a script
+    with a bearer token would: the app's code generator."""
+    with httpx.Client(base_url=site.url, timeout=WAIT) as client:
+        login = client.post("/auth/login", json={"username": username, "password": password})
+        assert login.status_code == 200, login.text
+        bearer = {"authorization": f"Bearer {login.json()['access_token']}"}
+        begun = client.post("/auth/mfa/totp", headers=bearer)
+        assert begun.status_code == 201, begun.text
+        totp = pyotp.TOTP(begun.json()["secret"])
+        done = client.post("/auth/mfa/totp/confirm", json={"code": totp.now()}, headers=bearer)
+        assert done.status_code == 200, done.text
+    return totp
 
 
 # -- the tests ------------------------------------------------------------------------------
@@ -443,6 +576,169 @@ def test_a_browser_logs_in_posts_a_form_and_logs_out_and_other_sites_cannot_post
     assert at(driver, site) == ("/login", {"next": ["/notes"]})
     changed = site.mail.wait_for(email, timeout=WAIT)  # the reset told the owner
     assert "password" in str(changed["Subject"]).lower()
+
+
+# -- second factors and passkeys ------------------------------------------------------------
+
+#: The step-up window of the site of the step-up test (AUTHGATE_STEP_UP_TTL), seconds.
+STEP_UP = 3
+
+
+def test_an_authenticator_app_set_up_on_the_security_page_asks_its_code_at_each_login(
+    site: Site, browser: WebDriver
+) -> None:
+    driver, site = browser, on_localhost(site)
+    log_in(driver, site, ADMIN, ADMIN_PW)
+    assert at(driver, site) == ("/", {})
+    driver.find_element(By.LINK_TEXT, "Security").click()  # the header's link
+    wait(driver, lambda d: text_of(d, "#factor-status") != "Loading…")
+    assert at(driver, site) == ("/account/security", {})
+    assert text_of(driver, "#factor-status").startswith("Your login asks only for your password")
+    assert text_of(driver, "#totp-status") == "Off."
+
+    # The key, as a QR code and as text; a wrong first code is refused, a right one
+    # turns the app on and shows the recovery codes, once.
+    press(driver, "#totp-begin")
+    wait(driver, lambda d: shown(d, "#totp-enrol"))
+    assert not shown(driver, "#totp-begin")
+    totp = pyotp.TOTP(text_of(driver, "#totp-secret"))
+    qr_drawn = (
+        "const qr = document.getElementById('totp-qr'); return qr.complete && qr.naturalWidth"
+    )
+    wait(driver, lambda d: d.execute_script(qr_drawn) > 0)
+    submit(driver, "#totp-confirm", code=f"{(int(totp.now()) + 1) % 10**6:06d}")
+    wait(driver, lambda d: "That code is not right" in script_message(d))
+    assert text_of(driver, "#totp-status") == "Off."
+    submit(driver, "#totp-confirm", code=totp.now())
+    wait(driver, lambda d: shown(d, "#recovery") and text_of(d, "#totp-status") == "On.")
+    codes = recovery_codes(driver)
+    assert len(set(codes)) == 10, codes
+    assert not shown(driver, "#totp-enrol")
+    assert not shown(driver, "#totp-begin")
+    assert "Recovery codes left: 10." in text_of(driver, "#factor-status")
+    open_security(driver, site)
+    assert not shown(driver, "#recovery")
+    assert recovery_codes(driver) == []
+
+    # The next login asks for a code; this account has no passkey, so the page offers
+    # none (its script asked: 404).
+    log_out(driver, site)
+    log_in(driver, site, ADMIN, ADMIN_PW)
+    assert at(driver, site) == ("/login/second-factor", {})
+    assert SESSION_COOKIE not in cookies(driver)
+    wait(driver, lambda d: answered(d, "/auth/mfa/passkey"))
+    assert not shown(driver, "#passkey-second-step")
+    code = next_code(totp)
+    fill_and_submit(driver, "/auth/mfa", code=code)
+    assert at(driver, site) == ("/", {})
+    assert f"Logged in as {ADMIN}" in text(driver)
+    assert SESSION_COOKIE in cookies(driver)
+
+    # A code works once: the same again is refused; a recovery code works (once).
+    log_out(driver, site)
+    log_in(driver, site, ADMIN, ADMIN_PW)
+    fill_and_submit(driver, "/auth/mfa", code=code)
+    assert at(driver, site) == ("/login/second-factor", {"error": ["invalid_credentials"]})
+    assert "That code is not right, or was used already" in text(driver)
+    assert SESSION_COOKIE not in cookies(driver)
+    fill_and_submit(driver, "/auth/mfa", code=codes[0])
+    assert at(driver, site) == ("/", {})
+    open_security(driver, site)
+    assert "Recovery codes left: 9." in text_of(driver, "#factor-status")
+
+
+def test_a_passkey_added_on_the_security_page_logs_in_alone_or_as_the_second_step(
+    site: Site, browser: WebDriver
+) -> None:
+    driver, site = browser, on_localhost(site)
+    add_authenticator(driver)
+    # An account with an app already (its second step has a form to go to: see the
+    # report on passkey-only accounts), which adds a passkey.
+    totp = enrol_totp(site, ADMIN, ADMIN_PW)
+    log_in(driver, site, ADMIN, ADMIN_PW)
+    fill_and_submit(driver, "/auth/mfa", code=next_code(totp))
+    open_security(driver, site)
+    assert passkey_names(driver) == []
+    assert shown(driver, "#passkey-none")
+    submit(driver, "#passkey-add", name="Laptop")
+    wait(driver, lambda d: passkey_names(d) == ["Laptop"])
+    assert script_message(driver) == "The passkey “Laptop” is added."
+    assert not shown(driver, "#recovery")  # the app's recovery codes stand
+    [kept] = driver.get_credentials()
+    assert kept.is_resident_credential  # discoverable: a login needs no username
+    assert kept.rp_id == "localhost"
+
+    # A login by the passkey alone: no username, no password.
+    log_out(driver, site)
+    wait(driver, lambda d: shown(d, "#passkey-login"))
+    press(driver, "#passkey-login button")
+    wait(driver, on_a_new_page)
+    assert at(driver, site) == ("/notes", {})
+    assert f"Logged in as {ADMIN}" in text(driver)
+    assert cookies(driver)[SESSION_COOKIE]["httpOnly"] is True
+    open_security(driver, site)
+    assert "last used" in text_of(driver, "#passkey-list li")
+
+    # The password, then the passkey as the second step (instead of the app's code),
+    # on to the page the login was for.
+    log_out(driver, site)
+    driver.get(site.url + "/notes")
+    fill_and_submit(driver, "/auth/session", username=ADMIN, password=ADMIN_PW)
+    assert at(driver, site) == ("/login/second-factor", {"next": ["/notes"]})
+    wait(driver, lambda d: shown(d, "#passkey-second-step"))
+    press(driver, "#passkey-second-step button")
+    wait(driver, on_a_new_page)
+    assert at(driver, site) == ("/notes", {})
+    assert f"Logged in as {ADMIN}" in text(driver)
+
+
+@pytest.mark.parametrize(
+    "site_env", [{"AUTHGATE_STEP_UP_TTL": str(STEP_UP)}], ids=[f"step-up-{STEP_UP}s"]
+)
+def test_a_login_older_than_the_step_up_window_proves_itself_again_to_change_passkeys(
+    site: Site, browser: WebDriver
+) -> None:
+    driver, site = browser, on_localhost(site)
+    add_authenticator(driver)
+    log_in(driver, site, ADMIN, ADMIN_PW)
+    time.sleep(STEP_UP + 0.5)  # the login grows older than the window
+
+    # Adding a passkey asks for a recent proof: the page sends the browser to /reauth,
+    # which asks this account (no second factor) for its password, and comes back.
+    open_security(driver, site)
+    submit(driver, "#passkey-add", name="Laptop")
+    wait(driver, on_a_new_page)
+    assert at(driver, site) == ("/reauth", {"next": ["/account/security"]})
+    assert driver.find_elements(By.CSS_SELECTOR, "form[action='/auth/reauth'] [name=password]")
+    assert not shown(driver, "#passkey-reauth")
+    fill_and_submit(driver, "/auth/reauth", password="not the password")
+    path, query = at(driver, site)
+    assert (path, query["error"]) == ("/reauth", ["invalid_credentials"])
+    assert "Wrong password." in text(driver)
+    stale = cookies(driver)[SESSION_COOKIE]["value"]
+    fill_and_submit(driver, "/auth/reauth", password=ADMIN_PW)
+    assert at(driver, site) == ("/account/security", {})
+    assert cookies(driver)[SESSION_COOKIE]["value"] != stale  # a new session
+    wait(driver, lambda d: shown(d, "#passkey-none"))
+    submit(driver, "#passkey-add", name="Laptop")
+    wait(driver, lambda d: passkey_names(d) == ["Laptop"])
+    assert len(recovery_codes(driver)) == 10  # its first factor brings recovery codes
+
+    # Older again: removing it asks again, now for a code or a passkey (this account
+    # has a second factor), and the passkey proves it.
+    time.sleep(STEP_UP + 0.5)
+    press(driver, "#passkey-list button")
+    wait(driver, on_a_new_page)
+    assert at(driver, site) == ("/reauth", {"next": ["/account/security"]})
+    assert driver.find_elements(By.CSS_SELECTOR, "form[action='/auth/reauth'] [name=code]")
+    wait(driver, lambda d: shown(d, "#passkey-reauth"))
+    press(driver, "#passkey-reauth button")
+    wait(driver, on_a_new_page)
+    assert at(driver, site) == ("/account/security", {})
+    wait(driver, lambda d: passkey_names(d) == ["Laptop"])
+    press(driver, "#passkey-list button")
+    wait(driver, lambda d: passkey_names(d) == [] and shown(d, "#passkey-none"))
+    assert script_message(driver) == "The passkey “Laptop” is removed."
 
 
 # -- the demo command ---------------------------------------------------------------------
