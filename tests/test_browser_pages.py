@@ -606,6 +606,7 @@ def test_an_authenticator_app_set_up_on_the_security_page_asks_its_code_at_each_
         "const qr = document.getElementById('totp-qr'); return qr.complete && qr.naturalWidth"
     )
     wait(driver, lambda d: d.execute_script(qr_drawn) > 0)
+    screenshot(driver, "account-security.png")
     submit(driver, "#totp-confirm", code=f"{(int(totp.now()) + 1) % 10**6:06d}")
     wait(driver, lambda d: "That code is not right" in script_message(d))
     assert text_of(driver, "#totp-status") == "Off."
@@ -650,7 +651,7 @@ def test_an_authenticator_app_set_up_on_the_security_page_asks_its_code_at_each_
 def test_a_passkey_added_on_the_security_page_logs_in_alone_or_as_the_second_step(
     site: Site, browser: WebDriver
 ) -> None:
-    driver, site = browser, on_localhost(site)
+    driver, site, at_ip = browser, on_localhost(site), site
     add_authenticator(driver)
     # An account with an app already (its second step has a form to go to: see the
     # report on passkey-only accounts), which adds a passkey.
@@ -686,10 +687,19 @@ def test_a_passkey_added_on_the_security_page_logs_in_alone_or_as_the_second_ste
     fill_and_submit(driver, "/auth/session", username=ADMIN, password=ADMIN_PW)
     assert at(driver, site) == ("/login/second-factor", {"next": ["/notes"]})
     wait(driver, lambda d: shown(d, "#passkey-second-step"))
+    screenshot(driver, "second-factor.png")
     press(driver, "#passkey-second-step button")
     wait(driver, on_a_new_page)
     assert at(driver, site) == ("/notes", {})
     assert f"Logged in as {ADMIN}" in text(driver)
+
+    # Opened at 127.0.0.1, the site's passkeys cannot work (the browser would refuse
+    # them there): the page says where to open it instead.
+    driver.get(at_ip.url + "/login")
+    wait(driver, lambda d: shown(d, "#passkey-login"))
+    press(driver, "#passkey-login button")
+    wait(driver, lambda d: "passkeys belong to localhost" in script_message(d))
+    assert at(driver, at_ip) == ("/login", {})
 
 
 @pytest.mark.parametrize(
@@ -711,6 +721,7 @@ def test_a_login_older_than_the_step_up_window_proves_itself_again_to_change_pas
     assert at(driver, site) == ("/reauth", {"next": ["/account/security"]})
     assert driver.find_elements(By.CSS_SELECTOR, "form[action='/auth/reauth'] [name=password]")
     assert not shown(driver, "#passkey-reauth")
+    screenshot(driver, "reauth.png")
     fill_and_submit(driver, "/auth/reauth", password="not the password")
     path, query = at(driver, site)
     assert (path, query["error"]) == ("/reauth", ["invalid_credentials"])

@@ -64,7 +64,7 @@ function explain(error, own = {}) {
     case "InvalidStateError":
       return "This device holds a passkey of this account already.";
     case "SecurityError":
-      return "Passkeys work only at this site's own address: open it as the server's settings name it (AUTHGATE_PASSKEY_ORIGINS).";
+      return "This page's address is not one where this site's passkeys work (AUTHGATE_PASSKEY_ORIGINS).";
   }
   return own[error.code] || MESSAGES[error.code] || error.message;
 }
@@ -137,8 +137,18 @@ function credentialJSON(credential) {
   };
 }
 
+/** A passkey belongs to its relying party's domain: elsewhere (a site opened at
+    127.0.0.1, say) the browser refuses it, so say where the site must be opened. */
+function checkRelyingParty(rpId) {
+  const host = location.hostname;
+  if (rpId && host !== rpId && !host.endsWith(`.${rpId}`)) {
+    throw new Error(`This site's passkeys belong to ${rpId}: open the site there (not at ${host}) to use them.`);
+  }
+}
+
 /** Make a passkey for the options of POST /auth/passkeys/options. */
 async function createPasskey(publicKey) {
+  checkRelyingParty(publicKey.rp.id);
   const options = {
     ...publicKey,
     challenge: toBuffer(publicKey.challenge),
@@ -150,6 +160,7 @@ async function createPasskey(publicKey) {
 
 /** Use a passkey for the options of a login, a second step or a step-up. */
 async function usePasskey(publicKey) {
+  checkRelyingParty(publicKey.rpId);
   const options = {
     ...publicKey,
     challenge: toBuffer(publicKey.challenge),
