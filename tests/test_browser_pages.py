@@ -644,8 +644,18 @@ def test_an_authenticator_app_set_up_on_the_security_page_asks_its_code_at_each_
     assert SESSION_COOKIE not in cookies(driver)
     fill_and_submit(driver, "/auth/mfa", code=codes[0])
     assert at(driver, site) == ("/", {})
-    open_security(driver, site)
-    assert "Recovery codes left: 9." in text_of(driver, "#factor-status")
+
+    # Proving it again asks this account for a code, not its password.
+    driver.get(site.url + "/reauth?next=/account/security")
+    assert not driver.find_elements(By.CSS_SELECTOR, "[name=password]")
+    fill_and_submit(driver, "/auth/reauth", code=codes[0])  # spent
+    path, query = at(driver, site)
+    assert (path, query["error"]) == ("/reauth", ["invalid_credentials"])
+    assert "That code is not right, or was used already" in text(driver)
+    fill_and_submit(driver, "/auth/reauth", code=codes[1])
+    assert at(driver, site) == ("/account/security", {})
+    wait(driver, lambda d: text_of(d, "#factor-status") != "Loading…")
+    assert "Recovery codes left: 8." in text_of(driver, "#factor-status")
 
 
 def test_a_passkey_added_on_the_security_page_logs_in_alone_or_as_the_second_step(
