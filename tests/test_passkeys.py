@@ -543,3 +543,16 @@ def test_a_role_that_requires_a_factor_can_enrol_a_passkey(events: list[AuditEve
     # Enrolled: the same challenge enrols nothing more.
     with pytest.raises(InvalidToken):
         gate.complete_login(challenge, "123456")
+
+
+def test_an_account_with_a_passkey_can_add_an_authenticator_app(gate: Gate) -> None:
+    import pyotp
+
+    device = SoftAuthenticator(ORIGIN)
+    _register(gate, device)
+    me = gate.authenticate(_passwordless(gate, device).access_token)
+    enrolment = gate.begin_totp(me)
+    gate.confirm_totp(me, pyotp.TOTP(enrolment.secret).now())
+    assert _second_step(gate).methods == ["totp", "recovery_code", "passkey"]
+    with pytest.raises(Conflict):  # a second app: an admin resets the first
+        gate.begin_totp(me)

@@ -301,7 +301,7 @@ def begin_totp(mfa: MfaRules, username: str, client: Client) -> Flow[TotpEnrolme
     first (`Conflict`)."""
     user = yield from _user(username)
     factors = Factors.load(user.factors)
-    if factors.active:
+    if factors.totp is not None and factors.totp.confirmed:
         raise Conflict("a TOTP authenticator is enrolled already: an admin resets it first")
     secret = new_totp_secret()
     pending_factor = TotpFactor(
