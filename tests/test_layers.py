@@ -76,6 +76,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "browser",
             "factors",
             "passkeys",
+            "issuers",
         },
     ),
     (
@@ -98,6 +99,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "flows.mfa",
             "flows.passkeys",
             "flows.stepup",
+            "flows.issuers",
         },
     ),
     ("gate: the one configured object, two faces", {"gate", "bootstrap"}),

@@ -165,7 +165,16 @@ class Settings:
     #: The origins whose pages run passkey ceremonies (default: ``https://<rp id>``).
     passkey_origins: tuple[str, ...] = ()
 
+    # -- identity providers (docs/issuers.md) -------------------------------------------
+    #: Providers whose access tokens are accepted beside authgate's own: `TrustedIssuer`
+    #: objects or tables of their settings (``[[authgate.trusted_issuers]]`` in TOML;
+    #: a JSON array in AUTHGATE_TRUSTED_ISSUERS).
+    trusted_issuers: tuple[Any, ...] = ()
+
     def __post_init__(self) -> None:
+        from .issuers import normalised_issuers
+
+        object.__setattr__(self, "trusted_issuers", normalised_issuers(self.trusted_issuers))
         for name in (
             "access_ttl",
             "refresh_ttl",
@@ -351,6 +360,8 @@ def _parse(name: str, kind: Any, raw: str) -> Any:
             return int(raw)
         except ValueError:
             raise ConfigError(f"{var} must be an integer, not {raw!r}") from None
+    if name == "trusted_issuers":
+        return raw  # a JSON array, read by `normalised_issuers`
     if kind.startswith("tuple"):
         return tuple(part.strip() for part in raw.split(",") if part.strip())
     return raw

@@ -35,6 +35,7 @@ __all__ = [
     "PreconditionFailed",
     "PreconditionRequired",
     "ProtectedUser",
+    "ProviderUnavailable",
     "SecondFactorRequired",
     "SessionLimitReached",
     "SessionRevoked",
@@ -413,6 +414,15 @@ class StoreUnavailable(StoreError):
         self.reason = reason or self.default_detail
         self.retry_after = retry_after
         self.args = (self.reason,)
+
+
+class ProviderUnavailable(StoreUnavailable):
+    """A trusted identity provider's keys cannot be had: never fetched, or older than
+    their issuer's ``keys_max_age`` and the provider unreachable (HTTP 503 with
+    ``Retry-After``; `reason` names the issuer, never its address)."""
+
+    code = "provider_unavailable"
+    default_detail = "the identity provider's keys are unavailable; retry shortly"
 
 
 # -- configuration ----------------------------------------------------------------------

@@ -66,6 +66,7 @@ from .flows.identity import (
     load_identity,
     quick_identity,
 )
+from .flows.issuers import Issuers, KeyRefresher, external_identity
 from .flows.lockout import LockoutPolicy
 from .flows.login import change_password, login
 from .flows.mfa import (
@@ -202,6 +203,12 @@ class _Gate(Generic[S]):
         self._identities: LRU[str, tuple[Session | None, User | None, Identity, float]] = LRU(
             IDENTITIES
         )
+        # Identity providers whose access tokens are accepted too, their keys kept fresh
+        # by a background thread (started now, and in each forked worker on first use).
+        self.issuers = Issuers(s.trusted_issuers, s.issuer)
+        self._refresher = KeyRefresher(self.issuers) if self.issuers else None
+        if self._refresher is not None:
+            self._refresher.ensure_running()
         self.rules = SessionRules(
             verifier=self.verifier,
             hasher=self.hasher,
@@ -323,10 +330,25 @@ class _Gate(Generic[S]):
             return api_key_identity(self.rules, token)
         if is_session_cookie(token):
             return browser_identity(self.rules, token)
+        external = self._external(token)
+        if external is not None:
+            return external
         claims, identity = self._quick(token)
         if identity is not None:
             return returning(identity)
         return load_identity(self.rules, claims)
+
+    def _external(self, token: str) -> Flow[Identity] | None:
+        """The flow of a trusted issuer's token (None for authgate's own: a token this
+        gate verified lately is not looked at twice)."""
+        if not self.issuers or self.verifier.remembers(token):
+            return None
+        state = self.issuers.for_token(token)
+        if state is None:
+            return None
+        assert self._refresher is not None
+        self._refresher.ensure_running()  # a forked worker's own refresher
+        return external_identity(state, self.policy, token)
 
     @operation
     def recheck(self, identity: Identity) -> Flow[Identity]:
@@ -718,7 +740,9 @@ class _Gate(Generic[S]):
 
     @operation
     def close(self) -> Flow[None]:
-        """Release the store's connections."""
+        """Release the store's connections (and stop refreshing issuers' keys)."""
+        if self._refresher is not None:
+            self._refresher.stop()
         return call(Store.close)
 
 
@@ -770,7 +794,7 @@ class AsyncGate(_Gate[AsyncStore], AsyncFace):
         """The identity when it can be decided without I/O (stateless mode, or a cached
         session check), None when `authenticate` must be awaited; `InvalidToken` for a
         bad token.  The ASGI middleware's fast path."""
-        if is_api_key(token) or is_session_cookie(token):
+        if is_api_key(token) or is_session_cookie(token) or self._external(token) is not None:
             return None
         return self._quick(token)[1]
 

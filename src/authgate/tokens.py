@@ -231,13 +231,13 @@ class KeyRing:
 
     __slots__ = ("_algorithms", "_by_kid", "_keys")
 
-    def __init__(self, keys: Iterable[Key]) -> None:
+    def __init__(self, keys: Iterable[Key], *, verify_only: bool = False) -> None:
         self._keys = tuple(keys)
         if not self._keys:
             raise ConfigError(
                 f"a key ring needs at least one key: set AUTHGATE_SECRET_KEY; {_SECRET_HINT}"
             )
-        if self._keys[0].signing_key is None:
+        if self._keys[0].signing_key is None and not verify_only:
             raise ConfigError("the first key of a ring signs: it needs a private key")
         self._by_kid = MappingProxyType({key.kid: key for key in self._keys})
         if len(self._by_kid) != len(self._keys):
@@ -457,6 +457,10 @@ class TokenVerifier:
         self._headers.invalidate()
         self._verified.invalidate()
 
+    def remembers(self, token: str) -> bool:
+        """Did this verifier verify `token` lately (it is in its cache)?"""
+        return token in self._verified
+
     def issue(self, claims: Mapping[str, Any], ttl: int, *, now: float | None = None) -> str:
         """Sign a token carrying `claims` plus ``iss``, ``aud``, ``iat``, ``exp`` and ``jti``."""
         issued = int(now if now is not None else time.time())
@@ -529,9 +533,9 @@ class TokenVerifier:
         if not isinstance(header, dict):
             raise MalformedToken("the token header is not a JSON object")
         alg = header.get("alg")
-        if not isinstance(alg, str) or alg not in self.ring.algorithms:
+        if not isinstance(alg, str) or alg not in self._algorithms_accepted():
             raise InvalidSignature("the token's algorithm is not accepted")
-        if header.get("typ") != self.typ:
+        if not self._typ_ok(header.get("typ")):
             raise InvalidTokenClaims(f"the token is not of type {self.typ}")
         if "crit" in header:
             raise InvalidTokenClaims("the token has critical header parameters")
@@ -599,9 +603,24 @@ class TokenVerifier:
             raise TokenNotYetValid("the token was issued in the future")
         if claims.get("iss") != self.issuer:
             raise InvalidTokenClaims("the token has the wrong issuer")
-        aud = claims.get("aud")
-        if not (aud == self.audience or (type(aud) is list and self.audience in aud)):
+        if not self._audience_ok(claims.get("aud")):
             raise InvalidTokenClaims("the token has the wrong audience")
+        self._check_shape(claims)
+
+    # What a subclass verifying another issuer's tokens changes (`ExternalVerifier`).
+
+    def _typ_ok(self, typ: object) -> bool:
+        return typ == self.typ
+
+    def _algorithms_accepted(self) -> frozenset[str]:
+        return self.ring.algorithms
+
+    def _audience_ok(self, aud: object) -> bool:
+        return aud == self.audience or (type(aud) is list and self.audience in aud)
+
+    def _check_shape(self, claims: Mapping[str, Any]) -> None:
+        """authgate's own claims: who, which token, which session, which version of
+        the user, and what the token grants."""
         for name in ("sub", "jti", "sid"):
             value = claims.get(name)
             if type(value) is not str or not value:

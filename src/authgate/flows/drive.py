@@ -22,9 +22,21 @@ from ..faces import adrive, drive
 from ..passwords import PasswordHasher
 from ..permissions.objects import refuse_to_wait
 from ..stores.base import AsyncStore, Store
-from .ops import Call, DeriveScram, DummyVerify, Emit, Flow, Hash, Op, Pause, Settle, Verify
+from .ops import (
+    Call,
+    DeriveScram,
+    DummyVerify,
+    Emit,
+    Fetch,
+    Flow,
+    Hash,
+    Op,
+    Pause,
+    Settle,
+    Verify,
+)
 
-__all__ = ["Emitter", "arun", "hashing_pool", "run"]
+__all__ = ["Emitter", "FetchFailed", "arun", "fetch_json", "hashing_pool", "run", "run_fetches"]
 
 T = TypeVar("T")
 Emitter = Callable[[AuditEvent], None]
@@ -80,6 +92,75 @@ def _cpu(op: Hash | DeriveScram | Verify | DummyVerify, hasher: PasswordHasher) 
     return None
 
 
+#: The largest document `fetch_json` reads (a provider's JWKS is a few KiB).
+MAX_DOCUMENT = 1 << 20
+
+
+class FetchFailed(Exception):
+    """A `Fetch` that got no JSON document: the reason, without the URL's host (for
+    logs that must not name internal addresses)."""
+
+
+def fetch_json(op: Fetch) -> Any:
+    """Do a `Fetch`: GET ``op.url`` (http or https, redirects within those), at most
+    `MAX_DOCUMENT` bytes, decoded as JSON; `FetchFailed` otherwise."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    if not op.url.startswith(("https://", "http://")):
+        raise FetchFailed("only http and https URLs are fetched")
+    request = urllib.request.Request(  # noqa: S310 - http(s) only, checked above
+        op.url, headers={"Accept": "application/json", "User-Agent": "authgate"}
+    )
+    try:
+        with _http_only().open(request, timeout=op.timeout) as answer:
+            if answer.status != 200:
+                raise FetchFailed(f"answered {answer.status}")
+            body = answer.read(MAX_DOCUMENT + 1)
+    except urllib.error.HTTPError as err:
+        raise FetchFailed(f"answered {err.code}") from None
+    except (urllib.error.URLError, OSError, ValueError) as err:
+        reason = getattr(err, "reason", err)
+        raise FetchFailed(f"unreachable ({type(reason).__name__})") from None
+    if len(body) > MAX_DOCUMENT:
+        raise FetchFailed(f"the document is larger than {MAX_DOCUMENT} bytes")
+    try:
+        return json.loads(body)
+    except ValueError:
+        raise FetchFailed("the document is not JSON") from None
+
+
+def _http_only() -> Any:
+    """A URL opener that speaks http and https alone (a redirect to ``file:`` or
+    ``ftp:`` is an error), through the proxy the environment names (``HTTPS_PROXY``),
+    if any."""
+    import urllib.request
+
+    opener = urllib.request.OpenerDirector()
+    for handler in (
+        urllib.request.ProxyHandler(),
+        urllib.request.HTTPHandler(),
+        urllib.request.HTTPSHandler(),
+        urllib.request.HTTPRedirectHandler(),
+        urllib.request.HTTPDefaultErrorHandler(),
+        urllib.request.HTTPErrorProcessor(),
+    ):
+        opener.add_handler(handler)
+    return opener
+
+
+def run_fetches(flow: Flow[T]) -> T:
+    """Drive a flow that only fetches (an issuer's keys), in this thread."""
+
+    def execute(op: Op) -> Any:
+        if not isinstance(op, Fetch):
+            raise TypeError(f"run_fetches takes flows of Fetch only, not {type(op).__name__}")
+        return fetch_json(op)
+
+    return drive(flow, execute)
+
+
 def _invoke(store: Any, op: Call) -> Any:
     """Call the store's method for `op`: its result, or an awaitable on an async store."""
     method = getattr(store, op.method)
@@ -98,6 +179,8 @@ def run(flow: Flow[T], store: Store, hasher: PasswordHasher, emit: Emitter = _dr
             return time.sleep(op.seconds)
         if isinstance(op, Settle):
             refuse_to_wait(op)
+        if isinstance(op, Fetch):
+            return fetch_json(op)
         return _cpu(op, hasher)
 
     return drive(flow, execute)
@@ -118,6 +201,8 @@ async def arun(
             return await asyncio.sleep(op.seconds)
         if isinstance(op, Settle):
             return await op.answer
+        if isinstance(op, Fetch):
+            return await asyncio.to_thread(fetch_json, op)
         return await loop.run_in_executor(hashing_pool(), _cpu, op, hasher)
 
     return await adrive(flow, execute)

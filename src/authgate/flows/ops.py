@@ -24,6 +24,7 @@ __all__ = [
     "DeriveScram",
     "DummyVerify",
     "Emit",
+    "Fetch",
     "Flow",
     "Hash",
     "Op",
@@ -107,8 +108,18 @@ class Pause:
     seconds: float
 
 
+@dataclass(frozen=True, slots=True)
+class Fetch:
+    """GET a JSON document over HTTP (an identity provider's discovery document or
+    keys); the result is the decoded JSON, or `FetchFailed`.  The async driver sends
+    it to a thread: the event loop never waits on the network."""
+
+    url: str
+    timeout: float = 5.0
+
+
 #: `Settle` (an ``async def`` model hook's answer) comes from `authgate.permissions.objects`.
-Op = Call | Hash | DeriveScram | Verify | DummyVerify | Emit | Pause | Settle
+Op = Call | Hash | DeriveScram | Verify | DummyVerify | Emit | Pause | Settle | Fetch
 Flow = Generator[Op, Any, T]
 
 

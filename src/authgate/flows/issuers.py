@@ -1,0 +1,211 @@
+"""Trusted issuers, as flows: an external access token's identity, and the fetch of an
+issuer's keys that the request path makes for an unknown ``kid`` (at most one per
+cooldown) and the gate's background refresher makes on a schedule.
+
+The keys are fetched when the gate starts and refreshed in the background
+(`KeyRefresher`), so the request path does no network I/O, except for one fetch when a
+token names a key not seen yet (a rotation at the provider) and the cooldown allows it.
+When the provider cannot be reached the cached keys serve until they are
+``keys_max_age`` old; then its tokens are answered 503 with ``Retry-After``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import InvalidToken, ProviderUnavailable, UnknownKey
+from ..identity import Identity
+from ..issuers import (
+    ExternalVerifier,
+    IssuerKeys,
+    TrustedIssuer,
+    jwks_uri_of,
+    peek_issuer,
+    read_claims,
+)
+from ..permissions import RolePolicy
+from ..tokens import KeyRing
+from .drive import FetchFailed, run_fetches
+from .ops import Fetch, Flow
+
+__all__ = [
+    "IssuerState",
+    "Issuers",
+    "KeyRefresher",
+    "external_identity",
+    "identity_of",
+    "refresh_keys",
+]
+
+_log = logging.getLogger("authgate.issuers")
+
+
+@dataclass
+class IssuerState:
+    """One trusted issuer as a gate holds it: its settings, keys and verifier."""
+
+    issuer: TrustedIssuer
+    keys: IssuerKeys = field(init=False)
+    verifier: ExternalVerifier | None = None
+    jwks_uri: str | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def __post_init__(self) -> None:
+        self.keys = IssuerKeys(self.issuer)
+        self.jwks_uri = self.issuer.jwks_uri
+
+    def took(self, ring: KeyRing) -> None:
+        """Use a new ring of keys (a verifier's cache is forgotten with it)."""
+        if self.verifier is None:
+            self.verifier = ExternalVerifier(self.issuer, ring)
+        else:
+            self.verifier.ring = ring
+
+
+class Issuers:
+    """A gate's trusted issuers, by their exact ``iss``."""
+
+    def __init__(self, issuers: tuple[TrustedIssuer, ...], own_issuer: str) -> None:
+        self.by_iss: dict[str, IssuerState] = {i.issuer: IssuerState(i) for i in issuers}
+        self.own_issuer = own_issuer
+
+    def __bool__(self) -> bool:
+        return bool(self.by_iss)
+
+    def __iter__(self) -> Any:
+        return iter(self.by_iss.values())
+
+    def for_token(self, token: str) -> IssuerState | None:
+        """The trusted issuer a token claims to come from (unverified: only who checks
+        it); None for authgate's own tokens and for what is no JWT.  A token claiming
+        an issuer nobody trusts is refused here (`InvalidToken`)."""
+        iss = peek_issuer(token)
+        if iss is None or iss == self.own_issuer:
+            return None
+        state = self.by_iss.get(iss)
+        if state is None:
+            raise InvalidToken("the token's issuer is not trusted")
+        return state
+
+
+def refresh_keys(state: IssuerState, now: float | None = None) -> Flow[bool]:
+    """Fetch the issuer's keys (its discovery document first, when no JWKS URL is
+    configured); True when they changed.  A failure is noted and logged (the cached
+    keys stay): False."""
+    keys, issuer = state.keys, state.issuer
+    keys.attempt(now)
+    try:
+        if state.jwks_uri is None:
+            discovery = yield Fetch(issuer.where_keys_are())
+            state.jwks_uri = jwks_uri_of(discovery, issuer)
+        document = yield Fetch(state.jwks_uri)
+        changed = keys.fetched(document, now)
+    except (FetchFailed, ValueError) as err:
+        keys.failed(str(err), now)
+        _log.warning(
+            "the keys of trusted issuer %s could not be fetched: %s (failure %d; cached keys %s)",
+            issuer.name,
+            err,
+            keys.failures,
+            "in use" if keys.usable(now) else "none or expired",
+        )
+        return False
+    if changed and keys.ring is not None:
+        state.took(keys.ring)
+        _log.info(
+            "trusted issuer %s: keys %s", issuer.name, ", ".join(k.kid for k in keys.ring.keys)
+        )
+    return changed
+
+
+def external_identity(
+    state: IssuerState, policy: RolePolicy, token: str, now: float | None = None
+) -> Flow[Identity]:
+    """The identity an access token of a trusted issuer stands for: verified with the
+    issuer's keys (fetched once more when it names a key not seen yet, and the cooldown
+    allows), its claims mapped to a username, roles, groups and permissions."""
+    keys = state.keys
+    if not keys.usable(now) and keys.may_refetch(now):
+        yield from refresh_keys(state, now)
+    if not keys.usable(now) or state.verifier is None:
+        raise ProviderUnavailable(
+            f"the keys of trusted issuer {state.issuer.name} are unavailable: "
+            f"{keys.last_error or 'not fetched yet'}",
+            retry_after=keys.retry_after(now),
+        )
+    try:
+        claims = state.verifier.verify(token)
+    except UnknownKey:
+        if not keys.may_refetch(now):
+            raise
+        changed = yield from refresh_keys(state, now)
+        if not changed:
+            raise
+        claims = state.verifier.verify(token)
+    return identity_of(state.issuer, policy, claims)
+
+
+def identity_of(issuer: TrustedIssuer, policy: RolePolicy, claims: Mapping[str, Any]) -> Identity:
+    """The `Identity` of a verified external token."""
+    found = read_claims(issuer, claims)
+    grants = policy.permissions_for(found.roles, found.groups, found.permissions)
+    return Identity(
+        username=found.username,
+        user_id=f"{issuer.name}|{found.subject}",
+        roles=found.roles,
+        groups=found.groups,
+        permissions=grants.grants,
+        session_id="",
+        claims=claims,
+        is_authenticated=True,
+        email=str(claims.get("email", "")) if claims.get("email_verified") is True else "",
+        full_name=str(claims.get("name", "")),
+        grants=grants,
+    )
+
+
+class KeyRefresher:
+    """A daemon thread that keeps every trusted issuer's keys fresh: it fetches them at
+    once, then whenever `IssuerKeys.due` says so.  One per gate and process (a forked
+    worker starts its own on first use); `stop` ends it."""
+
+    def __init__(self, issuers: Issuers, tick: float = 1.0) -> None:
+        self.issuers = issuers
+        self.tick = tick
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = 0
+
+    def ensure_running(self) -> None:
+        """Start the thread in this process, unless it runs already."""
+        import os
+
+        if self._thread is not None and self._pid == os.getpid() and self._thread.is_alive():
+            return
+        self._stop.clear()
+        self._pid = os.getpid()
+        self._thread = threading.Thread(target=self._run, name="authgate-issuer-keys", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """End the thread (at its next tick)."""
+        self._stop.set()
+
+    def refresh_now(self) -> None:
+        """Refresh every issuer whose refresh is due, in this thread."""
+        for state in self.issuers:
+            if state.keys.due():
+                with state.lock:
+                    run_fetches(refresh_keys(state))
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.refresh_now()
+            except Exception:  # pragma: no cover - a refresher never dies of one failure
+                _log.exception("the trusted issuers' key refresher failed")
+            self._stop.wait(self.tick)
