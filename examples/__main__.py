@@ -1,8 +1,10 @@
 """``python -m examples``: start the FastAPI API demo on http://127.0.0.1:8000 and the
-server-rendered sites, Starlette on :8001 and Flask on :8002 (each in a process of its
-own), and show how to try them; Ctrl-C stops all three.  Set AUTHGATE_SECRET_KEY,
-AUTHGATE_SUPERUSER_USERNAME and AUTHGATE_SUPERUSER_PASSWORD first (the README's first
-command does).  ``PORT`` moves the API demo, and the sites with it (PORT+1, PORT+2)."""
+server-rendered sites, Starlette on http://localhost:8001 and Flask on
+http://localhost:8002 (each in a process of its own; localhost, because passkeys belong
+to a domain, never to an IP address), and show how to try them; Ctrl-C stops all three.
+Set AUTHGATE_SECRET_KEY, AUTHGATE_SUPERUSER_USERNAME and AUTHGATE_SUPERUSER_PASSWORD
+first (the README's first command does).  ``PORT`` moves the API demo, and the sites
+with it (PORT+1, PORT+2)."""
 
 from __future__ import annotations
 
@@ -27,7 +29,7 @@ def start_site(module: str, port: int) -> subprocess.Popen[bytes]:
     """Serve a page site in a child process, sharing the terminal (its mailed links
     are printed there): the same store and admin as the API demo, and the site's own
     address for the links, whatever AUTHGATE_PUBLIC_URL says (two sites, two addresses)."""
-    env = {**os.environ, "PORT": str(port), "AUTHGATE_PUBLIC_URL": f"http://{HOST}:{port}"}
+    env = {**os.environ, "PORT": str(port), "AUTHGATE_PUBLIC_URL": f"http://localhost:{port}"}
     return subprocess.Popen([sys.executable, "-m", module], env=env)  # noqa: S603 - fixed arguments
 
 
@@ -63,7 +65,7 @@ def main() -> None:
     # default handler the process would die there, before stopping the sites.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     sites = [
-        (name, f"http://{HOST}:{port}", start_site(module, port)) for name, module, port in SITES
+        (name, f"http://localhost:{port}", start_site(module, port)) for name, module, port in SITES
     ]
     try:
         print(
