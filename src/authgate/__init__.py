@@ -36,6 +36,7 @@ from .errors import (
     NotAuthenticated,
     NotFound,
     PermissionDenied,
+    ProviderUnavailable,
     SecondFactorRequired,
     SessionLimitReached,
     SessionRevoked,
@@ -53,6 +54,7 @@ from .errors import (
 from .gate import AsyncGate, Gate
 from .http import CredentialRules
 from .identity import ANONYMOUS, Client, Identity
+from .issuers import TrustedIssuer
 from .middleware.asgi import AuthGateMiddleware
 from .middleware.wsgi import AuthGateWSGIMiddleware
 from .passwords import Argon2Params, PasswordHasher, PasswordPolicy
@@ -122,6 +124,7 @@ __all__ = [
     "PermissionDenied",
     "PermissionSet",
     "Policy",
+    "ProviderUnavailable",
     "Role",
     "RoleHierarchy",
     "RolePolicy",
@@ -138,6 +141,7 @@ __all__ = [
     "TokenPair",
     "TokenVerifier",
     "TooManyAttempts",
+    "TrustedIssuer",
     "UnknownKey",
     "User",
     "UserExists",
