@@ -133,7 +133,7 @@ class TrustedIssuer:
     #: Auth0's namespace of custom claims (``https://example.com/``).
     namespace: str = ""
     #: Provider role names to local ones; a role not listed keeps its name.
-    role_map: Mapping[str, str] = field(default_factory=dict)
+    role_map: Mapping[str, str] = field(default_factory=dict, hash=False)
     #: None: ``<name>:``.  "" puts external users in the local namespace: a token
     #: naming ``alice`` acts as the local user alice (only for a provider that is the
     #: authority over those names).
