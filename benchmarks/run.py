@@ -20,6 +20,7 @@ from pathlib import Path
 import accounts
 import authenticate
 import authorization
+import issuers
 import memory
 import population
 import redis_scale
@@ -78,6 +79,8 @@ def main() -> None:
         authenticate.run(),
         "",
         accounts.run(),
+        "",
+        issuers.run(),
         "",
         memory.run(),
         "",

@@ -59,6 +59,7 @@ class Kind:
 VERIFIED_TOKENS = Kind("verified tokens", 16_384)
 TOKEN_HEADERS = Kind("token headers", 64)
 IDENTITIES = Kind("identities", 16_384)
+EXTERNAL_IDENTITIES = Kind("external identities", 16_384)
 PERMISSION_SETS = Kind("permission sets", 10_000)
 PERMISSION_DECISIONS = Kind("permission decisions", 1_024)
 PARSED_GRANTS = Kind("parsed grants", 4_096)
@@ -68,6 +69,7 @@ CONFIGURED_GATES = Kind("configured gates", 8)
 
 KINDS = (
     VERIFIED_TOKENS,
+    EXTERNAL_IDENTITIES,
     TOKEN_HEADERS,
     IDENTITIES,
     PERMISSION_SETS,

@@ -21,7 +21,7 @@ from typing import Any, Generic, TypeVar
 from .audit import AuditLog, configure_logging
 from .bootstrap import Bootstrap
 from .browser import BrowserRules, is_session_cookie
-from .caches import IDENTITIES, LRU
+from .caches import EXTERNAL_IDENTITIES, IDENTITIES, LRU
 from .config import Settings
 from .context import note_refusal
 from .decorators import check_fresh
@@ -66,7 +66,7 @@ from .flows.identity import (
     load_identity,
     quick_identity,
 )
-from .flows.issuers import Issuers, KeyRefresher, external_identity
+from .flows.issuers import Issuers, IssuerState, KeyRefresher, external_identity
 from .flows.lockout import LockoutPolicy
 from .flows.login import change_password, login
 from .flows.mfa import (
@@ -206,6 +206,9 @@ class _Gate(Generic[S]):
         # Identity providers whose access tokens are accepted too, their keys kept fresh
         # by a background thread (started now, and in each forked worker on first use).
         self.issuers = Issuers(s.trusted_issuers, s.issuer)
+        # An external token -> its issuer and identity (re-checked by the issuer's
+        # verifier on each use: its expiry, and a rotation that forgot the key).
+        self._external_identities: LRU[str, tuple[IssuerState, Identity]] = LRU(EXTERNAL_IDENTITIES)
         self._refresher = KeyRefresher(self.issuers) if self.issuers else None
         if self._refresher is not None:
             self._refresher.ensure_running()
@@ -343,12 +346,23 @@ class _Gate(Generic[S]):
         gate verified lately is not looked at twice)."""
         if not self.issuers or self.verifier.remembers(token):
             return None
+        known = self._external_identities.get(token)
+        if known is not None and known[0].keys.usable():
+            verifier = known[0].verifier
+            if verifier is not None and verifier.remembers(token):
+                verifier.verify(token)  # from its cache: the times checked again
+                return returning(known[1])
         state = self.issuers.for_token(token)
         if state is None:
             return None
         assert self._refresher is not None
         self._refresher.ensure_running()  # a forked worker's own refresher
-        return external_identity(state, self.policy, token)
+        return self._remembered(state, token)
+
+    def _remembered(self, state: IssuerState, token: str) -> Flow[Identity]:
+        identity = yield from external_identity(state, self.policy, token)
+        self._external_identities.put(token, (state, identity))
+        return identity
 
     @operation
     def recheck(self, identity: Identity) -> Flow[Identity]:

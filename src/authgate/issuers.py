@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from .caches import VERIFIED_TOKENS
 from .errors import ConfigError, InvalidTokenClaims
 from .tokens import ASYMMETRIC_ALGORITHMS, Key, KeyRing, TokenVerifier
 
@@ -475,7 +476,9 @@ class ExternalVerifier(TokenVerifier):
     its audiences, the times with its leeway, a ``typ`` it may declare, and a ``sub``
     (authgate's own ``sid`` and ``ver`` claims are not asked for)."""
 
-    def __init__(self, issuer: TrustedIssuer, ring: KeyRing, *, cache_size: int = 4096) -> None:
+    def __init__(
+        self, issuer: TrustedIssuer, ring: KeyRing, *, cache_size: int = VERIFIED_TOKENS.bound
+    ) -> None:
         super().__init__(
             ring,
             issuer=issuer.issuer,
