@@ -88,7 +88,7 @@ def _tokens(algorithm: str) -> tuple[list[str], dict[str, Any], str]:
             key,
             algorithm=algorithm,
             headers={"kid": kid, "typ": "at+jwt"},
-        )  # fmt: skip
+        )
         for n in range(USERS)
     ]
     return tokens, document, issuer
@@ -103,7 +103,7 @@ def _authgate(issuer: str, jwks_uri: str, algorithm: str) -> Callable[[str], obj
         trusted_issuers=[
             TrustedIssuer(
                 issuer, (AUDIENCE,), jwks_uri=jwks_uri, preset="keycloak", algorithms=(algorithm,)
-            )  # fmt: skip
+            )
         ],
     )
     return gate.authenticate
