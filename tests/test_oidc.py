@@ -19,7 +19,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from oidc import Client, OpenIdProvider, Resource
-from test_contract_apps import APPS, Case, Deployment, _env, _inprocess
+from test_contract_apps import APPS, Case, Deployment, _env, _inprocess, _over_http
 
 API = "https://api.example.test"
 SERVICE = Client("svc", "svc secret")
@@ -153,3 +153,26 @@ def test_an_outage_keeps_the_cached_keys_then_answers_503_then_recovers(
         while deployment.call("GET", "/admin", token=token).status != 200:
             assert time.monotonic() < deadline, "the keys were not fetched again"
             time.sleep(0.2)
+
+
+@pytest.mark.parametrize("app", ["fastapi", "flask"])
+def test_four_workers_each_keep_the_providers_keys(
+    provider: OpenIdProvider, app: str, tmp_path: Path
+) -> None:
+    """uvicorn --workers 4 and gunicorn -w 4, from a fresh store: every worker takes the
+    provider's tokens (each fetched the keys itself, its refresher its own), and after
+    a rotation each picks the new key up."""
+    env = {
+        **_env(f"sqlite:///{tmp_path / 'authgate.db'}"),
+        "AUTHGATE_TRUSTED_ISSUERS": _issuers(provider),
+    }
+    case = Case(app, "sqlite", "http", workers=4)
+    for deployment in _over_http(case, env, tmp_path / "server.log"):
+        for _ in range(16):  # a new connection each: spread over the workers
+            assert deployment.call("GET", "/admin", token=_token(provider, "admin")).status == 200
+        provider.rotate_keys()
+        time.sleep(0.6)  # the refetch cooldown since each worker's first fetch
+        for _ in range(16):
+            answer = deployment.call("GET", "/admin", token=_token(provider, "admin"))
+            assert answer.status == 200, answer.text
+        assert "Traceback" not in (tmp_path / "server.log").read_text()
