@@ -100,6 +100,7 @@ LAYERS: list[tuple[str, set[str]]] = [
             "flows.passkeys",
             "flows.stepup",
             "flows.issuers",
+            "flows.oidc",
         },
     ),
     ("gate: the one configured object, two faces", {"gate", "bootstrap"}),

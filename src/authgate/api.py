@@ -42,6 +42,9 @@ routes.)
 ``POST   /auth/passkeys/login/options``           anyone: options of a login by passkey
 ``POST   /auth/passkeys/login``                   anyone: a login by passkey alone
 ``DELETE /api/users/{username}/mfa``              admin: 204, the user's second factors end
+``GET    /auth/oidc/{provider}/login``            anyone: 303 to the provider's login page
+``GET    /auth/oidc/{provider}/callback``         anyone: the provider's answer, a session
+``POST   /auth/oidc/{provider}/logout``           anyone: 303, logged out here and there
 ``POST   /api/users/``                            admin: 201 the user
 ``GET    /api/users/``                            admin: a page of users
 ``GET    /api/users/{username}``                  admin: one user
@@ -101,6 +104,7 @@ from .flows.accounts import (
 from .flows.apikeys import create_api_key, list_api_keys, require_account_right, revoke_api_key
 from .flows.browser import BrowserSession, browser_login, open_for
 from .flows.identity import explain_decision
+from .flows.issuers import Issuers, IssuerState
 from .flows.login import change_password, login
 from .flows.mfa import (
     ENROL,
@@ -117,6 +121,7 @@ from .flows.mfa import (
 from .flows.mfa import (
     LOGIN as LOGIN_STEP,
 )
+from .flows.oidc import LoginRules, begin_login, finish_login
 from .flows.passkeys import (
     begin_registration,
     finish_registration,
@@ -138,7 +143,7 @@ from .identity import Client, Identity
 from .passkeys import LOGIN as PASSKEY_LOGIN
 from .passkeys import MAX_CREDENTIAL, PasskeyRules
 from .stores.base import Store
-from .tokens import TokenPair
+from .tokens import TokenPair, TokenVerifier
 from .users import RoleHierarchy, User, normalize_username
 
 __all__ = ["ApiMount", "ApiRequest", "ApiResponse", "HttpApi", "too_large"]
@@ -375,8 +380,17 @@ class HttpApi:
         browser: BrowserRules | None = None,
         accounts: AccountRules | None = None,
         mfa: MfaRules | None = None,
+        issuers: Issuers | None = None,
+        login_states: TokenVerifier | None = None,
+        public_url: str | None = None,
     ) -> None:
         self.rules = rules
+        self.issuers = issuers
+        self.logins = (
+            LoginRules(login_states, public_url, auth_prefix.rstrip("/"), roles)
+            if login_states is not None and public_url
+            else None
+        )
         self.browser = browser
         self.accounts = accounts
         self.mfa = mfa
@@ -432,6 +446,9 @@ class HttpApi:
             (f"{auth}/sessions/", "session_id", "", {"DELETE": self._revoke_session}),
             (f"{auth}/keys/", "key_id", "", {"DELETE": self._revoke_key}),
             (f"{auth}/passkeys/", "passkey_id", "", {"DELETE": self._passkey_remove}),
+            (f"{auth}/oidc/", "provider", "/login", {"GET": self._oidc_login}),
+            (f"{auth}/oidc/", "provider", "/callback", {"GET": self._oidc_callback}),
+            (f"{auth}/oidc/", "provider", "/logout", {"POST": self._oidc_logout}),
             (
                 f"{users}/",
                 "username",
@@ -517,6 +534,9 @@ class HttpApi:
             browser=gate.browser if gate.settings.cookie_sessions else None,
             accounts=gate.accounts,
             mfa=gate.mfa,
+            issuers=gate.issuers,
+            login_states=gate.login_states,
+            public_url=gate.settings.public_url,
             **options,
         )
 
@@ -877,6 +897,65 @@ class HttpApi:
             "", user, keys, {}, challenge=base64.urlsafe_b64decode(wac)
         )
         return ApiResponse.json(200, options)
+
+    # -- logins through an identity provider ---------------------------------------------
+
+    def _provider(self, name: str) -> tuple[IssuerState, LoginRules, BrowserRules]:
+        """The trusted issuer named `name` that logins go through, and what they need."""
+        browser = self._browser_rules()
+        found = next((s for s in self.issuers or () if s.issuer.name == name), None)
+        if found is None or not found.issuer.login_client_id:
+            raise NotFound("no login is set up with this provider")
+        if self.logins is None:
+            raise NotFound("logins through a provider need AUTHGATE_PUBLIC_URL (their callback)")
+        return found, self.logins, browser
+
+    def _oidc_login(self, request: ApiRequest, name: str) -> Flow[ApiResponse]:
+        state, logins, browser = self._provider(name)
+        next_ = safe_next(request.query.get("next")) or browser.home_url
+        remember = request.query.get("remember", "") in ("1", "true", "on")
+        via = {"kind": "browser", "remember": remember}
+        url, kept = yield from begin_login(state, logins, next_, via)
+        return _redirect(url, [browser.set_oidc(kept, logins.ttl)])
+
+    def _oidc_callback(self, request: ApiRequest, name: str) -> Flow[ApiResponse]:
+        state, logins, browser = self._provider(name)
+        kept = browser.oidc_state(request.headers.get("cookie"))
+        try:
+            user, via, next_ = yield from finish_login(
+                state, logins, request.query, kept, request.client
+            )
+        except AuthGateError as err:
+            if err.status >= 500:
+                raise
+            back = browser.login_url or browser.home_url
+            separator = "&" if "?" in back else "?"
+            target = f"{back}{separator}{urlencode({'error': err.code})}"
+            return _redirect(target, [browser.clear_oidc()])
+        before = request.identity
+        if before.is_authenticated and before.claims.get("cookie"):
+            # The browser's session so far ends: one browser, one session.
+            yield from logout(before.username, before.session_id, request.client)
+        opened = yield from open_for(
+            self.rules, browser, user, via, request.client, via["amr"], f"through {name}"
+        )
+        _, cookies = self._session_answer(opened)
+        return _redirect(safe_next(next_) or browser.home_url, [*cookies, browser.clear_oidc()])
+
+    def _oidc_logout(self, request: ApiRequest, name: str) -> Flow[ApiResponse]:
+        """End the session here, then at the provider (RP-initiated logout), when it
+        names an end-session endpoint; back to this site's login page after."""
+        state, logins, browser = self._provider(name)
+        who = request.identity
+        if who.is_authenticated and who.session_id:
+            yield from logout(who.username, who.session_id, request.client)
+        here = logins.public_url.rstrip("/") + (browser.login_url or browser.home_url)
+        end = (state.metadata or {}).get("end_session_endpoint")
+        target = here
+        if isinstance(end, str) and end.startswith(("https://", "http://")):
+            query = {"client_id": state.issuer.login_client_id, "post_logout_redirect_uri": here}
+            target = end + ("&" if "?" in end else "?") + urlencode(query)
+        return _redirect(target, [browser.clear_session(), browser.set_nonce(browser.new_nonce())])
 
     # -- step-up and passkeys -----------------------------------------------------------
 

@@ -83,6 +83,7 @@ class BrowserRules:
     login_url: str | None = None
     home_url: str = "/"
     mfa_cookie: str = "__Host-authgate_mfa"
+    oidc_cookie: str = "__Host-authgate_oidc"
     mfa_url: str | None = None
     key: bytes = field(default=b"", repr=False)
 
@@ -107,13 +108,21 @@ class BrowserRules:
             login_url=settings.login_url,
             home_url=settings.home_url,
             mfa_cookie=prefix + "authgate_mfa",
+            oidc_cookie=prefix + "authgate_oidc",
             mfa_url=settings.mfa_url,
             key=hmac.new(secret, b"authgate-csrf-key-v1", hashlib.sha256).digest(),
         )
 
     # -- cookies ----------------------------------------------------------------------
 
-    def _cookie(self, name: str, value: str, max_age: int | None, http_only: bool) -> str:
+    def _cookie(
+        self,
+        name: str,
+        value: str,
+        max_age: int | None,
+        http_only: bool,
+        samesite: str | None = None,
+    ) -> str:
         parts = [f"{name}={value}", f"Path={self.path}"]
         if self.domain:
             parts.append(f"Domain={self.domain}")
@@ -123,7 +132,7 @@ class BrowserRules:
             parts.append("HttpOnly")
         if self.secure:
             parts.append("Secure")
-        parts.append(f"SameSite={self.samesite}")
+        parts.append(f"SameSite={samesite or self.samesite}")
         return "; ".join(parts)
 
     def set_session(self, value: str, remember: bool) -> str:
@@ -150,6 +159,22 @@ class BrowserRules:
     def clear_mfa(self) -> str:
         """The ``Set-Cookie`` value that drops the second-step challenge."""
         return self._cookie(self.mfa_cookie, "", 0, True)
+
+    def set_oidc(self, state: str, ttl: int) -> str:
+        """The ``Set-Cookie`` value keeping a provider login's state while the person is
+        at the provider: HttpOnly, and ``SameSite=Lax`` whatever the session cookie's
+        (the provider's redirect back is a cross-site navigation, which must bring it)."""
+        return self._cookie(self.oidc_cookie, state, ttl, True, samesite="Lax")
+
+    def clear_oidc(self) -> str:
+        """The ``Set-Cookie`` value that drops a provider login's state."""
+        return self._cookie(self.oidc_cookie, "", 0, True, samesite="Lax")
+
+    def oidc_state(self, header: str | None) -> str | None:
+        """A provider login's state, as a ``Cookie`` header carries it, if any."""
+        if not header:
+            return None
+        return parse_cookies(header, unique=(self.oidc_cookie,)).get(self.oidc_cookie) or None
 
     def mfa_challenge(self, header: str | None) -> str | None:
         """The second-step challenge a ``Cookie`` header carries, if any."""

@@ -210,6 +210,14 @@ class _Gate(Generic[S]):
         # verifier on each use: its expiry, and a rotation that forgot the key).
         self._external_identities: LRU[str, tuple[IssuerState, Identity]] = LRU(EXTERNAL_IDENTITIES)
         self._refresher = KeyRefresher(self.issuers) if self.issuers else None
+        #: Signs the state a login through a provider keeps in the browser meanwhile.
+        self.login_states = TokenVerifier(
+            self.ring,
+            issuer=s.issuer,
+            audience=f"{s.audience}#oidc",
+            typ="authgate-oidc+jwt",
+            cache_size=64,
+        )
         if self._refresher is not None:
             self._refresher.ensure_running()
         self.rules = SessionRules(

@@ -146,6 +146,15 @@ class TrustedIssuer:
     keys_max_age: float = 86_400
     #: The least seconds between two fetches an unknown ``kid`` triggers.
     refetch_cooldown: float = 30
+    #: Logging in through this provider (authorization code + PKCE): the client
+    #: authgate is at the provider (none: no login), its secret (none: a public client),
+    #: and the scopes asked for.
+    login_client_id: str = ""
+    login_client_secret: str | None = field(default=None, repr=False)
+    login_scopes: tuple[str, ...] = ("openid", "profile", "email")
+    #: Make a local user at a first login (just in time), keyed by issuer and subject,
+    #: so local roles, groups, grants, API keys and revocation apply to them too.
+    provision: bool = True
 
     def __post_init__(self) -> None:
         if not self.issuer:
@@ -231,10 +240,8 @@ class TrustedIssuer:
             )
         return tuple(filled)
 
-    def where_keys_are(self) -> str:
-        """The URL to read first: the JWKS, or the discovery document naming it."""
-        if self.jwks_uri:
-            return self.jwks_uri
+    def discovery_location(self) -> str:
+        """Where its discovery document is."""
         return self.discovery_url or self.issuer.rstrip("/") + "/.well-known/openid-configuration"
 
 

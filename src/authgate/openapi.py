@@ -424,6 +424,37 @@ _OPERATIONS: dict[str, _Operation] = {
         throttled=_LOCKED,
     ),
     "mfa_status": _Operation("My second factors (never a secret)", answer="MfaStatus"),
+    "oidc_login": _Operation(
+        "Log in through an identity provider: a redirect (303) to its login page, the "
+        "login's state kept in an HttpOnly cookie (authorization code flow with PKCE); "
+        "`next`: where to go after",
+        ok=303,
+        public=True,
+        missing="no login is set up with this provider",
+        query=(
+            ("next", {"type": "string"}, "a path of this site to go to after"),
+            ("remember", {"type": "string"}, "`1`: a remembered session"),
+        ),
+    ),
+    "oidc_callback": _Operation(
+        "Where the provider sends the person back: the code is traded for tokens, the ID "
+        "token checked, the local user found or made, and the browser session opened "
+        "(303 to `next`; a refusal goes to the login page with `?error=`)",
+        ok=303,
+        public=True,
+        missing="no login is set up with this provider",
+        query=(
+            ("code", {"type": "string"}, "the provider's authorization code"),
+            ("state", {"type": "string"}, "the login's state, as the provider returns it"),
+        ),
+    ),
+    "oidc_logout": _Operation(
+        "Log out here and at the provider (RP-initiated logout): 303 to its end-session "
+        "endpoint, which comes back to this site's login page",
+        ok=303,
+        public=True,
+        missing="no login is set up with this provider",
+    ),
     "mfa_begin": _Operation(
         "Begin enrolling a TOTP authenticator (as myself, or with the `mfa_token` of a login "
         "whose role requires a factor): its secret, `otpauth://` URI and QR code (SVG)",
@@ -1081,6 +1112,8 @@ def _served(api: HttpApi, name: str) -> bool:
         return accounts is not None and accounts.mails
     if name == "signup":
         return accounts is not None and accounts.signup
+    if name.startswith("oidc_"):
+        return api.logins is not None and any(s.issuer.login_client_id for s in api.issuers or ())
     if name.startswith("passkey") or name == "mfa_passkey_options":
         return api.mfa is not None and api.mfa.passkeys is not None
     return True

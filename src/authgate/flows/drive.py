@@ -27,6 +27,7 @@ from .ops import (
     DeriveScram,
     DummyVerify,
     Emit,
+    ExchangeCode,
     Fetch,
     Flow,
     Hash,
@@ -131,6 +132,40 @@ def fetch_json(op: Fetch) -> Any:
         raise FetchFailed("the document is not JSON") from None
 
 
+def exchange_code(op: ExchangeCode) -> dict[str, Any]:
+    """Do an `ExchangeCode` with Authlib's OAuth 2 client: the provider's token
+    response; `FetchFailed` when it refuses or cannot be reached (the reason names its
+    error code, never its address)."""
+    try:
+        from authlib.integrations.base_client.errors import OAuthError
+        from authlib.integrations.requests_client import OAuth2Session
+        from authlib.oauth2.rfc6749.errors import OAuth2Error
+        from requests import RequestException
+    except ImportError as err:  # pragma: no cover - the oidc extra brings them
+        raise FetchFailed(f"install the oidc extra (authgate[oidc]): {err}") from None
+    auth_method = "client_secret_basic" if op.client_secret else "none"
+    with OAuth2Session(
+        op.client_id,
+        op.client_secret,
+        token_endpoint_auth_method=auth_method,
+        redirect_uri=op.redirect_uri,
+        default_timeout=op.timeout,
+    ) as client:
+        try:
+            token = client.fetch_token(
+                op.token_endpoint,
+                grant_type="authorization_code",
+                code=op.code,
+                code_verifier=op.code_verifier,
+            )
+        except (OAuth2Error, OAuthError) as err:  # the requests client raises the second
+            error = str(getattr(err, "error", "") or "refused")[:64]
+            raise FetchFailed(f"the provider refused the code ({error})") from None
+        except (RequestException, ValueError) as err:
+            raise FetchFailed(f"the token endpoint failed ({type(err).__name__})") from None
+    return dict(token)
+
+
 def _http_only() -> Any:
     """A URL opener that speaks http and https alone (a redirect to ``file:`` or
     ``ftp:`` is an error), through the proxy the environment names (``HTTPS_PROXY``),
@@ -181,6 +216,8 @@ def run(flow: Flow[T], store: Store, hasher: PasswordHasher, emit: Emitter = _dr
             refuse_to_wait(op)
         if isinstance(op, Fetch):
             return fetch_json(op)
+        if isinstance(op, ExchangeCode):
+            return exchange_code(op)
         return _cpu(op, hasher)
 
     return drive(flow, execute)
@@ -203,6 +240,8 @@ async def arun(
             return await op.answer
         if isinstance(op, Fetch):
             return await asyncio.to_thread(fetch_json, op)
+        if isinstance(op, ExchangeCode):
+            return await asyncio.to_thread(exchange_code, op)
         return await loop.run_in_executor(hashing_pool(), _cpu, op, hasher)
 
     return await adrive(flow, execute)

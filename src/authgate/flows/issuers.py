@@ -51,7 +51,11 @@ class IssuerState:
     issuer: TrustedIssuer
     keys: IssuerKeys = field(init=False)
     verifier: ExternalVerifier | None = None
+    #: The ID tokens' verifier of logins through it (its client as the audience).
+    id_verifier: ExternalVerifier | None = None
     jwks_uri: str | None = None
+    #: Its discovery document, once read (what logins through it need).
+    metadata: dict[str, Any] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __post_init__(self) -> None:
@@ -99,9 +103,11 @@ def refresh_keys(state: IssuerState, now: float | None = None) -> Flow[bool]:
     keys, issuer = state.keys, state.issuer
     keys.attempt(now)
     try:
-        if state.jwks_uri is None:
-            discovery = yield Fetch(issuer.where_keys_are())
-            state.jwks_uri = jwks_uri_of(discovery, issuer)
+        if state.jwks_uri is None or (issuer.login_client_id and state.metadata is None):
+            discovery = yield Fetch(issuer.discovery_location())
+            uri = jwks_uri_of(discovery, issuer)
+            state.jwks_uri = state.jwks_uri or uri
+            state.metadata = dict(discovery)
         document = yield Fetch(state.jwks_uri)
         changed = keys.fetched(document, now)
     except (FetchFailed, ValueError) as err:

@@ -12,7 +12,7 @@ argument is a type error, and the result arrives typed::
 from __future__ import annotations
 
 from collections.abc import Callable, Generator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from ..audit import AuditEvent
@@ -24,6 +24,7 @@ __all__ = [
     "DeriveScram",
     "DummyVerify",
     "Emit",
+    "ExchangeCode",
     "Fetch",
     "Flow",
     "Hash",
@@ -118,8 +119,24 @@ class Fetch:
     timeout: float = 5.0
 
 
+@dataclass(frozen=True, slots=True)
+class ExchangeCode:
+    """Trade an authorization code for tokens at an OpenID provider's token endpoint
+    (with the PKCE verifier; the client authenticated by its secret when it has one);
+    the result is the token response, or `FetchFailed`.  Done by Authlib's client, in
+    a thread for the async driver."""
+
+    token_endpoint: str
+    client_id: str
+    client_secret: str | None = field(repr=False)
+    code: str = field(repr=False)
+    redirect_uri: str = ""
+    code_verifier: str = field(default="", repr=False)
+    timeout: float = 10.0
+
+
 #: `Settle` (an ``async def`` model hook's answer) comes from `authgate.permissions.objects`.
-Op = Call | Hash | DeriveScram | Verify | DummyVerify | Emit | Pause | Settle | Fetch
+Op = Call | Hash | DeriveScram | Verify | DummyVerify | Emit | Pause | Settle | Fetch | ExchangeCode
 Flow = Generator[Op, Any, T]
 
 
