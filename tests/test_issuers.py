@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from authgate import Gate, require_role
 from authgate.errors import (
+    BadCredentials,
     ConfigError,
     ExpiredToken,
     InvalidSignature,
@@ -463,5 +464,28 @@ def test_expired_and_forged_signatures_raise_the_token_errors(provider: Provider
         head, body, _ = token.split(".")
         with pytest.raises(InvalidSignature):
             gate.authenticate(f"{head}.{body}.{'A' * 342}")
+    finally:
+        gate.close()
+
+
+def test_local_users_for_a_providers_tokens_add_local_rights_and_revocation(
+    provider: Provider,
+) -> None:
+    gate = _gate(provider, local_users=True)
+    try:
+        first = gate.authenticate(provider.token("k1"))
+        assert first.username == "ada" and first.roles == {"operator"}  # made at first sight
+        local = gate.store.get_user("ada")
+        assert local is not None and local.id == first.user_id and not local.password_hash
+        gate.update_user("ada", groups=["auditors"], permissions=["reports:read"])
+        again = gate.authenticate(provider.token("k1"))
+        assert again.groups == {"auditors"} and again.can("reports:read")
+        assert again.can("notes:write")  # the token's role still counts
+        gate.update_user("ada", enabled=False)
+        with pytest.raises(BadCredentials):
+            gate.authenticate(provider.token("k1"))
+        other = gate.create_user("bob", "bob password 12")  # a local bob...
+        token = provider.token("k1", sub="b0b", preferred_username="bob")
+        assert gate.authenticate(token).username != other.username  # ...is not the token's
     finally:
         gate.close()

@@ -368,8 +368,11 @@ class _Gate(Generic[S]):
         return self._remembered(state, token)
 
     def _remembered(self, state: IssuerState, token: str) -> Flow[Identity]:
-        identity = yield from external_identity(state, self.policy, token)
-        self._external_identities.put(token, (state, identity))
+        identity = yield from external_identity(
+            state, self.policy, token, known_roles=self.roles.order
+        )
+        if not state.issuer.local_users:  # a local user is read each time: revocable
+            self._external_identities.put(token, (state, identity))
         return identity
 
     @operation

@@ -155,6 +155,10 @@ class TrustedIssuer:
     #: Make a local user at a first login (just in time), keyed by issuer and subject,
     #: so local roles, groups, grants, API keys and revocation apply to them too.
     provision: bool = True
+    #: Its access tokens' users are local users too (made at their first token, with
+    #: `provision`): the local user's roles, groups and grants add to the token's, and
+    #: disabling or deleting it refuses its tokens (a store read per request).
+    local_users: bool = False
 
     def __post_init__(self) -> None:
         if not self.issuer:

@@ -11,15 +11,28 @@ When the provider cannot be reached the cached keys serve until they are
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
+import re
 import threading
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import InvalidToken, ProviderUnavailable, UnknownKey
-from ..identity import Identity
+from ..audit import AuditEvent
+from ..errors import (
+    BadCredentials,
+    InvalidToken,
+    PermissionDenied,
+    ProviderUnavailable,
+    StoreError,
+    UnknownKey,
+    UserExists,
+)
+from ..identity import Client, Identity
 from ..issuers import (
+    ExternalClaims,
     ExternalVerifier,
     IssuerKeys,
     TrustedIssuer,
@@ -28,16 +41,22 @@ from ..issuers import (
     read_claims,
 )
 from ..permissions import RolePolicy
+from ..stores.base import Store
 from ..tokens import KeyRing
+from ..users import User
 from .drive import FetchFailed, run_fetches
-from .ops import Fetch, Flow
+from .ops import Emit, Fetch, Flow, call
+
+_NAME = re.compile(r"[^\w.@+-]+")
 
 __all__ = [
     "IssuerState",
     "Issuers",
     "KeyRefresher",
     "external_identity",
+    "external_user_id",
     "identity_of",
+    "local_user",
     "refresh_keys",
 ]
 
@@ -129,7 +148,11 @@ def refresh_keys(state: IssuerState, now: float | None = None) -> Flow[bool]:
 
 
 def external_identity(
-    state: IssuerState, policy: RolePolicy, token: str, now: float | None = None
+    state: IssuerState,
+    policy: RolePolicy,
+    token: str,
+    now: float | None = None,
+    known_roles: Collection[str] = (),
 ) -> Flow[Identity]:
     """The identity an access token of a trusted issuer stands for: verified with the
     issuer's keys (fetched once more when it names a key not seen yet, and the cooldown
@@ -152,7 +175,38 @@ def external_identity(
         if not changed:
             raise
         claims = state.verifier.verify(token)
-    return identity_of(state.issuer, policy, claims)
+    if not state.issuer.local_users:
+        return identity_of(state.issuer, policy, claims)
+    found = read_claims(state.issuer, claims)
+    user = yield from local_user(state.issuer, known_roles, found, claims, Client())
+    return with_local_user(state.issuer, policy, claims, found, user)
+
+
+def with_local_user(
+    issuer: TrustedIssuer,
+    policy: RolePolicy,
+    claims: Mapping[str, Any],
+    found: ExternalClaims,
+    user: User,
+) -> Identity:
+    """The identity of an external token whose user is also a local user: the local
+    name and id, and the roles, groups and grants of both."""
+    roles, groups = found.roles | user.roles, found.groups | user.groups
+    grants = policy.permissions_for(roles, groups, found.permissions | user.permissions)
+    return Identity(
+        username=user.username,
+        user_id=user.id,
+        roles=roles,
+        groups=groups,
+        permissions=grants.grants,
+        session_id="",
+        claims=claims,
+        is_authenticated=True,
+        email=user.email,
+        full_name=user.display_name or user.full_name,
+        user_version=user.version,
+        grants=grants,
+    )
 
 
 def identity_of(issuer: TrustedIssuer, policy: RolePolicy, claims: Mapping[str, Any]) -> Identity:
@@ -172,6 +226,66 @@ def identity_of(issuer: TrustedIssuer, policy: RolePolicy, claims: Mapping[str, 
         full_name=str(claims.get("name", "")),
         grants=grants,
     )
+
+
+def external_user_id(issuer: str, subject: str) -> str:
+    """The id of the local user of a provider's subject: derived from both, so it is
+    nobody else's (ids of local users are random, and no one chooses one)."""
+    digest = hashlib.sha256(f"authgate-external\x00{issuer}\x00{subject}".encode()).hexdigest()
+    return f"ext-{digest[:40]}"
+
+
+def local_user(
+    issuer: TrustedIssuer,
+    known_roles: Collection[str],
+    found: ExternalClaims,
+    claims: Mapping[str, Any],
+    client: Client,
+) -> Flow[User]:
+    """The local user of the provider's subject; made at its first login (or token)
+    when the issuer provisions: the roles it names that this deployment has
+    (`known_roles`), its verified address, a free username close to the one it
+    names, no password.  A disabled one is `BadCredentials`."""
+    user_id = external_user_id(issuer.issuer, found.subject)
+    user = yield from call(Store.get_user_by_id, user_id)
+    if user is not None:
+        if not user.enabled:
+            raise BadCredentials()
+        return user
+    if not issuer.provision:
+        raise PermissionDenied(f"no local account is linked to this {issuer.name} account")
+    roles = {r for r in found.roles if r in known_roles}
+    email = claims.get("email") if claims.get("email_verified") is True else ""
+    base = _NAME.sub("", found.username.removeprefix(issuer.prefix))[:48].strip(".") or "user"
+    for attempt in range(4):
+        name = base if attempt == 0 else f"{base}-{user_id[4 + attempt * 6 : 10 + attempt * 6]}"
+        try:
+            made = User.new(
+                name,
+                roles=roles,
+                email=str(email or "")[:320],
+                email_verified=bool(email),
+                display_name=str(claims.get("name", ""))[:128],
+            )
+        except ValueError:
+            made = User.new(f"user-{user_id[4:16]}")
+        made = dataclasses.replace(made, id=user_id)
+        try:
+            saved = yield from call(Store.create_user, made)
+        except UserExists:
+            continue  # the name is someone else's: the next candidate
+        except StoreError:
+            raise
+        yield Emit(
+            AuditEvent(
+                "user_created",
+                saved.username,
+                client_ip=client.ip,
+                detail=f"provisioned at a first login through {issuer.name}",
+            )
+        )
+        return saved
+    raise PermissionDenied("no free username for this account: ask an admin")
 
 
 class KeyRefresher:

@@ -16,7 +16,6 @@ address, so a provider's ``alice`` never logs in as a local ``alice``.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import hmac
 import re
 import secrets
@@ -30,19 +29,15 @@ from ..errors import (
     BadCredentials,
     InvalidToken,
     NotFound,
-    PermissionDenied,
     ProviderUnavailable,
-    StoreError,
-    UserExists,
 )
 from ..identity import Client
-from ..issuers import ExternalClaims, ExternalVerifier, read_claims
-from ..stores.base import Store
+from ..issuers import ExternalVerifier, read_claims
 from ..tokens import TokenVerifier
 from ..users import RoleHierarchy, User
 from .drive import FetchFailed
-from .issuers import IssuerState, refresh_keys
-from .ops import Emit, ExchangeCode, Flow, call
+from .issuers import IssuerState, external_user_id, local_user, refresh_keys
+from .ops import Emit, ExchangeCode, Flow
 
 __all__ = ["LoginRules", "begin_login", "external_user_id", "finish_login"]
 
@@ -65,13 +60,6 @@ class LoginRules:
     def callback(self, name: str) -> str:
         """The redirect URI registered at the provider for issuer `name`."""
         return f"{self.public_url.rstrip('/')}{self.auth_prefix}/oidc/{name}/callback"
-
-
-def external_user_id(issuer: str, subject: str) -> str:
-    """The id of the local user of a provider's subject: derived from both, so it is
-    nobody else's (ids of local users are random, and no one chooses one)."""
-    digest = hashlib.sha256(f"authgate-external\x00{issuer}\x00{subject}".encode()).hexdigest()
-    return f"ext-{digest[:40]}"
 
 
 def begin_login(
@@ -176,7 +164,7 @@ def finish_login(
         raise BadCredentials(f"{issuer.name} did not accept the login: {err}") from None
     id_claims = _id_token_claims(state, tokens.get("id_token"), str(begun["nonce"]))
     found = read_claims(issuer, id_claims)
-    user = yield from _local_user(state, rules, found, id_claims, client)
+    user = yield from local_user(state.issuer, rules.roles.order, found, id_claims, client)
     via = dict(begun["via"]) if isinstance(begun.get("via"), Mapping) else {"kind": "browser"}
     amr = id_claims.get("amr")
     via["amr"] = [a for a in amr if isinstance(a, str)][:8] if isinstance(amr, list) else ["ext"]
@@ -203,56 +191,3 @@ def _id_token_claims(state: IssuerState, id_token: object, nonce: str) -> Mappin
     if azp is not None and azp != issuer.login_client_id:
         raise InvalidToken("the ID token was issued to another client")
     return claims
-
-
-def _local_user(
-    state: IssuerState,
-    rules: LoginRules,
-    found: ExternalClaims,
-    claims: Mapping[str, Any],
-    client: Client,
-) -> Flow[User]:
-    """The local user of the provider's subject; made at the first login when the
-    issuer provisions (the roles it names that this deployment has, its verified
-    address, a free username close to the one it names)."""
-    issuer = state.issuer
-    user_id = external_user_id(issuer.issuer, found.subject)
-    user = yield from call(Store.get_user_by_id, user_id)
-    if user is not None:
-        if not user.enabled:
-            raise BadCredentials()
-        return user
-    if not issuer.provision:
-        raise PermissionDenied(f"no local account is linked to this {issuer.name} account")
-    roles = {r for r in found.roles if r in rules.roles.order}
-    email = claims.get("email") if claims.get("email_verified") is True else ""
-    base = _NAME.sub("", found.username.removeprefix(issuer.prefix))[:48].strip(".") or "user"
-    for attempt in range(4):
-        name = base if attempt == 0 else f"{base}-{user_id[4 + attempt * 6 : 10 + attempt * 6]}"
-        try:
-            made = User.new(
-                name,
-                roles=roles,
-                email=str(email or "")[:320],
-                email_verified=bool(email),
-                display_name=str(claims.get("name", ""))[:128],
-            )
-        except ValueError:
-            made = User.new(f"user-{user_id[4:16]}")
-        made = dataclasses.replace(made, id=user_id)
-        try:
-            saved = yield from call(Store.create_user, made)
-        except UserExists:
-            continue  # the name is someone else's: the next candidate
-        except StoreError:
-            raise
-        yield Emit(
-            AuditEvent(
-                "user_created",
-                saved.username,
-                client_ip=client.ip,
-                detail=f"provisioned at a first login through {issuer.name}",
-            )
-        )
-        return saved
-    raise PermissionDenied("no free username for this account: ask an admin")
