@@ -112,7 +112,7 @@ class Provider:
         body = {
             "iss": self.issuer,
             "aud": AUDIENCE,
-            "sub": "f1e2d3",
+            "sub": "ada",
             "iat": now,
             "exp": now + 300,
             "preferred_username": "ada",
@@ -158,14 +158,15 @@ def test_each_preset_reads_its_providers_claims() -> None:
     found = read_claims(
         keycloak,
         {
-            "sub": "1",
+            "sub": "5f0c-11",
             "preferred_username": "ada",
             "realm_access": {"roles": ["operator"]},
             "resource_access": {"api": {"roles": ["reports"]}, "other": {"roles": ["admin"]}},
             "groups": ["staff"],
         },
     )
-    assert found.username == "kc:ada" and found.roles == {"operator", "reports"}
+    # The subject names the user: a preferred_username can change hands.
+    assert found.username == "kc:5f0c-11" and found.roles == {"operator", "reports"}
     assert found.groups == {"staff"}
     auth0 = TrustedIssuer(
         "https://tenant.auth0.com/", (AUDIENCE,), preset="auth0", namespace="https://ex.com/"
@@ -184,7 +185,7 @@ def test_each_preset_reads_its_providers_claims() -> None:
     cognito = TrustedIssuer("https://cognito-idp.eu.amazonaws.com/pool", (AUDIENCE,),
                             preset="cognito", name="pool")  # fmt: skip
     found = read_claims(cognito, {"sub": "9", "username": "bo", "cognito:groups": ["admin"]})
-    assert found.username == "pool:bo" and found.roles == {"admin"}
+    assert found.username == "pool:9" and found.roles == {"admin"}
     entra = TrustedIssuer("https://login.microsoftonline.com/t/v2.0", (AUDIENCE,),
                           preset="entra", role_map={"Reports.Admin": "admin"})  # fmt: skip
     found = read_claims(
@@ -193,6 +194,13 @@ def test_each_preset_reads_its_providers_claims() -> None:
     assert found.username == "login:o-1" and found.roles == {"admin"}
     assert found.permissions == {"Notes.Read"}
     assert set(PRESETS) == {"generic", "keycloak", "auth0", "cognito", "entra"}
+    # A provider that pins its names may give them instead.
+    pinned = TrustedIssuer("https://kc.example/realms/x", (AUDIENCE,), preset="keycloak",
+                           username_claims=("preferred_username",))  # fmt: skip
+    assert read_claims(pinned, {"sub": "1", "preferred_username": "ada"}).username == "kc:ada"
+    for odd in ("ada lovelace", "ada\nuser=root", "ada\x00"):
+        with pytest.raises(InvalidTokenClaims, match="spaces or control"):
+            read_claims(pinned, {"sub": "1", "preferred_username": odd})
 
 
 def test_no_username_claim_is_a_refusal_and_odd_claims_grant_nothing() -> None:
@@ -305,7 +313,7 @@ def test_a_providers_token_is_an_identity_with_its_roles(provider: Provider) -> 
         identity = gate.authenticate(provider.token("k1"))
         assert identity.username == "kc:ada" and identity.roles == {"operator"}
         assert identity.can("notes:write") and not identity.can("users:delete")
-        assert identity.user_id == "kc|f1e2d3" and identity.session_id == ""
+        assert identity.user_id == "kc|ada" and identity.session_id == ""
         local = gate.create_user("ada", "ada password 1")  # a local ada is someone else
         assert local.username == "ada" != identity.username
     finally:
@@ -487,5 +495,105 @@ def test_local_users_for_a_providers_tokens_add_local_rights_and_revocation(
         other = gate.create_user("bob", "bob password 12")  # a local bob...
         token = provider.token("k1", sub="b0b", preferred_username="bob")
         assert gate.authenticate(token).username != other.username  # ...is not the token's
+    finally:
+        gate.close()
+
+
+# -- what a review found -------------------------------------------------------------------
+
+
+def test_a_token_verified_while_the_keys_rotate_is_not_remembered_past_them(
+    provider: Provider, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A verification under the old keys that ends after a rotation leaves nothing in
+    the caches the new keys use: the token is checked again, and refused."""
+    from authgate.issuers import ExternalVerifier
+    from authgate.tokens import KeyRing
+
+    gate = _gate(provider)
+    try:
+        state = next(iter(gate.issuers))
+        old_ring = state.keys.ring
+        assert old_ring is not None
+        provider.add_key("k2")
+        new_ring = KeyRing(keys_from_jwks({"keys": provider.jwks()["keys"][1:]}, ("RS256",)),
+                           verify_only=True)  # fmt: skip
+        original = ExternalVerifier._verify_uncached
+
+        def rotating(self: ExternalVerifier, token: str, now: float) -> Any:
+            claims = original(self, token, now)
+            self.ring = new_ring  # the refresher swapped the keys meanwhile
+            return claims
+
+        monkeypatch.setattr(ExternalVerifier, "_verify_uncached", rotating)
+        token = provider.token("k1")
+        gate.authenticate(token)  # verified under the old keys, in flight
+        monkeypatch.setattr(ExternalVerifier, "_verify_uncached", original)
+        assert state.verifier is not None and not state.verifier.remembers(token)
+        with pytest.raises(UnknownKey):  # k1 is gone from the keys now in use
+            state.verifier.verify(token)
+    finally:
+        gate.close()
+
+
+def test_a_deeply_nested_token_is_a_401_not_a_500(provider: Provider) -> None:
+    from authgate.errors import InvalidToken
+
+    gate = _gate(provider)
+    try:
+        nested = base64.urlsafe_b64encode(b"[" * 3000).rstrip(b"=").decode()
+        with pytest.raises(InvalidToken):
+            gate.authenticate(f"eyJhbGciOiJSUzI1NiJ9.{nested}.c2ln")
+    finally:
+        gate.close()
+
+
+def test_keys_that_cannot_be_had_cost_one_fetch_per_cooldown(provider: Provider) -> None:
+    provider.down = True
+    gate = _gate(provider, refetch_cooldown=30)  # its first fetch, at start, fails
+    try:
+        fetched = provider.fetches
+        for n in range(20):  # tokens claiming the issuer, forged or not
+            with pytest.raises(ProviderUnavailable):
+                gate.authenticate(provider.token("k1", {"kid": f"x{n}"}))
+        assert provider.fetches == fetched  # none: the cooldown runs from the start's
+    finally:
+        gate.close()
+
+
+def test_a_peer_that_is_no_http_server_is_a_failed_fetch_not_a_500() -> None:
+    import socket
+
+    from authgate.flows.drive import FetchFailed, fetch_json
+    from authgate.flows.ops import Fetch
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def garbage() -> None:
+        conn, _ = server.accept()
+        conn.recv(1024)
+        conn.sendall(b"SSH-2.0-OpenSSH\r\n\r\n")
+        conn.close()
+
+    threading.Thread(target=garbage, daemon=True).start()
+    try:
+        with pytest.raises(FetchFailed):
+            fetch_json(Fetch(f"http://127.0.0.1:{server.getsockname()[1]}/certs", timeout=5))
+    finally:
+        server.close()
+
+
+def test_a_long_lived_connection_rechecks_an_external_identity_as_one(provider: Provider) -> None:
+    from authgate.errors import SessionRevoked
+
+    gate = _gate(provider, leeway=0)
+    try:
+        short = gate.authenticate(provider.token("k1", exp=int(time.time()) + 2))
+        assert gate.recheck(short).username == "kc:ada"  # not read as authgate's claims
+        time.sleep(2.1)
+        with pytest.raises(SessionRevoked):
+            gate.recheck(short)
     finally:
         gate.close()

@@ -556,3 +556,25 @@ def test_an_account_with_a_passkey_can_add_an_authenticator_app(gate: Gate) -> N
     assert _second_step(gate).methods == ["totp", "recovery_code", "passkey"]
     with pytest.raises(Conflict):  # a second app: an admin resets the first
         gate.begin_totp(me)
+
+
+def test_an_id_that_is_no_base64url_is_a_400_and_takes_no_guess(
+    client: httpx.Client, gate: Gate
+) -> None:
+    device = SoftAuthenticator(ORIGIN)
+    _register(gate, device)
+    alice = gate.store.get_user("alice")
+    assert alice is not None
+    lockout = gate.rules.lockout
+    for odd in ("é" * 20, "a" * 10, "a b" * 10):
+        options = client.post("/auth/passkeys/login/options", json={}).json()
+        answer = device.get(options)
+        answer["id"] = odd
+        refused = client.post(
+            "/auth/passkeys/login",
+            json={"passkey_token": options["passkey_token"], "credential": answer},
+        )
+        assert refused.status_code == 400, refused.text
+    assert gate.store.get_counter(lockout.key("alice")) == 0  # no guess reserved, none kept
+    fresh = {"Authorization": f"Bearer {_passwordless(gate, device).access_token}"}
+    assert client.delete("/auth/passkeys/%C3%A9", headers=fresh).status_code == 404

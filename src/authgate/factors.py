@@ -207,9 +207,11 @@ class Factors:
         return (self.totp is not None and self.totp.confirmed) or bool(self.passkeys)
 
     def passkey(self, credential_id: str) -> Passkey | None:
-        """The passkey of id `credential_id`, if it is one of these."""
+        """The passkey of id `credential_id`, if it is one of these (any text: compared
+        as bytes)."""
+        wanted = credential_id.encode("utf-8", "surrogatepass")
         for key in self.passkeys:
-            if hmac.compare_digest(key.id, credential_id):
+            if hmac.compare_digest(key.id.encode(), wanted):
                 return key
         return None
 

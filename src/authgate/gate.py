@@ -66,7 +66,13 @@ from .flows.identity import (
     load_identity,
     quick_identity,
 )
-from .flows.issuers import Issuers, IssuerState, KeyRefresher, external_identity
+from .flows.issuers import (
+    Issuers,
+    IssuerState,
+    KeyRefresher,
+    external_identity,
+    recheck_external,
+)
 from .flows.lockout import LockoutPolicy
 from .flows.login import change_password, login
 from .flows.mfa import (
@@ -210,6 +216,8 @@ class _Gate(Generic[S]):
         # verifier on each use: its expiry, and a rotation that forgot the key).
         self._external_identities: LRU[str, tuple[IssuerState, Identity]] = LRU(EXTERNAL_IDENTITIES)
         self._refresher = KeyRefresher(self.issuers) if self.issuers else None
+        if self._refresher is not None:
+            self._refresher.refresh_now()  # the keys at start: requests find them there
         #: Signs the state a login through a provider keeps in the browser meanwhile.
         self.login_states = TokenVerifier(
             self.ring,
@@ -383,6 +391,9 @@ class _Gate(Generic[S]):
             return returning(identity)
         if is_key_identity(identity):
             return recheck_api_key(self.rules, identity)
+        external = self.issuers.by_iss.get(str(identity.claims.get("iss", "")))
+        if external is not None and identity.claims.get("iss") != self.settings.issuer:
+            return recheck_external(external, identity)
         return load_identity(self.rules, identity.claims)
 
     @operation

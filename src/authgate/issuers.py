@@ -29,6 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from . import documents
 from .caches import VERIFIED_TOKENS
 from .errors import ConfigError, InvalidTokenClaims
 from .tokens import ASYMMETRIC_ALGORITHMS, Key, KeyRing, TokenVerifier
@@ -68,36 +69,38 @@ class ClaimMap:
     permissions: tuple[str, ...] = ()
 
 
-#: Claim maps for the providers teams run most.
+#: Claim maps for the providers teams run most.  The username is the subject, which
+#: the provider never reuses or changes (``preferred_username`` and addresses can
+#: change hands: opt in with ``username_claims`` where the provider pins them).
 PRESETS: dict[str, ClaimMap] = {
     "generic": ClaimMap(
-        username=("preferred_username", "sub"),
+        username=("sub",),
         roles=("roles",),
         groups=("groups",),
         permissions=("permissions",),
     ),
     # Realm roles, the API client's own roles, and groups (with the groups mapper).
     "keycloak": ClaimMap(
-        username=("preferred_username", "sub"),
+        username=("sub",),
         roles=("realm_access.roles", "resource_access.{client}.roles"),
         groups=("groups",),
     ),
     # RBAC permissions and scopes; roles from a namespaced claim an Action adds.
     "auth0": ClaimMap(
-        username=("{namespace}username", "sub"),
+        username=("sub",),
         roles=("{namespace}roles",),
         groups=("{namespace}groups",),
         permissions=("permissions", "scope"),
     ),
     # User pool groups as roles; the access token's scope as permissions.
     "cognito": ClaimMap(
-        username=("username", "cognito:username", "sub"),
+        username=("sub",),
         roles=("cognito:groups",),
         permissions=("scope",),
     ),
     # App roles, and delegated scopes (scp) as permissions.
     "entra": ClaimMap(
-        username=("preferred_username", "upn", "oid", "sub"),
+        username=("oid", "sub"),
         roles=("roles",),
         groups=("groups",),
         permissions=("scp",),
@@ -310,6 +313,8 @@ def read_claims(issuer: TrustedIssuer, claims: Mapping[str, Any]) -> ExternalCla
     )
     if name is None or len(name) > 256:
         raise InvalidTokenClaims("the token names no user (its username claim is missing)")
+    if not name.isprintable() or any(c.isspace() for c in name):
+        raise InvalidTokenClaims("the token's username has spaces or control characters")
     roles = {issuer.role_map.get(r, r) for p in chosen.roles for r in _strings(claim_at(claims, p))}
     groups = {g for p in chosen.groups for g in _strings(claim_at(claims, p))}
     permissions = {g for p in chosen.permissions for g in _strings(claim_at(claims, p))}
@@ -333,8 +338,8 @@ def peek_issuer(token: str) -> str | None:
         return None
     try:
         raw = parts[1] + "=" * (-len(parts[1]) % 4)
-        claims = json.loads(base64.urlsafe_b64decode(raw))
-    except (ValueError, UnicodeDecodeError):
+        claims = documents.loads(base64.urlsafe_b64decode(raw))  # bounded nesting
+    except ValueError:  # UnicodeDecodeError too
         return None
     issuer = claims.get("iss") if isinstance(claims, dict) else None
     return issuer if isinstance(issuer, str) else None
@@ -413,12 +418,9 @@ class IssuerKeys:
         return now - self.attempted_at >= self.issuer.refresh_interval
 
     def may_refetch(self, now: float | None = None) -> bool:
-        """May a request trigger a fetch now: before the first fetch got an answer
-        (the refresher's may still be on its way), or one per ``refetch_cooldown``
-        (forged kids cause no fetch storm, a provider down no stampede)?"""
+        """May a request trigger a fetch now: one per ``refetch_cooldown`` (forged
+        kids cause no fetch storm, a provider down no stampede)?"""
         now = time.time() if now is None else now
-        if self.ring is None and not self.failures:
-            return True
         return now - self.attempted_at >= self.issuer.refetch_cooldown
 
     def attempt(self, now: float | None = None) -> None:
@@ -476,6 +478,8 @@ def jwks_uri_of(discovery: Any, issuer: TrustedIssuer) -> str:
     uri = discovery.get("jwks_uri")
     if not isinstance(uri, str) or not uri.startswith(("https://", "http://")):
         raise ValueError("the discovery document names no jwks_uri")
+    if issuer.issuer.startswith("https://") and not uri.startswith("https://"):
+        raise ValueError("the discovery document names a jwks_uri over plain http")
     return uri
 
 

@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import secrets
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from . import documents
 from .errors import ConfigError, InvalidToken, ValidationError
 from .factors import Passkey
 from .tokens import TokenVerifier
@@ -33,6 +35,7 @@ REAUTH = "reauth"
 #: The longest credential JSON read (attestations with certificate chains are a few KiB).
 MAX_CREDENTIAL = 32_768
 _MAX_NAME = 64
+_CREDENTIAL_ID = re.compile(r"[A-Za-z0-9_-]{16,1400}")
 
 # py_webauthn raises its own tree (WebAuthnException) on an answer it cannot read, and
 # lets through what its parsers raise: base64 and CBOR decoding (ValueError), a wrong
@@ -272,7 +275,7 @@ def _credential(credential: object) -> dict[str, Any]:
         if len(credential) > MAX_CREDENTIAL:
             raise ValidationError("the credential is too long", field="credential")
         try:
-            credential = json.loads(credential)
+            credential = documents.loads(credential)  # bounded nesting
         except ValueError:
             raise ValidationError("the credential is not JSON", field="credential") from None
     if not isinstance(credential, dict) or not isinstance(credential.get("response"), dict):
@@ -285,9 +288,9 @@ def _credential(credential: object) -> dict[str, Any]:
 
 
 def credential_id_of(credential: object) -> str:
-    """The id an answer names (unchecked: which passkey it claims to be)."""
+    """The id an answer names (unchecked: which passkey it claims to be): base64url."""
     found = _credential(credential).get("id")
-    if not isinstance(found, str) or not 16 <= len(found) <= 1400:
+    if not isinstance(found, str) or not _CREDENTIAL_ID.fullmatch(found):
         raise ValidationError("the credential has no valid id", field="credential")
     return found
 

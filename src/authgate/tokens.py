@@ -454,8 +454,10 @@ class TokenVerifier:
     typ: _Forgetting[str] = _Forgetting()
 
     def _forget(self) -> None:
-        self._headers.invalidate()
-        self._verified.invalidate()
+        # New caches, not cleared ones: a verification under the old ring that ends
+        # after this puts its answer in the old caches, which nobody reads any more.
+        self._headers = LRU(TOKEN_HEADERS)
+        self._verified = LRU(VERIFIED_TOKENS, self.cache_size)
 
     def remembers(self, token: str) -> bool:
         """Did this verifier verify `token` lately (it is in its cache)?"""
@@ -478,14 +480,15 @@ class TokenVerifier:
         """The claims of a valid token (read-only: the same mapping serves every request
         that presents the token), or one of the `InvalidToken` family."""
         current = time.time() if now is None else now
-        cached = self._verified.get(token)
+        verified = self._verified  # the caches of the ring this verification uses
+        cached = verified.get(token)
         if cached is not None:
             self._check_times(cached, current)
             return cached
         claims = self._verify_known_shape(token, current)
         if claims is None:
             claims = self._verify_uncached(token, current)
-        self._verified.put(token, claims)
+        verified.put(token, claims)
         return claims
 
     def _verify_known_shape(self, token: str, now: float) -> Mapping[str, Any] | None:
@@ -560,7 +563,7 @@ class TokenVerifier:
         if not _TOKEN_SHAPE.fullmatch(token):
             raise MalformedToken("the token is not a compact JWT (three base64url segments)")
         header_b64, payload_b64, signature_b64 = token.split(".")
-        ring = self._ring
+        ring, headers = self._ring, self._headers
         key = self._key_for(header_b64)
         try:
             signature = _b64decode(signature_b64)
@@ -572,7 +575,7 @@ class TokenVerifier:
         # Remembered only once a signature checked (forged headers cannot crowd out the
         # real ones), and only if the ring that gave the key is still the ring.
         if ring is self._ring:
-            self._headers.put(header_b64, key)
+            headers.put(header_b64, key)
         try:
             claims = documents.loads(_b64decode(payload_b64))
         except ValueError as err:

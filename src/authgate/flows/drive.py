@@ -105,9 +105,11 @@ class FetchFailed(Exception):
 def fetch_json(op: Fetch) -> Any:
     """Do a `Fetch`: GET ``op.url`` (http or https, redirects within those), at most
     `MAX_DOCUMENT` bytes, decoded as JSON; `FetchFailed` otherwise."""
-    import json
+    import http.client
     import urllib.error
     import urllib.request
+
+    from .. import documents
 
     if not op.url.startswith(("https://", "http://")):
         raise FetchFailed("only http and https URLs are fetched")
@@ -121,13 +123,13 @@ def fetch_json(op: Fetch) -> Any:
             body = answer.read(MAX_DOCUMENT + 1)
     except urllib.error.HTTPError as err:
         raise FetchFailed(f"answered {err.code}") from None
-    except (urllib.error.URLError, OSError, ValueError) as err:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as err:
         reason = getattr(err, "reason", err)
         raise FetchFailed(f"unreachable ({type(reason).__name__})") from None
     if len(body) > MAX_DOCUMENT:
         raise FetchFailed(f"the document is larger than {MAX_DOCUMENT} bytes")
     try:
-        return json.loads(body)
+        return documents.loads(body)  # bounded nesting
     except ValueError:
         raise FetchFailed("the document is not JSON") from None
 
@@ -168,16 +170,26 @@ def exchange_code(op: ExchangeCode) -> dict[str, Any]:
 
 def _http_only() -> Any:
     """A URL opener that speaks http and https alone (a redirect to ``file:`` or
-    ``ftp:`` is an error), through the proxy the environment names (``HTTPS_PROXY``),
-    if any."""
+    ``ftp:``, or from https to http, is an error), through the proxy the environment
+    names (``HTTPS_PROXY``), if any."""
     import urllib.request
+
+    class NoDowngrade(urllib.request.HTTPRedirectHandler):
+        """Follows a redirect only to http(s), and from https only to https."""
+
+        def redirect_request(
+            self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str
+        ) -> Any:
+            if req.full_url.startswith("https://") and not newurl.startswith("https://"):
+                raise urllib.error.HTTPError(newurl, code, "redirect to plain http", headers, fp)
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
 
     opener = urllib.request.OpenerDirector()
     for handler in (
         urllib.request.ProxyHandler(),
         urllib.request.HTTPHandler(),
         urllib.request.HTTPSHandler(),
-        urllib.request.HTTPRedirectHandler(),
+        NoDowngrade(),
         urllib.request.HTTPDefaultErrorHandler(),
         urllib.request.HTTPErrorProcessor(),
     ):

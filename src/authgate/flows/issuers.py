@@ -16,6 +16,7 @@ import hashlib
 import logging
 import re
 import threading
+import time
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,7 @@ from ..errors import (
     InvalidToken,
     PermissionDenied,
     ProviderUnavailable,
+    SessionRevoked,
     StoreError,
     UnknownKey,
     UserExists,
@@ -57,6 +59,7 @@ __all__ = [
     "external_user_id",
     "identity_of",
     "local_user",
+    "recheck_external",
     "refresh_keys",
 ]
 
@@ -129,7 +132,9 @@ def refresh_keys(state: IssuerState, now: float | None = None) -> Flow[bool]:
             state.metadata = dict(discovery)
         document = yield Fetch(state.jwks_uri)
         changed = keys.fetched(document, now)
-    except (FetchFailed, ValueError) as err:
+    except Exception as err:
+        if not isinstance(err, FetchFailed | ValueError):
+            err = FetchFailed(f"{type(err).__name__}")
         keys.failed(str(err), now)
         _log.warning(
             "the keys of trusted issuer %s could not be fetched: %s (failure %d; cached keys %s)",
@@ -182,6 +187,26 @@ def external_identity(
     return with_local_user(state.issuer, policy, claims, found, user)
 
 
+def recheck_external(state: IssuerState, identity: Identity) -> Flow[Identity]:
+    """Re-check the identity of an external token (a long-lived connection's): its
+    token not expired, its issuer's keys still usable, and a local user, if it has
+    one, still there and enabled.  Never read as authgate's own claims."""
+    claims = identity.claims
+    exp = claims.get("exp")
+    if not isinstance(exp, int | float) or exp <= time.time() - state.issuer.leeway:
+        raise SessionRevoked("the token has expired")
+    if not state.keys.usable():
+        raise ProviderUnavailable(
+            f"the keys of trusted issuer {state.issuer.name} are unavailable",
+            retry_after=state.keys.retry_after(),
+        )
+    if state.issuer.local_users:
+        user = yield from call(Store.get_user_by_id, identity.user_id)
+        if user is None or not user.enabled:
+            raise SessionRevoked()
+    return identity
+
+
 def with_local_user(
     issuer: TrustedIssuer,
     policy: RolePolicy,
@@ -223,7 +248,7 @@ def identity_of(issuer: TrustedIssuer, policy: RolePolicy, claims: Mapping[str, 
         claims=claims,
         is_authenticated=True,
         email=str(claims.get("email", "")) if claims.get("email_verified") is True else "",
-        full_name=str(claims.get("name", "")),
+        full_name=str(claims.get("name") or claims.get("preferred_username") or "")[:128],
         grants=grants,
     )
 
@@ -256,7 +281,10 @@ def local_user(
         raise PermissionDenied(f"no local account is linked to this {issuer.name} account")
     roles = {r for r in found.roles if r in known_roles}
     email = claims.get("email") if claims.get("email_verified") is True else ""
-    base = _NAME.sub("", found.username.removeprefix(issuer.prefix))[:48].strip(".") or "user"
+    named = claims.get("preferred_username") or str(email or "").split("@")[0]
+    if not isinstance(named, str) or not named:
+        named = found.username.removeprefix(issuer.prefix)
+    base = _NAME.sub("", named)[:48].strip(".") or "user"
     for attempt in range(4):
         name = base if attempt == 0 else f"{base}-{user_id[4 + attempt * 6 : 10 + attempt * 6]}"
         try:

@@ -132,9 +132,10 @@ def prove_passkey(
     stored.  A passkey that is not theirs or does not verify is `BadCredentials` and
     counts toward the lock-out; a locked account is `AccountLocked`."""
     name = user.username
+    claimed = credential_id_of(credential)  # a malformed answer is refused before a guess
     yield from sessions.lockout.reserve(name)
     factors = Factors.load(user.factors)
-    key = factors.passkey(credential_id_of(credential))
+    key = factors.passkey(claimed)
     try:
         if key is None:
             raise Refused("a passkey this account does not have")
