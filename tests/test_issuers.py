@@ -597,3 +597,22 @@ def test_a_long_lived_connection_rechecks_an_external_identity_as_one(provider: 
             gate.recheck(short)
     finally:
         gate.close()
+
+
+def test_a_verified_address_links_to_the_local_user_of_that_login_name(
+    provider: Provider,
+) -> None:
+    gate = _gate(provider, local_users=True, link_verified_email=True)
+    try:
+        gate.create_user("kim@example.com", "kim password 1", email="kim@example.com",
+                         email_verified=True, roles=["admin"])  # fmt: skip
+        gate.create_user("lee@example.com", "lee password 1", email="lee@example.com")
+        kim = provider.token("k1", sub="k-1", email="kim@example.com", email_verified=True)
+        assert gate.authenticate(kim).username == "kim@example.com"
+        # Unverified on either side: no link (a new local user instead).
+        lee = provider.token("k1", sub="l-1", email="lee@example.com", email_verified=True)
+        assert gate.authenticate(lee).username != "lee@example.com"
+        unverified = provider.token("k1", sub="k-2", email="kim@example.com")
+        assert gate.authenticate(unverified).username != "kim@example.com"
+    finally:
+        gate.close()

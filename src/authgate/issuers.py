@@ -158,6 +158,11 @@ class TrustedIssuer:
     #: Make a local user at a first login (just in time), keyed by issuer and subject,
     #: so local roles, groups, grants, API keys and revocation apply to them too.
     provision: bool = True
+    #: A first login (or token) of someone unknown here goes to the local user whose
+    #: login name is their address, when the provider says it is verified and so
+    #: does the local user's record (for deployments where addresses are login names,
+    #: ``AUTHGATE_EMAIL_LOGIN``); checked at each login, never stored.
+    link_verified_email: bool = False
     #: Its access tokens' users are local users too (made at their first token, with
     #: `provision`): the local user's roles, groups and grants add to the token's, and
     #: disabling or deleting it refuses its tokens (a store read per request).

@@ -45,7 +45,7 @@ from ..issuers import (
 from ..permissions import RolePolicy
 from ..stores.base import Store
 from ..tokens import KeyRing
-from ..users import User
+from ..users import User, normalize_username
 from .drive import FetchFailed, run_fetches
 from .ops import Emit, Fetch, Flow, call
 
@@ -187,6 +187,28 @@ def external_identity(
     return with_local_user(state.issuer, policy, claims, found, user)
 
 
+def _linked_by_email(issuer: TrustedIssuer, email: str) -> Flow[User | None]:
+    """The local user whose login name is `email`, when both sides say the address is
+    verified (the provider's ``email_verified``, the user's own): linked at each login,
+    never by an address either side has not confirmed."""
+    try:
+        name = normalize_username(email)
+    except ValueError:
+        return None
+    user = yield from call(Store.get_user, name)
+    if (
+        user is None
+        or not user.email_verified
+        or user.email.casefold() != email.casefold()
+        or user.id.startswith("ext-")
+    ):
+        return None
+    _log.info(
+        "trusted issuer %s: a login linked to a local user by a verified address", issuer.name
+    )
+    return user
+
+
 def recheck_external(state: IssuerState, identity: Identity) -> Flow[Identity]:
     """Re-check the identity of an external token (a long-lived connection's): its
     token not expired, its issuer's keys still usable, and a local user, if it has
@@ -273,6 +295,9 @@ def local_user(
     names, no password.  A disabled one is `BadCredentials`."""
     user_id = external_user_id(issuer.issuer, found.subject)
     user = yield from call(Store.get_user_by_id, user_id)
+    email = claims.get("email") if claims.get("email_verified") is True else ""
+    if user is None and issuer.link_verified_email and isinstance(email, str) and email:
+        user = yield from _linked_by_email(issuer, email)
     if user is not None:
         if not user.enabled:
             raise BadCredentials()
@@ -280,7 +305,6 @@ def local_user(
     if not issuer.provision:
         raise PermissionDenied(f"no local account is linked to this {issuer.name} account")
     roles = {r for r in found.roles if r in known_roles}
-    email = claims.get("email") if claims.get("email_verified") is True else ""
     named = claims.get("preferred_username") or str(email or "").split("@")[0]
     if not isinstance(named, str) or not named:
         named = found.username.removeprefix(issuer.prefix)
