@@ -15,7 +15,10 @@ Configured only from ``AUTHGATE_*`` variables; seeds the admin from
 ``AUTHGATE_SUPERUSER_*``.  What a browser site needs is on unless set otherwise: cookie
 sessions, the login page, sign-up, mail printed to the terminal (``console://``) with
 links to this site, and passkeys for http://localhost:<PORT> (a passkey belongs to a
-domain: they do not work from http://127.0.0.1).
+domain: they do not work from http://127.0.0.1).  An identity provider configured
+with a login client (``AUTHGATE_TRUSTED_ISSUERS``, its ``login_client_id``) gets a
+"Sign in with <name>" button on the login page, and a button on the home page that logs
+out here and at the provider (authgate serves ``/auth/oidc/<name>/...``).
 """
 
 from __future__ import annotations
@@ -51,6 +54,9 @@ auth = AuthGate(app)  # its csrf_token() is a Jinja2 global already
 with app.app_context():
     settings = auth.gate.settings
     auth.gate.ensure_superuser()
+#: The identity providers a person may log in through: the trusted issuers with a login
+#: client (``AUTHGATE_TRUSTED_ISSUERS``); none unless configured.
+providers = [issuer.name for issuer in settings.trusted_issuers if issuer.login_client_id]
 #: The notes are the demo's items (examples/demo.py), kept beside authgate's store: an
 #: item made through the API demo is a note here, and the other way round.
 notes = Items.from_env()
@@ -65,6 +71,7 @@ def page(name: str, **context: Any) -> str:
         signup=settings.signup,
         min_password=settings.password_min_length,
         passkeys=settings.passkey_rp_id is not None,
+        providers=providers,
         framework="Flask",
         **context,
     )

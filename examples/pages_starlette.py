@@ -15,7 +15,10 @@ Configured only from ``AUTHGATE_*`` variables; seeds the admin from
 ``AUTHGATE_SUPERUSER_*``.  What a browser site needs is on unless set otherwise: cookie
 sessions, the login page, sign-up, mail printed to the terminal (``console://``) with
 links to this site, and passkeys for http://localhost:<PORT> (a passkey belongs to a
-domain: they do not work from http://127.0.0.1).
+domain: they do not work from http://127.0.0.1).  An identity provider configured
+with a login client (``AUTHGATE_TRUSTED_ISSUERS``, its ``login_client_id``) gets a
+"Sign in with <name>" button on the login page, and a button on the home page that logs
+out here and at the provider (authgate serves ``/auth/oidc/<name>/...``).
 """
 
 from __future__ import annotations
@@ -54,6 +57,9 @@ for name, value in {
 gate = AsyncGate.from_env()
 gate.ensure_superuser_now()
 settings = gate.settings
+#: The identity providers a person may log in through: the trusted issuers with a login
+#: client (``AUTHGATE_TRUSTED_ISSUERS``); none unless configured.
+providers = [issuer.name for issuer in settings.trusted_issuers if issuer.login_client_id]
 auth = AuthGate(gate)
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -74,6 +80,7 @@ def page(request: Request, name: str, **context: Any) -> Response:
             "signup": settings.signup,
             "min_password": settings.password_min_length,
             "passkeys": settings.passkey_rp_id is not None,
+            "providers": providers,
             "framework": "Starlette",
             **context,
         },

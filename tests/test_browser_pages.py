@@ -16,9 +16,16 @@ authenticator (WebAuthn's test API, through Selenium).  A passkey belongs to a d
 never to an IP address, so those tests open the sites at http://localhost:<port> (the
 examples' default relying party, for the ``PORT`` the fixture gives them).
 
-Skipped where Chromium, chromedriver or Selenium is missing, except under ``CI``, where
-that is a failure.  With ``AUTHGATE_SCREENSHOTS=<directory>`` the login and reset pages
-are saved there (docs/images/ holds the ones the docs show).
+A login through an identity provider goes through a real one (panva's oidc-provider
+under Node.js, `oidc.OpenIdProvider`, at http://localhost:<its port>: another host than
+the site's, as a provider is): the browser presses the site's "Sign in with op", fills
+the provider's own login form and comes back signed in; logging out there too is the
+provider's end-session page, confirmed in the browser.
+
+Skipped where Chromium, chromedriver or Selenium is missing (or Node.js, for the provider
+tests), except under ``CI``, where that is a failure.  With
+``AUTHGATE_SCREENSHOTS=<directory>`` the login and reset pages are saved there
+(docs/images/ holds the ones the docs show).
 
 The last test starts ``python -m examples``, the README's demo command, which serves
 the API demo and both sites, and stops it as a person or a service manager would.
@@ -27,6 +34,7 @@ the API demo and both sites, and stops it as a person or a service manager would
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shutil
@@ -41,13 +49,14 @@ from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pyotp
 import pytest
 
 from authgate.testing import MailCatcher, free_port
+from oidc import Client, OpenIdProvider, User
 
 pytest.importorskip("flask")
 pytest.importorskip("starlette")
@@ -59,6 +68,7 @@ try:
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.virtual_authenticator import VirtualAuthenticatorOptions
+    from selenium.webdriver.remote.command import Command
     from selenium.webdriver.remote.webdriver import WebDriver
     from selenium.webdriver.support.ui import WebDriverWait
 
@@ -137,9 +147,17 @@ def site_env() -> dict[str, str]:
     return {}
 
 
+@pytest.fixture
+def site_port() -> int:
+    """The loopback port the site is served on, known before it starts: what its
+    `site_env` names (an identity provider's registration of the site's callback)
+    may depend on it."""
+    return free_port()
+
+
 @pytest.fixture(params=["starlette", "flask"])
 def site(
-    request: pytest.FixtureRequest, tmp_path: Path, site_env: dict[str, str]
+    request: pytest.FixtureRequest, tmp_path: Path, site_env: dict[str, str], site_port: int
 ) -> Iterator[Site]:
     """The example site of one framework, started (not yet ready: the browser starts
     meanwhile).  Only the store, key, admin, cheap hashing, mail, address and port are
@@ -147,7 +165,7 @@ def site(
     passkeys for http://localhost:<port> among them."""
     require_browser()
     framework = str(request.param)
-    port = free_port()
+    port = site_port
     with MailCatcher() as catcher:
         env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("AUTHGATE_")},
@@ -186,6 +204,12 @@ def browser(site: Site) -> Iterator[WebDriver]:
     assert CHROMIUM is not None and CHROMEDRIVER is not None  # `site` required them
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
+    # Chromium's network log (read by `visited`): every URL of a redirect chain, where
+    # current_url shows only the last.
+    options.set_capability("goog:loggingPrefs", {"performance": "ALL"})
+    options.add_experimental_option(
+        "perfLoggingPrefs", {"enableNetwork": True, "enablePage": False}
+    )
     for argument in (
         "--headless=new",
         "--no-sandbox",  # the tests may run as root
@@ -760,6 +784,174 @@ def test_a_login_older_than_the_step_up_window_proves_itself_again_to_change_pas
     press(driver, "#passkey-list button")
     wait(driver, lambda d: passkey_names(d) == [] and shown(d, "#passkey-none"))
     assert script_message(driver) == "The passkey “Laptop” is removed."
+
+
+# -- logins through an identity provider --------------------------------------------------
+
+#: The provider's name on the site ("Sign in with op"), and its account of alice.
+PROVIDER = "op"
+ALICE = User(
+    "alice",
+    "alice password 1",
+    {"realm_access": {"roles": ["operator"]}, "preferred_username": "alice"},
+)
+
+
+def sign_in_with(driver: WebDriver, name: str) -> None:
+    """Press the login page's "Sign in with <name>" and wait for where it leads: the
+    provider's login form, or (with a session there already) back on the site."""
+    driver.execute_script("window.leftBehind = true")
+    driver.find_element(By.LINK_TEXT, f"Sign in with {name}").click()
+    wait(driver, on_a_new_page)
+
+
+def at_provider_form(driver: WebDriver, provider: OpenIdProvider) -> bool:
+    """Is the browser at the provider's own login form?"""
+    return provider.owns(driver.current_url) and bool(
+        driver.find_elements(By.CSS_SELECTOR, "form input[name=password]")
+    )
+
+
+def log_in_at_provider(driver: WebDriver, username: str, password: str) -> None:
+    """Fill the provider's login form, as a person does, and wait for the next page."""
+    submit(driver, "form", username=username, password=password)
+    wait(driver, on_a_new_page)
+
+
+def visited(driver: WebDriver, prefix: str) -> list[str]:
+    """The URLs starting with `prefix` that the browser asked for since the last call,
+    redirects included (Chromium's network log)."""
+    urls = []
+    # what ChromiumDriver.get_log sends (that method is untyped)
+    for entry in driver.execute(Command.GET_LOG, {"type": "performance"})["value"]:
+        message = json.loads(entry["message"])["message"]
+        if message["method"] == "Network.requestWillBeSent":
+            url = str(message["params"]["request"]["url"])
+            if url.startswith(prefix):
+                urls.append(url)
+    return urls
+
+
+class TestLoginThroughAProvider:
+    """The sites with an identity provider that offers logins: a real one (oidc-provider
+    under Node.js), with the site's callback and login page registered for its client,
+    on localhost (another host than the site's 127.0.0.1, so neither sees the other's
+    cookies, and the way back to the site is a cross-site navigation)."""
+
+    @pytest.fixture
+    def provider(self, site_port: int) -> Iterator[OpenIdProvider]:
+        site_url = f"http://127.0.0.1:{site_port}"
+        web = Client(
+            "web",
+            "web secret",
+            redirect_uris=(f"{site_url}/auth/oidc/{PROVIDER}/callback",),
+            post_logout_redirect_uris=(f"{site_url}/login",),
+        )
+        with OpenIdProvider(clients=[web], users=[ALICE], host="localhost") as provider:
+            yield provider
+
+    @pytest.fixture
+    def site_env(self, provider: OpenIdProvider) -> dict[str, str]:
+        issuer = {
+            "issuer": provider.issuer,
+            "audience": "https://api.example.test",
+            "name": PROVIDER,
+            "preset": "keycloak",
+            "login_client_id": "web",
+            "login_client_secret": "web secret",
+        }
+        return {"AUTHGATE_TRUSTED_ISSUERS": json.dumps([issuer])}
+
+    def test_a_person_signs_in_at_the_provider_and_logs_out_here_and_there(
+        self, site: Site, browser: WebDriver, provider: OpenIdProvider
+    ) -> None:
+        driver = browser
+        driver.get(site.url + "/notes")
+        assert at(driver, site) == ("/login", {"next": ["/notes"]})
+        link = driver.find_element(By.LINK_TEXT, f"Sign in with {PROVIDER}")
+        assert link.get_attribute("href") == f"{site.url}/auth/oidc/{PROVIDER}/login?next=/notes"
+        screenshot(driver, "login-with-provider.png")
+
+        # The provider's form, in the browser; then back on the page the login was for,
+        # as the user made at this first login (the provider's preferred_username).
+        sign_in_with(driver, PROVIDER)
+        assert at_provider_form(driver, provider), driver.current_url
+        log_in_at_provider(driver, "alice", ALICE.password)
+        assert at(driver, site) == ("/notes", {})
+        assert "Logged in as alice" in text(driver)
+        kept = cookies(driver)
+        assert kept[SESSION_COOKIE]["httpOnly"] is True
+        assert "__Host-authgate_oidc" not in kept  # the login's state is spent
+        fill_and_submit(driver, "/notes", text="from the provider")
+        assert notes(driver) == ["from the provider"]
+
+        # The header's "Log out" ends the session here only: the provider still knows
+        # her, so the next "Sign in with" comes back without its form.
+        log_out(driver, site)
+        sign_in_with(driver, PROVIDER)
+        assert at(driver, site) == ("/notes", {})
+        assert "Logged in as alice" in text(driver)
+
+        # "Log out here and at op": the session here ends, the provider asks to confirm
+        # and sends the browser back to the login page.
+        driver.get(site.url + "/")
+        screenshot(driver, "home-with-provider.png")
+        fill_and_submit(driver, f"/auth/oidc/{PROVIDER}/logout")
+        assert provider.owns(driver.current_url), driver.current_url
+        press(driver, "button[name=logout]")
+        wait(driver, on_a_new_page)
+        assert at(driver, site) == ("/login", {})
+        assert SESSION_COOKIE not in cookies(driver)
+        assert "Logged in as" not in text(driver)
+        driver.get(site.url + "/notes")
+        assert at(driver, site) == ("/login", {"next": ["/notes"]})
+        # ... and there: the next "Sign in with" asks for the password again.
+        sign_in_with(driver, PROVIDER)
+        assert at_provider_form(driver, provider), driver.current_url
+
+    def test_a_login_the_provider_refuses_signs_nobody_in(
+        self, site: Site, browser: WebDriver, provider: OpenIdProvider
+    ) -> None:
+        driver = browser
+        # A wrong password: the provider's form again, and the site knows nobody.
+        driver.get(site.url + "/login")
+        visited(driver, provider.authorization_endpoint)  # what came before: not this login
+        sign_in_with(driver, PROVIDER)
+        log_in_at_provider(driver, "alice", "not alice's password")
+        assert at_provider_form(driver, provider), driver.current_url
+        assert "Invalid username or password." in text(driver)
+        driver.get(site.url + "/notes")
+        assert at(driver, site) == ("/login", {"next": ["/notes"]})
+        assert SESSION_COOKIE not in cookies(driver)
+
+        # The person gives up instead: the provider sends the browser back with
+        # error=access_denied and the login's state (RFC 6749, 4.1.2.1), which the
+        # browser's network log has from the way there.  No session; the login page
+        # says the login did not happen.
+        [asked] = visited(driver, provider.authorization_endpoint)
+        state = parse_qs(urlsplit(asked).query)["state"][0]
+        refusal = urlencode({"error": "access_denied", "state": state})
+        driver.get(f"{site.url}/auth/oidc/{PROVIDER}/callback?{refusal}")
+        assert at(driver, site) == ("/login", {"error": ["invalid_credentials"]})
+        assert "Wrong username or password." in text(driver)
+        kept = cookies(driver)
+        assert SESSION_COOKIE not in kept
+        assert "__Host-authgate_oidc" not in kept  # the refused login's state is gone too
+        driver.get(site.url + "/notes")
+        assert at(driver, site) == ("/login", {"next": ["/notes"]})
+        # A callback of a login this browser has no state of (another browser's, or
+        # this one's, spent): nothing either, and the page says to start again.
+        stray = urlencode({"code": "a code", "state": state})
+        driver.get(f"{site.url}/auth/oidc/{PROVIDER}/callback?{stray}")
+        assert at(driver, site) == ("/login", {"error": ["invalid_token"]})
+        assert "That login did not finish" in text(driver)
+        assert SESSION_COOKIE not in cookies(driver)
+
+        # Nothing of either sticks: the next try, with the password, signs her in.
+        sign_in_with(driver, PROVIDER)
+        log_in_at_provider(driver, "alice", ALICE.password)
+        assert at(driver, site) == ("/notes", {})
+        assert "Logged in as alice" in text(driver)
 
 
 # -- the demo command ---------------------------------------------------------------------
