@@ -215,3 +215,18 @@ def test_logging_out_ends_the_session_here_and_goes_to_the_provider(
         assert target.startswith(provider.end_session_endpoint)
         assert parse_qs(urlsplit(target).query)["post_logout_redirect_uri"] == [f"{site.url}/login"]
         assert browser.get("/operator").status_code == 401
+
+
+def test_a_user_made_at_a_provider_login_proves_it_again_by_logging_in_again(
+    both: tuple[OpenIdProvider, Site],
+) -> None:
+    provider, site = both
+    with httpx.Client(base_url=site.url, timeout=10) as browser:
+        where, _ = _start(browser)
+        browser.get(provider.login(where, "alice", "alice password 1"))
+        assert browser.get("/auth/reauth").json()["methods"] == ["login"]
+        token = browser.get("/auth/csrf").json()["csrf_token"]
+        refused = browser.post(
+            "/auth/reauth", json={"password": ""}, headers={"X-CSRF-Token": token}
+        )
+        assert refused.status_code == 400 and "log in again" in refused.json()["detail"]

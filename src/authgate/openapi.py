@@ -709,7 +709,7 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
         "properties": {
             "methods": {
                 "type": "array",
-                "items": {"enum": ["password", "totp", "recovery_code", "passkey"]},
+                "items": {"enum": ["password", "totp", "recovery_code", "passkey", "login"]},
             },
             "max_age": {"type": ["integer", "null"], "description": "seconds"},
             "passkey": {"$ref": f"{_REF}PasskeyOptions"},

@@ -35,10 +35,13 @@ __all__ = ["proof_methods", "reauth_options", "reauthenticate", "renew_session",
 
 def proof_methods(user: User) -> list[str]:
     """What `reauthenticate` takes from `user`: a code of their second factor (or a
-    passkey) when they have one, else their password."""
+    passkey) when they have one, else their password; ``["login"]`` for a user with
+    neither (made at a login through an identity provider): a new login is the proof."""
     factors = Factors.load(user.factors)
     if not factors.active:
-        return ["password"]
+        # A user made at a provider login has no password: they prove it by logging in
+        # there again (a new session, whose login is recent).
+        return ["password"] if user.password_hash else ["login"]
     methods = ["totp"] if factors.totp and factors.totp.confirmed else []
     methods += ["recovery_code"] if factors.recovery else []
     return methods + (["passkey"] if factors.passkeys else [])
@@ -96,6 +99,12 @@ def reauthenticate(
             passkeys, rules, user, proof.get("passkey_token"), proof["passkey"], client
         )
         amr = ["hwk"]
+    elif methods == ["login"]:
+        raise ValidationError(
+            "this account has no password here: log in again (through its identity "
+            "provider) for a recent login",
+            field="password",
+        )
     elif "password" in methods:
         password = proof.get("password")
         if not isinstance(password, str):
