@@ -932,8 +932,8 @@ class TestLoginThroughAProvider:
         state = parse_qs(urlsplit(asked).query)["state"][0]
         refusal = urlencode({"error": "access_denied", "state": state})
         driver.get(f"{site.url}/auth/oidc/{PROVIDER}/callback?{refusal}")
-        assert at(driver, site) == ("/login", {"error": ["invalid_credentials"]})
-        assert "Wrong username or password." in text(driver)
+        assert at(driver, site) == ("/login", {"error": ["login_refused"]})
+        assert "The provider did not log you in" in text(driver)
         kept = cookies(driver)
         assert SESSION_COOKIE not in kept
         assert "__Host-authgate_oidc" not in kept  # the refused login's state is gone too

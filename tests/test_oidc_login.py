@@ -197,7 +197,7 @@ def test_the_provider_refusing_is_a_login_error_not_a_500(
             "/auth/oidc/op/callback", params={"error": "access_denied", "state": state}
         )
         assert denied.status_code == 303
-        assert denied.headers["location"] == "/login?error=invalid_credentials"
+        assert denied.headers["location"] == "/login?error=login_refused"
         assert browser.get("/auth/oidc/nobody/login").status_code == 404
 
 

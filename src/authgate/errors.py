@@ -28,6 +28,7 @@ __all__ = [
     "InvalidTokenClaims",
     "InvalidUsername",
     "LastAdminError",
+    "LoginRefused",
     "MalformedToken",
     "NotAuthenticated",
     "NotFound",
@@ -143,6 +144,14 @@ class BadCredentials(AuthenticationError):
     code = "invalid_credentials"
     bearer_error = None
     default_detail = "invalid username or password"
+
+
+class LoginRefused(BadCredentials):
+    """The identity provider a login went through did not log the person in (they
+    cancelled, or it refused the code)."""
+
+    code = "login_refused"
+    default_detail = "the identity provider did not log you in"
 
 
 class TooManyAttempts(AuthenticationError):

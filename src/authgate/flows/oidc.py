@@ -26,8 +26,8 @@ from urllib.parse import urlencode
 
 from ..audit import AuditEvent
 from ..errors import (
-    BadCredentials,
     InvalidToken,
+    LoginRefused,
     NotFound,
     ProviderUnavailable,
 )
@@ -141,7 +141,7 @@ def finish_login(
         yield Emit(
             AuditEvent("login_failure", "", client_ip=client.ip, detail=f"{issuer.name}: {error}")
         )
-        raise BadCredentials(f"{issuer.name} did not log you in ({error})")
+        raise LoginRefused(f"{issuer.name} did not log you in ({error})")
     code = query.get("code")
     token_endpoint = (state.metadata or {}).get("token_endpoint")
     if not isinstance(code, str) or not code or len(code) > 2048:
@@ -161,7 +161,7 @@ def finish_login(
         yield Emit(
             AuditEvent("login_failure", "", client_ip=client.ip, detail=f"{issuer.name}: {err}")
         )
-        raise BadCredentials(f"{issuer.name} did not accept the login: {err}") from None
+        raise LoginRefused(f"{issuer.name} did not accept the login: {err}") from None
     id_claims = _id_token_claims(state, tokens.get("id_token"), str(begun["nonce"]))
     found = read_claims(issuer, id_claims)
     user = yield from local_user(state.issuer, rules.roles.order, found, id_claims, client)
