@@ -325,9 +325,9 @@ def test_a_providers_token_is_an_identity_with_its_roles(provider: Provider) -> 
     [
         ({"claims": {"iss": "https://evil.example"}}, "not trusted"),
         ({"claims": {"aud": "https://other-api.example"}}, "wrong audience"),
-        ({"claims": {"exp": int(time.time()) - 100}}, "expired"),
-        ({"claims": {"nbf": int(time.time()) + 300}}, "not yet valid"),
-        ({"claims": {"iat": int(time.time()) + 300}}, "issued in the future"),
+        ({"from_now": {"exp": -100}}, "expired"),  # seconds from when the test runs
+        ({"from_now": {"nbf": 300}}, "not yet valid"),
+        ({"from_now": {"iat": 300}}, "issued in the future"),
         ({"claims": {"sub": ""}}, "sub claim"),
         ({"headers": {"typ": "id_token+jwt"}}, "type"),
         ({"headers": {"kid": "forged"}}, "key"),
@@ -365,7 +365,9 @@ def test_a_bad_token_is_a_401_invalid_token(
         token = f"{forged_head}.{body}." + base64.urlsafe_b64encode(signature).rstrip(b"=").decode()
     else:
         kid = change.get("kid", "k1")
-        token = provider.token(kid, change.get("headers"), **change.get("claims", {}))
+        claims = dict(change.get("claims", {}))
+        claims.update({k: int(time.time()) + v for k, v in change.get("from_now", {}).items()})
+        token = provider.token(kid, change.get("headers"), **claims)
     try:
         with httpx.Client(transport=httpx.WSGITransport(app=app), base_url="http://t") as web:
             answer = web.get("/notes", headers={"Authorization": f"Bearer {token}"})

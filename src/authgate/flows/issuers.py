@@ -17,6 +17,7 @@ import logging
 import re
 import threading
 import time
+import weakref
 from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -360,7 +361,14 @@ class KeyRefresher:
             return
         self._stop.clear()
         self._pid = os.getpid()
-        self._thread = threading.Thread(target=self._run, name="authgate-issuer-keys", daemon=True)
+        # The thread holds the refresher weakly: a gate dropped without `close` takes
+        # its refresher with it, and the thread ends at its next tick.
+        self._thread = threading.Thread(
+            target=KeyRefresher._run,
+            args=(weakref.ref(self), self._stop, self.tick),
+            name="authgate-issuer-keys",
+            daemon=True,
+        )
         self._thread.start()
 
     def stop(self) -> None:
@@ -374,10 +382,17 @@ class KeyRefresher:
                 with state.lock:
                     run_fetches(refresh_keys(state))
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
+    @staticmethod
+    def _run(
+        owner: weakref.ReferenceType[KeyRefresher], stop: threading.Event, tick: float
+    ) -> None:
+        while not stop.is_set():
+            refresher = owner()
+            if refresher is None:
+                return
             try:
-                self.refresh_now()
+                refresher.refresh_now()
             except Exception:  # pragma: no cover - a refresher never dies of one failure
                 _log.exception("the trusted issuers' key refresher failed")
-            self._stop.wait(self.tick)
+            del refresher
+            stop.wait(tick)
