@@ -38,7 +38,7 @@ ALICE = User(
 class Site:
     """examples/starlette_app.py under uvicorn, logins through the provider on."""
 
-    def __init__(self, provider: OpenIdProvider, port: int, tmp: Path) -> None:
+    def __init__(self, provider: OpenIdProvider, port: int, tmp: Path, workers: int = 1) -> None:
         self.url = f"http://127.0.0.1:{port}"
         self.store = f"sqlite:///{tmp / 'authgate.db'}"
         env = {
@@ -71,7 +71,8 @@ class Site:
         with open(self.log, "wb") as sink:
             self.process = subprocess.Popen(
                 [sys.executable, "-m", "uvicorn", "examples.starlette_app:app",
-                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"],
+                 "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+                 "--workers", str(workers)],
                 cwd=ROOT, env=env, stdout=sink, stderr=subprocess.STDOUT,
             )  # fmt: skip
         deadline = time.monotonic() + 30
@@ -230,3 +231,51 @@ def test_a_user_made_at_a_provider_login_proves_it_again_by_logging_in_again(
             "/auth/reauth", json={"password": ""}, headers={"X-CSRF-Token": token}
         )
         assert refused.status_code == 400 and "log in again" in refused.json()["detail"]
+
+
+def test_first_logins_at_once_on_four_workers_make_one_local_user(
+    tmp_path: Path,
+) -> None:
+    """uvicorn --workers 4 on a fresh store: the same person's first login finishing in
+    four browsers at once makes one local user, and every browser is signed in as it."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    port = free_port()
+    web = Client("web", "web secret", (f"http://127.0.0.1:{port}/auth/oidc/op/callback",))
+    with OpenIdProvider(clients=[web], users=[ALICE]) as provider:
+        # The admin first, as `authgate bootstrap` before a server's workers.
+        seed = Gate(
+            store=f"sqlite:///{tmp_path / 'authgate.db'}",
+            secret_key=SECRET,
+            hasher=cheap_hasher(),
+            superuser_username="admin",
+            superuser_password="admin password 1",
+        )
+        seed.ensure_superuser()
+        seed.close()
+        site = Site(provider, port, tmp_path, workers=4)
+        try:
+            browsers = [
+                httpx.Client(base_url=site.url, timeout=20, limits=httpx.Limits(
+                    max_keepalive_connections=0)) for _ in range(4)
+            ]  # fmt: skip
+            callbacks = []
+            for browser in browsers:
+                where, _ = _start(browser)
+                callbacks.append(provider.login(where, "alice", "alice password 1"))
+            with ThreadPoolExecutor(4) as pool:
+                answers = list(pool.map(lambda pair: pair[0].get(pair[1]),
+                                        zip(browsers, callbacks, strict=True)))  # fmt: skip
+            assert [a.status_code for a in answers] == [303] * 4, [a.text for a in answers]
+            names = {b.get("/auth/me").json()["username"] for b in browsers}
+            assert names == {"alice"}
+            for browser in browsers:
+                browser.close()
+        finally:
+            site.close()
+        gate = Gate(store=site.store, secret_key=SECRET, hasher=cheap_hasher())
+        try:
+            made = [u for u in gate.store.list_users().items if u.id.startswith("ext-")]
+            assert [u.username for u in made] == ["alice"]
+        finally:
+            gate.close()

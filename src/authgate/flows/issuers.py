@@ -325,9 +325,16 @@ def local_user(
         made = dataclasses.replace(made, id=user_id)
         try:
             saved = yield from call(Store.create_user, made)
-        except UserExists:
-            continue  # the name is someone else's: the next candidate
-        except StoreError:
+        except StoreError as err:
+            if err.status == 503:
+                raise
+            # Another worker made this user a moment ago (the same id), or the name
+            # is someone else's: the user if it is there now, else the next name.
+            raced = yield from call(Store.get_user_by_id, user_id)
+            if raced is not None:
+                return raced
+            if isinstance(err, UserExists):
+                continue
             raise
         yield Emit(
             AuditEvent(
