@@ -9,6 +9,7 @@ keys serve until they expire, then 503; restarted, it serves again."""
 from __future__ import annotations
 
 import json
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -153,6 +154,8 @@ def test_an_outage_keeps_the_cached_keys_then_answers_503_then_recovers(
         while deployment.call("GET", "/admin", token=token).status != 200:
             assert time.monotonic() < deadline, "the keys were not fetched again"
             time.sleep(0.2)
+    # The app, its gate and the gate's key refresher go (the module kept them).
+    sys.modules.pop(APPS["plain_asgi"], None)
 
 
 @pytest.mark.parametrize("app", ["fastapi", "flask"])

@@ -230,7 +230,7 @@ def test_a_user_made_at_a_provider_login_proves_it_again_by_logging_in_again(
         refused = browser.post(
             "/auth/reauth", json={"password": ""}, headers={"X-CSRF-Token": token}
         )
-        assert refused.status_code == 400 and "log in again" in refused.json()["detail"]
+        assert refused.status_code == 401 and "log in again" in refused.json()["detail"]
 
 
 def test_first_logins_at_once_on_four_workers_make_one_local_user(

@@ -41,7 +41,6 @@ from authgate.errors import (
     NotAuthenticated,
     SessionRevoked,
     StepUpRequired,
-    ValidationError,
 )
 from authgate.flows.apikeys import api_key_identity
 from authgate.flows.browser import browser_identity
@@ -307,7 +306,7 @@ def test_a_user_with_a_factor_proves_it_again_with_a_code_not_the_password(gate:
     totp = pyotp.TOTP(gate.begin_totp(me).secret)
     codes = gate.confirm_totp(me, totp.now())
     assert gate.reauth_options(me)["methods"] == ["totp", "recovery_code"]
-    with pytest.raises(ValidationError, match="second factor"):
+    with pytest.raises(BadCredentials, match="second factor"):
         gate.reauthenticate(me, password=PW)
     with pytest.raises(BadCredentials):
         gate.reauthenticate(me, code="000000" if totp.now() != "000000" else "111111")
@@ -349,7 +348,7 @@ def test_reauth_over_http_and_its_refusals(gate: Gate, client: httpx.Client) -> 
     me = {"Authorization": f"Bearer {pair['access_token']}"}
     assert client.get("/auth/reauth").status_code == 401
     assert client.get("/auth/reauth", headers=me).json()["methods"] == ["password"]
-    assert client.post("/auth/reauth", headers=me, json={}).status_code == 400
+    assert client.post("/auth/reauth", headers=me, json={}).status_code == 401  # no proof
     assert client.post("/auth/reauth", headers=me, json={"password": 7}).status_code == 400
     wrong = client.post("/auth/reauth", headers=me, json={"password": "nope nope"})
     assert wrong.status_code == 401 and wrong.json()["error"] == "invalid_credentials"

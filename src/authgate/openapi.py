@@ -98,6 +98,7 @@ class _Operation:
     body: Mapping[str, _Field] | None = None
     form: bool = False  # the body is form-encoded (an OAuth2 token request)
     checked: frozenset[str] = frozenset()  # body fields checked beyond their kind
+    own_checks: Mapping[str, dict[str, Any]] | None = None  # this operation's own such
     rules: tuple[dict[str, Any], ...] = ()  # what the body's fields must satisfy together
     public: bool = False  # no credential needed
     conditional: bool = False  # takes If-Match (412, 428)
@@ -399,6 +400,8 @@ _OPERATIONS: dict[str, _Operation] = {
         ok=201,
         answer="NewPasskey",
         body=_PASSKEY_ADD,
+        # A passkey's label: 1 to 64 characters, none of them a control character.
+        own_checks={"name": {"minLength": 1, "pattern": "^[^\\u0000-\\u001f\\u007f]*$"}},
         conflict="this passkey is registered already",
     ),
     "passkey_remove": _Operation(
@@ -411,6 +414,7 @@ _OPERATIONS: dict[str, _Operation] = {
         "their token; `session: cookie` asks for a browser session",
         answer="PasskeyOptions",
         body=_PASSKEY_OPTIONS,
+        checked=frozenset({"session"}),
         optional_body=True,
         public=True,
     ),
@@ -842,7 +846,16 @@ _SCHEMAS: dict[str, dict[str, Any]] = {
 
 _KINDS: dict[str, dict[str, Any]] = {
     _STR: {"type": "string"},
-    _OBJ: {"type": "object", "description": "as `PublicKeyCredential.toJSON()` gives it"},
+    # A passkey's answer, as the browser's ``PublicKeyCredential.toJSON()`` gives it.
+    _OBJ: {
+        "type": "object",
+        "description": "as `PublicKeyCredential.toJSON()` gives it",
+        "required": ["id", "response"],
+        "properties": {
+            "id": {"type": "string", "pattern": "^[A-Za-z0-9_-]{16,1400}$"},
+            "response": {"type": "object"},
+        },
+    },
     _BOOL: {"type": "boolean"},
     _INT: {"type": "integer"},
     _LIST: {"type": "array", "items": {"type": "string"}, "maxItems": 256},
@@ -872,6 +885,7 @@ def _checks(api: HttpApi) -> dict[str, dict[str, Any]]:
         "status": {"type": "string", "enum": ["active", "inactive"]},
         "grant_type": {"type": "string", "enum": ["password"]},
         "name": {"type": "string", "minLength": 1},
+        "session": {"type": "string", "enum": ["token", "cookie"]},
         "expires_in": {"type": "integer", **_KEY_LIFETIME},
         # What sign-up takes for an address (none, or local@domain.tld).
         "email": {
@@ -890,8 +904,12 @@ def _body_schema(op: _Operation, checks: Mapping[str, dict[str, Any]]) -> dict[s
         schema = dict(_KINDS[spec.kind])
         if spec.kind == _OBJ and op.form:  # a form sends the object as JSON text
             schema = {"type": "string", "description": "JSON, as `PublicKeyCredential.toJSON()`"}
+            if spec.required:
+                schema["minLength"] = 1  # a blank form field is one not sent
         if name in op.checked:
             schema.update(checks[name])
+        if op.own_checks and name in op.own_checks:
+            schema.update(op.own_checks[name])
         if spec.kind == _STR:
             schema["maxLength"] = spec.max_length
             if op.form and spec.required:

@@ -315,13 +315,15 @@ def _transports(credential: object) -> tuple[str, ...]:
 
 
 def _name(name: object) -> str:
+    """A passkey's label: 1 to 64 characters, no control character (C0 or DEL), the
+    spaces around it dropped; a blank one is "passkey"."""
     if name is None:
         return "passkey"
-    if not isinstance(name, str) or not name.strip() or len(name) > _MAX_NAME:
+    if not isinstance(name, str) or not 1 <= len(name) <= _MAX_NAME:
         raise ValidationError(f"a passkey's name is 1 to {_MAX_NAME} characters", field="name")
-    if not name.isprintable():
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
         raise ValidationError("a passkey's name has no control characters", field="name")
-    return name.strip()
+    return name.strip() or "passkey"
 
 
 def _why(err: Exception) -> str:

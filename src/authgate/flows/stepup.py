@@ -16,7 +16,7 @@ from typing import Any
 
 from ..audit import AuditEvent
 from ..browser import BrowserRules
-from ..errors import BadCredentials, NotAuthenticated, SessionRevoked, ValidationError
+from ..errors import BadCredentials, NotAuthenticated, SessionRevoked
 from ..factors import Factors
 from ..identity import Client, Identity
 from ..passkeys import REAUTH
@@ -100,15 +100,14 @@ def reauthenticate(
         )
         amr = ["hwk"]
     elif methods == ["login"]:
-        raise ValidationError(
+        raise BadCredentials(
             "this account has no password here: log in again (through its identity "
-            "provider) for a recent login",
-            field="password",
+            "provider) for a recent login"
         )
     elif "password" in methods:
         password = proof.get("password")
         if not isinstance(password, str):
-            raise ValidationError("send the account's password", field="password")
+            raise BadCredentials("this account proves itself with its password: send it")
         proven = yield from check_password(rules, user.username, password, client)
         if proven.id != user.id:  # the account was replaced meanwhile
             raise BadCredentials()
@@ -117,10 +116,9 @@ def reauthenticate(
         code = proof.get("code")
         codes = "totp" in methods or "recovery_code" in methods
         if mfa is None or not codes or not isinstance(code, str):
-            raise ValidationError(
+            raise BadCredentials(
                 "this account proves itself with its second factor: send a 'code' of it"
-                + (" or use a passkey" if "passkey" in methods else ""),
-                field="code",
+                + (" or use a passkey" if "passkey" in methods else "")
             )
         proven, method = yield from prove_factor(mfa, rules, user, code, client)
         amr = amr_of(method)[1:2]
