@@ -215,7 +215,8 @@ class _Gate(Generic[S]):
         # An external token -> its issuer and identity (re-checked by the issuer's
         # verifier on each use: its expiry, and a rotation that forgot the key).
         self._external_identities: LRU[str, tuple[IssuerState, Identity]] = LRU(EXTERNAL_IDENTITIES)
-        self._refresher = KeyRefresher(self.issuers) if self.issuers else None
+        self._trusts_issuers = bool(self.issuers)
+        self._refresher = KeyRefresher(self.issuers) if self._trusts_issuers else None
         if self._refresher is not None:
             self._refresher.refresh_now()  # the keys at start: requests find them there
         #: Signs the state a login through a provider keeps in the browser meanwhile.
@@ -349,9 +350,10 @@ class _Gate(Generic[S]):
             return api_key_identity(self.rules, token)
         if is_session_cookie(token):
             return browser_identity(self.rules, token)
-        external = self._external(token)
-        if external is not None:
-            return external
+        if self._trusts_issuers:  # decided once: no cost per request without issuers
+            external = self._external(token)
+            if external is not None:
+                return external
         claims, identity = self._quick(token)
         if identity is not None:
             return returning(identity)
@@ -360,7 +362,7 @@ class _Gate(Generic[S]):
     def _external(self, token: str) -> Flow[Identity] | None:
         """The flow of a trusted issuer's token (None for authgate's own: a token this
         gate verified lately is not looked at twice)."""
-        if not self.issuers or self.verifier.remembers(token):
+        if self.verifier.remembers(token):
             return None
         known = self._external_identities.get(token)
         if known is not None and known[0].keys.usable():
@@ -830,7 +832,9 @@ class AsyncGate(_Gate[AsyncStore], AsyncFace):
         """The identity when it can be decided without I/O (stateless mode, or a cached
         session check), None when `authenticate` must be awaited; `InvalidToken` for a
         bad token.  The ASGI middleware's fast path."""
-        if is_api_key(token) or is_session_cookie(token) or self._external(token) is not None:
+        if is_api_key(token) or is_session_cookie(token):
+            return None
+        if self._trusts_issuers and self._external(token) is not None:
             return None
         return self._quick(token)[1]
 

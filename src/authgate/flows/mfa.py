@@ -35,7 +35,6 @@ from ..errors import (
     NotFound,
     PermissionDenied,
     SecondFactorRequired,
-    StoreError,
     UserNotFound,
     ValidationError,
 )
@@ -54,7 +53,7 @@ from ..stores.base import Store
 from ..tokens import TokenVerifier
 from ..users import User
 from .ops import Emit, Flow, call
-from .passkeys import prove_passkey
+from .passkeys import prove_passkey, spend_proof
 from .sessions import PASSWORD, SessionRules
 
 __all__ = [
@@ -250,16 +249,7 @@ def prove_factor(
         yield Emit(AuditEvent("mfa_failure", name, client_ip=client.ip, detail="wrong code"))
         raise BadCredentials("the code is wrong or already used")
     changed, method = spent
-    try:
-        saved = yield from call(
-            Store.update_user, user.changed(factors=changed.dump()), user.version
-        )
-    except StoreError as err:
-        if err.status == 503:
-            raise
-        # Another request spent this challenge (or the code) a moment ago.
-        raise InvalidToken("the challenge is used or out of date: log in again") from None
-    yield from sessions.lockout.succeeded(name)
+    saved = yield from spend_proof(sessions, user, changed)
     left = f", {len(changed.recovery)} recovery codes left" if method == "recovery_code" else ""
     yield Emit(AuditEvent("mfa_success", name, client_ip=client.ip, detail=method + left))
     return saved, method

@@ -49,6 +49,7 @@ __all__ = [
     "prove_passkey",
     "remove_passkey",
     "spend_ceremony",
+    "spend_proof",
 ]
 
 #: How a login by passkey alone is named (RFC 8176): a key held, which verified its
@@ -149,19 +150,27 @@ def prove_passkey(
     changed = replace(
         factors, passkeys=tuple(used if k.id == used.id else k for k in factors.passkeys)
     )
+    saved = yield from spend_proof(sessions, user, changed)
+    yield Emit(
+        AuditEvent("mfa_success", name, client_ip=client.ip, detail=f"passkey {used.name!r}")
+    )
+    return saved
+
+
+def spend_proof(sessions: SessionRules, user: User, factors: Factors) -> Flow[User]:
+    """Store `user`'s factors as a proof left them (a code's step or a recovery code
+    spent, a passkey's counter), on the version the proof was checked against, and
+    clear the lock-out count it reserved.  Another request that spent the same proof
+    (or its challenge) a moment ago wins: `InvalidToken`."""
     try:
         saved = yield from call(
-            Store.update_user, user.changed(factors=changed.dump()), user.version
+            Store.update_user, user.changed(factors=factors.dump()), user.version
         )
     except StoreError as err:
         if err.status == 503:
             raise
-        # Another request used this challenge a moment ago.
         raise InvalidToken("the challenge is used or out of date: start again") from None
-    yield from sessions.lockout.succeeded(name)
-    yield Emit(
-        AuditEvent("mfa_success", name, client_ip=client.ip, detail=f"passkey {used.name!r}")
-    )
+    yield from sessions.lockout.succeeded(user.username)
     return saved
 
 
